@@ -1,0 +1,169 @@
+#include "forest_kernels.hpp"
+
+#include <cstdlib>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define HEPINFER_X86 1
+#include <immintrin.h>
+#endif
+
+namespace hepinfer::detail {
+
+namespace {
+
+void walk_rows_scalar(const CompleteTrees& trees, std::uint32_t slot, const float* block, std::size_t cap,
+                      std::size_t n_rows, std::int32_t* out) noexcept {
+  const std::int32_t* f = trees.feat.data() + static_cast<std::size_t>(slot) * trees.n_internal;
+  const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
+  const int depth = trees.depth;
+  for (std::size_t r = 0; r < n_rows; r += 8) {
+    std::uint32_t idx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int l = 0; l < depth; ++l) {
+      for (int k = 0; k < 8; ++k) {
+        const std::int32_t fd = f[idx[k]];
+        const float x = block[r + static_cast<std::size_t>(k) + static_cast<std::size_t>(fd & 0x7fffffff) * cap];
+        const bool left = (x < t[idx[k]]) | ((x != x) & (fd < 0));
+        idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(left);
+      }
+    }
+    for (int k = 0; k < 8; ++k) out[r + static_cast<std::size_t>(k)] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
+  }
+}
+
+void walk_trees8_scalar(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
+                        std::int32_t* out) noexcept {
+  std::uint32_t idx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const std::size_t ni = trees.n_internal;
+  const std::int32_t* f = trees.feat.data() + static_cast<std::size_t>(slot) * ni;
+  const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * ni;
+  for (int l = 0; l < trees.depth; ++l) {
+    for (int k = 0; k < 8; ++k) {
+      const std::size_t o = static_cast<std::size_t>(k) * ni + idx[k];
+      const std::int32_t fd = f[o];
+      const float x = row[static_cast<std::size_t>(fd & 0x7fffffff) * cs];
+      const bool left = (x < t[o]) | ((x != x) & (fd < 0));
+      idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(left);
+    }
+  }
+  for (int k = 0; k < 8; ++k) out[k] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
+}
+
+#ifdef HEPINFER_X86
+#define HEPINFER_AVX2 __attribute__((target("avx2")))
+
+HEPINFER_AVX2 inline __m256i step8(__m256i idx, __m256i f, __m256 t, __m256 x) {
+  const __m256 lt = _mm256_cmp_ps(x, t, _CMP_LT_OQ);
+  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  const __m256 dl = _mm256_castsi256_ps(_mm256_srai_epi32(f, 31));
+  const __m256i left = _mm256_castps_si256(_mm256_or_ps(lt, _mm256_and_ps(nan, dl)));  // -1 where left
+  return _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(idx, 1), _mm256_set1_epi32(2)), left);
+}
+
+// Rows in lanes. The first levels of a tree have at most 16 nodes: their fields are
+// loaded once into registers and picked per lane with a permute, so only deeper levels
+// and the input values need gathers. The block is column-major, so at the root (one
+// feature for every lane) the inputs are one contiguous load.
+HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot, const float* block,
+                                  std::size_t cap, std::size_t n_rows, std::int32_t* out) noexcept {
+  const int* f = trees.feat.data() + static_cast<std::size_t>(slot) * trees.n_internal;
+  const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
+  const int depth = trees.depth;
+  const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i capv = _mm256_set1_epi32(static_cast<int>(cap));
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i seven = _mm256_set1_epi32(7);
+  const __m256i offset = _mm256_set1_epi32(static_cast<int>(trees.n_internal));
+  constexpr int U = 4;  // independent groups of 8 rows in flight
+  const int perm_levels = depth < 5 ? depth : 5;
+
+  // Level fields held in registers: level l (l <= 3) in one register at node 2^l - 1;
+  // level 4 in two registers (nodes 15..22 and 23..30).
+  __m256i lf[6];
+  __m256 lt[6];
+  for (int l = 0; l < perm_levels && l < 4; ++l) {
+    lf[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f + (1 << l) - 1));
+    lt[l] = _mm256_loadu_ps(t + (1 << l) - 1);
+  }
+  if (perm_levels == 5) {
+    lf[4] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f + 15));
+    lt[4] = _mm256_loadu_ps(t + 15);
+    lf[5] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f + 23));
+    lt[5] = _mm256_loadu_ps(t + 23);
+  }
+
+  for (std::size_t r = 0; r < n_rows; r += 8 * U) {
+    const int groups = static_cast<int>(n_rows - r >= 8 * U ? U : (n_rows - r) / 8);
+    __m256i idx[U], rows[U];
+    for (int u = 0; u < U; ++u) {
+      idx[u] = _mm256_setzero_si256();
+      rows[u] = _mm256_add_epi32(iota, _mm256_set1_epi32(static_cast<int>(r) + 8 * u));
+    }
+    // root: one feature for all lanes -> contiguous loads
+    {
+      const int fd0 = f[0];
+      const __m256i fdv = _mm256_set1_epi32(fd0);
+      const __m256 thv = _mm256_set1_ps(t[0]);
+      const float* col = block + static_cast<std::size_t>(fd0 & 0x7fffffff) * cap + r;
+      for (int u = 0; u < groups; ++u) idx[u] = step8(idx[u], fdv, thv, _mm256_loadu_ps(col + 8 * u));
+    }
+    for (int l = 1; l < depth; ++l) {
+      for (int u = 0; u < groups; ++u) {
+        __m256i fd;
+        __m256 th;
+        if (l < 4 && l < perm_levels) {
+          const __m256i p = _mm256_sub_epi32(idx[u], _mm256_set1_epi32((1 << l) - 1));
+          fd = _mm256_permutevar8x32_epi32(lf[l], p);
+          th = _mm256_permutevar8x32_ps(lt[l], p);
+        } else if (l == 4 && perm_levels == 5) {
+          const __m256i p = _mm256_sub_epi32(idx[u], _mm256_set1_epi32(15));
+          const __m256i lo = _mm256_and_si256(p, seven);
+          const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(p, 28));  // bit 3 -> sign
+          fd = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(_mm256_permutevar8x32_epi32(lf[4], lo)),
+                                                    _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(lf[5], lo)), hi));
+          th = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lt[4], lo), _mm256_permutevar8x32_ps(lt[5], lo), hi);
+        } else {
+          fd = _mm256_i32gather_epi32(f, idx[u], 4);
+          th = _mm256_i32gather_ps(t, idx[u], 4);
+        }
+        const __m256i xi = _mm256_add_epi32(rows[u], _mm256_mullo_epi32(_mm256_and_si256(fd, mask), capv));
+        const __m256 x = _mm256_i32gather_ps(block, xi, 4);
+        idx[u] = step8(idx[u], fd, th, x);
+      }
+    }
+    for (int u = 0; u < groups; ++u)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r + 8 * static_cast<std::size_t>(u)),
+                          _mm256_sub_epi32(idx[u], offset));
+  }
+}
+#endif
+
+}  // namespace
+
+bool cpu_has_avx2() noexcept {
+#ifdef HEPINFER_X86
+  // HEPINFER_DISABLE_AVX2=1 forces the portable kernels (used by the tests to check both).
+  static const bool has = __builtin_cpu_supports("avx2") && std::getenv("HEPINFER_DISABLE_AVX2") == nullptr;
+  return has;
+#else
+  return false;
+#endif
+}
+
+void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const float* block, std::size_t cap,
+                        std::size_t n_rows, std::int32_t* leaf_out) noexcept {
+#ifdef HEPINFER_X86
+  if (cpu_has_avx2()) {
+    walk_rows_avx2(trees, slot, block, cap, n_rows, leaf_out);
+    return;
+  }
+#endif
+  walk_rows_scalar(trees, slot, block, cap, n_rows, leaf_out);
+}
+
+void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
+                          std::int32_t* leaf_out) noexcept {
+  // Latency-bound (one row): eight independent scalar chains beat gathers here.
+  walk_trees8_scalar(trees, slot, row, cs, leaf_out);
+}
+
+}  // namespace hepinfer::detail

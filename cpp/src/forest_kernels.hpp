@@ -1,0 +1,57 @@
+#pragma once
+// Kernels for trees stored as complete binary trees of one common depth D.
+//
+// Node i (0-based, breadth-first) has children 2i+1 (left) and 2i+2 (right), so a walk
+// needs no child pointers: D steps of `i = 2i + 2 - go_left`. Each internal node holds
+// `feature | default_left << 31` and a float threshold ("go left iff x < threshold",
+// NaN goes left iff default_left). A leaf that sits above depth D is padded by nodes
+// that always go right (threshold NaN, default_left 0) down to depth D.
+//
+// The AVX2 variants walk 8 rows (or 8 trees) per vector with gathers; they are chosen at
+// run time, so the library still runs on CPUs without AVX2.
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace hepinfer::detail {
+
+struct CompleteTrees {
+  int depth = 0;                    ///< D
+  std::uint32_t n_internal = 0;     ///< 2^D - 1 nodes per tree
+  std::uint32_t n_leaves = 0;       ///< 2^D leaf slots per tree
+  std::vector<std::int32_t> feat;   ///< [slot * n_internal + i]: feature | default_left << 31 (+16 padding)
+  std::vector<float> thr;           ///< [slot * n_internal + i] (+16 padding: kernels load 8 or 16 at a time)
+  std::vector<double> leaf;         ///< [slot * n_leaves + j]
+  std::vector<std::int32_t> leaf_id;///< [slot * n_leaves + j]: the source library's leaf index
+};
+
+/// True when the CPU executes AVX2 (checked once).
+bool cpu_has_avx2() noexcept;
+
+/// Walk tree `slot` for rows 0..n_rows-1 of a column-major float block: element (r, j)
+/// at block[r + j * cap]. n_rows must be a multiple of 8 (pad the block). Writes the leaf
+/// slot (0..2^D-1) per row.
+void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const float* block, std::size_t cap,
+                        std::size_t n_rows, std::int32_t* leaf_out) noexcept;
+
+/// Walk trees slot..slot+7 for one row (feature j at row[j * cs]). Writes 8 leaf slots.
+void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
+                          std::int32_t* leaf_out) noexcept;
+
+/// Walk one tree for one row.
+inline std::int32_t complete_walk_one(const CompleteTrees& trees, std::uint32_t slot, const float* row,
+                                      std::size_t cs) noexcept {
+  const std::int32_t* f = trees.feat.data() + static_cast<std::size_t>(slot) * trees.n_internal;
+  const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
+  std::uint32_t i = 0;
+  for (int l = 0; l < trees.depth; ++l) {
+    const std::int32_t fd = f[i];
+    const float x = row[static_cast<std::size_t>(fd & 0x7fffffff) * cs];
+    const bool left = (x < t[i]) | ((x != x) & (fd < 0));
+    i = 2 * i + 2 - static_cast<std::uint32_t>(left);
+  }
+  return static_cast<std::int32_t>(i - trees.n_internal);
+}
+
+}  // namespace hepinfer::detail

@@ -1,0 +1,250 @@
+// XGBoost models as written by Booster.save_model() in JSON or UBJ (xgboost 1.x to 3.x).
+//
+// Semantics (XGBoost's RegTree / predictor): a row goes left iff x < split_condition
+// with both in float32; NaN (missing) goes to the default child; a leaf's value is its
+// split_condition. margin[group] = base_margin[group] + sum of the group's leaves,
+// base_margin = ProbToMargin(base_score) for the objective (logit for logistic
+// objectives, log for log-link objectives, identity otherwise).
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "hepinfer/forest.hpp"
+#include "json.hpp"
+
+namespace hepinfer {
+
+namespace {
+
+using detail::JsonReader;
+using detail::JsonValue;
+
+enum class Link { Identity, Logit, Log };
+
+struct ObjectiveInfo {
+  Postprocess post;
+  Link base_link;
+};
+
+ObjectiveInfo objective_info(const std::string& name, const JsonReader& r) {
+  if (name == "binary:logistic" || name == "reg:logistic") return {Postprocess::Sigmoid, Link::Logit};
+  if (name == "binary:logitraw") return {Postprocess::Identity, Link::Identity};
+  if (name == "reg:squarederror" || name == "reg:linear" || name == "reg:squaredlogerror" ||
+      name == "reg:pseudohubererror" || name == "reg:absoluteerror" || name == "reg:quantileerror" ||
+      name == "rank:pairwise" || name == "rank:ndcg" || name == "rank:map")
+    return {Postprocess::Identity, Link::Identity};
+  if (name == "count:poisson" || name == "reg:gamma" || name == "reg:tweedie" || name == "survival:cox")
+    return {Postprocess::Exp, Link::Log};
+  if (name == "multi:softprob") return {Postprocess::Softmax, Link::Identity};
+  if (name == "multi:softmax") return {Postprocess::ArgMax, Link::Identity};
+  r.fail("learner/objective/name", "objective '" + name +
+                                       "' is not supported (supported: binary:logistic, binary:logitraw, "
+                                       "reg:logistic, reg:squarederror and other identity-link regressions, "
+                                       "count:poisson, reg:gamma, reg:tweedie, survival:cox, multi:softprob, "
+                                       "multi:softmax, rank:*)");
+}
+
+/// base_score is written as "0.5", "5E-1", "[5E-1]" or "[a,b,c]" (xgboost 3.x), or as a number.
+std::vector<double> parse_base_score(const JsonValue& v, const JsonReader& r) {
+  const std::string path = "learner/learner_model_param/base_score";
+  if (v.type == JsonValue::Type::Number) return {v.number};
+  if (v.is_array()) return r.numbers(v, path);
+  std::string s = r.string(v, path);
+  std::size_t a = s.find_first_not_of(" \t");
+  std::size_t b = s.find_last_not_of(" \t");
+  if (a == std::string::npos) r.fail(path, "empty base_score");
+  s = s.substr(a, b - a + 1);
+  if (!s.empty() && s.front() == '[') {
+    if (s.back() != ']') r.fail(path, "malformed base_score '" + s + "'");
+    s = s.substr(1, s.size() - 2);
+  }
+  std::vector<double> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    std::size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    double d;
+    if (!detail::parse_double(s.data() + start, s.data() + comma, d))
+      r.fail(path, "malformed base_score '" + s + "'");
+    out.push_back(d);
+    start = comma + 1;
+  }
+  return out;
+}
+
+double apply_link(double p, Link link) {
+  // XGBoost computes ProbToMargin in float32.
+  const float f = static_cast<float>(p);
+  switch (link) {
+    case Link::Logit: return static_cast<double>(-std::log(1.0f / f - 1.0f));
+    case Link::Log: return static_cast<double>(std::log(f));
+    case Link::Identity: break;
+  }
+  return static_cast<double>(f);
+}
+
+TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& path, std::int32_t n_features) {
+  const auto left = r.integers(r.member(t, "left_children", path), path + "/left_children");
+  const auto right = r.integers(r.member(t, "right_children", path), path + "/right_children");
+  const auto split_index = r.integers(r.member(t, "split_indices", path), path + "/split_indices");
+  const auto cond = r.numbers(r.member(t, "split_conditions", path), path + "/split_conditions");
+  const auto dleft = r.integers(r.member(t, "default_left", path), path + "/default_left");
+  std::vector<std::int64_t> split_type;
+  if (const JsonValue* st = t.find("split_type")) split_type = r.integers(*st, path + "/split_type");
+
+  const std::size_t n = left.size();
+  if (n == 0) r.fail(path, "tree has no nodes");
+  if (right.size() != n || split_index.size() != n || cond.size() != n || dleft.size() != n ||
+      (!split_type.empty() && split_type.size() != n))
+    r.fail(path, "node arrays have different lengths (left_children has " + std::to_string(n) + ")");
+  if (const JsonValue* tp = t.find("tree_param")) {
+    if (const JsonValue* nn = tp->find("num_nodes")) {
+      if (r.integer(*nn, path + "/tree_param/num_nodes") != static_cast<std::int64_t>(n))
+        r.fail(path, "tree_param/num_nodes disagrees with the node arrays (truncated model?)");
+    }
+    if (const JsonValue* sl = tp->find("size_leaf_vector")) {
+      std::int64_t s = r.integer(*sl, path + "/tree_param/size_leaf_vector");
+      if (s > 1) r.fail(path, "vector-leaf trees (multi_strategy=multi_output_tree) are not supported");
+    }
+  }
+
+  TreeIR tree;
+  tree.nodes.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    NodeIR& node = tree.nodes[i];
+    const std::string np = path + "/node " + std::to_string(i);
+    if (left[i] == -1) {
+      if (right[i] != -1) r.fail(np, "leaf with a right child");
+      node.kind = NodeIR::Kind::Leaf;
+      node.value = static_cast<double>(static_cast<float>(cond[i]));
+      node.leaf_id = static_cast<std::int32_t>(i);
+      continue;
+    }
+    if (left[i] < 0 || right[i] < 0 || left[i] >= static_cast<std::int64_t>(n) ||
+        right[i] >= static_cast<std::int64_t>(n))
+      r.fail(np, "child index out of range");
+    if (!split_type.empty() && split_type[i] != 0)
+      r.fail(np, "categorical splits of XGBoost models are not supported yet");
+    if (split_index[i] < 0 || split_index[i] >= n_features)
+      r.fail(np, "split feature " + std::to_string(split_index[i]) + " out of range (num_feature = " +
+                     std::to_string(n_features) + ")");
+    node.kind = NodeIR::Kind::Numerical;
+    node.op = NodeIR::Op::Less;
+    node.feature = static_cast<std::int32_t>(split_index[i]);
+    node.threshold = static_cast<double>(static_cast<float>(cond[i]));
+    node.default_left = dleft[i] != 0;
+    node.left = static_cast<std::int32_t>(left[i]);
+    node.right = static_cast<std::int32_t>(right[i]);
+  }
+  return tree;
+}
+
+ForestIR load_xgboost_doc(const JsonValue& doc, const std::string& source_name) {
+  JsonReader r(source_name);
+  const JsonValue& learner = r.member(doc, "learner", "");
+  const JsonValue& lmp = r.member(learner, "learner_model_param", "learner");
+  const JsonValue& objective = r.member(learner, "objective", "learner");
+  const std::string obj_name = r.string(r.member(objective, "name", "learner/objective"), "learner/objective/name");
+  const ObjectiveInfo info = objective_info(obj_name, r);
+
+  ForestIR ir;
+  ir.source = SourceFormat::XGBoost;
+  ir.source_name = source_name;
+  ir.objective = obj_name;
+  ir.postprocess = info.post;
+  ir.float32_inputs = true;
+  ir.float32_accumulate = true;  // XGBoost adds leaves to a float32 margin, tree by tree
+
+  const std::int64_t n_features =
+      r.integer(r.member(lmp, "num_feature", "learner/learner_model_param"), "learner/learner_model_param/num_feature");
+  if (n_features < 0 || n_features > (1 << 24)) r.fail("learner/learner_model_param/num_feature", "absurd value");
+  ir.n_features = static_cast<std::int32_t>(n_features);
+  std::int64_t num_class = 0;
+  if (const JsonValue* nc = lmp.find("num_class")) num_class = r.integer(*nc, "learner/learner_model_param/num_class");
+  if (num_class < 0 || num_class > 100000) r.fail("learner/learner_model_param/num_class", "absurd value");
+  if (const JsonValue* nt = lmp.find("num_target")) {
+    if (r.integer(*nt, "learner/learner_model_param/num_target") > 1)
+      r.fail("learner/learner_model_param/num_target", "multi-target models are not supported");
+  }
+  ir.n_groups = num_class > 1 ? static_cast<std::int32_t>(num_class) : 1;
+  if ((info.post == Postprocess::Softmax || info.post == Postprocess::ArgMax) && num_class < 1)
+    r.fail("learner/learner_model_param/num_class", "multi-class objective without num_class");
+
+  std::vector<double> base = parse_base_score(r.member(lmp, "base_score", "learner/learner_model_param"), r);
+  if (base.size() != 1 && base.size() != static_cast<std::size_t>(ir.n_groups))
+    r.fail("learner/learner_model_param/base_score",
+           "has " + std::to_string(base.size()) + " values for " + std::to_string(ir.n_groups) + " outputs");
+  ir.base_margin.resize(static_cast<std::size_t>(ir.n_groups));
+  for (std::size_t g = 0; g < ir.base_margin.size(); ++g)
+    ir.base_margin[g] = apply_link(base.size() == 1 ? base[0] : base[g], info.base_link);
+
+  if (const JsonValue* fn = learner.find("feature_names")) {
+    if (fn->is_array() && fn->size() > 0) {
+      if (fn->size() != static_cast<std::size_t>(n_features))
+        r.fail("learner/feature_names", "has " + std::to_string(fn->size()) + " names for " +
+                                            std::to_string(n_features) + " features");
+      for (std::size_t i = 0; i < fn->items.size(); ++i)
+        ir.feature_names.push_back(r.string(fn->items[i], "learner/feature_names"));
+    }
+  }
+
+  // gbtree, or dart (gbtree inside, with per-tree weights)
+  const JsonValue& gb = r.member(learner, "gradient_booster", "learner");
+  const std::string gb_name = r.string(r.member(gb, "name", "learner/gradient_booster"), "learner/gradient_booster/name");
+  const JsonValue* model = nullptr;
+  std::vector<double> tree_weights;
+  if (gb_name == "gbtree") {
+    model = &r.member(gb, "model", "learner/gradient_booster");
+  } else if (gb_name == "dart") {
+    const JsonValue& inner = r.member(gb, "gbtree", "learner/gradient_booster");
+    model = &r.member(inner, "model", "learner/gradient_booster/gbtree");
+    tree_weights = r.numbers(r.member(gb, "weight_drop", "learner/gradient_booster"), "learner/gradient_booster/weight_drop");
+  } else {
+    r.fail("learner/gradient_booster/name", "booster '" + gb_name + "' is not a tree booster (gblinear is not supported)");
+  }
+  const std::string mpath = "learner/gradient_booster/model";
+  const JsonValue& trees = r.member(*model, "trees", mpath);
+  if (!trees.is_array() || trees.type == JsonValue::Type::NumberArray) r.fail(mpath + "/trees", "expected an array of trees");
+  const auto tree_info = r.integers(r.member(*model, "tree_info", mpath), mpath + "/tree_info");
+  if (tree_info.size() != trees.items.size())
+    r.fail(mpath + "/tree_info", "has " + std::to_string(tree_info.size()) + " entries for " +
+                                     std::to_string(trees.items.size()) + " trees");
+  if (const JsonValue* gp = model->find("gbtree_model_param")) {
+    if (const JsonValue* nt = gp->find("num_trees")) {
+      if (r.integer(*nt, mpath + "/gbtree_model_param/num_trees") != static_cast<std::int64_t>(trees.items.size()))
+        r.fail(mpath + "/gbtree_model_param/num_trees", "disagrees with the number of trees (truncated model?)");
+    }
+  }
+  if (!tree_weights.empty() && tree_weights.size() != trees.items.size())
+    r.fail("learner/gradient_booster/weight_drop", "length differs from the number of trees");
+
+  ir.trees.reserve(trees.items.size());
+  for (std::size_t t = 0; t < trees.items.size(); ++t) {
+    const std::string tpath = mpath + "/trees[" + std::to_string(t) + "]";
+    TreeIR tree = load_tree(trees.items[t], r, tpath, ir.n_features);
+    if (tree_info[t] < 0 || tree_info[t] >= ir.n_groups)
+      r.fail(mpath + "/tree_info[" + std::to_string(t) + "]", "group out of range");
+    tree.group = static_cast<std::int32_t>(tree_info[t]);
+    if (!tree_weights.empty()) {
+      for (NodeIR& node : tree.nodes)
+        if (node.kind == NodeIR::Kind::Leaf)
+          node.value = static_cast<double>(static_cast<float>(node.value) * static_cast<float>(tree_weights[t]));
+    }
+    ir.trees.push_back(std::move(tree));
+  }
+  ir.validate();
+  return ir;
+}
+
+}  // namespace
+
+ForestIR load_xgboost_json(const std::string& text, const std::string& source_name) {
+  return load_xgboost_doc(detail::parse_json(text, source_name), source_name);
+}
+
+ForestIR load_xgboost_ubj(const std::string& bytes, const std::string& source_name) {
+  return load_xgboost_doc(detail::parse_ubjson(bytes, source_name), source_name);
+}
+
+}  // namespace hepinfer

@@ -1,0 +1,3 @@
+from hepinfer.cli import main
+
+raise SystemExit(main())
