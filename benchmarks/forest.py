@@ -917,7 +917,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except BaseException as exc:  # noqa: BLE001
                 cpp = {"status": "failed", "reason": _short_reason(exc)}
         if cpp.get("status") == "ok":
-            log(f"  single row: {cpp.get('single_row_ns_median', float('nan')):.1f} ns/call (median)"
+            log(f"  single row: {cpp.get('single_row_ns_median', float('nan')):.1f} ns/call (median of blocks; "
+                f"p10 {cpp.get('single_row_ns_p10', float('nan')):.1f}, min {cpp.get('single_row_ns_min', float('nan')):.1f})"
                 + "".join(f"; batch {cpp.get('batch_rows')} rows, {k.split('_')[-1]} thread(s): "
                           f"{v:.1f} ns/row" for k, v in cpp.items() if k.startswith("batch_ns_per_row_threads_")))
         else:

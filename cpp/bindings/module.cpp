@@ -2,6 +2,8 @@
 // calls hepinfer::core; no algorithm lives here.
 #include <pybind11/pybind11.h>
 
+#include <cstring>
+
 #include "hepinfer/device.hpp"
 #include "hepinfer/errors.hpp"
 
@@ -13,22 +15,32 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "hepinfer C++ core (tree ensembles; see the hepinfer package for the Python API)";
   m.attr("__version__") = HEPINFER_VERSION;
 
-  // Exception hierarchy: hepinfer.Error is the base; format and input errors are ValueErrors.
-  static py::exception<hepinfer::Error> error(m, "Error", PyExc_RuntimeError);
-  static py::exception<hepinfer::ModelFormatError> format_error(m, "ModelFormatError", PyExc_ValueError);
-  static py::exception<hepinfer::InputError> input_error(m, "InputError", PyExc_ValueError);
-  static py::exception<hepinfer::DeviceError> device_error(m, "DeviceError", PyExc_RuntimeError);
+  // hepinfer.Error is the base of all; format and input errors are also ValueErrors, device
+  // errors RuntimeErrors, so users may catch either.
+  static py::exception<hepinfer::Error> error(m, "Error", PyExc_Exception);
+  static py::exception<hepinfer::ModelFormatError> format_error(
+      m, "ModelFormatError", py::make_tuple(error, py::handle(PyExc_ValueError)));
+  static py::exception<hepinfer::InputError> input_error(m, "InputError",
+                                                         py::make_tuple(error, py::handle(PyExc_ValueError)));
+  static py::exception<hepinfer::DeviceError> device_error(m, "DeviceError",
+                                                           py::make_tuple(error, py::handle(PyExc_RuntimeError)));
+  // Messages may quote bytes of a malformed file: decode them leniently.
   py::register_exception_translator([](std::exception_ptr p) {
+    auto raise = [](PyObject* type, const char* what) {
+      PyObject* msg = PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "backslashreplace");
+      PyErr_SetObject(type, msg);
+      Py_XDECREF(msg);
+    };
     try {
       if (p) std::rethrow_exception(p);
     } catch (const hepinfer::ModelFormatError& e) {
-      py::set_error(format_error, e.what());
+      raise(format_error.ptr(), e.what());
     } catch (const hepinfer::InputError& e) {
-      py::set_error(input_error, e.what());
+      raise(input_error.ptr(), e.what());
     } catch (const hepinfer::DeviceError& e) {
-      py::set_error(device_error, e.what());
+      raise(device_error.ptr(), e.what());
     } catch (const hepinfer::Error& e) {
-      py::set_error(error, e.what());
+      raise(error.ptr(), e.what());
     }
   });
 
