@@ -649,7 +649,7 @@ def parse_args(argv):
     p.add_argument("--single-calls", type=int, default=None,
                    help="single-row calls per repeat for batch 1 (default 2000, quick 200)")
     p.add_argument("--budget", type=float, default=None,
-                   help="seconds per measurement; repeats are cut to fit (default 15, quick 2)")
+                   help="seconds per measurement; repeats are cut to fit (default 15, quick 1)")
     p.add_argument("--max-call-seconds", type=float, default=None,
                    help="skip a batch when the engine's per-row time at the previous batch size predicts a "
                         "call longer than this (default 20, quick 5; 0 = never skip)")
@@ -691,7 +691,7 @@ def parse_args(argv):
     a.all_threads = all_threads
     a.repeats = a.repeats or (3 if a.quick else 7)
     a.single_calls = a.single_calls or (200 if a.quick else 2000)
-    a.budget = a.budget or (2.0 if a.quick else 15.0)
+    a.budget = a.budget or (1.0 if a.quick else 15.0)
     if a.max_call_seconds is None:
         a.max_call_seconds = 5.0 if a.quick else 20.0
     a.check_rows = a.check_rows or (2000 if a.quick else 10_000)

@@ -78,6 +78,13 @@ double strict_double_threshold(double t, NodeIR::Op op) {
   return std::nextafter(t, std::numeric_limits<double>::infinity());
 }
 
+/// A split the fast paths express as "left iff x < threshold": numerical, no zero band, and
+/// not `x <= +inf` (no number is above +inf, so that one is evaluated exactly instead).
+bool is_plain(const NodeIR& node) {
+  return node.kind == NodeIR::Kind::Numerical && !node.zero_is_missing &&
+         !(node.op == NodeIR::Op::LessEqual && node.threshold == std::numeric_limits<double>::infinity());
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ModelFormatError(path + ": cannot open the model file");
@@ -226,7 +233,7 @@ void Forest::Impl::compile() {
       queue.emplace_back(node.left, d + 1);
       queue.emplace_back(node.right, d + 1);
       std::uint32_t flags = node.default_left ? kDefaultLeft : 0u;
-      const bool special = node.kind != NodeIR::Kind::Numerical || node.zero_is_missing;
+      const bool special = !is_plain(node);
       if (special) {
         flags |= kSpecial | (static_cast<std::uint32_t>(specials.size()) << kSpecialShift);
         specials.push_back({node.kind, node.op, node.default_left, node.zero_is_missing, node.feature, node.threshold,
@@ -262,7 +269,7 @@ void Forest::Impl::compile_complete() {
     for (const NodeIR& node : tree.nodes) {
       if (node.kind == NodeIR::Kind::Leaf) continue;
       ++internal;
-      if (node.kind != NodeIR::Kind::Numerical || node.zero_is_missing) plain = false;
+      if (!is_plain(node)) plain = false;
     }
     if (!plain) continue;
     if ((std::size_t{1} << depth[t]) > 4 * internal + 16) continue;
@@ -282,8 +289,8 @@ void Forest::Impl::compile_complete() {
   complete.depth = D;
   complete.n_internal = (1u << D) - 1u;
   complete.n_leaves = 1u << D;
-  complete.feat.assign(n_slots * complete.n_internal + 16, 0);
-  complete.thr.assign(n_slots * complete.n_internal + 16, std::numeric_limits<float>::quiet_NaN());
+  complete.feat.assign(n_slots * complete.n_internal + 32, 0);
+  complete.thr.assign(n_slots * complete.n_internal + 32, std::numeric_limits<float>::quiet_NaN());
   complete.leaf.assign(n_slots * complete.n_leaves, 0.0);
   complete.leaf_id.assign(n_slots * complete.n_leaves, 0);
   struct Item { std::int32_t node; std::uint32_t pos; int level; };
@@ -326,15 +333,18 @@ void Forest::Impl::compile_complete() {
 template <typename T>
 bool Forest::Impl::special_left(const SpecialSplit& s, const T* row, std::size_t cs) const {
   switch (s.kind) {
-    case NodeIR::Kind::Numerical: {  // zero_is_missing
+    case NodeIR::Kind::Numerical: {  // zero_is_missing (LightGBM's zero band is |x| <= 1e-35f), or `x <= +inf`
       const double x = static_cast<double>(row[static_cast<std::size_t>(s.feature) * cs]);
-      if (std::isnan(x) || (x >= -1e-35 && x <= 1e-35)) return s.default_left;
+      constexpr double kZero = static_cast<double>(1e-35f);
+      if (std::isnan(x) || (s.zero_is_missing && x >= -kZero && x <= kZero)) return s.default_left;
       return s.op == NodeIR::Op::Less ? x < s.threshold : x <= s.threshold;
     }
     case NodeIR::Kind::Categorical: {
+      // the category is the value truncated toward zero; NaN takes the default child,
+      // negative categories and values beyond int32 go right
       const double x = static_cast<double>(row[static_cast<std::size_t>(s.feature) * cs]);
-      if (std::isnan(x) || x < 0.0) return s.default_left;
-      if (x >= 2147483647.0) return false;
+      if (std::isnan(x)) return s.default_left;
+      if (x <= -1.0 || x >= 2147483648.0) return false;
       const std::uint32_t c = static_cast<std::uint32_t>(static_cast<std::int32_t>(x));
       const std::uint32_t word = c / 32u;
       if (word >= s.cat_end - s.cat_begin) return false;
@@ -639,9 +649,10 @@ std::int32_t Forest::n_classes() const noexcept {
   const ForestIR& ir = impl_->ir;
   if (ir.postprocess == Postprocess::Softmax || ir.postprocess == Postprocess::ArgMax) return ir.n_groups;
   const std::string& o = ir.objective;
-  if (ir.postprocess == Postprocess::Sigmoid || ir.postprocess == Postprocess::TMVAGrad ||
-      o.rfind("binary", 0) == 0 || o.rfind("tmva:", 0) == 0 || o.rfind("lightgbm:binary", 0) == 0)
+  // binary classifiers; probability regressions (reg:logistic, cross_entropy) count as 1
+  if (o.rfind("binary:", 0) == 0 || o.rfind("tmva:", 0) == 0 || o == "lightgbm:binary")
     return ir.n_groups == 1 ? 2 : ir.n_groups;
+  if (o.rfind("lightgbm:multiclass", 0) == 0) return ir.n_groups;
   return ir.n_groups;
 }
 std::size_t Forest::n_trees() const noexcept { return impl_->roots.size(); }

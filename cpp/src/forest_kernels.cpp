@@ -59,9 +59,28 @@ HEPINFER_AVX2 inline __m256i step8(__m256i idx, __m256i f, __m256 t, __m256 x) {
   return _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(idx, 1), _mm256_set1_epi32(2)), left);
 }
 
-// Rows in lanes. The first levels of a tree have at most 16 nodes: their fields are
-// loaded once into registers and picked per lane with a permute, so only deeper levels
-// and the input values need gathers. The block is column-major, so at the root (one
+// Fields of the nodes at level l (2^l nodes starting at `base`) for the lanes whose
+// position within the level is p: up to 8 nodes by one permute of a loaded vector; 16 or
+// 32 nodes (levels 4 and 5) by permutes of 2 or 4 vectors and blends on the high bits of p.
+HEPINFER_AVX2 inline __m256 level_select(int l, __m256i p, const float* base) {
+  if (l <= 3) return _mm256_permutevar8x32_ps(_mm256_loadu_ps(base), p);
+  const __m256i lo = _mm256_and_si256(p, _mm256_set1_epi32(7));
+  const __m256 b3 = _mm256_castsi256_ps(_mm256_slli_epi32(p, 28));  // bit 3 -> sign bit
+  const __m256 v01 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(base), lo),
+                                      _mm256_permutevar8x32_ps(_mm256_loadu_ps(base + 8), lo), b3);
+  if (l == 4) return v01;
+  const __m256 v23 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(base + 16), lo),
+                                      _mm256_permutevar8x32_ps(_mm256_loadu_ps(base + 24), lo), b3);
+  const __m256 b4 = _mm256_castsi256_ps(_mm256_slli_epi32(p, 27));  // bit 4 -> sign bit
+  return _mm256_blendv_ps(v01, v23, b4);
+}
+HEPINFER_AVX2 inline __m256i level_select(int l, __m256i p, const int* base) {
+  return _mm256_castps_si256(level_select(l, p, reinterpret_cast<const float*>(base)));
+}
+
+// Rows in lanes. Node fields of levels 0..5 (up to 32 nodes) are picked with permutes of
+// vectors loaded from the tree (L1-resident), so only the input values need gathers there;
+// deeper levels gather the node fields too. The block is column-major, so at the root (one
 // feature for every lane) the inputs are one contiguous load.
 HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot, const float* block,
                                   std::size_t cap, std::size_t n_rows, std::int32_t* out) noexcept {
@@ -70,63 +89,43 @@ HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot
   const int depth = trees.depth;
   const __m256i mask = _mm256_set1_epi32(0x7fffffff);
   const __m256i capv = _mm256_set1_epi32(static_cast<int>(cap));
+  const bool cap_pow2 = cap != 0 && (cap & (cap - 1)) == 0;
+  int shift = 0;
+  while (cap_pow2 && (std::size_t{1} << shift) < cap) ++shift;
+  const __m128i shiftv = _mm_cvtsi32_si128(shift);
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i seven = _mm256_set1_epi32(7);
   const __m256i offset = _mm256_set1_epi32(static_cast<int>(trees.n_internal));
-  constexpr int U = 4;  // independent groups of 8 rows in flight
-  const int perm_levels = depth < 5 ? depth : 5;
-
-  // Level fields held in registers: level l (l <= 3) in one register at node 2^l - 1;
-  // level 4 in two registers (nodes 15..22 and 23..30).
-  __m256i lf[6];
-  __m256 lt[6];
-  for (int l = 0; l < perm_levels && l < 4; ++l) {
-    lf[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f + (1 << l) - 1));
-    lt[l] = _mm256_loadu_ps(t + (1 << l) - 1);
-  }
-  if (perm_levels == 5) {
-    lf[4] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f + 15));
-    lt[4] = _mm256_loadu_ps(t + 15);
-    lf[5] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f + 23));
-    lt[5] = _mm256_loadu_ps(t + 23);
-  }
+  constexpr int U = 8;  // independent groups of 8 rows in flight
 
   for (std::size_t r = 0; r < n_rows; r += 8 * U) {
     const int groups = static_cast<int>(n_rows - r >= 8 * U ? U : (n_rows - r) / 8);
-    __m256i idx[U], rows[U];
-    for (int u = 0; u < U; ++u) {
-      idx[u] = _mm256_setzero_si256();
-      rows[u] = _mm256_add_epi32(iota, _mm256_set1_epi32(static_cast<int>(r) + 8 * u));
-    }
+    __m256i idx[U];
     // root: one feature for all lanes -> contiguous loads
     {
       const int fd0 = f[0];
       const __m256i fdv = _mm256_set1_epi32(fd0);
       const __m256 thv = _mm256_set1_ps(t[0]);
       const float* col = block + static_cast<std::size_t>(fd0 & 0x7fffffff) * cap + r;
-      for (int u = 0; u < groups; ++u) idx[u] = step8(idx[u], fdv, thv, _mm256_loadu_ps(col + 8 * u));
+      for (int u = 0; u < groups; ++u) idx[u] = step8(_mm256_setzero_si256(), fdv, thv, _mm256_loadu_ps(col + 8 * u));
     }
     for (int l = 1; l < depth; ++l) {
+      const int first = (1 << l) - 1;
+      const __m256i firstv = _mm256_set1_epi32(first);
       for (int u = 0; u < groups; ++u) {
         __m256i fd;
         __m256 th;
-        if (l < 4 && l < perm_levels) {
-          const __m256i p = _mm256_sub_epi32(idx[u], _mm256_set1_epi32((1 << l) - 1));
-          fd = _mm256_permutevar8x32_epi32(lf[l], p);
-          th = _mm256_permutevar8x32_ps(lt[l], p);
-        } else if (l == 4 && perm_levels == 5) {
-          const __m256i p = _mm256_sub_epi32(idx[u], _mm256_set1_epi32(15));
-          const __m256i lo = _mm256_and_si256(p, seven);
-          const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(p, 28));  // bit 3 -> sign
-          fd = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(_mm256_permutevar8x32_epi32(lf[4], lo)),
-                                                    _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(lf[5], lo)), hi));
-          th = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lt[4], lo), _mm256_permutevar8x32_ps(lt[5], lo), hi);
+        if (l <= 5) {
+          const __m256i p = _mm256_sub_epi32(idx[u], firstv);
+          fd = level_select(l, p, f + first);
+          th = level_select(l, p, t + first);
         } else {
           fd = _mm256_i32gather_epi32(f, idx[u], 4);
           th = _mm256_i32gather_ps(t, idx[u], 4);
         }
-        const __m256i xi = _mm256_add_epi32(rows[u], _mm256_mullo_epi32(_mm256_and_si256(fd, mask), capv));
-        const __m256 x = _mm256_i32gather_ps(block, xi, 4);
+        const __m256i col = _mm256_and_si256(fd, mask);
+        const __m256i colofs = cap_pow2 ? _mm256_sll_epi32(col, shiftv) : _mm256_mullo_epi32(col, capv);
+        const __m256i rows = _mm256_add_epi32(iota, _mm256_set1_epi32(static_cast<int>(r) + 8 * u));
+        const __m256 x = _mm256_i32gather_ps(block, _mm256_add_epi32(rows, colofs), 4);
         idx[u] = step8(idx[u], fd, th, x);
       }
     }

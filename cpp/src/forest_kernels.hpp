@@ -20,8 +20,8 @@ struct CompleteTrees {
   int depth = 0;                    ///< D
   std::uint32_t n_internal = 0;     ///< 2^D - 1 nodes per tree
   std::uint32_t n_leaves = 0;       ///< 2^D leaf slots per tree
-  std::vector<std::int32_t> feat;   ///< [slot * n_internal + i]: feature | default_left << 31 (+16 padding)
-  std::vector<float> thr;           ///< [slot * n_internal + i] (+16 padding: kernels load 8 or 16 at a time)
+  std::vector<std::int32_t> feat;   ///< [slot * n_internal + i]: feature | default_left << 31 (+32 padding)
+  std::vector<float> thr;           ///< [slot * n_internal + i] (+32 padding: kernels load a level's 8..32 nodes at once)
   std::vector<double> leaf;         ///< [slot * n_leaves + j]
   std::vector<std::int32_t> leaf_id;///< [slot * n_leaves + j]: the source library's leaf index
 };

@@ -328,8 +328,7 @@ ObjectiveInfo parse_objective(const std::string& source, const Section& header, 
              name == "custom" || name == "none" || name == "null" || name == "na") {
     info.postprocess = Postprocess::Identity;
   } else if (name == "poisson" || name == "gamma" || name == "tweedie") {
-    fail(source, where,
-         "objective '" + name + "' (output exp(margin)) is not supported yet: no exponential postprocess");
+    info.postprocess = Postprocess::Exp;
   } else if (name == "cross_entropy_lambda" || name == "xentlambda") {
     fail(source, where, "objective '" + name + "' (output log(1+exp(margin))) is not supported yet");
   } else {

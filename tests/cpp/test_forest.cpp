@@ -52,13 +52,14 @@ double ref_left(const ForestIR& ir, const NodeIR& n, const std::vector<double>& 
     case NodeIR::Kind::Numerical: {
       const double v = x[static_cast<std::size_t>(n.feature)];
       if (std::isnan(v)) return n.default_left;
-      if (n.zero_is_missing && std::fabs(v) <= 1e-35) return n.default_left;
+      if (n.zero_is_missing && std::fabs(v) <= static_cast<double>(1e-35f)) return n.default_left;
       return n.op == NodeIR::Op::Less ? v < n.threshold : v <= n.threshold;
     }
     case NodeIR::Kind::Categorical: {
       const double v = x[static_cast<std::size_t>(n.feature)];
-      if (std::isnan(v) || v < 0) return n.default_left;
-      const auto c = static_cast<std::uint32_t>(v);
+      if (std::isnan(v)) return n.default_left;
+      if (v <= -1.0 || v >= 2147483648.0) return false;
+      const auto c = static_cast<std::uint32_t>(std::trunc(std::fabs(v)));
       if (c / 32 >= n.cat_end - n.cat_begin) return false;
       return (ir.categories[n.cat_begin + c / 32] >> (c % 32)) & 1u;
     }
@@ -116,7 +117,10 @@ ForestIR random_forest(std::mt19937& rng, int n_features, int n_trees, int n_gro
         continue;
       }
       const auto l = static_cast<std::int32_t>(tree.nodes.size());
-      NodeIR n = split(feat(rng), u(rng), l, l + 1, rng() % 2 == 0,
+      const unsigned tk = rng() % 40;
+      const double thr = tk == 0 ? std::numeric_limits<double>::infinity()
+                         : tk == 1 ? -std::numeric_limits<double>::infinity() : u(rng);
+      NodeIR n = split(feat(rng), thr, l, l + 1, rng() % 2 == 0,
                        rng() % 2 ? NodeIR::Op::Less : NodeIR::Op::LessEqual);
       if (specials) {
         const unsigned kind = rng() % 8;
@@ -148,7 +152,8 @@ std::vector<double> random_rows(std::mt19937& rng, const ForestIR& ir, std::size
   std::vector<double> X(n * static_cast<std::size_t>(ir.n_features));
   for (double& v : X) {
     const unsigned r = rng() % 16;
-    v = r == 0 ? kNaN : r == 1 ? 0.0 : r == 2 ? 7.0 : u(rng);
+    v = r == 0 ? kNaN : r == 1 ? 0.0 : r == 2 ? 7.0 : r == 3 ? -0.5 : r == 4 ? static_cast<double>(1e-35f)
+        : r == 5 ? std::numeric_limits<double>::infinity() : u(rng);
   }
   // put some values exactly on thresholds
   for (std::size_t i = 0; i < n; i += 3) {
@@ -196,6 +201,26 @@ TEST_CASE(stump_lessequal_double) {
   CHECK(f.predict_one(&fl, Output::Margin) == 1.0);
   const float fl2 = std::nextafter(0.3f, 0.0f);
   CHECK(f.predict_one(&fl2, Output::Margin) == -1.0);
+}
+
+TEST_CASE(infinite_thresholds) {
+  // LightGBM writes threshold=inf: x <= inf holds for every number, +inf included
+  const double inf = std::numeric_limits<double>::infinity();
+  for (bool f32 : {false, true}) {
+    Forest f = Forest::from_ir(stump(inf, false, NodeIR::Op::LessEqual, f32));
+    for (double x : {inf, 1e300, -inf, 0.0}) {
+      double out;
+      f.predict_one(&x, &out, Output::Margin);
+      CHECK(out == -1.0);
+      const float xf = static_cast<float>(x);
+      CHECK(f.predict_one(&xf, Output::Margin) == -1.0);
+    }
+    Forest g = Forest::from_ir(stump(inf, false, NodeIR::Op::Less, f32));
+    const double x = inf;
+    double out;
+    g.predict_one(&x, &out, Output::Margin);
+    CHECK(out == 1.0);
+  }
 }
 
 TEST_CASE(single_leaf_and_empty_batch) {

@@ -16,12 +16,12 @@
 ///    missing type, where NaN is treated as 0, sets default_left to the side
 ///    that 0 takes.) TMVA has no NaN handling: NaN fails every comparison, so
 ///    the loader sets default_left to wherever a failed comparison leads.
-///  * `zero_is_missing` (LightGBM missing type Zero): |x| <= 1e-35 and NaN take
-///    the default child.
-///  * A categorical split (LightGBM) sends a row LEFT iff the integer category
-///    is in the bitset `categories[cat_begin, cat_end)` (32-bit words, bit k of
-///    word k/32 means category k). NaN and negative values go right unless the
-///    loader says otherwise with default_left (LightGBM: right).
+///  * `zero_is_missing` (LightGBM missing type Zero): |x| <= (double)1e-35f and NaN
+///    take the default child.
+///  * A categorical split (LightGBM) sends a row LEFT iff the category (x truncated
+///    toward zero) is in the bitset `categories[cat_begin, cat_end)` (32-bit words,
+///    bit k of word k/32 means category k). NaN takes the default child (LightGBM:
+///    right); x <= -1 and x >= 2^31 go right.
 ///  * A linear split (TMVA Fisher cut) computes
 ///    v = linear[lin_begin + n_features] + sum_j linear[lin_begin + j] * x_j
 ///    (in double, x as float) and goes LEFT iff `v OP threshold`.

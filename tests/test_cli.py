@@ -1,0 +1,63 @@
+"""The command line: `hepinfer demo` (the README's main job, on a small sample), info, predict."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hepinfer
+from hepinfer.cli import main
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    pytest.importorskip("xgboost")
+    pytest.importorskip("lightgbm")
+    assert main(["demo", "--events", "1500", "--out", str(tmp_path / "demo"), "--threads", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "all checks passed" in out
+    assert "margins identical to xgboost" in out
+    scores = np.loadtxt(tmp_path / "demo" / "scores.csv", delimiter=",", skiprows=1)
+    assert scores.shape == (1500, 4)
+    assert np.all((scores[:, 2] >= 0) & (scores[:, 2] <= 1))
+    # the BDT separates W jets from QCD jets
+    from hepinfer.demo import roc_auc
+
+    assert roc_auc(scores[:, 1].astype(int), scores[:, 2]) > 0.85
+
+
+def test_roc_auc_reference():
+    from hepinfer.demo import roc_auc
+
+    y = np.array([0, 0, 1, 1, 0, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.4, 0.4])
+    # brute force: P(s_pos > s_neg) + 0.5 P(equal)
+    pos, neg = s[y == 1], s[y == 0]
+    expected = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert roc_auc(y, s) == pytest.approx(expected)
+
+
+def test_info_and_predict(tmp_path, capsys):
+    xgb = pytest.importorskip("xgboost")
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(X, X[:, 0] > 0), 4)
+    model = tmp_path / "m.ubj"
+    booster.save_model(model)
+    assert main(["info", str(model)]) == 0
+    assert "binary:logistic" in capsys.readouterr().out
+    csv = tmp_path / "rows.csv"
+    np.savetxt(csv, X[:20], delimiter=",")
+    out = tmp_path / "scores.csv"
+    assert main(["predict", str(model), str(csv), "-o", str(out)]) == 0
+    np.testing.assert_allclose(np.loadtxt(out), hepinfer.Forest.load(model).predict(X[:20].astype(np.float64)))
+    assert main(["info", str(csv)]) == 1  # not a model: a clear error, exit code 1
+    assert "unrecognised model format" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "hepinfer", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == hepinfer.__version__
