@@ -34,7 +34,6 @@ entry point is main(argv=None) -> int.
 
 import argparse
 import contextlib
-import ctypes
 import hashlib
 import importlib
 import io
@@ -49,7 +48,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -728,7 +727,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     versions = package_versions()
     log(f"hepinfer forest benchmark | CPU: {info['cpu_model']} | cores: {info['usable_cores']} "
         f"| SIMD: {','.join(info['simd_flags']) or '-'} | python {info['python']}")
-    if info.get("load_average_at_start") and info["load_average_at_start"][0] > (info["usable_cores"] or 1) * 0.5:
+    if info.get("load_average_at_start") and info["load_average_at_start"][0] > (info["usable_cores"] or 1):
         log(f"WARNING: load average {info['load_average_at_start']} on {info['usable_cores']} cores: "
             f"other processes compete for the CPU, timings will be noisy")
     log(f"cache: {args.cache_dir}  quick: {args.quick}  batches: {args.batches}  threads: {args.thread_list}")

@@ -141,12 +141,16 @@ struct Forest::Impl {
   bool has_transforms = false;
   detail::CompleteTrees complete;          // float-threshold complete layout of eligible trees
   std::vector<std::int32_t> complete_slot; // per tree: slot in `complete`, or -1
+  bool all_complete = false;               // every tree t is in `complete` at slot t
 
   void compile();
   void compile_complete();
 
   template <typename T>
-  void eval_row(const T* row, std::size_t cs, double* margins, std::int32_t* leaves) const;
+  void eval_row(const T* row, const float* ex, std::size_t cs, double* margins, std::int32_t* leaves) const;
+  /// The expanded copy the complete-tree kernels read: column 2j holds feature j with NaN
+  /// as -inf (what default-left nodes read), column 2j+1 with NaN as +inf (default-right).
+  void expand(const float* buf, std::size_t nr, std::size_t cap, float* ex) const;
   template <typename T>
   void walk_generic(std::size_t t, const T* row, std::size_t cs, double* margins, std::int32_t* leaves) const;
 
@@ -162,7 +166,7 @@ struct Forest::Impl {
                  std::size_t cap) const;
 
   template <typename T>
-  void eval_block(const T* buf, std::size_t nr, double* margins, std::int32_t* leaves) const;
+  void eval_block(const T* buf, const float* ex, std::size_t nr, double* margins, std::int32_t* leaves) const;
 
   void finish(const double* margins, std::size_t nr, double* out, Output output) const;
 
@@ -258,7 +262,7 @@ void Forest::Impl::compile() {
 // depth costs at most ~4x their node count, are also stored as complete trees.
 void Forest::Impl::compile_complete() {
   complete_slot.assign(ir.trees.size(), -1);
-  if (static_cast<std::uint64_t>(kBlockRows) * n_cols >= (std::uint64_t{1} << 31)) return;  // gather index range
+  if (static_cast<std::uint64_t>(kBlockRows) * 2 * n_cols >= (std::uint64_t{1} << 31)) return;  // gather index range
   std::vector<int> eligible_depth(ir.trees.size(), -1);
   int D = 0;
   for (std::size_t t = 0; t < ir.trees.size(); ++t) {
@@ -270,6 +274,10 @@ void Forest::Impl::compile_complete() {
       if (node.kind == NodeIR::Kind::Leaf) continue;
       ++internal;
       if (!is_plain(node)) plain = false;
+      // NaN is read as -inf by default-left nodes: it must go left, so the threshold must exceed -inf
+      if (node.default_left &&
+          strict_float_threshold(node.threshold, node.op) == -std::numeric_limits<float>::infinity())
+        plain = false;
     }
     if (!plain) continue;
     if ((std::size_t{1} << depth[t]) > 4 * internal + 16) continue;
@@ -286,6 +294,7 @@ void Forest::Impl::compile_complete() {
     complete_slot[t] = static_cast<std::int32_t>(n_slots++);
   }
   if (n_slots == 0) return;
+  all_complete = n_slots == ir.trees.size();
   complete.depth = D;
   complete.n_internal = (1u << D) - 1u;
   complete.n_leaves = 1u << D;
@@ -322,12 +331,18 @@ void Forest::Impl::compile_complete() {
         stack.push_back({it.node, 2 * it.pos + 2, it.level + 1});
         continue;
       }
-      feat[it.pos] = node.feature | (node.default_left ? std::int32_t(INT32_MIN) : 0);
+      feat[it.pos] = 2 * node.feature + (node.default_left ? 0 : 1);
       thr[it.pos] = strict_float_threshold(node.threshold, node.op);
       stack.push_back({node.left, 2 * it.pos + 1, it.level + 1});
       stack.push_back({node.right, 2 * it.pos + 2, it.level + 1});
     }
   }
+  // float32-accumulating models (XGBoost) have float leaves: keep a float copy for the
+  // single-row path; anything else would make that path inexact, so it is not used then
+  bool leaves_are_float = ir.float32_accumulate;
+  for (double v : complete.leaf) leaves_are_float = leaves_are_float && static_cast<double>(static_cast<float>(v)) == v;
+  if (leaves_are_float) for (double v : complete.leaf) complete.leaf_f.push_back(static_cast<float>(v));
+  else all_complete = all_complete && !ir.float32_accumulate;
 }
 
 template <typename T>
@@ -437,14 +452,61 @@ void Forest::Impl::walk_generic(std::size_t t, const T* row, std::size_t cs, dou
   if (leaves) leaves[t] = leaf_id[idx];
 }
 
+void Forest::Impl::expand(const float* buf, std::size_t nr, std::size_t cap, float* ex) const {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (std::size_t j = 0; j < n_cols; ++j) {
+    const float* src = buf + j * cap;
+    float* lo = ex + 2 * j * cap;
+    float* hi = lo + cap;
+    for (std::size_t r = 0; r < nr; ++r) {
+      const float v = src[r];
+      const bool nan = v != v;
+      lo[r] = nan ? -inf : v;
+      hi[r] = nan ? inf : v;
+    }
+  }
+}
+
 // One row, all trees in order (the low-latency path): runs of 8 complete trees are walked
 // together so that their independent chains of loads overlap.
 template <typename T>
-void Forest::Impl::eval_row(const T* row, std::size_t cs, double* margins, std::int32_t* leaves) const {
+void Forest::Impl::eval_row(const T* row, const float* ex, std::size_t cs, double* margins,
+                            std::int32_t* leaves) const {
   const std::size_t ng = static_cast<std::size_t>(n_groups);
-  for (std::size_t g = 0; g < ng; ++g) margins[g] = ir.base_margin[g];
   const std::size_t n_trees = roots.size();
   const bool f32acc = ir.float32_accumulate;
+  if (std::is_same<T, float>::value && all_complete && ng == 1 && leaves == nullptr) {
+    // The trigger path: every tree complete, one output. The sum stays in a register.
+    const float* x = ex;
+    const std::size_t nl = complete.n_leaves;
+    std::int32_t li[8];
+    std::size_t t = 0;
+    if (f32acc) {
+      // XGBoost leaves are float32 and float addition of two floats equals the
+      // double sum rounded to float, so this is the same sum, with a short chain.
+      const float* lv = complete.leaf_f.data();
+      float m = static_cast<float>(ir.base_margin[0]);
+      for (; t + 8 <= n_trees; t += 8) {
+        detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(t), x, cs, li);
+        for (std::size_t k = 0; k < 8; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
+      }
+      for (; t < n_trees; ++t)
+        m += lv[t * nl + static_cast<std::size_t>(detail::complete_walk_one(complete, static_cast<std::uint32_t>(t), x, cs))];
+      margins[0] = static_cast<double>(m);
+      return;
+    }
+    const double* lv = complete.leaf.data();
+    double m = ir.base_margin[0];
+    for (; t + 8 <= n_trees; t += 8) {
+      detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(t), x, cs, li);
+      for (std::size_t k = 0; k < 8; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
+    }
+    for (; t < n_trees; ++t)
+      m += lv[t * nl + static_cast<std::size_t>(detail::complete_walk_one(complete, static_cast<std::uint32_t>(t), x, cs))];
+    margins[0] = m;
+    return;
+  }
+  for (std::size_t g = 0; g < ng; ++g) margins[g] = ir.base_margin[g];
   std::size_t t = 0;
   while (t < n_trees) {
     const std::int32_t slot = std::is_same<T, float>::value ? complete_slot[t] : -1;
@@ -457,9 +519,9 @@ void Forest::Impl::eval_row(const T* row, std::size_t cs, double* margins, std::
     std::size_t run = 1;
     if (t + 8 <= n_trees && complete_slot[t + 7] == slot + 7) {
       run = 8;
-      detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(slot), reinterpret_cast<const float*>(row), cs, li);
+      detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(slot), ex, cs, li);
     } else {
-      li[0] = detail::complete_walk_one(complete, static_cast<std::uint32_t>(slot), reinterpret_cast<const float*>(row), cs);
+      li[0] = detail::complete_walk_one(complete, static_cast<std::uint32_t>(slot), ex, cs);
     }
     for (std::size_t k = 0; k < run; ++k) {
       const std::size_t j = static_cast<std::size_t>(slot + static_cast<std::int32_t>(k)) * complete.n_leaves +
@@ -473,12 +535,13 @@ void Forest::Impl::eval_row(const T* row, std::size_t cs, double* margins, std::
 }
 
 template <typename T>
-void Forest::Impl::eval_block(const T* buf, std::size_t nr, double* margins, std::int32_t* leaves) const {
+void Forest::Impl::eval_block(const T* buf, const float* ex, std::size_t nr, double* margins,
+                              std::int32_t* leaves) const {
   const std::size_t ng = static_cast<std::size_t>(n_groups);
   const std::size_t n_trees = roots.size();
-  if (nr < 8 || !std::is_same<T, float>::value || complete.n_leaves == 0) {
+  if (nr < 8 || ex == nullptr) {
     for (std::size_t r = 0; r < nr; ++r)
-      eval_row(buf + r, kBlockRows, margins + r * ng, leaves ? leaves + r * n_trees : nullptr);
+      eval_row(buf + r, ex ? ex + r : nullptr, kBlockRows, margins + r * ng, leaves ? leaves + r * n_trees : nullptr);
     return;
   }
   for (std::size_t r = 0; r < nr; ++r)
@@ -493,7 +556,7 @@ void Forest::Impl::eval_block(const T* buf, std::size_t nr, double* margins, std
         walk_generic(t, buf + r, kBlockRows, margins + r * ng, leaves ? leaves + r * n_trees : nullptr);
       continue;
     }
-    detail::complete_walk_rows(complete, static_cast<std::uint32_t>(slot), reinterpret_cast<const float*>(buf), kBlockRows,
+    detail::complete_walk_rows(complete, static_cast<std::uint32_t>(slot), ex, kBlockRows,
                                nr_pad, li);
     const double* lv = complete.leaf.data() + static_cast<std::size_t>(slot) * complete.n_leaves;
     const std::size_t g = static_cast<std::size_t>(group[t]);
@@ -564,19 +627,22 @@ void Forest::Impl::run(const In* data, const RowLayout& layout, double* out, std
 
   auto work = [&](std::size_t begin, std::size_t end) {
     std::vector<double> margins(kBlockRows * ng);
-    std::vector<float> buf_f;
+    std::vector<float> buf_f, buf_x;
     std::vector<double> buf_d;
     if (use_double) buf_d.resize(kBlockRows * n_cols);
     else buf_f.resize(kBlockRows * n_cols);
+    if (!use_double && complete.n_leaves > 0) buf_x.resize(kBlockRows * 2 * n_cols);
     for (std::size_t r0 = begin; r0 < end; r0 += kBlockRows) {
       const std::size_t nr = std::min(kBlockRows, end - r0);
       std::int32_t* lv = leaves ? leaves + r0 * n_trees : nullptr;
       if (use_double) {
         load_rows(data, layout, r0, nr, buf_d.data(), kBlockRows);
-        eval_block(buf_d.data(), nr, margins.data(), lv);
+        eval_block(buf_d.data(), nullptr, nr, margins.data(), lv);
       } else {
         load_rows(data, layout, r0, nr, buf_f.data(), kBlockRows);
-        eval_block(buf_f.data(), nr, margins.data(), lv);
+        float* ex = buf_x.empty() ? nullptr : buf_x.data();
+        if (ex) expand(buf_f.data(), nr, kBlockRows, ex);
+        eval_block(buf_f.data(), ex, nr, margins.data(), lv);
       }
       if (out) finish(margins.data(), nr, out + r0 * no, output);
     }
@@ -684,7 +750,7 @@ namespace {
 template <typename In>
 void predict_one_impl(const Forest::Impl& impl, const In* row, double* out, Output output) {
   // Scratch kept per thread: after the first call on a thread nothing is allocated.
-  thread_local std::vector<float> buf_f;
+  thread_local std::vector<float> buf_f, buf_x;
   thread_local std::vector<double> buf_d;
   thread_local std::vector<double> margins;
   const std::size_t ng = static_cast<std::size_t>(impl.n_groups);
@@ -693,11 +759,17 @@ void predict_one_impl(const Forest::Impl& impl, const In* row, double* out, Outp
   if (!impl.ir.float32_inputs && std::is_same<In, double>::value) {
     if (buf_d.size() < impl.n_cols) buf_d.resize(impl.n_cols);
     impl.load_rows(row, layout, 0, 1, buf_d.data(), 1);
-    impl.eval_row(buf_d.data(), 1, margins.data(), nullptr);
+    impl.eval_row(buf_d.data(), nullptr, 1, margins.data(), nullptr);
   } else {
     if (buf_f.size() < impl.n_cols) buf_f.resize(impl.n_cols);
     impl.load_rows(row, layout, 0, 1, buf_f.data(), 1);
-    impl.eval_row(buf_f.data(), 1, margins.data(), nullptr);
+    float* ex = nullptr;
+    if (impl.complete.n_leaves > 0) {
+      if (buf_x.size() < 2 * impl.n_cols) buf_x.resize(2 * impl.n_cols);
+      ex = buf_x.data();
+      impl.expand(buf_f.data(), 1, 1, ex);
+    }
+    impl.eval_row(buf_f.data(), ex, 1, margins.data(), nullptr);
   }
   impl.finish(margins.data(), 1, out, output);
 }

@@ -20,18 +20,18 @@ void walk_rows_scalar(const CompleteTrees& trees, std::uint32_t slot, const floa
     std::uint32_t idx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int l = 0; l < depth; ++l) {
       for (int k = 0; k < 8; ++k) {
-        const std::int32_t fd = f[idx[k]];
-        const float x = block[r + static_cast<std::size_t>(k) + static_cast<std::size_t>(fd & 0x7fffffff) * cap];
-        const bool left = (x < t[idx[k]]) | ((x != x) & (fd < 0));
-        idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(left);
+        const float x = block[r + static_cast<std::size_t>(k) + static_cast<std::size_t>(f[idx[k]]) * cap];
+        idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(x < t[idx[k]]);
       }
     }
     for (int k = 0; k < 8; ++k) out[r + static_cast<std::size_t>(k)] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
   }
 }
 
+template <bool kUnitStride>
 void walk_trees8_scalar(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
                         std::int32_t* out) noexcept {
+  if (kUnitStride) cs = 1;  // a compile-time 1: no multiply in the dependency chain
   std::uint32_t idx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   const std::size_t ni = trees.n_internal;
   const std::int32_t* f = trees.feat.data() + static_cast<std::size_t>(slot) * ni;
@@ -39,10 +39,8 @@ void walk_trees8_scalar(const CompleteTrees& trees, std::uint32_t slot, const fl
   for (int l = 0; l < trees.depth; ++l) {
     for (int k = 0; k < 8; ++k) {
       const std::size_t o = static_cast<std::size_t>(k) * ni + idx[k];
-      const std::int32_t fd = f[o];
-      const float x = row[static_cast<std::size_t>(fd & 0x7fffffff) * cs];
-      const bool left = (x < t[o]) | ((x != x) & (fd < 0));
-      idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(left);
+      const float x = row[static_cast<std::size_t>(f[o]) * cs];
+      idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(x < t[o]);
     }
   }
   for (int k = 0; k < 8; ++k) out[k] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
@@ -51,11 +49,8 @@ void walk_trees8_scalar(const CompleteTrees& trees, std::uint32_t slot, const fl
 #ifdef HEPINFER_X86
 #define HEPINFER_AVX2 __attribute__((target("avx2")))
 
-HEPINFER_AVX2 inline __m256i step8(__m256i idx, __m256i f, __m256 t, __m256 x) {
-  const __m256 lt = _mm256_cmp_ps(x, t, _CMP_LT_OQ);
-  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  const __m256 dl = _mm256_castsi256_ps(_mm256_srai_epi32(f, 31));
-  const __m256i left = _mm256_castps_si256(_mm256_or_ps(lt, _mm256_and_ps(nan, dl)));  // -1 where left
+HEPINFER_AVX2 inline __m256i step8(__m256i idx, __m256 t, __m256 x) {
+  const __m256i left = _mm256_castps_si256(_mm256_cmp_ps(x, t, _CMP_LT_OQ));  // -1 where left
   return _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(idx, 1), _mm256_set1_epi32(2)), left);
 }
 
@@ -87,7 +82,6 @@ HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot
   const int* f = trees.feat.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   const int depth = trees.depth;
-  const __m256i mask = _mm256_set1_epi32(0x7fffffff);
   const __m256i capv = _mm256_set1_epi32(static_cast<int>(cap));
   const bool cap_pow2 = cap != 0 && (cap & (cap - 1)) == 0;
   int shift = 0;
@@ -103,10 +97,9 @@ HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot
     // root: one feature for all lanes -> contiguous loads
     {
       const int fd0 = f[0];
-      const __m256i fdv = _mm256_set1_epi32(fd0);
       const __m256 thv = _mm256_set1_ps(t[0]);
-      const float* col = block + static_cast<std::size_t>(fd0 & 0x7fffffff) * cap + r;
-      for (int u = 0; u < groups; ++u) idx[u] = step8(_mm256_setzero_si256(), fdv, thv, _mm256_loadu_ps(col + 8 * u));
+      const float* col = block + static_cast<std::size_t>(fd0) * cap + r;
+      for (int u = 0; u < groups; ++u) idx[u] = step8(_mm256_setzero_si256(), thv, _mm256_loadu_ps(col + 8 * u));
     }
     for (int l = 1; l < depth; ++l) {
       const int first = (1 << l) - 1;
@@ -122,11 +115,11 @@ HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot
           fd = _mm256_i32gather_epi32(f, idx[u], 4);
           th = _mm256_i32gather_ps(t, idx[u], 4);
         }
-        const __m256i col = _mm256_and_si256(fd, mask);
+        const __m256i col = fd;
         const __m256i colofs = cap_pow2 ? _mm256_sll_epi32(col, shiftv) : _mm256_mullo_epi32(col, capv);
         const __m256i rows = _mm256_add_epi32(iota, _mm256_set1_epi32(static_cast<int>(r) + 8 * u));
         const __m256 x = _mm256_i32gather_ps(block, _mm256_add_epi32(rows, colofs), 4);
-        idx[u] = step8(idx[u], fd, th, x);
+        idx[u] = step8(idx[u], th, x);
       }
     }
     for (int u = 0; u < groups; ++u)
@@ -162,7 +155,8 @@ void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const fl
 void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
                           std::int32_t* leaf_out) noexcept {
   // Latency-bound (one row): eight independent scalar chains beat gathers here.
-  walk_trees8_scalar(trees, slot, row, cs, leaf_out);
+  if (cs == 1) walk_trees8_scalar<true>(trees, slot, row, cs, leaf_out);
+  else walk_trees8_scalar<false>(trees, slot, row, cs, leaf_out);
 }
 
 }  // namespace hepinfer::detail

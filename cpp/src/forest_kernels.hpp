@@ -2,10 +2,12 @@
 // Kernels for trees stored as complete binary trees of one common depth D.
 //
 // Node i (0-based, breadth-first) has children 2i+1 (left) and 2i+2 (right), so a walk
-// needs no child pointers: D steps of `i = 2i + 2 - go_left`. Each internal node holds
-// `feature | default_left << 31` and a float threshold ("go left iff x < threshold",
-// NaN goes left iff default_left). A leaf that sits above depth D is padded by nodes
-// that always go right (threshold NaN, default_left 0) down to depth D.
+// needs no child pointers: D steps of `i = 2i + 2 - go_left`. The kernels read an
+// expanded row where column 2j is feature j with NaN replaced by -inf and column 2j+1
+// with NaN replaced by +inf; a node holds the column matching its default direction
+// (2j if NaN goes left, 2j+1 if right) and a float threshold, and goes left iff
+// x < threshold: one comparison, no NaN test. A leaf that sits above depth D is padded
+// by nodes that always go right (threshold NaN) down to depth D.
 //
 // The AVX2 variants walk 8 rows (or 8 trees) per vector with gathers; they are chosen at
 // run time, so the library still runs on CPUs without AVX2.
@@ -20,22 +22,23 @@ struct CompleteTrees {
   int depth = 0;                    ///< D
   std::uint32_t n_internal = 0;     ///< 2^D - 1 nodes per tree
   std::uint32_t n_leaves = 0;       ///< 2^D leaf slots per tree
-  std::vector<std::int32_t> feat;   ///< [slot * n_internal + i]: feature | default_left << 31 (+32 padding)
+  std::vector<std::int32_t> feat;   ///< [slot * n_internal + i]: column in the expanded row (+32 padding)
   std::vector<float> thr;           ///< [slot * n_internal + i] (+32 padding: kernels load a level's 8..32 nodes at once)
   std::vector<double> leaf;         ///< [slot * n_leaves + j]
+  std::vector<float> leaf_f;        ///< float copy of `leaf` (float32-accumulating models only)
   std::vector<std::int32_t> leaf_id;///< [slot * n_leaves + j]: the source library's leaf index
 };
 
 /// True when the CPU executes AVX2 (checked once).
 bool cpu_has_avx2() noexcept;
 
-/// Walk tree `slot` for rows 0..n_rows-1 of a column-major float block: element (r, j)
-/// at block[r + j * cap]. n_rows must be a multiple of 8 (pad the block). Writes the leaf
+/// Walk tree `slot` for rows 0..n_rows-1 of a column-major expanded block: column c of
+/// row r at block[r + c * cap]. n_rows must be a multiple of 8 (pad the block). Writes the leaf
 /// slot (0..2^D-1) per row.
 void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const float* block, std::size_t cap,
                         std::size_t n_rows, std::int32_t* leaf_out) noexcept;
 
-/// Walk trees slot..slot+7 for one row (feature j at row[j * cs]). Writes 8 leaf slots.
+/// Walk trees slot..slot+7 for one expanded row (column c at row[c * cs]). Writes 8 leaf slots.
 void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
                           std::int32_t* leaf_out) noexcept;
 
@@ -46,10 +49,8 @@ inline std::int32_t complete_walk_one(const CompleteTrees& trees, std::uint32_t 
   const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   std::uint32_t i = 0;
   for (int l = 0; l < trees.depth; ++l) {
-    const std::int32_t fd = f[i];
-    const float x = row[static_cast<std::size_t>(fd & 0x7fffffff) * cs];
-    const bool left = (x < t[i]) | ((x != x) & (fd < 0));
-    i = 2 * i + 2 - static_cast<std::uint32_t>(left);
+    const float x = row[static_cast<std::size_t>(f[i]) * cs];
+    i = 2 * i + 2 - static_cast<std::uint32_t>(x < t[i]);
   }
   return static_cast<std::int32_t>(i - trees.n_internal);
 }
