@@ -153,6 +153,8 @@ struct Forest::Impl {
   void expand(const float* buf, std::size_t nr, std::size_t cap, float* ex) const;
   template <typename T>
   void walk_generic(std::size_t t, const T* row, std::size_t cs, double* margins, std::int32_t* leaves) const;
+  template <typename T>
+  void walk_generic_rows(std::size_t t, const T* buf, std::size_t n_rows, std::int32_t* out) const;
 
   template <typename T>
   const std::vector<CNode<T>>& nodes() const;
@@ -280,7 +282,7 @@ void Forest::Impl::compile_complete() {
         plain = false;
     }
     if (!plain) continue;
-    if ((std::size_t{1} << depth[t]) > 4 * internal + 16) continue;
+    if (depth[t] > 8 && (std::size_t{1} << depth[t]) > 4 * internal + 16) continue;
     eligible_depth[t] = depth[t];
     D = std::max(D, depth[t]);
   }
@@ -290,7 +292,7 @@ void Forest::Impl::compile_complete() {
     if (eligible_depth[t] < 0) continue;
     std::size_t internal = 0;
     for (const NodeIR& node : ir.trees[t].nodes) internal += node.kind != NodeIR::Kind::Leaf;
-    if ((std::size_t{1} << D) > 4 * internal + 16) continue;
+    if (D > 8 && (std::size_t{1} << D) > 4 * internal + 16) continue;  // up to depth 8 padding is cheap
     complete_slot[t] = static_cast<std::int32_t>(n_slots++);
   }
   if (n_slots == 0) return;
@@ -337,6 +339,8 @@ void Forest::Impl::compile_complete() {
       stack.push_back({node.right, 2 * it.pos + 2, it.level + 1});
     }
   }
+  complete.pairs.resize(complete.feat.size());
+  for (std::size_t i = 0; i < complete.feat.size(); ++i) complete.pairs[i] = {complete.feat[i], complete.thr[i]};
   // float32-accumulating models (XGBoost) have float leaves: keep a float copy for the
   // single-row path; anything else would make that path inexact, so it is not used then
   bool leaves_are_float = ir.float32_accumulate;
@@ -479,13 +483,19 @@ void Forest::Impl::eval_row(const T* row, const float* ex, std::size_t cs, doubl
     // The trigger path: every tree complete, one output. The sum stays in a register.
     const float* x = ex;
     const std::size_t nl = complete.n_leaves;
-    std::int32_t li[8];
+    std::int32_t li[16];
     std::size_t t = 0;
     if (f32acc) {
       // XGBoost leaves are float32 and float addition of two floats equals the
       // double sum rounded to float, so this is the same sum, with a short chain.
       const float* lv = complete.leaf_f.data();
       float m = static_cast<float>(ir.base_margin[0]);
+      if (cs == 1) {
+        for (; t + 16 <= n_trees; t += 16) {
+          detail::complete_walk_trees16(complete, static_cast<std::uint32_t>(t), x, li);
+          for (std::size_t k = 0; k < 16; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
+        }
+      }
       for (; t + 8 <= n_trees; t += 8) {
         detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(t), x, cs, li);
         for (std::size_t k = 0; k < 8; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
@@ -497,6 +507,12 @@ void Forest::Impl::eval_row(const T* row, const float* ex, std::size_t cs, doubl
     }
     const double* lv = complete.leaf.data();
     double m = ir.base_margin[0];
+    if (cs == 1) {
+      for (; t + 16 <= n_trees; t += 16) {
+        detail::complete_walk_trees16(complete, static_cast<std::uint32_t>(t), x, li);
+        for (std::size_t k = 0; k < 16; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
+      }
+    }
     for (; t + 8 <= n_trees; t += 8) {
       detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(t), x, cs, li);
       for (std::size_t k = 0; k < 8; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
@@ -539,7 +555,7 @@ void Forest::Impl::eval_block(const T* buf, const float* ex, std::size_t nr, dou
                               std::int32_t* leaves) const {
   const std::size_t ng = static_cast<std::size_t>(n_groups);
   const std::size_t n_trees = roots.size();
-  if (nr < 8 || ex == nullptr) {
+  if (nr < 8) {
     for (std::size_t r = 0; r < nr; ++r)
       eval_row(buf + r, ex ? ex + r : nullptr, kBlockRows, margins + r * ng, leaves ? leaves + r * n_trees : nullptr);
     return;
@@ -550,15 +566,18 @@ void Forest::Impl::eval_block(const T* buf, const float* ex, std::size_t nr, dou
   const std::size_t nr_pad = (nr + 7) & ~std::size_t{7};  // the block buffer holds kBlockRows rows
   std::int32_t li[kBlockRows];
   for (std::size_t t = 0; t < n_trees; ++t) {
-    const std::int32_t slot = complete_slot[t];
-    if (slot < 0) {
-      for (std::size_t r = 0; r < nr; ++r)
-        walk_generic(t, buf + r, kBlockRows, margins + r * ng, leaves ? leaves + r * n_trees : nullptr);
-      continue;
+    const std::int32_t slot = ex ? complete_slot[t] : -1;
+    const double* lv;
+    const std::int32_t* ids;
+    if (slot >= 0) {
+      detail::complete_walk_rows(complete, static_cast<std::uint32_t>(slot), ex, kBlockRows, nr_pad, li);
+      lv = complete.leaf.data() + static_cast<std::size_t>(slot) * complete.n_leaves;
+      ids = complete.leaf_id.data() + static_cast<std::size_t>(slot) * complete.n_leaves;
+    } else {
+      walk_generic_rows(t, buf, nr_pad, li);  // li: layout node index of the leaf
+      lv = value.data();
+      ids = leaf_id.data();
     }
-    detail::complete_walk_rows(complete, static_cast<std::uint32_t>(slot), ex, kBlockRows,
-                               nr_pad, li);
-    const double* lv = complete.leaf.data() + static_cast<std::size_t>(slot) * complete.n_leaves;
     const std::size_t g = static_cast<std::size_t>(group[t]);
     if (f32acc) {
       for (std::size_t r = 0; r < nr; ++r) {
@@ -568,10 +587,41 @@ void Forest::Impl::eval_block(const T* buf, const float* ex, std::size_t nr, dou
     } else {
       for (std::size_t r = 0; r < nr; ++r) margins[r * ng + g] += lv[li[r]];
     }
-    if (leaves) {
-      const std::int32_t* ids = complete.leaf_id.data() + static_cast<std::size_t>(slot) * complete.n_leaves;
+    if (leaves)
       for (std::size_t r = 0; r < nr; ++r) leaves[r * n_trees + t] = ids[li[r]];
+  }
+}
+
+// Tree t (any layout) for rows 0..n_rows-1 (a multiple of 8) of a column-major block: eight
+// rows walk together so their chains of loads overlap. Leaves loop on themselves, so rows
+// that arrive early simply wait; the walk stops when all eight have arrived.
+template <typename T>
+void Forest::Impl::walk_generic_rows(std::size_t t, const T* buf, std::size_t n_rows, std::int32_t* out) const {
+  const CNode<T>* nd = nodes<T>().data();
+  const std::uint32_t root = roots[t];
+  const std::int32_t d = depth[t];
+  for (std::size_t r = 0; r < n_rows; r += 8) {
+    std::uint32_t idx[8] = {root, root, root, root, root, root, root, root};
+    for (std::int32_t s = 0; s < d; ++s) {
+      for (int k = 0; k < 8; ++k) {
+        const CNode<T>& n = nd[idx[k]];
+        const T* row = buf + r + static_cast<std::size_t>(k);
+        bool left;
+        if (n.flags & kSpecial) {
+          left = special_left(specials[n.flags >> kSpecialShift], row, kBlockRows);
+        } else {
+          const T x = row[static_cast<std::size_t>(n.feature) * kBlockRows];
+          left = (x < n.threshold) | ((x != x) & ((n.flags & kDefaultLeft) != 0));
+        }
+        idx[k] = n.left + static_cast<std::uint32_t>(!left);
+      }
+      if ((s & 3) == 3) {
+        bool all_leaves = true;
+        for (int k = 0; k < 8; ++k) all_leaves = all_leaves && (nd[idx[k]].flags & kLeaf);
+        if (all_leaves) break;
+      }
     }
+    for (int k = 0; k < 8; ++k) out[r + static_cast<std::size_t>(k)] = static_cast<std::int32_t>(idx[k]);
   }
 }
 

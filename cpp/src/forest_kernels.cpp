@@ -28,22 +28,22 @@ void walk_rows_scalar(const CompleteTrees& trees, std::uint32_t slot, const floa
   }
 }
 
-template <bool kUnitStride>
+template <bool kUnitStride, int N = 8>
 void walk_trees8_scalar(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
                         std::int32_t* out) noexcept {
   if (kUnitStride) cs = 1;  // a compile-time 1: no multiply in the dependency chain
-  std::uint32_t idx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::uint32_t idx[N] = {};
   const std::size_t ni = trees.n_internal;
-  const std::int32_t* f = trees.feat.data() + static_cast<std::size_t>(slot) * ni;
-  const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * ni;
+  // (column, threshold) pairs: one cache line per step instead of two
+  const CompleteTrees::Pair* p = trees.pairs.data() + static_cast<std::size_t>(slot) * ni;
   for (int l = 0; l < trees.depth; ++l) {
-    for (int k = 0; k < 8; ++k) {
-      const std::size_t o = static_cast<std::size_t>(k) * ni + idx[k];
-      const float x = row[static_cast<std::size_t>(f[o]) * cs];
-      idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(x < t[o]);
+    for (int k = 0; k < N; ++k) {
+      const CompleteTrees::Pair& n = p[static_cast<std::size_t>(k) * ni + idx[k]];
+      const float x = row[static_cast<std::size_t>(n.col) * cs];
+      idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(x < n.thr);
     }
   }
-  for (int k = 0; k < 8; ++k) out[k] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
+  for (int k = 0; k < N; ++k) out[k] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
 }
 
 #ifdef HEPINFER_X86
@@ -150,6 +150,11 @@ void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const fl
   }
 #endif
   walk_rows_scalar(trees, slot, block, cap, n_rows, leaf_out);
+}
+
+void complete_walk_trees16(const CompleteTrees& trees, std::uint32_t slot, const float* row,
+                           std::int32_t* leaf_out) noexcept {
+  walk_trees8_scalar<true, 16>(trees, slot, row, 1, leaf_out);
 }
 
 void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,

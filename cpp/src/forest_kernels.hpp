@@ -24,6 +24,11 @@ struct CompleteTrees {
   std::uint32_t n_leaves = 0;       ///< 2^D leaf slots per tree
   std::vector<std::int32_t> feat;   ///< [slot * n_internal + i]: column in the expanded row (+32 padding)
   std::vector<float> thr;           ///< [slot * n_internal + i] (+32 padding: kernels load a level's 8..32 nodes at once)
+  struct Pair {
+    std::int32_t col;
+    float thr;
+  };
+  std::vector<Pair> pairs;          ///< feat and thr interleaved, for the one-row walkers
   std::vector<double> leaf;         ///< [slot * n_leaves + j]
   std::vector<float> leaf_f;        ///< float copy of `leaf` (float32-accumulating models only)
   std::vector<std::int32_t> leaf_id;///< [slot * n_leaves + j]: the source library's leaf index
@@ -42,15 +47,18 @@ void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const fl
 void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
                           std::int32_t* leaf_out) noexcept;
 
+/// Walk trees slot..slot+15 for one expanded, contiguous row. Writes 16 leaf slots.
+void complete_walk_trees16(const CompleteTrees& trees, std::uint32_t slot, const float* row,
+                           std::int32_t* leaf_out) noexcept;
+
 /// Walk one tree for one row.
 inline std::int32_t complete_walk_one(const CompleteTrees& trees, std::uint32_t slot, const float* row,
                                       std::size_t cs) noexcept {
-  const std::int32_t* f = trees.feat.data() + static_cast<std::size_t>(slot) * trees.n_internal;
-  const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
+  const CompleteTrees::Pair* p = trees.pairs.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   std::uint32_t i = 0;
   for (int l = 0; l < trees.depth; ++l) {
-    const float x = row[static_cast<std::size_t>(f[i]) * cs];
-    i = 2 * i + 2 - static_cast<std::uint32_t>(x < t[i]);
+    const float x = row[static_cast<std::size_t>(p[i].col) * cs];
+    i = 2 * i + 2 - static_cast<std::uint32_t>(x < p[i].thr);
   }
   return static_cast<std::int32_t>(i - trees.n_internal);
 }

@@ -328,24 +328,29 @@ class UbjParser {
     }
   }
 
-  JsonValue parse_array(int depth) {
-    JsonValue v;
-    v.type = JsonValue::Type::Array;
-    char elem_type = 0;
-    std::int64_t count = -1;
+  /// The optional "$<type>" and "#<count>" of an optimized container.
+  void read_container_header(char& elem_type, std::int64_t& count) {
     need(1);
     if (s_[pos_] == '$') {
       ++pos_;
       need(1);
       elem_type = s_[pos_++];
       need(1);
-      if (s_[pos_] != '#') fail("typed array without count");
+      if (s_[pos_] != '#') fail("typed container without count");
       ++pos_;
       count = read_length();
     } else if (s_[pos_] == '#') {
       ++pos_;
       count = read_length();
     }
+  }
+
+  JsonValue parse_array(int depth) {
+    JsonValue v;
+    v.type = JsonValue::Type::Array;
+    char elem_type = 0;
+    std::int64_t count = -1;
+    read_container_header(elem_type, count);
     if (count >= 0) {
       if (elem_type != 0 && is_numeric_type(elem_type)) {
         need(static_cast<std::size_t>(count) * type_size(elem_type));
@@ -375,19 +380,7 @@ class UbjParser {
     v.type = JsonValue::Type::Object;
     char elem_type = 0;
     std::int64_t count = -1;
-    need(1);
-    if (s_[pos_] == '$') {
-      ++pos_;
-      need(1);
-      elem_type = s_[pos_++];
-      need(1);
-      if (s_[pos_] != '#') fail("typed object without count");
-      ++pos_;
-      count = read_length();
-    } else if (s_[pos_] == '#') {
-      ++pos_;
-      count = read_length();
-    }
+    read_container_header(elem_type, count);
     if (count >= 0) {
       need(static_cast<std::size_t>(count));
       for (std::int64_t i = 0; i < count; ++i) {
