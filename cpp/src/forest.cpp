@@ -565,6 +565,29 @@ void Forest::Impl::eval_block(const T* buf, const float* ex, std::size_t nr, dou
   const bool f32acc = ir.float32_accumulate;
   const std::size_t nr_pad = (nr + 7) & ~std::size_t{7};  // the block buffer holds kBlockRows rows
   std::int32_t li[kBlockRows];
+  if (f32acc && ng == 1 && ex != nullptr && !complete.leaf_f.empty()) {
+    // XGBoost, one output: the float32 sums stay in a float array the kernel adds to.
+    float acc[kBlockRows];
+    for (std::size_t r = 0; r < nr_pad; ++r) acc[r] = static_cast<float>(ir.base_margin[0]);
+    for (std::size_t t = 0; t < n_trees; ++t) {
+      const std::int32_t slot = complete_slot[t];
+      if (slot >= 0) {
+        detail::complete_walk_rows(complete, static_cast<std::uint32_t>(slot), ex, kBlockRows, nr_pad, li, acc);
+        if (leaves) {
+          const std::int32_t* ids = complete.leaf_id.data() + static_cast<std::size_t>(slot) * complete.n_leaves;
+          for (std::size_t r = 0; r < nr; ++r) leaves[r * n_trees + t] = ids[li[r]];
+        }
+        continue;
+      }
+      walk_generic_rows(t, buf, nr_pad, li);
+      for (std::size_t r = 0; r < nr; ++r) {
+        acc[r] = static_cast<float>(static_cast<double>(acc[r]) + value[static_cast<std::size_t>(li[r])]);
+        if (leaves) leaves[r * n_trees + t] = leaf_id[static_cast<std::size_t>(li[r])];
+      }
+    }
+    for (std::size_t r = 0; r < nr; ++r) margins[r] = static_cast<double>(acc[r]);
+    return;
+  }
   for (std::size_t t = 0; t < n_trees; ++t) {
     const std::int32_t slot = ex ? complete_slot[t] : -1;
     const double* lv;

@@ -12,7 +12,7 @@ namespace hepinfer::detail {
 namespace {
 
 void walk_rows_scalar(const CompleteTrees& trees, std::uint32_t slot, const float* block, std::size_t cap,
-                      std::size_t n_rows, std::int32_t* out) noexcept {
+                      std::size_t n_rows, std::int32_t* out, float* acc) noexcept {
   const std::int32_t* f = trees.feat.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   const int depth = trees.depth;
@@ -25,6 +25,10 @@ void walk_rows_scalar(const CompleteTrees& trees, std::uint32_t slot, const floa
       }
     }
     for (int k = 0; k < 8; ++k) out[r + static_cast<std::size_t>(k)] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
+    if (acc) {
+      const float* lv = trees.leaf_f.data() + static_cast<std::size_t>(slot) * trees.n_leaves;
+      for (std::size_t k = 0; k < 8; ++k) acc[r + k] += lv[out[r + k]];
+    }
   }
 }
 
@@ -78,7 +82,8 @@ HEPINFER_AVX2 inline __m256i level_select(int l, __m256i p, const int* base) {
 // deeper levels gather the node fields too. The block is column-major, so at the root (one
 // feature for every lane) the inputs are one contiguous load.
 HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot, const float* block,
-                                  std::size_t cap, std::size_t n_rows, std::int32_t* out) noexcept {
+                                  std::size_t cap, std::size_t n_rows, std::int32_t* out, float* acc) noexcept {
+  const float* lv = acc ? trees.leaf_f.data() + static_cast<std::size_t>(slot) * trees.n_leaves : nullptr;
   const int* f = trees.feat.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   const int depth = trees.depth;
@@ -122,9 +127,14 @@ HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot
         idx[u] = step8(idx[u], th, x);
       }
     }
-    for (int u = 0; u < groups; ++u)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r + 8 * static_cast<std::size_t>(u)),
-                          _mm256_sub_epi32(idx[u], offset));
+    for (int u = 0; u < groups; ++u) {
+      const __m256i leaf = _mm256_sub_epi32(idx[u], offset);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r + 8 * static_cast<std::size_t>(u)), leaf);
+      if (lv) {  // float32 accumulation (XGBoost): one gather of leaf values, one add
+        float* a = acc + r + 8 * static_cast<std::size_t>(u);
+        _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a), _mm256_i32gather_ps(lv, leaf, 4)));
+      }
+    }
   }
 }
 #endif
@@ -142,14 +152,14 @@ bool cpu_has_avx2() noexcept {
 }
 
 void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const float* block, std::size_t cap,
-                        std::size_t n_rows, std::int32_t* leaf_out) noexcept {
+                        std::size_t n_rows, std::int32_t* leaf_out, float* acc) noexcept {
 #ifdef HEPINFER_X86
   if (cpu_has_avx2()) {
-    walk_rows_avx2(trees, slot, block, cap, n_rows, leaf_out);
+    walk_rows_avx2(trees, slot, block, cap, n_rows, leaf_out, acc);
     return;
   }
 #endif
-  walk_rows_scalar(trees, slot, block, cap, n_rows, leaf_out);
+  walk_rows_scalar(trees, slot, block, cap, n_rows, leaf_out, acc);
 }
 
 void complete_walk_trees16(const CompleteTrees& trees, std::uint32_t slot, const float* row,

@@ -39,9 +39,10 @@ bool cpu_has_avx2() noexcept;
 
 /// Walk tree `slot` for rows 0..n_rows-1 of a column-major expanded block: column c of
 /// row r at block[r + c * cap]. n_rows must be a multiple of 8 (pad the block). Writes the leaf
-/// slot (0..2^D-1) per row.
+/// slot (0..2^D-1) per row. With `acc` (needs leaf_f), also adds each row's float leaf
+/// value to acc[row] in float32.
 void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const float* block, std::size_t cap,
-                        std::size_t n_rows, std::int32_t* leaf_out) noexcept;
+                        std::size_t n_rows, std::int32_t* leaf_out, float* acc = nullptr) noexcept;
 
 /// Walk trees slot..slot+7 for one expanded row (column c at row[c * cs]). Writes 8 leaf slots.
 void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
