@@ -153,6 +153,8 @@ struct Forest::Impl {
   void expand(const float* buf, std::size_t nr, std::size_t cap, float* ex) const;
   template <typename T>
   void walk_generic(std::size_t t, const T* row, std::size_t cs, double* margins, std::int32_t* leaves) const;
+  template <typename Acc>
+  Acc sum_complete_trees(const Acc* lv, const float* x, std::size_t cs) const;
   template <typename T>
   void walk_generic_rows(std::size_t t, const T* buf, std::size_t n_rows, std::int32_t* out) const;
 
@@ -471,6 +473,29 @@ void Forest::Impl::expand(const float* buf, std::size_t nr, std::size_t cap, flo
   }
 }
 
+// Base margin plus the leaves of every (complete) tree for one expanded row, summed in Acc.
+template <typename Acc>
+Acc Forest::Impl::sum_complete_trees(const Acc* lv, const float* x, std::size_t cs) const {
+  const std::size_t n_trees = roots.size();
+  const std::size_t nl = complete.n_leaves;
+  std::int32_t li[16];
+  Acc m = static_cast<Acc>(ir.base_margin[0]);
+  std::size_t t = 0;
+  if (cs == 1) {
+    for (; t + 16 <= n_trees; t += 16) {
+      detail::complete_walk_trees16(complete, static_cast<std::uint32_t>(t), x, li);
+      for (std::size_t k = 0; k < 16; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
+    }
+  }
+  for (; t + 8 <= n_trees; t += 8) {
+    detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(t), x, cs, li);
+    for (std::size_t k = 0; k < 8; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
+  }
+  for (; t < n_trees; ++t)
+    m += lv[t * nl + static_cast<std::size_t>(detail::complete_walk_one(complete, static_cast<std::uint32_t>(t), x, cs))];
+  return m;
+}
+
 // One row, all trees in order (the low-latency path): runs of 8 complete trees are walked
 // together so that their independent chains of loads overlap.
 template <typename T>
@@ -481,45 +506,10 @@ void Forest::Impl::eval_row(const T* row, const float* ex, std::size_t cs, doubl
   const bool f32acc = ir.float32_accumulate;
   if (std::is_same<T, float>::value && all_complete && ng == 1 && leaves == nullptr) {
     // The trigger path: every tree complete, one output. The sum stays in a register.
-    const float* x = ex;
-    const std::size_t nl = complete.n_leaves;
-    std::int32_t li[16];
-    std::size_t t = 0;
-    if (f32acc) {
-      // XGBoost leaves are float32 and float addition of two floats equals the
-      // double sum rounded to float, so this is the same sum, with a short chain.
-      const float* lv = complete.leaf_f.data();
-      float m = static_cast<float>(ir.base_margin[0]);
-      if (cs == 1) {
-        for (; t + 16 <= n_trees; t += 16) {
-          detail::complete_walk_trees16(complete, static_cast<std::uint32_t>(t), x, li);
-          for (std::size_t k = 0; k < 16; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
-        }
-      }
-      for (; t + 8 <= n_trees; t += 8) {
-        detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(t), x, cs, li);
-        for (std::size_t k = 0; k < 8; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
-      }
-      for (; t < n_trees; ++t)
-        m += lv[t * nl + static_cast<std::size_t>(detail::complete_walk_one(complete, static_cast<std::uint32_t>(t), x, cs))];
-      margins[0] = static_cast<double>(m);
-      return;
-    }
-    const double* lv = complete.leaf.data();
-    double m = ir.base_margin[0];
-    if (cs == 1) {
-      for (; t + 16 <= n_trees; t += 16) {
-        detail::complete_walk_trees16(complete, static_cast<std::uint32_t>(t), x, li);
-        for (std::size_t k = 0; k < 16; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
-      }
-    }
-    for (; t + 8 <= n_trees; t += 8) {
-      detail::complete_walk_trees8(complete, static_cast<std::uint32_t>(t), x, cs, li);
-      for (std::size_t k = 0; k < 8; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
-    }
-    for (; t < n_trees; ++t)
-      m += lv[t * nl + static_cast<std::size_t>(detail::complete_walk_one(complete, static_cast<std::uint32_t>(t), x, cs))];
-    margins[0] = m;
+    // XGBoost leaves are float32 and float addition of two floats equals the double sum
+    // rounded to float, so summing in a float is the same sum with a short chain.
+    margins[0] = f32acc ? static_cast<double>(sum_complete_trees(complete.leaf_f.data(), ex, cs))
+                        : sum_complete_trees(complete.leaf.data(), ex, cs);
     return;
   }
   for (std::size_t g = 0; g < ng; ++g) margins[g] = ir.base_margin[g];
