@@ -120,10 +120,24 @@ HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot
           fd = _mm256_i32gather_epi32(f, idx[u], 4);
           th = _mm256_i32gather_ps(t, idx[u], 4);
         }
-        const __m256i col = fd;
-        const __m256i colofs = cap_pow2 ? _mm256_sll_epi32(col, shiftv) : _mm256_mullo_epi32(col, capv);
-        const __m256i rows = _mm256_add_epi32(iota, _mm256_set1_epi32(static_cast<int>(r) + 8 * u));
-        const __m256 x = _mm256_i32gather_ps(block, _mm256_add_epi32(rows, colofs), 4);
+        __m256 x;
+        if (l <= 2) {
+          // 2 or 4 candidate columns: contiguous loads of each, blended per lane (no gather)
+          const __m256i p = _mm256_sub_epi32(idx[u], firstv);
+          const __m256 b0 = _mm256_castsi256_ps(_mm256_slli_epi32(p, 31));  // bit 0 -> sign
+          const float* base = block + r + 8 * static_cast<std::size_t>(u);
+          x = _mm256_blendv_ps(_mm256_loadu_ps(base + static_cast<std::size_t>(f[first]) * cap),
+                               _mm256_loadu_ps(base + static_cast<std::size_t>(f[first + 1]) * cap), b0);
+          if (l == 2) {
+            const __m256 x23 = _mm256_blendv_ps(_mm256_loadu_ps(base + static_cast<std::size_t>(f[first + 2]) * cap),
+                                                _mm256_loadu_ps(base + static_cast<std::size_t>(f[first + 3]) * cap), b0);
+            x = _mm256_blendv_ps(x, x23, _mm256_castsi256_ps(_mm256_slli_epi32(p, 30)));  // bit 1 -> sign
+          }
+        } else {
+          const __m256i colofs = cap_pow2 ? _mm256_sll_epi32(fd, shiftv) : _mm256_mullo_epi32(fd, capv);
+          const __m256i rows = _mm256_add_epi32(iota, _mm256_set1_epi32(static_cast<int>(r) + 8 * u));
+          x = _mm256_i32gather_ps(block, _mm256_add_epi32(rows, colofs), 4);
+        }
         idx[u] = step8(idx[u], th, x);
       }
     }
