@@ -262,8 +262,9 @@ void Forest::Impl::compile() {
   compile_complete();
 }
 
-// Trees without special splits, of depth <= kMaxCompleteDepth, whose padding to the common
-// depth costs at most ~4x their node count, are also stored as complete trees.
+// Trees without special splits are also stored as complete trees of one common depth D:
+// every such tree when D <= 8 (padding is cheap), and for D up to kMaxCompleteDepth only
+// trees whose padded size stays within ~4x their node count.
 void Forest::Impl::compile_complete() {
   complete_slot.assign(ir.trees.size(), -1);
   if (static_cast<std::uint64_t>(kBlockRows) * 2 * n_cols >= (std::uint64_t{1} << 31)) return;  // gather index range
