@@ -10,9 +10,12 @@
 namespace py = pybind11;
 
 void register_forest(py::module_& m);
+void register_jagged(py::module_& m);
+void register_disco(py::module_& m);
+void register_nn(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "hepinfer C++ core (tree ensembles; see the hepinfer package for the Python API)";
+  m.doc() = "hepinfer C++ core (tree ensembles, jagged kernels, distance correlation, ONNX networks; see the hepinfer package for the Python API)";
   m.attr("__version__") = HEPINFER_VERSION;
 
   // hepinfer.Error is the base of all; format and input errors are also ValueErrors, device
@@ -51,4 +54,7 @@ PYBIND11_MODULE(_core, m) {
       "Raise DeviceError unless `device` (\"cpu\", \"cuda\", \"cuda:N\") can be used.");
 
   register_forest(m);
+  register_jagged(m);
+  register_disco(m);
+  register_nn(m);
 }

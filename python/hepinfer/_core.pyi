@@ -45,3 +45,9 @@ class Forest:
     ) -> npt.NDArray[np.float64]: ...
     def predict_leaf(self, X: npt.NDArray[Any], n_threads: int = 1) -> npt.NDArray[np.int32]: ...
     def predict_one(self, row: npt.NDArray[Any], output: str = "probability") -> Any: ...
+
+# --- jagged (hepinfer.jagged) ---
+
+# --- disco (hepinfer.disco) ---
+
+# --- nn (hepinfer.nn) ---
