@@ -293,27 +293,37 @@ def test_model_string_from_older_lightgbm_layout(rng, tmp_path):
     _check(forest, booster, _probe_rows(rng, Xn, booster))
 
 
-# --------------------------------------------------------------------------- features without a postprocess yet
+# --------------------------------------------------------------------------- other output transforms
 
 
-@pytest.mark.parametrize("case", ["sigmoid2", "poisson", "linear_tree"])
-def test_unsupported_is_rejected_or_exact(rng, tmp_path, case):
-    """Either hepinfer rejects the model with ModelFormatError, or it matches LightGBM exactly."""
-    X, Xn, score = _data(rng, nan_frac=0.0)
+@pytest.mark.parametrize("case", ["sigmoid2", "ova_sigmoid05", "reg_sqrt", "xentlambda", "poisson"])
+def test_output_transforms_match(rng, tmp_path, case):
+    """Scaled sigmoids, reg_sqrt, cross_entropy_lambda and log links: probabilities match LightGBM."""
+    X, Xn, score = _data(rng)
     if case == "sigmoid2":
         booster = _train({"objective": "binary", "sigmoid": 2.0}, X, (score > 0).astype(int), 6)
-    elif case == "poisson":
-        booster = _train({"objective": "poisson"}, X, rng.poisson(np.exp(score / 3)), 6)
+    elif case == "ova_sigmoid05":
+        y = np.digitize(score, [-1.0, 0.0, 1.0])
+        booster = _train({"objective": "multiclassova", "num_class": 4, "sigmoid": 0.5}, X, y, 4)
+    elif case == "reg_sqrt":
+        booster = _train({"objective": "regression", "reg_sqrt": True}, X, score * np.abs(score) * 10, 6)
+    elif case == "xentlambda":
+        booster = _train({"objective": "cross_entropy_lambda"}, X, 1 / (1 + np.exp(-score)), 6)
     else:
-        booster = _train({"objective": "regression", "linear_tree": True}, X, score, 6)
+        booster = _train({"objective": "poisson"}, X, rng.poisson(np.exp(score / 3)), 6)
     path = tmp_path / "m.txt"
     booster.save_model(str(path))
-    try:
-        forest = hepinfer.Forest.load(str(path))
-    except hepinfer.ModelFormatError as e:
-        assert "m.txt" in str(e)
-        return
+    forest = hepinfer.Forest.load(str(path))
     _check(forest, booster, _probe_rows(rng, X, booster))
+
+
+def test_linear_trees_are_rejected(rng, tmp_path):
+    X, Xn, score = _data(rng, nan_frac=0.0)
+    booster = _train({"objective": "regression", "linear_tree": True}, X, score, 6)
+    path = tmp_path / "m.txt"
+    booster.save_model(str(path))
+    with pytest.raises(hepinfer.ModelFormatError, match="m.txt"):
+        hepinfer.Forest.load(str(path))
 
 
 # --------------------------------------------------------------------------- malformed files

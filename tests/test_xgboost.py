@@ -284,3 +284,47 @@ def test_models_from_older_xgboost(path):
                                       ref["margin"])
         np.testing.assert_array_equal(forest.predict_leaf(X).reshape(ref["leaf"].shape), ref["leaf"])
         np.testing.assert_allclose(forest.predict(X).reshape(ref["prob"].shape), ref["prob"], rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fmt", ["json", "ubj"])
+@pytest.mark.parametrize("max_cat_to_onehot", [1, 64])
+def test_categorical_splits(fmt, max_cat_to_onehot, rng, tmp_path):
+    """Partition-based and one-hot categorical splits, with NaN, unseen, negative, fractional
+    and huge category values: XGBoost treats x < 0 and x >= 2^24 as invalid (left)."""
+    n = 3000
+    X = np.column_stack([rng.normal(size=n), rng.integers(0, 40, n), rng.integers(0, 5, n)]).astype(np.float32)
+    y = ((X[:, 0] > 0) ^ np.isin(X[:, 1], [1, 3, 5, 9, 33]) ^ (X[:, 2] == 2)).astype(int)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    types = ["q", "c", "c"]
+    booster = xgb.train({"max_depth": 4, "tree_method": "hist", "max_cat_to_onehot": max_cat_to_onehot,
+                         "objective": "binary:logistic", "nthread": 1, "seed": int(rng.integers(1 << 30))},
+                        xgb.DMatrix(X, y, feature_types=types, enable_categorical=True), 20)
+    path = tmp_path / f"cat.{fmt}"
+    booster.save_model(path)
+    forest = hepinfer.Forest.load(path)
+    T = X[:600].copy()
+    odd = [-0.5, -1.0, -3.0, -0.0, 2.7, 39.99, 40.0, 100.0, 2.0**24, 2.0**24 + 4, 1e30, -1e30, np.nan]
+    T[:100, 1] = rng.choice(odd, 100)
+    T[100:200, 2] = rng.choice([-0.5, -1.0, 2.5, 4.999, 5.0, 7.0, np.nan], 100)
+    d = xgb.DMatrix(T, feature_types=types, enable_categorical=True)
+    np.testing.assert_array_equal(forest.predict(T, output="margin").astype(np.float32),
+                                  booster.predict(d, output_margin=True))
+    np.testing.assert_array_equal(forest.predict_leaf(T), booster.predict(d, pred_leaf=True))
+    np.testing.assert_allclose(forest.predict(T), booster.predict(d), rtol=2e-6, atol=1e-7)
+    one = np.array([forest.predict_one(row) for row in T[:120]])
+    np.testing.assert_array_equal(one, forest.predict(T[:120]))
+
+
+def test_categorical_from_pandas(rng):
+    """A model trained on a pandas categorical column takes the same DataFrame (its codes)."""
+    pd = pytest.importorskip("pandas")
+    n = 2000
+    df = pd.DataFrame({"a": rng.normal(size=n),
+                       "flavour": pd.Categorical(rng.choice(["b", "c", "light", "tau"], n))})
+    y = ((df["a"] > 0) ^ df["flavour"].isin(["b", "tau"])).astype(int)
+    booster = xgb.train({"max_depth": 3, "tree_method": "hist", "objective": "binary:logistic", "nthread": 1},
+                        xgb.DMatrix(df, y, enable_categorical=True), 10)
+    forest = hepinfer.Forest.load(booster)
+    test = df.iloc[:300]
+    np.testing.assert_allclose(forest.predict(test), booster.predict(xgb.DMatrix(test, enable_categorical=True)),
+                               rtol=2e-6, atol=1e-7)

@@ -52,6 +52,7 @@ struct SpecialSplit {
   NodeIR::Op op;
   bool default_left;
   bool zero_is_missing;
+  bool cat_negative_right;
   std::int32_t feature;
   double threshold;
   std::uint32_t cat_begin, cat_end, lin_begin;
@@ -244,7 +245,8 @@ void Forest::Impl::compile() {
       const bool special = !is_plain(node);
       if (special) {
         flags |= kSpecial | (static_cast<std::uint32_t>(specials.size()) << kSpecialShift);
-        specials.push_back({node.kind, node.op, node.default_left, node.zero_is_missing, node.feature, node.threshold,
+        specials.push_back({node.kind, node.op, node.default_left, node.zero_is_missing, node.cat_negative_right,
+                            node.feature, node.threshold,
                             node.cat_begin, node.cat_end, node.lin_begin});
       }
       const std::int32_t feat = node.kind == NodeIR::Kind::Linear ? 0 : node.feature;
@@ -366,7 +368,7 @@ bool Forest::Impl::special_left(const SpecialSplit& s, const T* row, std::size_t
       // negative categories and values beyond int32 go right
       const double x = static_cast<double>(row[static_cast<std::size_t>(s.feature) * cs]);
       if (std::isnan(x)) return s.default_left;
-      if (x <= -1.0 || x >= 2147483648.0) return false;
+      if (x <= -1.0 || x >= 2147483648.0 || (s.cat_negative_right && x < 0.0)) return false;
       const std::uint32_t c = static_cast<std::uint32_t>(static_cast<std::int32_t>(x));
       const std::uint32_t word = c / 32u;
       if (word >= s.cat_end - s.cat_begin) return false;
@@ -648,7 +650,17 @@ void Forest::Impl::finish(const double* margins, std::size_t nr, double* out, Ou
   switch (ir.postprocess) {
     case Postprocess::Identity: std::memcpy(out, margins, nr * ng * sizeof(double)); break;
     case Postprocess::Sigmoid:
-      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 1.0 / (1.0 + std::exp(-margins[i]));
+      if (ir.sigmoid_scale == 1.0) {
+        for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 1.0 / (1.0 + std::exp(-margins[i]));
+      } else {
+        for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 1.0 / (1.0 + std::exp(-ir.sigmoid_scale * margins[i]));
+      }
+      break;
+    case Postprocess::SignedSquare:
+      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = (margins[i] < 0 ? -1.0 : 1.0) * margins[i] * margins[i];
+      break;
+    case Postprocess::Log1pExp:
+      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = std::log1p(std::exp(margins[i]));
       break;
     case Postprocess::Exp:
       for (std::size_t i = 0; i < nr * ng; ++i) out[i] = std::exp(margins[i]);

@@ -255,6 +255,7 @@ double adjust_zero_band(double t) {
 
 struct ObjectiveInfo {
   Postprocess postprocess = Postprocess::Identity;
+  double sigmoid_scale = 1.0;
   std::string name;  // for ForestIR::objective
 };
 
@@ -288,11 +289,10 @@ ObjectiveInfo parse_objective(const std::string& source, const Section& header, 
     if (it != params.end()) {
       if (!parse_double(it->second, &s)) fail(source, where, "bad sigmoid parameter '" + shorten(it->second) + "'");
     }
-    if (s != 1.0) {
-      fail(source, where,
-           "objective '" + name + "' with sigmoid:" + it->second +
-               " (scaled sigmoid 1/(1+exp(-s*margin)) with s != 1) is not supported yet");
+    if (!(s > 0.0) || !std::isfinite(s)) {
+      fail(source, where, "objective '" + name + "' with sigmoid:" + it->second + " (must be a positive number)");
     }
+    info.sigmoid_scale = s;
   };
   auto check_num_class = [&]() {
     auto it = params.find("num_class");
@@ -304,9 +304,6 @@ ObjectiveInfo parse_objective(const std::string& source, const Section& header, 
     }
   };
   info.name = "lightgbm:" + name;
-  if (reg_sqrt) {
-    fail(source, where, "objective '" + name + " sqrt' (reg_sqrt: output sign(m)*m^2) is not supported yet");
-  }
   if (name == "binary") {
     sigmoid_scale();
     info.postprocess = Postprocess::Sigmoid;
@@ -326,13 +323,18 @@ ObjectiveInfo parse_objective(const std::string& source, const Section& header, 
              name == "mean_absolute_percentage_error" || name == "lambdarank" || name == "rank_xendcg" ||
              name == "xendcg" || name == "xe_ndcg" || name == "xe_ndcg_mart" || name == "xendcg_mart" ||
              name == "custom" || name == "none" || name == "null" || name == "na") {
-    info.postprocess = Postprocess::Identity;
+    // reg_sqrt: LightGBM trained on sign(y)*sqrt(|y|) and squares the margin back.
+    info.postprocess = reg_sqrt ? Postprocess::SignedSquare : Postprocess::Identity;
+    if (reg_sqrt) info.name += " sqrt";
   } else if (name == "poisson" || name == "gamma" || name == "tweedie") {
     info.postprocess = Postprocess::Exp;
   } else if (name == "cross_entropy_lambda" || name == "xentlambda") {
-    fail(source, where, "objective '" + name + "' (output log(1+exp(margin))) is not supported yet");
+    info.postprocess = Postprocess::Log1pExp;
   } else {
     fail(source, where, "unknown objective '" + shorten(name) + "'");
+  }
+  if (reg_sqrt && info.postprocess != Postprocess::SignedSquare) {
+    fail(source, where, "objective '" + name + " sqrt': reg_sqrt is only defined for the regression objectives");
   }
   return info;
 }
@@ -550,6 +552,7 @@ ForestIR load_lightgbm_text(const std::string& text, const std::string& source_n
   ObjectiveInfo obj = parse_objective(source, header, static_cast<std::int32_t>(num_class));
   ir.postprocess = obj.postprocess;
   ir.objective = obj.name;
+  ir.sigmoid_scale = obj.sigmoid_scale;
   if (ir.postprocess == Postprocess::Softmax && num_class < 2) {
     fail(source, "header", "multiclass objective with num_class=" + std::to_string(num_class));
   }

@@ -6,6 +6,7 @@
 // base_margin = ProbToMargin(base_score) for the objective (logit for logistic
 // objectives, log for log-link objectives, identity otherwise).
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -84,7 +85,12 @@ double apply_link(double p, Link link) {
   return static_cast<double>(f);
 }
 
-TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& path, std::int32_t n_features) {
+/// XGBoost categorical splits: the node's category list (categories_nodes/segments/sizes into
+/// `categories`) is the set that goes RIGHT; other categories, and invalid ones (x < 0 or
+/// x >= 2^24), go left; NaN takes default_left. In the IR a categorical split sends its bitset
+/// LEFT, so the children are swapped and the node marked cat_negative_right.
+TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& path, std::int32_t n_features,
+                 std::vector<std::uint32_t>* bitsets) {
   const auto left = r.integers(r.member(t, "left_children", path), path + "/left_children");
   const auto right = r.integers(r.member(t, "right_children", path), path + "/right_children");
   const auto split_index = r.integers(r.member(t, "split_indices", path), path + "/split_indices");
@@ -92,6 +98,18 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
   const auto dleft = r.integers(r.member(t, "default_left", path), path + "/default_left");
   std::vector<std::int64_t> split_type;
   if (const JsonValue* st = t.find("split_type")) split_type = r.integers(*st, path + "/split_type");
+
+  std::vector<std::int64_t> cat_values, cat_nodes, cat_segments, cat_sizes;
+  bool any_categorical = false;
+  for (std::int64_t st : split_type) any_categorical = any_categorical || st != 0;
+  if (any_categorical) {
+    cat_values = r.integers(r.member(t, "categories", path), path + "/categories");
+    cat_nodes = r.integers(r.member(t, "categories_nodes", path), path + "/categories_nodes");
+    cat_segments = r.integers(r.member(t, "categories_segments", path), path + "/categories_segments");
+    cat_sizes = r.integers(r.member(t, "categories_sizes", path), path + "/categories_sizes");
+    if (cat_segments.size() != cat_nodes.size() || cat_sizes.size() != cat_nodes.size())
+      r.fail(path, "categories_nodes, categories_segments and categories_sizes have different lengths");
+  }
 
   const std::size_t n = left.size();
   if (n == 0) r.fail(path, "tree has no nodes");
@@ -124,11 +142,40 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
     if (left[i] < 0 || right[i] < 0 || left[i] >= static_cast<std::int64_t>(n) ||
         right[i] >= static_cast<std::int64_t>(n))
       r.fail(np, "child index out of range");
-    if (!split_type.empty() && split_type[i] != 0)
-      r.fail(np, "categorical splits of XGBoost models are not supported yet");
     if (split_index[i] < 0 || split_index[i] >= n_features)
       r.fail(np, "split feature " + std::to_string(split_index[i]) + " out of range (num_feature = " +
                      std::to_string(n_features) + ")");
+    if (!split_type.empty() && split_type[i] == 1) {
+      std::size_t k = 0;
+      while (k < cat_nodes.size() && cat_nodes[k] != static_cast<std::int64_t>(i)) ++k;
+      if (k == cat_nodes.size()) r.fail(np, "categorical split without a category list in categories_nodes");
+      const std::int64_t seg = cat_segments[k], size = cat_sizes[k];
+      if (seg < 0 || size < 0 || seg + size > static_cast<std::int64_t>(cat_values.size()))
+        r.fail(np, "category list out of range of `categories` (truncated model?)");
+      std::int64_t max_cat = -1;
+      for (std::int64_t j = seg; j < seg + size; ++j) {
+        if (cat_values[j] < 0 || cat_values[j] >= (1 << 24)) r.fail(np, "invalid category " + std::to_string(cat_values[j]));
+        max_cat = std::max(max_cat, cat_values[j]);
+      }
+      const std::size_t words = static_cast<std::size_t>(max_cat + 1 + 31) / 32;
+      node.kind = NodeIR::Kind::Categorical;
+      node.cat_negative_right = true;
+      node.feature = static_cast<std::int32_t>(split_index[i]);
+      node.cat_begin = static_cast<std::uint32_t>(bitsets->size());
+      bitsets->resize(bitsets->size() + std::max<std::size_t>(words, 1), 0u);
+      node.cat_end = static_cast<std::uint32_t>(bitsets->size());
+      for (std::int64_t j = seg; j < seg + size; ++j) {
+        const auto c = static_cast<std::uint32_t>(cat_values[j]);
+        (*bitsets)[node.cat_begin + c / 32] |= 1u << (c % 32);
+      }
+      // the listed categories go right in XGBoost: they are the IR's left
+      node.left = static_cast<std::int32_t>(right[i]);
+      node.right = static_cast<std::int32_t>(left[i]);
+      node.default_left = dleft[i] == 0;
+      continue;
+    }
+    if (!split_type.empty() && split_type[i] != 0)
+      r.fail(np, "unknown split_type " + std::to_string(split_type[i]));
     node.kind = NodeIR::Kind::Numerical;
     node.op = NodeIR::Op::Less;
     node.feature = static_cast<std::int32_t>(split_index[i]);
@@ -222,7 +269,7 @@ ForestIR load_xgboost_doc(const JsonValue& doc, const std::string& source_name) 
   ir.trees.reserve(trees.items.size());
   for (std::size_t t = 0; t < trees.items.size(); ++t) {
     const std::string tpath = mpath + "/trees[" + std::to_string(t) + "]";
-    TreeIR tree = load_tree(trees.items[t], r, tpath, ir.n_features);
+    TreeIR tree = load_tree(trees.items[t], r, tpath, ir.n_features, &ir.categories);
     if (tree_info[t] < 0 || tree_info[t] >= ir.n_groups)
       r.fail(mpath + "/tree_info[" + std::to_string(t) + "]", "group out of range");
     tree.group = static_cast<std::int32_t>(tree_info[t]);

@@ -58,7 +58,7 @@ double ref_left(const ForestIR& ir, const NodeIR& n, const std::vector<double>& 
     case NodeIR::Kind::Categorical: {
       const double v = x[static_cast<std::size_t>(n.feature)];
       if (std::isnan(v)) return n.default_left;
-      if (v <= -1.0 || v >= 2147483648.0) return false;
+      if (v <= -1.0 || v >= 2147483648.0 || (n.cat_negative_right && v < 0.0)) return false;
       const auto c = static_cast<std::uint32_t>(std::trunc(std::fabs(v)));
       if (c / 32 >= n.cat_end - n.cat_begin) return false;
       return (ir.categories[n.cat_begin + c / 32] >> (c % 32)) & 1u;
@@ -129,6 +129,7 @@ ForestIR random_forest(std::mt19937& rng, int n_features, int n_trees, int n_gro
           n.kind = NodeIR::Kind::Categorical;
           n.cat_begin = rng() % 2 ? 0u : 2u;
           n.cat_end = n.cat_begin + 2;
+          n.cat_negative_right = rng() % 2 == 0;
         }
         if (kind == 2) {
           n.kind = NodeIR::Kind::Linear;
@@ -275,6 +276,15 @@ TEST_CASE(postprocess_kinds) {
   CHECK_NEAR(Forest::from_ir(one).predict_one(&pos), 2.0 / (1.0 + std::exp(-2.0)) - 1.0, 1e-15);
   one.postprocess = Postprocess::Exp;
   CHECK_NEAR(Forest::from_ir(one).predict_one(&pos), std::exp(1.0), 1e-15);
+  const float neg = -1.0f;
+  one.postprocess = Postprocess::SignedSquare;
+  CHECK(Forest::from_ir(one).predict_one(&neg) == -1.0);
+  CHECK(Forest::from_ir(one).predict_one(&pos) == 1.0);
+  one.postprocess = Postprocess::Log1pExp;
+  CHECK_NEAR(Forest::from_ir(one).predict_one(&neg), std::log1p(std::exp(-1.0)), 1e-15);
+  one.postprocess = Postprocess::Sigmoid;
+  one.sigmoid_scale = 2.5;
+  CHECK_NEAR(Forest::from_ir(one).predict_one(&neg), 1.0 / (1.0 + std::exp(2.5)), 1e-15);
 }
 
 TEST_CASE(random_forests_match_reference) {

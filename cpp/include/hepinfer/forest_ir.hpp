@@ -21,7 +21,8 @@
 ///  * A categorical split (LightGBM) sends a row LEFT iff the category (x truncated
 ///    toward zero) is in the bitset `categories[cat_begin, cat_end)` (32-bit words,
 ///    bit k of word k/32 means category k). NaN takes the default child (LightGBM:
-///    right); x <= -1 and x >= 2^31 go right.
+///    right); x <= -1 and x >= 2^31 go right. With `cat_negative_right` (XGBoost)
+///    every x < 0 goes right (XGBoost treats negative categories as invalid).
 ///  * A linear split (TMVA Fisher cut) computes
 ///    v = linear[lin_begin + n_features] + sum_j linear[lin_begin + j] * x_j
 ///    (in double, x as float) and goes LEFT iff `v OP threshold`.
@@ -42,6 +43,7 @@ struct NodeIR {
   Op op = Op::Less;
   bool default_left = false;
   bool zero_is_missing = false;
+  bool cat_negative_right = false; ///< Categorical: all x < 0 go right (XGBoost), not only x <= -1
   std::int32_t feature = -1;   ///< input column (Numerical, Categorical)
   std::int32_t left = -1;      ///< index of left child within the tree
   std::int32_t right = -1;     ///< index of right child within the tree
@@ -80,11 +82,13 @@ struct TransformIR {
 /// What turns the per-group margins into the reported output.
 enum class Postprocess : std::uint8_t {
   Identity,       ///< output = margin
-  Sigmoid,        ///< output = 1 / (1 + exp(-margin))
+  Sigmoid,        ///< output = 1 / (1 + exp(-scale * margin)), scale = ForestIR::sigmoid_scale
   Softmax,        ///< output_k = exp(m_k) / sum_j exp(m_j)
   ArgMax,         ///< multi:softmax: the index of the largest margin (one column)
   TMVAGrad,       ///< output = 2 / (1 + exp(-2 margin)) - 1
   Exp,            ///< output = exp(margin) (log-link regressions: poisson, gamma, tweedie)
+  SignedSquare,   ///< output = sign(margin) * margin^2 (LightGBM reg_sqrt)
+  Log1pExp,       ///< output = log(1 + exp(margin)) (LightGBM cross_entropy_lambda)
 };
 
 /// Where a ForestIR came from; used in messages and for format-specific options.
@@ -99,6 +103,7 @@ struct ForestIR {
   std::vector<std::string> feature_expressions;  ///< TMVA: the expression of each variable, else empty
   std::vector<double> base_margin;         ///< n_groups values added to the margins
   Postprocess postprocess = Postprocess::Identity;
+  double sigmoid_scale = 1.0;              ///< Sigmoid: 1/(1+exp(-sigmoid_scale*m)) (LightGBM sigmoid:<s>)
   bool float32_inputs = true;              ///< round inputs to float32 before comparing
   bool float32_accumulate = false;         ///< sum leaves in float32, tree by tree, as XGBoost does
   std::vector<TreeIR> trees;
