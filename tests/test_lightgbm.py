@@ -181,9 +181,11 @@ def test_random_forest_average_output(rng, tmp_path):
     # LightGBM averages the trees before the sigmoid; raw_score=True is the plain sum.
     np.testing.assert_allclose(forest.predict(Xt), booster.predict(Xt), rtol=PROB_RTOL, atol=1e-15)
     np.testing.assert_array_equal(forest.predict_leaf(Xt), booster.predict(Xt, pred_leaf=True))
-    # hepinfer bakes 1/n_iterations into the leaves, so its margin is the average.
+    # the margin is LightGBM's raw score: the plain sum
     np.testing.assert_allclose(forest.predict(Xt, output="margin"),
-                               booster.predict(Xt, raw_score=True) / rounds, rtol=1e-12, atol=1e-13)
+                               booster.predict(Xt, raw_score=True), rtol=MARGIN_RTOL, atol=1e-13)
+    np.testing.assert_allclose([forest.predict_one(row) for row in Xt[:50]], booster.predict(Xt[:50]),
+                               rtol=PROB_RTOL, atol=1e-15)
 
 
 # --------------------------------------------------------------------------- categorical

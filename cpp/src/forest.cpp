@@ -647,30 +647,37 @@ void Forest::Impl::finish(const double* margins, std::size_t nr, double* out, Ou
     std::memcpy(out, margins, nr * ng * sizeof(double));
     return;
   }
+  // LightGBM random forests average the trees before the output transform; the margin
+  // (raw score) stays the plain sum, as in LightGBM.
+  const double* m_in = margins;
+  if (ir.margin_divisor != 1.0) {
+    for (std::size_t i = 0; i < nr * ng; ++i) out[i] = margins[i] / ir.margin_divisor;
+    m_in = out;
+  }
   switch (ir.postprocess) {
-    case Postprocess::Identity: std::memcpy(out, margins, nr * ng * sizeof(double)); break;
+    case Postprocess::Identity: if (m_in != out) std::memcpy(out, m_in, nr * ng * sizeof(double)); break;
     case Postprocess::Sigmoid:
       if (ir.sigmoid_scale == 1.0) {
-        for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 1.0 / (1.0 + std::exp(-margins[i]));
+        for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 1.0 / (1.0 + std::exp(-m_in[i]));
       } else {
-        for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 1.0 / (1.0 + std::exp(-ir.sigmoid_scale * margins[i]));
+        for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 1.0 / (1.0 + std::exp(-ir.sigmoid_scale * m_in[i]));
       }
       break;
     case Postprocess::SignedSquare:
-      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = (margins[i] < 0 ? -1.0 : 1.0) * margins[i] * margins[i];
+      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = (m_in[i] < 0 ? -1.0 : 1.0) * m_in[i] * m_in[i];
       break;
     case Postprocess::Log1pExp:
-      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = std::log1p(std::exp(margins[i]));
+      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = std::log1p(std::exp(m_in[i]));
       break;
     case Postprocess::Exp:
-      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = std::exp(margins[i]);
+      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = std::exp(m_in[i]);
       break;
     case Postprocess::TMVAGrad:
-      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 2.0 / (1.0 + std::exp(-2.0 * margins[i])) - 1.0;
+      for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 2.0 / (1.0 + std::exp(-2.0 * m_in[i])) - 1.0;
       break;
     case Postprocess::Softmax:
       for (std::size_t r = 0; r < nr; ++r) {
-        const double* m = margins + r * ng;
+        const double* m = m_in + r * ng;
         double* o = out + r * ng;
         double mx = m[0];
         for (std::size_t g = 1; g < ng; ++g) mx = std::max(mx, m[g]);
@@ -681,7 +688,7 @@ void Forest::Impl::finish(const double* margins, std::size_t nr, double* out, Ou
       break;
     case Postprocess::ArgMax:
       for (std::size_t r = 0; r < nr; ++r) {
-        const double* m = margins + r * ng;
+        const double* m = m_in + r * ng;
         std::size_t best = 0;
         for (std::size_t g = 1; g < ng; ++g)
           if (m[g] > m[best]) best = g;

@@ -25,6 +25,8 @@ void ForestIR::validate() const {
                       std::to_string(n_groups) + " outputs");
   for (double b : base_margin)
     if (std::isnan(b)) fail("model", "base margin is NaN");
+  if (!(sigmoid_scale > 0.0) || !std::isfinite(sigmoid_scale)) fail("model", "sigmoid scale must be positive");
+  if (!(margin_divisor > 0.0) || !std::isfinite(margin_divisor)) fail("model", "margin divisor must be positive");
   if (!feature_names.empty() && feature_names.size() != static_cast<std::size_t>(n_features))
     fail("model", std::to_string(feature_names.size()) + " feature names for " + std::to_string(n_features) + " features");
 

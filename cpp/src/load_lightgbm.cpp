@@ -20,8 +20,8 @@
 ///    (boost_from_average is baked into the first tree by Tree::AddBias), so
 ///    base_margin is zero.
 ///  * average_output (boosting=rf): LightGBM divides the summed raw score by the
-///    number of iterations before the objective's ConvertOutput; this loader
-///    bakes 1/n_iterations into the leaf values.
+///    number of iterations before the objective's ConvertOutput, and reports the
+///    undivided sum as the raw score; this loader sets ForestIR::margin_divisor.
 
 #include <algorithm>
 #include <charconv>
@@ -340,7 +340,7 @@ ObjectiveInfo parse_objective(const std::string& source, const Section& header, 
 }
 
 /// Parse one "Tree=k" block into `tree` (categories appended to ir->categories).
-void parse_tree(const Section& sec, std::int32_t n_features, double leaf_divisor, ForestIR* ir, TreeIR* tree) {
+void parse_tree(const Section& sec, std::int32_t n_features, ForestIR* ir, TreeIR* tree) {
   const std::string& source = sec.source();
   const long long num_leaves = sec.get_int("num_leaves", 1, kMaxLeaves);
   const long long num_cat = sec.get_int("num_cat", 0, kMaxLeaves);
@@ -353,9 +353,6 @@ void parse_tree(const Section& sec, std::int32_t n_features, double leaf_divisor
   const std::size_t nl = static_cast<std::size_t>(num_leaves);
   const std::size_t ni = nl - 1;  // internal nodes
   std::vector<double> leaf_value = sec.get_doubles("leaf_value", nl);
-  if (leaf_divisor != 1.0) {
-    for (double& v : leaf_value) v /= leaf_divisor;
-  }
 
   tree->nodes.clear();
   if (num_leaves == 1) {
@@ -628,12 +625,12 @@ ForestIR load_lightgbm_text(const std::string& text, const std::string& source_n
          std::to_string(blocks.size()) + " trees is not a multiple of num_tree_per_iteration=" + std::to_string(ntpi));
   }
   const std::size_t n_iter = blocks.size() / static_cast<std::size_t>(ntpi);
-  const double leaf_divisor = (average_output && n_iter > 0) ? static_cast<double>(n_iter) : 1.0;
+  if (average_output && n_iter > 0) ir.margin_divisor = static_cast<double>(n_iter);
 
   ir.trees.resize(blocks.size());
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     Section sec(source, "Tree=" + std::to_string(i), std::move(blocks[i].kv));
-    parse_tree(sec, ir.n_features, leaf_divisor, &ir, &ir.trees[i]);
+    parse_tree(sec, ir.n_features, &ir, &ir.trees[i]);
     ir.trees[i].group = static_cast<std::int32_t>(i % static_cast<std::size_t>(ntpi));
   }
   if (ir.categories.size() > static_cast<std::size_t>(std::numeric_limits<std::uint32_t>::max())) {

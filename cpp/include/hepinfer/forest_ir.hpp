@@ -103,7 +103,8 @@ struct ForestIR {
   std::vector<std::string> feature_expressions;  ///< TMVA: the expression of each variable, else empty
   std::vector<double> base_margin;         ///< n_groups values added to the margins
   Postprocess postprocess = Postprocess::Identity;
-  double sigmoid_scale = 1.0;              ///< Sigmoid: 1/(1+exp(-sigmoid_scale*m)) (LightGBM sigmoid:<s>)
+  double sigmoid_scale = 1.0;
+  double margin_divisor = 1.0;             ///< outputs (not margins) use margin/margin_divisor (LightGBM rf)              ///< Sigmoid: 1/(1+exp(-sigmoid_scale*m)) (LightGBM sigmoid:<s>)
   bool float32_inputs = true;              ///< round inputs to float32 before comparing
   bool float32_accumulate = false;         ///< sum leaves in float32, tree by tree, as XGBoost does
   std::vector<TreeIR> trees;
