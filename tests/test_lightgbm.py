@@ -443,3 +443,19 @@ def test_error_names_tree_and_key(tmp_path, good_model_text):
     t = _sub_tree_line(good_model_text, 2, "leaf_value", lambda v: v[:-1])
     msg = _expect_error(tmp_path, t)
     assert "Tree=2" in msg and "leaf_value" in msg
+
+
+def test_single_leaf_trees_beside_categorical_trees(rng):
+    """A class absent from training gets single-leaf trees; when every other tree has a
+    categorical split, those leaves are the only trees in the complete layout (depth 0)."""
+    X, Xn, score = _data(rng, n=800)
+    X[:, 4] = rng.integers(0, 10, len(X))
+    y = ((score > 0) ^ np.isin(X[:, 4], [2, 3, 7])).astype(int)  # classes 0 and 1 only
+    booster = _train({"objective": "multiclass", "num_class": 3, "min_data_per_group": 5, "cat_smooth": 1,
+                      "max_cat_to_onehot": 1}, X, y, 6, categorical_feature=[4])
+    forest = hepinfer.Forest.load(booster)
+    Xt = _probe_rows(rng, X, booster)
+    with np.errstate(over="ignore"):
+        X32 = Xt.astype(np.float32)  # some probe values overflow to inf, as for any float32 input
+    for Xd in (X32, Xt):
+        np.testing.assert_allclose(forest.predict(Xd), booster.predict(Xd), rtol=PROB_RTOL, atol=1e-15)

@@ -302,6 +302,9 @@ void Forest::Impl::compile_complete() {
   }
   if (n_slots == 0) return;
   all_complete = n_slots == ir.trees.size();
+  // the kernels walk at least one level: forests whose eligible trees are all single leaves
+  // (LightGBM writes such trees for classes without splits) get one padding level
+  D = std::max(D, 1);
   complete.depth = D;
   complete.n_internal = (1u << D) - 1u;
   complete.n_leaves = 1u << D;
