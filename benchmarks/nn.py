@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Neural-network inference benchmark: hepinfer.nn.Model against onnxruntime and torch, in one
+process and one run.
+
+    python benchmarks/nn.py                 # full run
+    python benchmarks/nn.py --quick         # smoke run (batches 1,16,256; fewer repeats)
+    python benchmarks/nn.py --models mlp --batches 1,10000 --json out.json
+
+Models (built in torch with a fixed seed, exported with torch.onnx.export, TorchScript exporter):
+  mlp    30 -> 64 -> 64 -> 64 -> 1, ReLU, sigmoid head
+  ae     dense autoencoder 20 -> 16 -> 4 -> 16 -> 20 (+ per-event reconstruction error)
+  pfn    Deep Sets / particle-flow network on (batch, 100 particles, 4) with a mask (masked sum)
+  pnet   ParticleNet-Lite-like: 2 EdgeConv blocks, k = 7 neighbours in (eta, phi), 100 particles
+
+Engines: hepinfer (n_threads 1 and all), onnxruntime (intra-op threads 1 and all), torch
+(set_num_threads 1 and all). Every engine's output is compared with onnxruntime before timing.
+Times are medians of several repeats (time.perf_counter after a warm-up); batch 1 loops many
+single calls and reports the time per call. The jagged (unpadded) path is not implemented yet,
+so constituent models are timed on padded input only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _models(torch):
+    nn = torch.nn
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(
+                nn.Linear(30, 64),
+                nn.ReLU(),
+                nn.Linear(64, 64),
+                nn.ReLU(),
+                nn.Linear(64, 64),
+                nn.ReLU(),
+                nn.Linear(64, 1),
+            )
+
+        def forward(self, x):
+            return torch.sigmoid(self.net(x))
+
+    class AE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Sequential(nn.Linear(20, 16), nn.ELU(), nn.Linear(16, 4), nn.Tanh())
+            self.dec = nn.Sequential(nn.Linear(4, 16), nn.LeakyReLU(0.1), nn.Linear(16, 20))
+
+        def forward(self, x):
+            return ((self.dec(self.enc(x)) - x) ** 2).mean(dim=1)
+
+    class PFN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.phi = nn.Sequential(
+                nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU()
+            )
+            self.f = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2))
+
+        def forward(self, particles, mask):
+            return torch.softmax(self.f((self.phi(particles) * mask.unsqueeze(-1)).sum(dim=1)), dim=-1)
+
+    def knn(points, features, k):
+        inner = -2 * torch.matmul(points.transpose(2, 1), points)
+        xx = torch.sum(points**2, dim=1, keepdim=True)
+        idx = (-xx - inner - xx.transpose(2, 1)).topk(k=k + 1, dim=-1)[1][:, :, 1:]
+        B, C, P = features.shape
+        flat = (idx + torch.arange(0, B).view(-1, 1, 1) * P).reshape(-1)
+        return features.transpose(2, 1).reshape(B * P, C)[flat, :].view(B, P, k, C).permute(0, 3, 1, 2)
+
+    class EdgeConv(nn.Module):
+        def __init__(self, k, c_in, c_out):
+            super().__init__()
+            self.k = k
+            layers, last = [], 2 * c_in
+            for c in c_out:
+                layers += [nn.Conv2d(last, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+                last = c
+            self.mlp = nn.Sequential(*layers)
+            self.sc = nn.Sequential(nn.Conv1d(c_in, c_out[-1], 1, bias=False), nn.BatchNorm1d(c_out[-1]))
+
+        def forward(self, points, features):
+            center = features.unsqueeze(-1).repeat(1, 1, 1, self.k)
+            x = torch.cat([center, knn(points, features, self.k) - center], dim=1)
+            return torch.relu(self.mlp(x).mean(dim=-1) + self.sc(features))
+
+    class PNet(nn.Module):
+        def __init__(self, k=7):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(4)
+            self.ec1 = EdgeConv(k, 4, (32, 32, 32))
+            self.ec2 = EdgeConv(k, 32, (64, 64, 64))
+            self.fc = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 2))
+
+        def forward(self, points, features, mask):
+            points = points * mask + (1 - mask) * 1e9
+            x = self.ec1(points, self.bn(features) * mask) * mask
+            x = self.ec2(points, x) * mask
+            return torch.softmax(self.fc(x.sum(dim=-1) / mask.sum(dim=-1)), dim=-1)
+
+    return {"mlp": MLP, "ae": AE, "pfn": PFN, "pnet": PNet}
+
+
+def _inputs(name: str, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    if name == "mlp":
+        return {"x": rng.standard_normal((batch, 30)).astype(np.float32)}
+    if name == "ae":
+        return {"x": rng.standard_normal((batch, 20)).astype(np.float32)}
+    n = 100
+    counts = np.clip(rng.poisson(40, batch), 8, n)
+    mask = (np.arange(n)[None, :] < counts[:, None]).astype(np.float32)
+    x = rng.standard_normal((batch, n, 4)).astype(np.float32) * mask[..., None]
+    if name == "pfn":
+        return {"particles": x, "mask": mask}
+    return {
+        "points": np.ascontiguousarray(x[..., 1:3].transpose(0, 2, 1)),
+        "features": np.ascontiguousarray(x.transpose(0, 2, 1)),
+        "mask": np.ascontiguousarray(mask[:, None, :]),
+    }
+
+
+def _export(torch, name: str, path: str) -> Any:
+    torch.manual_seed(1)
+    model = _models(torch)[name]().eval()
+    ex = _inputs(name, 2, np.random.default_rng(0))
+    args = tuple(torch.from_numpy(v) for v in ex.values())
+    names = list(ex)
+    axes = {
+        k: (
+            {0: "batch", 2: "n"}
+            if name == "pnet"
+            else {0: "batch", 1: "n"}
+            if name == "pfn"
+            else {0: "batch"}
+        )
+        for k in names
+    }
+    axes["y"] = {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            args,
+            path,
+            input_names=names,
+            output_names=["y"],
+            dynamic_axes=axes,
+            dynamo=False,
+            opset_version=17,
+        )
+    return model
+
+
+def _time(fn: Callable[[], Any], batch: int, repeats: int) -> float:
+    """Median seconds per call of fn."""
+    fn()
+    loops = 1
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    if one < 2e-3:
+        loops = max(1, int(2e-3 / max(one, 1e-7)))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        times.append((time.perf_counter() - t0) / loops)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--models", default="mlp,ae,pfn,pnet")
+    ap.add_argument("--batches", default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    import onnxruntime as ort
+    import torch
+
+    from hepinfer.nn import Model
+
+    batches = [int(b) for b in (args.batches or ("1,16,256" if args.quick else "1,16,256,10000")).split(",")]
+    repeats = args.repeats or (3 if args.quick else 7)
+    n_all = os.cpu_count() or 1
+    rng = np.random.default_rng(42)
+    results = []
+    tmp = tempfile.mkdtemp(prefix="hepinfer-nn-bench-")
+    print(
+        f"# hepinfer nn benchmark  cpu_count={n_all}  {platform.processor() or platform.machine()}  torch {torch.__version__}  "
+        f"onnxruntime {ort.__version__}"
+    )
+    for name in args.models.split(","):
+        path = os.path.join(tmp, f"{name}.onnx")
+        tmodel = _export(torch, name, path)
+        hep = Model.load(path)
+        sessions = {}
+        for nt in (1, n_all):
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = nt
+            so.inter_op_num_threads = 1
+            sessions[nt] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        for batch in batches:
+            if name == "pnet" and batch > 1000:
+                print(f"{name:5s} batch {batch}: skipped (padded ParticleNet at this batch needs > 5 GB)")
+                continue
+            feeds = _inputs(name, batch, rng)
+            ref = sessions[1].run(None, feeds)[0]
+            single = len(feeds) == 1
+            x0 = next(iter(feeds.values()))
+            engines: dict[str, Callable[[], Any]] = {}
+            for nt in sorted({1, n_all}):
+                if single:
+                    engines[f"hepinfer t{nt}"] = lambda nt=nt, hep=hep, x0=x0: hep.predict(x0, n_threads=nt)
+                else:
+                    engines[f"hepinfer t{nt}"] = lambda nt=nt, hep=hep, feeds=feeds: hep.predict(
+                        feeds, n_threads=nt
+                    )
+                engines[f"onnxruntime t{nt}"] = lambda s=sessions[nt], feeds=feeds: s.run(None, feeds)
+                tins = tuple(torch.from_numpy(v) for v in feeds.values())
+
+                def run_torch(nt=nt, tins=tins, tmodel=tmodel):
+                    torch.set_num_threads(nt)
+                    with torch.no_grad():
+                        return tmodel(*tins)
+
+                engines[f"torch t{nt}"] = run_torch
+            row = {"model": name, "batch": batch, "seconds": {}, "max_abs_diff": {}}
+            for en, fn in engines.items():
+                out = fn()
+                out = out[0] if isinstance(out, list) else out
+                out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+                row["max_abs_diff"][en] = (
+                    float(np.max(np.abs(out.reshape(ref.shape) - ref))) if ref.size else 0.0
+                )
+                row["seconds"][en] = _time(fn, batch, repeats)
+            torch.set_num_threads(n_all)
+            results.append(row)
+            s = row["seconds"]
+            best1 = min(s["onnxruntime t1"], s["torch t1"])
+            line = "  ".join(f"{en} {s[en] * 1e6:10.1f}us" for en in engines)
+            print(
+                f"{name:5s} batch {batch:6d}: {line}  | hepinfer t1 speed-up vs best(ort, torch) t1: {best1 / s['hepinfer t1']:.2f}x"
+                f"  max|diff| {max(row['max_abs_diff'].values()):.2g}"
+            )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu_count": n_all, "results": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

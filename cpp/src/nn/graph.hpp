@@ -1,0 +1,216 @@
+#pragma once
+// Internal representation of a loaded ONNX graph and its executor.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "hepinfer/errors.hpp"
+#include "hepinfer/nn.hpp"
+
+namespace hepinfer::nn {
+
+constexpr int kMaxRank = 8;
+
+/// A shape with at most kMaxRank dimensions, held inline (no heap allocation).
+struct Shape {
+  std::int64_t d[kMaxRank] = {};
+  int rank = 0;
+  std::int64_t operator[](int i) const noexcept { return d[i]; }
+  std::int64_t& operator[](int i) noexcept { return d[i]; }
+  std::size_t numel() const noexcept {
+    std::size_t n = 1;
+    for (int i = 0; i < rank; ++i) n *= static_cast<std::size_t>(d[i]);
+    return n;
+  }
+  void push(std::int64_t v);  // throws OpError beyond kMaxRank
+  bool operator==(const Shape& o) const noexcept {
+    if (rank != o.rank) return false;
+    for (int i = 0; i < rank; ++i)
+      if (d[i] != o.d[i]) return false;
+    return true;
+  }
+  std::string str() const;
+};
+
+/// Raised by an op when its inputs do not fit; the executor adds the node and op names.
+struct OpError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+/// An OpError that depends on the values (an index out of range, integer division by zero),
+/// not only on the shapes: the load-time dry run on zeros ignores it.
+struct DataError : OpError {
+  using OpError::OpError;
+};
+
+/// `s` with control characters and non-ASCII bytes escaped as \xNN (names from files may be anything).
+std::string printable(const std::string& s);
+
+inline std::size_t element_size(ElementType t) noexcept {
+  return t == ElementType::Float32 ? 4 : t == ElementType::Int64 ? 8 : 1;
+}
+
+/// A tensor during evaluation: type, shape, data pointer (into `buf` or aliasing another value,
+/// a graph input or a constant).
+struct Value {
+  ElementType type = ElementType::Float32;
+  Shape shape;
+  std::size_t numel = 0;
+  const void* data = nullptr;
+  std::vector<std::int64_t>* buf = nullptr;  // storage for results (8-byte aligned)
+
+  void* alloc(ElementType t, const Shape& s) {
+    type = t;
+    shape = s;
+    numel = s.numel();
+    const std::size_t words = (numel * element_size(t) + 7) / 8 + 1;
+    if (buf->size() < words) buf->resize(words);
+    data = buf->data();
+    return buf->data();
+  }
+  void alias(const Value& v, const Shape& s) {
+    type = v.type;
+    shape = s;
+    numel = s.numel();
+    data = v.data;
+  }
+  const float* f() const noexcept { return static_cast<const float*>(data); }
+  const std::int64_t* i64() const noexcept { return static_cast<const std::int64_t*>(data); }
+  const unsigned char* b() const noexcept { return static_cast<const unsigned char*>(data); }
+};
+
+enum class Op : std::uint16_t {
+  Dense,  // fused MatMul/Gemm with constant packed weights + bias + activation
+  Gemm,
+  MatMul,
+  Conv,
+  Binary,
+  Variadic,  // Max, Min, Sum, Mean
+  Compare,
+  Logical,  // And, Or, Xor
+  Not,
+  Where,
+  Unary,
+  Softmax,
+  LogSoftmax,
+  Concat,
+  Reshape,
+  Flatten,
+  Squeeze,
+  Unsqueeze,
+  Transpose,
+  Gather,
+  GatherElements,
+  GatherND,
+  Slice,
+  Expand,
+  Tile,
+  ShapeOf,
+  Size,
+  ConstantOfShape,
+  Range,
+  Cast,
+  Identity,
+  Reduce,
+  BatchNorm,
+  LayerNorm,
+  TopK,
+  Split,
+};
+
+enum class Act : std::uint8_t {
+  None, Relu, LeakyRelu, Elu, Selu, Gelu, GeluTanh, Sigmoid, Tanh, Exp, Log, Sqrt, Abs, Neg, Erf, Reciprocal,
+  Floor, Ceil, Softplus, Clip, HardSigmoid, Sin, Cos, Sign, Round
+};
+enum class BinOp : std::uint8_t { Add, Sub, Mul, Div, Pow, Max, Min, Mod };
+enum class CmpOp : std::uint8_t { Equal, Less, Greater, LessOrEqual, GreaterOrEqual };
+enum class LogicOp : std::uint8_t { And, Or, Xor };
+enum class ReduceOp : std::uint8_t { Sum, Mean, Max, Min, Prod, L2, SumSquare };
+
+/// Weights of a dense layer packed as [K, ldb] row-major (ldb = N rounded up to 8, zero padded).
+struct PackedDense {
+  std::int64_t K = 0, N = 0, ldb = 0;
+  std::vector<float> w;     // K * ldb
+  std::vector<float> bias;  // ldb (zeros where no bias)
+};
+
+struct Node {
+  Op op = Op::Identity;
+  std::string name, op_type;
+  std::vector<int> in, out;  // value ids, -1 = absent optional input/output
+  // parsed attributes (meaning depends on op)
+  Act act = Act::None;
+  float alpha = 0.0f, beta = 0.0f;
+  BinOp bin = BinOp::Add;
+  CmpOp cmp = CmpOp::Equal;
+  LogicOp logic = LogicOp::And;
+  ReduceOp reduce = ReduceOp::Sum;
+  std::int64_t axis = 0;
+  std::int64_t i0 = 0, i1 = 0, i2 = 0, i3 = 0;
+  std::vector<std::int64_t> v0, v1, v2, v3;
+  bool has_v0 = false;
+  ElementType to = ElementType::Float32;
+  std::shared_ptr<const PackedDense> dense;
+  std::shared_ptr<const Value> constant;  // ConstantOfShape value; BatchNorm per-channel (a, b)
+  std::vector<float> f0, f1;
+};
+
+/// Per-thread scratch memory: one Value per graph value and buffers shared by values whose
+/// lifetimes do not overlap.
+struct Workspace {
+  std::vector<Value> values;
+  std::vector<std::vector<std::int64_t>> slots;
+  std::vector<float> scratch;  // temporaries inside ops (im2col, sort keys)
+  std::vector<std::int64_t> scratch_i;
+};
+
+struct ValueMeta {
+  std::string name;
+  bool is_constant = false;
+  int input_index = -1;  // graph input position
+  int slot = -1;         // workspace slot for computed values
+};
+
+class Graph {
+ public:
+  std::string source;
+  std::string producer;
+  std::int64_t opset = 0;
+  std::vector<TensorInfo> inputs, outputs;
+  std::vector<int> input_ids, output_ids;
+  std::vector<ValueMeta> meta;
+  std::vector<std::shared_ptr<Value>> constants;  // by value id (null for non-constants)
+  std::vector<std::shared_ptr<std::vector<std::int64_t>>> constant_storage;
+  std::vector<Node> nodes;
+  int n_slots = 0;
+  bool separable = false;
+
+  std::unique_ptr<Workspace> make_workspace() const;
+  std::unique_ptr<Workspace> acquire() const;
+  void release(std::unique_ptr<Workspace> ws) const;
+  /// Runs every node; graph inputs must already be bound in ws.values[input_ids[i]].
+  void run(Workspace& ws) const;
+
+ private:
+  mutable std::mutex pool_mutex_;
+  mutable std::vector<std::unique_ptr<Workspace>> pool_;
+};
+
+/// Evaluates one node (ops.cpp). Inputs/outputs are ws.values[node.in/out]. Throws OpError.
+void run_node(const Node& node, Workspace& ws);
+
+// ---- kernels (kernels.cpp)
+/// C[m, n] = act(sum_k A[m, k] * B[k, n] + bias) for m < M, n < N. Row-major with leading
+/// dimensions lda, ldb, ldc. bias_col: per column n (may be null); bias_row: per row m (may be null).
+void gemm(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* B,
+          std::size_t ldb, float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act,
+          float alpha, float beta);
+/// Applies an activation in place.
+void activate(float* x, std::size_t n, Act act, float alpha, float beta);
+float activate_one(float x, Act act, float alpha, float beta);
+bool cpu_has_avx2_fma() noexcept;
+
+}  // namespace hepinfer::nn

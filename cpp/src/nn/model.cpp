@@ -1,0 +1,1388 @@
+// Loading an ONNX model into a hepinfer::nn::Graph (op mapping and attribute checks, constant
+// folding, Gemm/MatMul + bias + activation fusion, buffer planning) and evaluating it.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include "hepinfer/nn.hpp"
+#include "nn/graph.hpp"
+#include "nn/onnx_proto.hpp"
+
+namespace hepinfer {
+
+const char* element_type_name(ElementType t) noexcept {
+  switch (t) {
+    case ElementType::Float32: return "float32";
+    case ElementType::Int64: return "int64";
+    case ElementType::Bool: return "bool";
+  }
+  return "?";
+}
+
+std::size_t OutputTensor::size() const noexcept {
+  std::size_t n = 1;
+  for (auto d : shape) n *= static_cast<std::size_t>(d);
+  return n;
+}
+
+namespace nn {
+namespace {
+
+using I64 = std::int64_t;
+
+std::string node_label(const onnx::Node& n) { return "node '" + n.name + "' (" + n.op_type + ")"; }
+
+[[noreturn]] void fail_node(const std::string& source, const onnx::Node& n, const std::string& msg) {
+  throw ModelFormatError(source + ": " + node_label(n) + ": " + msg);
+}
+
+bool elem_type_of(std::int32_t t, ElementType& out) {
+  switch (t) {
+    case onnx::kFloat: out = ElementType::Float32; return true;
+    case onnx::kInt64:
+    case onnx::kInt32: out = ElementType::Int64; return true;
+    case onnx::kBool: out = ElementType::Bool; return true;
+    default: return false;
+  }
+}
+
+std::string read_file(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw ModelFormatError("cannot open " + std::string(what) + " '" + path + "'");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+/// Converts an ONNX tensor into a constant Value with its own storage.
+std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& where, const std::string& data_dir,
+                                    std::vector<std::shared_ptr<std::vector<I64>>>& storage) {
+  auto fail = [&](const std::string& msg) -> void { throw ModelFormatError(where + ": tensor '" + t.name + "': " + msg); };
+  ElementType et;
+  if (!elem_type_of(t.data_type, et))
+    fail(std::string("element type ") + onnx::data_type_name(t.data_type) + " (" + std::to_string(t.data_type) +
+         ") is not supported (float32, int64, int32 and bool are)");
+  if (t.has_segment) fail("segmented tensors are not supported");
+  Shape s;
+  for (I64 d : t.dims) {
+    if (d < 0) fail("negative dimension " + std::to_string(d));
+    if (s.rank >= kMaxRank) fail("rank above 8");
+    s.push(d);
+  }
+  double total = 1;
+  for (int i = 0; i < s.rank; ++i) total *= static_cast<double>(s[i]);
+  if (total > 4e9) fail("more than 4e9 elements");
+  const std::size_t n = s.numel();
+  auto v = std::make_shared<Value>();
+  auto buf = std::make_shared<std::vector<I64>>();
+  storage.push_back(buf);
+  v->buf = buf.get();
+  void* dst = v->alloc(et, s);
+
+  std::string external;
+  const std::string* raw = &t.raw_data;
+  if (t.external) {
+    std::string location;
+    std::size_t offset = 0, length = std::string::npos;
+    for (const auto& [k, val] : t.external_data) {
+      try {
+        if (k == "location") location = val;
+        else if (k == "offset") offset = static_cast<std::size_t>(std::stoull(val));
+        else if (k == "length") length = static_cast<std::size_t>(std::stoull(val));
+      } catch (const std::exception&) {
+        fail("external_data " + k + " = '" + val + "' is not a number");
+      }
+    }
+    if (location.empty()) fail("external data without a location");
+    if (location.find("..") != std::string::npos || location[0] == '/')
+      fail("external data location '" + location + "' must be a relative path inside the model's folder");
+    const std::string path = data_dir.empty() ? location : data_dir + "/" + location;
+    const std::string file = read_file(path, "external data file");
+    if (offset > file.size()) fail("external data offset " + std::to_string(offset) + " is past the end of " + path);
+    if (length == std::string::npos) length = file.size() - offset;
+    if (length > file.size() - offset) fail("external data length runs past the end of " + path);
+    external = file.substr(offset, length);
+    raw = &external;
+  }
+  const std::size_t es_onnx = t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et);
+  if (!raw->empty() || t.external) {
+    if (raw->size() != n * es_onnx)
+      fail("raw data has " + std::to_string(raw->size()) + " bytes, expected " + std::to_string(n * es_onnx) +
+           " for shape " + s.str());
+    if (t.data_type == onnx::kInt32) {
+      for (std::size_t i = 0; i < n; ++i) {
+        std::int32_t x;
+        std::memcpy(&x, raw->data() + 4 * i, 4);
+        static_cast<I64*>(dst)[i] = x;
+      }
+    } else if (n) {
+      std::memcpy(dst, raw->data(), n * es_onnx);
+    }
+    if (et == ElementType::Bool)
+      for (std::size_t i = 0; i < n; ++i) static_cast<unsigned char*>(dst)[i] = static_cast<unsigned char*>(dst)[i] != 0;
+    return v;
+  }
+  auto check = [&](std::size_t have) {
+    if (have != n) fail("holds " + std::to_string(have) + " values, expected " + std::to_string(n) + " for shape " + s.str());
+  };
+  switch (t.data_type) {
+    case onnx::kFloat:
+      check(t.float_data.size());
+      if (n) std::memcpy(dst, t.float_data.data(), n * 4);
+      break;
+    case onnx::kInt64:
+      check(t.int64_data.size());
+      if (n) std::memcpy(dst, t.int64_data.data(), n * 8);
+      break;
+    case onnx::kInt32:
+      check(t.int32_data.size());
+      for (std::size_t i = 0; i < n; ++i) static_cast<I64*>(dst)[i] = t.int32_data[i];
+      break;
+    case onnx::kBool:
+      check(t.int32_data.size());
+      for (std::size_t i = 0; i < n; ++i) static_cast<unsigned char*>(dst)[i] = t.int32_data[i] != 0;
+      break;
+    default: break;
+  }
+  return v;
+}
+
+/// Attribute access with a record of which ones were read: any left unread is unsupported.
+class Attrs {
+ public:
+  Attrs(const onnx::Node& n, const std::string& source) : n_(n), source_(source) {
+    for (const auto& a : n.attributes) {
+      if (!a.ref_attr_name.empty()) fail("attribute '" + a.name + "' refers to a function attribute");
+      if (a.n_graphs) fail("attribute '" + a.name + "' holds a sub-graph (control flow is not supported)");
+    }
+  }
+  [[noreturn]] void fail(const std::string& msg) const { fail_node(source_, n_, msg); }
+  const onnx::Attribute* get(const char* name) {
+    for (const auto& a : n_.attributes)
+      if (a.name == name) {
+        used_.insert(a.name);
+        return &a;
+      }
+    return nullptr;
+  }
+  bool has(const char* name) {
+    for (const auto& a : n_.attributes)
+      if (a.name == name) return true;
+    return false;
+  }
+  I64 i(const char* name, I64 def) {
+    const auto* a = get(name);
+    if (!a) return def;
+    if (a->type != onnx::kAttrInt && a->type != onnx::kAttrUndefined) fail(std::string("attribute ") + name + " is not an int");
+    return a->i;
+  }
+  float f(const char* name, float def) {
+    const auto* a = get(name);
+    if (!a) return def;
+    if (a->type != onnx::kAttrFloat && a->type != onnx::kAttrUndefined) fail(std::string("attribute ") + name + " is not a float");
+    return a->f;
+  }
+  std::string s(const char* name, const std::string& def) {
+    const auto* a = get(name);
+    return a ? a->s : def;
+  }
+  std::vector<I64> ints(const char* name) {
+    const auto* a = get(name);
+    return a ? a->ints : std::vector<I64>{};
+  }
+  void ignore(const char* name) { (void)get(name); }
+  void finish() const {
+    for (const auto& a : n_.attributes)
+      if (!used_.count(a.name)) fail("attribute '" + a.name + "' is not supported");
+  }
+
+ private:
+  const onnx::Node& n_;
+  const std::string& source_;
+  std::set<std::string> used_;
+};
+
+struct Builder {
+  Graph& g;
+  const onnx::Model& m;
+  const std::string& data_dir;
+  std::unordered_map<std::string, int> ids;
+
+  int id_of(const std::string& name) {
+    auto it = ids.find(name);
+    if (it != ids.end()) return it->second;
+    const int id = static_cast<int>(g.meta.size());
+    ids.emplace(name, id);
+    g.meta.push_back(ValueMeta{name, false, -1, -1});
+    g.constants.emplace_back();
+    return id;
+  }
+  int add_constant(const std::string& name, std::shared_ptr<Value> v) {
+    const int id = id_of(name);
+    g.meta[static_cast<std::size_t>(id)].is_constant = true;
+    g.constants[static_cast<std::size_t>(id)] = std::move(v);
+    return id;
+  }
+  const Value* constant(int id) const {
+    if (id < 0) return nullptr;
+    return g.constants[static_cast<std::size_t>(id)].get();
+  }
+  std::shared_ptr<Value> scalar_float(float x) {
+    auto v = std::make_shared<Value>();
+    auto buf = std::make_shared<std::vector<I64>>();
+    g.constant_storage.push_back(buf);
+    v->buf = buf.get();
+    *static_cast<float*>(v->alloc(ElementType::Float32, Shape{})) = x;
+    return v;
+  }
+  std::shared_ptr<Value> ints_value(const std::vector<I64>& xs) {
+    auto v = std::make_shared<Value>();
+    auto buf = std::make_shared<std::vector<I64>>();
+    g.constant_storage.push_back(buf);
+    v->buf = buf.get();
+    Shape s;
+    s.push(static_cast<I64>(xs.size()));
+    I64* d = static_cast<I64*>(v->alloc(ElementType::Int64, s));
+    std::copy(xs.begin(), xs.end(), d);
+    return v;
+  }
+};
+
+const std::map<std::string, Act>& unary_ops() {
+  static const std::map<std::string, Act> m = {
+      {"Neg", Act::Neg},         {"Relu", Act::Relu},       {"LeakyRelu", Act::LeakyRelu}, {"Elu", Act::Elu},
+      {"Selu", Act::Selu},       {"Gelu", Act::Gelu},       {"Sigmoid", Act::Sigmoid},     {"Tanh", Act::Tanh},
+      {"Exp", Act::Exp},         {"Log", Act::Log},         {"Sqrt", Act::Sqrt},           {"Abs", Act::Abs},
+      {"Erf", Act::Erf},         {"Reciprocal", Act::Reciprocal}, {"Floor", Act::Floor},   {"Ceil", Act::Ceil},
+      {"Softplus", Act::Softplus}, {"HardSigmoid", Act::HardSigmoid}, {"Sin", Act::Sin},    {"Cos", Act::Cos},
+      {"Sign", Act::Sign},       {"Round", Act::Round},     {"Clip", Act::Clip}};
+  return m;
+}
+
+/// Translates one ONNX node into a Node (attributes parsed and checked). Returns false for
+/// a Constant node, which is turned into a constant value instead.
+bool translate(Builder& b, const onnx::Node& on, std::int64_t opset, Node& n) {
+  const std::string& src = b.g.source;
+  Attrs at(on, src);
+  const std::string& t = on.op_type;
+  n.op_type = t;
+  n.name = on.name;
+  auto need_inputs = [&](std::size_t lo, std::size_t hi) {
+    std::size_t count = 0;
+    for (std::size_t k = 0; k < on.inputs.size(); ++k)
+      if (!on.inputs[k].empty()) count = k + 1;
+    if (count < lo || on.inputs.size() > hi)
+      at.fail("has " + std::to_string(on.inputs.size()) + " inputs; expected " + std::to_string(lo) +
+              (hi != lo ? " to " + std::to_string(hi) : ""));
+  };
+  auto need_outputs = [&](std::size_t hi) {
+    if (on.outputs.empty() || on.outputs.size() > hi) at.fail("has " + std::to_string(on.outputs.size()) + " outputs");
+  };
+  auto const_input = [&](std::size_t k) -> const Value* {
+    if (k >= on.inputs.size() || on.inputs[k].empty()) return nullptr;
+    return b.constant(b.id_of(on.inputs[k]));
+  };
+  static const std::map<std::string, BinOp> bin = {
+      {"Add", BinOp::Add}, {"Sub", BinOp::Sub}, {"Mul", BinOp::Mul}, {"Div", BinOp::Div}, {"Pow", BinOp::Pow}};
+  static const std::map<std::string, BinOp> var = {
+      {"Max", BinOp::Max}, {"Min", BinOp::Min}, {"Sum", BinOp::Add}, {"Mean", BinOp::Add}};
+  static const std::map<std::string, CmpOp> cmp = {{"Equal", CmpOp::Equal},
+                                                     {"Less", CmpOp::Less},
+                                                     {"Greater", CmpOp::Greater},
+                                                     {"LessOrEqual", CmpOp::LessOrEqual},
+                                                     {"GreaterOrEqual", CmpOp::GreaterOrEqual}};
+  static const std::map<std::string, LogicOp> logic = {{"And", LogicOp::And}, {"Or", LogicOp::Or}, {"Xor", LogicOp::Xor}};
+  static const std::map<std::string, ReduceOp> red = {
+      {"ReduceSum", ReduceOp::Sum},   {"ReduceMean", ReduceOp::Mean}, {"ReduceMax", ReduceOp::Max},
+      {"ReduceMin", ReduceOp::Min},   {"ReduceProd", ReduceOp::Prod}, {"ReduceL2", ReduceOp::L2},
+      {"ReduceSumSquare", ReduceOp::SumSquare}};
+
+  if (t == "Constant") {
+    need_outputs(1);
+    std::shared_ptr<Value> v;
+    if (const auto* a = at.get("value")) {
+      v = tensor_value(a->t, src + ": " + node_label(on), b.data_dir, b.g.constant_storage);
+    } else if (const auto* a2 = at.get("value_float")) {
+      v = b.scalar_float(a2->f);
+    } else if (const auto* a3 = at.get("value_floats")) {
+      v = std::make_shared<Value>();
+      auto buf = std::make_shared<std::vector<I64>>();
+      b.g.constant_storage.push_back(buf);
+      v->buf = buf.get();
+      Shape s;
+      s.push(static_cast<I64>(a3->floats.size()));
+      float* d = static_cast<float*>(v->alloc(ElementType::Float32, s));
+      std::copy(a3->floats.begin(), a3->floats.end(), d);
+    } else if (const auto* a4 = at.get("value_int")) {
+      v = b.ints_value({a4->i});
+      v->shape = Shape{};
+    } else if (const auto* a5 = at.get("value_ints")) {
+      v = b.ints_value(a5->ints);
+    } else {
+      at.fail("needs a value, value_float(s) or value_int(s) attribute (string and sparse constants are not supported)");
+    }
+    at.finish();
+    b.add_constant(on.outputs[0], v);
+    return false;
+  }
+
+  if (t == "Gemm") {
+    need_inputs(2, 3);
+    need_outputs(1);
+    n.op = Op::Gemm;
+    n.alpha = at.f("alpha", 1.0f);
+    n.beta = at.f("beta", 1.0f);
+    n.i0 = at.i("transA", 0);
+    n.i1 = at.i("transB", 0);
+  } else if (t == "MatMul") {
+    need_inputs(2, 2);
+    need_outputs(1);
+    n.op = Op::MatMul;
+  } else if (t == "Conv") {
+    need_inputs(2, 3);
+    need_outputs(1);
+    n.op = Op::Conv;
+    const std::string ap = at.s("auto_pad", "NOTSET");
+    n.i1 = ap == "NOTSET" ? 0 : ap == "VALID" ? 1 : ap == "SAME_UPPER" ? 2 : ap == "SAME_LOWER" ? 3 : -1;
+    if (n.i1 < 0) at.fail("auto_pad '" + ap + "' is not supported");
+    n.v0 = at.ints("kernel_shape");
+    n.v1 = at.ints("strides");
+    n.v2 = at.ints("pads");
+    n.v3 = at.ints("dilations");
+    n.i0 = at.i("group", 1);
+    if (n.i0 < 1) at.fail("group must be >= 1");
+    const std::size_t sd = std::max({n.v0.size(), n.v1.size(), n.v2.size() / 2, n.v3.size()});
+    if ((!n.v1.empty() && n.v1.size() != sd) || (!n.v2.empty() && n.v2.size() != 2 * sd) ||
+        (!n.v3.empty() && n.v3.size() != sd))
+      at.fail("kernel_shape, strides, pads and dilations disagree on the number of spatial dimensions");
+    for (I64 x : n.v1)
+      if (x < 1) at.fail("strides must be >= 1");
+    for (I64 x : n.v3)
+      if (x < 1) at.fail("dilations must be >= 1");
+    for (I64 x : n.v2)
+      if (x < 0) at.fail("pads must be >= 0");
+    if (sd > 1) {
+      for (I64 x : n.v0)
+        if (x != 1) at.fail("only 1-D convolutions or pointwise (kernel 1) N-D convolutions are supported");
+      if (n.i1 >= 2) at.fail("auto_pad SAME is only supported for 1-D convolutions");
+      for (I64 x : n.v3)
+        if (x != 1) at.fail("dilations of N-D convolutions must be 1");
+    }
+    const Value* w = const_input(1);
+    if (w && !n.v0.empty()) {
+      if (w->shape.rank != static_cast<int>(n.v0.size()) + 2) at.fail("weights do not match kernel_shape");
+      for (std::size_t k = 0; k < n.v0.size(); ++k)
+        if (w->shape[static_cast<int>(k) + 2] != n.v0[k]) at.fail("weights do not match kernel_shape");
+    }
+  } else if (bin.count(t)) {
+    need_inputs(2, 2);
+    need_outputs(1);
+    n.op = Op::Binary;
+    n.bin = bin.at(t);
+  } else if (var.count(t)) {
+    need_inputs(1, 64);
+    need_outputs(1);
+    n.op = Op::Variadic;
+    n.bin = var.at(t);
+    n.i0 = t == "Mean";
+  } else if (cmp.count(t)) {
+    need_inputs(2, 2);
+    need_outputs(1);
+    n.op = Op::Compare;
+    n.cmp = cmp.at(t);
+  } else if (logic.count(t)) {
+    need_inputs(2, 2);
+    need_outputs(1);
+    n.op = Op::Logical;
+    n.logic = logic.at(t);
+  } else if (t == "Not") {
+    need_inputs(1, 1);
+    need_outputs(1);
+    n.op = Op::Not;
+  } else if (t == "Where") {
+    need_inputs(3, 3);
+    need_outputs(1);
+    n.op = Op::Where;
+  } else if (unary_ops().count(t)) {
+    need_outputs(1);
+    n.op = Op::Unary;
+    n.act = unary_ops().at(t);
+    if (t == "LeakyRelu") n.alpha = at.f("alpha", 0.01f);
+    else if (t == "Elu") n.alpha = at.f("alpha", 1.0f);
+    else if (t == "Selu") {
+      n.alpha = at.f("alpha", 1.67326319217681884765625f);
+      n.beta = at.f("gamma", 1.05070102214813232421875f);
+    } else if (t == "HardSigmoid") {
+      n.alpha = at.f("alpha", 0.2f);
+      n.beta = at.f("beta", 0.5f);
+    } else if (t == "Gelu") {
+      const std::string ap = at.s("approximate", "none");
+      if (ap == "tanh") n.act = Act::GeluTanh;
+      else if (ap != "none") at.fail("approximate '" + ap + "' is not supported");
+    }
+    if (t == "Clip") {
+      n.alpha = -std::numeric_limits<float>::infinity();
+      n.beta = std::numeric_limits<float>::infinity();
+      if (opset < 11) {
+        need_inputs(1, 1);
+        n.alpha = at.f("min", n.alpha);
+        n.beta = at.f("max", n.beta);
+      } else {
+        need_inputs(1, 3);  // constant min/max are read after constant folding (finalize)
+        n.i0 = 1;
+      }
+    } else {
+      need_inputs(1, 1);
+    }
+  } else if (t == "Softmax" || t == "LogSoftmax") {
+    need_inputs(1, 1);
+    need_outputs(1);
+    n.op = t == "Softmax" ? Op::Softmax : Op::LogSoftmax;
+    n.axis = at.i("axis", opset < 13 ? 1 : -1);
+    n.i0 = opset < 13;
+  } else if (t == "Concat") {
+    need_inputs(1, 1024);
+    need_outputs(1);
+    n.op = Op::Concat;
+    if (!at.has("axis")) at.fail("axis is required");
+    n.axis = at.i("axis", 0);
+  } else if (t == "Reshape") {
+    need_inputs(2, 2);
+    need_outputs(1);
+    n.op = Op::Reshape;
+    n.i0 = at.i("allowzero", 0);
+  } else if (t == "Flatten") {
+    need_inputs(1, 1);
+    need_outputs(1);
+    n.op = Op::Flatten;
+    n.axis = at.i("axis", 1);
+  } else if (t == "Squeeze" || t == "Unsqueeze") {
+    need_outputs(1);
+    n.op = t == "Squeeze" ? Op::Squeeze : Op::Unsqueeze;
+    if (opset < 13) {
+      need_inputs(1, 1);
+      if (at.has("axes")) {
+        n.v0 = at.ints("axes");
+        n.has_v0 = true;
+      }
+      if (t == "Unsqueeze" && !n.has_v0) at.fail("axes is required");
+    } else {
+      need_inputs(t == "Squeeze" ? 1 : 2, 2);
+    }
+  } else if (t == "Transpose") {
+    need_inputs(1, 1);
+    need_outputs(1);
+    n.op = Op::Transpose;
+    if (at.has("perm")) {
+      n.v0 = at.ints("perm");
+      n.has_v0 = true;
+    }
+  } else if (t == "Gather" || t == "GatherElements") {
+    need_inputs(2, 2);
+    need_outputs(1);
+    n.op = t == "Gather" ? Op::Gather : Op::GatherElements;
+    n.axis = at.i("axis", 0);
+  } else if (t == "GatherND") {
+    need_inputs(2, 2);
+    need_outputs(1);
+    n.op = Op::GatherND;
+    n.i0 = at.i("batch_dims", 0);
+  } else if (t == "Slice") {
+    need_outputs(1);
+    n.op = Op::Slice;
+    if (opset < 10) {
+      need_inputs(1, 1);
+      n.v0 = at.ints("starts");
+      n.v1 = at.ints("ends");
+      n.v2 = at.ints("axes");
+      n.has_v0 = true;
+    } else {
+      need_inputs(3, 5);
+    }
+  } else if (t == "Expand" || t == "Tile") {
+    need_inputs(2, 2);
+    need_outputs(1);
+    n.op = t == "Expand" ? Op::Expand : Op::Tile;
+  } else if (t == "Shape") {
+    need_inputs(1, 1);
+    need_outputs(1);
+    n.op = Op::ShapeOf;
+    n.i0 = at.i("start", 0);
+    n.i1 = at.i("end", std::numeric_limits<I64>::max());
+  } else if (t == "Size") {
+    need_inputs(1, 1);
+    need_outputs(1);
+    n.op = Op::Size;
+  } else if (t == "ConstantOfShape") {
+    need_inputs(1, 1);
+    need_outputs(1);
+    n.op = Op::ConstantOfShape;
+    if (const auto* a = at.get("value")) {
+      auto v = tensor_value(a->t, src + ": " + node_label(on), b.data_dir, b.g.constant_storage);
+      if (v->numel != 1) at.fail("value must hold one element");
+      n.constant = v;
+    } else {
+      n.constant = b.scalar_float(0.0f);
+    }
+  } else if (t == "Range") {
+    need_inputs(3, 3);
+    need_outputs(1);
+    n.op = Op::Range;
+  } else if (t == "Cast" || t == "CastLike") {
+    need_outputs(1);
+    n.op = Op::Cast;
+    at.ignore("saturate");
+    if (t == "CastLike") at.fail("CastLike is not supported");
+    need_inputs(1, 1);
+    const I64 to = at.i("to", -1);
+    if (!elem_type_of(static_cast<std::int32_t>(to), n.to))
+      at.fail(std::string("cast to ") + onnx::data_type_name(static_cast<std::int32_t>(to)) + " is not supported");
+  } else if (t == "Identity") {
+    need_inputs(1, 1);
+    need_outputs(1);
+    n.op = Op::Identity;
+  } else if (t == "Dropout") {
+    need_inputs(1, 3);
+    need_outputs(2);
+    n.op = Op::Identity;
+    at.ignore("seed");
+    at.ignore("ratio");
+    if (at.i("is_test", 1) == 0) at.fail("is_test = 0 (training) is not supported");
+    if (on.inputs.size() > 2 && !on.inputs[2].empty()) {
+      const Value* tm = const_input(2);
+      if (!tm || tm->numel != 1 || tm->b()[0]) at.fail("training_mode must be a constant false");
+    }
+    n.in.resize(1);
+  } else if (red.count(t)) {
+    need_outputs(1);
+    n.op = Op::Reduce;
+    n.reduce = red.at(t);
+    n.i0 = at.i("keepdims", 1);
+    const bool axes_as_input = t == "ReduceSum" ? opset >= 13 : opset >= 18;
+    if (axes_as_input) {
+      need_inputs(1, 2);
+      n.i1 = at.i("noop_with_empty_axes", 0);
+    } else {
+      need_inputs(1, 1);
+      if (at.has("axes")) {
+        n.v0 = at.ints("axes");
+        n.has_v0 = true;
+      }
+    }
+  } else if (t == "BatchNormalization") {
+    need_inputs(5, 5);
+    if (on.outputs.size() > 1) at.fail("training-mode outputs (running mean/var) are not supported");
+    n.op = Op::BatchNorm;
+    const float eps = at.f("epsilon", 1e-5f);
+    at.ignore("momentum");
+    if (at.i("training_mode", 0) != 0) at.fail("training_mode = 1 is not supported");
+    if (at.i("spatial", 1) != 1) at.fail("spatial = 0 is not supported");
+    at.ignore("is_test");
+    n.alpha = eps;  // scale, B, mean, var are read after constant folding (finalize)
+  } else if (t == "LayerNormalization") {
+    need_inputs(2, 3);
+    if (on.outputs.size() > 1) {
+      for (std::size_t k = 1; k < on.outputs.size(); ++k)
+        if (!on.outputs[k].empty()) at.fail("the Mean and InvStdDev outputs are not supported");
+    }
+    n.op = Op::LayerNorm;
+    n.axis = at.i("axis", -1);
+    n.alpha = at.f("epsilon", 1e-5f);
+    at.ignore("stash_type");
+  } else if (t == "TopK") {
+    need_outputs(2);
+    n.op = Op::TopK;
+    n.axis = at.i("axis", -1);
+    n.i1 = at.i("largest", 1);
+    n.i2 = at.i("sorted", 1);
+    if (opset < 10) {
+      need_inputs(1, 1);
+      const I64 k = at.i("k", -1);
+      if (k < 0) at.fail("k is required");
+      // K becomes a constant input
+      n.i3 = k;
+    } else {
+      need_inputs(2, 2);
+    }
+  } else if (t == "Split") {
+    n.op = Op::Split;
+    n.axis = at.i("axis", 0);
+    n.i0 = at.has("num_outputs") ? 1 : 0;
+    at.ignore("num_outputs");
+    if (opset < 13) {
+      need_inputs(1, 1);
+      if (at.has("split")) {
+        n.v0 = at.ints("split");
+        n.has_v0 = true;
+      }
+    } else {
+      need_inputs(1, 2);
+    }
+    if (on.outputs.empty()) at.fail("has no outputs");
+  } else {
+    at.fail("operator '" + t + "' is not supported by hepinfer");
+  }
+  at.finish();
+  return true;
+}
+
+bool is_elementwise_activation(const Node& n) {
+  if (n.op != Op::Unary) return false;
+  switch (n.act) {
+    case Act::Relu:
+    case Act::LeakyRelu:
+    case Act::Elu:
+    case Act::Selu:
+    case Act::Gelu:
+    case Act::GeluTanh:
+    case Act::Sigmoid:
+    case Act::Tanh:
+    case Act::Clip:
+    case Act::HardSigmoid:
+    case Act::Softplus: return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+// ---- Graph: workspaces and execution
+
+std::unique_ptr<Workspace> Graph::make_workspace() const {
+  auto ws = std::make_unique<Workspace>();
+  ws->values.resize(meta.size());
+  ws->slots.resize(static_cast<std::size_t>(n_slots));
+  for (std::size_t i = 0; i < meta.size(); ++i) {
+    if (constants[i]) {
+      ws->values[i] = *constants[i];
+      ws->values[i].buf = nullptr;
+    } else if (meta[i].slot >= 0) {
+      ws->values[i].buf = &ws->slots[static_cast<std::size_t>(meta[i].slot)];
+    }
+  }
+  return ws;
+}
+
+std::unique_ptr<Workspace> Graph::acquire() const {
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    if (!pool_.empty()) {
+      auto ws = std::move(pool_.back());
+      pool_.pop_back();
+      return ws;
+    }
+  }
+  return make_workspace();
+}
+
+void Graph::release(std::unique_ptr<Workspace> ws) const {
+  std::lock_guard<std::mutex> lock(pool_mutex_);
+  if (pool_.size() < 64) pool_.push_back(std::move(ws));
+}
+
+void Graph::run(Workspace& ws) const {
+  for (const Node& n : nodes) {
+    try {
+      run_node(n, ws);
+    } catch (const OpError& e) {
+      throw InputError(printable("node '" + n.name + "' (" + n.op_type + "): " + e.what()));
+    }
+  }
+}
+
+namespace {
+
+// Reads the constant inputs that ops need at load (BatchNormalization statistics, Clip bounds)
+// once constant folding has run.
+void finalize_node(Graph& g, Node& n) {
+  auto fail = [&](const Node& n, const std::string& msg) {
+    throw ModelFormatError(g.source + ": node '" + n.name + "' (" + n.op_type + "): " + msg);
+  };
+  auto constant = [&](const Node& n, std::size_t k) -> const Value* {
+    if (k >= n.in.size() || n.in[k] < 0) return nullptr;
+    return g.constants[static_cast<std::size_t>(n.in[k])].get();
+  };
+  {
+    if (n.op == Op::Unary && n.act == Act::Clip && n.i0 == 1) {
+      for (std::size_t k = 1; k < 3 && k < n.in.size(); ++k) {
+        if (n.in[k] < 0) continue;
+        const Value* c = constant(n, k);
+        if (!c) fail(n, "min/max inputs that are not constants are not supported");
+        if (c->numel != 1 || c->type != ElementType::Float32) fail(n, "min/max must be float32 scalars");
+        (k == 1 ? n.alpha : n.beta) = c->f()[0];
+      }
+      n.in.resize(1);
+      n.i0 = 0;
+    } else if (n.op == Op::BatchNorm && n.f0.empty()) {
+      const Value* sc = constant(n, 1);
+      const Value* bi = constant(n, 2);
+      const Value* mu = constant(n, 3);
+      const Value* va = constant(n, 4);
+      if (!sc || !bi || !mu || !va) fail(n, "scale, B, mean and var must be constants");
+      const std::size_t C = sc->numel;
+      for (const Value* v : {sc, bi, mu, va})
+        if (v->numel != C || v->type != ElementType::Float32 || v->shape.rank != 1)
+          fail(n, "scale, B, mean and var must be 1-D float32 of equal length");
+      n.f0.resize(C);
+      n.f1.resize(C);
+      for (std::size_t c = 0; c < C; ++c) {
+        const float s = sc->f()[c] / std::sqrt(va->f()[c] + n.alpha);
+        n.f0[c] = s;
+        n.f1[c] = bi->f()[c] - mu->f()[c] * s;
+      }
+      n.in.resize(1);
+    }
+  }
+}
+
+// Runs nodes whose inputs are all constants at load time and turns their outputs into constants.
+void fold_constants(Graph& g) {
+  std::vector<Node> kept;
+  for (Node& n : g.nodes) {
+    finalize_node(g, n);
+    bool all_const = true;
+    for (int id : n.in)
+      if (id >= 0 && !g.meta[static_cast<std::size_t>(id)].is_constant) all_const = false;
+    if (!all_const) {
+      kept.push_back(std::move(n));
+      continue;
+    }
+    Workspace ws;
+    ws.values.resize(g.meta.size());
+    for (int id : n.in)
+      if (id >= 0) ws.values[static_cast<std::size_t>(id)] = *g.constants[static_cast<std::size_t>(id)];
+    std::vector<std::shared_ptr<std::vector<I64>>> bufs;
+    for (int id : n.out) {
+      if (id < 0) continue;
+      bufs.push_back(std::make_shared<std::vector<I64>>());
+      ws.values[static_cast<std::size_t>(id)].buf = bufs.back().get();
+    }
+    try {
+      run_node(n, ws);
+    } catch (const OpError& e) {
+      throw ModelFormatError(g.source + ": node '" + n.name + "' (" + n.op_type + "): " + e.what());
+    }
+    std::size_t bi = 0;
+    for (int id : n.out) {
+      if (id < 0) continue;
+      Value& v = ws.values[static_cast<std::size_t>(id)];
+      auto storage = bufs[bi++];
+      // an aliasing op (Reshape...) points into its input: copy into the output's own storage
+      const std::size_t bytes = v.numel * element_size(v.type);
+      if (storage->size() * 8 < bytes + 8) storage->resize(bytes / 8 + 2);
+      if (v.data != storage->data() && bytes) std::memmove(storage->data(), v.data, bytes);
+      v.data = storage->data();
+      v.buf = nullptr;
+      g.constant_storage.push_back(storage);
+      g.constants[static_cast<std::size_t>(id)] = std::make_shared<Value>(v);
+      g.meta[static_cast<std::size_t>(id)].is_constant = true;
+    }
+  }
+  g.nodes = std::move(kept);
+}
+
+std::vector<int> use_counts(const Graph& g) {
+  std::vector<int> uses(g.meta.size(), 0);
+  for (const Node& n : g.nodes)
+    for (int id : n.in)
+      if (id >= 0) ++uses[static_cast<std::size_t>(id)];
+  for (int id : g.output_ids) uses[static_cast<std::size_t>(id)] += 1000;  // graph outputs are never fused away
+  return uses;
+}
+
+// Gemm / MatMul with constant weights -> Dense; + constant bias Add; + activation.
+void fuse(Graph& g) {
+  for (Node& n : g.nodes) {
+    if (n.op == Op::Gemm && n.i0 == 0 && n.in.size() >= 2 && g.meta[static_cast<std::size_t>(n.in[1])].is_constant) {
+      const Value& B = *g.constants[static_cast<std::size_t>(n.in[1])];
+      if (B.shape.rank != 2) continue;
+      const Value* C = n.in.size() > 2 && n.in[2] >= 0 && g.meta[static_cast<std::size_t>(n.in[2])].is_constant
+                           ? g.constants[static_cast<std::size_t>(n.in[2])].get()
+                           : nullptr;
+      if (n.in.size() > 2 && n.in[2] >= 0 && !C) continue;
+      const I64 K = n.i1 ? B.shape[1] : B.shape[0], N = n.i1 ? B.shape[0] : B.shape[1];
+      if (C && !(C->numel == 1 || (C->numel == static_cast<std::size_t>(N) && C->shape[C->shape.rank - 1] == N))) continue;
+      if (C && C->type != ElementType::Float32) continue;
+      auto p = std::make_shared<PackedDense>();
+      p->K = K;
+      p->N = N;
+      p->ldb = (N + 7) / 8 * 8;
+      p->w.assign(static_cast<std::size_t>(K * p->ldb), 0.0f);
+      p->bias.assign(static_cast<std::size_t>(p->ldb), 0.0f);
+      for (I64 k = 0; k < K; ++k)
+        for (I64 j = 0; j < N; ++j)
+          p->w[static_cast<std::size_t>(k * p->ldb + j)] =
+              n.alpha * B.f()[n.i1 ? j * K + k : k * N + j];
+      if (C && n.beta != 0.0f)
+        for (I64 j = 0; j < N; ++j) p->bias[static_cast<std::size_t>(j)] = n.beta * C->f()[C->numel == 1 ? 0 : j];
+      n.op = Op::Dense;
+      n.dense = p;
+      n.in.resize(1);
+      n.alpha = n.beta = 0.0f;
+      // Gemm requires a 2-D A: Dense accepts any rank, so keep the check by rank in a flag
+      n.i0 = 2;
+    } else if (n.op == Op::MatMul && g.meta[static_cast<std::size_t>(n.in[1])].is_constant) {
+      const Value& B = *g.constants[static_cast<std::size_t>(n.in[1])];
+      if (B.shape.rank != 2) continue;
+      const I64 K = B.shape[0], N = B.shape[1];
+      auto p = std::make_shared<PackedDense>();
+      p->K = K;
+      p->N = N;
+      p->ldb = (N + 7) / 8 * 8;
+      p->w.assign(static_cast<std::size_t>(K * p->ldb), 0.0f);
+      p->bias.assign(static_cast<std::size_t>(p->ldb), 0.0f);
+      for (I64 k = 0; k < K; ++k)
+        for (I64 j = 0; j < N; ++j) p->w[static_cast<std::size_t>(k * p->ldb + j)] = B.f()[k * N + j];
+      n.op = Op::Dense;
+      n.dense = p;
+      n.in.resize(1);
+      n.i0 = 0;
+    }
+  }
+  // bias and activation fusion (a consumer with a single use of the dense output)
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    const auto uses = use_counts(g);
+    std::vector<int> producer(g.meta.size(), -1);
+    for (std::size_t i = 0; i < g.nodes.size(); ++i)
+      for (int id : g.nodes[i].out)
+        if (id >= 0) producer[static_cast<std::size_t>(id)] = static_cast<int>(i);
+    for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+      Node& c = g.nodes[i];
+      if (c.op == Op::Identity && c.op_type == "<removed>") continue;
+      int src = -1;
+      if (c.op == Op::Binary && c.bin == BinOp::Add) {
+        for (int k = 0; k < 2; ++k) {
+          const int a = c.in[static_cast<std::size_t>(k)], o = c.in[static_cast<std::size_t>(1 - k)];
+          if (a < 0 || o < 0 || !g.meta[static_cast<std::size_t>(o)].is_constant) continue;
+          const int pi = producer[static_cast<std::size_t>(a)];
+          if (pi < 0 || uses[static_cast<std::size_t>(a)] != 1) continue;
+          Node& p = g.nodes[static_cast<std::size_t>(pi)];
+          if (p.op != Op::Dense || p.act != Act::None || p.i0 == 2) continue;
+          const Value& bias = *g.constants[static_cast<std::size_t>(o)];
+          if (bias.type != ElementType::Float32 || bias.shape.rank != 1 ||
+              bias.numel != static_cast<std::size_t>(p.dense->N))
+            continue;
+          auto q = std::make_shared<PackedDense>(*p.dense);
+          for (std::size_t j = 0; j < bias.numel; ++j) q->bias[j] += bias.f()[j];
+          p.dense = q;
+          src = pi;
+          break;
+        }
+      } else if (is_elementwise_activation(c) && !c.in.empty()) {
+        const int a = c.in[0];
+        const int pi = a >= 0 ? producer[static_cast<std::size_t>(a)] : -1;
+        if (pi >= 0 && uses[static_cast<std::size_t>(a)] == 1) {
+          Node& p = g.nodes[static_cast<std::size_t>(pi)];
+          if ((p.op == Op::Dense || p.op == Op::Conv) && p.act == Act::None) {
+            p.act = c.act;
+            p.alpha = c.alpha;
+            p.beta = c.beta;
+            src = pi;
+          }
+        }
+      }
+      if (src >= 0) {
+        Node& p = g.nodes[static_cast<std::size_t>(src)];
+        p.out[0] = c.out[0];
+        p.name += "+" + c.name;
+        p.op_type += "+" + c.op_type;
+        c.op = Op::Identity;
+        c.op_type = "<removed>";
+        c.in.clear();
+        c.out.clear();
+        changed = true;
+        break;
+      }
+    }
+    if (changed) {
+      std::vector<Node> kept;
+      for (Node& n : g.nodes)
+        if (n.op_type != "<removed>") kept.push_back(std::move(n));
+      g.nodes = std::move(kept);
+    }
+  }
+  for (Node& n : g.nodes)
+    if (n.op == Op::Dense) n.i0 = 0;
+}
+
+void remove_dead(Graph& g) {
+  std::vector<char> live(g.meta.size(), 0);
+  for (int id : g.output_ids) live[static_cast<std::size_t>(id)] = 1;
+  std::vector<char> keep(g.nodes.size(), 0);
+  for (std::size_t i = g.nodes.size(); i-- > 0;) {
+    const Node& n = g.nodes[i];
+    bool needed = false;
+    for (int id : n.out)
+      if (id >= 0 && live[static_cast<std::size_t>(id)]) needed = true;
+    if (!needed) continue;
+    keep[i] = 1;
+    for (int id : n.in)
+      if (id >= 0) live[static_cast<std::size_t>(id)] = 1;
+  }
+  std::vector<Node> kept;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    if (keep[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+}
+
+bool may_alias(const Node& n) {
+  switch (n.op) {
+    case Op::Reshape:
+    case Op::Flatten:
+    case Op::Squeeze:
+    case Op::Unsqueeze:
+    case Op::Identity:
+    case Op::Cast:
+    case Op::Reduce: return true;
+    default: return false;
+  }
+}
+
+// Gives every computed value a buffer slot; values whose lifetimes (extended over aliases)
+// do not overlap share a slot.
+void plan_buffers(Graph& g) {
+  const std::size_t nv = g.meta.size();
+  std::vector<int> root(nv);
+  for (std::size_t i = 0; i < nv; ++i) root[i] = static_cast<int>(i);
+  auto find = [&](int x) {
+    while (root[static_cast<std::size_t>(x)] != x) x = root[static_cast<std::size_t>(x)] = root[static_cast<std::size_t>(root[static_cast<std::size_t>(x)])];
+    return x;
+  };
+  for (const Node& n : g.nodes)
+    if (may_alias(n) && !n.in.empty() && n.in[0] >= 0)
+      for (int o : n.out)
+        if (o >= 0) root[static_cast<std::size_t>(find(o))] = find(n.in[0]);
+  const int inf = std::numeric_limits<int>::max();
+  std::vector<int> end(nv, -1);
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    for (int id : g.nodes[i].in)
+      if (id >= 0) end[static_cast<std::size_t>(find(id))] = std::max(end[static_cast<std::size_t>(find(id))], static_cast<int>(i));
+    for (int id : g.nodes[i].out)
+      if (id >= 0) end[static_cast<std::size_t>(find(id))] = std::max(end[static_cast<std::size_t>(find(id))], static_cast<int>(i));
+  }
+  for (int id : g.output_ids) end[static_cast<std::size_t>(find(id))] = inf;
+  std::vector<int> free_slots;
+  std::vector<std::vector<int>> release_at(g.nodes.size());
+  int n_slots = 0;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    for (int id : g.nodes[i].out) {
+      if (id < 0) continue;
+      int s;
+      if (!free_slots.empty()) {
+        s = free_slots.back();
+        free_slots.pop_back();
+      } else {
+        s = n_slots++;
+      }
+      g.meta[static_cast<std::size_t>(id)].slot = s;
+      const int e = end[static_cast<std::size_t>(find(id))];
+      if (e != inf) release_at[static_cast<std::size_t>(std::max(e, static_cast<int>(i)))].push_back(s);
+    }
+    for (int s : release_at[i]) free_slots.push_back(s);
+  }
+  g.n_slots = n_slots;
+}
+
+TensorInfo info_of(const onnx::ValueInfo& v, const std::string& source, const char* what) {
+  TensorInfo t;
+  t.name = v.name;
+  if (!v.is_tensor) throw ModelFormatError(source + ": graph " + what + " '" + v.name + "' is not a tensor");
+  if (!elem_type_of(v.elem_type, t.type) || v.elem_type == onnx::kInt32)
+    throw ModelFormatError(source + ": graph " + what + " '" + v.name + "' has element type " +
+                           onnx::data_type_name(v.elem_type) + " (hepinfer supports float32, int64 and bool)");
+  t.has_shape = v.has_shape;
+  for (const auto& d : v.dims) {
+    t.shape.push_back(d.param.empty() && d.value >= 0 ? d.value : -1);
+    t.dim_names.push_back(d.param);
+  }
+  if (t.shape.size() > static_cast<std::size_t>(kMaxRank))
+    throw ModelFormatError(source + ": graph " + what + " '" + v.name + "' has rank above 8");
+  return t;
+}
+
+std::shared_ptr<Graph> build(const onnx::Model& m, const std::string& source, const ModelOptions& opt,
+                             const std::string& data_dir) {
+  auto gp = std::make_shared<Graph>();
+  Graph& g = *gp;
+  g.source = source;
+  g.producer = m.producer_name + (m.producer_version.empty() ? "" : " " + m.producer_version);
+  g.opset = -1;
+  for (const auto& [domain, version] : m.opsets)
+    if (domain.empty() || domain == "ai.onnx") g.opset = version;
+  if (g.opset < 0) throw ModelFormatError(source + ": the model imports no default-domain (ai.onnx) opset");
+  if (g.opset < 6 || g.opset > 23)
+    throw ModelFormatError(source + ": opset " + std::to_string(g.opset) + " is not supported (6 to 23 are)");
+  if (m.graph.n_sparse_initializers) throw ModelFormatError(source + ": sparse initializers are not supported");
+  Builder b{g, m, data_dir, {}};
+  for (const auto& t : m.graph.initializers) {
+    if (t.name.empty()) throw ModelFormatError(source + ": an initializer has no name");
+    b.add_constant(t.name, tensor_value(t, source, data_dir, g.constant_storage));
+  }
+  for (const auto& vi : m.graph.inputs) {
+    if (vi.name.empty()) throw ModelFormatError(source + ": a graph input has no name");
+    const int id = b.id_of(vi.name);
+    if (g.meta[static_cast<std::size_t>(id)].is_constant) continue;  // an initializer listed as input (IR < 4)
+    g.meta[static_cast<std::size_t>(id)].input_index = static_cast<int>(g.inputs.size());
+    g.inputs.push_back(info_of(vi, source, "input"));
+    g.input_ids.push_back(id);
+  }
+  std::set<std::string> defined;
+  for (const auto& kv : b.ids) defined.insert(kv.first);
+  for (const auto& on : m.graph.nodes) {
+    if (!on.domain.empty() && on.domain != "ai.onnx")
+      fail_node(source, on, "operator domain '" + on.domain + "' is not supported (only the default ONNX domain is)");
+    for (const auto& name : on.inputs)
+      if (!name.empty() && !defined.count(name))
+        fail_node(source, on, "input '" + name + "' is not produced by any earlier node, initializer or graph input");
+    Node n;
+    for (const auto& name : on.inputs) n.in.push_back(name.empty() ? -1 : b.id_of(name));
+    bool is_node = translate(b, on, g.opset, n);
+    for (const auto& name : on.outputs) {
+      if (name.empty()) continue;
+      if (defined.count(name) && is_node) fail_node(source, on, "output '" + name + "' is defined twice");
+      defined.insert(name);
+    }
+    if (!is_node) continue;
+    n.out.clear();
+    for (const auto& name : on.outputs) n.out.push_back(name.empty() ? -1 : b.id_of(name));
+    if (n.op == Op::TopK && g.opset < 10) n.in.push_back(b.add_constant(on.name + "/k", b.ints_value({n.i3})));
+    if (n.name.empty()) n.name = on.outputs.empty() ? "?" : on.outputs[0];
+    g.nodes.push_back(std::move(n));
+  }
+  for (const auto& vi : m.graph.outputs) {
+    if (!defined.count(vi.name)) throw ModelFormatError(source + ": graph output '" + vi.name + "' is never produced");
+    g.outputs.push_back(info_of(vi, source, "output"));
+    g.output_ids.push_back(b.id_of(vi.name));
+  }
+  if (g.outputs.empty()) throw ModelFormatError(source + ": the graph has no outputs");
+  fold_constants(g);
+  if (opt.optimize) fuse(g);
+  remove_dead(g);
+  plan_buffers(g);
+
+  // batch-separable: every input and output shares the same named symbolic first dimension
+  std::string batch;
+  bool sep = !g.inputs.empty();
+  for (const auto* list : {&g.inputs, &g.outputs})
+    for (const auto& t : *list) {
+      if (!t.has_shape || t.shape.empty() || t.dim_names[0].empty()) {
+        sep = false;
+        continue;
+      }
+      if (batch.empty()) batch = t.dim_names[0];
+      if (t.dim_names[0] != batch) sep = false;
+    }
+  g.separable = sep;
+  return gp;
+}
+
+// Checks an input against its declaration; symbolic dims must agree between inputs.
+void check_input(const TensorInfo& t, const InputTensor& x, std::map<std::string, I64>& dims) {
+  if (x.type != t.type)
+    throw InputError("input '" + t.name + "' must be " + element_type_name(t.type) + ", got " +
+                     element_type_name(x.type));
+  if (x.shape.size() > static_cast<std::size_t>(kMaxRank)) throw InputError("input '" + t.name + "' has rank above 8");
+  for (I64 d : x.shape)
+    if (d < 0) throw InputError("input '" + t.name + "' has a negative dimension");
+  if (x.data == nullptr) {
+    std::size_t n = 1;
+    for (I64 d : x.shape) n *= static_cast<std::size_t>(d);
+    if (n) throw InputError("input '" + t.name + "' has no data");
+  }
+  if (!t.has_shape) return;
+  auto shape_str = [](const std::vector<I64>& s, const std::vector<std::string>* names) {
+    std::string r = "(";
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      if (i) r += ", ";
+      r += s[i] >= 0 ? std::to_string(s[i]) : names && !(*names)[i].empty() ? (*names)[i] : "?";
+    }
+    return r + ")";
+  };
+  if (x.shape.size() != t.shape.size())
+    throw InputError("input '" + t.name + "' has shape " + shape_str(x.shape, nullptr) + "; the model expects " +
+                     shape_str(t.shape, &t.dim_names));
+  for (std::size_t i = 0; i < t.shape.size(); ++i) {
+    if (t.shape[i] >= 0 && x.shape[i] != t.shape[i])
+      throw InputError("input '" + t.name + "' has shape " + shape_str(x.shape, nullptr) + "; the model expects " +
+                       shape_str(t.shape, &t.dim_names));
+    if (t.shape[i] < 0 && !t.dim_names[i].empty()) {
+      auto [it, fresh] = dims.emplace(t.dim_names[i], x.shape[i]);
+      if (!fresh && it->second != x.shape[i])
+        throw InputError("input '" + t.name + "' has " + t.dim_names[i] + " = " + std::to_string(x.shape[i]) +
+                         " but another input has " + std::to_string(it->second));
+    }
+  }
+}
+
+void bind(const Graph& g, Workspace& ws, const std::vector<const InputTensor*>& xs, I64 row0, I64 rows) {
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const InputTensor& x = *xs[i];
+    Value& v = ws.values[static_cast<std::size_t>(g.input_ids[i])];
+    v.type = x.type;
+    v.shape.rank = 0;
+    for (I64 d : x.shape) v.shape.push(d);
+    const unsigned char* p = static_cast<const unsigned char*>(x.data);
+    if (rows >= 0) {
+      const std::size_t row_elems = v.shape[0] ? v.shape.numel() / static_cast<std::size_t>(v.shape[0]) : 0;
+      p += static_cast<std::size_t>(row0) * row_elems * element_size(x.type);
+      v.shape[0] = rows;
+    }
+    v.numel = v.shape.numel();
+    v.data = p;
+  }
+}
+
+void store_output(const Value& v, OutputTensor& o) {
+  o.type = v.type;
+  o.shape.assign(v.shape.d, v.shape.d + v.shape.rank);
+  const std::size_t bytes = v.numel * element_size(v.type);
+  o.bytes.resize(bytes);
+  if (bytes) std::memcpy(o.bytes.data(), v.data, bytes);
+}
+
+}  // namespace
+}  // namespace nn
+
+// ---- public API
+
+Model Model::load(const std::string& path, const ModelOptions& options) {
+  const std::string content = nn::read_file(path, "model file");
+  ModelOptions opt = options;
+  if (opt.external_data_dir.empty()) {
+    const auto slash = path.find_last_of('/');
+    opt.external_data_dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  }
+  return load_from_memory(content, opt, path);
+}
+
+Model Model::load_from_memory(const std::string& content, const ModelOptions& options, const std::string& source_name) {
+  std::shared_ptr<nn::Graph> g;
+  try {
+    const auto m = nn::onnx::parse_model(reinterpret_cast<const unsigned char*>(content.data()), content.size(), source_name);
+    g = nn::build(m, source_name, options, options.external_data_dir);
+  } catch (const ModelFormatError& e) {
+    throw ModelFormatError(nn::printable(e.what()));
+  }
+  Model model(g);
+  // dry run at load where every input shape is fixed apart from a symbolic batch dimension:
+  // shapes that do not fit are reported now (as ModelFormatError), not at the first predict
+  bool fixed = true;
+  for (const auto& t : g->inputs) {
+    if (!t.has_shape) fixed = false;
+    for (std::size_t i = 1; i < t.shape.size(); ++i)
+      if (t.shape[i] < 0) fixed = false;
+  }
+  if (fixed) {
+    std::vector<std::vector<std::int64_t>> data;
+    std::vector<InputTensor> xs;
+    for (const auto& t : g->inputs) {
+      InputTensor x;
+      x.name = t.name;
+      x.type = t.type;
+      x.shape = t.shape;
+      if (!x.shape.empty() && x.shape[0] < 0) x.shape[0] = 1;
+      std::size_t n = 1;
+      for (auto d : x.shape) n *= static_cast<std::size_t>(d);
+      data.emplace_back(n + 1, 0);
+      x.data = data.back().data();
+      xs.push_back(x);
+    }
+    try {
+      auto ws = g->acquire();
+      nn::bind(*g, *ws, [&] {
+        std::vector<const InputTensor*> p;
+        for (const auto& x : xs) p.push_back(&x);
+        return p;
+      }(), 0, -1);
+      for (const nn::Node& n : g->nodes) {
+        try {
+          nn::run_node(n, *ws);
+        } catch (const nn::DataError&) {
+          break;  // depends on the values (zeros here), not on the shapes
+        } catch (const nn::OpError& e) {
+          throw InputError(nn::printable("node '" + n.name + "' (" + n.op_type + "): " + e.what()));
+        }
+      }
+    } catch (const InputError& e) {
+      throw ModelFormatError(source_name + ": the graph cannot be evaluated with its declared input shapes: " + e.what());
+    }
+  }
+  return model;
+}
+
+const std::vector<TensorInfo>& Model::inputs() const noexcept { return graph_->inputs; }
+const std::vector<TensorInfo>& Model::outputs() const noexcept { return graph_->outputs; }
+std::string Model::producer() const { return graph_->producer; }
+std::int64_t Model::opset() const noexcept { return graph_->opset; }
+std::size_t Model::n_nodes() const noexcept { return graph_->nodes.size(); }
+bool Model::batch_separable() const noexcept { return graph_->separable; }
+
+void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTensor>& outputs, int n_threads) const {
+  const nn::Graph& g = *graph_;
+  if (inputs.size() != g.inputs.size())
+    throw InputError("the model has " + std::to_string(g.inputs.size()) + " inputs, " + std::to_string(inputs.size()) +
+                     " were given");
+  std::vector<const InputTensor*> ordered(g.inputs.size(), nullptr);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    std::size_t k = i;
+    if (!inputs[i].name.empty()) {
+      k = g.inputs.size();
+      for (std::size_t j = 0; j < g.inputs.size(); ++j)
+        if (g.inputs[j].name == inputs[i].name) k = j;
+      if (k == g.inputs.size()) {
+        std::string names;
+        for (const auto& t : g.inputs) names += (names.empty() ? "'" : ", '") + t.name + "'";
+        throw InputError("the model has no input '" + inputs[i].name + "' (its inputs are " + names + ")");
+      }
+    }
+    if (ordered[k]) throw InputError("input '" + g.inputs[k].name + "' is given twice");
+    ordered[k] = &inputs[i];
+  }
+  std::map<std::string, std::int64_t> dims;
+  for (std::size_t i = 0; i < ordered.size(); ++i) nn::check_input(g.inputs[i], *ordered[i], dims);
+  outputs.resize(g.outputs.size());
+  for (std::size_t i = 0; i < g.outputs.size(); ++i) outputs[i].name = g.outputs[i].name;
+
+  std::int64_t batch = g.separable && !ordered.empty() ? ordered[0]->shape[0] : 0;
+  if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::int64_t min_rows = 64;
+  int nt = g.separable ? static_cast<int>(std::min<std::int64_t>(n_threads, batch / min_rows)) : 1;
+  if (nt <= 1) {
+    auto ws = g.acquire();
+    nn::bind(g, *ws, ordered, 0, -1);
+    g.run(*ws);
+    for (std::size_t i = 0; i < g.outputs.size(); ++i)
+      nn::store_output(ws->values[static_cast<std::size_t>(g.output_ids[i])], outputs[i]);
+    g.release(std::move(ws));
+    return;
+  }
+  std::vector<std::vector<OutputTensor>> parts(static_cast<std::size_t>(nt));
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(nt));
+  std::vector<std::thread> threads;
+  auto work = [&](int t) {
+    try {
+      const std::int64_t r0 = batch * t / nt, r1 = batch * (t + 1) / nt;
+      auto ws = g.acquire();
+      nn::bind(g, *ws, ordered, r0, r1 - r0);
+      g.run(*ws);
+      auto& part = parts[static_cast<std::size_t>(t)];
+      part.resize(g.outputs.size());
+      for (std::size_t i = 0; i < g.outputs.size(); ++i)
+        nn::store_output(ws->values[static_cast<std::size_t>(g.output_ids[i])], part[i]);
+      g.release(std::move(ws));
+    } catch (...) {
+      errors[static_cast<std::size_t>(t)] = std::current_exception();
+    }
+  };
+  for (int t = 1; t < nt; ++t) threads.emplace_back(work, t);
+  work(0);
+  for (auto& th : threads) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  for (std::size_t i = 0; i < g.outputs.size(); ++i) {
+    OutputTensor& o = outputs[i];
+    const OutputTensor& first = parts[0][i];
+    o.type = first.type;
+    o.shape = first.shape;
+    if (o.shape.empty()) throw InputError("output '" + o.name + "' is a scalar; it cannot be split by rows");
+    o.shape[0] = 0;
+    std::size_t bytes = 0;
+    for (const auto& p : parts) {
+      if (p[i].shape.size() != first.shape.size() || !std::equal(p[i].shape.begin() + 1, p[i].shape.end(), first.shape.begin() + 1))
+        throw InputError("output '" + o.name + "' changes shape between row blocks; use n_threads=1");
+      o.shape[0] += p[i].shape[0];
+      bytes += p[i].bytes.size();
+    }
+    if (o.shape[0] != batch) throw InputError("output '" + o.name + "' does not have one row per input row; use n_threads=1");
+    o.bytes.resize(bytes);
+    std::size_t pos = 0;
+    for (const auto& p : parts) {
+      if (!p[i].bytes.empty()) std::memcpy(o.bytes.data() + pos, p[i].bytes.data(), p[i].bytes.size());
+      pos += p[i].bytes.size();
+    }
+  }
+}
+
+namespace {
+std::size_t per_row(const TensorInfo& t, const char* what) {
+  if (!t.has_shape || t.shape.empty())
+    throw InputError(std::string("the model's ") + what + " '" + t.name + "' has no declared [batch, ...] shape");
+  std::size_t n = 1;
+  for (std::size_t i = 1; i < t.shape.size(); ++i) {
+    if (t.shape[i] < 0)
+      throw InputError(std::string("the model's ") + what + " '" + t.name + "' has a symbolic dimension after the batch");
+    n *= static_cast<std::size_t>(t.shape[i]);
+  }
+  return n;
+}
+void require_simple(const nn::Graph& g) {
+  if (g.inputs.size() != 1 || g.outputs.size() != 1 || g.inputs[0].type != ElementType::Float32 ||
+      g.outputs[0].type != ElementType::Float32)
+    throw InputError("this call needs a model with one float32 input and one float32 output");
+}
+}  // namespace
+
+std::size_t Model::input_size_per_row() const {
+  require_simple(*graph_);
+  return per_row(graph_->inputs[0], "input");
+}
+std::size_t Model::output_size_per_row() const {
+  require_simple(*graph_);
+  return per_row(graph_->outputs[0], "output");
+}
+
+void Model::predict(const float* x, std::size_t n_rows, float* out, int n_threads) const {
+  const nn::Graph& g = *graph_;
+  require_simple(g);
+  const std::size_t per_in = per_row(g.inputs[0], "input");
+  const std::size_t per_out = per_row(g.outputs[0], "output");
+  const TensorInfo& ti = g.inputs[0];
+  if (ti.shape[0] >= 0 && static_cast<std::size_t>(ti.shape[0]) != n_rows)
+    throw InputError("input '" + ti.name + "' has a fixed batch size of " + std::to_string(ti.shape[0]) + ", got " +
+                     std::to_string(n_rows) + " rows");
+  if (x == nullptr && n_rows * per_in != 0) throw InputError("input data is null");
+  if (n_threads != 1 && g.separable && n_rows >= 128) {
+    InputTensor in;
+    in.type = ElementType::Float32;
+    in.shape = ti.shape;
+    in.shape[0] = static_cast<std::int64_t>(n_rows);
+    in.data = x;
+    std::vector<OutputTensor> outs;
+    predict({in}, outs, n_threads);
+    if (outs[0].size() != n_rows * per_out) throw InputError("the model's output does not have the declared shape");
+    if (!outs[0].bytes.empty()) std::memcpy(out, outs[0].bytes.data(), outs[0].bytes.size());
+    return;
+  }
+  // single-thread path: no allocation once the workspace pool is warm
+  struct Lease {
+    const nn::Graph& g;
+    std::unique_ptr<nn::Workspace> ws;
+    ~Lease() { g.release(std::move(ws)); }
+  } lease{g, g.acquire()};
+  nn::Value& v = lease.ws->values[static_cast<std::size_t>(g.input_ids[0])];
+  v.type = ElementType::Float32;
+  v.shape.rank = 0;
+  for (std::size_t i = 0; i < ti.shape.size(); ++i) v.shape.push(i == 0 ? static_cast<std::int64_t>(n_rows) : ti.shape[i]);
+  v.numel = n_rows * per_in;
+  v.data = x;
+  g.run(*lease.ws);
+  const nn::Value& o = lease.ws->values[static_cast<std::size_t>(g.output_ids[0])];
+  if (o.numel != n_rows * per_out)
+    throw InputError("the model's output has " + std::to_string(o.numel) + " values, expected " +
+                     std::to_string(n_rows * per_out));
+  if (o.numel) std::memcpy(out, o.data, o.numel * 4);
+}
+
+void Model::predict_one(const float* x, float* out) const { predict(x, 1, out, 1); }
+
+}  // namespace hepinfer
