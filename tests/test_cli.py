@@ -61,3 +61,43 @@ def test_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "hepinfer", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0
     assert proc.stdout.strip() == hepinfer.__version__
+
+
+def test_score_command(tmp_path, capsys, rng):
+    xgb = pytest.importorskip("xgboost")
+    uproot = pytest.importorskip("uproot")
+    n = 4000
+    cols = {"pt": rng.exponential(40, n).astype(np.float32), "eta": rng.normal(0, 2, n).astype(np.float32)}
+    for i, part in enumerate(np.array_split(np.arange(n), 2)):
+        with uproot.recreate(tmp_path / f"in{i}.root") as f:
+            f.mktree("Events", {"Muon_pt": np.float32, "Muon_eta": np.float32, "event": np.uint64})
+            f["Events"].extend({"Muon_pt": cols["pt"][part], "Muon_eta": cols["eta"][part], "event": part.astype(np.uint64)})
+    X = np.stack([cols["pt"], cols["eta"]], axis=1)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(X, X[:, 0] > 40, feature_names=["pt", "eta"]), 5
+    )
+    model = tmp_path / "m.json"
+    booster.save_model(model)
+    out = tmp_path / "scores.root"
+    argv = ["score", str(model), str(tmp_path / "in*.root"), "--tree", "Events", "--features", "Muon_pt,Muon_eta"]
+    assert main([*argv, "-o", str(out), "--chunk", "700", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "4.00k/4.00k" in captured.err and "events/s" in captured.err  # the progress bar
+    assert "2 scored, 0 failed" in captured.out and "4,000" in captured.out and str(out) in captured.out
+    with uproot.open(out) as f:
+        got = f["scores"].arrays(library="np")
+    np.testing.assert_array_equal(got["score"], hepinfer.Forest.load(model).predict(X))
+    np.testing.assert_array_equal(got["event"], np.arange(n))
+    assert main([*argv, "-o", str(out), "--chunk", "50 kB", "--output-kind", "margin", "--no-progress"]) == 0
+    with uproot.open(out) as f:
+        margins = f["scores"]["score"].array(library="np")
+    np.testing.assert_array_equal(margins, hepinfer.Forest.load(model).predict(X, output="margin"))
+    # a bad file: exit code 1 and the file named; with --on-error skip, exit code 3 and a summary
+    (tmp_path / "in9.root").write_text("not ROOT")
+    capsys.readouterr()
+    assert main([*argv, "-o", str(out), "--no-progress"]) == 1
+    assert "in9.root" in capsys.readouterr().err
+    assert main([*argv, "-o", str(out), "--no-progress", "--on-error", "skip"]) == 3
+    assert "FAILED    [2]" in capsys.readouterr().out
+    assert main(["score", str(model), str(tmp_path / "in0.root"), "-o", str(out), "--features", "Muon_pt"]) == 1
+    assert "features has 1 entries but the model has 2 inputs" in capsys.readouterr().err

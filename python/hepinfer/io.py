@@ -1,0 +1,657 @@
+"""Reading ROOT files for inference: many files, chosen branches, bounded memory.
+
+A thin layer over `uproot <https://uproot.readthedocs.io>`_ that turns "these files, this
+tree, these features" into a stream of chunks of plain numpy columns, one value per event,
+with errors that name the file, the tree and the branch::
+
+    from hepinfer.io import iterate
+
+    for chunk in iterate("data/*.root:Events", ["Muon_pt_leading", "MET_pt"], step_size="50 MB"):
+        chunk.arrays["MET_pt"]      # numpy, chunk.n_events values
+        chunk.source.path, chunk.entry_start, chunk.entry_stop
+
+Files are given as a path, a glob pattern, a ``"file.root:tree"`` spec (as in uproot), a list
+of those or a ``{path: tree}`` dict. TTrees and RNTuples are both read. Features are branch
+names or uproot expressions (``"sqrt(px**2 + py**2)"``), optionally with ``aliases`` and an
+event selection ``cut``. Memory is bounded by ``step_size`` (an event count, or a size such as
+``"100 MB"`` that uproot converts to events from the branches' sizes), never by the file size.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from hepinfer._core import InputError
+
+__all__ = [
+    "EVENT_ID_BRANCHES",
+    "PER_EVENT_FUNCTIONS",
+    "Chunk",
+    "FileFailure",
+    "ReadError",
+    "TreeSource",
+    "check_branches",
+    "count_entries",
+    "expand_files",
+    "find_event_ids",
+    "iterate",
+    "open_tree",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+FilesLike = Union[PathLike, Sequence[PathLike], Mapping[PathLike, str]]
+
+#: Event identifier branches copied to score files, with the spellings found in the wild
+#: (NanoAOD/CMS first, then ATLAS/other): output name -> candidate branch names.
+EVENT_ID_BRANCHES: dict[str, tuple[str, ...]] = {
+    "run": ("run", "Run", "runNumber", "RunNumber", "run_number"),
+    "luminosityBlock": ("luminosityBlock", "lumi", "lumiBlock", "LumiBlock", "lumi_block", "lbn"),
+    "event": ("event", "Event", "eventNumber", "EventNumber", "event_number", "evt"),
+}
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+class ReadError(InputError):
+    """A ROOT file could not be read as asked: not a ROOT file, truncated or corrupt, no such
+    tree, no such branch, a branch with the wrong type or jaggedness.
+
+    The message names the file (and tree and branch where they apply); they are also kept in
+    the attributes ``file``, ``tree`` and ``branch`` (``None`` where unknown).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Optional[str] = None,
+        tree: Optional[str] = None,
+        branch: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.file = file
+        self.tree = tree
+        self.branch = branch
+
+
+@dataclass(frozen=True)
+class TreeSource:
+    """One tree to read: the file ``path``, the ``tree`` name (``None``: the only tree in the
+    file) and the file's position ``index`` in the expanded list of inputs."""
+
+    path: str
+    tree: Optional[str]
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.tree}" if self.tree else self.path
+
+
+@dataclass
+class Chunk:
+    """A block of consecutive events of one file.
+
+    ``arrays`` maps each requested name to a 1-D numpy array with one value per selected
+    event; ``entries`` holds the selected events' entry numbers in the tree (all of
+    ``entry_start..entry_stop`` when there is no cut); ``bytes_read`` is how many bytes were
+    read from this file so far (compressed, as requested from the storage).
+    """
+
+    source: TreeSource
+    entry_start: int
+    entry_stop: int
+    arrays: dict[str, np.ndarray]
+    entries: np.ndarray
+    bytes_read: int = 0
+
+    @property
+    def n_events(self) -> int:
+        return len(self.entries)
+
+
+@dataclass
+class FileFailure:
+    """A file that failed while reading with ``on_error="skip"``: which one, after how many of
+    its entries (events before ``entry`` were delivered), and the error."""
+
+    source: TreeSource
+    entry: int
+    error: BaseException = field(repr=False)
+
+    @property
+    def message(self) -> str:
+        return str(self.error)
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def _split_spec(spec: str) -> tuple[str, Optional[str]]:
+    """``"file.root:tree"`` -> ``("file.root", "tree")``; a plain path -> ``(path, None)``."""
+    if os.path.exists(spec):
+        return spec, None
+    start = 0
+    m = _URL.match(spec)
+    if m:
+        start = m.end()
+    elif len(spec) > 2 and spec[1] == ":" and spec[0].isalpha() and spec[2] in "\\/":
+        start = 2  # a Windows drive letter
+    pos = spec.rfind(":", start)
+    if pos < 0:
+        return spec, None
+    path, tree = spec[:pos], spec[pos + 1 :]
+    if not tree or not path:
+        return spec, None
+    return path, tree
+
+
+def expand_files(files: FilesLike, tree: Optional[str] = None) -> list[TreeSource]:
+    """The list of trees to read from ``files``.
+
+    ``files`` is a path, a glob pattern (``"data/*.root"``, sorted), a ``"file.root:Events"``
+    spec, a URL uproot can open (``root://``, ``https://``), a list of any of those, or a
+    ``{path: tree_name}`` dict. ``tree`` is the tree name for entries that do not give one
+    (``None``: each file's only TTree/RNTuple). A pattern that matches nothing or a local file
+    that does not exist raises :class:`ReadError`.
+    """
+    items: list[tuple[str, Optional[str]]] = []
+    if isinstance(files, (str, os.PathLike)):
+        entries: list[tuple[Any, Optional[str]]] = [(files, None)]
+    elif isinstance(files, Mapping):
+        entries = [(k, v) for k, v in files.items()]
+    elif isinstance(files, Sequence):
+        entries = [(f, None) for f in files]
+    else:
+        raise TypeError(f"files must be a path, a glob pattern, a list or a dict, not {type(files).__name__}")
+    for item, given_tree in entries:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"a file must be a path or a string, not {type(item).__name__}")
+        spec = os.fspath(item)
+        path, spec_tree = (spec, None) if given_tree is not None else _split_spec(spec)
+        name = given_tree if given_tree is not None else (spec_tree if spec_tree is not None else tree)
+        if _URL.match(path) and not path.startswith("file://"):
+            items.append((path, name))
+            continue
+        local = os.path.expanduser(path.removeprefix("file://"))
+        if _GLOB_CHARS.search(local) and not os.path.exists(local):
+            matches = sorted(glob.glob(local))
+            if not matches:
+                raise ReadError(f"no file matches the pattern {path!r}", file=path)
+            items.extend((m, name) for m in matches)
+        elif not os.path.exists(local):
+            raise ReadError(f"{path}: no such file", file=path)
+        elif os.path.isdir(local):
+            raise ReadError(
+                f"{path} is a folder, not a ROOT file (use a pattern such as {path}/*.root)", file=path
+            )
+        else:
+            items.append((local, name))
+    if not items:
+        raise ReadError("no input files given")
+    return [TreeSource(p, t, i) for i, (p, t) in enumerate(items)]
+
+
+# ---------------------------------------------------------------------------------- trees
+
+
+def _tree_kinds() -> tuple[type, ...]:
+    import uproot
+
+    kinds: list[type] = [uproot.behaviors.TTree.TTree]
+    rntuple = getattr(getattr(uproot.behaviors, "RNTuple", None), "RNTuple", None)
+    if rntuple is not None:
+        kinds.append(rntuple)
+    return tuple(kinds)
+
+
+def open_tree(source: Union[TreeSource, str], tree: Optional[str] = None, **open_options: Any) -> Any:
+    """Open one TTree or RNTuple with uproot, turning every failure into a :class:`ReadError`
+    that names the file (not a ROOT file, truncated, no such tree: the message lists the trees
+    the file has). ``open_options`` go to ``uproot.open``. Close it with ``tree.file.close()``.
+    """
+    import uproot
+
+    if isinstance(source, str):
+        path, spec_tree = _split_spec(source)
+        source = TreeSource(path, spec_tree or tree, 0)
+    path = source.path
+    try:
+        directory = uproot.open(path, **open_options)
+    except FileNotFoundError as err:
+        raise ReadError(f"{path}: no such file", file=path) from err
+    except Exception as err:  # uproot raises ValueError, OSError, struct.error ... on bad files
+        raise ReadError(
+            f"{path} cannot be read as a ROOT file (not ROOT, truncated or corrupt): {_one_line(err)}",
+            file=path,
+        ) from err
+    try:
+        end = getattr(directory.file, "fEND", None)
+        if end is not None and not _URL.match(path) and os.path.getsize(path) < int(end):
+            raise ReadError(
+                f"{path} is truncated: its header says {int(end):,} bytes, the file has {os.path.getsize(path):,} "
+                "(an interrupted copy or job?)",
+                file=path,
+            )
+        kinds = _tree_kinds()
+        try:
+            classnames = directory.classnames()
+        except Exception as err:
+            raise ReadError(
+                f"{path}: cannot list the file's contents (truncated or corrupt?): {_one_line(err)}",
+                file=path,
+            ) from err
+        trees = sorted(
+            {
+                k.split(";")[0]
+                for k, c in classnames.items()
+                if c in ("TTree", "TNtuple", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
+            }
+        )
+        name = source.tree
+        if name is None:
+            if len(trees) != 1:
+                raise ReadError(
+                    f"{path} holds {len(trees)} trees ({', '.join(trees) or 'none'}): say which one with tree= "
+                    f"or a '{path}:TREE' spec",
+                    file=path,
+                )
+            name = trees[0]
+        try:
+            obj = directory[name]
+        except Exception as err:
+            if name in trees:
+                raise ReadError(
+                    f"{path}: tree {name!r} cannot be read (truncated or corrupt file): {_one_line(err)}",
+                    file=path,
+                    tree=name,
+                ) from err
+            raise ReadError(
+                f"{path} has no tree {name!r}; it has: {', '.join(trees) or 'no trees'}", file=path, tree=name
+            ) from err
+        if not isinstance(obj, kinds):
+            raise ReadError(
+                f"{path}: {name!r} is a {getattr(obj, 'classname', type(obj).__name__)}, not a TTree or RNTuple; "
+                f"the file's trees: "
+                f"{', '.join(trees) or 'none'}",
+                file=path,
+                tree=name,
+            )
+        return obj
+    except BaseException:
+        directory.close()
+        raise
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _tree_name(tree: Any) -> str:
+    return str(getattr(tree, "name", "?"))
+
+
+def _branch_names(tree: Any) -> list[str]:
+    try:
+        return [str(k) for k in tree.keys()]
+    except Exception:
+        return []
+
+
+def _flat_numeric_branch(tree: Any, name: str) -> Optional[str]:
+    """``None`` if branch ``name`` of a TTree holds one number per event, else a description
+    of what it holds. Unknown (RNTuple, expressions) -> ``None`` (checked after reading)."""
+    import uproot
+
+    if not isinstance(tree, uproot.behaviors.TTree.TTree):
+        return None
+    try:
+        branch = tree[name]
+    except Exception:
+        return None
+    interp = branch.interpretation
+    if isinstance(interp, uproot.interpretation.numerical.AsDtype):
+        if interp.inner_shape:
+            return f"a fixed-size array {interp.inner_shape} per event ({branch.typename})"
+        if interp.from_dtype.kind not in "fiub":
+            return f"type {branch.typename}"
+        return None
+    if isinstance(interp, uproot.interpretation.jagged.AsJagged):
+        return f"jagged: a variable number of values per event ({branch.typename})"
+    return f"not a number per event ({branch.typename}, read as {type(interp).__name__})"
+
+
+def _missing_branch_error(source: TreeSource, tree: Any, key: str, feature: Optional[str]) -> ReadError:
+    names = _branch_names(tree)
+    close = difflib.get_close_matches(key, names, n=3)
+    what = f" (needed for feature {feature!r})" if feature and feature != key else ""
+    hint = f"; similar names: {', '.join(close)}" if close else ""
+    return ReadError(
+        f"{source.path}: tree {_tree_name(tree)!r} has no branch {key!r}{what}{hint}",
+        file=source.path,
+        tree=_tree_name(tree),
+        branch=key,
+    )
+
+
+def check_branches(
+    source: TreeSource, tree: Any, expressions: Mapping[str, str], aliases: Optional[Mapping[str, str]] = None
+) -> None:
+    """Raise :class:`ReadError` if a plain branch name in ``expressions`` (name -> expression)
+    is missing from ``tree`` or does not hold one number per event."""
+    names = set(_branch_names(tree))
+    aliases = aliases or {}
+    for feature, expr in expressions.items():
+        if not _IDENTIFIER.match(expr) or expr in aliases:
+            continue
+        if expr not in names:
+            raise _missing_branch_error(source, tree, expr, feature)
+        problem = _flat_numeric_branch(tree, expr)
+        if problem is not None:
+            raise _not_flat_error(source, tree, expr, feature, problem)
+
+
+def _not_flat_error(
+    source: TreeSource, tree: Any, expr: str, feature: Optional[str], problem: str
+) -> ReadError:
+    what = f" for feature {feature!r}" if feature and feature != expr else ""
+    return ReadError(
+        f"{source.path}: branch {expr!r}{what} of tree {_tree_name(tree)!r} is {problem}; a feature takes one "
+        f"number per event: pick one value per event first with an expression such as 'first({expr})', "
+        f"'max_of({expr})' or 'num({expr})' (see hepinfer.io.PER_EVENT_FUNCTIONS), or use hepinfer.jagged",
+        file=source.path,
+        tree=_tree_name(tree),
+        branch=expr,
+    )
+
+
+def find_event_ids(tree: Any) -> dict[str, str]:
+    """The event identifier branches of ``tree``: output name (``run``, ``luminosityBlock``,
+    ``event``) -> branch name, for those that exist with an integer type."""
+    names = set(_branch_names(tree))
+    found: dict[str, str] = {}
+    for out, candidates in EVENT_ID_BRANCHES.items():
+        for c in candidates:
+            if c in names and _flat_numeric_branch(tree, c) is None:
+                found[out] = c
+                break
+    return found
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def _as_column(value: Any, source: TreeSource, tree: Any, name: str, expr: str) -> np.ndarray:
+    """A 1-D numeric numpy array from what uproot returned for one expression."""
+    if type(value).__module__.startswith("awkward"):
+        import awkward as ak
+
+        if value.ndim != 1:
+            kind = (
+                "jagged: a variable number of values per event"
+                if "var" in str(ak.type(value))
+                else "an array per event"
+            )
+            raise _not_flat_error(source, tree, expr, name, f"{kind} ({ak.type(value)})")
+        try:
+            value = ak.to_numpy(value)
+        except ValueError as err:
+            raise _not_flat_error(source, tree, expr, name, f"not one number per event ({err})") from err
+    a = np.asarray(value)
+    if a.dtype == object:
+        raise _not_flat_error(source, tree, expr, name, "jagged: a variable number of values per event")
+    if a.ndim != 1:
+        raise _not_flat_error(source, tree, expr, name, f"an array of shape {a.shape[1:]} per event")
+    if a.dtype.kind not in "fiub":
+        raise _not_flat_error(source, tree, expr, name, f"of type {a.dtype}")
+    return a
+
+
+def _normalise_expressions(expressions: Union[Sequence[str], Mapping[str, str]]) -> dict[str, str]:
+    if isinstance(expressions, Mapping):
+        return {str(k): str(v) for k, v in expressions.items()}
+    if isinstance(expressions, str):
+        return {expressions: expressions}
+    return {str(e): str(e) for e in expressions}
+
+
+def _bytes_read(tree: Any) -> int:
+    try:
+        return int(tree.file.source.num_requested_bytes)
+    except Exception:
+        return 0
+
+
+def iterate(
+    files: FilesLike,
+    expressions: Union[Sequence[str], Mapping[str, str]],
+    *,
+    tree: Optional[str] = None,
+    aliases: Optional[Mapping[str, str]] = None,
+    cut: Optional[str] = None,
+    step_size: Union[int, str] = "100 MB",
+    on_error: str = "raise",
+    failures: Optional[list[FileFailure]] = None,
+    open_options: Optional[Mapping[str, Any]] = None,
+) -> Iterator[Chunk]:
+    """Read ``expressions`` from every tree in ``files``, chunk by chunk.
+
+    Parameters
+    ----------
+    files
+        Anything :func:`expand_files` takes, or a list of :class:`TreeSource`.
+    expressions
+        Branch names or uproot expressions; a dict gives the names the arrays get
+        (``{"pt": "Muon_pt_leading"}``), a list uses each expression as its name.
+    tree
+        Tree name where ``files`` does not give one (``None``: each file's only tree).
+    aliases, cut
+        As in uproot: named expressions usable in ``expressions``, and a selection
+        expression; events failing ``cut`` are dropped (``Chunk.entries`` keeps the
+        original entry numbers).
+    step_size
+        Events per chunk (int) or a size (``"100 MB"``) that bounds the memory used.
+    on_error
+        ``"raise"`` (default): the first unreadable file raises :class:`ReadError` naming it.
+        ``"skip"``: the file is left out (after the chunks it already delivered) and a
+        :class:`FileFailure` is appended to ``failures``.
+    """
+    if on_error not in ("raise", "skip"):
+        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    exprs = _normalise_expressions(expressions)
+    sources = _sources(files, tree)
+    for source in sources:
+        delivered = source_entry = 0
+        try:
+            for chunk in _iterate_one(source, exprs, aliases, cut, step_size, open_options or {}):
+                delivered += 1
+                source_entry = chunk.entry_stop
+                yield chunk
+        except ReadError as err:
+            if on_error == "raise":
+                raise
+            if failures is not None:
+                failures.append(FileFailure(source, source_entry, err))
+
+
+def _sources(files: Any, tree: Optional[str]) -> list[TreeSource]:
+    if (
+        isinstance(files, Sequence)
+        and not isinstance(files, str)
+        and files
+        and all(isinstance(f, TreeSource) for f in files)
+    ):
+        return list(files)
+    return expand_files(files, tree)
+
+
+def _iterate_one(
+    source: TreeSource,
+    exprs: Mapping[str, str],
+    aliases: Optional[Mapping[str, str]],
+    cut: Optional[str],
+    step_size: Union[int, str],
+    open_options: Mapping[str, Any],
+    extra: Optional[Mapping[str, str]] = None,
+) -> Iterator[Chunk]:
+    """Chunks of one tree; ``extra`` are more name -> branch columns read alongside (ids)."""
+    tree = open_tree(source, **open_options)
+    try:
+        yield from _iterate_open(source, tree, exprs, aliases, cut, step_size, extra)
+    except ReadError:
+        raise
+    except Exception as err:
+        raise ReadError(
+            f"{source.path}: reading tree {_tree_name(tree)!r} failed (truncated or corrupt file?): {_one_line(err)}",
+            file=source.path,
+            tree=_tree_name(tree),
+        ) from err
+    finally:
+        tree.file.close()
+
+
+def _iterate_open(
+    source: TreeSource,
+    tree: Any,
+    exprs: Mapping[str, str],
+    aliases: Optional[Mapping[str, str]],
+    cut: Optional[str],
+    step_size: Union[int, str],
+    extra: Optional[Mapping[str, str]],
+) -> Iterator[Chunk]:
+    import uproot
+
+    check_branches(source, tree, exprs, aliases)
+    wanted = dict(exprs)
+    if extra:
+        wanted.update({f"\x00{k}": v for k, v in extra.items()})
+    unique = list(dict.fromkeys(wanted.values()))
+    if cut is not None:
+        unique.append(cut)
+    plain = all(_IDENTIFIER.match(e) and e not in (aliases or {}) for e in unique) and isinstance(
+        tree, uproot.behaviors.TTree.TTree
+    )
+    library = "np" if plain else "ak"
+    kwargs: dict[str, Any] = {"step_size": step_size, "library": library, "report": True}
+    if aliases:
+        kwargs["aliases"] = dict(aliases)
+    if library == "ak":
+        kwargs["language"] = _expression_language()
+    iterator = tree.iterate(unique, **kwargs)
+    while True:
+        try:
+            arrays, report = next(iterator)
+        except StopIteration:
+            break
+        except uproot.KeyInFileError as err:
+            raise _missing_branch_error(source, tree, str(err.key), None) from err
+        except ReadError:
+            raise
+        except Exception as err:
+            raise ReadError(
+                f"{source.path}: reading tree {_tree_name(tree)!r} failed (truncated or corrupt file, or a bad "
+                f"expression among {unique}): {_one_line(err)}",
+                file=source.path,
+                tree=_tree_name(tree),
+            ) from err
+        start, stop = int(report.tree_entry_start), int(report.tree_entry_stop)
+        columns = _columns(arrays, library, unique)
+        lost = [e for e in unique if e not in columns]
+        if lost:
+            raise ReadError(
+                f"{source.path}: uproot returned nothing for {lost} from {type(tree).__name__.split('_')[-1]} "
+                f"{_tree_name(tree)!r} (uproot evaluates expressions on TTrees only: use plain field names "
+                "for RNTuples)",
+                file=source.path,
+                tree=_tree_name(tree),
+                branch=lost[0],
+            )
+        entries = np.arange(start, stop, dtype=np.int64)
+        if cut is not None:
+            mask = _as_column(columns[cut], source, tree, "cut", cut)
+            if mask.dtype != np.bool_:
+                raise ReadError(
+                    f"{source.path}: the cut {cut!r} gives {mask.dtype}, not one boolean per event",
+                    file=source.path,
+                )
+            entries = entries[mask]
+        out: dict[str, np.ndarray] = {}
+        for name, expr in wanted.items():
+            col = _as_column(columns[expr], source, tree, name.lstrip("\x00"), expr)
+            out[name] = col[mask] if cut is not None else col
+        yield Chunk(source, start, stop, out, entries, _bytes_read(tree))
+
+
+def _per_event(reducer: Any) -> Any:
+    def f(values: Any, default: float = float("nan")) -> Any:
+        import awkward as ak
+
+        return ak.fill_none(reducer(values), default)
+
+    return f
+
+
+def _nth(values: Any, i: int, default: float = float("nan")) -> Any:
+    import awkward as ak
+
+    padded = ak.pad_none(values, i + 1, axis=1)
+    return ak.fill_none(padded[:, i], default)
+
+
+def _num(values: Any) -> Any:
+    import awkward as ak
+
+    return ak.num(values, axis=1)
+
+
+#: Per-event functions of jagged branches usable in feature expressions, on top of uproot's
+#: (``sqrt``, ``abs``, ``where``, ...): ``num(Jet_pt)``, ``first(Jet_pt)``, ``nth(Jet_pt, 1)``,
+#: ``max_of(Jet_pt)``, ``min_of``, ``sum_of``, ``mean_of``. An event without values gives NaN
+#: (or the optional last argument), which forests treat as missing.
+PER_EVENT_FUNCTIONS: dict[str, Any] = {}
+
+
+def _expression_language() -> Any:
+    import awkward as ak
+    import uproot
+
+    if not PER_EVENT_FUNCTIONS:
+        PER_EVENT_FUNCTIONS.update(
+            {
+                "num": _num,
+                "first": _per_event(lambda a: ak.firsts(a, axis=1)),
+                "nth": _nth,
+                "max_of": _per_event(lambda a: ak.max(a, axis=1)),
+                "min_of": _per_event(lambda a: ak.min(a, axis=1)),
+                "sum_of": _per_event(lambda a: ak.sum(a, axis=1)),
+                "mean_of": _per_event(lambda a: ak.mean(a, axis=1)),
+            }
+        )
+    base = uproot.language.python.PythonLanguage()
+    return uproot.language.python.PythonLanguage(functions={**base.functions, **PER_EVENT_FUNCTIONS})
+
+
+def _columns(arrays: Any, library: str, unique: Sequence[str]) -> dict[str, Any]:
+    if library == "np":
+        return dict(arrays)
+    fields = set(arrays.fields)
+    return {e: arrays[e] for e in unique if e in fields}
+
+
+def count_entries(source: TreeSource, **open_options: Any) -> int:
+    """Number of entries of one tree (opens and closes the file)."""
+    tree = open_tree(source, **open_options)
+    try:
+        return int(tree.num_entries)
+    finally:
+        tree.file.close()

@@ -1,0 +1,810 @@
+"""Score ROOT files with any hepinfer model: ``hepinfer.score(model, files, ...)``.
+
+    scores = hepinfer.score("bdt.json", "ttbar_*.root", tree="Events")        # numpy, one per event
+    summary = hepinfer.score(forest, files, tree="Events", output="scores.root", chunk="50 MB")
+
+The files are read chunk by chunk (memory bounded by ``chunk``, not by the files), the next
+chunk being read in a background thread while the model evaluates the current one.
+
+The model protocol
+------------------
+``score`` takes any object that has
+
+* its input names: an attribute ``input_names`` (or ``feature_names``, as
+  :class:`hepinfer.Forest` has, or ``inputs``, as the neural-network ``hepinfer.Model`` has;
+  a list of strings or of objects with a ``.name``), and
+* ``predict(inputs)`` taking a dict ``{input name: 1-D numpy array}`` (one value per event)
+  and returning a numpy array ``(n,)`` (one output), ``(n, k)`` (k outputs), or a dict
+  ``{output name: (n,) array}``;
+* optionally ``output_names`` (a list of k names for the output branches).
+
+:class:`hepinfer.Forest` objects, model files (any format ``Forest.load`` reads) and in-memory
+xgboost/lightgbm boosters are adapted to it automatically (``output_kind`` and ``n_threads``
+are passed to :meth:`hepinfer.Forest.predict`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from hepinfer._core import InputError
+from hepinfer.io import (
+    Chunk,
+    FileFailure,
+    FilesLike,
+    ReadError,
+    TreeSource,
+    _iterate_one,
+    check_branches,
+    expand_files,
+    find_event_ids,
+    open_tree,
+)
+
+try:  # typing.Protocol is 3.8+, runtime_checkable too
+    from typing import Protocol, runtime_checkable
+except ImportError:  # pragma: no cover
+    Protocol = object  # type: ignore[assignment,misc]
+
+    def runtime_checkable(cls):  # type: ignore[no-redef]
+        return cls
+
+
+__all__ = ["ModelHolder", "ScoreSummary", "ScoringModel", "as_scoring_model", "score", "score_dask"]
+
+
+@runtime_checkable
+class ScoringModel(Protocol):
+    """What :func:`score` needs from a model (see the module documentation)."""
+
+    @property
+    def input_names(self) -> Sequence[str]: ...
+
+    @property
+    def output_names(self) -> Sequence[str]: ...
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> Any: ...
+
+
+# ---------------------------------------------------------------------------------- adapters
+
+
+def _names(value: Any) -> list[str]:
+    return [v if isinstance(v, str) else str(getattr(v, "name", v)) for v in value]
+
+
+class _ForestModel:
+    """A :class:`hepinfer.Forest` seen through the scoring protocol."""
+
+    def __init__(
+        self, forest: Any, output_kind: str, n_threads: Optional[int], output_names: Optional[Sequence[str]]
+    ):
+        self.forest = forest
+        self.output_kind = output_kind
+        self.n_threads = n_threads
+        self.input_names = list(forest.feature_names)
+        k = forest.n_outputs(output_kind)
+        if output_names is not None:
+            names = [str(n) for n in output_names]
+            if len(names) != k:
+                raise InputError(
+                    f"output_names has {len(names)} names but the model gives {k} outputs per event"
+                )
+        else:
+            names = ["score"] if k == 1 else [f"score_{i}" for i in range(k)]
+        self.output_names = names
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.forest.predict(dict(inputs), output=self.output_kind, n_threads=self.n_threads)
+
+
+class _GenericModel:
+    """Any object with input names and ``predict(dict)``."""
+
+    def __init__(self, model: Any, output_names: Optional[Sequence[str]]):
+        self.model = model
+        for attr in ("input_names", "feature_names", "inputs"):
+            value = getattr(model, attr, None)
+            if value is not None and not callable(value):
+                self.input_names = _names(value)
+                break
+        else:
+            raise TypeError(
+                f"{type(model).__name__} is not a model hepinfer can score: it needs input names "
+                "(input_names, feature_names or inputs) and predict(dict of arrays)"
+            )
+        if not callable(getattr(model, "predict", None)):
+            raise TypeError(f"{type(model).__name__} has no predict method")
+        given = output_names if output_names is not None else getattr(model, "output_names", None)
+        self.output_names = _names(given) if given is not None and not callable(given) else None
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> Any:
+        return self.model.predict(dict(inputs))
+
+
+def as_scoring_model(
+    model: Any,
+    *,
+    output_kind: str = "probability",
+    n_threads: Optional[int] = None,
+    output_names: Optional[Sequence[str]] = None,
+) -> Any:
+    """An object following :class:`ScoringModel` for ``model``: a :class:`hepinfer.Forest`, a
+    model file path or bytes, an xgboost/lightgbm booster, or any object that already follows
+    the protocol (``input_names``/``feature_names``/``inputs`` and ``predict(dict)``)."""
+    from hepinfer.forest import Forest
+
+    if isinstance(model, (_ForestModel, _GenericModel)):
+        return model
+    if isinstance(model, (str, os.PathLike, bytes, bytearray)) or type(model).__module__.split(".")[0] in (
+        "xgboost",
+        "lightgbm",
+    ):
+        model = Forest.load(model)
+    if isinstance(model, Forest):
+        return _ForestModel(model, output_kind, n_threads, output_names)
+    return _GenericModel(model, output_names)
+
+
+def _feature_expressions(input_names: Sequence[str], features: Any) -> dict[str, str]:
+    """model input name -> branch name or expression."""
+    names = list(input_names)
+    if features is None:
+        if not names:
+            raise InputError(
+                "the model has no feature names: give features=[branch, ...] in the model's order"
+            )
+        return {n: n for n in names}
+    if isinstance(features, str):
+        features = [f.strip() for f in features.split(",") if f.strip()]
+    if isinstance(features, Mapping):
+        unknown = [k for k in features if names and k not in names]
+        if unknown:
+            raise InputError(
+                f"features names {unknown} that are not model inputs; the model's inputs are {names}"
+            )
+        if not names:
+            raise InputError("the model has no feature names: give features as a list in the model's order")
+        return {n: str(features.get(n, n)) for n in names}
+    features = [str(f) for f in features]
+    if names and len(features) != len(names):
+        raise InputError(
+            f"features has {len(features)} entries but the model has {len(names)} inputs {names}; "
+            "give one branch or expression per model input, in the model's order (or a dict)"
+        )
+    if not names:
+        return {f: f for f in features}
+    return dict(zip(names, features))
+
+
+def _output_columns(
+    result: Any, n: int, names: Optional[list[str]]
+) -> tuple[list[str], list[np.ndarray], str]:
+    """Normalise a model's predict result into (names, columns, kind)."""
+    if isinstance(result, Mapping):
+        cols = [np.asarray(v) for v in result.values()]
+        keys = [str(k) for k in result.keys()]
+        kind = "dict"
+    elif type(result).__module__.startswith("awkward"):
+        import awkward as ak
+
+        fields = ak.fields(result)
+        if fields:
+            keys, cols, kind = list(fields), [ak.to_numpy(result[f]) for f in fields], "dict"
+        else:
+            return _output_columns(ak.to_numpy(result), n, names)
+    else:
+        a = np.asarray(result)
+        if a.ndim == 1:
+            cols = [a]
+        elif a.ndim == 2:
+            cols = [a[:, j] for j in range(a.shape[1])]
+        else:
+            raise InputError(f"the model returned an array of shape {a.shape}; expected (n,) or (n, k)")
+        keys = (
+            names
+            if names is not None and len(names) == len(cols)
+            else (["score"] if len(cols) == 1 else [f"score_{j}" for j in range(len(cols))])
+        )
+        kind = "array1" if a.ndim == 1 else "array2"
+    for k, c in zip(keys, cols):
+        if c.shape != (n,):
+            raise InputError(f"the model's output {k!r} has shape {c.shape} for {n} events")
+    return keys, cols, kind
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+@dataclass
+class ScoreSummary:
+    """What :func:`score` did: inputs, events, timing, output, failures.
+
+    ``scores`` holds the scores when they were kept in memory (``output=None``), with
+    ``file_index`` and ``entry`` telling where each event came from.
+    """
+
+    files: list[TreeSource]
+    events: int = 0
+    seconds: float = 0.0
+    bytes_read: int = 0
+    output: Optional[str] = None
+    output_tree: Optional[str] = None
+    output_names: list[str] = field(default_factory=list)
+    event_ids: dict[str, str] = field(default_factory=dict)
+    events_per_file: dict[int, int] = field(default_factory=dict)
+    failures: list[FileFailure] = field(default_factory=list)
+    scores: Any = None
+    file_index: Optional[np.ndarray] = None
+    entry: Optional[np.ndarray] = None
+
+    @property
+    def n_files_done(self) -> int:
+        failed = {f.source.index for f in self.failures}
+        return sum(1 for s in self.files if s.index not in failed)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def report(self) -> str:
+        """A few lines for a terminal."""
+        lines = [
+            f"files     {self.n_files_done} scored, {len(self.failures)} failed, {len(self.files)} given",
+            f"events    {self.events:,}",
+            f"time      {self.seconds:.2f} s ({self.events_per_second:,.0f} events/s, "
+            f"{_size(self.bytes_read / max(self.seconds, 1e-9))}/s read, {_size(self.bytes_read)} in all)",
+        ]
+        if self.output:
+            ids = ", ".join(["file_index", "entry", *self.event_ids])
+            lines.append(
+                f"output    {self.output}:{self.output_tree} ({ids}; {', '.join(self.output_names)})"
+            )
+        for f in self.failures:
+            lines.append(f"FAILED    [{f.source.index}] {f.source.path} after {f.entry} entries: {f.message}")
+        return "\n".join(lines)
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+class _RootWriter:
+    """Scores written to a new ROOT file tree, one extend per chunk (bounded memory)."""
+
+    def __init__(self, path: str, tree_name: str) -> None:
+        import uproot
+
+        self.path = path
+        self.tree_name = tree_name
+        try:
+            self.file = uproot.recreate(path)
+        except Exception as err:
+            raise ReadError(f"cannot create the output file {path}: {err}", file=path) from err
+        self.tree: Any = None
+
+    def write(self, columns: Mapping[str, np.ndarray]) -> None:
+        if self.tree is None:
+            self.tree = self.file.mktree(self.tree_name, {k: v.dtype for k, v in columns.items()})
+        self.tree.extend(dict(columns))
+
+    def close(self, summary: ScoreSummary, schema: Mapping[str, Any]) -> None:
+        try:
+            if self.tree is None and schema:
+                self.file.mktree(self.tree_name, dict(schema))
+            inputs = "\n".join(
+                f"{s.index}\t{s.path}\t{s.tree or ''}\t{summary.events_per_file.get(s.index, 0)}"
+                for s in summary.files
+            )
+            self.file["hepinfer_inputs"] = inputs
+            failed = "\n".join(
+                f"{f.source.index}\t{f.source.path}\t{f.entry}\t{f.message}" for f in summary.failures
+            )
+            if failed:
+                self.file["hepinfer_failures"] = failed
+        finally:
+            self.file.close()
+
+
+def _prefetch(chunks: Iterator[Chunk], depth: int = 1) -> Iterator[Chunk]:
+    """Read the next chunk(s) in a background thread while the caller works on this one."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for c in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put((c, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as err:  # forwarded to the consumer
+            item: tuple[Any, Optional[BaseException]] = (None, err)
+        else:
+            item = (done, None)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=work, name="hepinfer-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            c, err = q.get()
+            if err is not None:
+                raise err
+            if c is done:
+                return
+            yield c
+    finally:
+        stop.set()
+        thread.join()
+
+
+# ---------------------------------------------------------------------------------- score
+
+
+def score(
+    model: Any,
+    files: FilesLike,
+    *,
+    tree: Optional[str] = None,
+    features: Union[None, str, Sequence[str], Mapping[str, str]] = None,
+    aliases: Optional[Mapping[str, str]] = None,
+    cut: Optional[str] = None,
+    chunk: Union[int, str] = "100 MB",
+    output: Optional[Union[str, os.PathLike[str]]] = None,
+    output_tree: str = "scores",
+    output_kind: str = "probability",
+    output_names: Optional[Sequence[str]] = None,
+    n_threads: Optional[int] = None,
+    progress: bool = False,
+    on_error: str = "raise",
+    event_ids: bool = True,
+    return_summary: bool = False,
+    dask: bool = False,
+    open_options: Optional[Mapping[str, Any]] = None,
+) -> Any:
+    """Run ``model`` over every event of ``files``.
+
+    Parameters
+    ----------
+    model
+        A :class:`hepinfer.Forest`, a model file (path or bytes), an xgboost/lightgbm booster,
+        or any object following :class:`ScoringModel`.
+    files, tree
+        ROOT files as :func:`hepinfer.io.expand_files` takes them (paths, glob patterns,
+        ``"file.root:Events"`` specs, lists, ``{path: tree}``); ``tree`` names the TTree or
+        RNTuple where the spec does not (``None``: each file's only tree).
+    features
+        Where each model input comes from. ``None``: branches named like the model's inputs.
+        A list (or comma-separated string): one branch name or uproot expression per model
+        input, in the model's order. A dict: model input name -> branch name or expression
+        (inputs not in it are read from the branch of the same name).
+    aliases, cut
+        uproot aliases usable in the features, and an event selection expression (events
+        failing it are not scored).
+    chunk
+        Events per chunk (int) or a size such as ``"50 MB"``: bounds the memory used.
+    output
+        ``None``: return the scores. A path: write a ROOT file with tree ``output_tree`` holding
+        ``file_index`` (position of the input file), ``entry`` (entry number in its tree), the
+        event identifiers ``run``/``luminosityBlock``/``event`` when the inputs have them
+        (NanoAOD spellings and common others, see ``hepinfer.io.EVENT_ID_BRANCHES``) and one
+        branch per model output (``score``, or ``score_0..score_k``, or ``output_names``), plus a
+        ``hepinfer_inputs`` string listing the input files and events scored from each.
+    output_kind, n_threads
+        For forests: ``"probability"`` or ``"margin"``, and threads (``None``: all cores).
+    progress
+        A progress bar on stderr (events/s, ETA, MB read).
+    on_error
+        ``"raise"``: the first unreadable file (not ROOT, truncated, missing tree or branch, wrong
+        branch type) stops the run with a :class:`hepinfer.io.ReadError` naming it; with
+        ``output=`` the file is closed first and keeps every score computed so far (the message
+        says so; the error's ``summary`` attribute has the details). ``"skip"``: the file is
+        left out, recorded in the summary's ``failures`` and, with ``output=``, in the output's
+        ``hepinfer_failures`` string; scoring goes on with the next file. Files are checked
+        (tree, branches, types) before any event is scored, so most bad files are skipped
+        whole; a file that breaks part-way (a corrupt basket) keeps the scores of the entries
+        before ``FileFailure.entry``.
+    return_summary
+        Return a :class:`ScoreSummary` (with ``scores``, ``file_index``, ``entry``) instead of the
+        bare scores when ``output`` is ``None``.
+    dask
+        Score with :func:`score_dask` (``uproot.dask`` partitions mapped through the model on the
+        current dask scheduler, e.g. a ``distributed.Client``); returns the scores.
+
+    Returns
+    -------
+    With ``output=None``: a numpy array, ``(n,)`` for one output, ``(n, k)`` for k outputs (as
+    ``Forest.predict``), or a dict of arrays for models that return dicts. With ``output``: the
+    :class:`ScoreSummary`.
+    """
+    if on_error not in ("raise", "skip"):
+        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if dask:
+        if output is not None or cut is not None or aliases is not None or return_summary:
+            raise InputError(
+                "score(dask=True) returns the scores: output=, cut=, aliases= and return_summary= are not supported with it"
+            )
+        return score_dask(
+            model,
+            files,
+            tree=tree,
+            features=features,
+            chunk=chunk,
+            output_kind=output_kind,
+            output_names=output_names,
+            n_threads=1 if n_threads is None else n_threads,
+        )
+    scorer = as_scoring_model(model, output_kind=output_kind, n_threads=n_threads, output_names=output_names)
+    exprs = _feature_expressions(scorer.input_names, features)
+    sources = expand_files(files, tree)
+    summary = ScoreSummary(
+        files=sources, output=os.fspath(output) if output is not None else None, output_tree=output_tree
+    )
+    options = dict(open_options or {})
+
+    # 1. check every file before scoring anything: a bad file among 500 is found in seconds
+    good: list[TreeSource] = []
+    total = 0
+    ids: Optional[dict[str, str]] = None
+    for source in sources:
+        try:
+            t = open_tree(source, **options)
+            try:
+                check_branches(source, t, exprs, aliases)
+                if ids is None:
+                    ids = find_event_ids(t) if event_ids else {}
+                total += int(t.num_entries)
+            finally:
+                t.file.close()
+            good.append(source)
+        except ReadError as err:
+            if on_error == "raise":
+                raise
+            summary.failures.append(FileFailure(source, 0, err))
+    summary.event_ids = ids or {}
+
+    writer = _RootWriter(os.fspath(output), output_tree) if output is not None else None
+    kept: list[list[np.ndarray]] = []
+    kept_kind = "array1"
+    kept_index: list[np.ndarray] = []
+    kept_entry: list[np.ndarray] = []
+    schema: dict[str, Any] = {}
+    bar = _progress_bar(total, progress)
+    start = time.perf_counter()
+    bytes_done: dict[int, int] = {}
+    names: Optional[list[str]] = scorer.output_names
+
+    def chunks() -> Iterator[Chunk]:
+        for source in good:
+            entry = 0
+            try:
+                for c in _iterate_one(source, exprs, aliases, cut, chunk, options, summary.event_ids):
+                    entry = c.entry_stop
+                    yield c
+            except ReadError as err:
+                if on_error == "raise":
+                    raise
+                summary.failures.append(FileFailure(source, entry, err))
+
+    try:
+        for c in _prefetch(chunks()):
+            n = c.n_events
+            inputs = {name: c.arrays[name] for name in exprs}
+            result = scorer.predict(inputs) if n else None
+            if result is None:
+                result = np.empty((0, len(names)) if names and len(names) > 1 else (0,))
+            keys, cols, kind = _output_columns(result, n, names)
+            names = keys
+            file_index = np.full(n, c.source.index, dtype=np.int32)
+            summary.events += n
+            summary.events_per_file[c.source.index] = summary.events_per_file.get(c.source.index, 0) + n
+            bytes_done[c.source.index] = c.bytes_read
+            summary.bytes_read = sum(bytes_done.values())
+            if writer is not None:
+                columns: dict[str, np.ndarray] = {"file_index": file_index, "entry": c.entries}
+                for out_name in summary.event_ids:
+                    columns[out_name] = c.arrays["\x00" + out_name]
+                for k, col in zip(keys, cols):
+                    columns[k] = np.ascontiguousarray(col)
+                writer.write(columns)
+            else:
+                kept.append(cols)
+                kept_kind = kind
+                kept_index.append(file_index)
+                kept_entry.append(c.entries)
+            bar.update(n)
+            bar.set_postfix_str(f"{_size(summary.bytes_read)} read", refresh=False)
+    except BaseException as err:
+        summary.seconds = time.perf_counter() - start
+        bar.close()
+        if writer is not None:
+            writer.close(summary, schema)
+            if isinstance(err, ReadError):
+                raise _with_partial_output(err, summary) from err
+        raise
+    summary.seconds = time.perf_counter() - start
+    bar.close()
+    summary.output_names = list(names or [])
+    if writer is not None:
+        schema = {"file_index": np.int32, "entry": np.int64, **{k: np.float64 for k in summary.output_names}}
+        writer.close(summary, schema)
+        return summary
+    summary.file_index = np.concatenate(kept_index) if kept_index else np.empty(0, np.int32)
+    summary.entry = np.concatenate(kept_entry) if kept_entry else np.empty(0, np.int64)
+    summary.scores = _concatenate(kept, kept_kind, summary.output_names)
+    return summary if return_summary else summary.scores
+
+
+def _concatenate(kept: list[list[np.ndarray]], kind: str, names: list[str]) -> Any:
+    k = len(names) if names else 1
+    columns = [np.concatenate([cols[j] for cols in kept]) if kept else np.empty(0) for j in range(k)]
+    if kind == "dict":
+        return dict(zip(names, columns))
+    if kind == "array2" or k > 1:
+        return np.stack(columns, axis=1) if columns else np.empty((0, k))
+    return columns[0]
+
+
+def _with_partial_output(err: ReadError, summary: ScoreSummary) -> ReadError:
+    done = sorted(i for i, n in summary.events_per_file.items() if n)
+    message = (
+        f"{err}\nscoring stopped; the {summary.events:,} events scored before it "
+        f"(from {len(done)} file(s)) were written to {summary.output}:{summary.output_tree} "
+        "(the file_index branch tells which input each event came from; use on_error='skip' to go on past bad files)"
+    )
+    new = ReadError(message, file=err.file, tree=err.tree, branch=err.branch)
+    new.summary = summary  # type: ignore[attr-defined]
+    return new
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, s: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit=" events", unit_scale=True, file=sys.stderr, dynamic_ncols=True, smoothing=0.1
+    )
+
+
+# ---------------------------------------------------------------------------------- dask
+
+_LOADED: dict[tuple, Any] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+class ModelHolder:
+    """A model that is cheap to send to dask workers and loaded once per worker process.
+
+    It keeps the model's bytes (the model file for forests, a pickle for other models) and
+    their SHA-256; :meth:`get` loads it the first time a process asks and caches it in a
+    module-level dict keyed by that hash.
+    """
+
+    __slots__ = ("data", "key", "kind", "n_threads", "output_kind", "output_names")
+
+    def __init__(
+        self,
+        kind: str,
+        data: bytes,
+        *,
+        output_kind: str = "probability",
+        n_threads: Optional[int] = 1,
+        output_names: Optional[Sequence[str]] = None,
+    ) -> None:
+        if kind not in ("forest", "pickle"):
+            raise ValueError(f"kind must be 'forest' or 'pickle', got {kind!r}")
+        self.kind = kind
+        self.data = bytes(data)
+        self.key = hashlib.sha256(self.data).hexdigest()
+        self.output_kind = output_kind
+        self.n_threads = n_threads
+        self.output_names = list(output_names) if output_names is not None else None
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        *,
+        output_kind: str = "probability",
+        n_threads: Optional[int] = 1,
+        output_names: Optional[Sequence[str]] = None,
+    ) -> ModelHolder:
+        """From a model file path or bytes, an xgboost/lightgbm booster, or a picklable model
+        following :class:`ScoringModel`. (An already loaded :class:`hepinfer.Forest` cannot be
+        serialised: pass the model file instead.)"""
+        from hepinfer.forest import Forest
+
+        options = {"output_kind": output_kind, "n_threads": n_threads, "output_names": output_names}
+        if isinstance(model, ModelHolder):
+            return model
+        if isinstance(model, _ForestModel):
+            model = model.forest
+        if isinstance(model, (str, os.PathLike)):
+            with open(os.fspath(model), "rb") as fh:
+                return cls("forest", fh.read(), **options)
+        if isinstance(model, (bytes, bytearray)):
+            return cls("forest", bytes(model), **options)
+        module = type(model).__module__.split(".")[0]
+        if module == "xgboost":
+            booster = model.get_booster() if hasattr(model, "get_booster") else model
+            return cls("forest", bytes(booster.save_raw(raw_format="ubj")), **options)
+        if module == "lightgbm":
+            booster = getattr(model, "booster_", model)
+            return cls("forest", booster.model_to_string().encode(), **options)
+        if isinstance(model, Forest):
+            raise InputError(
+                "a loaded hepinfer.Forest cannot be sent to dask workers: pass the model file "
+                "(path or bytes) or the xgboost/lightgbm booster instead"
+            )
+        if isinstance(model, _GenericModel):
+            model = model.model
+        try:
+            return cls("pickle", pickle.dumps(model), **options)
+        except Exception as err:
+            raise InputError(
+                f"the model ({type(model).__name__}) cannot be pickled for dask workers: {err}"
+            ) from err
+
+    def __reduce__(self) -> tuple:
+        return (
+            _holder,
+            (self.kind, self.data, self.key, self.output_kind, self.n_threads, self.output_names),
+        )
+
+    def get(self) -> Any:
+        """The model, following :class:`ScoringModel`, loaded once per process."""
+        cache_key = (self.key, self.output_kind, self.n_threads, tuple(self.output_names or ()))
+        with _LOADED_LOCK:
+            model = _LOADED.get(cache_key)
+            if model is None:
+                raw = pickle.loads(self.data) if self.kind == "pickle" else self.data
+                model = as_scoring_model(
+                    raw,
+                    output_kind=self.output_kind,
+                    n_threads=self.n_threads,
+                    output_names=self.output_names,
+                )
+                _LOADED[cache_key] = model
+            return model
+
+
+def _holder(
+    kind: str, data: bytes, key: str, output_kind: str, n_threads: Optional[int], output_names: Any
+) -> ModelHolder:
+    h = ModelHolder.__new__(ModelHolder)
+    h.kind, h.data, h.key = kind, data, key
+    h.output_kind, h.n_threads, h.output_names = output_kind, n_threads, output_names
+    return h
+
+
+def _empty_outputs(names: Sequence[str], typetracer: bool) -> Any:
+    import awkward as ak
+
+    empty = ak.zip({k: np.empty(0, dtype=np.float64) for k in names}, depth_limit=1)
+    return ak.Array(empty.layout.to_typetracer(forget_length=True)) if typetracer else empty
+
+
+def _score_partition(events: Any, holder: ModelHolder, exprs: dict[str, str], output_names: list[str]) -> Any:
+    import awkward as ak
+
+    if ak.backend(events) == "typetracer":  # dask-awkward's column optimisation: say what is read
+        for branch in exprs.values():
+            ak.typetracer.touch_data(events[branch])
+        return _empty_outputs(output_names, typetracer=True)
+    model = holder.get()
+    n = len(events)
+    inputs = {}
+    for name, branch in exprs.items():
+        col = events[branch]
+        if col.ndim != 1:
+            raise ReadError(
+                f"branch {branch!r} (feature {name!r}) is jagged; a feature takes one number per event",
+                branch=branch,
+            )
+        inputs[name] = ak.to_numpy(col)
+    result = model.predict(inputs) if n else np.empty((0, len(output_names)))
+    keys, cols, _ = (
+        _output_columns(result, n, output_names)
+        if n
+        else (output_names, [np.empty(0)] * len(output_names), "")
+    )
+    return ak.zip({k: np.asarray(c, dtype=np.float64) for k, c in zip(keys, cols)}, depth_limit=1)
+
+
+def score_dask(
+    model: Any,
+    files: FilesLike,
+    *,
+    tree: Optional[str] = None,
+    features: Union[None, str, Sequence[str], Mapping[str, str]] = None,
+    chunk: Union[int, str] = "100 MB",
+    output_kind: str = "probability",
+    output_names: Optional[Sequence[str]] = None,
+    n_threads: Optional[int] = 1,
+    compute: bool = True,
+) -> Any:
+    """Score ``files`` on the current dask scheduler (e.g. a ``distributed.Client``).
+
+    The files are split into ``uproot.dask`` partitions of ``chunk`` events or bytes; each is
+    mapped through the model, which travels to the workers as a :class:`ModelHolder` (the
+    model file's bytes, loaded once per worker process). Features must be plain branch names
+    here (no expressions). Returns the scores as :func:`score` does (numpy ``(n,)`` or
+    ``(n, k)``), or, with ``compute=False``, the lazy dask-awkward record array of outputs.
+    """
+    import awkward as ak
+    import dask_awkward as dak
+    import uproot
+
+    holder = ModelHolder.from_model(
+        model, output_kind=output_kind, n_threads=n_threads, output_names=output_names
+    )
+    scorer = holder.get()
+    exprs = _feature_expressions(scorer.input_names, features)
+    bad = [e for e in exprs.values() if not e.replace("_", "a").replace(".", "a").isalnum()]
+    if bad:
+        raise InputError(f"score_dask takes branch names as features, not expressions: {bad}")
+    sources = expand_files(files, tree)
+    spec: dict[str, str] = {}
+    for source in sources:
+        t = open_tree(source)
+        try:
+            check_branches(source, t, exprs)
+            spec[source.path] = source.tree or str(t.name)
+        finally:
+            t.file.close()
+    n_out = len(scorer.output_names) if getattr(scorer, "output_names", None) else 1
+    out_names = list(scorer.output_names) if getattr(scorer, "output_names", None) else ["score"]
+    branches = sorted(set(exprs.values()))
+    events = uproot.dask(spec, filter_name=branches, step_size=chunk, library="ak")
+    meta = _empty_outputs(out_names, typetracer=True)
+    scores = dak.map_partitions(
+        _score_partition, events, holder, exprs, out_names, meta=meta, label="hepinfer-score"
+    )
+    if not compute:
+        return scores
+    result = scores.compute()
+    columns = [ak.to_numpy(result[k]) for k in out_names]
+    if n_out == 1:
+        return columns[0]
+    return np.stack(columns, axis=1)

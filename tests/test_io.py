@@ -1,0 +1,374 @@
+"""hepinfer.io: reading ROOT files chunk by chunk, on files written by ROOT itself (the `root`
+wheel, when installed), by uproot, and scikit-hep-testdata's files (when they can be fetched)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+uproot = pytest.importorskip("uproot")
+ak = pytest.importorskip("awkward")
+
+import hepinfer
+from hepinfer.io import ReadError, expand_files, iterate, open_tree
+
+# ------------------------------------------------------------------ files written by ROOT
+
+_ROOT_SCRIPT = r"""
+import sys, warnings
+warnings.simplefilter("ignore")
+import array
+import numpy as np
+import ROOT
+out, seed = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(seed)
+for name, n in (("nano_a", 5000), ("nano_b", 3000)):
+    x = rng.normal(size=n).astype(np.float32)
+    x[5::97] = np.nan
+    y = rng.uniform(-2, 2, size=n)
+    njet = rng.poisson(2, size=n).astype(np.int32)
+    pts = rng.exponential(30, size=njet.sum()).astype(np.float32)
+    run = np.full(n, seed % 1000, np.uint32)
+    lumi = (np.arange(n) // 100 + 1).astype(np.uint32)
+    event = (np.arange(n, dtype=np.uint64) * 7 + 123456789012)
+    f = ROOT.TFile(f"{out}/{name}.root", "RECREATE")
+    t = ROOT.TTree("Events", "NanoAOD-like events")
+    t.SetAutoFlush(700)
+    b = {k: array.array(c, [0]) for k, c in (("run", "I"), ("luminosityBlock", "I"), ("event", "Q"), ("x", "f"), ("y", "d"), ("nJet", "i"))}
+    t.Branch("run", b["run"], "run/i"); t.Branch("luminosityBlock", b["luminosityBlock"], "luminosityBlock/i")
+    t.Branch("event", b["event"], "event/l"); t.Branch("x", b["x"], "x/F"); t.Branch("y", b["y"], "y/D")
+    t.Branch("nJet", b["nJet"], "nJet/I")
+    jet = ROOT.std.vector("float")()
+    t.Branch("Jet_pt", jet)
+    k = 0
+    for i in range(n):
+        b["run"][0] = int(run[i]); b["luminosityBlock"][0] = int(lumi[i]); b["event"][0] = int(event[i])
+        b["x"][0] = float(x[i]); b["y"][0] = float(y[i]); b["nJet"][0] = int(njet[i])
+        jet.clear()
+        for j in range(njet[i]):
+            jet.push_back(float(pts[k])); k += 1
+        t.Fill()
+    t.Write(); f.Close()
+    np.savez(f"{out}/{name}.npz", run=run, luminosityBlock=lumi, event=event, x=x, y=y, nJet=njet, pts=pts)
+rn = ROOT.RDF.RSnapshotOptions()
+rn.fOutputFormat = ROOT.RDF.ESnapshotOutputFormat.kRNTuple
+ROOT.RDataFrame("Events", f"{out}/nano_b.root").Snapshot("Events", f"{out}/ntuple.root", ["x", "y", "nJet"], rn)
+f = ROOT.TFile(f"{out}/mixed.root", "RECREATE")
+h = ROOT.TH1F("h", "a histogram", 10, 0, 1); h.Write()
+t = ROOT.TTree("other", "another tree"); t.Write()
+f.Close()
+print("ok")
+"""
+
+
+def root_written_files(base) -> str:
+    """NanoAOD-like files written by ROOT's own I/O (TTree::Fill, std::vector<float>, and an
+    RNTuple from RDataFrame::Snapshot), made once per test session. Without the `root` wheel
+    the same files are written with uproot instead (HEPINFER_REQUIRE_ROOT=1: fail then;
+    HEPINFER_TEST_WRITER=uproot: use uproot even where ROOT is installed)."""
+    out = base / "root-written"
+    if (out / "ok").exists():
+        return str(out)
+    import importlib.util
+
+    out.mkdir(exist_ok=True)
+    seed = int(np.random.SeedSequence().entropy % 100000)
+    if importlib.util.find_spec("ROOT") is None or os.environ.get("HEPINFER_TEST_WRITER") == "uproot":
+        if os.environ.get("HEPINFER_REQUIRE_ROOT"):
+            pytest.fail("HEPINFER_REQUIRE_ROOT is set but ROOT (pip install root) is not installed")
+        print(f"ROOT is not installed: the test files are written by uproot, numpy seed {seed}")
+        _write_with_uproot(str(out), seed)
+    else:
+        print(f"test files written by ROOT from numpy seed {seed}")
+        proc = subprocess.run(
+            [sys.executable, "-c", _ROOT_SCRIPT, str(out), str(seed)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if proc.returncode != 0 or "ok" not in proc.stdout:
+            pytest.fail(f"writing files with ROOT failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    (out / "ok").write_text(str(seed))
+    return str(out)
+
+
+def _write_with_uproot(out: str, seed: int) -> None:
+    """The files _ROOT_SCRIPT writes, with the same content, written by uproot."""
+    rng = np.random.default_rng(seed)
+    for name, n in (("nano_a", 5000), ("nano_b", 3000)):
+        x = rng.normal(size=n).astype(np.float32)
+        x[5::97] = np.nan
+        y = rng.uniform(-2, 2, size=n)
+        njet = rng.poisson(2, size=n).astype(np.int32)
+        pts = rng.exponential(30, size=njet.sum()).astype(np.float32)
+        run = np.full(n, seed % 1000, np.uint32)
+        lumi = (np.arange(n) // 100 + 1).astype(np.uint32)
+        event = np.arange(n, dtype=np.uint64) * 7 + 123456789012
+        cols = {"run": run, "luminosityBlock": lumi, "event": event, "x": x, "y": y, "nJet": njet}
+        jets = ak.unflatten(pts, njet)
+        with uproot.recreate(f"{out}/{name}.root") as f:
+            f.mktree("Events", {**{k: v.dtype for k, v in cols.items()}, "Jet_pt": "var * float32"})
+            for part in np.array_split(np.arange(n), max(1, n // 700)):  # several baskets
+                lo, hi = part[0], part[-1] + 1
+                f["Events"].extend({**{k: v[lo:hi] for k, v in cols.items()}, "Jet_pt": jets[lo:hi]})
+        np.savez(f"{out}/{name}.npz", **cols, pts=pts)
+        if name == "nano_b":
+            with uproot.recreate(f"{out}/ntuple.root") as f:
+                f["Events"] = {"x": x, "y": y, "nJet": njet}  # uproot writes an RNTuple
+    with uproot.recreate(f"{out}/mixed.root") as f:
+        f["h"] = np.histogram(rng.uniform(size=10), bins=10, range=(0, 1))
+        f.mktree("other", {"v": np.float32})
+
+
+@pytest.fixture(scope="session")
+def rootdir(tmp_path_factory):
+    return root_written_files(tmp_path_factory.getbasetemp())
+
+
+def reference(rootdir: str, name: str) -> dict:
+    """The values the ROOT files were filled with, plus per-event jet quantities."""
+    want = dict(np.load(f"{rootdir}/{name}.npz"))
+    jets = ak.unflatten(want.pop("pts"), want["nJet"])
+    want["lead"] = ak.to_numpy(ak.fill_none(ak.firsts(jets), np.nan)).astype(np.float32)
+    want["jet_sum"] = ak.to_numpy(ak.sum(jets, axis=1))
+    want["jets"] = jets
+    return want
+
+
+def skhep_file(name: str) -> str:
+    """A scikit-hep-testdata file, or skip when it cannot be had (it downloads on first use)."""
+    skhep = pytest.importorskip("skhep_testdata")
+    try:
+        return skhep.data_path(name)
+    except Exception as err:  # offline: requests' ConnectionError, or unknown to this release
+        pytest.skip(f"scikit-hep-testdata file {name} not available: {type(err).__name__}")
+
+
+def write_flat(path, rng, n: int, *, extends: int = 1, names=("a", "b", "c"), tree: str = "Events") -> dict:
+    """An uproot-written file of float32 branches in `extends` baskets; returns the arrays."""
+    data = {k: rng.normal(size=n).astype(np.float32) for k in names}
+    with uproot.recreate(path) as f:
+        f.mktree(tree, {k: np.float32 for k in names})
+        for part in np.array_split(np.arange(n), extends):
+            f[tree].extend({k: v[part] for k, v in data.items()})
+    return data
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_expand_files_patterns_specs_lists(tmp_path, rng):
+    for i in (2, 0, 1):
+        write_flat(tmp_path / f"f{i}.root", rng, 10)
+    (tmp_path / "sub").mkdir()
+    found = expand_files(str(tmp_path / "f*.root"), tree="Events")
+    assert [os.path.basename(s.path) for s in found] == ["f0.root", "f1.root", "f2.root"]
+    assert [s.index for s in found] == [0, 1, 2] and all(s.tree == "Events" for s in found)
+    spec = expand_files([f"{tmp_path}/f1.root:Events", tmp_path / "f2.root"], tree="T")
+    assert [(os.path.basename(s.path), s.tree) for s in spec] == [("f1.root", "Events"), ("f2.root", "T")]
+    assert expand_files({str(tmp_path / "f0.root"): "X"})[0].tree == "X"
+    assert expand_files(f"{tmp_path}/f*.root:Events")[2].tree == "Events"
+    assert (
+        expand_files("root://eos.example//store/x.root:Events")[0].path == "root://eos.example//store/x.root"
+    )
+    with pytest.raises(ReadError, match="no file matches"):
+        expand_files(str(tmp_path / "nothing*.root"))
+    with pytest.raises(ReadError, match="no such file") as err:
+        expand_files(str(tmp_path / "missing.root"))
+    assert err.value.file.endswith("missing.root")
+    with pytest.raises(ReadError, match="is a folder"):
+        expand_files(str(tmp_path / "sub"))
+    assert isinstance(err.value, hepinfer.InputError) and isinstance(err.value, ValueError)
+
+
+def test_open_tree_errors_name_the_file(tmp_path, rng):
+    write_flat(tmp_path / "ok.root", rng, 10)
+    (tmp_path / "text.root").write_bytes(b"this is not a ROOT file at all" * 10)
+    good = (tmp_path / "ok.root").read_bytes()
+    (tmp_path / "empty.root").write_bytes(b"")
+    for name in ("text.root", "empty.root"):
+        with pytest.raises(ReadError, match="cannot be read as a ROOT file") as err:
+            open_tree(str(tmp_path / name), "Events")
+        assert name in str(err.value) and err.value.file.endswith(name)
+    for frac in (0.1, 0.3, 0.5, 0.7, 0.9, 0.99):  # an interrupted copy, cut anywhere
+        (tmp_path / "cut.root").write_bytes(good[: int(len(good) * frac)])
+        with pytest.raises(ReadError, match="cut.root (is truncated|cannot be read as a ROOT file)") as err:
+            list(iterate(str(tmp_path / "cut.root"), ["a"]))
+        assert err.value.file.endswith("cut.root")
+    with pytest.raises(ReadError, match="has no tree 'Evnts'; it has: Events"):
+        open_tree(str(tmp_path / "ok.root"), "Evnts")
+    t = open_tree(str(tmp_path / "ok.root"))  # the only tree
+    assert t.num_entries == 10
+    t.file.close()
+
+
+def test_open_tree_roots_own_file(rootdir):
+    with pytest.raises(ReadError, match="'h' is a TH1[FD], not a TTree or RNTuple; the file's trees: other"):
+        open_tree(f"{rootdir}/mixed.root:h")
+    t = open_tree(f"{rootdir}/mixed.root")  # the TTree is the only tree next to the histogram
+    assert t.name == "other"
+    t.file.close()
+
+
+# ------------------------------------------------------------------ iterate
+
+
+@pytest.mark.parametrize("step", [3, 333, 5000, 10**9])
+def test_iterate_chunks_equal_a_direct_read(rootdir, step):
+    want = reference(rootdir, "nano_a")
+    chunks = list(iterate(f"{rootdir}/nano_a.root:Events", ["x", "y", "nJet"], step_size=step))
+    assert all(c.n_events <= step for c in chunks)
+    assert [c.entry_start for c in chunks] == [
+        sum(d.n_events for d in chunks[:i]) for i in range(len(chunks))
+    ]
+    for name in ("x", "y", "nJet"):
+        got = np.concatenate([c.arrays[name] for c in chunks])
+        np.testing.assert_array_equal(got, want[name])  # NaNs included
+    assert np.array_equal(np.concatenate([c.entries for c in chunks]), np.arange(5000))
+    assert chunks[-1].bytes_read > 0
+
+
+def test_iterate_bytes_bound_memory(tmp_path, rng):
+    write_flat(tmp_path / "big.root", rng, 200_000, extends=20)
+    chunks = list(iterate(str(tmp_path / "big.root"), ["a", "b", "c"], step_size="100 kB"))
+    assert len(chunks) > 5
+    # each chunk holds about 100 kB of the three float32 branches, not the whole 2.4 MB
+    assert max(c.n_events for c in chunks) * 12 <= 2 * 100_000
+    assert sum(c.n_events for c in chunks) == 200_000
+
+
+def test_iterate_expressions_aliases_cut(rootdir):
+    want = reference(rootdir, "nano_a")
+    exprs = {
+        "r": "sqrt(x**2 + y**2)",
+        "lead": "first(Jet_pt)",
+        "n": "num(Jet_pt)",
+        "s": "sum_of(Jet_pt)",
+        "z": "w",
+    }
+    chunks = list(
+        iterate(f"{rootdir}/nano_a.root", exprs, aliases={"w": "2 * y"}, cut="y > 0", step_size=1234)
+    )
+    sel = want["y"] > 0
+    got = {k: np.concatenate([c.arrays[k] for c in chunks]) for k in exprs}
+    np.testing.assert_array_equal(np.concatenate([c.entries for c in chunks]), np.nonzero(sel)[0])
+    np.testing.assert_allclose(got["r"], np.sqrt(want["x"] ** 2 + want["y"] ** 2)[sel], rtol=1e-6)
+    np.testing.assert_array_equal(got["lead"], want["lead"][sel])  # NaN for events without jets
+    assert np.isnan(got["lead"]).any()
+    np.testing.assert_array_equal(got["n"], want["nJet"][sel])
+    np.testing.assert_allclose(got["s"], want["jet_sum"][sel], rtol=1e-5)
+    np.testing.assert_array_equal(got["z"], 2 * want["y"][sel])
+
+
+def test_per_event_functions_match_awkward(rootdir):
+    jets = reference(rootdir, "nano_b")["jets"]
+    exprs = ["max_of(Jet_pt)", "min_of(Jet_pt)", "mean_of(Jet_pt)", "nth(Jet_pt, 1)", "nth(Jet_pt, 1, -1)"]
+    chunks = list(iterate(f"{rootdir}/nano_b.root:Events", exprs, step_size=1000))
+    got = {e: np.concatenate([c.arrays[e] for c in chunks]) for e in exprs}
+    nan = np.nan
+    np.testing.assert_array_equal(got["max_of(Jet_pt)"], ak.to_numpy(ak.fill_none(ak.max(jets, axis=1), nan)))
+    np.testing.assert_array_equal(got["min_of(Jet_pt)"], ak.to_numpy(ak.fill_none(ak.min(jets, axis=1), nan)))
+    np.testing.assert_allclose(got["mean_of(Jet_pt)"], ak.to_numpy(ak.fill_none(ak.mean(jets, axis=1), nan)))
+    second = np.array([row[1] if len(row) > 1 else nan for row in jets.tolist()])
+    assert np.isnan(second).any() and not np.isnan(second).all()
+    np.testing.assert_array_equal(got["nth(Jet_pt, 1)"], second)
+    np.testing.assert_array_equal(got["nth(Jet_pt, 1, -1)"], np.where(np.isnan(second), -1, second))
+
+
+def test_rntuple_written_by_root(rootdir):
+    want = reference(rootdir, "nano_b")  # ROOT converted nano_b's TTree to an RNTuple
+    chunks = list(iterate(f"{rootdir}/ntuple.root:Events", ["x", "nJet"], step_size=700))
+    assert len(chunks) >= 3
+    np.testing.assert_array_equal(np.concatenate([c.arrays["x"] for c in chunks]), want["x"])
+    np.testing.assert_array_equal(np.concatenate([c.arrays["nJet"] for c in chunks]), want["nJet"])
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_jagged_branch_as_feature_names_file_and_branch(rootdir):
+    with pytest.raises(ReadError) as err:
+        list(iterate(f"{rootdir}/nano_a.root:Events", {"pt": "Jet_pt"}, step_size=1000))
+    msg = str(err.value)
+    assert "nano_a.root" in msg and "'Jet_pt'" in msg and "jagged" in msg and "first(Jet_pt)" in msg
+    assert err.value.branch == "Jet_pt" and err.value.tree == "Events"
+    with pytest.raises(ReadError, match="has no branch 'Jet_Pt'.*similar names: Jet_pt"):
+        list(iterate(f"{rootdir}/nano_a.root:Events", ["x", "Jet_Pt"]))
+    with pytest.raises(ReadError, match="jagged"):  # an expression that stays jagged
+        list(iterate(f"{rootdir}/nano_a.root:Events", ["Jet_pt * 2"]))
+    with pytest.raises(ReadError, match="has no branch 'nope'"):
+        list(iterate(f"{rootdir}/nano_a.root:Events", ["x + nope"]))
+
+
+def test_fixed_size_array_branch_is_refused(tmp_path, rng):
+    with uproot.recreate(tmp_path / "v.root") as f:
+        f.mktree("t", {"p3": (np.float64, (3,)), "e": np.float64})
+        f["t"].extend({"p3": rng.normal(size=(20, 3)), "e": rng.normal(size=20)})
+        f["ntuple"] = {"p3": rng.normal(size=(20, 3)), "e": rng.normal(size=20)}  # uproot writes an RNTuple
+    with pytest.raises(ReadError, match=r"branch 'p3'.*fixed-size array \(3,\)"):
+        list(iterate(str(tmp_path / "v.root:t"), ["e", "p3"]))
+    with pytest.raises(ReadError, match=r"v.root: branch 'p3'.*an array per event"):
+        list(iterate(str(tmp_path / "v.root:ntuple"), ["e", "p3"]))
+    with pytest.raises(ReadError, match=r"uproot evaluates expressions on TTrees only"):
+        list(iterate(str(tmp_path / "v.root:ntuple"), ["sqrt(e)"]))
+
+
+def corrupt_last_basket(path, branch: str, tree: str = "Events") -> None:
+    """Overwrite the last basket of `branch` with zeros (the file stays openable)."""
+    with uproot.open(path) as f:
+        seeks = f[tree][branch].member("fBasketSeek")
+        n = int(f[tree][branch].member("fWriteBasket"))
+        seek = int(seeks[n - 1])
+    with open(path, "r+b") as fh:
+        fh.seek(seek)
+        fh.write(b"\x00" * 64)
+
+
+def test_corrupt_basket_fails_mid_file_naming_it(tmp_path, rng):
+    write_flat(tmp_path / "ok.root", rng, 1000, extends=4)
+    write_flat(tmp_path / "bad.root", rng, 1000, extends=4)
+    corrupt_last_basket(tmp_path / "bad.root", "b")
+    files = [str(tmp_path / "ok.root"), str(tmp_path / "bad.root"), str(tmp_path / "ok.root")]
+    with pytest.raises(ReadError, match="bad.root.*truncated or corrupt"):
+        list(iterate(files, ["a", "b"], step_size=250))
+    failures: list = []
+    chunks = list(iterate(files, ["a", "b"], step_size=250, on_error="skip", failures=failures))
+    assert [f.source.index for f in failures] == [1]
+    assert 0 < failures[0].entry < 1000  # the first baskets of bad.root were read
+    assert sum(c.n_events for c in chunks if c.source.index != 1) == 2000
+
+
+# ------------------------------------------------------------------ scikit-hep-testdata
+
+
+def test_skhep_hzz_flat_branches():
+    path = skhep_file("uproot-HZZ.root")
+    direct = uproot.open(path)["events"].arrays(["MET_px", "MET_py", "NMuon"], library="np")
+    chunks = list(iterate(f"{path}:events", ["MET_px", "MET_py", "NMuon"], step_size=500))
+    for k, v in direct.items():
+        np.testing.assert_array_equal(np.concatenate([c.arrays[k] for c in chunks]), v)
+    with pytest.raises(ReadError, match="Muon_Px.*jagged"):
+        list(iterate(f"{path}:events", ["Muon_Px"]))
+
+
+def test_skhep_nanoaod_jagged_jets():
+    path = skhep_file("nanoAOD_2015_CMS_Open_Data_ttbar.root")
+    jets = uproot.open(path)["Events"]["Jet_pt"].array()
+    (c,) = iterate(f"{path}:Events", ["max_of(Jet_pt)", "run", "event"], step_size=10**7)
+    np.testing.assert_array_equal(
+        c.arrays["max_of(Jet_pt)"], ak.to_numpy(ak.fill_none(ak.max(jets, axis=1), np.nan))
+    )
+
+
+def test_skhep_rntuple():
+    path = skhep_file("ntpl001_staff_rntuple_v1-0-0-0.root")
+    direct = uproot.open(path)["Staff"].arrays(["Age", "Cost"])
+    chunks = list(iterate(f"{path}:Staff", ["Age", "Cost"], step_size=1000))
+    np.testing.assert_array_equal(
+        np.concatenate([c.arrays["Age"] for c in chunks]), ak.to_numpy(direct["Age"])
+    )
