@@ -1,0 +1,233 @@
+"""Export trained models and check them right after writing.
+
+* :func:`export_onnx`: a torch module → ONNX with dynamic batch axis (and dynamic particle axis
+  for ``(particles, mask)`` inputs), then the file is run with onnxruntime and, when available,
+  with :class:`hepinfer.nn.Model` on the example inputs and on a resized copy of them (other
+  batch size and particle count); any output further than ``rtol`` from torch's raises
+  :class:`ExportError`.
+* :func:`export_forest`: an xgboost Booster → xgboost JSON, loaded back with
+  :class:`hepinfer.Forest` and compared with xgboost's own predictions.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import numpy as np
+
+__all__ = ["ExportError", "export_forest", "export_onnx", "max_relative_difference"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class ExportError(RuntimeError):
+    """An exported model does not reproduce the original."""
+
+
+def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """``max |a - b| / max(|b|, 1)`` (relative for |b| > 1, absolute below)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        return float("inf")
+    ok = ~np.isnan(b)
+    return float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), 1.0), initial=0.0))
+
+
+def _resized(inputs: Sequence[Any], particle_axis: bool) -> list[Any]:
+    """A copy of the inputs with another batch size (and particle count): rows repeated and
+    dropped, particles cut (keeping the mask consistent)."""
+    import torch
+
+    n = inputs[0].shape[0]
+    rows = torch.arange(n + 3) % n if n > 0 else torch.arange(0)
+    out = [t[rows] for t in inputs]
+    if particle_axis and out[0].shape[1] > 1:
+        p = out[0].shape[1] - 1
+        out = [t[:, :p] for t in out]
+    return out
+
+
+def _hepinfer_model_outputs(path: str, inputs: Sequence[np.ndarray]) -> Optional[list[np.ndarray]]:
+    """Run the file with hepinfer.nn.Model when that module is available, else None."""
+    try:
+        from hepinfer import nn as hnn  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    Model = getattr(hnn, "Model", None)
+    if Model is None:
+        return None
+    try:
+        model = Model.load(path) if hasattr(Model, "load") else Model(path)
+    except ValueError as e:
+        raise ExportError(
+            f"{path}: hepinfer.nn.Model cannot load the exported file ({e}); onnxruntime agrees with torch, "
+            "pass check_hepinfer=False to skip this check"
+        ) from e
+    out = model.predict(*inputs) if hasattr(model, "predict") else model(*inputs)
+    if isinstance(out, dict):
+        out = list(out.values())
+    if not isinstance(out, (list, tuple)):
+        out = [out]
+    return [np.asarray(o) for o in out]
+
+
+def export_onnx(
+    model: Any,
+    example_inputs: Union[Any, Sequence[Any]],
+    path: PathLike,
+    *,
+    input_names: Optional[Sequence[str]] = None,
+    output_names: Optional[Sequence[str]] = None,
+    particle_axis: Optional[bool] = None,
+    opset: int = 17,
+    rtol: float = 1e-5,
+    check_hepinfer: bool = True,
+) -> str:
+    """Write a torch module to ONNX and verify the file.
+
+    Parameters
+    ----------
+    model
+        A ``torch.nn.Module`` whose ``forward`` takes the tensors in ``example_inputs``.
+    example_inputs
+        A tensor or a tuple of tensors (float32) used for tracing and for the check.
+    input_names, output_names
+        Names in the ONNX graph (default ``input``/``particles, mask`` and ``output``).
+    particle_axis
+        Whether axis 1 of 3-D inputs (and of the 2-D mask next to them) is the particle axis
+        and should be dynamic; default: yes when the first input is 3-D.
+    rtol
+        Largest allowed ``|onnx - torch| / max(|torch|, 1)``.
+    check_hepinfer
+        Also run the file with :class:`hepinfer.nn.Model` when hepinfer has it.
+
+    Returns the path. Raises :class:`ExportError` when a runtime disagrees with torch.
+    """
+    import torch
+
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    inputs = tuple(example_inputs)
+    if not inputs:
+        raise ValueError("export_onnx needs at least one example input")
+    if particle_axis is None:
+        particle_axis = inputs[0].ndim == 3
+    if input_names is None:
+        input_names = (
+            ["particles", "mask"][: len(inputs)]
+            if particle_axis
+            else [f"input{i}" if i else "input" for i in range(len(inputs))]
+        )
+    input_names = list(input_names)
+    if len(input_names) != len(inputs):
+        raise ValueError(f"{len(input_names)} input names for {len(inputs)} inputs")
+    model = model.eval()
+    with torch.no_grad():
+        reference = model(*inputs)
+    n_outputs = len(reference) if isinstance(reference, (tuple, list)) else 1
+    output_names = (
+        list(output_names)
+        if output_names is not None
+        else (["output"] if n_outputs == 1 else [f"output{i}" for i in range(n_outputs)])
+    )
+    dynamic_axes: dict[str, dict[int, str]] = {}
+    for name, t in zip(input_names, inputs):
+        axes = {0: "batch"}
+        if particle_axis and t.ndim >= 2:
+            axes[1] = "particles"
+        dynamic_axes[name] = axes
+    for name in output_names:
+        dynamic_axes[name] = {0: "batch"}
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model,
+            inputs,
+            path,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            dynamo=False,
+        )
+    _verify_onnx(
+        model, path, [inputs, tuple(_resized(inputs, bool(particle_axis)))], input_names, rtol, check_hepinfer
+    )
+    return path
+
+
+def _verify_onnx(
+    model: Any, path: str, cases: list, input_names: list[str], rtol: float, check_hepinfer: bool
+) -> None:
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    onnx.checker.check_model(onnx.load(path))
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for case in cases:
+        with torch.no_grad():
+            expected = model(*case)
+        expected = [e.numpy() for e in (expected if isinstance(expected, (tuple, list)) else [expected])]
+        feed = {name: t.numpy() for name, t in zip(input_names, case)}
+        shape = " x ".join(str(tuple(t.shape)) for t in case)
+        got = session.run(None, feed)
+        for i, (g, e) in enumerate(zip(got, expected)):
+            d = max_relative_difference(g, e)
+            if not d <= rtol:
+                raise ExportError(
+                    f"{path}: onnxruntime output {i} differs from torch by {d:.3g} (relative) > {rtol:g} on inputs {shape}"
+                )
+        if check_hepinfer:
+            mine = _hepinfer_model_outputs(path, [t.numpy() for t in case])
+            if mine is not None:
+                for i, (g, e) in enumerate(zip(mine, expected)):
+                    d = max_relative_difference(np.asarray(g).reshape(e.shape) if g.size == e.size else g, e)
+                    if not d <= rtol:
+                        raise ExportError(
+                            f"{path}: hepinfer.nn.Model output {i} differs from torch by {d:.3g} (relative) > {rtol:g} "
+                            f"on inputs {shape}"
+                        )
+
+
+def export_forest(
+    booster: Any, path: PathLike, X_check: Any = None, *, rtol: float = 1e-5, seed: int = 0
+) -> str:
+    """Save an xgboost Booster as JSON and verify it with :class:`hepinfer.Forest`.
+
+    ``X_check`` (rows to compare on; default: 1000 standard-normal rows with some NaN) is
+    scored by xgboost and by the reloaded file; a difference beyond ``rtol`` raises
+    :class:`ExportError`. Returns the path.
+    """
+    import xgboost as xgb
+
+    from hepinfer import Forest
+
+    if hasattr(booster, "get_booster"):
+        booster = booster.get_booster()
+    path = os.fspath(path)
+    if not path.endswith(".json"):
+        raise ValueError(f"export_forest writes xgboost JSON; the path must end in .json, got {path!r}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    booster.save_model(path)
+    if X_check is None:
+        rng = np.random.default_rng(seed)
+        X_check = rng.normal(size=(1000, booster.num_features()))
+        X_check[rng.random(X_check.shape) < 0.05] = np.nan
+    X_check = np.asarray(X_check, dtype=np.float32)
+    expected = booster.predict(xgb.DMatrix(X_check, feature_names=booster.feature_names))
+    got = Forest.load(path).predict(X_check)
+    d = max_relative_difference(np.asarray(got).reshape(expected.shape), expected)
+    if not d <= rtol:
+        raise ExportError(f"{path}: hepinfer.Forest differs from xgboost by {d:.3g} (relative) > {rtol:g}")
+    return path

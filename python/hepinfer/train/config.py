@@ -1,0 +1,438 @@
+"""The training configuration: a small TOML file (or a dict) validated into dataclasses.
+
+Every option has a default; unknown keys, wrong types and values out of range raise
+:class:`ConfigError` with the dotted name of the key (``training.learning_rate: ...``).
+TOML is read with the standard library's ``tomllib`` (Python >= 3.11) or the ``tomli`` package
+on 3.9/3.10; ``.yaml``/``.yml`` files are read when PyYAML is installed.
+
+Example::
+
+    seed = 1
+    device = "cpu"
+    output = "runs/w-tagger"
+
+    [data]
+    source = "toy"                  # "toy", "pythia" or a .parquet/.root/.npz file
+    n_signal = 5000
+    n_background = 5000
+    features = ["tau21", "tau32", "n_constituents"]
+
+    [model]
+    kind = "mlp"
+    hidden = [64, 64]
+
+    [training]
+    epochs = 30
+    batch_size = 2048
+
+    [loss]
+    kind = "bce"
+    decorrelation = "disco"
+    decorrelation_strength = 10.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+__all__ = [
+    "BDTConfig",
+    "ConfigError",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainingConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """A training configuration is malformed; the message names the key."""
+
+
+MODEL_KINDS = ("mlp", "deepsets", "pfn", "efn", "particlenet", "autoencoder", "gaussian", "bdt")
+LOSS_KINDS = ("bce", "cross_entropy", "focal", "mse", "gaussian_nll", "reconstruction")
+DECORRELATIONS = ("none", "disco", "mode", "adversary")
+
+
+@dataclass
+class DataConfig:
+    """Where the events come from and which columns the model sees."""
+
+    source: str = "toy"
+    """``"toy"`` (hepinfer.datasets.generate_toy_jets), ``"pythia"`` (hepinfer.datasets W vs QCD
+    sample) or the path of a ``.parquet``, ``.root`` (tree ``tree``) or ``.npz`` file."""
+    n_signal: int = 5000
+    n_background: int = 5000
+    features: list[str] = field(default_factory=lambda: ["tau21", "tau32", "n_constituents"])
+    """High-level input columns (MLP, BDT, autoencoder, Gaussian regression)."""
+    particle_features: list[str] = field(default_factory=lambda: ["pt_fraction", "deta", "dphi"])
+    """Per-constituent inputs of the constituent networks, built from the jagged constituents:
+    ``pt_fraction``, ``log_pt``, ``log_energy``, ``deta``, ``dphi``, ``charge``."""
+    max_particles: int = 50
+    target: str = "label"
+    mass: str = "jet_mass"
+    """The variable to decorrelate from (DisCo, MoDE, adversary)."""
+    weight: str = ""
+    """Column with event weights ("" = all 1)."""
+    event_number: str = "event"
+    """Column with the event number used for the split ("" = the row index)."""
+    n_folds: int = 5
+    validation_fold: int = 0
+    test_fold: int = 1
+    parameter: str = ""
+    """Parameterised classifier: the column with the physics parameter θ (e.g. a signal mass);
+    background events get θ drawn from the signal events' θ values."""
+    tree: str = "tree"
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    latent: int = 64
+    rho_hidden: list[int] = field(default_factory=lambda: [64])
+    k: int = 7
+    """ParticleNet: number of nearest neighbours."""
+    blocks: list[list[int]] = field(default_factory=lambda: [[32, 32, 32], [64, 64, 64]])
+    activation: str = "relu"
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 20
+    batch_size: int = 1024
+    """Events per step; 0 = the whole training sample (full batch, best for DisCo)."""
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 0
+    """Early stopping: stop after this many epochs without a better validation loss (0 = off)."""
+    rebalance: bool = True
+    """Scale signal weights so that their sum equals the background's."""
+    progress: bool = True
+    checkpoint_every: int = 1
+    resume: bool = False
+    """Continue from ``<output>/checkpoint.pt`` if it exists."""
+
+
+@dataclass
+class LossConfig:
+    kind: str = "bce"
+    focal_gamma: float = 2.0
+    decorrelation: str = "none"
+    decorrelation_strength: float = 0.0
+    """λ of the DisCo / MoDE penalty, or the gradient-reversal strength of the adversary."""
+    fgsm_epsilon: float = 0.0
+    """FGSM adversarial training step ε in input units (0 = off)."""
+    fgsm_weight: float = 0.5
+    """Weight α of the adversarial-example loss: (1 - α) L(x) + α L(x_adv)."""
+    adversary_steps: int = 1
+    adversary_learning_rate: float = 1e-3
+    adversary_pretrain_epochs: int = 0
+    mode_order: int = 0
+    """MoDE: order of the allowed dependence on the mass (0 = flat)."""
+
+
+@dataclass
+class BDTConfig:
+    n_trees: int = 500
+    max_depth: int = 6
+    learning_rate: float = 0.1
+    early_stopping_rounds: int = 20
+    subsample: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+    """Extra xgboost parameters, passed through."""
+
+
+@dataclass
+class RunConfig:
+    """The whole run; ``hepinfer train config.toml`` executes it with :func:`hepinfer.train.run`."""
+
+    seed: int = 0
+    device: str = "cpu"
+    output: str = "hepinfer-train"
+    export_onnx: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    bdt: BDTConfig = field(default_factory=BDTConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "loss": LossConfig,
+    "bdt": BDTConfig,
+}
+
+
+def _type_name(t: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(t, str(t))
+
+
+def _convert(key: str, value: Any, annotation: Any) -> Any:
+    ann = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    ann = ann.replace("typing.", "")
+    if ann == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if ann == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if ann == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if ann == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if ann == "list[str]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return list(value)
+    if ann == "list[int]":
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{key}: expected a list of integers, got {value!r}")
+        return list(value)
+    if ann == "list[list[int]]":
+        ok = isinstance(value, list) and all(
+            isinstance(b, list) and b and all(isinstance(v, int) and not isinstance(v, bool) for v in b)
+            for b in value
+        )
+        if not ok:
+            raise ConfigError(f"{key}: expected a list of lists of integers, got {value!r}")
+        return [list(b) for b in value]
+    if ann == "dict[str, Any]":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return dict(value)
+    raise ConfigError(f"{key}: unsupported option type {ann}")  # pragma: no cover
+
+
+def _unknown(key: str, name: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(sorted(known))}"
+    return ConfigError(f"unknown key {key!r}{hint}")
+
+
+def _fill(cls: Any, values: Any, prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a table, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in values.items():
+        key = prefix + str(name)
+        if name not in fields:
+            raise _unknown(key, str(name), list(fields))
+        kwargs[name] = _convert(key, value, fields[name].type)
+    return cls(**kwargs)
+
+
+def _check(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _validate(c: RunConfig) -> None:
+    _check(
+        c.device == "cpu" or c.device.startswith("cuda"),
+        "device",
+        f"must be 'cpu' or 'cuda[:N]', got {c.device!r}",
+    )
+    d, m, t, lo, b = c.data, c.model, c.training, c.loss, c.bdt
+    _check(d.n_signal >= 0, "data.n_signal", f"must be >= 0, got {d.n_signal}")
+    _check(d.n_background >= 0, "data.n_background", f"must be >= 0, got {d.n_background}")
+    _check(len(d.features) > 0, "data.features", "needs at least one column")
+    _check(len(d.particle_features) > 0, "data.particle_features", "needs at least one column")
+    _check(d.max_particles >= 1, "data.max_particles", f"must be >= 1, got {d.max_particles}")
+    _check(
+        d.n_folds >= 3, "data.n_folds", f"must be >= 3 (train, validation and test folds), got {d.n_folds}"
+    )
+    _check(
+        0 <= d.validation_fold < d.n_folds,
+        "data.validation_fold",
+        f"must be in [0, {d.n_folds}), got {d.validation_fold}",
+    )
+    _check(0 <= d.test_fold < d.n_folds, "data.test_fold", f"must be in [0, {d.n_folds}), got {d.test_fold}")
+    _check(d.test_fold != d.validation_fold, "data.test_fold", "must differ from data.validation_fold")
+    _check(m.kind in MODEL_KINDS, "model.kind", f"must be one of {', '.join(MODEL_KINDS)}; got {m.kind!r}")
+    _check(all(h > 0 for h in m.hidden), "model.hidden", f"widths must be > 0, got {m.hidden}")
+    _check(m.latent > 0, "model.latent", f"must be > 0, got {m.latent}")
+    _check(m.k >= 1, "model.k", f"must be >= 1, got {m.k}")
+    _check(0.0 <= m.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {m.dropout}")
+    _check(
+        m.activation in ("relu", "elu", "gelu", "tanh", "silu"),
+        "model.activation",
+        f"unknown activation {m.activation!r}",
+    )
+    _check(t.epochs >= 1, "training.epochs", f"must be >= 1, got {t.epochs}")
+    _check(t.batch_size >= 0, "training.batch_size", f"must be >= 0 (0 = full batch), got {t.batch_size}")
+    _check(t.learning_rate > 0, "training.learning_rate", f"must be > 0, got {t.learning_rate}")
+    _check(t.weight_decay >= 0, "training.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    _check(t.patience >= 0, "training.patience", f"must be >= 0, got {t.patience}")
+    _check(t.checkpoint_every >= 0, "training.checkpoint_every", f"must be >= 0, got {t.checkpoint_every}")
+    _check(lo.kind in LOSS_KINDS, "loss.kind", f"must be one of {', '.join(LOSS_KINDS)}; got {lo.kind!r}")
+    _check(lo.focal_gamma >= 0, "loss.focal_gamma", f"must be >= 0, got {lo.focal_gamma}")
+    _check(
+        lo.decorrelation in DECORRELATIONS,
+        "loss.decorrelation",
+        f"must be one of {', '.join(DECORRELATIONS)}; got {lo.decorrelation!r}",
+    )
+    _check(
+        lo.decorrelation_strength >= 0,
+        "loss.decorrelation_strength",
+        f"must be >= 0, got {lo.decorrelation_strength}",
+    )
+    _check(lo.fgsm_epsilon >= 0, "loss.fgsm_epsilon", f"must be >= 0, got {lo.fgsm_epsilon}")
+    _check(0.0 <= lo.fgsm_weight <= 1.0, "loss.fgsm_weight", f"must be in [0, 1], got {lo.fgsm_weight}")
+    _check(lo.adversary_steps >= 1, "loss.adversary_steps", f"must be >= 1, got {lo.adversary_steps}")
+    _check(
+        lo.adversary_learning_rate > 0,
+        "loss.adversary_learning_rate",
+        f"must be > 0, got {lo.adversary_learning_rate}",
+    )
+    _check(lo.adversary_pretrain_epochs >= 0, "loss.adversary_pretrain_epochs", "must be >= 0")
+    _check(lo.mode_order in (0, 1), "loss.mode_order", f"must be 0 (flat) or 1 (linear), got {lo.mode_order}")
+    binary = lo.kind in ("bce", "focal")
+    _check(
+        lo.decorrelation == "none" or binary,
+        "loss.decorrelation",
+        f"{lo.decorrelation!r} needs a binary classifier (loss.kind = 'bce' or 'focal'), not {lo.kind!r}",
+    )
+    if m.kind == "autoencoder":
+        _check(
+            lo.kind == "reconstruction",
+            "loss.kind",
+            "model.kind = 'autoencoder' trains with loss.kind = 'reconstruction'",
+        )
+    if m.kind == "gaussian":
+        _check(
+            lo.kind == "gaussian_nll",
+            "loss.kind",
+            "model.kind = 'gaussian' trains with loss.kind = 'gaussian_nll'",
+        )
+    if lo.kind in ("reconstruction", "gaussian_nll"):
+        _check(
+            m.kind in ("autoencoder", "gaussian"),
+            "model.kind",
+            f"loss.kind = {lo.kind!r} needs a matching model",
+        )
+    _check(b.n_trees >= 1, "bdt.n_trees", f"must be >= 1, got {b.n_trees}")
+    _check(b.max_depth >= 1, "bdt.max_depth", f"must be >= 1, got {b.max_depth}")
+    _check(b.learning_rate > 0, "bdt.learning_rate", f"must be > 0, got {b.learning_rate}")
+    _check(b.early_stopping_rounds >= 0, "bdt.early_stopping_rounds", "must be >= 0")
+    _check(0 < b.subsample <= 1, "bdt.subsample", f"must be in (0, 1], got {b.subsample}")
+
+
+def parse_config(values: dict[str, Any]) -> RunConfig:
+    """Validate a configuration given as nested dicts (the parsed TOML) into a :class:`RunConfig`."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"the configuration must be a table, got {type(values).__name__}")
+    top = {f.name: f for f in dataclasses.fields(RunConfig)}
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in _SECTIONS:
+            kwargs[name] = _fill(_SECTIONS[name], value, f"{name}.")
+        elif name in top:
+            kwargs[name] = _convert(name, value, top[name].type)
+        else:
+            raise _unknown(str(name), str(name), list(top))
+    config = RunConfig(**kwargs)
+    _validate(config)
+    return config
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # Python < 3.11
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ConfigError(f"{path}: reading TOML on Python < 3.11 needs the 'tomli' package") from None
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def load_config(
+    source: Union[str, "os.PathLike[str]", dict[str, Any]], overrides: Optional[list[str]] = None
+) -> RunConfig:
+    """Read and validate a configuration file (``.toml``; ``.yaml``/``.yml`` with PyYAML) or dict.
+
+    ``overrides`` are ``"section.key=value"`` strings with TOML values (``training.epochs=5``,
+    ``loss.decorrelation="disco"``), applied before validation.
+    """
+    if isinstance(source, dict):
+        values = source
+        where = "config"
+    else:
+        path = os.fspath(source)
+        where = path
+        if not os.path.exists(path):
+            raise ConfigError(f"configuration file {path!r} does not exist")
+        if path.endswith((".yaml", ".yml")):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ModuleNotFoundError:
+                raise ConfigError(
+                    f"{path}: reading YAML needs PyYAML; or write the configuration as TOML"
+                ) from None
+            with open(path) as f:
+                values = yaml.safe_load(f) or {}
+        else:
+            values = _read_toml(path)
+    values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        try:
+            value = _read_value(text.strip())
+        except ConfigError as e:
+            raise ConfigError(f"{key.strip()}: {e}") from None
+        if len(parts) == 1:
+            values[parts[0]] = value
+        elif len(parts) == 2:
+            section = values.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{parts[0]}: expected a table")
+            section[parts[1]] = value
+        else:
+            raise ConfigError(f"override {item!r}: keys are 'key' or 'section.key'")
+    try:
+        return parse_config(values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _read_value(text: str) -> Any:
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # pragma: no cover
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string
