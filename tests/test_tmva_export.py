@@ -1,0 +1,186 @@
+"""hepinfer.tmva_export: XGBoost/LightGBM forests written as TMVA BDT (Grad) weight files,
+read back with hepinfer's own TMVA loader: every tree must reach the same leaf (checked
+through the leaf values, exactly) on fresh random float inputs, including values exactly
+on and next to the split thresholds, and TMVA's value must equal 2 p - 1."""
+
+from __future__ import annotations
+
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hepinfer
+from hepinfer import _core, tmva_export
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "tmva"
+xgb = pytest.importorskip("xgboost")
+lgb = pytest.importorskip("lightgbm")
+
+
+def _leaf_values(forest: hepinfer.Forest, X: np.ndarray) -> np.ndarray:
+    """(rows, trees): the value of the leaf each row reaches in each tree."""
+    ir = _core.forest_ir(forest._core)
+    leaves = forest.predict_leaf(X)
+    nodes, offsets = ir["nodes"], ir["tree_offsets"]
+    out = np.empty(leaves.shape)
+    for t in range(leaves.shape[1]):
+        a, b = int(offsets[t]), int(offsets[t + 1])
+        ids = nodes["leaf_id"][a:b].copy()
+        pos = np.arange(b - a)
+        ids = np.where(ids >= 0, ids, pos)
+        is_leaf = nodes["kind"][a:b] == 0
+        lookup = dict(zip(ids[is_leaf].tolist(), nodes["value"][a:b][is_leaf].tolist()))
+        out[:, t] = [lookup[int(i)] for i in leaves[:, t]]
+    return out
+
+
+def _rows(forest: hepinfer.Forest, rng, n: int, nan: bool = False) -> np.ndarray:
+    """float32 rows, many exactly on a split threshold or one float away from it."""
+    ir = _core.forest_ir(forest._core)
+    X = rng.normal(scale=1.5, size=(n, forest.n_features)).astype(np.float32)
+    num = ir["nodes"]["kind"] == 1
+    feats, thr = ir["nodes"]["feature"][num], ir["nodes"]["threshold"][num]
+    k = rng.integers(0, len(thr), size=n * forest.n_features)
+    r = rng.integers(0, n, size=len(k))
+    t = thr[k].astype(np.float32)
+    step = rng.integers(-1, 2, size=len(k))
+    t = np.where(step > 0, np.nextafter(t, np.float32(np.inf)), t)
+    t = np.where(step < 0, np.nextafter(t, np.float32(-np.inf)), t)
+    X[r, feats[k]] = t
+    if nan:
+        X[rng.random(X.shape) < 0.1] = np.nan
+    return X
+
+
+def _xgb_forest(rng, objective="binary:logistic", nan_in_training=True, **extra):
+    X = rng.normal(size=(1500, 6)).astype(np.float32)
+    if nan_in_training:
+        X[rng.random(X.shape) < 0.1] = np.nan
+    z = np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2])
+    y = np.digitize(z, [-0.5, 0.5]) if objective.startswith("multi") else (z > 0).astype(int)
+    params = {"objective": objective, "max_depth": 5, "nthread": 1, "seed": int(rng.integers(1 << 30)), **extra}
+    return hepinfer.Forest.load(xgb.train(params, xgb.DMatrix(X, y), 30))
+
+
+def _roundtrip_check(forest, exported, X, scale=0.5):
+    orig = _leaf_values(forest, X)
+    back = _leaf_values(exported, X)
+    extra = back.shape[1] - orig.shape[1]  # a leading single-leaf tree holds the base score
+    assert extra in (0, 1)
+    np.testing.assert_array_equal(back[:, extra:], (orig * scale).astype(np.float32).astype(np.float64))
+    base = float(_core.forest_ir(forest._core)["base_margin"][0])
+    if extra:
+        np.testing.assert_array_equal(back[:, 0], np.float32(base * scale))
+    # the outputs: TMVA's Grad value = 2p - 1, its margin is half the logit
+    margin = forest.predict(X, output="margin")
+    np.testing.assert_allclose(exported.predict(X, output="margin"), margin * scale, rtol=1e-5, atol=1e-5)
+    if forest.objective != "binary:logitraw":
+        np.testing.assert_allclose((exported.predict(X) + 1) / 2, forest.predict(X), rtol=1e-6, atol=1e-6)
+
+
+def test_xgboost_roundtrip_exact_decisions(tmp_path, rng):
+    forest = _xgb_forest(rng, base_score=0.3)
+    path = tmp_path / "BDTG.weights.xml"
+    names = [f"x{j}" for j in range(6)]
+    with pytest.warns(UserWarning, match="send missing values"):
+        assert tmva_export.to_tmva_xml(forest, path, variables=names) == str(path)
+    exported = hepinfer.Forest.load(path)
+    assert exported.source_format == "tmva"
+    assert exported.feature_names == names
+    assert exported.objective == "tmva:Grad"
+    X = _rows(forest, rng, 800)
+    _roundtrip_check(forest, exported, X)
+    # also exact with double rows that round to those floats, and in ROOT <= 6.16's convention
+    _roundtrip_check(forest, exported, X.astype(np.float64))
+    old = tmp_path / "old.weights.xml"
+    tmva_export.to_tmva_xml(forest, old, on_missing="ignore", root_cut_op=">")
+    _roundtrip_check(forest, hepinfer.Forest.load(old, tmva_cut_op=">"), X)
+    _roundtrip_check(forest, hepinfer.Forest.load(old, tmva_cut_op="auto"), X)
+
+
+def test_xgboost_logitraw_and_nan_on_default_left(tmp_path, rng):
+    forest = _xgb_forest(rng, objective="binary:logitraw")
+    ir = _core.forest_ir(forest._core)
+    path = tmp_path / "m.weights.xml"
+    tmva_export.to_tmva_xml(forest, path, on_missing="ignore")
+    exported = hepinfer.Forest.load(path)
+    X = _rows(forest, rng, 500, nan=True)
+    # NaN is exact where it follows the `x < Cut` side: rows whose NaNs only meet default-left splits
+    num = ir["nodes"]["kind"] == 1
+    right_feats = set(ir["nodes"]["feature"][num & (ir["nodes"]["default_left"] == 0)].tolist())
+    ok = ~np.isnan(X[:, sorted(right_feats)]).any(axis=1) if right_feats else np.ones(len(X), bool)
+    assert ok.sum() > 20
+    _roundtrip_check(forest, exported, X[ok])
+
+
+def test_lightgbm_roundtrip(tmp_path, rng):
+    X = rng.normal(size=(2000, 5))
+    X[rng.random(X.shape) < 0.05] = np.nan
+    X[rng.random(len(X)) < 0.3, 4] = np.nan  # missing-vs-rest splits: `x <= +inf`
+    y = (np.nan_to_num(X[:, 0]) - np.nan_to_num(X[:, 1]) ** 2 + 2 * np.isnan(X[:, 4]) > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 20, "num_threads": 1,
+                             "seed": int(rng.integers(1 << 30))}, lgb.Dataset(X, y), 25)
+    forest = hepinfer.Forest.load(booster)
+    assert (_core.forest_ir(forest._core)["nodes"]["threshold"] == np.inf).any()
+    path = tmp_path / "lgb.weights.xml"
+    tmva_export.to_tmva_xml(forest, path, on_missing="ignore")
+    exported = hepinfer.Forest.load(path)
+    # decisions are exact for float inputs (TMVA's Reader holds floats); leaves become Float_t
+    Xf = _rows(forest, rng, 600)
+    _roundtrip_check(forest, exported, Xf)
+
+
+def test_structure_follows_real_tmva_files(tmp_path, rng):
+    forest = _xgb_forest(rng, nan_in_training=False)
+    text = tmva_export.tmva_xml(forest, on_missing="ignore")
+    root = ET.fromstring(text)
+    assert root.tag == "MethodSetup" and root.get("Method") == "BDT::BDT"
+    order = ["GeneralInfo", "Options", "Variables", "Spectators", "Classes", "Transformations", "MVAPdfs", "Weights"]
+    assert [c.tag for c in root] == order
+    options = {o.get("name"): o.text for o in root.find("Options")}
+    assert options["BoostType"] == "Grad" and options["UseYesNoLeaf"] == "False"
+    n_trees = int(root.find("Weights").get("NTrees"))
+    assert options["NTrees"] == str(n_trees) == str(len(root.find("Weights")))
+    assert n_trees - forest.n_trees in (0, 1)  # plus one single-leaf tree for a nonzero base score
+    node = root.find("Weights/BinaryTree/Node")
+    expected_attrs = {"pos", "depth", "NCoef", "IVar", "Cut", "cType", "res", "rms", "purity", "nType"}
+    real = sorted(SHARED.glob("*.weights.xml")) if SHARED.is_dir() else []
+    if real:
+        ref = ET.parse(real[0]).getroot()
+        assert [c.tag for c in ref] == order
+        expected_attrs = set(ref.find("Weights/BinaryTree/Node").attrib)
+        assert set(ref.find("Variables/Variable").attrib) == set(root.find("Variables/Variable").attrib)
+        assert set(ref.find("Options")[0].attrib) == set(root.find("Options")[0].attrib)
+    assert set(node.attrib) == expected_attrs
+
+
+def test_refusals(tmp_path, rng):
+    with pytest.raises(hepinfer.InputError, match="binary classifiers"):
+        tmva_export.tmva_xml(_xgb_forest(rng, objective="multi:softprob", num_class=3))
+    forest = _xgb_forest(rng)
+    with pytest.raises(hepinfer.InputError, match="send missing values"):
+        tmva_export.tmva_xml(forest, on_missing="raise")
+    with pytest.raises(hepinfer.InputError, match="variables has 2 names"):
+        tmva_export.tmva_xml(forest, variables=["a", "b"], on_missing="ignore")
+    with pytest.raises(hepinfer.InputError, match="distinct"):
+        tmva_export.tmva_xml(forest, variables=["a"] * 6, on_missing="ignore")
+    with pytest.raises(hepinfer.InputError, match="on_missing"):
+        tmva_export.tmva_xml(forest, on_missing="maybe")
+    X = rng.normal(size=(500, 4))
+    X[:, 2] = rng.integers(0, 10, size=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cat = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1, "max_cat_to_onehot": 2,
+                         "min_data_per_group": 5, "cat_smooth": 1},
+                        lgb.Dataset(X, (X[:, 2] % 3 == 0).astype(int), categorical_feature=[2]), 5)
+    with pytest.raises(hepinfer.InputError, match="categorical"):
+        tmva_export.tmva_xml(hepinfer.Forest.load(cat))
+    tmva = hepinfer.Forest.load(HERE / "data" / "tmva" / "grad.xml")
+    with pytest.raises(hepinfer.InputError, match="binary classifiers"):
+        tmva_export.tmva_xml(tmva)
