@@ -13,6 +13,7 @@ void register_forest(py::module_& m);
 void register_jagged(py::module_& m);
 void register_disco(py::module_& m);
 void register_nn(py::module_& m);
+void register_deploy(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "hepinfer C++ core (tree ensembles, jagged kernels, distance correlation, ONNX networks; see the hepinfer package for the Python API)";
@@ -57,4 +58,5 @@ PYBIND11_MODULE(_core, m) {
   register_jagged(m);
   register_disco(m);
   register_nn(m);
+  register_deploy(m);
 }

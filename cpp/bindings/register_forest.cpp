@@ -53,8 +53,8 @@ hepinfer::RowLayout layout_of(const Forest& f, const py::array& X, const char* n
   return hepinfer::RowLayout{static_cast<std::size_t>(X.shape(0)), X.strides(0) / item, X.strides(1) / item};
 }
 
-bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
-bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+bool is_f32(const py::array& a) { return a.dtype().equal(py::dtype::of<float>()); }
+bool is_f64(const py::array& a) { return a.dtype().equal(py::dtype::of<double>()); }
 
 void require_float(const py::array& X, const char* name) {
   if (!is_f32(X) && !is_f64(X))
@@ -73,7 +73,7 @@ py::array_t<double> predict(const Forest& f, const py::array& X, const std::stri
     out = py::array_t<double>({static_cast<py::ssize_t>(layout.n_rows), n_out});
   } else {
     out = py::reinterpret_borrow<py::array_t<double>>(out_obj);
-    if (!py::isinstance<py::array_t<double>>(out_obj) || !out.dtype().is(py::dtype::of<double>()))
+    if (!py::isinstance<py::array_t<double>>(out_obj) || !out.dtype().equal(py::dtype::of<double>()))
       throw InputError("out must be a float64 numpy array");
     if (!(out.flags() & py::array::c_style) || !out.writeable())
       throw InputError("out must be a writeable C-contiguous array");

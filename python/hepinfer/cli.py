@@ -3,7 +3,11 @@
     hepinfer demo [--events N] [--out DIR]    train, export, load and check a BDT end to end
     hepinfer info MODEL                       what a model file holds
     hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
-    hepinfer bench forest [...]               the forest benchmark (benchmarks/forest.py)
+    hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
+    hepinfer generate --signal N --background N -o jets.root   Pythia 8 + FastJet W/QCD jets
+    hepinfer train CONFIG.toml [--set key=value] [--output DIR] [--resume]
+    hepinfer codegen MODEL -o tagger.hpp [--name N] [--namespace NS] [--precision P] [--layout L]
+    hepinfer bench forest|jagged|io|disco|nn|codegen [...]   a benchmark from benchmarks/
     hepinfer --cmake-dir                      folder to pass as -Dhepinfer_DIR to CMake
 """
 
@@ -48,21 +52,53 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chunk(text: str) -> "int | str":
+    text = text.strip()
+    if text.isdigit():
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError("--chunk must be at least 1 event")
+        return int(text)
+    return text
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from hepinfer.scoring import score
+
+    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    summary = score(
+        args.model,
+        args.files,
+        tree=args.tree,
+        features=features,
+        cut=args.cut,
+        chunk=args.chunk,
+        output=args.o,
+        output_tree=args.output_tree,
+        output_kind=args.output_kind,
+        n_threads=args.threads,
+        progress=not args.no_progress,
+        on_error=args.on_error,
+    )
+    print(summary.report())
+    return 3 if summary.failures else 0
+
+
+BENCHMARKS = ("forest", "jagged", "io", "disco", "nn", "codegen")
+
+
 def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
-    if args.what != "forest":
-        print(f"unknown benchmark {args.what!r} (available: forest)", file=sys.stderr)
-        return 2
     import importlib.util
 
-    candidates = [Path.cwd() / "benchmarks" / "forest.py", Path(__file__).resolve().parents[2] / "benchmarks" / "forest.py"]
+    name = f"{args.what}.py"
+    candidates = [Path.cwd() / "benchmarks" / name, Path(__file__).resolve().parents[2] / "benchmarks" / name]
     for path in candidates:
         if path.is_file():
-            spec = importlib.util.spec_from_file_location("hepinfer_bench_forest", path)
+            spec = importlib.util.spec_from_file_location(f"hepinfer_bench_{args.what}", path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             return int(module.main(rest) or 0)
-    print("benchmarks/forest.py not found: run from a checkout of hepinfer", file=sys.stderr)
+    print(f"benchmarks/{name} not found: run from a checkout of hepinfer", file=sys.stderr)
     return 2
 
 
@@ -84,6 +120,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         print(hepinfer.__version__)
         return 0
+    # subcommands with their own argument parsers
+    if argv[:1] == ["generate"]:
+        from hepinfer.datasets import main as datasets_main
+
+        return int(datasets_main(argv, prog="hepinfer") or 0)
+    if argv[:1] == ["train"]:
+        from hepinfer.train import main as train_main
+
+        return int(train_main(argv[1:]) or 0)
+    if argv[:1] == ["codegen"]:
+        from hepinfer.codegen import main as codegen_main
+
+        return int(codegen_main(argv[1:]) or 0)
 
     parser = argparse.ArgumentParser(prog="hepinfer", description="Fast ML inference for particle physics")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,8 +155,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--skip-header", type=int, default=0, help="header lines to skip")
     p.add_argument("--tmva-cut-op", default=">=", choices=[">=", ">", "auto"])
 
+    p = sub.add_parser("score", help="score the events of ROOT files and write the scores to a ROOT file")
+    p.add_argument("model", help="model file (XGBoost .json/.ubj, LightGBM .txt, TMVA .weights.xml)")
+    p.add_argument("files", nargs="+", help="ROOT files, glob patterns or file.root:tree specs")
+    p.add_argument("-o", required=True, help="output ROOT file (scores, file_index, entry, run/lumi/event)")
+    p.add_argument("--tree", default=None, help="TTree or RNTuple name (default: the file's only tree)")
+    p.add_argument("--features", default=None, help="comma-separated branches/expressions in the model's order")
+    p.add_argument("--cut", default=None, help="event selection expression (uproot syntax)")
+    p.add_argument("--chunk", type=_chunk, default="100 MB", help='events per chunk or a size ("50 MB", default)')
+    p.add_argument("--threads", type=int, default=None, help="threads for evaluation (default: all)")
+    p.add_argument("--output-kind", default="probability", choices=["probability", "margin"])
+    p.add_argument("--output-tree", default="scores", help="tree name in the output file (default scores)")
+    p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                   help="stop at the first unreadable file (default) or skip it and go on (exit code 3)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    sub.add_parser("generate", help="generate a Pythia 8 + FastJet W/QCD jet sample (hepinfer.datasets)")
+    sub.add_parser("train", help="train a model from a TOML configuration (hepinfer.train)")
+    sub.add_parser("codegen", help="write a self-contained C++ header for a model (hepinfer.codegen)")
+
     p = sub.add_parser("bench", help="run a benchmark (extra arguments go to it)")
-    p.add_argument("what", choices=["forest"])
+    p.add_argument("what", choices=list(BENCHMARKS))
 
     args, rest = parser.parse_known_args(argv)
     if args.command != "bench" and rest:
@@ -119,6 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_info(args)
         if args.command == "predict":
             return _cmd_predict(args)
+        if args.command == "score":
+            return _cmd_score(args)
         if args.command == "bench":
             return _cmd_bench(args, rest)
         if args.command == "demo":
