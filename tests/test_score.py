@@ -290,8 +290,9 @@ def test_model_holder_pickles_bytes_and_loads_once(bdt, tmp_path):
     X = np.random.default_rng(1).normal(size=(50, 3))
     np.testing.assert_array_equal(clone.get().predict(dict(zip(FEATURES, X.T))), forest.predict(X))
     assert ModelHolder.from_model(booster).key  # from a booster too
-    with pytest.raises(hepinfer.InputError, match="pass the model file"):
-        ModelHolder.from_model(forest)
+    # a loaded Forest travels as its model bytes
+    from_forest = pickle.loads(pickle.dumps(ModelHolder.from_model(forest)))
+    np.testing.assert_array_equal(from_forest.get().predict(dict(zip(FEATURES, X.T))), forest.predict(X))
 
 
 @pytest.mark.slow

@@ -328,3 +328,22 @@ def test_categorical_from_pandas(rng):
     test = df.iloc[:300]
     np.testing.assert_allclose(forest.predict(test), booster.predict(xgb.DMatrix(test, enable_categorical=True)),
                                rtol=2e-6, atol=1e-7)
+
+
+def test_pickle_round_trip(rng, tmp_path):
+    """Forests pickle as their model file's bytes (for multiprocessing and Dask workers)."""
+    import pickle
+
+    booster = _train("multi:softprob", rng, depth=4, n_trees=5)
+    X = _test_rows(booster, rng, 8)
+    path = tmp_path / "m.json"
+    booster.save_model(path)
+    for forest in (hepinfer.Forest.load(path), hepinfer.Forest.load(booster),
+                   hepinfer.Forest.load(path.read_bytes())):
+        again = pickle.loads(pickle.dumps(forest))
+        np.testing.assert_array_equal(again.predict(X), forest.predict(X))
+        assert again.feature_names == forest.feature_names
+    forest = hepinfer.Forest.load(path)
+    path.write_text(path.read_text() + " ")  # the file changes after loading
+    with pytest.raises(TypeError, match="changed"):
+        pickle.dumps(forest)

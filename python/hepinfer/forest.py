@@ -52,11 +52,34 @@ class Forest:
     feature names.
     """
 
-    __slots__ = ("_core", "_pandas_categorical")
+    __slots__ = ("_core", "_pandas_categorical", "_source")
 
-    def __init__(self, core: _core.Forest, pandas_categorical: Optional[list] = None) -> None:
+    def __init__(self, core: _core.Forest, pandas_categorical: Optional[list] = None,
+                 source: Optional[tuple] = None) -> None:
         self._core = core
         self._pandas_categorical = pandas_categorical
+        # how to load it again (pickling, e.g. to Dask workers):
+        # ("bytes", data, format, tmva_cut_op) or ("path", path, mtime_ns, size, format, tmva_cut_op)
+        self._source = source
+
+    def __reduce__(self) -> tuple:
+        """Pickle as the model file's bytes: the forest is rebuilt by loading them again."""
+        src = self._source
+        if src is None:
+            raise TypeError("this Forest was not created by Forest.load and cannot be pickled")
+        if src[0] == "path":
+            _, path, mtime_ns, size, fmt, cut_op = src
+            try:
+                st = os.stat(path)
+                if (st.st_mtime_ns, st.st_size) != (mtime_ns, size):
+                    raise OSError("the file changed since it was loaded")
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as err:
+                raise TypeError(f"cannot pickle the Forest loaded from {path!r}: {err}") from None
+        else:
+            _, data, fmt, cut_op = src
+        return (_forest_from_bytes, (data, fmt, cut_op))
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -78,27 +101,30 @@ class Forest:
         """
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
+            st = os.stat(path) if os.path.exists(path) else None
             core = _core.Forest.load(path, format, tmva_cut_op)
             pandas_categorical = None
             if core.source_format == "lightgbm":
                 pandas_categorical = _lightgbm_pandas_categorical_from_file(path)
-            return cls(core, pandas_categorical)
+            src = ("path", os.path.abspath(path), st.st_mtime_ns, st.st_size, format, tmva_cut_op) if st else None
+            return cls(core, pandas_categorical, src)
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             core = _core.Forest.load_from_memory(data, format, tmva_cut_op, "<memory>")
             pandas_categorical = None
             if core.source_format == "lightgbm":
                 pandas_categorical = _lightgbm_pandas_categorical(data.decode("utf-8", "replace"))
-            return cls(core, pandas_categorical)
+            return cls(core, pandas_categorical, ("bytes", data, format, tmva_cut_op))
         booster = _unwrap_sklearn(source)
         module = type(booster).__module__
         if module.startswith("xgboost"):
             raw = bytes(booster.save_raw(raw_format="ubj"))
-            return cls(_core.Forest.load_from_memory(raw, "xgboost-ubj", tmva_cut_op, "<xgboost.Booster>"))
+            core = _core.Forest.load_from_memory(raw, "xgboost-ubj", tmva_cut_op, "<xgboost.Booster>")
+            return cls(core, None, ("bytes", raw, "xgboost-ubj", tmva_cut_op))
         if module.startswith("lightgbm"):
             text = booster.model_to_string()
             core = _core.Forest.load_from_memory(text.encode(), "lightgbm", tmva_cut_op, "<lightgbm.Booster>")
-            return cls(core, _lightgbm_pandas_categorical(text))
+            return cls(core, _lightgbm_pandas_categorical(text), ("bytes", text.encode(), "lightgbm", tmva_cut_op))
         raise TypeError(
             f"cannot load a model from {type(source).__name__}: pass a path, bytes, "
             "an xgboost.Booster or a lightgbm.Booster"
@@ -314,6 +340,11 @@ def _unwrap_sklearn(model: Any) -> Any:
     if booster is not None:
         return booster
     return model
+
+
+def _forest_from_bytes(data: bytes, format: str, tmva_cut_op: str) -> Forest:
+    """Unpickling: load the model again from its file's bytes."""
+    return Forest.load(data, format=format, tmva_cut_op=tmva_cut_op)
 
 
 def _lightgbm_pandas_categorical(text: str) -> Optional[list]:

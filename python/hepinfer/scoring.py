@@ -651,8 +651,8 @@ class ModelHolder:
         output_names: Optional[Sequence[str]] = None,
     ) -> ModelHolder:
         """From a model file path or bytes, an xgboost/lightgbm booster, or a picklable model
-        following :class:`ScoringModel`. (An already loaded :class:`hepinfer.Forest` cannot be
-        serialised: pass the model file instead.)"""
+        following :class:`ScoringModel`, or a loaded :class:`hepinfer.Forest` (pickled as its
+        model file's bytes)."""
         from hepinfer.forest import Forest
 
         options = {"output_kind": output_kind, "n_threads": n_threads, "output_names": output_names}
@@ -673,10 +673,10 @@ class ModelHolder:
             booster = getattr(model, "booster_", model)
             return cls("forest", booster.model_to_string().encode(), **options)
         if isinstance(model, Forest):
-            raise InputError(
-                "a loaded hepinfer.Forest cannot be sent to dask workers: pass the model file "
-                "(path or bytes) or the xgboost/lightgbm booster instead"
-            )
+            try:
+                return cls("pickle", pickle.dumps(model), **options)
+            except TypeError as err:
+                raise InputError(f"this hepinfer.Forest cannot be sent to dask workers: {err}") from err
         if isinstance(model, _GenericModel):
             model = model.model
         try:
