@@ -342,3 +342,30 @@ def test_emit_cpp_and_cli(tmp_path, rng):
     np.testing.assert_array_equal(pd[:, 0], f2.predict(X))
     # a missing model file: an error message and status 2, no traceback
     assert codegen.main([str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.hpp")]) == 2
+
+
+def test_categorical_xgboost_and_lightgbm_output_variants(tmp_path, rng):
+    """XGBoost categorical splits (negative categories go right), a LightGBM random forest
+    (outputs from the averaged margin), a scaled sigmoid and reg_sqrt: exact."""
+    n = 2000
+    X = np.column_stack([rng.normal(size=n), rng.integers(0, 30, n), rng.normal(size=n)])
+    y = ((X[:, 0] > 0) ^ np.isin(X[:, 1], [1, 4, 9, 16, 25])).astype(int)
+    booster = xgb.train({"max_depth": 4, "tree_method": "hist", "max_cat_to_onehot": 1, "nthread": 1,
+                         "objective": "binary:logistic"},
+                        xgb.DMatrix(X, y, feature_types=["q", "c", "q"], enable_categorical=True), 15)
+    forests = [hepinfer.Forest.load(booster)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for params, target in (
+            ({"objective": "binary", "boosting": "rf", "bagging_fraction": 0.7, "bagging_freq": 1}, y),
+            ({"objective": "binary", "sigmoid": 1.7}, y),
+            ({"objective": "regression", "reg_sqrt": True}, X[:, 0] * np.abs(X[:, 2]) * 5),
+        ):
+            p = {"verbose": -1, "num_leaves": 15, "num_threads": 1, **params}
+            forests.append(hepinfer.Forest.load(lgb.train(p, lgb.Dataset(X, target), 10)))
+    rows = []
+    for forest in forests:
+        R = _edge_rows(forest, rng, 300)
+        R[:100, 1] = rng.choice([-0.5, -1.0, -3.0, 2.7, 29.0, 31.0, 100.0, np.nan], 100)
+        rows.append(R)
+    _check_exact(tmp_path, forests, rows)

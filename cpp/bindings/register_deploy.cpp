@@ -64,7 +64,7 @@ py::dict forest_ir(const hepinfer::Forest& forest) {
   const ForestIR& ir = forest.ir();
   std::vector<std::int64_t> offsets{0};
   std::vector<std::int32_t> groups;
-  std::vector<std::uint8_t> kind, op, default_left, zero_is_missing;
+  std::vector<std::uint8_t> kind, op, default_left, zero_is_missing, cat_negative_right;
   std::vector<std::int32_t> feature, left, right, leaf_id;
   std::vector<std::uint32_t> cat_begin, cat_end, lin_begin;
   std::vector<double> threshold, value;
@@ -75,6 +75,7 @@ py::dict forest_ir(const hepinfer::Forest& forest) {
       op.push_back(static_cast<std::uint8_t>(n.op));
       default_left.push_back(n.default_left ? 1 : 0);
       zero_is_missing.push_back(n.zero_is_missing ? 1 : 0);
+      cat_negative_right.push_back(n.cat_negative_right ? 1 : 0);
       feature.push_back(n.feature);
       left.push_back(n.left);
       right.push_back(n.right);
@@ -98,6 +99,7 @@ py::dict forest_ir(const hepinfer::Forest& forest) {
   d["base_margin"] = to_array(ir.base_margin);
   d["postprocess"] = postprocess_name(ir.postprocess);
   d["sigmoid_scale"] = ir.sigmoid_scale;
+  d["margin_divisor"] = ir.margin_divisor;
   d["float32_inputs"] = ir.float32_inputs;
   d["float32_accumulate"] = ir.float32_accumulate;
   d["categories"] = to_array(ir.categories);
@@ -120,6 +122,7 @@ py::dict forest_ir(const hepinfer::Forest& forest) {
   nodes["op"] = to_array(op);      // 0 `<`, 1 `<=`
   nodes["default_left"] = to_array(default_left);
   nodes["zero_is_missing"] = to_array(zero_is_missing);
+  nodes["cat_negative_right"] = to_array(cat_negative_right);
   nodes["feature"] = to_array(feature);
   nodes["left"] = to_array(left);
   nodes["right"] = to_array(right);

@@ -290,7 +290,8 @@ class _Generator:
             return f"zero_missing_left(static_cast<double>(x[{f}]), {_lit_double(t)}, {int(op == _LESS_EQUAL)}, {dl_s})"
         if k == _CATEGORICAL:
             b, e = int(tree["cat_begin"][i]), int(tree["cat_end"][i])
-            return f"category_left(static_cast<double>(x[{f}]), categories + {b}, {e - b}u, {dl_s})"
+            neg = "true" if tree["cat_negative_right"][i] else "false"
+            return f"category_left(static_cast<double>(x[{f}]), categories + {b}, {e - b}u, {dl_s}, {neg})"
         if k == _LINEAR:
             lb = int(tree["lin_begin"][i])
             return f"linear_left(x, linear + {lb}, {_lit_double(t)}, {int(op == _LESS_EQUAL)}, {dl_s})"
@@ -491,9 +492,10 @@ class _Generator:
         w("  return less_equal ? v <= t : v < t;")
         w("}")
         if cats:
-            w("inline bool category_left(double v, const std::uint32_t* words, std::uint32_t n_words, bool default_left) noexcept {")
+            w("inline bool category_left(double v, const std::uint32_t* words, std::uint32_t n_words, bool default_left,")
+            w("                          bool negative_right) noexcept {")
             w("  if (std::isnan(v)) return default_left;")
-            w("  if (v <= -1.0 || v >= 2147483648.0) return false;")
+            w("  if (v <= -1.0 || v >= 2147483648.0 || (negative_right && v < 0.0)) return false;")
             w("  const std::uint32_t c = static_cast<std::uint32_t>(static_cast<std::int32_t>(v));")
             w("  if (c / 32u >= n_words) return false;")
             w("  return ((words[c / 32u] >> (c % 32u)) & 1u) != 0;")
@@ -651,7 +653,14 @@ class _Generator:
         w("  detail::margins(row, m, leaves);")
         w("}")
         w("namespace detail {")
-        w("inline void finish(const double* m, double* out) noexcept {")
+        divisor = float(self.ir.get("margin_divisor", 1.0))
+        if divisor != 1.0:
+            # LightGBM random forests: outputs use the average of the trees, margins the sum
+            w("inline void finish(const double* sum, double* out) noexcept {")
+            w(f"  double m[{ng}];")
+            w(f"  for (int g = 0; g < {ng}; ++g) m[g] = sum[g] / {_lit_double(divisor)};")
+        else:
+            w("inline void finish(const double* m, double* out) noexcept {")
         if post == "identity":
             w(f"  for (int g = 0; g < {ng}; ++g) out[g] = m[g];")
         elif post == "sigmoid":

@@ -107,7 +107,9 @@ def tmva_xml(
         )
     if ir["transforms"] or len(ir["linear"]):
         raise InputError("models with input transformations or Fisher cuts cannot be exported")
-    scale = float(ir["sigmoid_scale"]) / 2.0
+    # TMVA Grad reports tanh(F) = 2 sigmoid(2F) - 1: leaves carry half the model's (scaled,
+    # averaged for LightGBM random forests) margin
+    scale = float(ir["sigmoid_scale"]) / 2.0 / float(ir.get("margin_divisor", 1.0))
     if variables is None:
         names = list(ir["feature_names"]) or [f"var{j}" for j in range(nf)]
     else:
