@@ -10,7 +10,8 @@
 Capabilities live in submodules, imported on first use so that ``import hepinfer`` stays light:
 ``hepinfer.io`` (ROOT files), ``hepinfer.jagged`` (jagged-array kernels), ``hepinfer.disco``,
 ``hepinfer.metrics``, ``hepinfer.losses`` (torch), ``hepinfer.train`` (torch/xgboost),
-``hepinfer.export``, ``hepinfer.codegen``, ``hepinfer.tmva_export``, ``hepinfer.datasets``.
+``hepinfer.export``, ``hepinfer.codegen``, ``hepinfer.tmva_export``, ``hepinfer.datasets``,
+``hepinfer.plot`` (matplotlib).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ _SUBMODULES = (
     "losses",
     "metrics",
     "nn",
+    "plot",
     "scoring",
     "tmva_export",
     "train",

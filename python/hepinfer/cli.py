@@ -1,6 +1,6 @@
 """The ``hepinfer`` command line.
 
-    hepinfer demo [--events N] [--out DIR]    train, export, load and check a BDT end to end
+    hepinfer demo [--events N] [--generate N] [--out DIR]   W/QCD taggers trained, decorrelated, exported and run
     hepinfer info MODEL                       what a model file holds
     hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
     hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
@@ -105,7 +105,8 @@ def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hepinfer.demo import run_demo
 
-    return run_demo(n_events=args.events, out_dir=Path(args.out), n_threads=args.threads)
+    return run_demo(n_events=args.events, out_dir=Path(args.out), n_threads=args.threads, generate=args.generate,
+                    sample=args.sample)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -137,10 +138,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="hepinfer", description="Fast ML inference for particle physics")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="train a BDT, export it, load it in hepinfer and check it against xgboost")
-    p.add_argument("--events", type=int, default=20000, help="events per class (default 20000)")
+    p = sub.add_parser("demo", help="W-vs-QCD jet taggers (BDT, MLP, DisCo MLP, PFN) trained, exported and run by hepinfer")
+    p.add_argument("--events", type=int, default=None,
+                   help="jets per class taken from the sample (default: all; the committed sample has 2000)")
+    p.add_argument("--generate", type=int, default=None, metavar="N",
+                   help="generate a fresh Pythia 8 + FastJet sample of N W and N QCD jets (needs hepinfer[datasets]; cached)")
+    p.add_argument("--sample", default=None, help="a jet sample file (hepinfer.datasets format) instead of the committed one")
     p.add_argument("--out", default="hepinfer-demo", help="output folder (default ./hepinfer-demo)")
-    p.add_argument("--threads", type=int, default=None, help="threads for evaluation (default: all)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for scoring the ROOT file (default: all); training and the speed table use one")
 
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model")

@@ -1,0 +1,302 @@
+"""Plots of a tagger's performance and of its mass sculpting, written as PNG files.
+
+    >>> from hepinfer import plot
+    >>> plot.roc_curve(label, {"BDT": s_bdt, "MLP": s_mlp}, "roc.png")
+    >>> plot.score_distributions(label, {"BDT": s_bdt}, "scores.png")
+    >>> plot.mass_sculpting(mass, label, {"MLP": s_mlp, "MLP + DisCo": s_disco}, "sculpting.png")
+    >>> plot.jsd_vs_rejection({"MLP": (r50, inv_jsd), ...}, "jsd_vs_rejection.png")
+
+Every function draws on its own ``matplotlib.figure.Figure`` rendered by the Agg backend (no
+pyplot state, no display needed, safe to call from several threads) and returns the path written.
+The mplhep ROOT style is used when mplhep is installed, matplotlib's defaults otherwise.
+Cuts follow :mod:`hepinfer.metrics`: events pass when ``score >= cut``, the cut keeping the
+requested fraction of the signal. Needs matplotlib (``pip install matplotlib``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "efficiency_curve",
+    "jsd_vs_rejection",
+    "mass_sculpting",
+    "roc_curve",
+    "score_distributions",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _matplotlib() -> Any:
+    try:
+        import matplotlib
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("hepinfer.plot needs matplotlib (pip install matplotlib)") from e
+    return matplotlib
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    """mplhep's ROOT style when mplhep is importable, matplotlib's defaults otherwise."""
+    _matplotlib()
+    try:
+        import mplhep
+
+        style: Any = mplhep.style.ROOT
+    except Exception:  # noqa: BLE001 - any failure to get the optional style means: plain style
+        style = "default"
+    import matplotlib.style
+
+    with matplotlib.style.context(style):
+        yield
+
+
+def _figure(width: float = 6.4, height: float = 4.8) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig: Any, path: PathLike) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Log-axis ticks at 1, 2, 5 x 10^k written as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _labels(label: npt.ArrayLike) -> np.ndarray:
+    y = np.asarray(label).reshape(-1)
+    if y.size == 0:
+        raise ValueError("label is empty")
+    is_signal = y > 0.5
+    if is_signal.all() or not is_signal.any():
+        raise ValueError("label must hold both signal (1) and background (0) events")
+    return is_signal
+
+
+def _scores(scores: Mapping[str, npt.ArrayLike], n: int) -> dict[str, np.ndarray]:
+    if not scores:
+        raise ValueError("no scores given")
+    out = {}
+    for name, s in scores.items():
+        a = np.asarray(s, dtype=np.float64).reshape(-1)
+        if a.shape != (n,):
+            raise ValueError(f"scores[{name!r}] has {a.size} entries, label has {n}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"scores[{name!r}] holds NaN or inf")
+        out[str(name)] = a
+    return out
+
+
+def efficiency_curve(
+    label: npt.ArrayLike, score: npt.ArrayLike, weight: Optional[npt.ArrayLike] = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Signal and background efficiencies ``(eps_S, eps_B)`` of the cuts ``score >= t`` for every
+    distinct score ``t`` (from the highest to the lowest; both end at 1). Ties move together."""
+    is_signal = _labels(label)
+    s = np.asarray(score, dtype=np.float64).reshape(-1)
+    if s.shape != is_signal.shape:
+        raise ValueError(f"score has {s.size} entries, label has {is_signal.size}")
+    w = np.ones_like(s) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    order = np.argsort(-s, kind="stable")
+    s, sig, w = s[order], is_signal[order], w[order]
+    last_of_tie = np.r_[s[1:] != s[:-1], True]
+    eff_s = np.cumsum(np.where(sig, w, 0.0))[last_of_tie] / w[sig].sum()
+    eff_b = np.cumsum(np.where(sig, 0.0, w))[last_of_tie] / w[~sig].sum()
+    return eff_s, eff_b
+
+
+def roc_curve(
+    label: npt.ArrayLike,
+    scores: Mapping[str, npt.ArrayLike],
+    path: PathLike,
+    *,
+    weight: Optional[npt.ArrayLike] = None,
+    title: Optional[str] = None,
+) -> str:
+    """Background rejection 1/eps_B against signal efficiency eps_S (log scale), one line per
+    tagger, with the AUC in the legend."""
+    from hepinfer.train.loop import roc_auc
+
+    is_signal = _labels(label)
+    named = _scores(scores, is_signal.size)
+    with _style():
+        fig = _figure()
+        ax = fig.add_subplot()
+        for name, s in named.items():
+            eff_s, eff_b = efficiency_curve(is_signal, s, weight)
+            keep = eff_b > 0
+            ax.plot(eff_s[keep], 1.0 / eff_b[keep], label=f"{name} (AUC {roc_auc(s, is_signal, weight):.3f})")
+        eff = np.linspace(0.02, 1.0, 50)
+        ax.plot(eff, 1.0 / eff, ls=":", color="grey", label="random")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel(r"signal efficiency $\varepsilon_S$")
+        ax.set_ylabel(r"background rejection $1/\varepsilon_B$")
+        if title:
+            ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3, which="both")
+        return _save(fig, path)
+
+
+def score_distributions(
+    label: npt.ArrayLike,
+    scores: Mapping[str, npt.ArrayLike],
+    path: PathLike,
+    *,
+    weight: Optional[npt.ArrayLike] = None,
+    bins: int = 40,
+    signal_name: str = "signal",
+    background_name: str = "background",
+) -> str:
+    """Normalised score histograms of signal and background, one panel per tagger."""
+    is_signal = _labels(label)
+    named = _scores(scores, is_signal.size)
+    w = np.ones(is_signal.size) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    n = len(named)
+    with _style():
+        fig = _figure(3.6 * n, 3.6)
+        axes = fig.subplots(1, n, squeeze=False)[0]
+        for ax, (name, s) in zip(axes, named.items()):
+            lo, hi = float(s.min()), float(s.max())
+            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+            ax.hist(
+                s[~is_signal],
+                edges,
+                weights=w[~is_signal],
+                density=True,
+                histtype="step",
+                lw=1.5,
+                label=background_name,
+            )
+            ax.hist(
+                s[is_signal],
+                edges,
+                weights=w[is_signal],
+                density=True,
+                histtype="step",
+                lw=1.5,
+                label=signal_name,
+            )
+            ax.set_title(name)
+            ax.set_xlabel("score")
+            ax.set_yscale("log")
+        axes[0].set_ylabel("normalised")
+        axes[0].legend()
+        return _save(fig, path)
+
+
+def mass_sculpting(
+    mass: npt.ArrayLike,
+    label: npt.ArrayLike,
+    scores: Mapping[str, npt.ArrayLike],
+    path: PathLike,
+    *,
+    weight: Optional[npt.ArrayLike] = None,
+    signal_efficiency: float = 0.5,
+    bins: Union[int, Sequence[float]] = 20,
+    mass_range: Optional[tuple[float, float]] = None,
+    mass_label: str = "jet mass [GeV]",
+) -> str:
+    """The background mass distribution before and after each tagger's cut at
+    ``signal_efficiency`` (all normalised to unit area): a flat tagger leaves the shape as it
+    was, a sculpting one makes it peak where the signal is. The signal's mass is drawn shaded."""
+    from hepinfer.metrics import cut_at_signal_efficiency
+
+    is_signal = _labels(label)
+    named = _scores(scores, is_signal.size)
+    m = np.asarray(mass, dtype=np.float64).reshape(-1)
+    if m.shape != is_signal.shape:
+        raise ValueError(f"mass has {m.size} entries, label has {is_signal.size}")
+    w = np.ones(m.size) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    edges = np.histogram_bin_edges(m[~is_signal], bins=bins, range=mass_range)
+    with _style():
+        fig = _figure()
+        ax = fig.add_subplot()
+        ax.hist(
+            m[is_signal], edges, weights=w[is_signal], density=True, color="grey", alpha=0.25, label="signal"
+        )
+        ax.hist(
+            m[~is_signal],
+            edges,
+            weights=w[~is_signal],
+            density=True,
+            histtype="step",
+            color="black",
+            lw=2,
+            label="background, all",
+        )
+        for name, s in named.items():
+            cut = cut_at_signal_efficiency(s[is_signal], signal_efficiency, w[is_signal])
+            passing = ~is_signal & (s >= cut)
+            if w[passing].sum() > 0:
+                ax.hist(
+                    m[passing],
+                    edges,
+                    weights=w[passing],
+                    density=True,
+                    histtype="step",
+                    lw=1.5,
+                    label=f"background, {name} cut",
+                )
+        ax.set_xlabel(mass_label)
+        ax.set_ylabel("normalised")
+        ax.set_title(rf"background passing the cut at $\varepsilon_S$ = {signal_efficiency:.0%}")
+        ax.legend(fontsize="small")
+        return _save(fig, path)
+
+
+def jsd_vs_rejection(
+    points: Mapping[str, tuple[float, float]],
+    path: PathLike,
+    *,
+    signal_efficiency: float = 0.5,
+    curves: Optional[Mapping[str, Sequence[tuple[float, float]]]] = None,
+) -> str:
+    """Mass decorrelation 1/JSD against background rejection, both at ``signal_efficiency``
+    (the DisCo paper's figure of merit): one marker per tagger ``name -> (rejection, 1/JSD)``,
+    optionally ``curves`` (e.g. a scan of the decorrelation strength). Up and right is better."""
+    if not points and not curves:
+        raise ValueError("nothing to draw")
+    pct = f"{signal_efficiency:.0%}"
+    with _style():
+        fig = _figure()
+        ax = fig.add_subplot()
+        for name, line in (curves or {}).items():
+            xy = np.asarray(line, dtype=np.float64).reshape(-1, 2)
+            ok = np.all(np.isfinite(xy), axis=1)
+            ax.plot(xy[ok, 0], xy[ok, 1], "o--", ms=4, alpha=0.6, label=name)
+        markers = "s^vDP*X"
+        for i, (name, (rejection, inverse_jsd)) in enumerate(points.items()):
+            if np.isfinite(rejection) and np.isfinite(inverse_jsd):
+                ax.plot([rejection], [inverse_jsd], markers[i % len(markers)], ms=9, label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.xaxis)
+        _plain_log_ticks(ax.yaxis)
+        ax.set_xlabel(rf"background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = {pct}")
+        ax.set_ylabel(rf"1/JSD of background mass (pass vs fail), $\varepsilon_S$ = {pct}")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3, which="both")
+        return _save(fig, path)

@@ -1,0 +1,153 @@
+"""`hepinfer demo` end to end on the committed Pythia sample, and the plots of hepinfer.plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("xgboost")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("matplotlib")
+uproot = pytest.importorskip("uproot")
+
+import hepinfer
+from hepinfer import plot
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    from hepinfer.demo import JET_FEATURES, DemoSettings, run_demo
+
+    out = tmp_path / "demo"
+    settings = DemoSettings(pfn_epochs=10, bdt_trees=60, disco_scan=(5.0,), timing_repeats=1)
+    assert run_demo(out_dir=out, n_threads=2, settings=settings) == 0
+    printed = capsys.readouterr().out
+    assert "all checks passed" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["model"]: r for r in summary["models"]}
+    assert set(rows) == {"BDT", "MLP", "MLP + DisCo", "PFN"}
+    for name, r in rows.items():
+        assert name in printed
+        assert r["auc"] > 0.7, name
+        assert r["background_rejection"] > 1 and np.isfinite(r["inverse_jsd"]) and r["inverse_jsd"] > 1
+        assert 0 <= r["background_dcor2"] <= 1
+        assert r["hepinfer_events_per_second"] > 0 and r["reference_events_per_second"] > 0
+    plain, flat = rows["MLP"], rows["MLP + DisCo"]
+    assert flat["background_dcor2"] < 0.5 * plain["background_dcor2"]
+    assert flat["inverse_jsd"] > 2 * plain["inverse_jsd"]
+    assert [p["strength"] for p in summary["disco_scan"]] == [0.0, settings.disco_strength, 5.0]
+    checks = summary["checks"]
+    assert set(checks) == {"BDT", "MLP", "MLP + DisCo", "PFN", "scores.root"}
+    assert all(c["passed"] for c in checks.values())
+    for name in ("BDT", "MLP", "MLP + DisCo", "PFN"):
+        assert checks[name]["max_abs_difference"] <= 1e-5
+
+    # scores.root, re-derived here: one entry per test jet, equal to hepinfer's engines on the files
+    n_test = summary["n_jets"]["test"]
+    assert n_test == summary["n_jets"]["signal"] + summary["n_jets"]["background"] - (
+        summary["n_jets"]["train"] + summary["n_jets"]["validation"]
+    )
+    with uproot.open(out / "test_jets.root") as f:
+        jets = f["jets"].arrays(library="np")
+    with uproot.open(out / "scores.root") as f:
+        scores = f["scores"].arrays(["bdt", "mlp", "mlp_disco", "event"], library="np")
+    assert len(jets["event"]) == n_test and len(scores["bdt"]) == n_test
+    np.testing.assert_array_equal(scores["event"], jets["event"])
+    X = np.column_stack([jets[f] for f in JET_FEATURES]).astype(np.float32)
+    x = np.nan_to_num(X, nan=-1.0)
+    bdt = hepinfer.Forest.load(out / "bdt.json")
+    assert bdt.feature_names == JET_FEATURES
+    np.testing.assert_array_equal(scores["bdt"], bdt.predict(X))
+    for branch, file in (("mlp", "mlp.onnx"), ("mlp_disco", "mlp_disco.onnx")):
+        np.testing.assert_array_equal(
+            scores[branch], hepinfer.nn.Model.load(out / file).predict(x).reshape(-1)
+        )
+    # the AUC in the table is the AUC of these scores
+    from hepinfer.train import roc_auc
+
+    assert roc_auc(scores["bdt"], jets["label"]) == pytest.approx(rows["BDT"]["auc"], abs=1e-12)
+
+    for png in ("roc.png", "scores.png", "mass_sculpting.png", "jsd_vs_rejection.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    assert "| MLP + DisCo |" in report and "![mass_sculpting.png](mass_sculpting.png)" in report
+
+
+def test_efficiency_curve_against_brute_force(rng):
+    n = int(rng.integers(20, 200))
+    label = rng.random(n) < 0.4
+    label[:2] = [True, False]
+    score = np.round(rng.normal(size=n) + label, 1)  # rounding makes ties
+    weight = rng.random(n) + 0.1
+    eff_s, eff_b = plot.efficiency_curve(label, score, weight)
+    thresholds = np.unique(score)[::-1]
+    assert len(eff_s) == len(thresholds)
+    for t, es, eb in zip(thresholds, eff_s, eff_b):
+        passing = score >= t
+        assert es == pytest.approx(weight[passing & label].sum() / weight[label].sum())
+        assert eb == pytest.approx(weight[passing & ~label].sum() / weight[~label].sum())
+    assert eff_s[-1] == pytest.approx(1.0) and eff_b[-1] == pytest.approx(1.0)
+
+
+def test_plots_write_pngs_and_reject_bad_input(tmp_path, rng):
+    n = 400
+    label = rng.random(n) < 0.5
+    label[:2] = [True, False]
+    mass = np.where(label, rng.normal(80, 8, n), rng.exponential(40, n))
+    good = rng.normal(size=n) + 2 * label
+    sculpting = good + 0.05 * mass
+    tied = np.zeros(n)  # a constant score: one cut passes everything
+    scores = {"good": good, "sculpting": sculpting, "constant": tied}
+    paths = [
+        plot.roc_curve(label, scores, tmp_path / "roc.png"),
+        plot.score_distributions(label, scores, tmp_path / "s.png"),
+        plot.mass_sculpting(mass, label, scores, tmp_path / "sub" / "m.png", mass_range=(0, 200)),
+        plot.jsd_vs_rejection(
+            {"good": (10.0, 5.0), "infinite": (np.inf, 2.0)},
+            tmp_path / "j.png",
+            curves={"scan": [(2.0, 50.0), (10.0, 5.0)]},
+        ),
+    ]
+    for p in paths:
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="both signal"):
+        plot.roc_curve(np.zeros(n), scores, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="entries"):
+        plot.score_distributions(label, {"short": good[:-1]}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="NaN"):
+        plot.mass_sculpting(mass, label, {"nan": np.where(label, np.nan, good)}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="nothing"):
+        plot.jsd_vs_rejection({}, tmp_path / "x.png")
+
+
+def test_demo_sample_takes_jets_per_class():
+    from hepinfer.datasets import load_jets
+    from hepinfer.demo import _load_sample, _particles
+
+    full = load_jets(library="np")
+    columns, _ = _load_sample(300, None, None, seed=3)
+    assert np.bincount(columns["label"]).tolist() == [300, 300]
+    # the jets keep their own constituents
+    offsets = columns["constituent_offsets"]
+    assert offsets[-1] == len(columns["constituent_pt"]) == columns["n_constituents"].sum()
+    first = int(
+        np.flatnonzero((full["event"] == columns["event"][0]) & (full["label"] == columns["label"][0]))[0]
+    )
+    np.testing.assert_array_equal(
+        columns["constituent_pt"][: offsets[1]],
+        full["constituent_pt"][full["constituent_offsets"][first] : full["constituent_offsets"][first + 1]],
+    )
+    particles, mask = _particles(columns, 16)
+    assert particles.shape == (600, 16, 6) and mask.shape == (600, 16)
+    np.testing.assert_array_equal(mask.sum(axis=1), np.minimum(columns["n_constituents"], 16))
+    assert np.all(particles[mask == 0] == 0)
+    # pT fractions of the kept (hardest) constituents, and delta-phi wrapped into [-pi, pi)
+    n0 = min(int(columns["n_constituents"][0]), 16)
+    np.testing.assert_allclose(
+        particles[0, :n0, 0], columns["constituent_pt"][:n0] / columns["jet_pt"][0], rtol=1e-6
+    )
+    assert np.all(np.abs(particles[..., 4]) <= np.pi)
