@@ -76,8 +76,10 @@ def rel_close(a, b, rtol, scale=None):
 @pytest.mark.parametrize("n", [4, 5, 7, 16, 100, 1000])
 @pytest.mark.parametrize("ties", [False, True])
 def test_matches_dcor_unweighted(rng, n, ties):
-    x = rng.normal(size=n) * 3 + 100.0
-    y = x**2 / 50 + rng.normal(size=n)
+    # centred data: with offsets (x ~ 100) dcor's own sums lose ~1e-10..1e-9 relative (checked
+    # against exact rational arithmetic); offsets are tested against exact references below
+    x = rng.normal(size=n) * 3
+    y = x**2 / 5 + rng.normal(size=n)
     if ties:
         x, y = np.round(x, 0), np.round(y, 0)
     for unbiased in (False, True):
@@ -413,3 +415,29 @@ def test_bad_inputs(rng):
         disco.distance_correlation(np.array(["a"] * 10), y)
     with pytest.raises(hepinfer.InputError, match="n_threads"):
         disco.distance_correlation(np.c_[x, x], y, n_threads=-1)
+
+
+@pytest.mark.parametrize("n", [4, 5, 7, 12])
+def test_small_samples_with_offsets_against_exact_rationals(rng, n):
+    """Tiny samples far from 0, V and U estimators, against exact rational arithmetic."""
+    from fractions import Fraction
+
+    x = rng.normal(size=n) * 3 + 100.0
+    y = x**2 / 50 + rng.normal(size=n)
+    X, Y = [Fraction(v) for v in x], [Fraction(v) for v in y]
+
+    def centred(Z, unbiased):
+        a = [[abs(Z[i] - Z[j]) for j in range(n)] for i in range(n)]
+        r = [sum(row) for row in a]
+        t = sum(r)
+        if unbiased:
+            return [[a[i][j] - r[i] / (n - 2) - r[j] / (n - 2) + t / ((n - 1) * (n - 2)) if i != j else Fraction(0)
+                     for j in range(n)] for i in range(n)]
+        return [[a[i][j] - r[i] / n - r[j] / n + t / n**2 for j in range(n)] for i in range(n)]
+
+    for unbiased in (False, True):
+        A, B = centred(X, unbiased), centred(Y, unbiased)
+        total = sum(A[i][j] * B[i][j] for i in range(n) for j in range(n))
+        exact = float(total / (n * (n - 3)) if unbiased else total / n**2)
+        got = disco.distance_covariance(x, y, unbiased=unbiased)
+        assert abs(got - exact) <= 1e-12 * abs(exact), (unbiased, got, exact)
