@@ -183,7 +183,8 @@ def test_mode_flat_vs_sculpted(rng):
     sculpted = losses.mode_loss(
         torch.tensor(np.clip(m + 0.1 * rng.normal(size=n), 0, 1)), m, order=0, bins=10
     ).item()
-    assert indep < 1e-3 * sculpted
+    # independent: only statistical noise, E ~ (1/6) / (events per bin) = 8e-5 against ~0.12
+    assert indep < 1e-2 * sculpted
     # a score linear in mass is (nearly) allowed by order 1, not by order 0
     lin = torch.tensor(0.5 * m + 0.3 * rng.uniform(size=n))
     l0 = losses.mode_loss(lin, m, order=0, bins=10).item()
