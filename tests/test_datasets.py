@@ -314,8 +314,12 @@ def test_committed_sample_substructure_matches_recomputation(committed, rng):
     picks = rng.choice(len(committed["label"]), 200, replace=False)
     taus, sd = jet_substructure([_p4(committed, j) for j in picks])
     stored = np.column_stack([committed[k][picks] for k in ("tau1", "tau2", "tau3")])
-    assert np.allclose(taus, stored, rtol=1e-3, atol=1e-4)
-    assert (np.abs(sd - committed["jet_sd_mass"][picks]) < 1e-4 * committed["jet_energy"][picks] + 1e-3).all()
+    # the stored values come from the generator's float64 particles; rounding them to float32 can
+    # flip a discontinuous choice (a kT axis, a soft-drop step at z = 0.1) in a rare jet, so a
+    # few percent of jets may differ; the rest must agree to float32 precision
+    tau_ok = np.isclose(taus, stored, rtol=1e-3, atol=1e-4).all(axis=1)
+    sd_ok = np.abs(sd - committed["jet_sd_mass"][picks]) < 1e-4 * committed["jet_energy"][picks] + 1e-3
+    assert tau_ok.mean() >= 0.97 and sd_ok.mean() >= 0.97, (tau_ok.mean(), sd_ok.mean())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,7 +340,10 @@ def test_n_subjettiness_and_soft_drop_match_fastjet_contrib(rng, committed):
     ref_taus, ref_sd = _fastjet_reference(jets)
     taus, sd = jet_substructure(jets)
     assert np.allclose(taus, ref_taus, rtol=1e-10, atol=1e-12)
-    assert np.allclose(sd, ref_sd, rtol=1e-9, atol=1e-9)
+    # compared as m^2: a groomed jet of one massless particle has m^2 at rounding level
+    # (FastJet gave 1.2e-7 GeV where hepinfer gives 0), i.e. m ~ sqrt(eps) E, not ~eps
+    energy = np.array([j[:, 3].sum() for j in jets])
+    assert np.allclose(sd**2, ref_sd**2, rtol=2e-9, atol=1e-12 * energy**2)
     # the one-jet functions give the same numbers as the batched form the generators use
     for j in rng.choice(len(jets), 8, replace=False):
         assert np.array_equal(n_subjettiness(jets[j]), taus[j])
