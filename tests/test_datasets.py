@@ -343,6 +343,8 @@ def test_n_subjettiness_and_soft_drop_match_fastjet_contrib(rng, committed):
     # compared as m^2: a groomed jet of one massless particle has m^2 at rounding level
     # (FastJet gave 1.2e-7 GeV where hepinfer gives 0), i.e. m ~ sqrt(eps) E, not ~eps
     energy = np.array([j[:, 3].sum() for j in jets])
+    # FastJet reports a space-like groomed jet (m^2 < 0 from rounding) as -sqrt(-m^2); hepinfer as 0
+    ref_sd = np.maximum(ref_sd, 0.0)
     assert np.allclose(sd**2, ref_sd**2, rtol=2e-9, atol=1e-12 * energy**2)
     # the one-jet functions give the same numbers as the batched form the generators use
     for j in rng.choice(len(jets), 8, replace=False):

