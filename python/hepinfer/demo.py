@@ -417,11 +417,10 @@ def run_demo(
         trained["BDT"] = {"seconds": time.perf_counter() - t0, "inputs": "jet features"}
         stages.done(f"trained BDT (xgboost, {bdt.best_iteration + 1} trees, depth 4)")
 
-        nets: dict[str, Any] = {}
-        for name, strength in (("MLP", 0.0), ("MLP + DisCo", cfg.disco_strength)):
+        def train_mlp(strength: float) -> Any:
+            """The jet-feature MLP, seeded the same way for every DisCo strength."""
             torch.manual_seed(cfg.seed)
-            t0 = time.perf_counter()
-            nets[name] = _train_network(
+            return _train_network(
                 MLP(len(JET_FEATURES), cfg.mlp_hidden),
                 (x_net,),
                 label,
@@ -434,24 +433,16 @@ def run_demo(
                 seed=cfg.seed,
                 disco_strength=strength,
             )
+
+        nets: dict[str, Any] = {}
+        for name, strength in (("MLP", 0.0), ("MLP + DisCo", cfg.disco_strength)):
+            t0 = time.perf_counter()
+            nets[name] = train_mlp(strength)
             trained[name] = {"seconds": time.perf_counter() - t0, "inputs": "jet features"}
             stages.done(f"trained {name}" + (f" (lambda = {strength:g})" if strength else ""))
         scan: dict[float, Any] = {}
         for strength in sorted(set(cfg.disco_scan) - {0.0, cfg.disco_strength}):
-            torch.manual_seed(cfg.seed)
-            scan[strength] = _train_network(
-                MLP(len(JET_FEATURES), cfg.mlp_hidden),
-                (x_net,),
-                label,
-                w_fit,
-                mass,
-                train,
-                validation,
-                epochs=cfg.mlp_epochs,
-                batch_size=cfg.batch_size,
-                seed=cfg.seed,
-                disco_strength=strength,
-            )
+            scan[strength] = train_mlp(strength)
         if scan:
             stages.done(f"trained MLP + DisCo for the scan, lambda = {', '.join(f'{v:g}' for v in scan)}")
         torch.manual_seed(cfg.seed)
