@@ -77,6 +77,20 @@ void ForestIR::validate() const {
     }
     for (std::size_t i = 1; i < n; ++i)
       if (parents[i] != 1) fail(where + ", node " + std::to_string(i), "is not reachable from the root");
+    // One parent each is not enough: nodes may form a cycle detached from the root (1 -> 2 -> 1).
+    // Walk from the root (iteratively: trees may be millions of levels deep) and count.
+    std::vector<std::int32_t> stack{0};
+    std::size_t reached = 0;
+    while (!stack.empty()) {
+      const NodeIR& node = tree.nodes[static_cast<std::size_t>(stack.back())];
+      stack.pop_back();
+      ++reached;
+      if (node.kind == NodeIR::Kind::Leaf) continue;
+      stack.push_back(node.left);
+      stack.push_back(node.right);
+    }
+    if (reached != n)
+      fail(where, std::to_string(n - reached) + " nodes are not reachable from the root (they form a cycle)");
   }
   for (std::size_t k = 0; k < transforms.size(); ++k) {
     const TransformIR& tr = transforms[k];

@@ -359,9 +359,12 @@ class UbjParser {
         for (std::int64_t i = 0; i < count; ++i) v.numbers[static_cast<std::size_t>(i)] = read_number(elem_type);
         return v;
       }
-      // each element takes at least one byte unless typed with a zero-size marker
+      // each element takes at least one byte unless typed with a zero-size marker; those
+      // (null/true/false, which XGBoost never writes) still cost a JsonValue each: bound them
+      // by the bytes left too, so that a 10-byte header cannot ask for gigabytes
       if (elem_type == 0 || (elem_type != 'Z' && elem_type != 'T' && elem_type != 'F')) need(static_cast<std::size_t>(count));
-      else if (count > 100000000) fail("absurd array length");
+      else if (static_cast<std::size_t>(count) > s_.size() - pos_ + 4096)
+        fail("typed array of " + std::to_string(count) + " zero-size elements is longer than the whole file");
       v.items.reserve(static_cast<std::size_t>(count));
       for (std::int64_t i = 0; i < count; ++i)
         v.items.push_back(parse_value(elem_type ? elem_type : next_marker(), depth + 1));

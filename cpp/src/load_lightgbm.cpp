@@ -425,6 +425,7 @@ void parse_tree(const Section& sec, std::int32_t n_features, ForestIR* ir, TreeI
   }
 
   tree->nodes.resize(ni + nl);
+  std::vector<long long> cat_start(static_cast<std::size_t>(num_cat), -1);  // offset of each bitset in ir->categories
   for (std::size_t i = 0; i < ni; ++i) {
     NodeIR& node = tree->nodes[i];
     const long long dt = decision_type[i];
@@ -446,9 +447,16 @@ void parse_tree(const Section& sec, std::int32_t n_features, ForestIR* ir, TreeI
       node.kind = NodeIR::Kind::Categorical;
       node.default_left = false;  // LightGBM 4.x: NaN and negative categories go right
       node.zero_is_missing = false;
-      node.cat_begin = static_cast<std::uint32_t>(ir->categories.size());
-      for (std::size_t w = b; w < e; ++w) ir->categories.push_back(static_cast<std::uint32_t>(cat_threshold[w]));
-      node.cat_end = static_cast<std::uint32_t>(ir->categories.size());
+      // Nodes naming the same bitset share its words (LightGBM gives every categorical split its
+      // own bitset; a file pointing many nodes at one large bitset must not multiply memory).
+      if (cat_start[idx] < 0) {
+        if (ir->categories.size() + (e - b) > static_cast<std::size_t>(std::numeric_limits<std::uint32_t>::max()))
+          fail(source, sec.where(), "too many categorical bitset words");
+        cat_start[idx] = static_cast<long long>(ir->categories.size());
+        for (std::size_t w = b; w < e; ++w) ir->categories.push_back(static_cast<std::uint32_t>(cat_threshold[w]));
+      }
+      node.cat_begin = static_cast<std::uint32_t>(cat_start[idx]);
+      node.cat_end = static_cast<std::uint32_t>(static_cast<std::size_t>(cat_start[idx]) + (e - b));
     } else {
       if (missing_type == 3) {
         fail(source, sec.where() + ", node " + std::to_string(i),

@@ -137,7 +137,7 @@ class Loader {
   /// Whitespace-separated numbers of an element's text; at least `count` of them.
   std::vector<double> numbers(const XmlElement& e, std::size_t count, const std::string& where) const {
     std::vector<double> out;
-    out.reserve(count);
+    out.reserve(std::min(count, e.text.size() / 2 + 1));  // a number takes >= 2 characters: trust the text, not the count
     std::string_view s = e.text;
     std::size_t i = 0;
     while (out.size() < count) {

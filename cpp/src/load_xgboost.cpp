@@ -23,6 +23,9 @@ using detail::JsonValue;
 
 enum class Link { Identity, Logit, Log };
 
+/// Total 32-bit words of categorical bitsets a model may use (256 MiB).
+constexpr std::size_t kMaxCategoryWords = std::size_t{1} << 26;
+
 struct ObjectiveInfo {
   Postprocess post;
   Link base_link;
@@ -127,6 +130,11 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
     }
   }
 
+  // node -> its first entry in categories_nodes (cat_nodes.size() when it has none), in linear time
+  std::vector<std::size_t> cat_entry(any_categorical ? n : 0, cat_nodes.size());
+  for (std::size_t k = cat_nodes.size(); k-- > 0;)
+    if (cat_nodes[k] >= 0 && cat_nodes[k] < static_cast<std::int64_t>(n)) cat_entry[static_cast<std::size_t>(cat_nodes[k])] = k;
+
   TreeIR tree;
   tree.nodes.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -146,8 +154,7 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
       r.fail(np, "split feature " + std::to_string(split_index[i]) + " out of range (num_feature = " +
                      std::to_string(n_features) + ")");
     if (!split_type.empty() && split_type[i] == 1) {
-      std::size_t k = 0;
-      while (k < cat_nodes.size() && cat_nodes[k] != static_cast<std::int64_t>(i)) ++k;
+      const std::size_t k = cat_entry[i];
       if (k == cat_nodes.size()) r.fail(np, "categorical split without a category list in categories_nodes");
       const std::int64_t seg = cat_segments[k], size = cat_sizes[k];
       if (seg < 0 || size < 0 || seg + size > static_cast<std::int64_t>(cat_values.size()))
@@ -158,6 +165,10 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
         max_cat = std::max(max_cat, cat_values[j]);
       }
       const std::size_t words = static_cast<std::size_t>(max_cat + 1 + 31) / 32;
+      // a short category list with a huge category id costs 2^24 / 8 bytes per node: bound the total
+      if (bitsets->size() + words > kMaxCategoryWords)
+        r.fail(np, "categorical splits need more than " + std::to_string(kMaxCategoryWords / (1 << 18)) +
+                       " MiB of category bitsets (absurd category ids?)");
       node.kind = NodeIR::Kind::Categorical;
       node.cat_negative_right = true;
       node.feature = static_cast<std::int32_t>(split_index[i]);
