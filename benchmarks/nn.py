@@ -10,13 +10,15 @@ Models (built in torch with a fixed seed, exported with torch.onnx.export, Torch
   mlp    30 -> 64 -> 64 -> 64 -> 1, ReLU, sigmoid head
   ae     dense autoencoder 20 -> 16 -> 4 -> 16 -> 20 (+ per-event reconstruction error)
   pfn    Deep Sets / particle-flow network on (batch, 100 particles, 4) with a mask (masked sum)
-  pnet   ParticleNet-Lite-like: 2 EdgeConv blocks, k = 7 neighbours in (eta, phi), 100 particles
+  pnet   ParticleNet-Lite-like: 2 EdgeConv blocks, k = 16 neighbours in (eta, phi) (--pnet-k), 100 particles
 
 Engines: hepinfer (n_threads 1 and all), onnxruntime (intra-op threads 1 and all), torch
 (set_num_threads 1 and all). Every engine's output is compared with onnxruntime before timing.
 Times are medians of several repeats (time.perf_counter after a warm-up); batch 1 loops many
-single calls and reports the time per call. The jagged (unpadded) path is not implemented yet,
-so constituent models are timed on padded input only.
+single calls and reports the time per call. Constituent models are timed on padded input here
+(benchmarks/nn_jagged.py times the jagged path). The C++ batch-1 latency is measured by
+benchmarks/bench_nn_single_row.cpp (hepinfer_bench_nn_single_row MODEL.onnx), which can be
+given the MLP exported here with --save-models DIR.
 """
 
 from __future__ import annotations
@@ -135,9 +137,9 @@ def _inputs(name: str, batch: int, rng: np.random.Generator) -> dict[str, np.nda
     }
 
 
-def _export(torch, name: str, path: str) -> Any:
+def _export(torch, name: str, path: str, pnet_k: int = 16) -> Any:
     torch.manual_seed(1)
-    model = _models(torch)[name]().eval()
+    model = (_models(torch)[name](k=pnet_k) if name == "pnet" else _models(torch)[name]()).eval()
     ex = _inputs(name, 2, np.random.default_rng(0))
     args = tuple(torch.from_numpy(v) for v in ex.values())
     names = list(ex)
@@ -167,22 +169,29 @@ def _export(torch, name: str, path: str) -> Any:
     return model
 
 
-def _time(fn: Callable[[], Any], batch: int, repeats: int) -> float:
-    """Median seconds per call of fn."""
+def _loops(fn: Callable[[], Any]) -> int:
+    """Calls per timing so that one timing lasts about 2 ms (after a warm-up call)."""
     fn()
-    loops = 1
     t0 = time.perf_counter()
     fn()
     one = time.perf_counter() - t0
-    if one < 2e-3:
-        loops = max(1, int(2e-3 / max(one, 1e-7)))
-    times = []
+    return max(1, int(2e-3 / max(one, 1e-7))) if one < 2e-3 else 1
+
+
+def _time_all(engines: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median and fastest seconds per call of every engine. The repeats are interleaved (one
+    timing of each engine per round), so a machine whose load changes during the run slows all
+    engines alike; the fastest timing is the best estimate of the unloaded speed on a shared
+    machine."""
+    loops = {en: _loops(fn) for en, fn in engines.items()}
+    times: dict[str, list[float]] = {en: [] for en in engines}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        times.append((time.perf_counter() - t0) / loops)
-    return statistics.median(times)
+        for en, fn in engines.items():
+            t0 = time.perf_counter()
+            for _ in range(loops[en]):
+                fn()
+            times[en].append((time.perf_counter() - t0) / loops[en])
+    return {en: statistics.median(t) for en, t in times.items()}, {en: min(t) for en, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -192,6 +201,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--pnet-k", type=int, default=16, help="neighbours of the ParticleNet-Lite kNN")
+    ap.add_argument("--save-models", default=None, help="also write the exported .onnx files to this folder")
     args = ap.parse_args(argv)
     import onnxruntime as ort
     import torch
@@ -210,7 +221,11 @@ def main(argv=None) -> int:
     )
     for name in args.models.split(","):
         path = os.path.join(tmp, f"{name}.onnx")
-        tmodel = _export(torch, name, path)
+        tmodel = _export(torch, name, path, args.pnet_k)
+        if args.save_models:
+            os.makedirs(args.save_models, exist_ok=True)
+            with open(path, "rb") as src, open(os.path.join(args.save_models, f"{name}.onnx"), "wb") as dst:
+                dst.write(src.read())
         hep = Model.load(path)
         sessions = {}
         for nt in (1, n_all):
@@ -251,15 +266,24 @@ def main(argv=None) -> int:
                 row["max_abs_diff"][en] = (
                     float(np.max(np.abs(out.reshape(ref.shape) - ref))) if ref.size else 0.0
                 )
-                row["seconds"][en] = _time(fn, batch, repeats)
+            # one-thread engines are timed apart from the multi-thread ones: idle worker threads
+            # of a multi-thread run (onnxruntime's and torch's pools spin for a while) would
+            # otherwise take CPU from the next one-thread timing on a machine with few cores
+            row["seconds"], row["min_seconds"] = {}, {}
+            for suffix in sorted({en.rsplit(" ", 1)[1] for en in engines}):
+                med, fast = _time_all({en: fn for en, fn in engines.items() if en.endswith(" " + suffix)}, repeats)
+                row["seconds"].update(med)
+                row["min_seconds"].update(fast)
             torch.set_num_threads(n_all)
             results.append(row)
             s = row["seconds"]
             best1 = min(s["onnxruntime t1"], s["torch t1"])
+            fast = row["min_seconds"]
+            best1_min = min(fast["onnxruntime t1"], fast["torch t1"])
             line = "  ".join(f"{en} {s[en] * 1e6:10.1f}us" for en in engines)
             print(
                 f"{name:5s} batch {batch:6d}: {line}  | hepinfer t1 speed-up vs best(ort, torch) t1: {best1 / s['hepinfer t1']:.2f}x"
-                f"  max|diff| {max(row['max_abs_diff'].values()):.2g}"
+                f" (fastest runs: {best1_min / fast['hepinfer t1']:.2f}x)  max|diff| {max(row['max_abs_diff'].values()):.2g}"
             )
     if args.json:
         with open(args.json, "w") as f:

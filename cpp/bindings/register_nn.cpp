@@ -120,6 +120,109 @@ py::array_t<float> predict_rows(const Model& m, const py::array& x, int n_thread
   return out;
 }
 
+// ---- jagged evaluation: offsets + per-particle columns (zero-copy views of numpy arrays)
+
+hepinfer::JaggedOptions jagged_options(const std::string& mask, bool detect_mask, int particle_axis,
+                                       std::int64_t min_length, float pad_value, std::size_t chunk_particles,
+                                       int n_threads) {
+  hepinfer::JaggedOptions o;
+  o.mask = mask;
+  o.detect_mask = detect_mask;
+  o.particle_axis = particle_axis;
+  o.min_length = min_length;
+  o.pad_value = pad_value;
+  o.chunk_particles = chunk_particles;
+  o.n_threads = n_threads;
+  return o;
+}
+
+// Columns of a [N] or [N, F] float32/float64 array (any positive element strides).
+void add_columns(const std::string& input, const py::array& a, std::vector<hepinfer::JaggedColumn>& cols) {
+  hepinfer::ValueType vt;
+  if (a.dtype().equal(py::dtype::of<float>())) vt = hepinfer::ValueType::Float32;
+  else if (a.dtype().equal(py::dtype::of<double>())) vt = hepinfer::ValueType::Float64;
+  else
+    throw InputError("per-particle input '" + input + "': content must be float32 or float64, got " +
+                     std::string(py::str(a.dtype())));
+  if (a.ndim() != 1 && a.ndim() != 2)
+    throw InputError("per-particle input '" + input + "': content must have shape (n_particles,) or (n_particles, " +
+                     "n_features), got " + std::to_string(a.ndim()) + " dimensions");
+  const auto item = static_cast<py::ssize_t>(a.itemsize());
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) > 1 && (a.strides(d) <= 0 || a.strides(d) % item != 0))
+      throw InputError("per-particle input '" + input + "': content has unsupported strides (make it contiguous)");
+  const auto n = static_cast<std::size_t>(a.shape(0));
+  const std::ptrdiff_t stride = a.shape(0) > 1 ? a.strides(0) / item : 1;
+  const py::ssize_t n_feat = a.ndim() == 2 ? a.shape(1) : 1;
+  const auto* base = static_cast<const unsigned char*>(a.data());
+  for (py::ssize_t f = 0; f < n_feat; ++f) {
+    hepinfer::JaggedColumn c;
+    c.data = base + (a.ndim() == 2 ? f * a.strides(1) : 0);
+    c.dtype = vt;
+    c.stride = stride;
+    c.size = n;
+    cols.push_back(c);
+  }
+}
+
+py::list predict_jagged(const Model& m, const py::array& offsets,
+                        const std::vector<std::pair<std::string, std::vector<py::array>>>& particles,
+                        const std::vector<std::pair<std::string, py::array>>& jets, const std::string& mask,
+                        bool detect_mask, int particle_axis, std::int64_t min_length, float pad_value,
+                        std::size_t chunk_particles, int n_threads) {
+  hepinfer::JaggedJets jj;
+  if (offsets.dtype().equal(py::dtype::of<std::int64_t>())) jj.offsets_type = hepinfer::IndexType::Int64;
+  else if (offsets.dtype().equal(py::dtype::of<std::int32_t>())) jj.offsets_type = hepinfer::IndexType::Int32;
+  else if (offsets.dtype().equal(py::dtype::of<std::uint32_t>())) jj.offsets_type = hepinfer::IndexType::UInt32;
+  else throw InputError("offsets must be int64, int32 or uint32, got " + std::string(py::str(offsets.dtype())));
+  if (offsets.ndim() != 1 || offsets.shape(0) < 1)
+    throw InputError("offsets must be a 1-D array of n_jets + 1 entries");
+  if (!(offsets.flags() & py::array::c_style)) throw InputError("offsets must be C-contiguous");
+  jj.n_jets = static_cast<std::size_t>(offsets.shape(0) - 1);
+  jj.offsets = offsets.data();
+  for (const auto& [name, arrays] : particles) {
+    hepinfer::JaggedInput in;
+    in.name = name;
+    for (const auto& a : arrays) add_columns(name, a, in.features);
+    jj.particles.push_back(std::move(in));
+  }
+  const auto& infos = m.inputs();
+  for (const auto& [name, a] : jets) {
+    std::size_t k = infos.size();
+    for (std::size_t i = 0; i < infos.size(); ++i)
+      if (infos[i].name == name) k = i;
+    if (k == infos.size()) throw InputError("per-jet input '" + name + "' is not an input of the model");
+    jj.jets.push_back(as_input(m, k, a));
+  }
+  const auto opt = jagged_options(mask, detect_mask, particle_axis, min_length, pad_value, chunk_particles, n_threads);
+  std::vector<hepinfer::OutputTensor> outs;
+  {
+    py::gil_scoped_release release;
+    m.predict_jagged(jj, outs, opt);
+  }
+  py::list result;
+  for (auto& o : outs) {
+    std::vector<py::ssize_t> shape(o.shape.begin(), o.shape.end());
+    py::array a(dtype_of(o.type), shape);
+    if (!o.bytes.empty()) std::memcpy(a.mutable_data(), o.bytes.data(), o.bytes.size());
+    result.append(a);
+  }
+  return result;
+}
+
+py::tuple jagged_layout(const Model& m, const std::string& mask, bool detect_mask, int particle_axis,
+                        std::int64_t min_length) {
+  const auto layout = m.jagged_layout(jagged_options(mask, detect_mask, particle_axis, min_length, 0.0f, 1, 1));
+  py::list inputs;
+  for (const auto& x : layout.inputs) {
+    const char* role = x.role == hepinfer::JaggedInputInfo::Role::Jet        ? "jet"
+                       : x.role == hepinfer::JaggedInputInfo::Role::Particle ? "particle"
+                                                                              : "mask";
+    inputs.append(py::make_tuple(text(x.name), role, x.particle_axis, x.n_features));
+  }
+  return py::make_tuple(inputs, layout.min_length);
+}
+
 bool simple_rows(const Model& m) {
   if (m.inputs().size() != 1 || m.outputs().size() != 1) return false;
   try {
@@ -166,5 +269,11 @@ void register_nn(py::module_& m) {
       .def_property_readonly("batch_separable", &Model::batch_separable)
       .def_property_readonly("simple_rows", &simple_rows)
       .def("predict", &predict, py::arg("inputs"), py::arg("n_threads") = 1)
-      .def("predict_rows", &predict_rows, py::arg("x"), py::arg("n_threads") = 1);
+      .def("predict_rows", &predict_rows, py::arg("x"), py::arg("n_threads") = 1)
+      .def("predict_jagged", &predict_jagged, py::arg("offsets"), py::arg("particles"), py::arg("jets"),
+           py::arg("mask") = "", py::arg("detect_mask") = true, py::arg("particle_axis") = 0,
+           py::arg("min_length") = -1, py::arg("pad_value") = 0.0f, py::arg("chunk_particles") = 2048,
+           py::arg("n_threads") = 1)
+      .def("jagged_layout", &jagged_layout, py::arg("mask") = "", py::arg("detect_mask") = true,
+           py::arg("particle_axis") = 0, py::arg("min_length") = -1);
 }

@@ -153,3 +153,19 @@ class Model:
     def simple_rows(self) -> bool: ...
     def predict(self, inputs: list[npt.NDArray[Any]], n_threads: int = 1) -> list[npt.NDArray[Any]]: ...
     def predict_rows(self, x: npt.NDArray[np.float32], n_threads: int = 1) -> npt.NDArray[np.float32]: ...
+    def predict_jagged(
+        self,
+        offsets: npt.NDArray[Any],
+        particles: list[tuple[str, list[npt.NDArray[Any]]]],
+        jets: list[tuple[str, npt.NDArray[Any]]],
+        mask: str = "",
+        detect_mask: bool = True,
+        particle_axis: int = 0,
+        min_length: int = -1,
+        pad_value: float = 0.0,
+        chunk_particles: int = 2048,
+        n_threads: int = 1,
+    ) -> list[npt.NDArray[Any]]: ...
+    def jagged_layout(
+        self, mask: str = "", detect_mask: bool = True, particle_axis: int = 0, min_length: int = -1
+    ) -> tuple[list[tuple[str, str, int, int]], int]: ...

@@ -5,6 +5,8 @@
     >>> model.inputs                      # [TensorInfo(name='x', dtype='float32', shape=('batch', 30))]
     >>> scores = model.predict(X)         # one input, one output: numpy in, numpy out
     >>> out = model.predict({"points": p, "features": f, "mask": m}, n_threads=2)
+    >>> scores = model.predict(jets)      # jagged awkward jets: each jet at its true length
+    >>> scores = model.predict_jagged(offsets, {"features": content})   # the same from raw buffers
 
 The C++ core reads the ``.onnx`` file itself (no onnx/onnxruntime needed at run time),
 checks every node against the implemented operators at load (``hepinfer.ModelFormatError``
@@ -23,7 +25,7 @@ import numpy as np
 from hepinfer import _core
 from hepinfer._core import InputError
 
-__all__ = ["Model", "TensorInfo"]
+__all__ = ["JaggedInputInfo", "Model", "TensorInfo"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Dim = Union[int, str, None]
@@ -40,6 +42,21 @@ class TensorInfo(NamedTuple):
     name: str
     dtype: str
     shape: Optional[tuple[Dim, ...]]
+
+
+class JaggedInputInfo(NamedTuple):
+    """How :meth:`Model.predict_jagged` fills one model input.
+
+    ``role`` is ``"particle"`` (one row of ``n_features`` values per particle, read from
+    jagged content), ``"mask"`` (built from the offsets: 1 for real particles, 0 for padding)
+    or ``"jet"`` (one row of ``n_features`` values per jet). ``particle_axis`` is the
+    position of the particle dimension in the input's shape (-1 for per-jet inputs).
+    """
+
+    name: str
+    role: str
+    particle_axis: int
+    n_features: int
 
 
 _DTYPES = {"float32": np.dtype(np.float32), "int64": np.dtype(np.int64), "bool": np.dtype(np.bool_)}
@@ -82,6 +99,119 @@ def _convert(value: Any, info: TensorInfo) -> np.ndarray:
     if shape is not None and a.ndim == len(shape) - 1 and shape[-1] == 1:
         a = a[..., None]  # one value per event for a (batch, 1) input
     return a if a.flags.c_contiguous else a.copy(order="C")
+
+
+def _awkward_is_jagged(x: Any) -> bool:
+    """True for awkward arrays of jets with a variable number of particles (a ``var`` dimension)."""
+    import awkward as ak
+
+    t = x.type.content
+    while isinstance(t, ak.types.OptionType):
+        t = t.content
+    if isinstance(t, ak.types.ListType):
+        return True
+    if isinstance(t, ak.types.RecordType):
+        return any(isinstance(c, ak.types.ListType) for c in t.contents)
+    return False
+
+
+def _awkward_numbers(layout: Any, what: str) -> np.ndarray:
+    """Per-particle content (NumpyArray, or RegularArray of numbers) as a (n,) or (n, F) numpy view."""
+    import awkward as ak
+
+    if isinstance(layout, (ak.contents.UnmaskedArray,)):
+        layout = layout.content
+    if isinstance(layout, ak.contents.IndexedArray):
+        layout = layout.project()
+    if isinstance(layout, ak.contents.NumpyArray):
+        a = np.asarray(layout.data)
+        if a.ndim > 2:
+            a = a.reshape(a.shape[0], -1)
+        return a
+    if isinstance(layout, ak.contents.RegularArray):
+        inner = _awkward_numbers(layout.content, what)
+        if inner.ndim == 1:
+            return inner[: len(layout) * layout.size].reshape(len(layout), layout.size)
+        return inner[: len(layout) * layout.size].reshape(len(layout), -1)
+    raise InputError(
+        f"{what}: per-particle content of type {layout.form.type} is not supported "
+        "(numbers or fixed-size lists of numbers per particle, without missing values)"
+    )
+
+
+def _float_content(a: np.ndarray) -> np.ndarray:
+    if a.dtype in (np.float32, np.float64):
+        return a
+    if a.dtype.kind in "iub":
+        return a.astype(np.float32)
+    raise InputError(f"per-particle content must be numbers, got dtype {a.dtype}")
+
+
+def _awkward_list(layout: Any, what: str) -> tuple[np.ndarray, Any]:
+    """(offsets, content layout) of a jagged (var) awkward layout, zero-copy for ListOffsetArray."""
+    import awkward as ak
+
+    if isinstance(layout, ak.contents.IndexedArray):
+        layout = layout.project()
+    if isinstance(layout, ak.contents.ListArray):
+        layout = layout.to_ListOffsetArray64(False)
+    if not isinstance(layout, ak.contents.ListOffsetArray):
+        raise InputError(
+            f"{what}: expected jets with a variable number of particles (var * ...), got {layout.form.type}"
+        )
+    offsets = np.asarray(layout.offsets.data)
+    content = layout.content
+    if len(offsets) and offsets[0] != 0:  # a sliced array: start its content at the first jet
+        content = content[int(offsets[0]) :]
+        offsets = offsets - offsets[0]
+    while isinstance(content, (ak.contents.IndexedArray, ak.contents.UnmaskedArray)):
+        content = content.project() if isinstance(content, ak.contents.IndexedArray) else content.content
+    return offsets, content
+
+
+def _from_awkward(jets: Any) -> tuple[np.ndarray, dict[Optional[str], np.ndarray], dict[str, Any]]:
+    """offsets, per-particle columns {field (None: unnamed): (n,) or (n, F)}, per-jet fields."""
+    import awkward as ak
+
+    layout = ak.to_layout(jets)
+    while isinstance(layout, (ak.contents.UnmaskedArray, ak.contents.IndexedArray)):
+        layout = layout.content if isinstance(layout, ak.contents.UnmaskedArray) else layout.project()
+    particles: dict[Optional[str], np.ndarray] = {}
+    per_jet: dict[str, Any] = {}
+    offsets: Optional[np.ndarray] = None
+    if isinstance(layout, ak.contents.RecordArray):
+        # jets as records: list fields hold particles, the other fields are per-jet values
+        for field in layout.fields:
+            sub = layout.content(field)[: len(layout)]
+            if isinstance(sub, ak.contents.IndexedArray):
+                sub = sub.project()
+            if not isinstance(sub, (ak.contents.ListOffsetArray, ak.contents.ListArray)):
+                per_jet[field] = ak.Array(sub)
+                continue
+            off, content = _awkward_list(sub, f"field '{field}'")
+            if offsets is None:
+                offsets = off
+            elif not np.array_equal(offsets, off):
+                raise InputError(
+                    f"field '{field}' does not have the same number of particles per jet as the others"
+                )
+            if isinstance(content, ak.contents.RecordArray):
+                for f in content.fields:
+                    particles[f] = _float_content(
+                        _awkward_numbers(content.content(f), f"field '{field}.{f}'")
+                    )
+            else:
+                particles[field] = _float_content(_awkward_numbers(content, f"field '{field}'"))
+        if offsets is None:
+            raise InputError("the awkward record has no variable-length (per-particle) field")
+        return offsets, particles, per_jet
+    offsets, content = _awkward_list(layout, "jets")
+    if isinstance(content, ak.contents.RecordArray):
+        for f in content.fields:
+            particles[f] = _float_content(_awkward_numbers(content.content(f), f"field '{f}'"))
+    else:
+        particles[None] = _float_content(_awkward_numbers(content, "jets"))
+    return offsets, particles, per_jet
 
 
 class Model:
@@ -182,6 +312,8 @@ class Model:
             A numpy array (single-input models), a dict ``{input name: array}``, an awkward
             record array or pandas DataFrame whose fields/columns are the input names; or the
             first of several arrays given in input order (``predict(points, features, mask)``).
+            An awkward array of jets with a variable number of particles (a ``var``
+            dimension) goes to :meth:`predict_jagged` with its default options.
         n_threads
             Threads over batch rows (batch-separable models); ``<= 0``: all cores. Results do
             not depend on it.
@@ -199,6 +331,8 @@ class Model:
             and x.ndim >= 1
         ):
             return self._core.predict_rows(x, n_threads)
+        if not more and _is_awkward(x) and _awkward_is_jagged(x):
+            return self.predict_jagged(x, n_threads=n_threads)
         arrays = self._arrays(x, more)
         out = self._core.predict(arrays, n_threads)
         if len(out) == 1:
@@ -242,3 +376,219 @@ class Model:
                 f"the model has {len(infos)} inputs {self.input_names}: give a dict {{name: array}} or all arrays in order"
             )
         return [_convert(x, infos[0])]
+
+    # ------------------------------------------------------------------ jagged evaluation
+    def jagged_layout(
+        self,
+        *,
+        mask: Union[str, None, bool] = None,
+        particle_axis: Optional[int] = None,
+        min_length: Optional[int] = None,
+    ) -> tuple[list[JaggedInputInfo], int]:
+        """How :meth:`predict_jagged` reads this model: each input's role (``"particle"``,
+        ``"mask"``, ``"jet"``), particle axis and values per particle/jet, and the shortest
+        length a jet is evaluated at (the largest kNN ``k``). Raises ``InputError`` where
+        the model cannot be evaluated jagged (e.g. a fixed particle dimension)."""
+        name, detect = self._mask_option(mask)
+        infos, min_len = self._core.jagged_layout(
+            name,
+            detect,
+            0 if particle_axis is None else int(particle_axis),
+            -1 if min_length is None else int(min_length),
+        )
+        return [JaggedInputInfo(*t) for t in infos], int(min_len)
+
+    @staticmethod
+    def _mask_option(mask: Union[str, None, bool]) -> tuple[str, bool]:
+        if mask is None or mask is True:
+            return "", True
+        if mask is False:
+            return "", False
+        if isinstance(mask, str) and mask:
+            return mask, False
+        raise TypeError(
+            "mask must be an input name, None (detect an input named like 'mask') or False (no mask)"
+        )
+
+    def predict_jagged(
+        self,
+        jets: Any,
+        particles: Any = None,
+        *,
+        jet_inputs: Optional[Mapping[str, Any]] = None,
+        fields: Optional[Mapping[str, Union[str, Sequence[str]]]] = None,
+        mask: Union[str, None, bool] = None,
+        particle_axis: Optional[int] = None,
+        min_length: Optional[int] = None,
+        pad_value: float = 0.0,
+        n_threads: int = 1,
+    ) -> Union[np.ndarray, dict[str, np.ndarray]]:
+        """Evaluate a set or graph model on jets with a variable number of particles, each jet
+        at its true length (no padding to a common size).
+
+        Jets are grouped by their number of particles ``n`` and each group goes through the
+        unmodified graph as a batch of length ``n`` with the mask input all ones. Jets shorter
+        than ``min_length`` (by default the ``k`` of the graph's kNN ``TopK``) are padded to it
+        with ``pad_value`` and mask 0, exactly as the padded model sees them. The scores equal
+        those of the padded-and-masked model (to float32 rounding) when the model qualifies:
+
+        * particles interact only through masked pooling (sum or mean over the particle axis
+          of features multiplied by the mask, divided by the mask's sum for a mean) and
+          through kNN in which padded points can never be neighbours of real ones (their
+          coordinates pushed far away, e.g. ``points * mask + 1e9 * (1 - mask)``) and padded
+          features are masked (zero) before they are gathered;
+        * everything else acts per particle or per jet: Linear/1x1 Conv layers, activations,
+          BatchNorm in inference mode, EdgeConv's mean over the k neighbours, the jet-level
+          head.
+
+        Models that do **not** qualify (their scores depend on the padded length): anything
+        that mixes particles otherwise, e.g. a Flatten or Linear over the particle axis,
+        LayerNorm or softmax/attention across particles without masking, unmasked pooling
+        (max pooling over padded zeros), a Reshape to a fixed number of particles. A model
+        whose inputs have a fixed (non-symbolic) particle dimension is refused with
+        ``InputError``: export it with a dynamic particle axis.
+
+        Parameters
+        ----------
+        jets
+            An awkward array of jets (``n_jets * var * ...``): lists of particles whose record
+            fields are the model's per-particle input names (a field may hold several values
+            per particle, ``var * 4 * float32``) or feature names (combine them with
+            ``fields``), or lists of numbers for a model with one per-particle input; a jet
+            record may also hold per-jet fields named like per-jet inputs. Or the jets'
+            ``offsets`` (``n_jets + 1`` int32/uint32/int64 entries; jet ``j`` owns particles
+            ``offsets[j] .. offsets[j+1]-1``) with the content in ``particles``.
+        particles
+            With offsets: the per-particle content, ``{input name: array}`` where each array is
+            ``(n_particles,)``, ``(n_particles, n_values)`` or a list of such arrays
+            (concatenated along the values), float32 or float64 (read without copying); or
+            a single array for a model with one per-particle input.
+        jet_inputs
+            Per-jet inputs ``{input name: array (n_jets, ...)}`` (e.g. jet pT, global features).
+        fields
+            ``{input name: field or [fields]}``: which awkward fields (in order) make each
+            per-particle input, e.g. ``{"points": ["eta", "phi"], "features": ["pt", "eta",
+            "phi", "e"]}``. Default: the field named like the input; for a model with one
+            per-particle input, every field in order.
+        mask
+            Name of the mask input (built from the offsets, never given); ``None``: the
+            per-particle input whose name contains "mask"; ``False``: the model has none.
+        particle_axis
+            Position of the particle dimension in the per-particle inputs (1 for
+            ``(batch, particles, features)``, 2 for channels-first ``(batch, channels,
+            particles)``); ``None``: each input's one symbolic dimension after the batch.
+        min_length
+            Shortest length a jet is evaluated at; ``None``: the largest ``k`` of the graph's
+            ``TopK`` nodes.
+        pad_value
+            Feature value of padded slots (what the padded model's padding holds).
+        n_threads
+            Threads over groups of jets (``<= 0``: all cores). Results do not depend on it.
+
+        Returns
+        -------
+        One row per jet: an array for a single-output model, else ``{output name: array}``.
+        """
+        layout, _ = self.jagged_layout(mask=mask, particle_axis=particle_axis, min_length=min_length)
+        particle_inputs = [t.name for t in layout if t.role == "particle"]
+        jet_names = {t.name for t in layout if t.role == "jet"}
+        per_jet: dict[str, Any] = {}
+        if _is_awkward(jets):
+            if particles is not None:
+                raise TypeError("give either an awkward array of jets, or offsets and particles")
+            offsets, columns, per_jet = _from_awkward(jets)
+            per_jet = {k: v for k, v in per_jet.items() if k in jet_names}
+            content = self._columns_for_inputs(columns, particle_inputs, fields)
+        else:
+            if particles is None:
+                raise TypeError("give the per-particle content: predict_jagged(offsets, particles)")
+            if fields is not None:
+                raise TypeError(
+                    "fields maps awkward record fields; with offsets give particles={input: arrays}"
+                )
+            offsets = np.asarray(jets)
+            if isinstance(particles, Mapping):
+                content = {
+                    k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in particles.items()
+                }
+            elif len(particle_inputs) == 1:
+                content = {
+                    particle_inputs[0]: list(particles)
+                    if isinstance(particles, (list, tuple))
+                    else [particles]
+                }
+            else:
+                raise InputError(
+                    f"the model has per-particle inputs {particle_inputs}: give particles as a dict {{name: array}}"
+                )
+            content = {k: [_float_content(np.asarray(a)) for a in v] for k, v in content.items()}
+        if offsets.dtype not in (np.int64, np.int32, np.uint32):
+            if offsets.dtype.kind not in "iu":
+                raise InputError(f"offsets must be integers, got dtype {offsets.dtype}")
+            offsets = offsets.astype(np.int64)
+        offsets = np.ascontiguousarray(offsets)
+        given = dict(per_jet)
+        if jet_inputs:
+            given.update(jet_inputs)
+        infos = {t.name: t for t in self._inputs}
+        jets_list = []
+        for name, value in given.items():
+            if name not in infos:
+                raise InputError(
+                    f"per-jet input '{name}' is not an input of the model; its inputs are {self.input_names}"
+                )
+            jets_list.append((name, _convert(value, infos[name])))
+        mask_name, detect = self._mask_option(mask)
+        out = self._core.predict_jagged(
+            offsets,
+            list(content.items()),
+            jets_list,
+            mask_name,
+            detect,
+            0 if particle_axis is None else int(particle_axis),
+            -1 if min_length is None else int(min_length),
+            float(pad_value),
+            2048,
+            int(n_threads),
+        )
+        if len(out) == 1:
+            return out[0]
+        return {t.name: o for t, o in zip(self._outputs, out)}
+
+    @staticmethod
+    def _columns_for_inputs(
+        columns: Mapping[Optional[str], np.ndarray],
+        particle_inputs: Sequence[str],
+        fields: Optional[Mapping[str, Union[str, Sequence[str]]]],
+    ) -> dict[str, list[np.ndarray]]:
+        """Per-particle awkward columns grouped into the model's per-particle inputs."""
+        named = [k for k in columns if k is not None]
+        if fields is not None:
+            unknown = [k for k in fields if k not in particle_inputs]
+            if unknown:
+                raise InputError(
+                    f"fields given for {unknown}, which are not per-particle inputs {list(particle_inputs)}"
+                )
+        out: dict[str, list[np.ndarray]] = {}
+        for name in particle_inputs:
+            if fields is not None and name in fields:
+                spec = fields[name]
+                keys = [spec] if isinstance(spec, str) else list(spec)
+                missing = [k for k in keys if k not in columns]
+                if missing:
+                    raise InputError(
+                        f"fields {missing} for input '{name}' are not in the jets (fields: {named})"
+                    )
+                out[name] = [columns[k] for k in keys]
+            elif name in columns:
+                out[name] = [columns[name]]
+            elif len(particle_inputs) == 1 and None in columns:
+                out[name] = [columns[None]]
+            elif len(particle_inputs) == 1 and fields is None:
+                out[name] = [columns[k] for k in named]  # every field, in record order
+            else:
+                raise InputError(
+                    f"per-particle input '{name}' is not a field of the jets (fields: {named}); "
+                    f"map it with fields={{'{name}': [field, ...]}}"
+                )
+        return out

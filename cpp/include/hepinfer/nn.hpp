@@ -16,6 +16,15 @@
 ///   std::vector<float> out(n_rows * model.output_size_per_row());
 ///   model.predict(rows, n_rows, out.data());            // one float input, one float output
 ///   model.predict_one(row, out.data());                 // one event
+///
+///   // a set/graph model on jets of variable length (offsets + columns, as awkward/uproot hold them)
+///   hepinfer::JaggedJets jets;
+///   jets.n_jets = n_jets;
+///   jets.offsets = offsets;                             // n_jets + 1 int64 entries
+///   jets.particles = {{"features", {{"pt", pt, hepinfer::ValueType::Float32, 1, n_particles},
+///                                   {"eta", eta, hepinfer::ValueType::Float32, 1, n_particles}}}};
+///   std::vector<hepinfer::OutputTensor> scores;
+///   model.predict_jagged(jets, scores);                 // one row per jet, no padded work
 /// \endcode
 
 #include <cstddef>
@@ -25,6 +34,7 @@
 #include <vector>
 
 #include "hepinfer/errors.hpp"
+#include "hepinfer/jagged.hpp"
 
 namespace hepinfer {
 
@@ -78,6 +88,63 @@ struct ModelOptions {
   bool optimize = true;
 };
 
+/// One per-particle input of Model::predict_jagged: its feature columns, jagged by the
+/// jets' offsets. The input's elements per particle (every dimension except batch and
+/// particle, in C order: for channels-first [batch, C, particles] the C channels, for
+/// [batch, particles, F] the F features) come one column each, in that order.
+struct JaggedInput {
+  std::string name;                    ///< graph input name
+  std::vector<JaggedColumn> features;  ///< one column per element of a particle
+};
+
+/// Jets with a variable number of particles, as awkward/uproot hold them: an offsets array
+/// of n_jets + 1 entries (particles of jet j are content elements offsets[j] .. offsets[j+1]-1;
+/// the offsets need not start at 0) shared by every per-particle input's columns.
+struct JaggedJets {
+  std::size_t n_jets = 0;
+  const void* offsets = nullptr;
+  IndexType offsets_type = IndexType::Int64;
+  /// Per-particle inputs (every graph input with a particle axis except the mask).
+  std::vector<JaggedInput> particles;
+  /// Per-jet inputs (graph inputs without a particle axis): shape [n_jets, ...], by name.
+  std::vector<InputTensor> jets;
+};
+
+/// How Model::predict_jagged reads the graph.
+struct JaggedOptions {
+  /// Name of the mask input (1 for a real particle, 0 for padding); it is built from the
+  /// offsets, never given. Empty: the per-particle input whose name contains "mask"
+  /// (case-insensitive), if there is exactly one; none when detect_mask is false.
+  std::string mask;
+  bool detect_mask = true;
+  /// Position of the particle axis in every per-particle input (1 for [batch, particles, F],
+  /// 2 for channels-first [batch, C, particles]); 0: each input's one symbolic dimension
+  /// after the batch dimension.
+  int particle_axis = 0;
+  /// Jets are evaluated at length max(n, min_length, 1), slots past n padded with pad_value
+  /// and mask 0, exactly as the padded model sees them. -1: the largest k of the graph's
+  /// TopK nodes (kNN needs at least k points), which must then be constants.
+  std::int64_t min_length = -1;
+  float pad_value = 0.0f;
+  /// Jets per evaluation are bounded so that jets * length <= chunk_particles (memory bound).
+  std::size_t chunk_particles = 2048;
+  /// Threads over groups of jets; <= 0: all cores. Results do not depend on it.
+  int n_threads = 1;
+};
+
+/// What predict_jagged makes of each graph input (see Model::jagged_layout).
+struct JaggedInputInfo {
+  enum class Role : std::uint8_t { Jet, Particle, Mask };
+  std::string name;
+  Role role = Role::Jet;
+  int particle_axis = -1;      ///< -1 for per-jet inputs
+  std::size_t n_features = 0;  ///< elements per particle (Particle, Mask) or per jet (Jet)
+};
+struct JaggedLayout {
+  std::vector<JaggedInputInfo> inputs;  ///< in graph input order
+  std::int64_t min_length = 1;          ///< shortest length a jet is evaluated at
+};
+
 /// An ONNX neural network, immutable after load; share it between threads.
 class Model {
  public:
@@ -115,6 +182,24 @@ class Model {
 
   /// True when predict may split the batch over threads (see predict).
   bool batch_separable() const noexcept;
+
+  /// Evaluates a set or graph model (Deep Sets/PFN, ParticleNet-like EdgeConv) on jets of
+  /// variable length without padding them to a common size: jets are grouped by their
+  /// number of particles n and each group runs through the unmodified graph as a batch of
+  /// length n with the mask input all ones. Jets shorter than options.min_length (by
+  /// default the k of the graph's kNN TopK) are padded to it exactly as a padded input
+  /// would be. The result equals the padded-and-masked model's (up to float rounding) for
+  /// models whose particles interact only through masked pooling (sum/mean over the particle
+  /// axis with the mask) and kNN in which padded points are pushed far away from real ones;
+  /// see the Python docs for the forms that qualify. `outputs` receives every graph output
+  /// with one row per jet, in jet order. Throws InputError for bad offsets or columns (naming
+  /// the input and jet), inputs that do not match the model, models without a symbolic
+  /// particle dimension, and outputs whose shape depends on the number of particles.
+  void predict_jagged(const JaggedJets& jets, std::vector<OutputTensor>& outputs,
+                      const JaggedOptions& options = {}) const;
+  /// How predict_jagged would treat each input (per jet, per particle, mask) under `options`;
+  /// throws InputError where the model does not qualify (no symbolic particle axis, ...).
+  JaggedLayout jagged_layout(const JaggedOptions& options = {}) const;
 
  private:
   explicit Model(std::shared_ptr<const nn::Graph> g) : graph_(std::move(g)) {}

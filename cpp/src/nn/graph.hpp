@@ -53,6 +53,34 @@ inline std::size_t element_size(ElementType t) noexcept {
   return t == ElementType::Float32 ? 4 : t == ElementType::Int64 ? 8 : 1;
 }
 
+/// The largest tensor (in bytes) an op may allocate on this thread. Model loading lowers it
+/// while it folds constants and dry-runs the graph (see LoadSizeGuard in model.cpp), so that
+/// a file cannot make load allocate absurd amounts; evaluation only guards against overflow.
+inline std::size_t& max_tensor_bytes() noexcept {
+  static thread_local std::size_t limit = std::size_t{1} << 40;
+  return limit;
+}
+
+/// The element count of `s`, after checking that the dims are non-negative and that the
+/// tensor fits in max_tensor_bytes() (throws OpError naming the shape otherwise).
+inline std::size_t checked_numel(ElementType t, const Shape& s) {
+  for (int i = 0; i < s.rank; ++i)
+    if (s[i] < 0) throw OpError("negative dimension in shape " + s.str());
+  for (int i = 0; i < s.rank; ++i)
+    if (s[i] == 0) return 0;
+  const std::size_t limit = max_tensor_bytes() / element_size(t);
+  std::size_t n = 1;
+  for (int i = 0; i < s.rank; ++i) {
+    const auto d = static_cast<std::size_t>(s[i]);
+    if (n > limit / d) {
+      throw OpError("a tensor of shape " + s.str() + " would need more than " +
+                    std::to_string(max_tensor_bytes() >> 20) + " MiB");
+    }
+    n *= d;
+  }
+  return n;
+}
+
 /// A tensor during evaluation: type, shape, data pointer (into `buf` or aliasing another value,
 /// a graph input or a constant).
 struct Value {
@@ -63,13 +91,19 @@ struct Value {
   std::vector<std::int64_t>* buf = nullptr;  // storage for results (8-byte aligned)
 
   void* alloc(ElementType t, const Shape& s) {
+    checked_numel(t, s);  // before touching memory: no overflow, no absurd size
     type = t;
     shape = s;
     numel = s.numel();
-    const std::size_t words = (numel * element_size(t) + 7) / 8 + 1;
+    // 64-byte aligned (no vector load or store splits a cache line) and offset by a multiple of
+    // 64 bytes that differs between buffers, so that one node's input and output rows do not
+    // sit at the same address modulo 4 KiB (L1 aliasing of loads with stores)
+    const std::size_t stagger = reinterpret_cast<std::uintptr_t>(buf) / sizeof(*buf) % 32 * 64;
+    const std::size_t words = (numel * element_size(t) + 7) / 8 + 1 + (64 + stagger) / 8;
     if (buf->size() < words) buf->resize(words);
-    data = buf->data();
-    return buf->data();
+    const std::uintptr_t p = (reinterpret_cast<std::uintptr_t>(buf->data()) + 63) / 64 * 64 + stagger;
+    data = reinterpret_cast<const void*>(p);
+    return reinterpret_cast<void*>(p);
   }
   void alias(const Value& v, const Shape& s) {
     type = v.type;
@@ -131,11 +165,17 @@ enum class LogicOp : std::uint8_t { And, Or, Xor };
 enum class ReduceOp : std::uint8_t { Sum, Mean, Max, Min, Prod, L2, SumSquare };
 
 /// Weights of a dense layer packed as [K, ldb] row-major (ldb = N rounded up to 8, zero padded).
+/// `panels` holds the same weights as the GEMM kernels read them (see pack_panels), filled by
+/// pack_dense() once the biases are final; `bias` then has one entry per panel column.
 struct PackedDense {
   std::int64_t K = 0, N = 0, ldb = 0;
-  std::vector<float> w;     // K * ldb
-  std::vector<float> bias;  // ldb (zeros where no bias)
+  std::vector<float> w;       // K * ldb
+  std::vector<float> bias;    // ldb (zeros where no bias); panel-padded after pack_dense()
+  std::vector<float> panels;  // packed_panels_size(K, N)
+  std::vector<float> cols;    // N <= kDotColumns: the N columns, each K contiguous floats
 };
+/// Dense layers with at most this many outputs run as dot products (gemm_columns).
+constexpr std::int64_t kDotColumns = 4;
 
 struct Node {
   Op op = Op::Identity;
@@ -208,6 +248,21 @@ void run_node(const Node& node, Workspace& ws);
 void gemm(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* B,
           std::size_t ldb, float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act,
           float alpha, float beta);
+/// Columns per packed panel of B.
+constexpr std::size_t kPanel = 16;
+/// Floats needed to pack a [K, N] matrix: ceil(N / kPanel) panels of K x kPanel.
+std::size_t packed_panels_size(std::size_t K, std::size_t N) noexcept;
+/// Packs B [K, N] (row stride ldb) into panels of kPanel columns, each a contiguous
+/// [K][kPanel] block, zero-padded past N.
+void pack_panels(std::size_t K, std::size_t N, const float* B, std::size_t ldb, float* dst);
+/// gemm() with B already packed by pack_panels; bias_col (may be null) must hold
+/// ceil(N / kPanel) * kPanel values.
+void gemm_packed(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* panels,
+                 float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha,
+                 float beta);
+/// gemm() for a few output columns, each a dot product with cols + j * K (K contiguous floats).
+void gemm_columns(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* cols,
+                  float* C, std::size_t ldc, const float* bias_col, Act act, float alpha, float beta);
 /// Applies an activation in place.
 void activate(float* x, std::size_t n, Act act, float alpha, float beta);
 float activate_one(float x, Act act, float alpha, float beta);

@@ -1,9 +1,21 @@
-// Dense kernels of the nn engine: a register-blocked GEMM with fused bias + activation, an
-// AVX2/FMA version chosen at run time (__builtin_cpu_supports) and a portable fallback.
+// Dense kernels of the nn engine.
+//
+// GEMM: C = act(A B + bias) with A [M, K] row-major and B either pre-packed (dense layers: the
+// weights are packed once at load) or packed on the fly, one panel at a time (convolutions,
+// MatMul of two computed tensors). B is held as panels of kPanel = 16 columns, each a
+// contiguous [K][16] block zero-padded past N, so the micro-kernel never needs masks: an
+// MR x 16 tile of C is 2 * MR AVX2 accumulators (MR = 6: 12 of the 16 ymm registers, 2 for
+// the B row, 1 for the broadcast A value), updated with FMA for every k; the bias and the
+// activation are applied on the tile in registers before it is stored. Rows are processed in
+// blocks of kRowBlock so that the block of A stays in L1/L2 while every panel passes over it.
+// The AVX2/FMA code is compiled with target attributes and chosen at run time
+// (__builtin_cpu_supports), so a baseline x86-64 build runs everywhere; the portable fallback
+// sums in the same order (k ascending) without fused multiply-adds.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "nn/graph.hpp"
 
@@ -46,10 +58,112 @@ float activate_one(float x, Act act, float alpha, float beta) {
   return x;
 }
 
+#ifdef HEPINFER_NN_X86
+#define HEPINFER_NN_AVX2 __attribute__((target("avx2,fma")))
+namespace {
+
+/// exp(x) for x in [-88.37, 88.37] (inputs are clamped there; NaN stays NaN): 2^n * p(r) with
+/// r = x - n ln 2 (ln 2 split in two for exactness) and a degree-6 polynomial, max error ~2 ulp.
+HEPINFER_NN_AVX2 inline __m256 exp_avx2(__m256 x) {
+  // min/max return the second operand when either is NaN: keep x second so NaN passes through
+  x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x);
+  x = _mm256_max_ps(_mm256_set1_ps(-88.3762626647949f), x);
+  const __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i n = _mm256_cvttps_epi32(fx);  // NaN -> INT_MIN; y is NaN then anyway
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+}
+
+/// Whether act_avx2 handles `act` (the others go through activate_one).
+inline bool has_act_avx2(Act act) {
+  switch (act) {
+    case Act::None:
+    case Act::Relu:
+    case Act::LeakyRelu:
+    case Act::Elu:
+    case Act::Sigmoid:
+    case Act::Tanh:
+    case Act::Clip:
+    case Act::HardSigmoid: return true;
+    default: return false;
+  }
+}
+
+/// The activation on 8 values; NaN in, NaN out (as activate_one).
+HEPINFER_NN_AVX2 inline __m256 act_avx2(__m256 x, Act act, float alpha, float beta) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  switch (act) {
+    case Act::Relu: return _mm256_max_ps(zero, x);
+    case Act::LeakyRelu:
+      return _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(alpha)), _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    case Act::Elu: {
+      const __m256 e = _mm256_mul_ps(_mm256_set1_ps(alpha), _mm256_sub_ps(exp_avx2(x), one));
+      return _mm256_blendv_ps(x, e, _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    }
+    case Act::Sigmoid: {
+      // e = exp(-|x|) <= 1; 1 / (1 + e) for x >= 0, e / (1 + e) below
+      const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+      const __m256 e = exp_avx2(_mm256_sub_ps(zero, ax));
+      const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+      return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    }
+    case Act::Tanh: {
+      // |x| < 0.625: odd polynomial; above: 1 - 2 / (exp(2|x|) + 1); sign restored
+      const __m256 sign = _mm256_set1_ps(-0.0f);
+      const __m256 ax = _mm256_andnot_ps(sign, x);
+      const __m256 z = _mm256_mul_ps(x, x);
+      __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+      p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+      p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+      p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+      p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+      const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+      const __m256 e = exp_avx2(_mm256_add_ps(ax, ax));
+      __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+      big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
+      return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+    }
+    case Act::Clip: return _mm256_min_ps(_mm256_set1_ps(beta), _mm256_max_ps(_mm256_set1_ps(alpha), x));
+    case Act::HardSigmoid:
+      return _mm256_min_ps(one, _mm256_max_ps(zero, _mm256_fmadd_ps(_mm256_set1_ps(alpha), x, _mm256_set1_ps(beta))));
+    default: return x;
+  }
+}
+
+HEPINFER_NN_AVX2 void activate_avx2(float* x, std::size_t n, Act act, float alpha, float beta) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, act_avx2(_mm256_loadu_ps(x + i), act, alpha, beta));
+  if (i < n) {
+    alignas(32) float t[8] = {};
+    for (std::size_t j = i; j < n; ++j) t[j - i] = x[j];
+    _mm256_store_ps(t, act_avx2(_mm256_load_ps(t), act, alpha, beta));
+    for (std::size_t j = i; j < n; ++j) x[j] = t[j - i];
+  }
+}
+
+}  // namespace
+#endif
+
 void activate(float* x, std::size_t n, Act act, float alpha, float beta) {
+#ifdef HEPINFER_NN_X86
+  if (act != Act::None && has_act_avx2(act) && cpu_has_avx2_fma()) {
+    activate_avx2(x, n, act, alpha, beta);
+    return;
+  }
+#endif
   switch (act) {
     case Act::None: return;
     case Act::Relu:
+      // NaN stays NaN (x < 0 is false for NaN)
       for (std::size_t i = 0; i < n; ++i) x[i] = x[i] < 0.0f ? 0.0f : x[i];
       return;
     case Act::LeakyRelu:
@@ -60,160 +174,265 @@ void activate(float* x, std::size_t n, Act act, float alpha, float beta) {
   }
 }
 
+std::size_t packed_panels_size(std::size_t K, std::size_t N) noexcept {
+  return (N + kPanel - 1) / kPanel * K * kPanel;
+}
+
+void pack_panels(std::size_t K, std::size_t N, const float* B, std::size_t ldb, float* dst) {
+  for (std::size_t j0 = 0; j0 < N; j0 += kPanel) {
+    const std::size_t w = std::min<std::size_t>(kPanel, N - j0);
+    for (std::size_t k = 0; k < K; ++k) {
+      const float* src = B + k * ldb + j0;
+      float* d = dst + k * kPanel;
+      for (std::size_t j = 0; j < w; ++j) d[j] = src[j];
+      for (std::size_t j = w; j < kPanel; ++j) d[j] = 0.0f;
+    }
+    dst += K * kPanel;
+  }
+}
+
 namespace {
 
-void gemm_portable(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* B,
-                   std::size_t ldb, float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act,
-                   float alpha, float beta) {
-  for (std::size_t i = 0; i < M; ++i) {
-    float* c = C + i * ldc;
-    const float br = bias_row ? bias_row[i] : 0.0f;
-    // accumulate without bias first (the order of the vector kernel)
-    for (std::size_t j = 0; j < N; ++j) c[j] = 0.0f;
-    const float* a = A + i * lda;
+constexpr std::size_t kRowBlock = 96;  // rows of A per block (a multiple of 6)
+
+struct Epilogue {
+  const float* bias_col;  // kPanel values for this panel (padded) or null
+  const float* bias_row;  // one value per row of the tile or null
+  bool accumulate;        // add to C instead of overwriting (K blocks after the first)
+  bool finish;            // apply biases and activation (last K block)
+  Act act;
+  float alpha, beta;
+};
+
+/// The tile rows [0, rows) x cols [0, ncols) of a kPanel-wide result held in `t` (row-major,
+/// kPanel floats per row) go to C with biases / accumulation / activation (portable).
+void store_tile(float* t, std::size_t rows, std::size_t ncols, float* C, std::size_t ldc, const Epilogue& e) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* c = C + r * ldc;
+    float* s = t + r * kPanel;
+    for (std::size_t j = 0; j < ncols; ++j) {
+      float v = s[j];
+      if (e.accumulate) v += c[j];
+      if (e.finish) {
+        if (e.bias_col) v += e.bias_col[j];
+        if (e.bias_row) v += e.bias_row[r];
+      }
+      s[j] = v;
+    }
+  }
+  // the activation over whole tile rows (vectorised; columns past ncols are not stored)
+  if (e.finish && e.act != Act::None) activate(t, rows * kPanel, e.act, e.alpha, e.beta);
+  for (std::size_t r = 0; r < rows; ++r) std::memcpy(C + r * ldc, t + r * kPanel, ncols * sizeof(float));
+}
+
+void tile_portable(std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* Bp, float* C,
+                   std::size_t ldc, std::size_t ncols, const Epilogue& e) {
+  float t[6 * kPanel];
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* acc = t + r * kPanel;
+    for (std::size_t j = 0; j < kPanel; ++j) acc[j] = 0.0f;
+    const float* a = A + r * lda;
     for (std::size_t k = 0; k < K; ++k) {
       const float av = a[k];
-      const float* b = B + k * ldb;
-      for (std::size_t j = 0; j < N; ++j) c[j] += av * b[j];
+      const float* b = Bp + k * kPanel;
+      for (std::size_t j = 0; j < kPanel; ++j) acc[j] += av * b[j];
     }
-    if (bias_col)
-      for (std::size_t j = 0; j < N; ++j) c[j] += bias_col[j];
-    if (bias_row)
-      for (std::size_t j = 0; j < N; ++j) c[j] += br;
-    activate(c, N, act, alpha, beta);
+  }
+  store_tile(t, rows, ncols, C, ldc, e);
+}
+
+#ifdef HEPINFER_NN_X86
+/// MR rows x 16 columns (NV = 2 vectors; NV = 1 when at most 8 columns are valid).
+template <int MR, int NV>
+HEPINFER_NN_AVX2 void tile_avx2(std::size_t K, const float* A, std::size_t lda, const float* Bp, float* C,
+                                std::size_t ldc, std::size_t ncols, const Epilogue& e) {
+  __m256 acc[MR][NV];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
+  const float* a[MR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) a[r] = A + static_cast<std::size_t>(r) * lda;
+  for (std::size_t k = 0; k < K; ++k) {
+    __m256 b[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) b[v] = _mm256_loadu_ps(Bp + k * kPanel + 8 * static_cast<std::size_t>(v));
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a[r] + k);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, b[v], acc[r][v]);
+    }
+  }
+  const bool full = ncols == static_cast<std::size_t>(8 * NV);
+  if (full && has_act_avx2(e.act)) {
+    const bool accumulate = e.accumulate, apply = e.finish && e.act != Act::None;
+    const Act act = e.act;
+    const float alpha = e.alpha, beta = e.beta;
+    const float* bias_col = e.finish ? e.bias_col : nullptr;
+    const float* bias_row = e.finish ? e.bias_row : nullptr;
+    if (accumulate) {  // K blocks after the first: C holds the partial sum
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v)
+          acc[r][v] = _mm256_add_ps(acc[r][v], _mm256_loadu_ps(C + static_cast<std::size_t>(r) * ldc + 8 * v));
+    }
+    if (bias_col) {
+      __m256 bc[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) bc[v] = _mm256_loadu_ps(bias_col + 8 * v);
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_add_ps(acc[r][v], bc[v]);
+    }
+    if (bias_row) {
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) {
+        const __m256 br = _mm256_set1_ps(bias_row[r]);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_add_ps(acc[r][v], br);
+      }
+    }
+    if (apply) {
+      if (act == Act::Relu) {
+        // max(0, x) keeps NaN: max_ps returns its second operand when either is NaN
+        const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_max_ps(z, acc[r][v]);
+      }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(C + static_cast<std::size_t>(r) * ldc + 8 * v, acc[r][v]);
+    if (apply && act != Act::Relu)  // on the stored tile (still in L1): keeps acc in registers above
+      for (int r = 0; r < MR; ++r) activate_avx2(C + static_cast<std::size_t>(r) * ldc, 8 * NV, act, alpha, beta);
+    return;
+  }
+  alignas(32) float t[MR * kPanel];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(t + r * kPanel + 8 * v, acc[r][v]);
+  store_tile(t, MR, ncols, C, ldc, e);
+}
+
+template <int NV>
+HEPINFER_NN_AVX2 void rows_avx2(std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* Bp,
+                                float* C, std::size_t ldc, std::size_t ncols, Epilogue e) {
+  const float* bias_row = e.bias_row;
+  std::size_t i = 0;
+  for (; i + 6 <= rows; i += 6) {
+    e.bias_row = bias_row ? bias_row + i : nullptr;
+    tile_avx2<6, NV>(K, A + i * lda, lda, Bp, C + i * ldc, ldc, ncols, e);
+  }
+  e.bias_row = bias_row ? bias_row + i : nullptr;
+  switch (rows - i) {
+    case 5: tile_avx2<5, NV>(K, A + i * lda, lda, Bp, C + i * ldc, ldc, ncols, e); break;
+    case 4: tile_avx2<4, NV>(K, A + i * lda, lda, Bp, C + i * ldc, ldc, ncols, e); break;
+    case 3: tile_avx2<3, NV>(K, A + i * lda, lda, Bp, C + i * ldc, ldc, ncols, e); break;
+    case 2: tile_avx2<2, NV>(K, A + i * lda, lda, Bp, C + i * ldc, ldc, ncols, e); break;
+    case 1: tile_avx2<1, NV>(K, A + i * lda, lda, Bp, C + i * ldc, ldc, ncols, e); break;
+    default: break;
+  }
+}
+
+/// One row of C over NP panels at once (2 * NP independent accumulators: for a single event
+/// the FMA latency chain, not the throughput, is the limit). c receives min(ncols, NP * 16)
+/// values; bias (may be null) is panel-padded.
+template <int NP>
+HEPINFER_NN_AVX2 void row_panels_avx2(std::size_t K, const float* a, const float* panels, float* c, std::size_t ncols,
+                                      const float* bias, Act act, float alpha, float beta) {
+  __m256 acc[NP][2];
+#pragma GCC unroll 4
+  for (int p = 0; p < NP; ++p) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
+  const std::size_t stride = K * kPanel;
+  for (std::size_t k = 0; k < K; ++k) {
+    const __m256 av = _mm256_broadcast_ss(a + k);
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p) {
+      const float* b = panels + static_cast<std::size_t>(p) * stride + k * kPanel;
+      acc[p][0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b), acc[p][0]);
+      acc[p][1] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 8), acc[p][1]);
+    }
+  }
+  alignas(32) float t[NP * kPanel];
+#pragma GCC unroll 4
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      __m256 x = acc[p][v];
+      if (bias) x = _mm256_add_ps(x, _mm256_loadu_ps(bias + p * kPanel + 8 * v));
+      if (act == Act::Relu) x = _mm256_max_ps(_mm256_setzero_ps(), x);
+      _mm256_store_ps(t + p * kPanel + 8 * v, x);
+    }
+  if (act != Act::None && act != Act::Relu) activate(t, NP * kPanel, act, alpha, beta);
+  std::memcpy(c, t, std::min<std::size_t>(ncols, NP * kPanel) * sizeof(float));
+}
+#endif
+
+/// rows x ncols (<= kPanel) of C from one packed panel.
+void panel_rows(bool avx2, std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* Bp, float* C,
+                std::size_t ldc, std::size_t ncols, const Epilogue& e) {
+#ifdef HEPINFER_NN_X86
+  if (avx2) {
+    if (ncols > 8) rows_avx2<2>(rows, K, A, lda, Bp, C, ldc, ncols, e);
+    else rows_avx2<1>(rows, K, A, lda, Bp, C, ldc, ncols, e);
+    return;
+  }
+#else
+  (void)avx2;
+#endif
+  Epilogue ee = e;
+  for (std::size_t i = 0; i < rows; i += 6) {
+    ee.bias_row = e.bias_row ? e.bias_row + i : nullptr;
+    tile_portable(std::min<std::size_t>(6, rows - i), K, A + i * lda, lda, Bp, C + i * ldc, ldc, ncols, ee);
   }
 }
 
 #ifdef HEPINFER_NN_X86
-#define HEPINFER_NN_AVX2 __attribute__((target("avx2,fma")))
-
-HEPINFER_NN_AVX2 inline __m256i lane_mask(std::ptrdiff_t n_valid) {
+/// One output column as dot products: C[i, 0] = act(A[i, :] . w + bias), 8 rows at a time
+/// (a last partial group re-reads its final row), so every row is summed in the same order
+/// wherever it falls in the batch.
+HEPINFER_NN_AVX2 void dot_column_avx2(std::size_t M, std::size_t K, const float* A, std::size_t lda, const float* w,
+                                      float bias, float* C, std::size_t ldc, Act act, float alpha, float beta) {
+  const std::size_t K8 = K / 8 * 8;
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<std::ptrdiff_t>(n_valid, 8))), idx);
-}
-
-// MR rows x (NV * 8) columns of C, of which `ncols` are valid.
-template <int MR, int NV>
-HEPINFER_NN_AVX2 void block(std::size_t K, const float* A, std::size_t lda, const float* B, std::size_t ldb, float* C,
-                            std::size_t ldc, std::ptrdiff_t ncols, const float* bias_col, const float* bias_row,
-                            Act act, float alpha, float beta) {
-  __m256 acc[MR][NV];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
-  __m256i mask[NV];
-  for (int v = 0; v < NV; ++v) mask[v] = lane_mask(ncols - v * 8);
-  if (MR == 4 && NV == 2 && ncols == 16) {
-    // named accumulators: GCC keeps them in registers (an array of __m256 gets spilled)
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-    const float* a0 = A;
-    const float* a1 = A + lda;
-    const float* a2 = A + 2 * lda;
-    const float* a3 = A + 3 * lda;
-    for (std::size_t k = 0; k < K; ++k) {
-      const __m256 b0 = _mm256_loadu_ps(B + k * ldb), b1 = _mm256_loadu_ps(B + k * ldb + 8);
-      __m256 a = _mm256_broadcast_ss(a0 + k);
-      c00 = _mm256_fmadd_ps(a, b0, c00);
-      c01 = _mm256_fmadd_ps(a, b1, c01);
-      a = _mm256_broadcast_ss(a1 + k);
-      c10 = _mm256_fmadd_ps(a, b0, c10);
-      c11 = _mm256_fmadd_ps(a, b1, c11);
-      a = _mm256_broadcast_ss(a2 + k);
-      c20 = _mm256_fmadd_ps(a, b0, c20);
-      c21 = _mm256_fmadd_ps(a, b1, c21);
-      a = _mm256_broadcast_ss(a3 + k);
-      c30 = _mm256_fmadd_ps(a, b0, c30);
-      c31 = _mm256_fmadd_ps(a, b1, c31);
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(K - K8)), idx);
+  const __m256 wt = _mm256_maskload_ps(w + K8, tail);
+  const bool vec_act = has_act_avx2(act);
+  for (std::size_t i = 0; i < M; i += 8) {
+    const float* a[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) a[r] = A + std::min(i + static_cast<std::size_t>(r), M - 1) * lda;
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+    for (std::size_t k = 0; k < K8; k += 8) {
+      const __m256 wv = _mm256_loadu_ps(w + k);
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a[r] + k), wv, acc[r]);
     }
-    acc[0][0] = c00;
-    acc[0][NV > 1 ? 1 : 0] = c01;
-    acc[MR > 1 ? 1 : 0][0] = c10;
-    acc[MR > 1 ? 1 : 0][NV > 1 ? 1 : 0] = c11;
-    acc[MR > 2 ? 2 : 0][0] = c20;
-    acc[MR > 2 ? 2 : 0][NV > 1 ? 1 : 0] = c21;
-    acc[MR > 3 ? 3 : 0][0] = c30;
-    acc[MR > 3 ? 3 : 0][NV > 1 ? 1 : 0] = c31;
-  } else if (MR == 1 && NV == 4 && ncols == 32) {
-    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-    for (std::size_t k = 0; k < K; ++k) {
-      const __m256 a = _mm256_broadcast_ss(A + k);
-      const float* b = B + k * ldb;
-      c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b), c0);
-      c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8), c1);
-      c2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), c2);
-      c3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), c3);
+    if (K8 < K) {
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) acc[r] = _mm256_fmadd_ps(_mm256_maskload_ps(a[r] + K8, tail), wt, acc[r]);
     }
-    acc[0][0] = c0;
-    acc[0][NV > 1 ? 1 : 0] = c1;
-    acc[0][NV > 2 ? 2 : 0] = c2;
-    acc[0][NV > 3 ? 3 : 0] = c3;
-  } else if (ncols == NV * 8) {
-    for (std::size_t k = 0; k < K; ++k) {
-      __m256 b[NV];
-      for (int v = 0; v < NV; ++v) b[v] = _mm256_loadu_ps(B + k * ldb + v * 8);
-      for (int r = 0; r < MR; ++r) {
-        const __m256 a = _mm256_broadcast_ss(A + r * lda + k);
-        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
-      }
-    }
-  } else {
-    for (std::size_t k = 0; k < K; ++k) {
-      __m256 b[NV];
-      for (int v = 0; v < NV; ++v) b[v] = _mm256_maskload_ps(B + k * ldb + v * 8, mask[v]);
-      for (int r = 0; r < MR; ++r) {
-        const __m256 a = _mm256_broadcast_ss(A + r * lda + k);
-        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
-      }
-    }
-  }
-  if (bias_col) {
-    for (int v = 0; v < NV; ++v) {
-      const __m256 bc = _mm256_maskload_ps(bias_col + v * 8, mask[v]);
-      for (int r = 0; r < MR; ++r) acc[r][v] = _mm256_add_ps(acc[r][v], bc);
-    }
-  }
-  if (bias_row) {
-    for (int r = 0; r < MR; ++r) {
-      const __m256 br = _mm256_set1_ps(bias_row[r]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_add_ps(acc[r][v], br);
-    }
-  }
-  if (act == Act::Relu) {
-    // max(x, 0) with NaN kept: max_ps returns the second operand when either is NaN
-    const __m256 z = _mm256_setzero_ps();
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_max_ps(z, acc[r][v]);
-  }
-  for (int r = 0; r < MR; ++r) {
-    for (int v = 0; v < NV; ++v) {
-      float* c = C + r * ldc + v * 8;
-      if (ncols >= (v + 1) * 8) _mm256_storeu_ps(c, acc[r][v]);
-      else if (ncols > v * 8) _mm256_maskstore_ps(c, mask[v], acc[r][v]);
-    }
-    if (act != Act::None && act != Act::Relu)
-      activate(C + r * ldc, static_cast<std::size_t>(std::min<std::ptrdiff_t>(ncols, NV * 8)), act, alpha, beta);
-  }
-}
-
-HEPINFER_NN_AVX2 void gemm_avx2(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
-                                const float* B, std::size_t ldb, float* C, std::size_t ldc, const float* bias_col,
-                                const float* bias_row, Act act, float alpha, float beta) {
-  std::size_t i = 0;
-  for (; i + 4 <= M; i += 4) {
-    for (std::size_t j = 0; j < N; j += 16) {
-      block<4, 2>(K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, static_cast<std::ptrdiff_t>(std::min<std::size_t>(N - j, 16)),
-                  bias_col ? bias_col + j : nullptr, bias_row ? bias_row + i : nullptr, act, alpha, beta);
-    }
-  }
-  for (; i < M; ++i) {
-    for (std::size_t j = 0; j < N; j += 32) {
-      const std::ptrdiff_t left = static_cast<std::ptrdiff_t>(std::min<std::size_t>(N - j, 32));
-      if (left > 16)
-        block<1, 4>(K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, left, bias_col ? bias_col + j : nullptr,
-                    bias_row ? bias_row + i : nullptr, act, alpha, beta);
-      else
-        block<1, 2>(K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, left, bias_col ? bias_col + j : nullptr,
-                    bias_row ? bias_row + i : nullptr, act, alpha, beta);
-    }
+    // transpose-reduce: lane r of s = sum of acc[r]
+    const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
+    const __m256 h45 = _mm256_hadd_ps(acc[4], acc[5]), h67 = _mm256_hadd_ps(acc[6], acc[7]);
+    const __m256 q0 = _mm256_hadd_ps(h01, h23), q1 = _mm256_hadd_ps(h45, h67);
+    const __m256 lo = _mm256_permute2f128_ps(q0, q1, 0x20), hi = _mm256_permute2f128_ps(q0, q1, 0x31);
+    __m256 s = _mm256_add_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(bias));
+    if (vec_act) s = act_avx2(s, act, alpha, beta);
+    alignas(32) float t[8];
+    _mm256_store_ps(t, s);
+    const std::size_t rows = std::min<std::size_t>(8, M - i);
+    for (std::size_t r = 0; r < rows; ++r) C[(i + r) * ldc] = vec_act ? t[r] : activate_one(t[r], act, alpha, beta);
   }
 }
 #endif
@@ -231,17 +450,86 @@ bool cpu_has_avx2_fma() noexcept {
 #endif
 }
 
+void gemm_columns(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* cols,
+                  float* C, std::size_t ldc, const float* bias_col, Act act, float alpha, float beta) {
+  if (M == 0 || N == 0) return;
+#ifdef HEPINFER_NN_X86
+  if (cpu_has_avx2_fma()) {
+    for (std::size_t j = 0; j < N; ++j)
+      dot_column_avx2(M, K, A, lda, cols + j * K, bias_col ? bias_col[j] : 0.0f, C + j, ldc, act, alpha, beta);
+    return;
+  }
+#endif
+  for (std::size_t i = 0; i < M; ++i)
+    for (std::size_t j = 0; j < N; ++j) {
+      float acc = 0.0f;
+      for (std::size_t k = 0; k < K; ++k) acc += A[i * lda + k] * cols[j * K + k];
+      C[i * ldc + j] = activate_one(acc + (bias_col ? bias_col[j] : 0.0f), act, alpha, beta);
+    }
+}
+
+void gemm_packed(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* panels,
+                 float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha,
+                 float beta) {
+  if (M == 0 || N == 0) return;
+  const bool avx2 = cpu_has_avx2_fma();
+  const std::size_t np = (N + kPanel - 1) / kPanel;
+#ifdef HEPINFER_NN_X86
+  if (avx2 && M < 4 && bias_row == nullptr) {  // single events: up to 4 panels per pass
+    for (std::size_t i = 0; i < M; ++i)
+      for (std::size_t p = 0; p < np; p += 4) {
+        const std::size_t j0 = p * kPanel;
+        const float* a = A + i * lda;
+        const float* b = panels + p * K * kPanel;
+        float* c = C + i * ldc + j0;
+        const float* bc = bias_col ? bias_col + j0 : nullptr;
+        switch (std::min<std::size_t>(4, np - p)) {
+          case 4: row_panels_avx2<4>(K, a, b, c, N - j0, bc, act, alpha, beta); break;
+          case 3: row_panels_avx2<3>(K, a, b, c, N - j0, bc, act, alpha, beta); break;
+          case 2: row_panels_avx2<2>(K, a, b, c, N - j0, bc, act, alpha, beta); break;
+          default: row_panels_avx2<1>(K, a, b, c, N - j0, bc, act, alpha, beta); break;
+        }
+      }
+    return;
+  }
+#endif
+  for (std::size_t i0 = 0; i0 < M; i0 += kRowBlock) {
+    const std::size_t rows = std::min(kRowBlock, M - i0);
+    for (std::size_t p = 0; p < np; ++p) {
+      const std::size_t j0 = p * kPanel;
+      Epilogue e{bias_col ? bias_col + j0 : nullptr, bias_row ? bias_row + i0 : nullptr, false, true, act, alpha, beta};
+      panel_rows(avx2, rows, K, A + i0 * lda, lda, panels + p * K * kPanel, C + i0 * ldc + j0, ldc,
+                 std::min(kPanel, N - j0), e);
+    }
+  }
+}
+
 void gemm(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* B,
           std::size_t ldb, float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act,
           float alpha, float beta) {
   if (M == 0 || N == 0) return;
-#ifdef HEPINFER_NN_X86
-  if (cpu_has_avx2_fma()) {
-    gemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, bias_col, bias_row, act, alpha, beta);
-    return;
+  const bool avx2 = cpu_has_avx2_fma();
+  // K in blocks of kc so that a packed panel (kc x 16 floats) stays in L1
+  constexpr std::size_t kKBlock = 256;
+  static thread_local std::vector<float> panel;
+  const std::size_t kc_max = std::min(K, kKBlock);
+  if (panel.size() < std::max<std::size_t>(kc_max, 1) * kPanel) panel.resize(std::max<std::size_t>(kc_max, 1) * kPanel);
+  float bias_pad[kPanel];
+  for (std::size_t j0 = 0; j0 < N; j0 += kPanel) {
+    const std::size_t w = std::min(kPanel, N - j0);
+    if (bias_col) {
+      for (std::size_t j = 0; j < kPanel; ++j) bias_pad[j] = j < w ? bias_col[j0 + j] : 0.0f;
+    }
+    std::size_t k0 = 0;
+    do {
+      const std::size_t kc = std::min(kKBlock, K - k0);
+      pack_panels(kc, w, B + k0 * ldb + j0, ldb, panel.data());
+      const bool last = k0 + kc >= K;
+      Epilogue e{bias_col ? bias_pad : nullptr, bias_row, k0 > 0, last, act, alpha, beta};
+      panel_rows(avx2, M, kc, A + k0, lda, panel.data(), C + j0, ldc, w, e);
+      k0 += kc;
+    } while (k0 < K);
   }
-#endif
-  gemm_portable(M, N, K, A, lda, B, ldb, C, ldc, bias_col, bias_row, act, alpha, beta);
 }
 
 }  // namespace hepinfer::nn

@@ -81,12 +81,9 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
   for (int i = 0; i < s.rank; ++i) total *= static_cast<double>(s[i]);
   if (total > 4e9) fail("more than 4e9 elements");
   const std::size_t n = s.numel();
-  auto v = std::make_shared<Value>();
-  auto buf = std::make_shared<std::vector<I64>>();
-  storage.push_back(buf);
-  v->buf = buf.get();
-  void* dst = v->alloc(et, s);
 
+  // Find the data and check that it holds exactly n values BEFORE allocating: a file may
+  // declare dims of 10^6 x 10^6 with no bytes behind them.
   std::string external;
   const std::string* raw = &t.raw_data;
   if (t.external) {
@@ -113,10 +110,27 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
     raw = &external;
   }
   const std::size_t es_onnx = t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et);
-  if (!raw->empty() || t.external) {
+  const bool from_raw = !raw->empty() || t.external;
+  if (from_raw) {
     if (raw->size() != n * es_onnx)
       fail("raw data has " + std::to_string(raw->size()) + " bytes, expected " + std::to_string(n * es_onnx) +
            " for shape " + s.str());
+  } else {
+    std::size_t have = 0;
+    switch (t.data_type) {
+      case onnx::kFloat: have = t.float_data.size(); break;
+      case onnx::kInt64: have = t.int64_data.size(); break;
+      default: have = t.int32_data.size(); break;  // int32, bool
+    }
+    if (have != n) fail("holds " + std::to_string(have) + " values, expected " + std::to_string(n) + " for shape " + s.str());
+  }
+
+  auto v = std::make_shared<Value>();
+  auto buf = std::make_shared<std::vector<I64>>();
+  storage.push_back(buf);
+  v->buf = buf.get();
+  void* dst = v->alloc(et, s);
+  if (from_raw) {
     if (t.data_type == onnx::kInt32) {
       for (std::size_t i = 0; i < n; ++i) {
         std::int32_t x;
@@ -130,24 +144,17 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
       for (std::size_t i = 0; i < n; ++i) static_cast<unsigned char*>(dst)[i] = static_cast<unsigned char*>(dst)[i] != 0;
     return v;
   }
-  auto check = [&](std::size_t have) {
-    if (have != n) fail("holds " + std::to_string(have) + " values, expected " + std::to_string(n) + " for shape " + s.str());
-  };
   switch (t.data_type) {
     case onnx::kFloat:
-      check(t.float_data.size());
       if (n) std::memcpy(dst, t.float_data.data(), n * 4);
       break;
     case onnx::kInt64:
-      check(t.int64_data.size());
       if (n) std::memcpy(dst, t.int64_data.data(), n * 8);
       break;
     case onnx::kInt32:
-      check(t.int32_data.size());
       for (std::size_t i = 0; i < n; ++i) static_cast<I64*>(dst)[i] = t.int32_data[i];
       break;
     case onnx::kBool:
-      check(t.int32_data.size());
       for (std::size_t i = 0; i < n; ++i) static_cast<unsigned char*>(dst)[i] = t.int32_data[i] != 0;
       break;
     default: break;
@@ -703,12 +710,12 @@ namespace {
 // Reads the constant inputs that ops need at load (BatchNormalization statistics, Clip bounds)
 // once constant folding has run.
 void finalize_node(Graph& g, Node& n) {
-  auto fail = [&](const Node& n, const std::string& msg) {
-    throw ModelFormatError(g.source + ": node '" + n.name + "' (" + n.op_type + "): " + msg);
+  auto fail = [&](const Node& node, const std::string& msg) {
+    throw ModelFormatError(g.source + ": node '" + node.name + "' (" + node.op_type + "): " + msg);
   };
-  auto constant = [&](const Node& n, std::size_t k) -> const Value* {
-    if (k >= n.in.size() || n.in[k] < 0) return nullptr;
-    return g.constants[static_cast<std::size_t>(n.in[k])].get();
+  auto constant = [&](const Node& node, std::size_t k) -> const Value* {
+    if (k >= node.in.size() || node.in[k] < 0) return nullptr;
+    return g.constants[static_cast<std::size_t>(node.in[k])].get();
   };
   {
     if (n.op == Op::Unary && n.act == Act::Clip && n.i0 == 1) {
@@ -911,8 +918,22 @@ void fuse(Graph& g) {
       g.nodes = std::move(kept);
     }
   }
-  for (Node& n : g.nodes)
-    if (n.op == Op::Dense) n.i0 = 0;
+  for (Node& n : g.nodes) {
+    if (n.op != Op::Dense) continue;
+    n.i0 = 0;
+    // weights in the GEMM kernels' panel layout, biases padded to whole panels
+    auto q = std::make_shared<PackedDense>(*n.dense);
+    const auto K = static_cast<std::size_t>(q->K), N = static_cast<std::size_t>(q->N);
+    q->panels.assign(packed_panels_size(K, N), 0.0f);
+    pack_panels(K, N, q->w.data(), static_cast<std::size_t>(q->ldb), q->panels.data());
+    q->bias.resize((N + kPanel - 1) / kPanel * kPanel, 0.0f);
+    if (q->N <= kDotColumns) {
+      q->cols.resize(K * N);
+      for (std::size_t k = 0; k < K; ++k)
+        for (std::size_t j = 0; j < N; ++j) q->cols[j * K + k] = q->w[k * static_cast<std::size_t>(q->ldb) + j];
+    }
+    n.dense = q;
+  }
 }
 
 void remove_dead(Graph& g) {
@@ -1150,6 +1171,64 @@ void store_output(const Value& v, OutputTensor& o) {
   if (bytes) std::memcpy(o.bytes.data(), v.data, bytes);
 }
 
+// ---- evaluation of a batch-separable graph in row blocks: the block's intermediate tensors
+// stay in L2 from one node to the next instead of every node's output streaming through memory.
+constexpr std::size_t kBlockBytes = 256 * 1024;  // target bytes of computed values per block
+constexpr I64 kFirstBlock = 32;                  // rows of the first block, which measures them
+constexpr I64 kMinBlockedRows = 256;             // smaller batches run in one piece
+
+/// Rows per block after a block of `rows` rows ran in ws.
+I64 block_rows(const Graph& g, const Workspace& ws, I64 rows) {
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < g.meta.size(); ++i)
+    if (g.meta[i].slot >= 0) bytes += ws.values[i].numel * element_size(ws.values[i].type);
+  const std::size_t per_row = std::max<std::size_t>(1, bytes / static_cast<std::size_t>(std::max<I64>(rows, 1)));
+  return static_cast<I64>(std::clamp<std::size_t>(kBlockBytes / per_row, 4, 4096));
+}
+
+/// Runs rows [r0, r1) of a separable graph in blocks, appending each output's rows to `part`.
+/// Returns false (part unusable) when an output is not one row per input row.
+bool run_rows(const Graph& g, const std::vector<const InputTensor*>& xs, I64 r0, I64 r1, std::vector<OutputTensor>& part) {
+  struct Lease {
+    const Graph& g;
+    std::unique_ptr<Workspace> ws;
+    ~Lease() { g.release(std::move(ws)); }
+  } lease{g, g.acquire()};
+  Workspace& ws = *lease.ws;
+  part.assign(g.outputs.size(), OutputTensor{});
+  I64 block = r1 - r0 >= kMinBlockedRows ? kFirstBlock : std::max<I64>(r1 - r0, 1);
+  I64 r = r0;
+  bool first = true;
+  do {
+    const I64 rows = std::min(block, r1 - r);
+    bind(g, ws, xs, r, rows);
+    g.run(ws);
+    for (std::size_t i = 0; i < g.outputs.size(); ++i) {
+      const Value& v = ws.values[static_cast<std::size_t>(g.output_ids[i])];
+      OutputTensor& o = part[i];
+      if (v.shape.rank == 0 || v.shape[0] != rows) return false;
+      const std::size_t bytes = v.numel * element_size(v.type);
+      if (first) {
+        o.type = v.type;
+        o.shape.assign(v.shape.d, v.shape.d + v.shape.rank);
+        if (rows > 0) o.bytes.reserve(bytes / static_cast<std::size_t>(rows) * static_cast<std::size_t>(r1 - r0));
+      } else {
+        if (v.type != o.type || static_cast<std::size_t>(v.shape.rank) != o.shape.size() ||
+            !std::equal(o.shape.begin() + 1, o.shape.end(), v.shape.d + 1))
+          return false;
+        o.shape[0] += rows;
+      }
+      const std::size_t at = o.bytes.size();
+      o.bytes.resize(at + bytes);
+      if (bytes) std::memcpy(o.bytes.data() + at, v.data, bytes);
+    }
+    if (first && r1 - r0 >= kMinBlockedRows) block = block_rows(g, ws, rows);
+    first = false;
+    r += rows;
+  } while (r < r1);
+  return true;
+}
+
 }  // namespace
 }  // namespace nn
 
@@ -1165,13 +1244,32 @@ Model Model::load(const std::string& path, const ModelOptions& options) {
   return load_from_memory(content, opt, path);
 }
 
+namespace {
+/// While a model loads, no single tensor (initializer, folded constant, dry-run value) may
+/// exceed 4 GiB: a file claiming 10^5 x 10^5 shapes is rejected before the allocation.
+class LoadSizeGuard {
+ public:
+  // never raises a lower limit the caller's thread already has (the fuzz harnesses set 16 MiB)
+  LoadSizeGuard() : saved_(nn::max_tensor_bytes()) { nn::max_tensor_bytes() = std::min(saved_, std::size_t{1} << 32); }
+  ~LoadSizeGuard() { nn::max_tensor_bytes() = saved_; }
+  LoadSizeGuard(const LoadSizeGuard&) = delete;
+  LoadSizeGuard& operator=(const LoadSizeGuard&) = delete;
+
+ private:
+  std::size_t saved_;
+};
+}  // namespace
+
 Model Model::load_from_memory(const std::string& content, const ModelOptions& options, const std::string& source_name) {
+  const LoadSizeGuard size_guard;
   std::shared_ptr<nn::Graph> g;
   try {
     const auto m = nn::onnx::parse_model(reinterpret_cast<const unsigned char*>(content.data()), content.size(), source_name);
     g = nn::build(m, source_name, options, options.external_data_dir);
   } catch (const ModelFormatError& e) {
     throw ModelFormatError(nn::printable(e.what()));
+  } catch (const nn::OpError& e) {
+    throw ModelFormatError(nn::printable(source_name + ": " + e.what()));
   }
   Model model(g);
   // dry run at load where every input shape is fixed apart from a symbolic batch dimension:
@@ -1179,8 +1277,12 @@ Model Model::load_from_memory(const std::string& content, const ModelOptions& op
   bool fixed = true;
   for (const auto& t : g->inputs) {
     if (!t.has_shape) fixed = false;
-    for (std::size_t i = 1; i < t.shape.size(); ++i)
-      if (t.shape[i] < 0) fixed = false;
+    double elements = 1;  // at batch 1; in double: declared dims may be anything up to 2^63
+    for (std::size_t i = 0; i < t.shape.size(); ++i) {
+      if (i > 0 && t.shape[i] < 0) fixed = false;
+      elements *= t.shape[i] < 0 ? 1.0 : static_cast<double>(t.shape[i]);
+    }
+    if (elements > static_cast<double>(std::size_t{1} << 26)) fixed = false;  // too large to try on zeros
   }
   if (fixed) {
     std::vector<std::vector<std::int64_t>> data;
@@ -1258,6 +1360,17 @@ void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTe
   const std::int64_t min_rows = 64;
   int nt = g.separable ? static_cast<int>(std::min<std::int64_t>(n_threads, batch / min_rows)) : 1;
   if (nt <= 1) {
+    if (g.separable && batch >= nn::kMinBlockedRows) {
+      std::vector<OutputTensor> part;
+      if (nn::run_rows(g, ordered, 0, batch, part)) {
+        for (std::size_t i = 0; i < g.outputs.size(); ++i) {
+          outputs[i].type = part[i].type;
+          outputs[i].shape = std::move(part[i].shape);
+          outputs[i].bytes = std::move(part[i].bytes);
+        }
+        return;
+      }
+    }
     auto ws = g.acquire();
     nn::bind(g, *ws, ordered, 0, -1);
     g.run(*ws);
@@ -1272,14 +1385,9 @@ void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTe
   auto work = [&](int t) {
     try {
       const std::int64_t r0 = batch * t / nt, r1 = batch * (t + 1) / nt;
-      auto ws = g.acquire();
-      nn::bind(g, *ws, ordered, r0, r1 - r0);
-      g.run(*ws);
       auto& part = parts[static_cast<std::size_t>(t)];
-      part.resize(g.outputs.size());
-      for (std::size_t i = 0; i < g.outputs.size(); ++i)
-        nn::store_output(ws->values[static_cast<std::size_t>(g.output_ids[i])], part[i]);
-      g.release(std::move(ws));
+      if (!nn::run_rows(g, ordered, r0, r1, part))
+        throw InputError("an output does not have one row per input row; use n_threads=1");
     } catch (...) {
       errors[static_cast<std::size_t>(t)] = std::current_exception();
     }
@@ -1369,18 +1477,33 @@ void Model::predict(const float* x, std::size_t n_rows, float* out, int n_thread
     std::unique_ptr<nn::Workspace> ws;
     ~Lease() { g.release(std::move(ws)); }
   } lease{g, g.acquire()};
-  nn::Value& v = lease.ws->values[static_cast<std::size_t>(g.input_ids[0])];
-  v.type = ElementType::Float32;
-  v.shape.rank = 0;
-  for (std::size_t i = 0; i < ti.shape.size(); ++i) v.shape.push(i == 0 ? static_cast<std::int64_t>(n_rows) : ti.shape[i]);
-  v.numel = n_rows * per_in;
-  v.data = x;
-  g.run(*lease.ws);
-  const nn::Value& o = lease.ws->values[static_cast<std::size_t>(g.output_ids[0])];
-  if (o.numel != n_rows * per_out)
-    throw InputError("the model's output has " + std::to_string(o.numel) + " values, expected " +
-                     std::to_string(n_rows * per_out));
-  if (o.numel) std::memcpy(out, o.data, o.numel * 4);
+  // a large separable batch runs in row blocks (see run_rows)
+  bool blocked = g.separable && n_rows >= static_cast<std::size_t>(nn::kMinBlockedRows);
+  std::size_t block = blocked ? static_cast<std::size_t>(nn::kFirstBlock) : n_rows;
+  std::size_t done = 0;
+  do {
+    const std::size_t rows = std::min(block, n_rows - done);
+    nn::Value& v = lease.ws->values[static_cast<std::size_t>(g.input_ids[0])];
+    v.type = ElementType::Float32;
+    v.shape.rank = 0;
+    for (std::size_t i = 0; i < ti.shape.size(); ++i) v.shape.push(i == 0 ? static_cast<std::int64_t>(rows) : ti.shape[i]);
+    v.numel = rows * per_in;
+    v.data = x + done * per_in;
+    g.run(*lease.ws);
+    const nn::Value& o = lease.ws->values[static_cast<std::size_t>(g.output_ids[0])];
+    if (o.numel != rows * per_out) {
+      if (blocked && done == 0) {  // not one output row per input row: run the batch in one piece
+        blocked = false;
+        block = n_rows;
+        continue;
+      }
+      throw InputError("the model's output has " + std::to_string(o.numel) + " values, expected " +
+                       std::to_string(rows * per_out));
+    }
+    if (o.numel) std::memcpy(out + done * per_out, o.data, o.numel * 4);
+    if (blocked && done == 0) block = static_cast<std::size_t>(nn::block_rows(g, *lease.ws, static_cast<std::int64_t>(rows)));
+    done += rows;
+  } while (done < n_rows);
 }
 
 void Model::predict_one(const float* x, float* out) const { predict(x, 1, out, 1); }

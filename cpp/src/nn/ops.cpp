@@ -622,6 +622,42 @@ void op_transpose(const Node& n, Workspace& ws) {
     os.push(a.shape[static_cast<int>(perm[i])]);
     st[i] = ist[perm[i]];
   }
+  if (a.type == ElementType::Float32 && a.numel > 0) {
+    // output dims that are consecutive input dims merge: many permutations are then a batch of
+    // 2-D transposes [B, R, C] -> [B, C, R], done in cache-sized tiles
+    int gs[kMaxRank], ng = 0;  // first input dim of each output group
+    I64 gsize[kMaxRank];
+    for (int i = 0; i < r; ++i) {
+      if (i > 0 && perm[i] == perm[i - 1] + 1) {
+        gsize[ng - 1] *= a.shape[static_cast<int>(perm[i])];
+      } else {
+        gs[ng] = static_cast<int>(perm[i]);
+        gsize[ng++] = a.shape[static_cast<int>(perm[i])];
+      }
+    }
+    std::size_t B = 0, R = 0, C = 0;
+    if (ng == 2 && gs[0] > gs[1]) {
+      B = 1, R = static_cast<std::size_t>(gsize[1]), C = static_cast<std::size_t>(gsize[0]);
+    } else if (ng == 3 && gs[0] < gs[2] && gs[2] < gs[1]) {
+      B = static_cast<std::size_t>(gsize[0]), R = static_cast<std::size_t>(gsize[2]), C = static_cast<std::size_t>(gsize[1]);
+    }
+    if (B > 0) {
+      float* d = static_cast<float*>(out(n, ws, 0).alloc(a.type, os));
+      const float* x = a.f();
+      constexpr std::size_t T = 16;
+      for (std::size_t b = 0; b < B; ++b) {
+        const float* xb = x + b * R * C;
+        float* db = d + b * R * C;
+        for (std::size_t r0 = 0; r0 < R; r0 += T)
+          for (std::size_t c0 = 0; c0 < C; c0 += T) {
+            const std::size_t r1 = std::min(R, r0 + T), c1 = std::min(C, c0 + T);
+            for (std::size_t c = c0; c < c1; ++c)
+              for (std::size_t i = r0; i < r1; ++i) db[c * R + i] = xb[i * C + c];
+          }
+      }
+      return;
+    }
+  }
   strided_copy(out(n, ws, 0), a, os, st, 0);
 }
 
@@ -825,6 +861,40 @@ void op_expand(const Node& n, Workspace& ws) {
   strided_copy(out(n, ws, 0), a, os, st, 0);
 }
 
+/// Tile: the input block is copied once per output position of each dimension, innermost
+/// first, then each finished block is replicated with whole-block copies.
+template <typename T>
+void tile_block(T* dst, const T* src, const Shape& is, const Shape& os, const I64* rep, const I64* ist,
+                const I64* ost, int dim) {
+  const auto a = static_cast<std::size_t>(is[dim]);
+  const auto reps = static_cast<std::size_t>(rep[dim]);
+  if (dim == is.rank - 1) {
+    if (a == 1) {
+      std::fill(dst, dst + reps, src[0]);
+      return;
+    }
+    std::memcpy(dst, src, a * sizeof(T));
+  } else {
+    for (std::size_t i = 0; i < a; ++i)
+      tile_block(dst + i * static_cast<std::size_t>(ost[dim]), src + i * static_cast<std::size_t>(ist[dim]), is, os, rep,
+                 ist, ost, dim + 1);
+  }
+  const std::size_t block = a * static_cast<std::size_t>(ost[dim]);
+  for (std::size_t k = 1; k < reps; ++k) std::memcpy(dst + k * block, dst, block * sizeof(T));
+}
+
+template <typename T>
+void tile_into(T* dst, const T* src, const Shape& is, const Shape& os, const I64* rep) {
+  if (is.rank == 0) {
+    dst[0] = src[0];
+    return;
+  }
+  I64 ist[kMaxRank], ost[kMaxRank];
+  contiguous_strides(is, ist);
+  contiguous_strides(os, ost);
+  tile_block(dst, src, is, os, rep, ist, ost, 0);
+}
+
 void op_tile(const Node& n, Workspace& ws) {
   const Value& a = in(n, ws, 0);
   std::vector<I64>& rep = ws.scratch_i;
@@ -836,20 +906,12 @@ void op_tile(const Node& n, Workspace& ws) {
     if (rep[static_cast<std::size_t>(i)] < 0) throw OpError("negative repeat");
     os.push(a.shape[i] * rep[static_cast<std::size_t>(i)]);
   }
-  const std::size_t es = element_size(a.type);
-  U8* d = static_cast<U8*>(out(n, ws, 0).alloc(a.type, os));
-  I64 ist[kMaxRank];
-  contiguous_strides(a.shape, ist);
-  I64 cnt[kMaxRank] = {};
-  const std::size_t total = os.numel();
-  for (std::size_t e = 0; e < total; ++e) {
-    I64 off = 0;
-    for (int i = 0; i < r; ++i) off += (cnt[i] % a.shape[i]) * ist[i];
-    std::memcpy(d + e * es, a.b() + static_cast<std::size_t>(off) * es, es);
-    for (int i = r - 1; i >= 0; --i) {
-      if (++cnt[i] < os[i]) break;
-      cnt[i] = 0;
-    }
+  void* d = out(n, ws, 0).alloc(a.type, os);
+  if (os.numel() == 0) return;
+  switch (element_size(a.type)) {
+    case 4: tile_into(static_cast<float*>(d), a.f(), a.shape, os, rep.data()); break;
+    case 8: tile_into(static_cast<I64*>(d), a.i64(), a.shape, os, rep.data()); break;
+    default: tile_into(static_cast<U8*>(d), a.b(), a.shape, os, rep.data()); break;
   }
 }
 
@@ -989,6 +1051,58 @@ void op_reduce(const Node& n, Workspace& ws) {
   for (int i = 0; i < r; ++i)
     if (red[i]) count *= static_cast<std::size_t>(a.shape[i]);
   const std::size_t on = full.numel();
+  // fast path: the reduced axes are one contiguous run -> [outer, len, inner]
+  int first_red = -1, last_red = -1;
+  for (int i = 0; i < r; ++i)
+    if (red[i]) {
+      if (first_red < 0) first_red = i;
+      last_red = i;
+    }
+  bool contiguous = first_red >= 0;
+  for (int i = first_red; contiguous && i <= last_red; ++i)
+    if (!red[i] && a.shape[i] != 1) contiguous = false;
+  const ReduceOp rop = n.reduce;
+  if (a.type == ElementType::Float32 && contiguous && a.numel > 0 &&
+      (rop == ReduceOp::Sum || rop == ReduceOp::Mean || rop == ReduceOp::SumSquare || rop == ReduceOp::L2)) {
+    std::size_t outer = 1, len = 1, inner = 1;
+    for (int i = 0; i < r; ++i) {
+      const auto di = static_cast<std::size_t>(a.shape[i]);
+      if (i < first_red) outer *= di;
+      else if (i > last_red) inner *= di;
+      else len *= di;
+    }
+    float* d = static_cast<float*>(out(n, ws, 0).alloc(a.type, os));
+    const float* x = a.f();
+    const bool sq = rop == ReduceOp::SumSquare || rop == ReduceOp::L2;
+    for (std::size_t o = 0; o < outer; ++o) {
+      float* dd = d + o * inner;
+      const float* xo = x + o * len * inner;
+      if (inner == 1) {
+        float acc = 0.0f;
+        if (sq)
+          for (std::size_t j = 0; j < len; ++j) acc += xo[j] * xo[j];
+        else
+          for (std::size_t j = 0; j < len; ++j) acc += xo[j];
+        dd[0] = acc;
+      } else {
+        for (std::size_t q = 0; q < inner; ++q) dd[q] = 0.0f;
+        for (std::size_t j = 0; j < len; ++j) {
+          const float* xr = xo + j * inner;
+          if (sq)
+            for (std::size_t q = 0; q < inner; ++q) dd[q] += xr[q] * xr[q];
+          else
+            for (std::size_t q = 0; q < inner; ++q) dd[q] += xr[q];
+        }
+      }
+    }
+    if (rop == ReduceOp::Mean) {
+      const float c = static_cast<float>(count);
+      for (std::size_t i = 0; i < on; ++i) d[i] /= c;
+    } else if (rop == ReduceOp::L2) {
+      for (std::size_t i = 0; i < on; ++i) d[i] = std::sqrt(d[i]);
+    }
+    return;
+  }
   if (a.type == ElementType::Float32) {
     float* d = static_cast<float*>(out(n, ws, 0).alloc(a.type, os));
     const ReduceOp op = n.reduce;
@@ -1145,6 +1259,46 @@ void op_topk(const Node& n, Workspace& ws) {
   const float* x = a.f();
   const bool largest = n.i1 != 0;
   const auto kk = static_cast<std::size_t>(k);
+  // total order: NaN counts as larger than any number; ties keep the lower index first
+  auto better = [largest](float u, I64 p, float v, I64 q) {
+    const bool un = u != u, vn = v != v;
+    if (un || vn) {
+      if (un && vn) return p < q;
+      return largest ? un : vn;
+    }
+    if (u != v) return largest ? u > v : u < v;
+    return p < q;
+  };
+  if (kk <= 64) {
+    // insertion into the k best so far: most elements fail the test against the worst kept
+    std::vector<float>& kv = ws.scratch;
+    kv.resize(kk);
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t in_ = 0; in_ < inner; ++in_) {
+        const float* base = x + o * static_cast<std::size_t>(dim) * inner + in_;
+        std::size_t cnt = 0;
+        if (kk > 0) {
+          for (I64 j = 0; j < dim; ++j) {
+            const float u = base[static_cast<std::size_t>(j) * inner];
+            if (cnt == kk && !better(u, j, kv[kk - 1], order[kk - 1])) continue;
+            std::size_t pos = cnt < kk ? cnt++ : kk - 1;
+            while (pos > 0 && better(u, j, kv[pos - 1], order[pos - 1])) {
+              kv[pos] = kv[pos - 1];
+              order[pos] = order[pos - 1];
+              --pos;
+            }
+            kv[pos] = u;
+            order[pos] = j;
+          }
+        }
+        const std::size_t ob = o * kk * inner + in_;
+        for (std::size_t j = 0; j < kk; ++j) {
+          vals[ob + j * inner] = kv[j];
+          if (idx) idx[ob + j * inner] = order[j];
+        }
+      }
+    return;
+  }
   for (std::size_t o = 0; o < outer; ++o)
     for (std::size_t in_ = 0; in_ < inner; ++in_) {
       const float* base = x + o * static_cast<std::size_t>(dim) * inner + in_;
@@ -1224,9 +1378,14 @@ void op_dense(const Node& n, Workspace& ws) {
   os[os.rank - 1] = p.N;
   float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
   const std::size_t M = p.K ? a.numel / static_cast<std::size_t>(p.K) : os.numel() / std::max<std::size_t>(1, static_cast<std::size_t>(p.N));
-  gemm(M, static_cast<std::size_t>(p.N), static_cast<std::size_t>(p.K), a.f(), static_cast<std::size_t>(p.K), p.w.data(),
-       static_cast<std::size_t>(p.ldb), d, static_cast<std::size_t>(p.N), p.bias.data(), nullptr, n.act, n.alpha,
-       n.beta);
+  const auto K = static_cast<std::size_t>(p.K), N = static_cast<std::size_t>(p.N);
+  if (p.N <= kDotColumns && p.cols.size() == K * N && p.bias.size() >= N)
+    gemm_columns(M, N, K, a.f(), K, p.cols.data(), d, N, p.bias.data(), n.act, n.alpha, n.beta);
+  else if (p.panels.size() == packed_panels_size(K, N) && p.bias.size() >= (N + kPanel - 1) / kPanel * kPanel)
+    gemm_packed(M, N, K, a.f(), K, p.panels.data(), d, N, p.bias.data(), nullptr, n.act, n.alpha, n.beta);
+  else
+    gemm(M, N, K, a.f(), K, p.w.data(), static_cast<std::size_t>(p.ldb), d, N, p.bias.data(), nullptr, n.act, n.alpha,
+         n.beta);
 }
 
 void op_gemm(const Node& n, Workspace& ws) {
