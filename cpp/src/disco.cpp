@@ -8,8 +8,11 @@
 // with S = sum_ij w_i w_j a_ij b_ij. The value is linear in a with coefficients w_i w_j B_ij, so
 //   d dCov^2 / d x_k = (2 / norm) w_k sum_j w_j B_kj s_kj,   s_kj = d a_kj / d x_k,
 // and d dCov^2(x, x) / d x_k is twice that with A in place of B.
-// 1-D: S and sum_j w_j s_kj b_kj come from one merge sort by y of the x-ordered events;
-// every other term is a prefix sum in x or y order. N-D: two O(n^2) passes over row blocks.
+// 1-D: S and sum_j w_j s_kj b_kj come from one dominance sweep (the merge sort by y of the
+// x-ordered events, run backwards as stable binary splits of the y-ordered events by the bits of
+// their x position: branch-free, and finished in cache once a group fits); every other term is
+// a prefix sum in x or y order. The two orders come from LSD radix sorts of (key, index) pairs;
+// the per-event values follow by one gather. N-D: two O(n^2) passes over row blocks.
 #include "hepinfer/disco.hpp"
 
 #include <algorithm>
@@ -18,8 +21,10 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "hepinfer/errors.hpp"
@@ -58,8 +63,8 @@ void check_finite(const double* v, std::size_t n, std::size_t d, const char* nam
   }
 }
 
-/// Checks the event count, options and weights; returns the weights (1 when w is null).
-std::vector<double> checked_weights(const double* w, std::size_t n, const Options& o) {
+/// Checks the event count, options and weights; returns the sum of the weights (n when w is null).
+double checked_weight_sum(const double* w, std::size_t n, const Options& o) {
   if (o.unbiased) {
     if (n < 4) throw InputError("the unbiased distance correlation needs at least 4 events, got " + std::to_string(n));
     if (w != nullptr) throw InputError("the unbiased (U-centred) distance correlation does not support weights");
@@ -69,19 +74,25 @@ std::vector<double> checked_weights(const double* w, std::size_t n, const Option
   if (n >= static_cast<std::size_t>(std::numeric_limits<std::uint32_t>::max()))
     throw InputError("too many events for the distance correlation: " + std::to_string(n));
   if (o.n_threads < 0) throw InputError("n_threads must be >= 0, got " + std::to_string(o.n_threads));
-  std::vector<double> wv(n, 1.0);
-  if (w != nullptr) {
-    Sum total;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!std::isfinite(w[i])) throw InputError("weights[" + std::to_string(i) + "] is not finite (" + fmt(w[i]) + ")");
-      if (w[i] < 0) throw InputError("weights[" + std::to_string(i) + "] is negative (" + fmt(w[i]) + ")");
-      wv[i] = w[i];
-      total.add(w[i]);
-    }
-    if (!(total.value() > 0)) throw InputError("the weights sum to zero");
-    if (!std::isfinite(total.value())) throw InputError("the weights sum to infinity");
+  Sum total;
+  if (w == nullptr) {
+    for (std::size_t i = 0; i < n; ++i) total.add(1.0);
+    return total.value();
   }
-  return wv;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(w[i])) throw InputError("weights[" + std::to_string(i) + "] is not finite (" + fmt(w[i]) + ")");
+    if (w[i] < 0) throw InputError("weights[" + std::to_string(i) + "] is negative (" + fmt(w[i]) + ")");
+    total.add(w[i]);
+  }
+  if (!(total.value() > 0)) throw InputError("the weights sum to zero");
+  if (!std::isfinite(total.value())) throw InputError("the weights sum to infinity");
+  return total.value();
+}
+
+/// Checks as checked_weight_sum; returns the weights (1 when w is null) and their sum.
+std::vector<double> checked_weights(const double* w, std::size_t n, const Options& o, double& W) {
+  W = checked_weight_sum(w, n, o);
+  return w != nullptr ? std::vector<double>(w, w + n) : std::vector<double>(n, 1.0);
 }
 
 /// Normalisations of the V (weighted) and U (unit weights) centrings.
@@ -94,84 +105,33 @@ Centring centring(const Options& o, double W, std::size_t n) {
   return {W * W, W, W * W};
 }
 
-/// For values v sorted ascending (ties equal) and per-event q in the same order:
-/// out_k = sum_{v_j < v_k} q_j - sum_{v_j > v_k} q_j.
-void signed_sums(const std::vector<double>& v, const std::vector<double>& q, std::vector<double>& out) {
-  const std::size_t n = v.size();
-  out.resize(n);
-  Sum total;
-  for (double e : q) total.add(e);
-  const double tot = total.value();
-  Sum before;
-  std::size_t g0 = 0;
-  while (g0 < n) {
-    std::size_t g1 = g0 + 1;
-    while (g1 < n && v[g1] == v[g0]) ++g1;
-    Sum through = before;
-    for (std::size_t k = g0; k < g1; ++k) through.add(q[k]);
-    const double b = before.value();
-    const double a = tot - through.value();
-    for (std::size_t k = g0; k < g1; ++k) out[k] = b - a;
-    before = through;
-    g0 = g1;
-  }
+/// Uninitialised buffer of n trivially constructible elements (no zero-filling pass).
+template <class T>
+using Buffer = std::unique_ptr<T[]>;
+template <class T>
+Buffer<T> buffer(std::size_t n) {
+  static_assert(std::is_trivially_default_constructible_v<T>);
+  return Buffer<T>(new T[n]);
 }
 
-/// Row sums R_k = sum_j w_j |v_k - v_j| for v sorted ascending (vc: centred values, same order;
-/// ties are detected on v).
-void row_sums_sorted(const std::vector<double>& v, const std::vector<double>& vc, const std::vector<double>& wt,
-                     std::vector<double>& R) {
-  const std::size_t n = v.size();
-  std::vector<double> P, wx(n);
-  for (std::size_t k = 0; k < n; ++k) wx[k] = wt[k] * vc[k];
-  signed_sums(v, wt, P);
-  std::vector<double> X;
-  signed_sums(v, wx, X);
-  R.resize(n);
-  for (std::size_t k = 0; k < n; ++k) R[k] = std::max(0.0, vc[k] * P[k] - X[k]);
+/// Prefetch distance (elements) of the loops that gather or scatter in a permuted order.
+constexpr std::size_t kAhead = 64;
+
+/// Hint that *p will be read (write = false) or written (write = true) soon.
+template <bool Write = false>
+inline void prefetch(const void* p) {
+#if defined(__GNUC__)
+  __builtin_prefetch(p, Write ? 1 : 0);
+#else
+  (void)p;
+#endif
 }
 
-/// One event in the merge sweep: centred x, y, weight, gradient accumulator, y rank, x position.
-struct MergeItem {
-  double x, y, w, acc;
-  std::uint32_t yr, pos;
+/// Sort key of one event and its payload (an event index or a position in another order).
+struct KeyIdx {
+  std::uint64_t key;
+  std::uint32_t idx, pad;
 };
-
-/// Bottom-up merge sort of `a` (in x order) by y rank. For every event k it adds to `sum`
-/// w_k f_k(c_k) and to a[.].acc the term y_k c0 - c2, where c_k are the sums of (w, wx, wy, wxy)
-/// over the events before k in x order with y rank <= y rank of k. On return `a` is sorted by y rank.
-void merge_sweep(std::vector<MergeItem>& a, std::vector<MergeItem>& b, Sum& sum) {
-  const std::size_t n = a.size();
-  for (std::size_t width = 1; width < n; width *= 2) {
-    for (std::size_t lo = 0; lo < n; lo += 2 * width) {
-      const std::size_t mid = std::min(n, lo + width), hi = std::min(n, lo + 2 * width);
-      std::size_t i = lo, j = mid, out = lo;
-      double c0 = 0, c1 = 0, c2 = 0, c3 = 0, part = 0;
-      while (j < hi) {
-        if (i < mid && a[i].yr <= a[j].yr) {
-          const MergeItem& e = a[i++];
-          const double wx = e.w * e.x;
-          c0 += e.w;
-          c1 += wx;
-          c2 += e.w * e.y;
-          c3 += wx * e.y;
-          b[out++] = e;
-        } else {
-          MergeItem e = a[j++];
-          if (c0 != 0) {
-            const double g = e.y * c0 - c2;
-            part += e.w * (e.x * g - (e.y * c1 - c3));
-            e.acc += g;
-          }
-          b[out++] = e;
-        }
-      }
-      while (i < mid) b[out++] = a[i++];
-      sum.add(part);
-    }
-    a.swap(b);
-  }
-}
 
 /// Order-preserving map of a double to an unsigned integer (-0.0 and +0.0 map to the same key).
 std::uint64_t sort_key(double v) {
@@ -181,51 +141,201 @@ std::uint64_t sort_key(double v) {
   return (b >> 63) ? ~b : (b | (std::uint64_t{1} << 63));
 }
 
-/// Stable sort of `a` by the double key(e) ascending: LSD radix sort (8-bit digits, digits that
-/// are equal for every element skipped) for large arrays, std::stable_sort for small ones.
-template <class T, class Key>
-void stable_sort_by(std::vector<T>& a, Key key) {
-  const std::size_t n = a.size();
-  if (n < 2048) {
-    std::stable_sort(a.begin(), a.end(), [&](const T& l, const T& r) { return key(l) < key(r); });
-    return;
+/// Inverse of sort_key.
+double key_value(std::uint64_t k) {
+  const std::uint64_t b = (k >> 63) ? (k & ~(std::uint64_t{1} << 63)) : ~k;
+  double v;
+  std::memcpy(&v, &b, sizeof v);
+  return v;
+}
+
+/// Digit histograms of the LSD radix sort (11-bit digits of the 64-bit keys), filled while the
+/// keys are written so that the sort needs no extra pass over them.
+class RadixHistogram {
+ public:
+  static constexpr int kBits = 11, kDigits = 6;
+  static constexpr std::size_t kBuckets = std::size_t{1} << kBits, kMask = kBuckets - 1;
+  explicit RadixHistogram(std::size_t n) : used_(n >= kMinRadix), counts_(used_ ? kDigits * kBuckets : 0, 0) {}
+  bool used() const { return used_; }
+  void add(std::uint64_t key) {
+    std::size_t* c = counts_.data();
+    for (int d = 0; d < kDigits; ++d, c += kBuckets) ++c[(key >> (d * kBits)) & kMask];
   }
-  constexpr int kBits = 8, kDigits = 8;
-  constexpr std::size_t kBuckets = std::size_t{1} << kBits;
-  std::vector<std::uint64_t> keys(n);
-  std::vector<std::size_t> hist(kDigits * kBuckets, 0);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint64_t k = sort_key(key(a[i]));
-    keys[i] = k;
-    for (int d = 0; d < kDigits; ++d) ++hist[static_cast<std::size_t>(d) * kBuckets + ((k >> (d * kBits)) & (kBuckets - 1))];
+  std::size_t* digit(int d) { return counts_.data() + static_cast<std::size_t>(d) * kBuckets; }
+  static constexpr std::size_t kMinRadix = 4096;  ///< smaller arrays use std::sort
+
+ private:
+  bool used_;
+  std::vector<std::size_t> counts_;
+};
+
+/// Sorts a[0, n) by (key, idx), i.e. stably by key when idx is the input position; tmp is scratch
+/// of the same size; hist holds the digit counts of the keys when hist.used(). LSD radix sort
+/// (digits equal for every element skipped) for large arrays. Returns the buffer holding the
+/// result (a or tmp).
+KeyIdx* sort_pairs(KeyIdx* a, KeyIdx* tmp, std::size_t n, RadixHistogram& hist) {
+  if (!hist.used()) {
+    std::sort(a, a + n, [](const KeyIdx& l, const KeyIdx& r) { return l.key < r.key || (l.key == r.key && l.idx < r.idx); });
+    return a;
   }
-  std::vector<T> b(n);
-  std::vector<std::uint64_t> keys_b(n);
-  for (int d = 0; d < kDigits; ++d) {
-    std::size_t* h = hist.data() + static_cast<std::size_t>(d) * kBuckets;
-    const std::size_t first = (keys[0] >> (d * kBits)) & (kBuckets - 1);
-    if (h[first] == n) continue;  // every element has this digit
+  constexpr std::size_t kBuckets = RadixHistogram::kBuckets, kMask = RadixHistogram::kMask;
+  for (int d = 0; d < RadixHistogram::kDigits; ++d) {
+    std::size_t* h = hist.digit(d);
+    const int shift = d * RadixHistogram::kBits;
+    if (h[(a[0].key >> shift) & kMask] == n) continue;  // every element has this digit
     std::size_t pos = 0;
     for (std::size_t j = 0; j < kBuckets; ++j) {
       const std::size_t c = h[j];
       h[j] = pos;
       pos += c;
     }
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t dst = h[(keys[i] >> (d * kBits)) & (kBuckets - 1)]++;
-      b[dst] = a[i];
-      keys_b[dst] = keys[i];
+    for (std::size_t i = 0; i < n; ++i) tmp[h[(a[i].key >> shift) & kMask]++] = a[i];
+    std::swap(a, tmp);
+  }
+  return a;
+}
+
+/// For events sorted by key (equal keys: equal values) and two per-event quantities p, q in the
+/// same order: out_p[k] = sum_{v_j < v_k} p_j - sum_{v_j > v_k} p_j, out_q likewise.
+void signed_sums(const KeyIdx* keys, const double* p, const double* q, std::size_t n, double* out_p, double* out_q) {
+  Sum total_p, total_q;
+  for (std::size_t k = 0; k < n; ++k) {
+    total_p.add(p[k]);
+    total_q.add(q[k]);
+  }
+  const double tot_p = total_p.value(), tot_q = total_q.value();
+  Sum before_p, before_q;
+  std::size_t g0 = 0;
+  while (g0 < n) {
+    std::size_t g1 = g0 + 1;
+    while (g1 < n && keys[g1].key == keys[g0].key) ++g1;
+    Sum through_p = before_p, through_q = before_q;
+    for (std::size_t k = g0; k < g1; ++k) {
+      through_p.add(p[k]);
+      through_q.add(q[k]);
     }
-    a.swap(b);
-    keys.swap(keys_b);
+    const double vp = before_p.value() - (tot_p - through_p.value());
+    const double vq = before_q.value() - (tot_q - through_q.value());
+    for (std::size_t k = g0; k < g1; ++k) {
+      out_p[k] = vp;
+      out_q[k] = vq;
+    }
+    before_p = through_p;
+    before_q = through_q;
+    g0 = g1;
   }
 }
 
+/// Row sums R_k = sum_j w_j |v_k - v_j| for events sorted by key (vc: centred values, wt:
+/// weights, same order). P (size n; may be R) receives sum_{v_j < v_k} w_j - sum_{v_j > v_k} w_j;
+/// tmp is scratch of size 2n.
+void row_sums_sorted(const KeyIdx* keys, const double* vc, const double* wt, std::size_t n, double* R, double* P,
+                     double* tmp) {
+  double* wx = tmp;
+  double* X = tmp + n;
+  for (std::size_t k = 0; k < n; ++k) wx[k] = wt[k] * vc[k];
+  signed_sums(keys, wt, wx, n, P, X);
+  for (std::size_t k = 0; k < n; ++k) R[k] = std::max(0.0, vc[k] * P[k] - X[k]);
+}
+
+/// One event in the dominance sweep: centred x and y, weight, gradient accumulator (only
+/// with WithGrad), position in x order and event index.
+template <bool WithGrad>
+struct SweepItem {
+  double x, y, w;
+  std::uint32_t xpos, event;
+};
+template <>
+struct SweepItem<true> {
+  double x, y, w, acc;
+  std::uint32_t xpos, event;
+};
+
+/// One group of the sweep: src[lo, hi) holds the events with x positions in [lo, hi) in y order;
+/// those with x position < mid go, in the same order, to dst[lo, mid), the others to
+/// dst[mid, hi). For every event k of the second kind, with c = sums of (w, wx, wy, wxy) over the
+/// events of the first kind before it, adds w_k (x_k (y_k c0 - c2) - (y_k c1 - c3)) to the
+/// returned sum and y_k c0 - c2 to acc_k. Branch-free.
+template <bool WithGrad>
+double split_group(const SweepItem<WithGrad>* src, SweepItem<WithGrad>* dst, std::size_t lo, std::size_t mid,
+                   std::size_t hi) {
+  std::size_t i0 = lo, i1 = mid;
+  double c0 = 0, c1 = 0, c2 = 0, c3 = 0, part = 0;
+  for (std::size_t k = lo; k < hi; ++k) {
+    SweepItem<WithGrad> e = src[k];
+    const std::size_t right = e.xpos >= mid;
+    const double r = static_cast<double>(right), l = 1.0 - r;
+    const double g = e.y * c0 - c2;
+    part += r * e.w * (e.x * g - (e.y * c1 - c3));
+    if constexpr (WithGrad) e.acc += r * g;
+    const double lw = l * e.w, lwx = lw * e.x;
+    c0 += lw;
+    c1 += lwx;
+    c2 += lw * e.y;
+    c3 += lwx * e.y;
+    dst[right ? i1 : i0] = e;
+    i1 += right;
+    i0 += 1 - right;
+  }
+  return part;
+}
+
+constexpr std::size_t kSweepBlock = 4096;  ///< groups at most this large are finished in cache
+constexpr int kLeafBits = 3;               ///< groups at most 2^kLeafBits large are done pair by pair
+
+/// Sweep of the events with x positions [lo, hi), held in y order in src, from bit `bit` of the
+/// x position down to bit 0 (lo is a multiple of 2^(bit+1), hi - lo <= 2^(bit+1)). Every level
+/// halves the groups (split_group) and moves the events to the other buffer; at the end every
+/// group is one event, so the events are in x order, in src if the number of levels is even.
+/// Adds the split_group sums to `sum`.
+template <bool WithGrad>
+void sweep(SweepItem<WithGrad>* src, SweepItem<WithGrad>* dst, std::size_t lo, std::size_t hi, int bit, Sum& sum) {
+  if (bit < 0 || hi <= lo) return;
+  if (hi - lo > kSweepBlock) {
+    const std::size_t mid = std::min(hi, lo + (std::size_t{1} << bit));
+    sum.add(split_group(src, dst, lo, mid, hi));
+    sweep(dst, src, lo, mid, bit - 1, sum);
+    sweep(dst, src, mid, hi, bit - 1, sum);
+    return;
+  }
+  int b = bit;
+  for (; b >= kLeafBits; --b) {
+    const std::size_t half = std::size_t{1} << b;
+    double level = 0;
+    for (std::size_t g = lo; g < hi; g += 2 * half) level += split_group(src, dst, g, std::min(hi, g + half), std::min(hi, g + 2 * half));
+    sum.add(level);
+    std::swap(src, dst);
+  }
+  // the last b + 1 levels at once: groups of at most 2^kLeafBits events, pair by pair; the events
+  // go where those levels would leave them (dst after an odd number of levels, else src)
+  const std::size_t size = std::size_t{1} << (b + 1);
+  SweepItem<WithGrad>* out = (b + 1) % 2 == 1 ? dst : src;
+  double level = 0;
+  for (std::size_t g = lo; g < hi; g += size) {
+    const std::size_t m = std::min(hi, g + size) - g;
+    SweepItem<WithGrad> e[std::size_t{1} << kLeafBits];
+    std::copy(src + g, src + g + m, e);
+    for (std::size_t k = 1; k < m; ++k) {
+      double acc = 0;
+      for (std::size_t j = 0; j < k; ++j) {
+        // j is before k in y order; the pair counts when j is also before k in x order
+        const double left = static_cast<double>(e[j].xpos < e[k].xpos);
+        const double dy = left * e[j].w * (e[k].y - e[j].y);
+        acc += dy;
+        level += e[k].w * (e[k].x - e[j].x) * dy;
+      }
+      if constexpr (WithGrad) e[k].acc += acc;
+    }
+    for (std::size_t k = 0; k < m; ++k) out[e[k].xpos] = e[k];
+  }
+  sum.add(level);
+}
+
 /// Final assembly shared by the 1-D and N-D paths.
-Result assemble(double S_xy, double S_xx, double S_yy, const std::vector<double>& w, const std::vector<double>& Ra,
-                const std::vector<double>& Rb, const Centring& c) {
+Result assemble(double S_xy, double S_xx, double S_yy, const double* w, const double* Ra, const double* Rb,
+                std::size_t n, const Centring& c) {
   Sum Ta, Tb, cross_ab, cross_aa, cross_bb;
-  for (std::size_t i = 0; i < w.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     Ta.add(w[i] * Ra[i]);
     Tb.add(w[i] * Rb[i]);
     cross_ab.add(w[i] * Ra[i] * Rb[i]);
@@ -257,82 +367,122 @@ void dcor_gradient(const Result& r, const double* gc, const double* gxx, std::si
 
 Result distance_correlation_1d(const double* x, const double* y, const double* w, std::size_t n,
                                const Options& options, double* grad_dcor2, double* grad_dcov) {
-  std::vector<double> wv = checked_weights(w, n, options);
+  const double W = checked_weight_sum(w, n, options);
   check_finite(x, n, 1, "x");
   check_finite(y, n, 1, "y");
-  Sum Wsum;
-  for (double e : wv) Wsum.add(e);
-  const double W = Wsum.value();
   const Centring cen = centring(options, W, n);
+  const bool want_grad = grad_dcor2 != nullptr || grad_dcov != nullptr;
+  auto weight = [w](std::size_t i) { return w != nullptr ? w[i] : 1.0; };
 
-  // ---- y order: dense ranks, centred values and row sums of b. The sort keys carry every
-  // per-event value, so that no step after a sort gathers from memory at random.
-  struct YKey {
-    double y, x, w;
-    std::uint32_t idx;
-  };
-  std::vector<YKey> ykeys(n);
-  for (std::size_t i = 0; i < n; ++i) ykeys[i] = {y[i], x[i], wv[i], static_cast<std::uint32_t>(i)};
-  stable_sort_by(ykeys, [](const YKey& e) { return e.y; });
-  const double y_mid = ykeys[n / 2].y;
-  std::size_t n_ranks = 0;
-  // ---- x order (ties broken by y rank, so that a tie group is sorted by y)
-  struct XKey {
-    double x, y, w, Rb;
-    std::uint32_t yr, idx;
-  };
-  std::vector<XKey> xkeys(n);
-  {
-    std::vector<double> v(n), vc(n), wt(n), R;
-    for (std::size_t k = 0; k < n; ++k) {
-      v[k] = ykeys[k].y;
-      vc[k] = ykeys[k].y - y_mid;
-      wt[k] = ykeys[k].w;
-    }
-    row_sums_sorted(v, vc, wt, R);
-    for (std::size_t k = 0; k < n; ++k) {  // in y order, so that the stable sort breaks x ties by y rank
-      if (k == 0 || v[k] != v[k - 1]) ++n_ranks;
-      const YKey& e = ykeys[k];
-      xkeys[k] = {e.x, vc[k], e.w, R[k], static_cast<std::uint32_t>(n_ranks), e.idx};
-    }
+  // ---- y order (ties by event index): centred y, weights, raw x, event index and the row sums
+  // of b. Then the x order, ties broken by y position, from a stable sort of the y-ordered events.
+  auto pairs_a = buffer<KeyIdx>(n), pairs_b = buffer<KeyIdx>(n);
+  // x and w interleaved: gathered in y order below, one cache line per event instead of two
+  auto xw = buffer<double>(2 * n);
+  RadixHistogram hist_y(n), hist_x(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t key = sort_key(y[i]);
+    pairs_a[i] = {key, static_cast<std::uint32_t>(i), 0};
+    if (hist_y.used()) hist_y.add(key);
+    xw[2 * i] = x[i];
+    xw[2 * i + 1] = weight(i);
   }
-  ykeys = std::vector<YKey>();
-  stable_sort_by(xkeys, [](const XKey& e) { return e.x; });
-  const double x_mid = xkeys[n / 2].x;
-  std::vector<double> xs(n), xc(n), yc(n), ws(n), Rb_s(n), Ra_s;
+  const KeyIdx* ysort = sort_pairs(pairs_a.get(), pairs_b.get(), n, hist_y);
+  KeyIdx* xpairs = ysort == pairs_a.get() ? pairs_b.get() : pairs_a.get();
+  const double y_mid = key_value(ysort[n / 2].key);
+  auto yc_y = buffer<double>(n), w_y = buffer<double>(n), x_y = buffer<double>(n), Rb_y = buffer<double>(n);
+  auto event = buffer<std::uint32_t>(n);  // event index of each y position
   for (std::size_t k = 0; k < n; ++k) {
-    xs[k] = xkeys[k].x;
-    xc[k] = xkeys[k].x - x_mid;
-    yc[k] = xkeys[k].y;
-    ws[k] = xkeys[k].w;
-    Rb_s[k] = xkeys[k].Rb;
+    if (k + kAhead < n) prefetch(&xw[2 * std::size_t{ysort[k + kAhead].idx}]);
+    const std::uint32_t i = ysort[k].idx;
+    event[k] = i;
+    yc_y[k] = key_value(ysort[k].key) - y_mid;
+    const double xi = xw[2 * std::size_t{i}], wi = xw[2 * std::size_t{i} + 1];
+    w_y[k] = wi;
+    x_y[k] = xi;
+    const std::uint64_t key = sort_key(xi);
+    xpairs[k] = {key, static_cast<std::uint32_t>(k), 0};
+    if (hist_x.used()) hist_x.add(key);
   }
-  row_sums_sorted(xs, xc, ws, Ra_s);
+  row_sums_sorted(ysort, yc_y.get(), w_y.get(), n, Rb_y.get(), Rb_y.get(), xw.get());  // xw: scratch from here
+
+  // xsort[p].idx: y position of the event at x position p
+  const KeyIdx* xsort = sort_pairs(xpairs, const_cast<KeyIdx*>(ysort), n, hist_x);
+  const double x_mid = key_value(xsort[n / 2].key);
 
   // ---- S = sum_ij w_i w_j |dx| |dy| and DL_k = sum_{x_j < x_k} w_j |y_k - y_j|.
   // With c_k = sums of (w, wx, wy, wxy) over earlier events (in x order) with y_j <= y_k and t_k
   // the same over all earlier events, f_k(c) = x_k y_k c0 - x_k c2 - y_k c1 + c3 is linear and
   //   S / 2 = sum_k w_k [f_k(c_k) - f_k(t_k - c_k)] = sum_k w_k [2 f_k(c_k) - f_k(t_k)],
-  //   DL_k (lexicographic) = 2 (y_k c0 - c2) - (y_k t0 - t2).
-  // The c_k terms come from a bottom-up merge sort by y rank of the x-ordered events (each merge
-  // adds the left run's running sums to the right run's events), t_k from prefix sums.
-  const bool want_grad = grad_dcor2 != nullptr || grad_dcov != nullptr;
-  std::vector<double> DL(want_grad ? n : 0);
+  //   DL_k (lexicographic) = 2 (y_k c0 - c2) - (y_k t0 - t2)
+  // (pairs with equal y contribute 0, so which of them count as "y_j <= y_k" is immaterial).
+  // The c_k terms come from a sweep over the bits of the x position, most significant first:
+  // the y-ordered events are split into groups of consecutive x positions, halved at every
+  // level (split_group); the events of a right half see the sums of the left half before them
+  // in y order. After the last level the events are in x order; t_k are prefix sums.
+  auto run_sweep = [&](auto tag, auto& out_x, auto& out_y, auto& out_w, double* acc) {
+    constexpr bool G = decltype(tag)::value;
+    auto a = buffer<SweepItem<G>>(n), b = buffer<SweepItem<G>>(n);
+    {
+      auto xpos = buffer<std::uint32_t>(n);
+      for (std::size_t p = 0; p < n; ++p) {
+        if (p + kAhead < n) prefetch<true>(&xpos[xsort[p + kAhead].idx]);
+        xpos[xsort[p].idx] = static_cast<std::uint32_t>(p);
+      }
+      for (std::size_t k = 0; k < n; ++k) {
+        SweepItem<G>& e = a[k];
+        e.x = x_y[k] - x_mid;
+        e.y = yc_y[k];
+        e.w = w_y[k];
+        if constexpr (G) e.acc = 0;
+        e.xpos = xpos[k];
+        e.event = event[k];
+      }
+    }
+    int bits = 0;
+    while ((std::size_t{1} << bits) < n) ++bits;
+    Sum swept;
+    sweep<G>(a.get(), b.get(), 0, n, bits - 1, swept);
+    const SweepItem<G>* done = bits % 2 == 0 ? a.get() : b.get();
+    for (std::size_t p = 0; p < n; ++p) {
+      out_x[p] = done[p].x;
+      out_y[p] = done[p].y;
+      out_w[p] = done[p].w;
+      event[p] = done[p].event;  // from here on: event index of each x position
+      if constexpr (G) acc[p] = done[p].acc;
+    }
+    return swept.value();
+  };
+  // x-ordered arrays reuse the y-ordered buffers that are no longer needed
+  auto& yc = yc_y;  // x-ordered arrays in the buffers of the y-ordered ones (read before the sweep)
+  auto& ws = w_y;
+  Buffer<double> DL;
+  double swept;
+  if (want_grad) {
+    DL = buffer<double>(n);
+    swept = run_sweep(std::true_type(), x_y, yc, ws, DL.get());
+  } else {
+    swept = run_sweep(std::false_type(), x_y, yc, ws, nullptr);
+  }
+  const auto xc = std::move(x_y);
+  auto Rb_s = buffer<double>(n);
+  for (std::size_t p = 0; p < n; ++p) {
+    if (p + kAhead < n) prefetch(&Rb_y[xsort[p + kAhead].idx]);
+    Rb_s[p] = Rb_y[xsort[p].idx];
+  }
+  Rb_y.reset();
+  auto Ra_s = buffer<double>(n), P = buffer<double>(n);
+  auto& scratch = xw;
+  row_sums_sorted(xsort, xc.get(), ws.get(), n, Ra_s.get(), P.get(), scratch.get());
+
   Sum S_half;
+  S_half.add(2.0 * swept);
   {
-    std::vector<MergeItem> cur(n), nxt(n);
-    for (std::size_t k = 0; k < n; ++k)
-      cur[k] = {xc[k], yc[k], ws[k], 0.0, xkeys[k].yr, static_cast<std::uint32_t>(k)};
-    Sum merged;
-    merge_sweep(cur, nxt, merged);
-    S_half.add(2.0 * merged.value());
-    if (want_grad)
-      for (const MergeItem& e : cur) DL[e.pos] = 2.0 * e.acc;
     double t0 = 0, t1 = 0, t2 = 0, t3 = 0;
     for (std::size_t k = 0; k < n; ++k) {
       const double xk = xc[k], yk = yc[k], wk = ws[k];
       S_half.add(-wk * (xk * (yk * t0 - t2) - (yk * t1 - t3)));
-      if (want_grad) DL[k] -= yk * t0 - t2;
+      if (want_grad) DL[k] = 2.0 * DL[k] - (yk * t0 - t2);
       t0 += wk;
       t1 += wk * xk;
       t2 += wk * yk;
@@ -342,7 +492,7 @@ Result distance_correlation_1d(const double* x, const double* y, const double* w
   const double S_xy = 2.0 * S_half.value();
 
   // S_xx = sum_ij w_i w_j (x_i - x_j)^2 = 2 W sum_i w_i (x_i - xbar)^2
-  auto sum_sq = [&](const std::vector<double>& v) {
+  auto sum_sq = [&](const double* v) {
     Sum m;
     for (std::size_t k = 0; k < n; ++k) m.add(ws[k] * v[k]);
     const double mean = m.value() / W;
@@ -350,7 +500,7 @@ Result distance_correlation_1d(const double* x, const double* y, const double* w
     for (std::size_t k = 0; k < n; ++k) q.add(ws[k] * (v[k] - mean) * (v[k] - mean));
     return 2.0 * W * q.value();
   };
-  const Result r = assemble(S_xy, sum_sq(xc), sum_sq(yc), ws, Ra_s, Rb_s, cen);
+  const Result r = assemble(S_xy, sum_sq(xc.get()), sum_sq(yc.get()), ws.get(), Ra_s.get(), Rb_s.get(), n, cen);
   if (!want_grad) return r;
 
   // ---- gradients, in x order
@@ -361,17 +511,22 @@ Result distance_correlation_1d(const double* x, const double* y, const double* w
     Xw.add(ws[k] * xc[k]);
   }
   const double ca = Ta.value() / cen.tdiv, cb = Tb.value() / cen.tdiv, sum_wx = Xw.value();
-  std::vector<double> P, Qa, Qb, q(n);
-  signed_sums(xs, ws, P);
-  for (std::size_t k = 0; k < n; ++k) q[k] = ws[k] * Ra_s[k] / cen.rdiv;
-  signed_sums(xs, q, Qa);
-  for (std::size_t k = 0; k < n; ++k) q[k] = ws[k] * Rb_s[k] / cen.rdiv;
-  signed_sums(xs, q, Qb);
-  std::vector<double> gc(n), gxx(n);
+  double* Qa = scratch.get();
+  double* Qb = scratch.get() + n;
+  {
+    auto qa = buffer<double>(n), qb = buffer<double>(n);
+    for (std::size_t k = 0; k < n; ++k) {
+      qa[k] = ws[k] * Ra_s[k] / cen.rdiv;
+      qb[k] = ws[k] * Rb_s[k] / cen.rdiv;
+    }
+    signed_sums(xsort, qa.get(), qb.get(), n, Qa, Qb);
+  }
+  double* gc = Ra_s.get();  // overwritten in place: element k is read before it is written
+  double* gxx = Rb_s.get();
   std::size_t g0 = 0;
   while (g0 < n) {
     std::size_t g1 = g0 + 1;
-    while (g1 < n && xs[g1] == xs[g0]) ++g1;
+    while (g1 < n && xsort[g1].key == xsort[g0].key) ++g1;
     // tie_k = sum over the tie group of w_j |y_k - y_j| (the group is sorted by y)
     double gw = 0, gwy = 0;
     for (std::size_t k = g0; k < g1; ++k) {
@@ -387,20 +542,26 @@ Result distance_correlation_1d(const double* x, const double* y, const double* w
       bw += ws[k];
       bwy += ws[k] * yk;
       const double dl = DL[k] - before;  // strictly smaller x only
-      const double D = 2.0 * dl - Rb_s[k] + tie;
+      const double rbk = Rb_s[k], rak = Ra_s[k];
+      const double D = 2.0 * dl - rbk + tie;
       const double Dx = W * xc[k] - sum_wx;
-      const double rb = Rb_s[k] / cen.rdiv, ra = Ra_s[k] / cen.rdiv;
+      const double rb = rbk / cen.rdiv, ra = rak / cen.rdiv;
       gc[k] = 2.0 / cen.norm * ws[k] * (D - (rb - cb) * P[k] - Qb[k]);
       gxx[k] = 4.0 / cen.norm * ws[k] * (Dx - (ra - ca) * P[k] - Qa[k]);
     }
     g0 = g1;
   }
-  std::vector<double> out(n);
-  if (grad_dcov != nullptr)
-    for (std::size_t k = 0; k < n; ++k) grad_dcov[xkeys[k].idx] = gc[k];
+  auto scatter = [&](const double* v, double* dst) {  // x order -> event order
+    for (std::size_t k = 0; k < n; ++k) {
+      if (k + kAhead < n) prefetch<true>(&dst[event[k + kAhead]]);
+      dst[event[k]] = v[k];
+    }
+  };
+  if (grad_dcov != nullptr) scatter(gc, grad_dcov);
   if (grad_dcor2 != nullptr) {
-    dcor_gradient(r, gc.data(), gxx.data(), n, out.data());
-    for (std::size_t k = 0; k < n; ++k) grad_dcor2[xkeys[k].idx] = out[k];
+    double* out = scratch.get();
+    dcor_gradient(r, gc, gxx, n, out);
+    scatter(out, grad_dcor2);
   }
   return r;
 }
@@ -449,12 +610,10 @@ Result distance_correlation_nd(const double* x, std::size_t dx, const double* y,
                                std::size_t n, const Options& options, double* grad_dcor2, double* grad_dcov) {
   if (dx == 0) throw InputError("x must have at least one column");
   if (dy == 0) throw InputError("y must have at least one column");
-  std::vector<double> wv = checked_weights(w, n, options);
+  double W = 0;
+  const std::vector<double> wv = checked_weights(w, n, options, W);
   check_finite(x, n, dx, "x");
   check_finite(y, n, dy, "y");
-  Sum Wsum;
-  for (double e : wv) Wsum.add(e);
-  const double W = Wsum.value();
   const Centring cen = centring(options, W, n);
 
   // pass 1: row sums of a and b
@@ -531,7 +690,7 @@ Result distance_correlation_nd(const double* x, std::size_t dx, const double* y,
     sxx.add(wv[i] * Sxx[i]);
     syy.add(wv[i] * Syy[i]);
   }
-  const Result r = assemble(sxy.value(), sxx.value(), syy.value(), wv, Ra, Rb, cen);
+  const Result r = assemble(sxy.value(), sxx.value(), syy.value(), wv.data(), Ra.data(), Rb.data(), n, cen);
   if (!want_grad) return r;
   for (std::size_t i = 0; i < n; ++i)
     for (std::size_t t = 0; t < dx; ++t) {

@@ -137,6 +137,55 @@ TEST_CASE(gradient_matches_finite_differences_and_quadratic_path) {
   }
 }
 
+TEST_CASE(radix_sort_path_matches_quadratic_path) {
+  // n above the radix-sort threshold (4096) and above one cache block of the sweep, not a power
+  // of 2: the O(n log n) value and gradients against the O(n^2) path, on continuous data, heavy
+  // ties (binary x, integer y), signed zeros, a wider dynamic range and zero weights.
+  std::mt19937_64 gen(2024);
+  std::normal_distribution<double> nd;
+  std::uniform_real_distribution<double> ud(0.0, 2.0);
+  const std::size_t n = 4500;
+  for (int kind = 0; kind < 3; ++kind) {
+    std::vector<double> x(n), y(n), w(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double u = nd(gen), v = nd(gen);
+      if (kind == 0) {  // continuous, mixed signs
+        x[i] = u;
+        y[i] = 0.3 * u + v;
+      } else if (kind == 1) {  // ties: binary x, integer y including -0.0 and +0.0
+        x[i] = u > 0.3 ? 1.0 : 0.0;
+        y[i] = std::round(2 * (u + v)) + 0.0;
+        if (y[i] == 0.0 && (i % 2 == 1)) y[i] = -0.0;
+      } else {  // wider dynamic range (powers of 10 from about -3 to 3) with ties in x
+        x[i] = std::round(4 * u) * std::pow(10.0, std::round(v));
+        y[i] = u * std::pow(10.0, std::round(v));
+      }
+      w[i] = i % 7 == 0 ? 0.0 : ud(gen);
+    }
+    for (int weighted = 0; weighted < 2; ++weighted) {
+      const double* wp = weighted ? w.data() : nullptr;
+      std::vector<double> g(n), gc(n), g2(n), gc2(n);
+      const auto got = disco::distance_correlation_1d(x.data(), y.data(), wp, n, Options(), g.data(), gc.data());
+      const auto ref = disco::distance_correlation_nd(x.data(), 1, y.data(), 1, wp, n, Options(), g2.data(), gc2.data());
+      const double scale = std::sqrt(std::fabs(ref.dcov_xx * ref.dcov_yy));
+      CHECK(close(got.dcov_xy, ref.dcov_xy, 1e-10, scale));
+      CHECK(close(got.dcov_xx, ref.dcov_xx, 1e-10, ref.dcov_xx));
+      CHECK(close(got.dcov_yy, ref.dcov_yy, 1e-10, ref.dcov_yy));
+      CHECK(close(got.dcor2, ref.dcor2, 1e-10, std::fabs(ref.dcor2) + 1e-3));
+      double gmax = 0, gcmax = 0;
+      for (std::size_t k = 0; k < n; ++k) {
+        gmax = std::max(gmax, std::fabs(g2[k]));
+        gcmax = std::max(gcmax, std::fabs(gc2[k]));
+      }
+      CHECK(gmax > 0);
+      for (std::size_t k = 0; k < n; ++k) {
+        CHECK_NEAR(g[k], g2[k], 1e-9 * gmax);
+        CHECK_NEAR(gc[k], gc2[k], 1e-9 * gcmax);
+      }
+    }
+  }
+}
+
 TEST_CASE(ties_in_x_give_the_torch_subgradient) {
   // x has a tie group; the reference sums sign(x_k - x_j) B_kj with sign(0) = 0
   const std::vector<double> x = {0, 1, 1, 1, 2, 3, 3}, y = {0.5, 2, -1, 0.3, 4, 1, 1};

@@ -22,7 +22,7 @@
 ///   - NaN/inf in x, y or w, negative weights and weights summing to 0 throw InputError naming
 ///     the argument and the index.
 ///
-/// Cost: 1-D x and y take O(n log n) time (radix sorts and merge-sort dominance sums) and O(n) memory with
+/// Cost: 1-D x and y take O(n log n) time (radix sorts and a dominance sweep) and O(n) memory with
 /// float64 accumulation; vector-valued x or y take O(n^2) time (threaded over row blocks) and
 /// O(n) memory. All functions are thread-safe and their results do not depend on n_threads.
 
