@@ -16,6 +16,15 @@ one small C++ harness that reads the same standard-normal float32 rows and repor
   * throughput: rows per second calling the single-row function in a loop, 1 thread
     (for the engine also its batch predict on all rows, 1 thread)
 Outputs are checked: codegen and engine bit-identical, tl2cgen within float32 rounding.
+
+MLP row (skip with --skip mlp): a 30-64-64-64-1 ReLU MLP with a sigmoid head (random
+weights, exported by torch.onnx) as
+  * codegen MLP (float / float16 / fixed<18,8>)  hepinfer.codegen.emit_cpp on the .onnx file
+  * engine MLP       hepinfer::Model::predict_one (C++)
+  * onnxruntime      InferenceSession.run on one row from Python (1 intra-op thread)
+all at batch 1 (one event per call), harnesses compiled with g++ -O3 (GCC's -O2 does not
+vectorise the generated dense loops); float outputs must match the engine within 1e-5,
+float16/fixed-point ones stay within hepinfer.codegen.mlp_error_bound.
 The contestants run in turns (--rounds) so that a busy machine slows them alike; the
 reported numbers are medians over the rounds.
 """
@@ -129,6 +138,147 @@ int main(int argc, char** argv) {
 """
 
 
+MLP_HARNESS = r"""
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#if CONTESTANT == 1
+#include "gen.hpp"
+static inline void score(const float* row, float* out) { gen::predict(row, out); }
+#else
+#include <hepinfer/nn.hpp>
+static const hepinfer::Model* model = nullptr;
+static inline void score(const float* row, float* out) { model->predict_one(row, out); }
+#endif
+using Clock = std::chrono::steady_clock;
+int main(int argc, char** argv) {
+  // harness ROWS.bin N_FEATURES CALLS OUT.bin [MODEL]
+  const int nf = std::atoi(argv[2]);
+  const long calls = std::atol(argv[3]);
+  std::FILE* in = std::fopen(argv[1], "rb");
+  std::vector<float> rows;
+  float v;
+  while (std::fread(&v, sizeof v, 1, in) == 1) rows.push_back(v);
+  std::fclose(in);
+  const std::size_t n = rows.size() / static_cast<std::size_t>(nf);
+#if CONTESTANT == 2
+  const hepinfer::Model m = hepinfer::Model::load(argv[5]);
+  model = &m;
+#endif
+  std::vector<float> out(n);
+  float sink = 0.0f, o = 0.0f;
+  const std::size_t pool = std::min<std::size_t>(n, 1024);
+  for (std::size_t i = 0; i < 2000; ++i) { score(rows.data() + (i % pool) * nf, &o); sink += o; }
+  std::vector<double> blocks;
+  for (long b = 0; b < calls / 1000; ++b) {
+    const auto t0 = Clock::now();
+    for (std::size_t i = 0; i < 1000; ++i) { score(rows.data() + ((b * 1000 + i) % pool) * nf, &o); sink += o; }
+    blocks.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / 1000.0);
+  }
+  for (std::size_t r = 0; r < n; ++r) score(rows.data() + r * nf, &out[r]);
+  std::sort(blocks.begin(), blocks.end());
+  std::FILE* f = std::fopen(argv[4], "wb");
+  std::fwrite(out.data(), sizeof(float), n, f);
+  std::fclose(f);
+  std::printf("{\"single_ns\": %.3f}\n", blocks[blocks.size() / 2]);
+  return sink == 12345.678f ? 3 : 0;
+}
+"""
+
+
+def _mlp_bench(work: Path, cxx: str, flags: list, calls: int, rounds: int, log) -> dict:
+    """Batch-1 latency of the generated MLP header, the engine and onnxruntime (see the docstring)."""
+    import hepinfer
+    from hepinfer import codegen
+
+    path = work / "mlp_30x64x3.onnx"
+    if not path.exists():
+        import warnings
+
+        import torch
+
+        torch.manual_seed(3)
+        nn = torch.nn
+        net = nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                            nn.Linear(64, 1), nn.Sigmoid()).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.randn(2, 30),), str(path), input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False, opset_version=17)
+    rows = np.random.default_rng(11).normal(size=(2000, 30)).astype(np.float32)
+    (work / "mlp_rows.bin").write_bytes(rows.tobytes())
+    reference = hepinfer.Model.load(path).predict(rows).reshape(-1)
+    built: dict = {}
+    for precision, native in (("float", False), ("float", True), ("float16", False), ("fixed<18,8>", False)):
+        name = f"codegen MLP ({precision}{', -march=native' if native else ''})"
+        d = work / ("mlp_" + "".join(c for c in precision if c.isalnum()) + ("_native" if native else ""))
+        d.mkdir(exist_ok=True)
+        codegen.emit_cpp(path, d / "gen.hpp", name="gen", precision=precision)
+        (d / "harness.cpp").write_text(MLP_HARNESS)
+        log(f"compiling {name} ...")
+        extra_flags = ["-march=native"] if native else []
+        try:
+            sec = _timed([cxx, *flags, *extra_flags, "-DCONTESTANT=1", "harness.cpp", "-o", "harness"], cwd=d)
+        except RuntimeError as e:  # e.g. no _Float16 in this compiler
+            log(f"{name} skipped: {str(e)[-300:]}")
+            continue
+        built[name] = (d / "harness", sec, precision, [])
+    d = work / "mlp_engine"
+    d.mkdir(exist_ok=True)
+    (d / "harness.cpp").write_text(MLP_HARNESS)
+    libdir = Path(hepinfer.cmake_dir()).parents[1]
+    log("compiling engine MLP harness ...")
+    sec = _timed([cxx, *flags, "-DCONTESTANT=2", f"-I{hepinfer.include_dir()}", "harness.cpp", "-o", "harness",
+                  f"-L{libdir}", "-lhepinfer", "-lpthread"], cwd=d)
+    built["engine MLP"] = (d / "harness", sec, "float", [str(path)])
+    runs: dict = {name: [] for name in built}
+    for _ in range(rounds):
+        for name, (exe, _, _, extra) in built.items():
+            out = work / "mlp_out.bin"
+            proc = _run([str(exe), str(work / "mlp_rows.bin"), "30", str(calls), str(out), *extra])
+            runs[name].append((json.loads(proc.stdout.strip().splitlines()[-1])["single_ns"],
+                               np.fromfile(out, dtype=np.float32)))
+    results: dict = {}
+    for name, (_, compile_s, precision, _) in built.items():
+        got = runs[name][0][1]
+        diff = float(np.max(np.abs(got.astype(np.float64) - reference)))
+        ok = diff <= 1e-5 if precision == "float" else True
+        bound = None
+        if precision not in ("float",):
+            bound = float(np.max(codegen.mlp_error_bound(path, rows, precision)))
+            ok = diff <= bound + 1e-5
+        results[name] = {"single_ns": float(np.median([r[0] for r in runs[name]])), "compile_s": compile_s,
+                         "max_abs_diff_vs_engine": diff, "error_bound": bound, "matches_engine": ok}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        log("onnxruntime skipped: not installed")
+    else:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        one = [rows[i:i + 1] for i in range(1024)]
+        for i in range(2000):
+            sess.run(None, {"x": one[i % 1024]})
+        per_round = []
+        for _ in range(rounds):
+            blocks = []
+            for b in range(max(1, calls // 1000)):
+                t0 = time.perf_counter()
+                for i in range(1000):
+                    sess.run(None, {"x": one[(b * 1000 + i) % 1024]})
+                blocks.append((time.perf_counter() - t0) / 1000 * 1e9)
+            per_round.append(float(np.median(blocks)))
+        got = np.concatenate([sess.run(None, {"x": rows[i:i + 1]})[0].reshape(-1) for i in range(len(rows))])
+        diff = float(np.max(np.abs(got.astype(np.float64) - reference)))
+        results[f"onnxruntime {ort.__version__} (Python)"] = {
+            "single_ns": float(np.median(per_round)), "compile_s": 0.0, "max_abs_diff_vs_engine": diff,
+            "error_bound": None, "matches_engine": diff <= 1e-5}
+    return results
+
+
 def _run(cmd, cwd=None) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -170,7 +320,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--work", default=os.path.join(os.path.expanduser("~"), ".cache", "hepinfer-bench-codegen"))
     p.add_argument("--rounds", type=int, default=None, help="turns over the contestants (default 3, quick 1)")
-    p.add_argument("--skip", default="", help="comma-separated contestants to skip (e.g. tl2cgen)")
+    p.add_argument("--skip", default="", help="comma-separated contestants to skip (e.g. tl2cgen, mlp)")
     args = p.parse_args(argv)
     n_trees = args.trees or (100 if args.quick else 500)
     n_rows = args.rows or (5000 if args.quick else 50000)
@@ -274,6 +424,11 @@ def main(argv=None) -> int:
         r.update(extra_info.get(name, {}))
         results[name] = r
 
+    mlp_results: dict = {}
+    if "mlp" not in skip:
+        # -O3: GCC's -O2 does not vectorise the generated dense loops (6x slower here)
+        mlp_results = _mlp_bench(work, cxx, ["-O3", "-std=c++17"], calls, args.rounds, log)
+
     base = results.get("engine", {}).get("single_ns")
     print()
     print(f"model: xgboost binary:logistic, {n_trees} trees of depth {args.depth}, {args.features} features; "
@@ -288,6 +443,18 @@ def main(argv=None) -> int:
         match = ("exact" if r["exact"] else "close") if r["matches_engine"] else "NO"
         print(f"{name:<22}{r['compile_s']:>10.2f}{r['single_ns']:>11.1f}{ratio:>10}{r['loop_ns_per_row']:>13.1f}"
               f"{batch:>14}{match:>9}")
+    if mlp_results:
+        base = mlp_results.get("engine MLP", {}).get("single_ns")
+        print()
+        print(f"model: MLP 30-64-64-64-1 (ReLU, sigmoid head), batch 1, {calls} calls, {args.rounds} rounds; "
+              "g++ -O3, 1 thread")
+        print(f"{'contestant':<34}{'compile s':>10}{'single ns':>11}{'x engine':>10}{'max |diff|':>12}"
+              f"{'bound':>10}{'ok':>5}")
+        for name, r in mlp_results.items():
+            ratio = f"{r['single_ns'] / base:.2f}" if base else "-"
+            bound = f"{r['error_bound']:.2g}" if r["error_bound"] is not None else "-"
+            print(f"{name:<34}{r['compile_s']:>10.2f}{r['single_ns']:>11.1f}{ratio:>10}"
+                  f"{r['max_abs_diff_vs_engine']:>12.2g}{bound:>10}{'yes' if r['matches_engine'] else 'NO':>5}")
     if args.json:
         payload = {
             "benchmark": "codegen",
@@ -295,11 +462,12 @@ def main(argv=None) -> int:
                       "n_features": args.features},
             "calls": calls, "rows": n_rows, "rounds": args.rounds, "flags": flags,
             "load_average": os.getloadavg()[0], "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "results": results,
+            "cpu_count": os.cpu_count(), "results": results, "mlp_results": mlp_results,
         }
         Path(args.json).write_text(json.dumps(payload, indent=2))
         print(f"wrote {args.json}")
-    return 0 if all(r["matches_engine"] for r in results.values()) else 1
+    ok = all(r["matches_engine"] for r in results.values()) and all(r["matches_engine"] for r in mlp_results.values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -369,3 +369,248 @@ def test_categorical_xgboost_and_lightgbm_output_variants(tmp_path, rng):
         R[:100, 1] = rng.choice([-0.5, -1.0, -3.0, 2.7, 29.0, 31.0, 100.0, np.nan], 100)
         rows.append(R)
     _check_exact(tmp_path, forests, rows)
+
+
+# ----------------------------------------------------------------------------- MLPs (ONNX)
+MLP_DRIVER = r"""
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+HEADERS
+template <typename Run>
+static void run(const std::vector<double>& rows, std::vector<float>& out, std::size_t nf, std::size_t no, Run f) {
+  std::vector<float> o(no), rf(nf);
+  for (std::size_t r = 0; r < rows.size() / nf; ++r) {
+    for (std::size_t j = 0; j < nf; ++j) rf[j] = static_cast<float>(rows[r * nf + j]);
+    f(rows.data() + r * nf, rf.data(), o.data());
+    out.insert(out.end(), o.begin(), o.end());
+  }
+}
+int main(int argc, char** argv) {
+  if (argc != 4) return 2;
+  std::FILE* in = std::fopen(argv[1], "rb");
+  if (!in) return 2;
+  std::vector<double> rows;
+  std::vector<float> out;
+  double v;
+  while (std::fread(&v, sizeof v, 1, in) == 1) rows.push_back(v);
+  std::fclose(in);
+  switch (std::atoi(argv[3])) {
+CASES
+    default: return 2;
+  }
+  std::FILE* f = std::fopen(argv[2], "wb");
+  std::fwrite(out.data(), sizeof(float), out.size(), f);
+  std::fclose(f);
+  return 0;
+}
+"""
+# each case runs predict on double rows and on the same rows as float: both must agree
+MLP_CASE = """    case K: run(rows, out, NSK::n_features, NSK::n_outputs, [](const double* d, const float* s, float* o) {
+      NSK::predict(d, o);
+      float o2[NSK::n_outputs];
+      NSK::predict(s, o2);
+      for (std::size_t i = 0; i < NSK::n_outputs; ++i) if (!(o2[i] == o[i]) && o[i] == o[i]) std::abort();
+    }); break;"""
+
+
+def _torch_export(net, n_in: int, path: Path, opset: int = 20) -> Path:
+    torch = pytest.importorskip("torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.randn(3, n_in),), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False, opset_version=opset)
+    return path
+
+
+def _mlp_models(tmp_path: Path, rng) -> dict:
+    """Torch MLPs covering the supported layers, exported by torch.onnx (opset 20)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    torch.manual_seed(int(rng.integers(1 << 30)))
+    nn = torch.nn
+    bn = nn.BatchNorm1d(16)
+    with torch.no_grad():  # non-trivial running statistics to fold
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    models = {
+        "tagger": nn.Sequential(nn.Linear(7, 16), bn, nn.LeakyReLU(0.1), nn.Dropout(0.2), nn.Linear(16, 16),
+                                nn.ELU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1), nn.Sigmoid()),
+        "multiclass": nn.Sequential(nn.Flatten(), nn.Linear(7, 12), nn.GELU(), nn.Linear(12, 12),
+                                    nn.GELU(approximate="tanh"), nn.SELU(), nn.Linear(12, 12), nn.Tanh(),
+                                    nn.Linear(12, 12), nn.Hardtanh(-0.5, 0.8), nn.Linear(12, 4), nn.Softmax(dim=-1)),
+        "regression": nn.Sequential(nn.Linear(7, 10), nn.ReLU(), nn.Linear(10, 2)),
+    }
+    return {k: _torch_export(m, 7, tmp_path / f"{k}.onnx") for k, m in models.items()}
+
+
+def _mlp_run(tmp_path: Path, headers: list, X: np.ndarray, flags=()) -> list:
+    src = MLP_DRIVER.replace("HEADERS", "".join(f'#include "mlp{k}.hpp"\n' for k in range(len(headers))))
+    src = src.replace("CASES", "\n".join(MLP_CASE.replace("NSK", f"mlp{k}").replace("K", str(k))
+                                         for k in range(len(headers))))
+    for k, h in enumerate(headers):
+        (tmp_path / f"mlp{k}.hpp").write_text(h)
+    (tmp_path / "mlp_driver.cpp").write_text(src)
+    exe = tmp_path / "mlp_driver"
+    proc = subprocess.run([GXX, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Wconversion", "-Werror", *flags,
+                           "mlp_driver.cpp", "-o", str(exe)],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (tmp_path / "mlp_rows.bin").write_bytes(np.ascontiguousarray(X, np.float64).tobytes())
+    outs = []
+    for k in range(len(headers)):
+        subprocess.run([str(exe), "mlp_rows.bin", "mlp_out.bin", str(k)], cwd=tmp_path, check=True)
+        outs.append(np.fromfile(tmp_path / "mlp_out.bin", dtype=np.float32).reshape(len(X), -1))
+    return outs
+
+
+def _gxx_has_float16() -> bool:
+    proc = subprocess.run([GXX, "-std=c++17", "-x", "c++", "-fsyntax-only", "-"], input="_Float16 h = 1;\n",
+                          capture_output=True, text=True, check=False)
+    return proc.returncode == 0
+
+
+def test_mlp_float_matches_engine(tmp_path, rng):
+    """float32 and double headers against hepinfer.Model: <= 1e-5 relative, all layers and heads."""
+    paths = _mlp_models(tmp_path, rng)
+    X = rng.normal(scale=1.5, size=(400, 7)).astype(np.float32)
+    X[:3] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # zeros, a single-row-like edge
+    X[3] = 1e-30
+    X[4] = rng.normal(scale=20.0, size=7)  # saturating activations
+    X[5, 2] = np.nan  # NaN propagates (ReLU/LeakyReLU keep it)
+    names = list(paths)
+    jobs = [(n, p) for p in ("float", "double") for n in names]
+    headers = [codegen.generate_cpp(paths[n], name=f"mlp{k}", precision=p) for k, (n, p) in enumerate(jobs)]
+    outs = _mlp_run(tmp_path, headers, X)
+    for (name, _), out in zip(jobs, outs):
+        ref = hepinfer.Model.load(paths[name]).predict(X).reshape(len(X), -1)
+        assert out.shape == ref.shape
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6, equal_nan=True)
+        assert np.isnan(out[5]).any() == np.isnan(ref[5]).any()
+    softmax = outs[1]
+    np.testing.assert_allclose(softmax[~np.isnan(softmax).any(axis=1)].sum(axis=1), 1.0, rtol=1e-5)
+    assert "_Float16" not in headers[0] and "hepinfer" not in headers[0].split("Do not edit.")[1]
+
+
+@pytest.mark.parametrize("precision", ["fixed<18,8>", "fixed<12,5>", "float16"])
+def test_mlp_reduced_precision_within_bound(tmp_path, rng, precision):
+    """fixed-point and float16 headers differ from the engine by at most mlp_error_bound (plus
+    the engine's own float32 rounding), and really are quantised (not float in disguise)."""
+    if precision == "float16" and not _gxx_has_float16():
+        pytest.skip("this g++ has no _Float16")
+    paths = _mlp_models(tmp_path, rng)
+    X = rng.normal(size=(300, 7)).astype(np.float32)
+    names = list(paths)
+    headers = [codegen.generate_cpp(paths[n], name=f"mlp{k}", precision=precision) for k, n in enumerate(names)]
+    outs = _mlp_run(tmp_path, headers, X)
+    for name, out in zip(names, outs):
+        ref = hepinfer.Model.load(paths[name]).predict(X).reshape(len(X), -1)
+        bound = codegen.mlp_error_bound(paths[name], X, precision)
+        assert np.isfinite(bound).all(), "no input here may saturate"
+        diff = np.abs(out.astype(np.float64) - ref).max(axis=1)
+        slack = 1e-5 * np.maximum(1.0, np.abs(ref).max(axis=1))
+        assert (diff <= bound + slack).all(), (name, float((diff - bound).max()))
+        assert diff.max() > 0  # quantisation did happen
+        if precision.startswith("fixed"):
+            width, integer = map(int, precision[6:-1].split(","))
+            q = out * 2.0 ** (width - integer)  # outputs lie on the grid
+            np.testing.assert_array_equal(q, np.round(q))
+
+
+def test_mlp_fixed_point_saturates(tmp_path, rng):
+    """Inputs beyond the fixed-point range saturate (the bound says inf there) and NaN reads as 0."""
+    paths = _mlp_models(tmp_path, rng)
+    X = rng.normal(size=(20, 7)).astype(np.float32)
+    X[0, 0] = 1e6
+    X[1, 1] = np.nan
+    bound = codegen.mlp_error_bound(paths["regression"], X, "fixed<10,4>")
+    assert np.isinf(bound[0])
+    header = codegen.generate_cpp(paths["regression"], name="mlp0", precision="fixed<10,4>")
+    out = _mlp_run(tmp_path, [header], X)[0]
+    X1 = X.copy()
+    X1[0, 0] = 8 - 2.0**-6  # the largest value of fixed<10,4>
+    X1[1, 1] = 0.0
+    out1 = _mlp_run(tmp_path, [header], X1)[0]
+    np.testing.assert_array_equal(out, out1)
+
+
+def _onnx_chain_model(nodes, inits, n_in=3, out="y"):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", "n_out"])],
+        [numpy_helper.from_array(np.asarray(v, np.int64 if np.asarray(v).dtype.kind == "i" else np.float32), k)
+         for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_mlp_matmul_add_and_input_normalisation(tmp_path, rng):
+    """A hand-written graph: (x - mean) / std, MatMul + Add, Clip, Identity, Reshape, Gemm with
+    transB/alpha/beta and a scalar bias: folded, and equal to the engine."""
+    from onnx import helper
+
+    W1, b1 = rng.normal(size=(3, 5)), rng.normal(size=5)
+    W2, b2 = rng.normal(size=(2, 5)), rng.normal(size=())
+    nodes = [
+        helper.make_node("Sub", ["x", "mean"], ["c"], name="centre"),
+        helper.make_node("Div", ["c", "std"], ["n"], name="scale"),
+        helper.make_node("MatMul", ["n", "W1"], ["h"], name="mm"),
+        helper.make_node("Add", ["b1", "h"], ["h1"], name="bias"),
+        helper.make_node("Clip", ["h1", "lo", "hi"], ["h2"], name="clip"),
+        helper.make_node("Identity", ["h2"], ["h3"], name="id"),
+        helper.make_node("Reshape", ["h3", "shape"], ["h4"], name="reshape"),
+        helper.make_node("Gemm", ["h4", "W2", "b2"], ["y"], name="out", transB=1, alpha=0.5, beta=2.0),
+    ]
+    model = _onnx_chain_model(nodes, {"mean": rng.normal(size=3), "std": rng.uniform(0.5, 2, 3), "W1": W1, "b1": b1,
+                                      "lo": -1.0, "hi": 1.5, "shape": np.array([-1, 5]), "W2": W2, "b2": b2})
+    import onnx
+
+    path = tmp_path / "chain.onnx"
+    onnx.save(model, path)
+    header = codegen.generate_cpp(model, name="mlp0")
+    assert header.count("dense<") == 2 and "affine<" not in header  # normalisation folded into MatMul
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    out = _mlp_run(tmp_path, [header], X)[0]
+    np.testing.assert_allclose(out, hepinfer.Model.load(path).predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_unsupported_models_are_refused(tmp_path, rng):
+    from onnx import helper
+
+    W = rng.normal(size=(3, 3))
+    sin = _onnx_chain_model([helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+                             helper.make_node("Sin", ["h"], ["y"], name="weird")], {"W": W})
+    with pytest.raises(hepinfer.InputError, match=r"node 'weird' \(Sin\) is not supported"):
+        codegen.generate_cpp(sin)
+    residual = _onnx_chain_model([helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+                                  helper.make_node("Add", ["h", "x"], ["y"], name="skip")], {"W": W})
+    with pytest.raises(hepinfer.InputError, match=r"node 'skip' \(Add\) does not continue the chain"):
+        codegen.generate_cpp(residual)
+    no_dense = _onnx_chain_model([helper.make_node("Relu", ["x"], ["y"], name="r")], {})
+    with pytest.raises(hepinfer.InputError, match="not an MLP"):
+        codegen.generate_cpp(no_dense)
+    ok = _onnx_chain_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], {"W": W})
+    with pytest.raises(hepinfer.InputError, match="precision"):
+        codegen.generate_cpp(ok, precision="fixed<40,8>")
+    with pytest.raises(hepinfer.InputError, match="layout"):
+        codegen.generate_cpp(ok, layout="arrays")
+    with pytest.raises(hepinfer.InputError, match="float16"):
+        codegen.mlp_error_bound(ok, np.zeros((1, 3)), "float")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(hepinfer.InputError, match="bad.onnx"):
+        codegen.generate_cpp(bad)
+
+
+def test_mlp_cli(tmp_path, rng):
+    path = _mlp_models(tmp_path, rng)["tagger"]
+    out = tmp_path / "tagger.hpp"
+    assert codegen.main([str(path), "-o", str(out), "--precision", "fixed<16,6>"]) == 0
+    text = out.read_text()
+    assert "namespace tagger {" in text and "ap_fixed<16,6,AP_RND,AP_SAT>" in text

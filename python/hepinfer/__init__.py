@@ -11,7 +11,7 @@ Capabilities live in submodules, imported on first use so that ``import hepinfer
 ``hepinfer.io`` (ROOT files), ``hepinfer.jagged`` (jagged-array kernels), ``hepinfer.disco``,
 ``hepinfer.metrics``, ``hepinfer.losses`` (torch), ``hepinfer.train`` (torch/xgboost),
 ``hepinfer.export``, ``hepinfer.codegen``, ``hepinfer.tmva_export``, ``hepinfer.datasets``,
-``hepinfer.plot`` (matplotlib).
+``hepinfer.plot`` (matplotlib), ``hepinfer.rdf`` (ROOT RDataFrame through PyROOT).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ _SUBMODULES = (
     "metrics",
     "nn",
     "plot",
+    "rdf",
     "scoring",
     "tmva_export",
     "train",

@@ -1,4 +1,4 @@
-"""Standalone C++ code generation for tree ensembles.
+"""Standalone C++ code generation for tree ensembles and small MLPs.
 
 :func:`emit_cpp` writes ONE self-contained C++17 header that evaluates a forest loaded
 by hepinfer (XGBoost, LightGBM or TMVA BDT) with exactly the engine's results: the same
@@ -41,9 +41,23 @@ differs from the engine's by at most (number of trees in that output + 1) * 2^-(
 (plus the engine's own float32 rounding of XGBoost sums); an input off the grid can take
 the other branch only when it lies within 2^-(W-I) above a threshold.
 
-Neural networks: C++ generation for MLPs belongs to the network engine (hepinfer.nn) and
-is not provided here; it would add an ``emit_cpp`` for ``hepinfer.nn`` models that writes
-the same kind of header (``predict``/``n_features``/``n_outputs``).
+MLPs: ``emit_cpp("mlp.onnx", "tagger.hpp", name="tagger")`` reads a one-input, one-output
+ONNX network made of a single chain of layers (what torch exports for ``nn.Sequential`` MLPs:
+Gemm or MatMul + Add, Relu, LeakyRelu, Elu, Selu, Sigmoid, Tanh, Gelu (exact and tanh forms),
+Clip, Softmax over the features, Flatten/Identity/Dropout/Reshape/Cast to float, and
+BatchNormalization or Add/Sub/Mul/Div by constants, which are folded into the neighbouring
+dense layer) with the ``onnx`` package, and writes the weights as ``constexpr`` arrays of
+fixed sizes; ``tagger::predict(row, out)`` (``row``: any arithmetic type) and, for one output,
+``float tagger::predict(row)``. Any other node is refused with an InputError naming it.
+``precision``: ``"float"`` (float32 weights, activations and sums, as the engine: results agree
+to about 1e-6 relative), ``"double"``, ``"float16"`` (activations rounded to ``_Float16`` after
+every layer, weights rounded to float16, products summed in float32; needs GCC >= 12 or Clang)
+or ``"fixed<W,I>"`` (ap_fixed<W,I,AP_RND,AP_SAT>-like: values are multiples of 2^-(W-I),
+rounded to the nearest with ties towards +inf and saturated; dense layers accumulate exactly in
+64-bit integers and round once; ReLU is exact; other activations and softmax are evaluated in
+double from the fixed-point value and rounded back, as a fine lookup table would).
+:func:`mlp_error_bound` gives, per event, a proven bound on the difference between the
+float16/fixed-point header and exact arithmetic (inf where a value could saturate).
 """
 
 from __future__ import annotations
@@ -61,7 +75,7 @@ import numpy as np
 from hepinfer import _core
 from hepinfer._core import InputError
 
-__all__ = ["emit_cpp", "generate_cpp", "main"]
+__all__ = ["emit_cpp", "generate_cpp", "main", "mlp_error_bound"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -723,6 +737,614 @@ def _wrap(items, width: int = 110) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------- MLPs (ONNX)
+_ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu", "gelu_tanh", "clip")
+# Lipschitz constants (sup of |f'|) used by mlp_error_bound
+_SELU_ALPHA = 1.67326319217681884765625
+_SELU_GAMMA = 1.05070102214813232421875
+_GELU_LIPSCHITZ = 1.1290  # max of d/dx [x Phi(x)] = 1.12880...; the tanh form stays below it too
+_HALF_U = 2.0**-11  # unit roundoff of IEEE binary16
+_HALF_TINY = 2.0**-25  # half the spacing of binary16 subnormals
+_HALF_MAX = 65504.0
+_F32_U = 2.0**-24
+
+
+class _Layer:
+    """One step of an MLP: dense (w [out, in], b [out]), affine (s, t), act (kind, a, b) or softmax."""
+
+    def __init__(self, op: str, node: str, **kw: Any) -> None:
+        self.op = op
+        self.node = node
+        self.w: np.ndarray = kw.get("w", np.zeros((0, 0)))
+        self.b: np.ndarray = kw.get("b", np.zeros(0))
+        self.kind: str = kw.get("kind", "")
+        self.alpha: float = float(kw.get("alpha", 0.0))
+        self.beta: float = float(kw.get("beta", 0.0))
+
+
+def _is_onnx_model(model: Any) -> bool:
+    if type(model).__name__ == "ModelProto":
+        return True
+    if isinstance(model, (str, os.PathLike)):
+        return os.fspath(model).lower().endswith(".onnx")
+    return False
+
+
+def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
+    """Read an ONNX MLP into a chain of layers (float64 copies of the float32 weights)."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as e:  # pragma: no cover
+        raise InputError("MLP code generation reads the ONNX file with the 'onnx' package: pip install onnx") from e
+    if type(model).__name__ == "ModelProto":
+        proto, source = model, "<ModelProto>"
+    else:
+        source = os.fspath(model)
+        try:
+            proto = onnx.load(source)
+        except Exception as e:  # noqa: BLE001 (onnx.load raises many types)
+            raise InputError(f"{source}: cannot read the ONNX file ({e})") from None
+    g = proto.graph
+    opset = next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+    const: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in const]
+    if len(inputs) != 1 or len(g.output) != 1:
+        raise InputError(f"{source}: an MLP has one input and one output; this graph has {len(inputs)} inputs and "
+                         f"{len(g.output)} outputs")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 2 or not dims[1].HasField("dim_value") or dims[1].dim_value <= 0:
+        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+        raise InputError(f"{source}: input '{inputs[0].name}' has shape {shape}; an MLP takes [batch, n_features]")
+    n_in = int(dims[1].dim_value)
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise InputError(f"{source}: input '{inputs[0].name}' is not float32")
+
+    def attrs(node: Any) -> dict:
+        return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    cur, size = inputs[0].name, n_in
+    layers: list[_Layer] = []
+    supported = ("Gemm, MatMul, Add, Sub, Mul, Div (with constants), BatchNormalization, Relu, LeakyRelu, Elu, "
+                 "Selu, Sigmoid, Tanh, Gelu, Clip, Softmax, Flatten, Identity, Dropout, Reshape, Cast")
+    for node in g.node:
+        label = f"node '{node.name or node.output[0]}' ({node.op_type})"
+        a = attrs(node)
+        if node.op_type == "Constant":
+            if "value" in a:
+                const[node.output[0]] = numpy_helper.to_array(a["value"]).astype(np.float64)
+            elif "value_float" in a or "value_floats" in a:
+                const[node.output[0]] = np.asarray(a.get("value_float", a.get("value_floats")), np.float64)
+            elif "value_int" in a or "value_ints" in a:
+                const[node.output[0]] = np.asarray(a.get("value_int", a.get("value_ints")), np.float64)
+            else:
+                raise InputError(f"{source}: {label}: unsupported constant")
+            continue
+        ins = [n for n in node.input if n]
+        data = [n for n in ins if n not in const]
+        if not data and node.op_type == "Identity":
+            const[node.output[0]] = const[ins[0]]
+            continue
+        if not data:
+            raise InputError(f"{source}: {label} computes on constants only; not supported for MLP code generation")
+        if (data != [cur] or (ins[0] != cur and node.op_type not in ("Add", "Mul"))) and not (
+            node.op_type == "Sub" and ins == [ins[0], cur]
+        ):
+            raise InputError(f"{source}: {label} does not continue the chain of layers from '{cur}' (the MLP "
+                             "generator takes one chain: each layer feeds only the next)")
+
+        def vec(name: str, what: str, size: int = size, label: str = label) -> np.ndarray:
+            v = np.asarray(const[name], np.float64).reshape(-1) if name in const else None
+            if v is None or v.size not in (1, size):
+                raise InputError(f"{source}: {label}: {what} must be a constant scalar or vector of {size}")
+            return np.broadcast_to(v, (size,)).copy()
+
+        op = node.op_type
+        if op == "Gemm":
+            if a.get("transA", 0):
+                raise InputError(f"{source}: {label}: transA=1 is not supported")
+            B = const.get(ins[1])
+            if B is None or B.ndim != 2:
+                raise InputError(f"{source}: {label}: the weight must be a constant matrix")
+            W = float(a.get("alpha", 1.0)) * (B if a.get("transB", 0) else B.T)
+            if W.shape[1] != size:
+                raise InputError(f"{source}: {label}: weight takes {W.shape[1]} inputs, the layer before gives {size}")
+            size = W.shape[0]
+            bias = np.zeros(size)
+            if len(ins) > 2:
+                bias = float(a.get("beta", 1.0)) * vec(ins[2], "the bias", size=size)
+            layers.append(_Layer("dense", label, w=W, b=bias))
+        elif op == "MatMul":
+            B = const.get(ins[1])
+            if ins[0] != cur or B is None or B.ndim != 2 or B.shape[0] != size:
+                raise InputError(f"{source}: {label}: needs x @ W with a constant [{size}, n] matrix W")
+            size = B.shape[1]
+            layers.append(_Layer("dense", label, w=B.T.copy(), b=np.zeros(size)))
+        elif op in ("Add", "Sub", "Mul", "Div"):
+            other = ins[1] if ins[0] == cur else ins[0]
+            v = vec(other, "the other operand")
+            if op == "Add":
+                s, t = np.ones(size), v
+            elif op == "Sub":
+                s, t = (np.ones(size), -v) if ins[0] == cur else (-np.ones(size), v)
+            elif op == "Mul":
+                s, t = v, np.zeros(size)
+            else:
+                if ins[0] != cur:
+                    raise InputError(f"{source}: {label}: only x / constant is supported")
+                s, t = 1.0 / v, np.zeros(size)
+            layers.append(_Layer("affine", label, w=s, b=t))
+        elif op == "BatchNormalization":
+            if a.get("training_mode", 0):
+                raise InputError(f"{source}: {label}: training_mode=1 is not supported")
+            scale, bias, mean, var = (vec(n, "a batch-norm parameter") for n in ins[1:5])
+            s = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+            layers.append(_Layer("affine", label, w=s, b=bias - mean * s))
+        elif op == "Relu":
+            layers.append(_Layer("act", label, kind="relu"))
+        elif op == "LeakyRelu":
+            layers.append(_Layer("act", label, kind="leaky_relu", alpha=a.get("alpha", 0.01)))
+        elif op == "Elu":
+            layers.append(_Layer("act", label, kind="elu", alpha=a.get("alpha", 1.0)))
+        elif op == "Selu":
+            layers.append(_Layer("act", label, kind="selu", alpha=a.get("alpha", _SELU_ALPHA),
+                                 beta=a.get("gamma", _SELU_GAMMA)))
+        elif op in ("Sigmoid", "Tanh"):
+            layers.append(_Layer("act", label, kind=op.lower()))
+        elif op == "Gelu":
+            approx = a.get("approximate", b"none")
+            approx = approx.decode() if isinstance(approx, bytes) else str(approx)
+            layers.append(_Layer("act", label, kind="gelu_tanh" if approx == "tanh" else "gelu"))
+        elif op == "Clip":
+            lo = a.get("min", -math.inf) if len(ins) < 2 else float(const[ins[1]].reshape(-1)[0])
+            hi = a.get("max", math.inf) if len(ins) < 3 else float(const[ins[2]].reshape(-1)[0])
+            layers.append(_Layer("act", label, kind="clip", alpha=lo, beta=hi))
+        elif op == "Softmax":
+            axis = int(a.get("axis", -1 if opset >= 13 else 1))
+            if axis not in (-1, 1):
+                raise InputError(f"{source}: {label}: softmax over axis {axis}; only the feature axis is supported")
+            layers.append(_Layer("softmax", label))
+        elif op in ("Flatten", "Identity", "Dropout"):
+            if op == "Flatten" and int(a.get("axis", 1)) != 1:
+                raise InputError(f"{source}: {label}: only axis=1 is supported")
+        elif op == "Reshape":
+            shape = const.get(ins[1])
+            if shape is None or shape.size != 2 or int(shape.reshape(-1)[1]) not in (size, -1):
+                raise InputError(f"{source}: {label}: only a reshape to [batch, {size}] is supported")
+        elif op == "Cast":
+            if int(a.get("to", 0)) != onnx.TensorProto.FLOAT:
+                raise InputError(f"{source}: {label}: only a cast to float32 is supported")
+        else:
+            raise InputError(f"{source}: {label} is not supported by the MLP code generator (supported: {supported})")
+        cur = node.output[0]
+    if cur != g.output[0].name:
+        raise InputError(f"{source}: the graph output '{g.output[0].name}' is not the end of the chain of layers")
+    if not any(layer.op == "dense" for layer in layers):
+        raise InputError(f"{source}: no Gemm/MatMul layer: not an MLP")
+    return n_in, _fold_affine(layers), source
+
+
+def _fold_affine(layers: list[_Layer]) -> list[_Layer]:
+    """Fold element-wise affine steps (Add/Mul by constants, batch norm) into a neighbouring dense layer."""
+    out: list[_Layer] = []
+    pending: Optional[_Layer] = None  # affine waiting for the next dense layer
+    for layer in layers:
+        if layer.op == "affine":
+            if pending is not None:
+                pending = _Layer("affine", pending.node, w=pending.w * layer.w, b=pending.b * layer.w + layer.b)
+            elif out and out[-1].op == "dense":
+                d = out[-1]
+                out[-1] = _Layer("dense", d.node, w=d.w * layer.w[:, None], b=d.b * layer.w + layer.b)
+            else:
+                pending = layer
+            continue
+        if pending is not None:
+            if layer.op == "dense":
+                layer = _Layer("dense", layer.node, w=layer.w * pending.w[None, :], b=layer.b + layer.w @ pending.b)
+            else:
+                out.append(pending)
+            pending = None
+        out.append(layer)
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+def _parse_mlp_precision(precision: str) -> tuple[str, int, int]:
+    p = precision.replace(" ", "")
+    if p in ("float", "double", "float16"):
+        return p, 0, 0
+    m = re.fullmatch(r"fixed<(\d+),(-?\d+)>", p)
+    if m:
+        w, i = int(m.group(1)), int(m.group(2))
+        if not 2 <= w <= 32 or not 1 <= i <= w:
+            raise InputError(f"precision {precision!r}: need 2 <= W <= 32 total bits and 1 <= I <= W integer bits")
+        return "fixed", w, i
+    raise InputError(f'precision must be "float", "double", "float16" or "fixed<W,I>" (e.g. "fixed<18,8>"), '
+                     f"not {precision!r}")
+
+
+class _FixedFormat:
+    """ap_fixed<W,I>-like numbers: raw integers q with value q * 2^-F, F = W - I; rounding to the
+    nearest grid value (ties towards +inf) and saturation to [-2^(W-1), 2^(W-1) - 1]."""
+
+    def __init__(self, width: int, int_bits: int) -> None:
+        self.width, self.frac = width, width - int_bits
+        self.qmin, self.qmax = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        self.step = 2.0**-self.frac
+
+    def quantize(self, v: np.ndarray) -> np.ndarray:
+        q = np.floor(np.asarray(v, np.float64) / self.step + 0.5)
+        return np.clip(np.nan_to_num(q, nan=0.0), self.qmin, self.qmax).astype(np.int64)
+
+    def value(self, q: np.ndarray) -> np.ndarray:
+        return q.astype(np.float64) * self.step
+
+
+class _MLPGenerator:
+    def __init__(self, model: Any, name: str, namespace: Optional[str], precision: str) -> None:
+        self.n_in, self.layers, self.source = _onnx_chain(model)
+        self.name, self.namespace = name, namespace
+        self.mode, width, int_bits = _parse_mlp_precision(precision)
+        self.fmt = _FixedFormat(width, int_bits) if self.mode == "fixed" else None
+        sizes = [self.n_in]
+        for layer in self.layers:
+            sizes.append(layer.w.shape[0] if layer.op == "dense" else sizes[-1])
+        self.sizes = sizes
+        self.n_out = sizes[-1]
+        if self.fmt is not None:
+            # exact int64 accumulation: n products of two W-bit numbers plus the bias must fit
+            for layer in self.layers:
+                if layer.op == "dense":
+                    n = layer.w.shape[1] + 1
+                    if n * 2.0 ** (2 * (width - 1)) >= 2.0**62:
+                        raise InputError(f"precision {precision!r}: a {layer.w.shape[1]}-input layer could overflow the "
+                                         "64-bit accumulator; use fewer total bits")
+
+    # ---- literals
+    def _weights(self, v: np.ndarray) -> np.ndarray:
+        if self.mode == "double":
+            return v
+        if self.mode == "float16":
+            with np.errstate(over="ignore"):
+                return v.astype(np.float16).astype(np.float64)
+        return v.astype(np.float32).astype(np.float64)
+
+    def _lit(self, v: float) -> str:
+        if self.mode == "double":
+            return _lit_double(v)
+        return _lit_float(v)
+
+    def generate(self) -> str:
+        L: list[str] = []
+        w = L.append
+        try:
+            from hepinfer import __version__ as version
+        except ImportError:  # pragma: no cover
+            version = "?"
+        fixed = self.fmt is not None
+        arch = " -> ".join(str(s) for s in self.sizes)
+        src = os.path.basename(self.source)
+        pname = f"fixed<{self.fmt.width},{self.fmt.width - self.fmt.frac}>" if self.fmt else self.mode
+        w(f"// Generated by hepinfer {version} (hepinfer.codegen.emit_cpp) from {src}: MLP {arch},")
+        w(f"// precision {pname}. Self-contained C++17: needs only the standard library. Do not edit.")
+        w("// Compile with -O3 (GCC's -O2 does not vectorise the dense loops) and the target's -march.")
+        if self.mode == "float16":
+            w("// Needs a compiler with the _Float16 type (GCC >= 12 or Clang on x86-64 and ARM).")
+        if fixed:
+            w(f"// Fixed point as ap_fixed<{self.fmt.width},{self.fmt.width - self.fmt.frac},AP_RND,AP_SAT>: values "
+              f"are multiples of 2^-{self.fmt.frac}, rounded to the")
+            w("// nearest (ties towards +inf) and saturated; dense layers accumulate exactly in 64-bit integers;")
+            w("// activations other than ReLU are evaluated in double from the fixed-point value and rounded back.")
+        w("#pragma once")
+        for h in ("cmath", "cstddef", "cstdint"):
+            w(f"#include <{h}>")
+        w("")
+        if self.namespace:
+            w(f"namespace {self.namespace} {{")
+        w(f"namespace {self.name} {{")
+        w("")
+        w(f"constexpr std::size_t n_features = {self.n_in};")
+        w(f"constexpr std::size_t n_outputs = {self.n_out};")
+        w("")
+        w("namespace detail {")
+        if fixed:
+            self._emit_fixed_helpers(w)
+        else:
+            val_t = {"float": "float", "double": "double", "float16": "_Float16"}[self.mode]
+            acc_t = "double" if self.mode == "double" else "float"
+            store_t = acc_t
+            w(f"using value_t = {val_t};   ///< activations")
+            w(f"using accum_t = {acc_t};   ///< sums and activation functions")
+            w(f"using weight_t = {store_t};  ///< weights (values representable in value_t)")
+            self._emit_float_helpers(w)
+        for k, layer in enumerate(self.layers):
+            if layer.op in ("dense", "affine"):
+                wt = layer.w.T if layer.op == "dense" else layer.w  # dense: stored by input
+                if fixed:
+                    W = self.fmt.quantize(wt).reshape(-1)
+                    B = self.fmt.quantize(layer.b)
+                    w(f"inline constexpr std::int32_t w{k}[{W.size}] = {{")
+                    w(_wrap(str(int(v)) for v in W))
+                    w("};")
+                    w(f"inline constexpr std::int32_t b{k}[{B.size}] = {{")
+                    w(_wrap(str(int(v)) for v in B))
+                    w("};")
+                else:
+                    W = self._weights(wt).reshape(-1)
+                    B = self._weights(layer.b)
+                    w(f"alignas(64) inline constexpr weight_t w{k}[{W.size}] = {{")
+                    w(_wrap(self._lit(float(v)) for v in W))
+                    w("};")
+                    w(f"inline constexpr weight_t b{k}[{B.size}] = {{")
+                    w(_wrap(self._lit(float(v)) for v in B))
+                    w("};")
+        w("}  // namespace detail")
+        w("")
+        self._emit_predict(w)
+        w(f"}}  // namespace {self.name}")
+        if self.namespace:
+            w(f"}}  // namespace {self.namespace}")
+        return "\n".join(L) + "\n"
+
+    def _emit_float_helpers(self, w) -> None:
+        w("/// y = W x + b with W stored by input (w[i * NO + o] = W[o][i]): the NO sums are independent")
+        w("/// (no dependency chain, vectorisable); each one adds b, W[o][0] x[0], W[o][1] x[1], ... in order.")
+        w("template <std::size_t NO, std::size_t NI>")
+        w("inline void dense(const weight_t* w, const weight_t* b, const value_t* x, value_t* y) noexcept {")
+        w("  accum_t acc[NO];")
+        w("  for (std::size_t o = 0; o < NO; ++o) acc[o] = b[o];")
+        w("  for (std::size_t i = 0; i < NI; ++i) {")
+        w("    const accum_t xi = static_cast<accum_t>(x[i]);")
+        w("    const weight_t* col = w + i * NO;")
+        w("    for (std::size_t o = 0; o < NO; ++o) acc[o] += col[o] * xi;")
+        w("  }")
+        w("  for (std::size_t o = 0; o < NO; ++o) y[o] = static_cast<value_t>(acc[o]);")
+        w("}")
+        w("template <std::size_t N>")
+        w("inline void affine(const weight_t* s, const weight_t* t, value_t* x) noexcept {")
+        w("  for (std::size_t i = 0; i < N; ++i) x[i] = static_cast<value_t>(s[i] * static_cast<accum_t>(x[i]) + t[i]);")
+        w("}")
+        w("template <std::size_t N, typename F>")
+        w("inline void apply(value_t* x, F f) noexcept {")
+        w("  for (std::size_t i = 0; i < N; ++i) x[i] = static_cast<value_t>(f(static_cast<accum_t>(x[i])));")
+        w("}")
+        w("template <std::size_t N>")
+        w("inline void softmax(value_t* x) noexcept {")
+        w("  accum_t m = x[0], e[N], s = 0;")
+        w("  for (std::size_t i = 1; i < N; ++i) m = x[i] > m ? static_cast<accum_t>(x[i]) : m;")
+        w("  for (std::size_t i = 0; i < N; ++i) s += (e[i] = std::exp(static_cast<accum_t>(x[i]) - m));")
+        w("  for (std::size_t i = 0; i < N; ++i) x[i] = static_cast<value_t>(e[i] / s);")
+        w("}")
+
+    def _emit_fixed_helpers(self, w) -> None:
+        f = self.fmt
+        w(f"constexpr int frac_bits = {f.frac};   ///< value = raw * 2^-frac_bits")
+        w(f"constexpr std::int64_t raw_min = {f.qmin}, raw_max = {f.qmax};")
+        w("using value_t = std::int64_t;  ///< raw fixed-point value")
+        w("inline value_t saturate(std::int64_t v) noexcept { return v < raw_min ? raw_min : (v > raw_max ? raw_max : v); }")
+        w("/// Round a value with 2*frac_bits fractional bits to frac_bits (nearest, ties up), saturating.")
+        w("inline value_t narrow(std::int64_t acc) noexcept {")
+        w("  const std::int64_t half = std::int64_t{1} << (frac_bits - 1);")
+        w("  const std::int64_t num = acc + half, den = std::int64_t{1} << frac_bits;")
+        w("  std::int64_t q = num / den;")
+        w("  if ((num % den != 0) && (num < 0)) --q;  // floor division")
+        w("  return saturate(q);")
+        w("}")
+        w("inline value_t quantize(double v) noexcept {")
+        w("  if (!(v == v)) return 0;")
+        w("  const double s = std::floor(std::ldexp(v, frac_bits) + 0.5);")
+        w("  if (s <= static_cast<double>(raw_min)) return raw_min;")
+        w("  if (s >= static_cast<double>(raw_max)) return raw_max;")
+        w("  return static_cast<value_t>(s);")
+        w("}")
+        w("inline double real(value_t q) noexcept { return std::ldexp(static_cast<double>(q), -frac_bits); }")
+        if f.frac == 0:
+            raise InputError("fixed<W,I> needs at least one fractional bit (I < W)")
+        w("/// y = W x + b, exact in 64-bit integers, W stored by input (w[i * NO + o] = W[o][i]).")
+        w("template <std::size_t NO, std::size_t NI>")
+        w("inline void dense(const std::int32_t* w, const std::int32_t* b, const value_t* x, value_t* y) noexcept {")
+        w("  std::int64_t acc[NO];")
+        w("  for (std::size_t o = 0; o < NO; ++o) acc[o] = static_cast<std::int64_t>(b[o]) * (std::int64_t{1} << frac_bits);")
+        w("  for (std::size_t i = 0; i < NI; ++i) {")
+        w("    const std::int64_t xi = x[i];")
+        w("    const std::int32_t* col = w + i * NO;")
+        w("    for (std::size_t o = 0; o < NO; ++o) acc[o] += static_cast<std::int64_t>(col[o]) * xi;")
+        w("  }")
+        w("  for (std::size_t o = 0; o < NO; ++o) y[o] = narrow(acc[o]);")
+        w("}")
+        w("template <std::size_t N>")
+        w("inline void affine(const std::int32_t* s, const std::int32_t* t, value_t* x) noexcept {")
+        w("  for (std::size_t i = 0; i < N; ++i)")
+        w("    x[i] = narrow(static_cast<std::int64_t>(s[i]) * x[i] + static_cast<std::int64_t>(t[i]) * (std::int64_t{1} << frac_bits));")
+        w("}")
+        w("template <std::size_t N, typename F>")
+        w("inline void apply(value_t* x, F f) noexcept {")
+        w("  for (std::size_t i = 0; i < N; ++i) x[i] = quantize(f(real(x[i])));")
+        w("}")
+        w("template <std::size_t N>")
+        w("inline void softmax(value_t* x) noexcept {")
+        w("  double m = real(x[0]), e[N], s = 0;")
+        w("  for (std::size_t i = 1; i < N; ++i) m = real(x[i]) > m ? real(x[i]) : m;")
+        w("  for (std::size_t i = 0; i < N; ++i) s += (e[i] = std::exp(real(x[i]) - m));")
+        w("  for (std::size_t i = 0; i < N; ++i) x[i] = quantize(e[i] / s);")
+        w("}")
+
+    def _act_lambda(self, layer: _Layer) -> str:
+        fixed = self.fmt is not None
+        T = "double" if fixed else "accum_t"
+        lit = _lit_double if fixed or self.mode == "double" else (lambda v: _lit_float(_f32(v)))
+        k = layer.kind
+        if k == "relu":
+            return f"[](const {T} v) {{ return v < 0 ? {T}(0) : v; }}"
+        if k == "leaky_relu":
+            return f"[](const {T} v) {{ return v < 0 ? {lit(layer.alpha)} * v : v; }}"
+        if k == "elu":
+            return f"[](const {T} v) {{ return v < 0 ? {lit(layer.alpha)} * std::expm1(v) : v; }}"
+        if k == "selu":
+            return (f"[](const {T} v) {{ return {lit(layer.beta)} * (v < 0 ? {lit(layer.alpha)} * std::expm1(v) : v); }}")
+        if k == "sigmoid":
+            return f"[](const {T} v) {{ return {T}(1) / ({T}(1) + std::exp(-v)); }}"
+        if k == "tanh":
+            return f"[](const {T} v) {{ return std::tanh(v); }}"
+        if k == "gelu":
+            return f"[](const {T} v) {{ return {T}(0.5) * v * ({T}(1) + std::erf(v * {lit(1 / math.sqrt(2))})); }}"
+        if k == "gelu_tanh":
+            return (f"[](const {T} v) {{ return {T}(0.5) * v * ({T}(1) + std::tanh({lit(math.sqrt(2 / math.pi))} * "
+                    f"(v + {lit(0.044715)} * v * v * v))); }}")
+        if k == "clip":
+            lo = "-INFINITY" if layer.alpha == -math.inf else lit(layer.alpha)
+            hi = "INFINITY" if layer.beta == math.inf else lit(layer.beta)
+            return f"[](const {T} v) {{ return v < {lo} ? {T}({lo}) : (v > {hi} ? {T}({hi}) : v); }}"
+        raise InputError(f"activation {k}")  # pragma: no cover
+
+    def _emit_predict(self, w) -> None:
+        fixed = self.fmt is not None
+        width = max(self.sizes)
+        w("/// Evaluates one event: `row` holds n_features values, `out` receives n_outputs values.")
+        w("template <typename T>")
+        w("inline void predict(const T* row, float* out) noexcept {")
+        w("  using namespace detail;")
+        w(f"  value_t a[{width}], b[{width}];")
+        w("  value_t* x = a;")
+        w("  value_t* y = b;")
+        conv = "quantize(static_cast<double>(row[i]))" if fixed else "static_cast<value_t>(row[i])"
+        w(f"  for (std::size_t i = 0; i < n_features; ++i) x[i] = {conv};")
+        size = self.n_in
+        for k, layer in enumerate(self.layers):
+            if layer.op == "dense":
+                n_out = layer.w.shape[0]
+                w(f"  dense<{n_out}, {size}>(w{k}, b{k}, x, y);  // {layer.node}")
+                w("  { value_t* t = x; x = y; y = t; }")
+                size = n_out
+            elif layer.op == "affine":
+                w(f"  affine<{size}>(w{k}, b{k}, x);  // {layer.node}")
+            elif layer.op == "softmax":
+                w(f"  softmax<{size}>(x);  // {layer.node}")
+            elif fixed and layer.kind == "relu":
+                w(f"  for (std::size_t i = 0; i < {size}; ++i) x[i] = x[i] < 0 ? 0 : x[i];  // {layer.node}")
+            else:
+                w(f"  apply<{size}>(x, {self._act_lambda(layer)});  // {layer.node}")
+        back = "static_cast<float>(real(x[i]))" if fixed else "static_cast<float>(x[i])"
+        w(f"  for (std::size_t i = 0; i < n_outputs; ++i) out[i] = {back};")
+        w("}")
+        if self.n_out == 1:
+            w("/// The single output of one event.")
+            w("template <typename T>")
+            w("inline float predict(const T* row) noexcept {")
+            w("  float out;")
+            w("  predict(row, &out);")
+            w("  return out;")
+            w("}")
+
+    # ---- the worst-case difference to real arithmetic, per event
+    def error_bound(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, np.float64)
+        if self.mode in ("float", "double"):
+            raise InputError("error bounds are for precision='fixed<W,I>' or 'float16'")
+        fixed = self.fmt is not None
+        x = X.copy()
+        if fixed:
+            f = self.fmt
+            lo, hi = f.qmin * f.step, f.qmax * f.step
+
+            def err(v: np.ndarray, e: np.ndarray) -> np.ndarray:
+                return np.full_like(v, f.step / 2)
+
+            def out_of_range(v: np.ndarray, e: np.ndarray) -> np.ndarray:
+                return ((v - e) < lo - f.step / 2) | ((v + e) > hi + f.step / 2)
+
+            def quant(v: np.ndarray) -> np.ndarray:
+                return f.value(f.quantize(v))
+        else:
+
+            def err(v: np.ndarray, e: np.ndarray) -> np.ndarray:
+                return _HALF_U * (np.abs(v) + e) + _HALF_TINY
+
+            def out_of_range(v: np.ndarray, e: np.ndarray) -> np.ndarray:
+                return np.abs(v) + e > _HALF_MAX
+
+            def quant(v: np.ndarray) -> np.ndarray:
+                return v.astype(np.float16).astype(np.float64)
+
+        e = err(x, np.zeros_like(x))
+        bad = out_of_range(x, np.zeros_like(x)).any(axis=1)
+        for layer in self.layers:
+            if layer.op in ("dense", "affine"):
+                W = layer.w if layer.op == "dense" else np.diag(layer.w)
+                Wq, bq = quant(W), quant(layer.b)
+                y = x @ W.T + layer.b
+                absdot = np.abs(x) + e
+                e_new = e @ np.abs(Wq).T + np.abs(x) @ np.abs(Wq - W).T + np.abs(bq - layer.b)
+                if not fixed:  # float accumulation of n products (exact products of halves)
+                    n = W.shape[1] + 1
+                    gamma = n * _F32_U / (1 - n * _F32_U)
+                    e_new = e_new + gamma * (absdot @ np.abs(Wq).T + np.abs(bq))
+                e = e_new + err(y, e_new)
+                x = y
+            elif layer.op == "softmax":
+                z = np.exp(x - x.max(axis=1, keepdims=True))
+                y = z / z.sum(axis=1, keepdims=True)
+                e_new = np.repeat(0.5 * e.max(axis=1, keepdims=True), x.shape[1], axis=1) + 4 * _F32_U
+                e, x = e_new + err(y, e_new), y
+            else:
+                L = {"relu": 1.0, "leaky_relu": max(1.0, abs(layer.alpha)), "elu": max(1.0, abs(layer.alpha)),
+                     "selu": abs(layer.beta) * max(1.0, abs(layer.alpha)), "sigmoid": 0.25, "tanh": 1.0,
+                     "gelu": _GELU_LIPSCHITZ, "gelu_tanh": _GELU_LIPSCHITZ, "clip": 1.0}[layer.kind]
+                y = _numpy_activation(layer, x)
+                e_new = L * e + 4 * _F32_U * np.abs(y)
+                if fixed and layer.kind == "relu":
+                    e = e_new
+                else:
+                    e = e_new + err(y, e_new)
+                x = y
+            bad |= out_of_range(x, e).any(axis=1)
+        bound = e.max(axis=1)
+        bound[bad] = np.inf
+        return bound
+
+
+def _numpy_activation(layer: _Layer, x: np.ndarray) -> np.ndarray:
+    k = layer.kind
+    if k == "relu":
+        return np.maximum(x, 0)
+    if k == "leaky_relu":
+        return np.where(x < 0, layer.alpha * x, x)
+    if k == "elu":
+        return np.where(x < 0, layer.alpha * np.expm1(np.minimum(x, 0)), x)
+    if k == "selu":
+        return layer.beta * np.where(x < 0, layer.alpha * np.expm1(np.minimum(x, 0)), x)
+    if k == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if k == "tanh":
+        return np.tanh(x)
+    if k == "gelu":
+        from math import erf
+
+        return 0.5 * x * (1 + np.vectorize(erf)(x / math.sqrt(2)))
+    if k == "gelu_tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    if k == "clip":
+        return np.clip(x, layer.alpha, layer.beta)
+    raise InputError(f"activation {k}")  # pragma: no cover
+
+
+def mlp_error_bound(model: Any, X: Any, precision: str) -> np.ndarray:
+    """Worst-case |header - exact| per event for an MLP generated with ``precision``.
+
+    For ``"fixed<W,I>"`` and ``"float16"``: the largest difference, over the outputs, between
+    what the generated header computes for each row of ``X`` and the network evaluated in
+    exact real arithmetic with the file's weights. The bound propagates, layer by layer,
+    the input rounding, the weight and bias rounding (the actual rounded values), the
+    rounding of every result (half a grid step for fixed point, 2^-11 relative plus half a
+    subnormal step for float16, plus float32 accumulation for float16) and each activation's
+    Lipschitz constant (softmax: 1/2 in the max norm). It is ``inf`` for rows where a value can
+    saturate (fixed point) or overflow (float16). Compare against a float32 engine with a
+    margin for the engine's own rounding (about 1e-6 relative).
+    """
+    return _MLPGenerator(model, "model", None, precision).error_bound(np.asarray(X, np.float64))
+
+
 # ------------------------------------------------------------------------- public API
 def generate_cpp(
     model: Any,
@@ -739,6 +1361,12 @@ def generate_cpp(
         parts = ident.split("::") if what == "namespace" else [ident]
         if not all(_IDENT.match(p) and p not in _KEYWORDS for p in parts):
             raise InputError(f"{what} {ident!r} is not a valid C++ identifier")
+    if _is_onnx_model(model):
+        if layout != "auto":
+            raise InputError("layout applies to forests only")
+        return _MLPGenerator(model, name, namespace, precision).generate()
+    if type(model).__name__ == "Model" and type(model).__module__.startswith("hepinfer"):
+        raise InputError("pass the network's .onnx file (or an onnx.ModelProto) to generate code for an MLP")
     ir = _forest_ir(model)
     return _Generator(ir, name, namespace, precision, layout).generate()
 
@@ -758,7 +1386,8 @@ def emit_cpp(
     ----------
     model
         A :class:`hepinfer.Forest`, or anything :meth:`hepinfer.Forest.load` accepts (a model
-        file path, bytes, an xgboost/lightgbm Booster).
+        file path, bytes, an xgboost/lightgbm Booster); or an MLP as an ``.onnx`` file path or
+        an ``onnx.ModelProto`` (see "MLPs" in the module docstring).
     path
         The header to write (e.g. ``"tagger.hpp"``).
     name
@@ -770,7 +1399,8 @@ def emit_cpp(
         ``"float"`` (default; comparisons in the model's own precision: exact), ``"double"``
         (the same: a model's comparisons are never widened, since that would change results)
         or ``"fixed<W,I>"`` (W-bit fixed point with I integer bits; see the module docstring
-        for how results then differ from the engine's).
+        for how results then differ from the engine's). MLPs: ``"float"``, ``"double"``,
+        ``"float16"`` or ``"fixed<W,I>"`` (W <= 32).
     layout
         ``"auto"``, ``"arrays"`` (every tree as a constexpr complete-tree table) or
         ``"branches"`` (every tree as nested conditionals).
@@ -786,12 +1416,14 @@ def emit_cpp(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``hepinfer codegen MODEL -o HEADER [--name N] [--namespace NS] [--precision P] [--layout L]``."""
-    p = argparse.ArgumentParser(prog="hepinfer codegen", description="write a standalone C++17 header for a forest")
-    p.add_argument("model", help="XGBoost .json/.ubj, LightGBM .txt or TMVA .weights.xml")
+    p = argparse.ArgumentParser(prog="hepinfer codegen",
+                                description="write a standalone C++17 header for a forest or an MLP")
+    p.add_argument("model", help="XGBoost .json/.ubj, LightGBM .txt, TMVA .weights.xml or an MLP .onnx")
     p.add_argument("-o", "--output", required=True, help="header to write, e.g. tagger.hpp")
     p.add_argument("--name", default=None, help="C++ namespace of the functions (default: from the header name)")
     p.add_argument("--namespace", default=None, help="enclosing namespace")
-    p.add_argument("--precision", default="float", help='"float" (exact), "double" or "fixed<W,I>"')
+    p.add_argument("--precision", default="float",
+                   help='"float" (exact), "double", "fixed<W,I>", or for MLPs also "float16"')
     p.add_argument("--layout", default="auto", choices=["auto", "arrays", "branches"])
     args = p.parse_args(argv)
     name = args.name
