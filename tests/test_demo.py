@@ -70,10 +70,30 @@ def test_demo_end_to_end(tmp_path, capsys):
 
     assert roc_auc(scores["bdt"], jets["label"]) == pytest.approx(rows["BDT"]["auc"], abs=1e-12)
 
-    for png in ("roc.png", "scores.png", "mass_sculpting.png", "jsd_vs_rejection.png"):
+    for png in ("roc.png", "scores.png", "mass_sculpting.png", "jsd_vs_rejection.png", "calibration.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
     assert "| MLP + DisCo |" in report and "![mass_sculpting.png](mass_sculpting.png)" in report
+    assert "![calibration.png](calibration.png)" in report
+    # the calibration curves in summary.json are those of the written scores (class-balanced weights)
+    from hepinfer.metrics import calibration_curve
+
+    test_weight = jets["weight"] * np.where(
+        jets["label"] == 1,
+        jets["weight"][jets["label"] == 0].sum() / jets["weight"][jets["label"] == 1].sum(),
+        1.0,
+    )
+    assert set(summary["calibration"]) == {"BDT", "MLP", "MLP + DisCo"}
+    for name, c in summary["calibration"].items():
+        assert sum(c["entries"]) == n_test, name
+        assert len(c["mean_score"]) == len(c["signal_fraction"]) == len(c["signal_fraction_error"])
+    want = calibration_curve(jets["label"], scores["bdt"], test_weight, bins=10)  # BDT scores: bit-exact
+    got = summary["calibration"]["BDT"]
+    np.testing.assert_allclose(got["mean_score"], want.mean_score, rtol=1e-12)
+    np.testing.assert_allclose(got["signal_fraction"], want.signal_fraction, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        got["signal_fraction_error"], want.signal_fraction_error, rtol=1e-12, atol=1e-15
+    )
 
 
 def test_efficiency_curve_against_brute_force(rng):
@@ -122,6 +142,21 @@ def test_plots_write_pngs_and_reject_bad_input(tmp_path, rng):
         plot.mass_sculpting(mass, label, {"nan": np.where(label, np.nan, good)}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="nothing"):
         plot.jsd_vs_rejection({}, tmp_path / "x.png")
+
+
+def test_calibration_plot(tmp_path, rng):
+    n = 2000
+    p = rng.beta(1.5, 1.5, size=n)
+    label = rng.random(n) < p
+    scores = {"calibrated": p, "squeezed": 0.5 + 0.3 * (p - 0.5), "constant": np.full(n, 0.5)}
+    for kwargs in ({}, {"weight": rng.uniform(0.5, 2, n), "strategy": "quantile", "bins": 8, "title": "t"}):
+        path = plot.calibration(label, scores, tmp_path / "c.png", **kwargs)
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        plot.calibration(label, {"margin": 4 * (p - 0.5)}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="both signal"):
+        plot.calibration(np.ones(n), scores, tmp_path / "x.png")
 
 
 def test_demo_sample_takes_jets_per_class():

@@ -334,8 +334,15 @@ def test_corrupt_basket_fails_mid_file_naming_it(tmp_path, rng):
     write_flat(tmp_path / "bad.root", rng, 1000, extends=4)
     corrupt_last_basket(tmp_path / "bad.root", "b")
     files = [str(tmp_path / "ok.root"), str(tmp_path / "bad.root"), str(tmp_path / "ok.root")]
-    with pytest.raises(ReadError, match="bad.root.*truncated or corrupt"):
+    with pytest.raises(ReadError, match="bad.root.*truncated or corrupt") as err:
         list(iterate(files, ["a", "b"], step_size=250))
+    # the broken branch and the entries of the failed chunk are named
+    assert err.value.branch == "b" and err.value.file.endswith("bad.root")
+    assert "branch 'b' of tree 'Events' cannot be read in entries 750-999" in str(err.value)
+    with pytest.raises(ReadError, match="branch 'b'.*entries 750-999"):  # in an expression too
+        list(iterate(files[1:], ["a + 2 * b"], step_size=250))
+    with pytest.raises(ReadError, match="branch 'b'"):  # a chunk size in bytes
+        list(iterate(files[1:], ["a", "b"], step_size="1 kB"))
     failures: list = []
     chunks = list(iterate(files, ["a", "b"], step_size=250, on_error="skip", failures=failures))
     assert [f.source.index for f in failures] == [1]

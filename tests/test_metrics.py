@@ -87,3 +87,118 @@ def test_bad_inputs():
     with pytest.raises(hepinfer.InputError, match="same number of bins"):
         metrics.jensen_shannon_divergence([1.0], [1.0, 2.0])
     assert np.isnan(metrics.mass_sculpting_jsd([1.0, 2.0], [0.0, 0.0], cut=1.0))
+
+
+# ------------------------------------------------------------------ calibration curve
+
+
+def _calibration_by_loops(y, s, w, edges):
+    """Per-bin weighted mean score, signal fraction and its error, bin by bin ([lo, hi), last closed)."""
+    rows = []
+    for i in range(len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        inside = (s >= lo) & ((s < hi) if i < len(edges) - 2 else (s <= hi)) & (w > 0)
+        if not inside.any():
+            continue
+        ww, yy, ss = w[inside], y[inside], s[inside]
+        f = np.sum(ww * yy) / np.sum(ww)
+        err = np.sqrt(np.sum(ww**2 * (yy - f) ** 2)) / np.sum(ww)
+        rows.append((i, np.sum(ww * ss) / np.sum(ww), f, err, np.sum(ww), inside.sum()))
+    return [np.array(c) for c in zip(*rows)]
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+@pytest.mark.parametrize("n_bins", [1, 5, 7, 20])
+def test_calibration_curve_matches_sklearn(rng, strategy, n_bins):
+    sk = pytest.importorskip("sklearn.calibration")
+    n = 1000  # (n - 1) * k / n_bins is not an integer: no quantile edge falls on an event
+    s = rng.beta(0.7, 1.3, size=n)
+    y = (rng.random(n) < s).astype(int)
+    got = metrics.calibration_curve(y, s, bins=n_bins, strategy=strategy)
+    prob_true, prob_pred = sk.calibration_curve(y, s, n_bins=n_bins, strategy=strategy)
+    np.testing.assert_allclose(got.signal_fraction, prob_true, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got.mean_score, prob_pred, rtol=1e-12)
+    assert got.entries.sum() == n and got.sum_of_weights.sum() == pytest.approx(n)
+    # unweighted: the binomial error sqrt(f (1 - f) / n)
+    f = got.signal_fraction
+    np.testing.assert_allclose(
+        got.signal_fraction_error, np.sqrt(f * (1 - f) / got.entries), rtol=1e-12, atol=1e-15
+    )
+    # integer weights count an event that many times
+    k = rng.integers(1, 4, size=n)
+    weighted = metrics.calibration_curve(y, s, k, bins=n_bins)
+    repeated = sk.calibration_curve(np.repeat(y, k), np.repeat(s, k), n_bins=n_bins)
+    np.testing.assert_allclose(weighted.signal_fraction, repeated[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(weighted.mean_score, repeated[1], rtol=1e-12)
+
+
+def test_calibration_curve_weighted_against_loops(rng):
+    n = int(rng.integers(200, 2000))
+    s = np.round(rng.random(n), 2)  # many scores exactly on the 0.1-wide bin edges, 0 and 1 included
+    s[:3] = [0.0, 1.0, 0.3]
+    y = rng.random(n) < s
+    w = rng.exponential(1.0, size=n)
+    w[rng.random(n) < 0.05] = 0.0  # zero weights count for nothing
+    got = metrics.calibration_curve(y, s, w, bins=10)
+    edges = np.linspace(0, 1, 11)
+    index, mean, frac, err, total, entries = _calibration_by_loops(y.astype(float), s, w, edges)
+    np.testing.assert_array_equal(got.bin_index, index)
+    np.testing.assert_allclose(got.mean_score, mean, rtol=1e-12)
+    np.testing.assert_allclose(got.signal_fraction, frac, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got.signal_fraction_error, err, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(got.sum_of_weights, total, rtol=1e-12)
+    np.testing.assert_array_equal(got.entries, entries)
+    # the bins are numpy.histogram's
+    np.testing.assert_allclose(got.sum_of_weights, np.histogram(s, edges, weights=w)[0][index], rtol=1e-12)
+    # explicit edges: events outside them are left out, empty bins too
+    custom = [0.2, 0.25, 0.5, 0.55, 0.9]
+    s2 = np.where(rng.random(n) < 0.5, rng.uniform(0.2, 0.25, n), rng.uniform(0.5, 0.55, n))
+    s2[:2] = [0.05, 0.95]
+    got2 = metrics.calibration_curve(y, s2, w, bins=custom)
+    index2, mean2, frac2, err2, _, _ = _calibration_by_loops(y.astype(float), s2, w, np.array(custom))
+    np.testing.assert_array_equal(got2.bin_index, index2)
+    assert set(got2.bin_index) <= {0, 2}
+    np.testing.assert_allclose(got2.mean_score, mean2, rtol=1e-12)
+    np.testing.assert_allclose(got2.signal_fraction, frac2, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got2.signal_fraction_error, err2, rtol=1e-10, atol=1e-15)
+
+
+def test_calibration_of_a_calibrated_score_has_unit_pulls(rng):
+    n = 200_000
+    s = rng.beta(2.0, 2.0, size=n)
+    w = rng.uniform(0.5, 2.0, size=n)
+    y = rng.random(n) < s  # s is the true signal probability
+    c = metrics.calibration_curve(y, s, w, bins=10)
+    pulls = (c.signal_fraction - c.mean_score) / c.signal_fraction_error
+    assert len(pulls) == 10 and np.sum(pulls**2) < 45  # chi2 with 10 dof: p ~ 1e-6
+    # a score squeezed towards 1/2 is not calibrated: far off the diagonal at the ends
+    squeezed = metrics.calibration_curve(y, 0.5 + 0.5 * (s - 0.5), w, bins=10)
+    assert (
+        np.max(np.abs(squeezed.signal_fraction - squeezed.mean_score) / squeezed.signal_fraction_error) > 20
+    )
+
+
+def test_calibration_curve_edge_cases_and_bad_input():
+    one = metrics.calibration_curve([1], [0.7], bins=4)
+    assert one.bin_index.tolist() == [2] and one.signal_fraction.tolist() == [1.0]
+    assert one.signal_fraction_error.tolist() == [0.0] and one.mean_score.tolist() == [0.7]
+    empty = metrics.calibration_curve([], [], bins=3)
+    assert empty.mean_score.size == 0 and empty.bin_edges.size == 4
+    tied = metrics.calibration_curve([0, 1, 1, 0], [0.5] * 4, bins=4, strategy="quantile")
+    assert tied.entries.tolist() == [4] and tied.signal_fraction.tolist() == [0.5]
+    with pytest.raises(hepinfer.InputError, match=r"score\[1\] = 1.5 is outside \[0, 1\]"):
+        metrics.calibration_curve([0, 1], [0.5, 1.5])
+    with pytest.raises(hepinfer.InputError, match=r"is_signal\[0\] is 2.0"):
+        metrics.calibration_curve([2, 1], [0.5, 0.5])
+    with pytest.raises(hepinfer.InputError, match=r"score\[0\] is not finite"):
+        metrics.calibration_curve([0, 1], [np.nan, 0.5])
+    with pytest.raises(hepinfer.InputError, match="negative"):
+        metrics.calibration_curve([0, 1], [0.1, 0.5], [1.0, -1.0])
+    with pytest.raises(hepinfer.InputError, match="weights has 1 entries, expected 2"):
+        metrics.calibration_curve([0, 1], [0.1, 0.5], [1.0])
+    with pytest.raises(hepinfer.InputError, match="strategy"):
+        metrics.calibration_curve([0, 1], [0.1, 0.5], strategy="equal")
+    with pytest.raises(hepinfer.InputError, match="strictly increasing"):
+        metrics.calibration_curve([0, 1], [0.1, 0.5], bins=[0.0, 0.5, 0.5, 1.0])
+    with pytest.raises(hepinfer.InputError, match="positive number of bins"):
+        metrics.calibration_curve([0, 1], [0.1, 0.5], bins=0)

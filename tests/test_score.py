@@ -16,7 +16,7 @@ from test_io import corrupt_last_basket, reference, root_written_files, skhep_fi
 
 import hepinfer
 from hepinfer.io import ReadError
-from hepinfer.scoring import ModelHolder, score
+from hepinfer.scoring import ModelHolder, score, score_dask
 
 FEATURES = ["x", "y", "nJet"]
 
@@ -208,6 +208,12 @@ def test_empty_tree_and_progress_bar(tmp_path, rng, bdt, capsys):
     np.testing.assert_array_equal(got, forest.predict(data))
     err = capsys.readouterr().err
     assert "3.00k/3.00k" in err and "events/s" in err and "read" in err
+    assert "<" in err  # elapsed<remaining: the ETA
+    # with a cut the bar counts entries read, so it still reaches its total
+    got = score(forest, str(tmp_path / "f.root"), progress=True, chunk=700, cut="x > 0", return_summary=True)
+    err = capsys.readouterr().err
+    assert "3.00k/3.00k" in err and 0 < got.events < 3000
+    np.testing.assert_array_equal(got.entry, np.flatnonzero(data["x"] > 0))
 
 
 # ------------------------------------------------------------------ bad files among many
@@ -310,8 +316,17 @@ def test_dask_cluster_matches_single_process(rootdir, bdt, tmp_path):
         ) as cluster,
         distributed.Client(cluster),
     ):
+        client = distributed.get_client()
         got = score(str(model), files, tree="Events", chunk=2000, dask=True)
+        # the model was loaded once in each worker that scored (cached by its hash), not per partition
+        loaded = client.run(lambda: len(__import__("hepinfer.scoring").scoring._LOADED))
+        lazy = score_dask(str(model), files, tree="Events", chunk=1000, compute=False)
+        graph = dict(lazy.__dask_graph__())
     np.testing.assert_array_equal(got, expected)
+    assert len(loaded) == 2 and all(n <= 1 for n in loaded.values()) and sum(loaded.values()) >= 1
+    # the model's bytes are one node of the task graph, shared by the 8 partitions
+    holders = [k for k, v in graph.items() if isinstance(getattr(v, "value", v), ModelHolder)]
+    assert len(holders) == 1 and lazy.npartitions == 8
 
 
 def test_skhep_zmumu_scored():
@@ -320,3 +335,83 @@ def test_skhep_zmumu_scored():
     X = np.stack([arrays[k] for k in ("px1", "py1", "E1")], axis=1)
     forest = hepinfer.Forest.load(train(X, arrays["E1"] > 40, ["px1", "py1", "E1"], rounds=5))
     np.testing.assert_array_equal(score(forest, f"{path}:events", chunk=500), forest.predict(X))
+
+
+# ------------------------------------------------------------------ ONNX networks
+
+
+def _onnx_mlp(path, rng, n_in: int, n_out: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A Gemm + Sigmoid network written with onnx's helpers; returns its weights."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    W = rng.normal(size=(n_in, n_out)).astype(np.float32)
+    b = rng.normal(size=n_out).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["x", "W", "b"], ["z"]),
+            helper.make_node("Sigmoid", ["z"], ["probability"]),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", n_in])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["n", n_out])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return W, b
+
+
+def test_onnx_network_with_features(rootdir, rng, tmp_path):
+    path = str(tmp_path / "mlp.onnx")
+    W, b = _onnx_mlp(path, rng, 3)
+    arrays = direct(f"{rootdir}/nano_a.root", ["x", "y", "nJet"])
+    X = np.stack([arrays["y"], arrays["x"], np.sqrt(np.abs(arrays["y"]))], axis=1).astype(np.float32)
+    net = hepinfer.nn.Model.load(path)
+    want = net.predict(X).reshape(-1)
+    np.testing.assert_allclose(want, 1 / (1 + np.exp(-(X @ W[:, 0] + b[0]))), rtol=1e-5, atol=1e-6)
+    features = ["y", "x", "sqrt(abs(y))"]
+    src = f"{rootdir}/nano_a.root:Events"
+    for model in (path, net):
+        got = score(model, src, features=features, chunk=1100)
+        assert got.shape == (5000,)
+        np.testing.assert_array_equal(got, want)
+    out = tmp_path / "nn.root"
+    summary = score(path, src, features=features, output=out)
+    assert summary.output_names == ["probability"]
+    with uproot.open(out) as f:
+        np.testing.assert_array_equal(f["scores"]["probability"].array(library="np"), want)
+    with pytest.raises(hepinfer.InputError, match=r"input 'x' takes 3 numbers per event.*features="):
+        score(path, src)
+    with pytest.raises(hepinfer.InputError, match="features has 2 entries but the model has 3 inputs"):
+        score(path, src, features=["x", "y"])
+    assert ModelHolder.from_model(path).kind == "onnx"
+    clone = pickle.loads(pickle.dumps(ModelHolder.from_model(path)))
+    np.testing.assert_array_equal(
+        clone.get().predict({f"x[{j}]": X[:, j] for j in range(3)}).reshape(-1), want
+    )
+
+
+def test_cli_features_with_commas_inside_expressions(rootdir, bdt, tmp_path, capsys):
+    from hepinfer.cli import main
+    from hepinfer.scoring import split_features
+
+    assert split_features("x, sqrt(a**2 + b**2),nth(Jet_pt, 1, -1) , where(a > 0, [1, 2], c)") == [
+        "x",
+        "sqrt(a**2 + b**2)",
+        "nth(Jet_pt, 1, -1)",
+        "where(a > 0, [1, 2], c)",
+    ]
+    booster, forest = bdt
+    model = tmp_path / "bdt.json"
+    booster.save_model(model)
+    ref = reference(rootdir, "nano_a")
+    out = tmp_path / "s.root"
+    argv = ["score", str(model), f"{rootdir}/nano_a.root", "-o", str(out), "--no-progress"]
+    assert main([*argv, "--features", "x, y, nth(Jet_pt, 0, -1)", "--chunk", "999"]) == 0
+    assert "files     1 scored, 0 failed, 1 given" in capsys.readouterr().out
+    lead = np.where(np.isnan(ref["lead"]), -1, ref["lead"])
+    want = forest.predict({"x": ref["x"], "y": ref["y"], "nJet": lead})
+    with uproot.open(out) as f:
+        np.testing.assert_array_equal(f["scores"]["score"].array(library="np"), want)
+    assert main([*argv, "--features", "x, y, nth(Jet_pt, 0"]) == 1  # unbalanced: a clear error, no traceback
+    assert "hepinfer: error:" in capsys.readouterr().err

@@ -4,10 +4,11 @@
     hepinfer info MODEL                       what a model file holds
     hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
     hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
+                  [--on-error skip]     exit status 0: all scored, 1: stopped at an error, 3: files skipped
     hepinfer generate --signal N --background N -o jets.root   Pythia 8 + FastJet W/QCD jets
     hepinfer train CONFIG.toml [--set key=value] [--output DIR] [--resume]
     hepinfer codegen MODEL -o tagger.hpp [--name N] [--namespace NS] [--precision P] [--layout L]
-    hepinfer bench forest|jagged|io|disco|nn|codegen [...]   a benchmark from benchmarks/
+    hepinfer bench forest|jagged|io|disco|nn|codegen|load [...]   a benchmark from benchmarks/
     hepinfer --cmake-dir                      folder to pass as -Dhepinfer_DIR to CMake
 """
 
@@ -62,9 +63,9 @@ def _chunk(text: str) -> "int | str":
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from hepinfer.scoring import score
+    from hepinfer.scoring import score, split_features
 
-    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    features = split_features(args.features) if args.features else None
     summary = score(
         args.model,
         args.files,
@@ -83,7 +84,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 3 if summary.failures else 0
 
 
-BENCHMARKS = ("forest", "jagged", "io", "disco", "nn", "codegen")
+BENCHMARKS = ("forest", "jagged", "io", "disco", "nn", "codegen", "load")
 
 
 def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
@@ -161,12 +162,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--skip-header", type=int, default=0, help="header lines to skip")
     p.add_argument("--tmva-cut-op", default=">=", choices=[">=", ">", "auto"])
 
-    p = sub.add_parser("score", help="score the events of ROOT files and write the scores to a ROOT file")
-    p.add_argument("model", help="model file (XGBoost .json/.ubj, LightGBM .txt, TMVA .weights.xml)")
+    p = sub.add_parser(
+        "score",
+        help="score the events of ROOT files and write the scores to a ROOT file",
+        epilog=(
+            "exit status: 0 every file scored; 1 stopped at an error (named on stderr; with --on-error raise "
+            "the scores of the events before it stay in the output file, file_index telling their input); "
+            "3 with --on-error skip, some files failed: they are listed as FAILED in the summary and in the "
+            "output file's hepinfer_failures, every other file is scored"
+        ),
+    )
+    p.add_argument(
+        "model",
+        help="model file (XGBoost .json/.ubj, LightGBM .txt, TMVA .weights.xml; or ONNX .onnx with one "
+        "(events, features) input, given its branches with --features)",
+    )
     p.add_argument("files", nargs="+", help="ROOT files, glob patterns or file.root:tree specs")
     p.add_argument("-o", required=True, help="output ROOT file (scores, file_index, entry, run/lumi/event)")
     p.add_argument("--tree", default=None, help="TTree or RNTuple name (default: the file's only tree)")
-    p.add_argument("--features", default=None, help="comma-separated branches/expressions in the model's order")
+    p.add_argument("--features", default=None,
+                   help="comma-separated branches/expressions in the model's order (commas inside "
+                   "parentheses belong to the expression: 'x, nth(Jet_pt, 1)')")
     p.add_argument("--cut", default=None, help="event selection expression (uproot syntax)")
     p.add_argument("--chunk", type=_chunk, default="100 MB", help='events per chunk or a size ("50 MB", default)')
     p.add_argument("--threads", type=int, default=None, help="threads for evaluation (default: all)")

@@ -28,7 +28,8 @@ sample, 2000 W jets and 2000 QCD jets with pT 300-500 GeV, see :mod:`hepinfer.da
 5. Print one table: AUC, background rejection 1/eps_B at 50% signal efficiency, 1/JSD of the
    background mass passing vs failing that cut, background dCor^2(score, m_SD), training time and
    single-thread inference speed (all test jets in one batch, median of several repeats) of
-   hepinfer against the reference runtime. Write the plots (:mod:`hepinfer.plot`), ``report.md``
+   hepinfer against the reference runtime. Write the plots (:mod:`hepinfer.plot`: ROC, scores,
+   mass sculpting, 1/JSD vs rejection, and the calibration of the BDT and MLP scores), ``report.md``
    and ``summary.json``.
 
 Returns exit status 0 when every check passed.
@@ -67,6 +68,9 @@ DECORRELATION_MASS = "jet_sd_mass"
 MASS_BINS = np.linspace(0.0, 200.0, 11)
 N_FOLDS = 4
 SIGNAL_EFFICIENCY = 0.5
+#: Taggers drawn in the calibration plot (reliability diagram), and its number of score bins.
+CALIBRATION_MODELS = ("BDT", "MLP", "MLP + DisCo")
+CALIBRATION_BINS = 10
 
 
 @dataclass
@@ -356,7 +360,7 @@ def run_demo(
     from hepinfer import plot
     from hepinfer.disco import distance_correlation
     from hepinfer.export import export_onnx, max_relative_difference
-    from hepinfer.metrics import decorrelation_metrics
+    from hepinfer.metrics import calibration_curve, decorrelation_metrics
     from hepinfer.train import (
         MLP,
         ParticleFlowNetwork,
@@ -622,6 +626,13 @@ def run_demo(
         )
 
         # ------------------------------------------------------------------ plots and report
+        # the taggers were trained with the signal re-weighted to the background's total, so
+        # their scores are probabilities for equal priors: the calibration uses the same weights
+        w_calibration = rebalance_weights(y_test, w_test)
+        calibration = {}
+        for name in CALIBRATION_MODELS:
+            c = calibration_curve(y_test, scores[name], w_calibration, bins=CALIBRATION_BINS)
+            calibration[name] = {k: getattr(c, k).tolist() for k in c._fields}
         pngs = {
             "roc.png": plot.roc_curve(
                 y_test, scores, out / "roc.png", weight=w_test, title="W vs QCD jets, test fold"
@@ -655,6 +666,14 @@ def run_demo(
                 }
                 if len(scan_points) > 2
                 else None,
+            ),
+            "calibration.png": plot.calibration(
+                y_test,
+                {n: scores[n] for n in CALIBRATION_MODELS},
+                out / "calibration.png",
+                weight=w_calibration,
+                bins=CALIBRATION_BINS,
+                title="W vs QCD jets, test fold (classes re-weighted to equal totals)",
             ),
         }
         stages.done(f"wrote {len(pngs)} plots")
@@ -716,6 +735,7 @@ def run_demo(
                 dict(zip(("strength", "background_rejection", "inverse_jsd", "background_dcor2"), p))
                 for p in scan_points
             ],
+            "calibration": calibration,
             "checks": checks,
             "all_checks_passed": ok,
             "seconds": elapsed,
@@ -795,7 +815,16 @@ def _write_report(
                 f"{'passed' if c['passed'] else 'FAILED'}"
             )
     lines += ["", f"Total time {elapsed:.1f} s.", "", "## Plots", ""]
+    captions = {
+        "calibration.png": (
+            "Calibration (reliability diagram) of the BDT and MLP scores on the test fold: observed "
+            "signal fraction against mean score in 10 score bins, with binomial errors, the classes "
+            "re-weighted to equal totals as in training; a calibrated score follows the diagonal."
+        ),
+    }
     for name in pngs:
+        if name in captions:
+            lines += [captions[name], ""]
         lines.append(f"![{name}]({name})")
         lines.append("")
     (out / "report.md").write_text("\n".join(lines))

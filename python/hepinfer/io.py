@@ -128,6 +128,14 @@ class FileFailure:
     entry: int
     error: BaseException = field(repr=False)
 
+    def __post_init__(self) -> None:
+        # the record outlives the failure (a long run may collect thousands): keep the error
+        # and its message (which quotes its cause), drop its traceback and the chained
+        # exceptions, whose frames and attributes hold the failed file's trees, baskets and arrays
+        self.error.__traceback__ = None
+        self.error.__cause__ = None
+        self.error.__context__ = None
+
     @property
     def message(self) -> str:
         return str(self.error)
@@ -548,6 +556,7 @@ def _iterate_open(
     if library == "ak":
         kwargs["language"] = _expression_language()
     iterator = tree.iterate(unique, **kwargs)
+    next_entry = 0
     while True:
         try:
             arrays, report = next(iterator)
@@ -558,13 +567,24 @@ def _iterate_open(
         except ReadError:
             raise
         except Exception as err:
+            broken = _find_broken_branch(tree, unique, aliases, next_entry, step_size)
+            if broken is not None:
+                branch, first, last, cause = broken
+                raise ReadError(
+                    f"{source.path}: branch {branch!r} of tree {_tree_name(tree)!r} cannot be read in entries "
+                    f"{first}-{last} (truncated or corrupt file?): {_one_line(cause)}",
+                    file=source.path,
+                    tree=_tree_name(tree),
+                    branch=branch,
+                ) from err
             raise ReadError(
-                f"{source.path}: reading tree {_tree_name(tree)!r} failed (truncated or corrupt file, or a bad "
-                f"expression among {unique}): {_one_line(err)}",
+                f"{source.path}: reading tree {_tree_name(tree)!r} failed after entry {next_entry} (truncated or "
+                f"corrupt file, or a bad expression among {unique}): {_one_line(err)}",
                 file=source.path,
                 tree=_tree_name(tree),
             ) from err
         start, stop = int(report.tree_entry_start), int(report.tree_entry_stop)
+        next_entry = stop
         columns = _columns(arrays, library, unique)
         lost = [e for e in unique if e not in columns]
         if lost:
@@ -590,6 +610,41 @@ def _iterate_open(
             col = _as_column(columns[expr], source, tree, name.lstrip("\x00"), expr)
             out[name] = col[mask] if cut is not None else col
         yield Chunk(source, start, stop, out, entries, _bytes_read(tree))
+
+
+def _find_broken_branch(
+    tree: Any,
+    expressions: Sequence[str],
+    aliases: Optional[Mapping[str, str]],
+    entry_start: int,
+    step_size: Union[int, str],
+) -> Optional[tuple[str, int, int, BaseException]]:
+    """After a failed read of the chunk starting at ``entry_start``: read the TTree branches the
+    expressions use one at a time over that chunk's entries and return the first that fails
+    (name, first entry, last entry, error), or ``None`` (not one branch's fault, or an RNTuple)."""
+    import uproot
+
+    if not isinstance(tree, uproot.behaviors.TTree.TTree):
+        return None
+    names = _branch_names(tree)
+    text = " ".join([*expressions, *(aliases or {}).values()])
+    used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", text))
+    candidates = [n for n in names if n in used]
+    total = int(tree.num_entries)
+    if isinstance(step_size, int):
+        n = step_size
+    else:
+        try:
+            n = int(tree.num_entries_for(step_size, filter_name=candidates))
+        except Exception:  # noqa: BLE001 - no estimate: check the rest of the file
+            n = total - entry_start
+    stop = min(total, entry_start + max(1, n))
+    for name in candidates:
+        try:
+            tree[name].array(entry_start=entry_start, entry_stop=stop, library="np")
+        except Exception as err:  # noqa: BLE001 - whatever uproot raises, this branch is the broken one
+            return name, entry_start, stop - 1, err
+    return None
 
 
 def _per_event(reducer: Any) -> Any:

@@ -1,6 +1,7 @@
-"""Decorrelation metrics of a classifier: background rejection and the Jensen-Shannon divergence
-between the background mass distributions passing and failing a score cut (the 1/JSD of the
-DisCo paper, arXiv:2001.05310), at a chosen signal efficiency.
+"""Metrics of a classifier: background rejection and the Jensen-Shannon divergence between the
+background mass distributions passing and failing a score cut (the 1/JSD of the DisCo paper,
+arXiv:2001.05310), at a chosen signal efficiency; and the calibration curve (reliability
+diagram) of a score read as a signal probability.
 
 Cut convention: events pass when ``score >= cut``, and ``cut`` is the largest signal score such
 that the (weighted) fraction of signal with ``score >= cut`` is at least the requested signal
@@ -9,7 +10,7 @@ efficiency. numpy only.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +18,9 @@ import numpy.typing as npt
 from hepinfer._core import InputError
 
 __all__ = [
+    "CalibrationCurve",
     "background_rejection",
+    "calibration_curve",
     "cut_at_signal_efficiency",
     "decorrelation_metrics",
     "jensen_shannon_divergence",
@@ -151,3 +154,109 @@ def decorrelation_metrics(
         "jsd": jsd,
         "inverse_jsd": float(np.inf) if jsd == 0 else 1.0 / jsd,
     }
+
+
+class CalibrationCurve(NamedTuple):
+    """A reliability diagram, one entry per score bin that holds events (empty bins are left
+    out, as :func:`sklearn.calibration.calibration_curve` does).
+
+    ``mean_score``: (weighted) mean score of the bin's events, the "mean predicted probability";
+    ``signal_fraction``: (weighted) fraction of signal among them, the "observed probability";
+    ``signal_fraction_error``: its binomial standard error; ``sum_of_weights`` and ``entries``:
+    the bin's total weight and number of events; ``bin_edges``: all ``n_bins + 1`` edges;
+    ``bin_index``: which bin of ``bin_edges`` each entry is.
+    """
+
+    mean_score: np.ndarray
+    signal_fraction: np.ndarray
+    signal_fraction_error: np.ndarray
+    sum_of_weights: np.ndarray
+    entries: np.ndarray
+    bin_edges: np.ndarray
+    bin_index: np.ndarray
+
+
+def calibration_curve(
+    is_signal: npt.ArrayLike,
+    score: npt.ArrayLike,
+    weights: Optional[npt.ArrayLike] = None,
+    bins: Union[int, npt.ArrayLike] = 10,
+    strategy: str = "uniform",
+) -> CalibrationCurve:
+    """The observed signal fraction against the mean score in bins of score: a score that is a
+    calibrated signal probability lies on the diagonal.
+
+    Parameters
+    ----------
+    is_signal
+        1 (or ``True``) for signal, 0 for background, one per event.
+    score
+        The classifier's output read as a signal probability, in [0, 1].
+    weights
+        Event weights (>= 0; ``None``: all 1). Both the mean score and the signal fraction are
+        weighted means over the bin's events.
+    bins
+        Number of bins in [0, 1], or the increasing bin edges (events outside them are left out).
+    strategy
+        With a number of bins: ``"uniform"`` (equal widths in [0, 1]) or ``"quantile"`` (edges
+        at the quantiles of the unweighted scores: equal numbers of events per bin).
+
+    Bins are ``[low, high)``, the last one ``[low, high]`` (as :func:`numpy.histogram`). The
+    error of the signal fraction f = sum(w y) / sum(w) of a bin is the binomial one,
+    propagated to weighted events: sqrt(sum(w^2 (y - f)^2)) / sum(w), which is
+    sqrt(f (1 - f) / n) without weights (normal approximation: 0 for a bin of one class only).
+    """
+    s = _vec(score, "score")
+    y = _vec(is_signal, "is_signal", s.size)
+    if not np.all((y == 0) | (y == 1)):
+        bad = int(np.flatnonzero((y != 0) & (y != 1))[0])
+        raise InputError(f"is_signal[{bad}] is {y[bad]}; it must be 1 (signal) or 0 (background)")
+    w = np.ones(s.size) if weights is None else _vec(weights, "weights", s.size)
+    if np.any(w < 0):
+        raise InputError(f"weights[{int(np.flatnonzero(w < 0)[0])}] is negative")
+    if np.ndim(bins) == 0:
+        n_bins = int(bins)  # type: ignore[arg-type]
+        if n_bins < 1 or n_bins != bins:
+            raise InputError(f"bins must be a positive number of bins or a list of edges, got {bins!r}")
+        if np.any((s < 0) | (s > 1)):
+            bad = int(np.flatnonzero((s < 0) | (s > 1))[0])
+            raise InputError(
+                f"score[{bad}] = {s[bad]} is outside [0, 1]; give probabilities (or bin edges with bins=)"
+            )
+        if strategy == "uniform":
+            edges = np.linspace(0.0, 1.0, n_bins + 1)
+        elif strategy == "quantile":
+            if s.size == 0:
+                raise InputError("score is empty: no quantiles to take")
+            edges = np.percentile(s, np.linspace(0.0, 100.0, n_bins + 1))
+        else:
+            raise InputError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+    else:
+        edges = _vec(bins, "bins")
+        if edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise InputError("bin edges must be at least two strictly increasing numbers")
+        if strategy not in ("uniform", "quantile"):
+            raise InputError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+    n_bins = edges.size - 1
+    # [low, high) bins, the last one closed; quantile edges may repeat (ties): such bins stay empty
+    index = np.searchsorted(edges, s, side="right") - 1
+    index[s == edges[-1]] = n_bins - 1
+    inside = (index >= 0) & (index < n_bins) & (w > 0)
+    index, s_in, y_in, w_in = index[inside], s[inside], y[inside], w[inside]
+    total = np.bincount(index, weights=w_in, minlength=n_bins)
+    entries = np.bincount(index, minlength=n_bins)
+    filled = np.flatnonzero(total > 0)
+    safe = np.where(total > 0, total, 1.0)
+    mean_score = np.bincount(index, weights=w_in * s_in, minlength=n_bins) / safe
+    fraction = np.bincount(index, weights=w_in * y_in, minlength=n_bins) / safe
+    spread = np.bincount(index, weights=(w_in * (y_in - fraction[index])) ** 2, minlength=n_bins)
+    error = np.sqrt(spread) / safe
+    return CalibrationCurve(
+        mean_score=mean_score[filled],
+        signal_fraction=fraction[filled],
+        signal_fraction_error=error[filled],
+        sum_of_weights=total[filled],
+        entries=entries[filled],
+        bin_edges=edges,
+        bin_index=filled,
+    )

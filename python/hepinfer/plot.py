@@ -5,6 +5,7 @@
     >>> plot.score_distributions(label, {"BDT": s_bdt}, "scores.png")
     >>> plot.mass_sculpting(mass, label, {"MLP": s_mlp, "MLP + DisCo": s_disco}, "sculpting.png")
     >>> plot.jsd_vs_rejection({"MLP": (r50, inv_jsd), ...}, "jsd_vs_rejection.png")
+    >>> plot.calibration(label, {"BDT": s_bdt, "MLP": s_mlp}, "calibration.png")
 
 Every function draws on its own ``matplotlib.figure.Figure`` rendered by the Agg backend (no
 pyplot state, no display needed, safe to call from several threads) and returns the path written.
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "calibration",
     "efficiency_curve",
     "jsd_vs_rejection",
     "mass_sculpting",
@@ -299,4 +301,63 @@ def jsd_vs_rejection(
         ax.set_ylabel(rf"1/JSD of background mass (pass vs fail), $\varepsilon_S$ = {pct}")
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3, which="both")
+        return _save(fig, path)
+
+
+def calibration(
+    label: npt.ArrayLike,
+    scores: Mapping[str, npt.ArrayLike],
+    path: PathLike,
+    *,
+    weight: Optional[npt.ArrayLike] = None,
+    bins: Union[int, Sequence[float]] = 10,
+    strategy: str = "uniform",
+    title: Optional[str] = None,
+) -> str:
+    """Reliability diagram: the observed signal fraction (with its binomial error) against the
+    mean score in bins of score, one set of points per tagger, and the diagonal that a
+    calibrated signal probability follows; below, the (weighted) number of events per bin.
+    Scores must lie in [0, 1] (see :func:`hepinfer.metrics.calibration_curve`). A tagger
+    trained on classes re-weighted to equal totals is calibrated for that prior: pass the same
+    re-weighting as ``weight``."""
+    from hepinfer.metrics import calibration_curve
+
+    is_signal = _labels(label)
+    named = _scores(scores, is_signal.size)
+    curves = {
+        name: calibration_curve(is_signal, s, weight, bins=bins, strategy=strategy)
+        for name, s in named.items()
+    }
+    with _style():
+        fig = _figure(6.4, 6.4)
+        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+        top.plot([0.0, 1.0], [0.0, 1.0], ls=":", color="grey", label="perfectly calibrated")
+        markers = "os^vDP*X"
+        for i, (name, c) in enumerate(curves.items()):
+            line = top.errorbar(
+                c.mean_score,
+                c.signal_fraction,
+                yerr=c.signal_fraction_error,
+                fmt=markers[i % len(markers)] + "-",
+                ms=5,
+                lw=1,
+                capsize=2,
+                label=name,
+            )
+            totals = np.zeros(c.bin_edges.size - 1)
+            totals[c.bin_index] = c.sum_of_weights
+            bottom.stairs(totals, c.bin_edges, color=line[0].get_color(), lw=1.5)
+        top.set_xlim(0.0, 1.0)
+        top.set_ylim(-0.02, 1.02)
+        top.set_ylabel("observed signal fraction")
+        top.legend(fontsize="small", loc="upper left")
+        top.grid(alpha=0.3)
+        if title:
+            top.set_title(title)
+        bottom.set_yscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        bottom.yaxis.set_minor_formatter(NullFormatter())  # decades only: the panel is short
+        bottom.set_xlabel("score (mean in each bin)")
+        bottom.set_ylabel("events" if weight is None else "sum of weights")
         return _save(fig, path)

@@ -61,7 +61,15 @@ except ImportError:  # pragma: no cover
         return cls
 
 
-__all__ = ["ModelHolder", "ScoreSummary", "ScoringModel", "as_scoring_model", "score", "score_dask"]
+__all__ = [
+    "ModelHolder",
+    "ScoreSummary",
+    "ScoringModel",
+    "as_scoring_model",
+    "score",
+    "score_dask",
+    "split_features",
+]
 
 
 @runtime_checkable
@@ -133,6 +141,41 @@ class _GenericModel:
         return self.model.predict(dict(inputs))
 
 
+class _NetworkModel:
+    """A :class:`hepinfer.nn.Model` with one input of shape ``(events, k)`` seen through the
+    scoring protocol: its k input columns are named ``"x[0]" ... "x[k-1]"`` (for an input
+    called ``x``) and stacked in that order, so ``score`` needs ``features=`` (k branches or
+    expressions, in the order the network was trained on)."""
+
+    needs_features = True
+
+    def __init__(self, model: Any, n_threads: Optional[int], output_names: Optional[Sequence[str]]) -> None:
+        inputs = model.inputs
+        shape = inputs[0].shape if len(inputs) == 1 else None
+        if shape is None or len(shape) != 2 or int(shape[1]) < 1:
+            described = ", ".join(f"{t.name} {list(t.shape) if t.shape is not None else '?'}" for t in inputs)
+            raise InputError(
+                f"score() runs networks with one input of shape (events, features); this one takes {described}: "
+                "wrap it in an object with input_names and predict(dict of per-event arrays) "
+                "(see hepinfer.scoring), e.g. padding particles with hepinfer.jagged"
+            )
+        self.model = model
+        self.n_threads = 0 if n_threads is None else n_threads
+        self.input = str(inputs[0].name)
+        self.input_names = [f"{self.input}[{j}]" for j in range(int(shape[1]))]
+        names = list(output_names) if output_names is not None else list(model.output_names)
+        self.output_names = [str(n) for n in names]
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> Any:
+        X = np.empty((len(inputs[self.input_names[0]]), len(self.input_names)), dtype=np.float32)
+        for j, name in enumerate(self.input_names):
+            X[:, j] = inputs[name]
+        result = self.model.predict(X, n_threads=self.n_threads)
+        if isinstance(result, np.ndarray) and result.ndim == 2 and result.shape[1] == 1:
+            return result.reshape(-1)  # one score per event, as Forest.predict gives it
+        return result
+
+
 def as_scoring_model(
     model: Any,
     *,
@@ -141,20 +184,43 @@ def as_scoring_model(
     output_names: Optional[Sequence[str]] = None,
 ) -> Any:
     """An object following :class:`ScoringModel` for ``model``: a :class:`hepinfer.Forest`, a
-    model file path or bytes, an xgboost/lightgbm booster, or any object that already follows
+    model file path or bytes, an xgboost/lightgbm booster, a :class:`hepinfer.nn.Model` (or an
+    ``.onnx`` path) with one ``(events, features)`` input, or any object that already follows
     the protocol (``input_names``/``feature_names``/``inputs`` and ``predict(dict)``)."""
     from hepinfer.forest import Forest
 
-    if isinstance(model, (_ForestModel, _GenericModel)):
+    if isinstance(model, (_ForestModel, _GenericModel, _NetworkModel)):
         return model
-    if isinstance(model, (str, os.PathLike, bytes, bytearray)) or type(model).__module__.split(".")[0] in (
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
+        from hepinfer.nn import Model
+
+        model = Model.load(model)
+    elif isinstance(model, (str, os.PathLike, bytes, bytearray)) or type(model).__module__.split(".")[0] in (
         "xgboost",
         "lightgbm",
     ):
         model = Forest.load(model)
     if isinstance(model, Forest):
         return _ForestModel(model, output_kind, n_threads, output_names)
+    if type(model).__module__ == "hepinfer.nn" and type(model).__name__ == "Model":
+        return _NetworkModel(model, n_threads, output_names)
     return _GenericModel(model, output_names)
+
+
+def split_features(text: str) -> list[str]:
+    """``"x, sqrt(a**2 + b**2), nth(Jet_pt, 1)"`` -> the three expressions: split at the commas
+    outside parentheses and brackets, blanks around each removed."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
 
 
 def _feature_expressions(input_names: Sequence[str], features: Any) -> dict[str, str]:
@@ -167,7 +233,7 @@ def _feature_expressions(input_names: Sequence[str], features: Any) -> dict[str,
             )
         return {n: n for n in names}
     if isinstance(features, str):
-        features = [f.strip() for f in features.split(",") if f.strip()]
+        features = split_features(features)
     if isinstance(features, Mapping):
         unknown = [k for k in features if names and k not in names]
         if unknown:
@@ -284,26 +350,46 @@ def _size(n: float) -> str:
 
 
 class _RootWriter:
-    """Scores written to a new ROOT file tree, one extend per chunk (bounded memory)."""
+    """Scores written to a new ROOT file tree. Chunks are gathered up to ``buffer_events``
+    events before each write (one basket per branch), so small chunks do not make tiny baskets
+    and memory stays bounded by the buffer; :meth:`close` writes what is left."""
 
-    def __init__(self, path: str, tree_name: str) -> None:
+    def __init__(self, path: str, tree_name: str, buffer_events: int = 100_000) -> None:
         import uproot
 
         self.path = path
         self.tree_name = tree_name
+        self.buffer_events = buffer_events
         try:
             self.file = uproot.recreate(path)
         except Exception as err:
             raise ReadError(f"cannot create the output file {path}: {err}", file=path) from err
         self.tree: Any = None
+        self.pending: list[dict[str, np.ndarray]] = []
+        self.n_pending = 0
 
     def write(self, columns: Mapping[str, np.ndarray]) -> None:
+        n = len(next(iter(columns.values()))) if columns else 0
+        if n == 0:  # nothing to write (and an empty chunk's placeholder dtypes must not make the branches)
+            return
+        self.pending.append(dict(columns))
+        self.n_pending += n
+        if self.n_pending >= self.buffer_events:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        pending, self.pending, self.n_pending = self.pending, [], 0
+        first = pending[0]
         if self.tree is None:
-            self.tree = self.file.mktree(self.tree_name, {k: v.dtype for k, v in columns.items()})
-        self.tree.extend(dict(columns))
+            self.tree = self.file.mktree(self.tree_name, {k: v.dtype for k, v in first.items()})
+        joined = first if len(pending) == 1 else {k: np.concatenate([c[k] for c in pending]) for k in first}
+        self.tree.extend(joined)
 
     def close(self, summary: ScoreSummary, schema: Mapping[str, Any]) -> None:
         try:
+            self.flush()
             if self.tree is None and schema:
                 self.file.mktree(self.tree_name, dict(schema))
             inputs = "\n".join(
@@ -397,7 +483,8 @@ def score(
     ----------
     model
         A :class:`hepinfer.Forest`, a model file (path or bytes), an xgboost/lightgbm booster,
-        or any object following :class:`ScoringModel`.
+        a :class:`hepinfer.nn.Model` or ``.onnx`` path with one ``(events, k)`` input (then
+        ``features`` lists its k columns), or any object following :class:`ScoringModel`.
     files, tree
         ROOT files as :func:`hepinfer.io.expand_files` takes them (paths, glob patterns,
         ``"file.root:Events"`` specs, lists, ``{path: tree}``); ``tree`` names the TTree or
@@ -464,6 +551,12 @@ def score(
             n_threads=1 if n_threads is None else n_threads,
         )
     scorer = as_scoring_model(model, output_kind=output_kind, n_threads=n_threads, output_names=output_names)
+    if features is None and getattr(scorer, "needs_features", False):
+        raise InputError(
+            f"the network's input {scorer.input!r} takes {len(scorer.input_names)} numbers per event and "
+            f"has no feature names: give features=[{len(scorer.input_names)} branches or expressions] in the "
+            "order it was trained on"
+        )
     exprs = _feature_expressions(scorer.input_names, features)
     sources = expand_files(files, tree)
     summary = ScoreSummary(
@@ -541,7 +634,8 @@ def score(
                 kept_kind = kind
                 kept_index.append(file_index)
                 kept_entry.append(c.entries)
-            bar.update(n)
+            # entries read, not events selected: the bar's total counts entries (before any cut)
+            bar.update(c.entry_stop - c.entry_start)
             bar.set_postfix_str(f"{_size(summary.bytes_read)} read", refresh=False)
     except BaseException as err:
         summary.seconds = time.perf_counter() - start
@@ -632,8 +726,8 @@ class ModelHolder:
         n_threads: Optional[int] = 1,
         output_names: Optional[Sequence[str]] = None,
     ) -> None:
-        if kind not in ("forest", "pickle"):
-            raise ValueError(f"kind must be 'forest' or 'pickle', got {kind!r}")
+        if kind not in ("forest", "onnx", "pickle"):
+            raise ValueError(f"kind must be 'forest', 'onnx' or 'pickle', got {kind!r}")
         self.kind = kind
         self.data = bytes(data)
         self.key = hashlib.sha256(self.data).hexdigest()
@@ -661,8 +755,9 @@ class ModelHolder:
         if isinstance(model, _ForestModel):
             model = model.forest
         if isinstance(model, (str, os.PathLike)):
+            kind = "onnx" if os.fspath(model).lower().endswith(".onnx") else "forest"
             with open(os.fspath(model), "rb") as fh:
-                return cls("forest", fh.read(), **options)
+                return cls(kind, fh.read(), **options)
         if isinstance(model, (bytes, bytearray)):
             return cls("forest", bytes(model), **options)
         module = type(model).__module__.split(".")[0]
@@ -698,7 +793,12 @@ class ModelHolder:
         with _LOADED_LOCK:
             model = _LOADED.get(cache_key)
             if model is None:
-                raw = pickle.loads(self.data) if self.kind == "pickle" else self.data
+                if self.kind == "onnx":
+                    from hepinfer.nn import Model
+
+                    raw: Any = Model.load(self.data)
+                else:
+                    raw = pickle.loads(self.data) if self.kind == "pickle" else self.data
                 model = as_scoring_model(
                     raw,
                     output_kind=self.output_kind,
@@ -780,6 +880,11 @@ def score_dask(
         model, output_kind=output_kind, n_threads=n_threads, output_names=output_names
     )
     scorer = holder.get()
+    if features is None and getattr(scorer, "needs_features", False):
+        raise InputError(
+            f"the network's input {scorer.input!r} takes {len(scorer.input_names)} numbers per event: "
+            "give features=[branches] in the order it was trained on"
+        )
     exprs = _feature_expressions(scorer.input_names, features)
     bad = [e for e in exprs.values() if not e.replace("_", "a").replace(".", "a").isalnum()]
     if bad:
@@ -798,8 +903,13 @@ def score_dask(
     branches = sorted(set(exprs.values()))
     events = uproot.dask(spec, filter_name=branches, step_size=chunk, library="ak")
     meta = _empty_outputs(out_names, typetracer=True)
+    # the model is one node of the graph: its bytes travel to each worker once (not once per
+    # partition) and are loaded there once (ModelHolder.get caches per process)
+    import dask
+
+    model_node = dask.delayed(holder, pure=True, name=f"hepinfer-model-{holder.key[:16]}")
     scores = dak.map_partitions(
-        _score_partition, events, holder, exprs, out_names, meta=meta, label="hepinfer-score"
+        _score_partition, events, model_node, exprs, out_names, meta=meta, label="hepinfer-score"
     )
     if not compute:
         return scores
