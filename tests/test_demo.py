@@ -19,7 +19,7 @@ from hepinfer import plot
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
-    from hepinfer.demo import JET_FEATURES, DemoSettings, run_demo
+    from hepinfer.demo import JET_FEATURES, PARTICLE_FEATURES, DemoSettings, run_demo
 
     out = tmp_path / "demo"
     settings = DemoSettings(pfn_epochs=10, bdt_trees=60, disco_scan=(5.0,), timing_repeats=1)
@@ -40,7 +40,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert flat["inverse_jsd"] > 2 * plain["inverse_jsd"]
     assert [p["strength"] for p in summary["disco_scan"]] == [0.0, settings.disco_strength, 5.0]
     checks = summary["checks"]
-    assert set(checks) == {"BDT", "MLP", "MLP + DisCo", "PFN", "scores.root"}
+    assert set(checks) == {"BDT", "MLP", "MLP + DisCo", "PFN", "scores.root", "pfn_scores.root"}
     assert all(c["passed"] for c in checks.values())
     for name in ("BDT", "MLP", "MLP + DisCo", "PFN"):
         assert checks[name]["max_abs_difference"] <= 1e-5
@@ -65,6 +65,22 @@ def test_demo_end_to_end(tmp_path, capsys):
         np.testing.assert_array_equal(
             scores[branch], hepinfer.nn.Model.load(out / file).predict(x).reshape(-1)
         )
+    # pfn_scores.root: the PFN run by hepinfer.score on the jagged constituent branches (no
+    # padding) equals Model.predict_jagged on those branches read back, and the padded scores
+    branches = [f"part_{n}" for n in PARTICLE_FEATURES]
+    with uproot.open(out / "test_jets.root") as f:
+        parts = f["jets"].arrays(branches, library="ak")
+    with uproot.open(out / "pfn_scores.root") as f:
+        pfn = f["scores"].arrays(["pfn", "event"], library="np")
+    np.testing.assert_array_equal(pfn["event"], jets["event"])
+    counts = np.asarray(parts[branches[0]].layout.offsets.data)
+    assert np.diff(counts).max() <= settings.max_particles and np.diff(counts).min() >= 1
+    pfn_model = hepinfer.nn.Model.load(out / "pfn.onnx")
+    want = pfn_model.predict_jagged(parts, fields={"particles": branches}).reshape(-1)
+    np.testing.assert_allclose(pfn["pfn"], want, rtol=1e-6, atol=1e-7)
+    assert checks["pfn_scores.root"]["entries"] == n_test
+    assert checks["pfn_scores.root"]["max_abs_difference"] <= 1e-5
+    assert "scored the PFN on test_jets.root's jagged constituent branches" in printed
     # the AUC in the table is the AUC of these scores
     from hepinfer.train import roc_auc
 

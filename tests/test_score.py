@@ -415,3 +415,349 @@ def test_cli_features_with_commas_inside_expressions(rootdir, bdt, tmp_path, cap
         np.testing.assert_array_equal(f["scores"]["score"].array(library="np"), want)
     assert main([*argv, "--features", "x, y, nth(Jet_pt, 0"]) == 1  # unbalanced: a clear error, no traceback
     assert "hepinfer: error:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ set/graph networks from jagged branches
+
+
+def _jagged_jets(rng, n_jets: int):
+    """Jets of 0..40 particles (a few empty) as an awkward record array: float32 logpt/eta/phi,
+    int32 charge per particle, per-jet pt/eta and an event number."""
+    counts = np.minimum(rng.poisson(rng.gamma(3.0, 5.0, n_jets)), 40)
+    counts[rng.choice(n_jets, 5, replace=False)] = 0
+    counts[rng.choice(n_jets, 8, replace=False)] = np.arange(8)  # 0 .. 7: shorter than a kNN's k
+    total = int(counts.sum())
+    part = {
+        "logpt": rng.normal(1.0, 1.0, total).astype(np.float32),
+        "eta": (rng.integers(-160, 161, total) / 64.0).astype(np.float32),
+        "phi": (rng.integers(-160, 161, total) / 64.0).astype(np.float32),
+        "charge": rng.integers(-1, 2, total).astype(np.int32),
+    }
+    jets = {
+        "jet_pt": rng.uniform(200, 600, n_jets).astype(np.float32),
+        "jet_eta": rng.uniform(-2, 2, n_jets).astype(np.float32),
+        "event": np.arange(n_jets, dtype=np.int64) * 3 + 1,
+    }
+    return counts, {k: ak.unflatten(v, counts) for k, v in part.items()}, jets
+
+
+def _write_jagged(path, counts, part, jets, *, shifted_phi: bool = False, rntuple: bool = False) -> str:
+    """The jets as a TTree 'jets' (or an RNTuple) with jagged part_* branches (plus part_phi2, whose
+    counts differ from the others in one event when shifted_phi) and flat jet branches."""
+    phi2 = part["phi"]
+    if shifted_phi:
+        flat = ak.to_numpy(ak.flatten(phi2))
+        c2 = counts.copy()
+        i = int(np.flatnonzero(c2 > 1)[len(c2[c2 > 1]) // 2])
+        c2[i] -= 1
+        phi2 = ak.unflatten(flat[: int(c2.sum())], c2)
+    data = {**{f"part_{k}": v for k, v in part.items()}, "part_phi2": phi2, **jets}
+    with uproot.recreate(path) as f:
+        if rntuple:
+            f["jets"] = data
+        else:
+            f.mktree(
+                "jets", {k: v.type.content if isinstance(v, ak.Array) else v.dtype for k, v in data.items()}
+            )
+            f["jets"].extend(data)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def jagged_pfns(tmp_path_factory):
+    """A masked PFN (particles, mask) and one with a per-jet input (particles, mask, jet),
+    exported from torch with a dynamic particle axis."""
+    from test_nn_jagged import PFN, export, torch
+
+    seed = int(np.random.SeedSequence().entropy % (1 << 31))
+    print(f"torch weight seed = {seed}")
+    torch.manual_seed(seed)
+    d = tmp_path_factory.mktemp("jagged_pfn")
+    dyn = [{0: "batch", 1: "n_particles"}] * 2
+    plain = export(
+        PFN().eval(), (torch.randn(3, 9, 4), torch.ones(3, 9)), d / "pfn.onnx", ["particles", "mask"], dyn
+    )
+    with_jet = export(
+        PFN(jet_feat=2).eval(),
+        (torch.randn(3, 9, 4), torch.ones(3, 9), torch.randn(3, 2)),
+        d / "pfn_jet.onnx",
+        ["particles", "mask", "jet"],
+        dyn + [{0: "batch"}],
+    )
+    return str(plain), str(with_jet)
+
+
+def _ort_padded(path, offsets, content, jet=None):
+    """onnxruntime on the zero-padded, masked input (the padded model)."""
+    from test_nn_jagged import ort, pad
+
+    P = max(1, int(np.diff(offsets).max()))
+    x, mask = pad(content, offsets, P, channels_first=False)
+    feed = {"particles": x, "mask": mask}
+    if jet is not None:
+        feed["jet"] = jet
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+
+
+PFN_BRANCHES = ["part_logpt", "part_eta", "part_phi", "part_charge"]
+
+
+def test_jagged_pfn_scored_without_padding(jagged_pfns, rng, tmp_path):
+    plain, _ = jagged_pfns
+    counts, part, jets = _jagged_jets(rng, 400)
+    path = _write_jagged(tmp_path / "jets.root", counts, part, jets)
+    net = hepinfer.nn.Model.load(plain)
+    record = ak.zip(
+        {"logpt": part["logpt"], "eta": part["eta"], "phi": part["phi"], "charge": part["charge"]}
+    )
+    want = net.predict_jagged(record, fields={"particles": ["logpt", "eta", "phi", "charge"]})
+    assert want.shape == (400, 3)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    content = np.stack(
+        [ak.to_numpy(ak.flatten(part[k])).astype(np.float32) for k in ("logpt", "eta", "phi", "charge")],
+        axis=1,
+    )
+    np.testing.assert_allclose(want, _ort_padded(plain, offsets, content), rtol=1e-5, atol=2e-6)
+    assert np.isfinite(want[counts == 0]).all()
+    rntuple = _write_jagged(tmp_path / "jets_rntuple.root", counts, part, jets, rntuple=True)
+    for model, source in ((plain, path), (net, path), (plain, rntuple)):
+        for chunk in ("100 MB", 37, 1):
+            got = score(
+                model, source, tree="jets", features={"particles": PFN_BRANCHES}, chunk=chunk, n_threads=1
+            )
+            assert got.shape == (400, 3)
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    # a plain list (the network has one per-particle input), given as a comma-separated string too
+    np.testing.assert_allclose(
+        score(plain, path, tree="jets", features=", ".join(PFN_BRANCHES)), want, rtol=1e-6, atol=1e-7
+    )
+    # output file: one branch per output column, the event number and entry copied
+    out = tmp_path / "scores.root"
+    summary = score(plain, [path, path], tree="jets", features=PFN_BRANCHES, output=out, chunk=150)
+    assert summary.events == 800 and summary.output_names == ["score_0", "score_1", "score_2"]
+    with uproot.open(out) as f:
+        t = f["scores"].arrays(library="np")
+    np.testing.assert_array_equal(t["event"], np.tile(jets["event"], 2))
+    np.testing.assert_array_equal(t["file_index"], np.repeat([0, 1], 400))
+    np.testing.assert_array_equal(t["entry"], np.tile(np.arange(400), 2))
+    for j in range(3):
+        np.testing.assert_allclose(t[f"score_{j}"], np.tile(want[:, j], 2), rtol=1e-6, atol=1e-7)
+
+
+def test_jagged_pfn_with_jet_inputs_expressions_and_cut(jagged_pfns, rng, tmp_path):
+    _, with_jet = jagged_pfns
+    counts, part, jets = _jagged_jets(rng, 300)
+    path = _write_jagged(tmp_path / "jets.root", counts, part, jets)
+    net = hepinfer.nn.Model.load(with_jet)
+    # per-particle expressions broadcast the jet's values; per-jet expressions
+    features = {"particles": ["part_logpt", "part_eta - jet_eta", "part_phi", "part_charge"]}
+    jet_features = {"jet": ["jet_pt / 100", "jet_eta"]}
+    keep = jets["jet_pt"] > 350
+    sel = {k: v[keep] for k, v in part.items()}
+    deta = sel["eta"] - jets["jet_eta"][keep]
+    offsets = np.concatenate([[0], np.cumsum(counts[keep])])
+    cols = [sel["logpt"], deta, sel["phi"], sel["charge"]]
+    jet = np.stack([jets["jet_pt"][keep] / np.float32(100), jets["jet_eta"][keep]], axis=1).astype(np.float32)
+    want = net.predict_jagged(
+        offsets, {"particles": [ak.to_numpy(ak.flatten(c)) for c in cols]}, jet_inputs={"jet": jet}
+    )
+    content = np.stack([ak.to_numpy(ak.flatten(c)).astype(np.float32) for c in cols], axis=1)
+    np.testing.assert_allclose(want, _ort_padded(with_jet, offsets, content, jet), rtol=1e-5, atol=2e-6)
+    summary = score(
+        with_jet,
+        path,
+        tree="jets",
+        features=features,
+        jet_features=jet_features,
+        cut="jet_pt > 350",
+        chunk=64,
+        return_summary=True,
+    )
+    np.testing.assert_array_equal(summary.entry, np.flatnonzero(keep))
+    np.testing.assert_allclose(summary.scores, want, rtol=1e-5, atol=1e-6)
+
+
+def test_jagged_inputs_errors(jagged_pfns, rng, tmp_path):
+    plain, with_jet = jagged_pfns
+    counts, part, jets = _jagged_jets(rng, 120)
+    good = _write_jagged(tmp_path / "good.root", counts, part, jets)
+    bad = _write_jagged(tmp_path / "bad.root", counts, part, jets, shifted_phi=True)
+    kw = {"tree": "jets"}
+    with pytest.raises(hepinfer.InputError, match=r"particles \(4 value\(s\) per particle\).*give features="):
+        score(plain, good, **kw)
+    with pytest.raises(hepinfer.InputError, match=r"'particles' takes 4 value\(s\) per particle; 3 branch"):
+        score(plain, good, features={"particles": PFN_BRANCHES[:3]}, **kw)
+    with pytest.raises(hepinfer.InputError, match="'mask' is the mask: it is built from the particle counts"):
+        score(plain, good, features={"particles": PFN_BRANCHES, "mask": ["part_eta"]}, **kw)
+    with pytest.raises(hepinfer.InputError, match=r"per-jet input\(s\) \['jet'\]"):
+        score(with_jet, good, features=PFN_BRANCHES, **kw)
+    with pytest.raises(hepinfer.InputError, match="'jet' takes values per jet, not per particle"):
+        score(with_jet, good, features={"particles": PFN_BRANCHES, "jet": ["jet_pt", "jet_eta"]}, **kw)
+    with pytest.raises(hepinfer.InputError, match="jet_features= is for set/graph networks"):
+        score(
+            hepinfer.Forest.load(train(np.eye(2), np.array([0.0, 1.0]), ["a", "b"], rounds=1)),
+            good,
+            jet_features={"x": "a"},
+            **kw,
+        )
+    with pytest.raises(
+        hepinfer.InputError,
+        match=r"score_dask takes branch names as features, not expressions: \['part_eta \* 2'\]",
+    ):
+        score_dask(plain, good, features=["part_logpt", "part_eta * 2", "part_phi", "part_charge"], **kw)
+    # file-level errors name the file and the branch
+    with pytest.raises(
+        ReadError, match=r"good\.root: tree 'jets' has no branch 'part_pz' \(needed for feature 'particles'\)"
+    ):
+        score(plain, good, features=[*PFN_BRANCHES[:3], "part_pz"], **kw)
+    with pytest.raises(
+        ReadError,
+        match=r"good\.root: branch 'jet_pt' of tree 'jets' is not jagged.*'particles'.*jet_features=",
+    ) as err:
+        score(plain, good, features=[*PFN_BRANCHES[:3], "jet_pt"], **kw)
+    assert err.value.branch == "jet_pt" and err.value.file == good
+    with pytest.raises(
+        ReadError,
+        match=r"good\.root: 'jet_pt \* 2' \(per-particle input 'particles'\)|good\.root: branch 'jet_pt \* 2'.*not jagged",
+    ):
+        score(plain, good, features=[*PFN_BRANCHES[:3], "jet_pt * 2"], **kw)
+    with pytest.raises(ReadError, match=r"good\.root: branch 'part_eta' .*jagged: a variable number"):
+        score(with_jet, good, features=PFN_BRANCHES, jet_features={"jet": ["jet_pt", "part_eta"]}, **kw)
+
+    with pytest.raises(
+        ReadError,
+        match=r"bad\.root: branches 'part_logpt' \(input 'particles'\) and 'part_phi2' \(input 'particles'\) of tree 'jets' hold different numbers of particles in entry \d+ \(\d+ and \d+\)",
+    ) as err:
+        score(plain, bad, features=["part_logpt", "part_eta", "part_phi2", "part_charge"], **kw)
+    assert err.value.branch == "part_phi2"
+    # skipped among good files: the good ones are scored, the bad one recorded
+    summary = score(
+        plain,
+        [good, bad, good],
+        features=["part_logpt", "part_eta", "part_phi2", "part_charge"],
+        on_error="skip",
+        return_summary=True,
+        **kw,
+    )
+    assert [f.source.index for f in summary.failures] == [1] and "part_phi2" in summary.failures[0].message
+    np.testing.assert_array_equal(summary.file_index, np.repeat([0, 2], 120))
+
+
+def test_network_with_fixed_particle_axis_refused(tmp_path):
+    from test_nn_jagged import PFN, export, torch
+
+    path = export(
+        PFN().eval(),
+        (torch.randn(3, 9, 4), torch.ones(3, 9)),
+        tmp_path / "fixed.onnx",
+        ["particles", "mask"],
+        [{0: "batch"}] * 2,
+    )
+    root = tmp_path / "x.root"
+    with uproot.recreate(root) as f:
+        f.mktree("jets", {"a": np.float32})
+        f["jets"].extend({"a": np.zeros(3, np.float32)})
+    with pytest.raises(
+        hepinfer.InputError, match=r"particles \['batch', 9, 4\].*is neither.*symbolic particle dimension"
+    ):
+        score(str(path), str(root), tree="jets", features=["a"] * 4)
+
+
+def test_jagged_pfn_on_dask_equals_score(jagged_pfns, rng, tmp_path):
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("dask_awkward")
+    _, with_jet = jagged_pfns
+    counts, part, jets = _jagged_jets(rng, 200)
+    files = [_write_jagged(tmp_path / f"j{i}.root", counts, part, jets) for i in range(2)]
+    kw = {
+        "tree": "jets",
+        "features": {"particles": PFN_BRANCHES},
+        "jet_features": {"jet": ["jet_pt", "jet_eta"]},
+    }
+    want = score(with_jet, files, **kw)
+    assert want.shape == (400, 3)
+    with dask.config.set(scheduler="synchronous"):
+        got = score(with_jet, files, dask=True, chunk=70, **kw)
+        lazy = score_dask(with_jet, files, compute=False, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert lazy.fields == ["score_0", "score_1", "score_2"]
+    with pytest.raises(hepinfer.InputError, match=r"per-jet input\(s\) \['jet'\]"):
+        score_dask(with_jet, files, tree="jets", features=PFN_BRANCHES)
+
+
+def test_cli_jagged_features(jagged_pfns, rng, tmp_path, capsys):
+    from hepinfer.cli import main
+
+    _, with_jet = jagged_pfns
+    counts, part, jets = _jagged_jets(rng, 150)
+    path = _write_jagged(tmp_path / "jets.root", counts, part, jets)
+    want = score(
+        with_jet,
+        path,
+        tree="jets",
+        features={"particles": PFN_BRANCHES},
+        jet_features={"jet": ["jet_pt", "log(jet_eta + 3)"]},
+    )
+    out = tmp_path / "s.root"
+    argv = ["score", with_jet, path, "-o", str(out), "--no-progress", "--tree", "jets"]
+    assert (
+        main(
+            [
+                *argv,
+                "--jagged-features",
+                "particles=" + ",".join(PFN_BRANCHES),
+                "--jet-features",
+                "jet=jet_pt, log(jet_eta + 3)",
+            ]
+        )
+        == 0
+    )
+    assert "files     1 scored, 0 failed, 1 given" in capsys.readouterr().out
+    with uproot.open(out) as f:
+        t = f["scores"].arrays(library="np")
+    np.testing.assert_allclose(
+        np.stack([t[f"score_{j}"] for j in range(3)], axis=1), want, rtol=1e-6, atol=1e-7
+    )
+    assert main([*argv, "--jagged-features", "particles"]) == 1
+    assert "--jagged-features takes INPUT=BRANCH,BRANCH" in capsys.readouterr().err
+    assert main([*argv, "--jagged-features", "particles=" + ",".join(PFN_BRANCHES)]) == 1
+    assert "per-jet input(s) ['jet']" in capsys.readouterr().err
+
+
+def test_jagged_particlenet_graph_model(rng, tmp_path):
+    """A graph network (ParticleNet-Lite, EdgeConv k = 7, channels-first inputs points/features/mask)
+    scored from jagged branches equals onnxruntime on padded input (jets of 0 .. k-1 particles
+    included: padded to k exactly as the padded model sees them)."""
+    from test_nn_jagged import ParticleNetLite, export, ort, pnet_padded_feeds, randomize_batchnorm, torch
+
+    seed = int(rng.integers(1 << 31))
+    torch.manual_seed(seed)
+    net = ParticleNetLite(7).eval()
+    randomize_batchnorm(net, torch.Generator().manual_seed(seed + 1))
+    path = export(
+        net,
+        (torch.randn(2, 2, 12), torch.randn(2, 4, 12), torch.ones(2, 1, 12)),
+        tmp_path / "pn.onnx",
+        ["points", "features", "mask"],
+        [{0: "batch", 2: "n_particles"}] * 3,
+    )
+    counts, part, jets = _jagged_jets(rng, 150)  # holds jets of 0 .. k particles
+    root = _write_jagged(tmp_path / "jets.root", counts, part, jets)
+    got = score(
+        str(path),
+        root,
+        tree="jets",
+        features={"points": ["part_eta", "part_phi"], "features": PFN_BRANCHES},
+        chunk=40,
+    )
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    content = np.stack(
+        [ak.to_numpy(ak.flatten(part[k])).astype(np.float32) for k in ("logpt", "eta", "phi", "charge")],
+        axis=1,
+    )
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, pnet_padded_feeds(content, offsets, max(7, int(counts.max())))
+    )[0]
+    nonempty = counts > 0  # an empty jet divides 0 by 0 in the masked mean, padded or not
+    assert got.shape == (150, 2)
+    np.testing.assert_allclose(got[nonempty], want[nonempty], rtol=1e-5, atol=2e-6)

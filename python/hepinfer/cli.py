@@ -5,6 +5,8 @@
     hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
     hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
                   [--on-error skip]     exit status 0: all scored, 1: stopped at an error, 3: files skipped
+    hepinfer score pfn.onnx FILE ... --tree jets -o scores.root --jagged-features particles=part_pt,part_eta,...
+                  [--jet-features jet=jet_pt,jet_eta]   set/graph networks on jagged branches, unpadded
     hepinfer generate --signal N --background N -o jets.root   Pythia 8 + FastJet W/QCD jets
     hepinfer train CONFIG.toml [--set key=value] [--output DIR] [--resume]
     hepinfer codegen MODEL -o tagger.hpp [--name N] [--namespace NS] [--precision P] [--layout L]
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -62,15 +64,36 @@ def _chunk(text: str) -> "int | str":
     return text
 
 
+def _named_lists(items: list[str], flag: str) -> dict[str, list[str]]:
+    """["points=part_eta,part_phi", ...] -> {"points": ["part_eta", "part_phi"], ...}."""
+    from hepinfer.scoring import split_features
+
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, branches = item.partition("=")
+        if not sep or not name.strip() or not split_features(branches):
+            raise ValueError(f"{flag} takes INPUT=BRANCH,BRANCH,...; got {item!r}")
+        if name.strip() in out:
+            raise ValueError(f"{flag} names the input {name.strip()!r} twice")
+        out[name.strip()] = split_features(branches)
+    return out
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
     from hepinfer.scoring import score, split_features
 
-    features = split_features(args.features) if args.features else None
+    features: Any = split_features(args.features) if args.features else None
+    if args.jagged_features:
+        if features is not None:
+            raise ValueError("give either --features (one value per event) or --jagged-features, not both")
+        features = _named_lists(args.jagged_features, "--jagged-features")
+    jet_features = _named_lists(args.jet_features, "--jet-features") if args.jet_features else None
     summary = score(
         args.model,
         args.files,
         tree=args.tree,
         features=features,
+        jet_features=jet_features,
         cut=args.cut,
         chunk=args.chunk,
         output=args.o,
@@ -175,7 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument(
         "model",
         help="model file (XGBoost .json/.ubj, LightGBM .txt, TMVA .weights.xml; or ONNX .onnx with one "
-        "(events, features) input, given its branches with --features)",
+        "(events, features) input, given its branches with --features, or a set/graph network given its "
+        "jagged branches with --jagged-features)",
     )
     p.add_argument("files", nargs="+", help="ROOT files, glob patterns or file.root:tree specs")
     p.add_argument("-o", required=True, help="output ROOT file (scores, file_index, entry, run/lumi/event)")
@@ -183,6 +207,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--features", default=None,
                    help="comma-separated branches/expressions in the model's order (commas inside "
                    "parentheses belong to the expression: 'x, nth(Jet_pt, 1)')")
+    p.add_argument("--jagged-features", action="append", default=None, metavar="INPUT=BRANCHES",
+                   help="set/graph networks (ONNX PFN, ParticleNet): a per-particle input and its jagged "
+                   "branches, one per value per particle in training order, e.g. "
+                   "'points=part_deta,part_dphi'; repeat for each per-particle input (read without padding)")
+    p.add_argument("--jet-features", action="append", default=None, metavar="INPUT=BRANCHES",
+                   help="with --jagged-features: a per-jet input of the network and its flat branches/expressions")
     p.add_argument("--cut", default=None, help="event selection expression (uproot syntax)")
     p.add_argument("--chunk", type=_chunk, default="100 MB", help='events per chunk or a size ("50 MB", default)')
     p.add_argument("--threads", type=int, default=None, help="threads for evaluation (default: all)")

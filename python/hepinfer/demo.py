@@ -23,8 +23,11 @@ sample, 2000 W jets and 2000 QCD jets with pT 300-500 GeV, see :mod:`hepinfer.da
 3. Export them (xgboost JSON, ONNX), each file checked right after writing
    (:mod:`hepinfer.export`); load them with :class:`hepinfer.Forest` and
    :class:`hepinfer.nn.Model` and compare their scores with xgboost / onnxruntime on all the test jets.
-4. Write the test jets to a ROOT file and score it with :func:`hepinfer.score` (the three
-   jet-level taggers, hepinfer engines) into ``scores.root``; check it against the in-memory scores.
+4. Write the test jets to a ROOT file (jet features, and the PFN's constituent features as
+   jagged branches ``part_*``) and score it with :func:`hepinfer.score`: the three jet-level
+   taggers into ``scores.root``, the PFN from the jagged branches without padding
+   (:meth:`hepinfer.nn.Model.predict_jagged`) into ``pfn_scores.root``; check both against the
+   in-memory scores.
 5. Print one table: AUC, background rejection 1/eps_B at 50% signal efficiency, 1/JSD of the
    background mass passing vs failing that cut, background dCor^2(score, m_SD), training time and
    single-thread inference speed (all test jets in one batch, median of several repeats) of
@@ -129,32 +132,47 @@ class _Stages:
         return took
 
 
-def _particles(columns: Mapping[str, np.ndarray], max_particles: int) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-padded ``(n_jets, max_particles, len(PARTICLE_FEATURES))`` float32 and the float32 mask;
-    constituents are stored hardest first, so the cut keeps the hardest."""
+def _particle_values(
+    columns: Mapping[str, np.ndarray], max_particles: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The PFN's inputs jet by jet, unpadded: each jet's number of kept constituents (the
+    hardest ``max_particles``: constituents are stored hardest first) and ``PARTICLE_FEATURES``
+    as flat float32 arrays over the kept constituents, jet after jet."""
     offsets = np.asarray(columns["constituent_offsets"], dtype=np.int64)
     n_jets = len(offsets) - 1
     counts = np.diff(offsets)
     jet = np.repeat(np.arange(n_jets), counts)
     slot = np.arange(offsets[-1]) - offsets[jet]
     keep = slot < max_particles
-    pt = np.asarray(columns["constituent_pt"], dtype=np.float64)
+    jet = jet[keep]
+    pt = np.asarray(columns["constituent_pt"], dtype=np.float64)[keep]
     dphi = (
-        np.asarray(columns["constituent_phi"], np.float64) - np.asarray(columns["jet_phi"], np.float64)[jet]
+        np.asarray(columns["constituent_phi"], np.float64)[keep]
+        - np.asarray(columns["jet_phi"], np.float64)[jet]
     )
     values = {
         "pt_fraction": pt / np.asarray(columns["jet_pt"], dtype=np.float64)[jet],
         "log_pt": np.log(np.maximum(pt, 1e-3)),
-        "log_energy": np.log(np.maximum(np.asarray(columns["constituent_energy"], np.float64), 1e-3)),
-        "deta": np.asarray(columns["constituent_eta"], np.float64)
+        "log_energy": np.log(np.maximum(np.asarray(columns["constituent_energy"], np.float64)[keep], 1e-3)),
+        "deta": np.asarray(columns["constituent_eta"], np.float64)[keep]
         - np.asarray(columns["jet_eta"], np.float64)[jet],
         "dphi": np.remainder(dphi + np.pi, 2 * np.pi) - np.pi,
-        "charge": np.asarray(columns["constituent_charge"], np.float64),
+        "charge": np.asarray(columns["constituent_charge"], np.float64)[keep],
     }
+    return np.minimum(counts, max_particles), {k: v.astype(np.float32) for k, v in values.items()}
+
+
+def _particles(columns: Mapping[str, np.ndarray], max_particles: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-padded ``(n_jets, max_particles, len(PARTICLE_FEATURES))`` float32 and the float32 mask
+    (for training and for the padded reference); the hardest ``max_particles`` constituents."""
+    counts, values = _particle_values(columns, max_particles)
+    n_jets = len(counts)
+    jet = np.repeat(np.arange(n_jets), counts)
+    slot = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     x = np.zeros((n_jets, max_particles, len(PARTICLE_FEATURES)), dtype=np.float32)
     for i, name in enumerate(PARTICLE_FEATURES):
-        x[jet[keep], slot[keep], i] = values[name][keep]
-    mask = (np.arange(max_particles)[None, :] < np.minimum(counts, max_particles)[:, None]).astype(np.float32)
+        x[jet, slot, i] = values[name]
+    mask = (np.arange(max_particles)[None, :] < counts[:, None]).astype(np.float32)
     return x, mask
 
 
@@ -353,6 +371,7 @@ def run_demo(
     settings
         Training settings (:class:`DemoSettings`).
     """
+    import awkward as ak
     import torch
     import uproot
 
@@ -594,8 +613,22 @@ def run_demo(
             event=events[test],
             weight=weight[test],
         )
+        # the PFN's inputs as jagged branches (one value per kept constituent), read back
+        # unpadded by hepinfer.score through Model.predict_jagged
+        counts, values = _particle_values(columns, cfg.max_particles)
+        in_test = np.repeat(test, counts)
+        jagged = {
+            f"part_{name}": ak.unflatten(values[name][in_test], counts[test]) for name in PARTICLE_FEATURES
+        }
         with uproot.recreate(jets_path) as f:
-            f["jets"] = branches
+            f.mktree(
+                "jets",
+                {
+                    **{k: v.dtype for k, v in branches.items()},
+                    **{k: v.type.content for k, v in jagged.items()},
+                },
+            )
+            f["jets"].extend({**branches, **jagged})
         scores_path = out / "scores.root"
         summary_score = hepinfer.score(
             _JetTaggers(forest, engines["MLP"], engines["MLP + DisCo"], n_threads),
@@ -623,6 +656,35 @@ def run_demo(
             f"scored {jets_path.name} with hepinfer.score -> {scores_path.name} "
             f"({summary_score.events_per_second:.3g} events/s, 3 taggers; "
             f"{'equal to' if same else 'DIFFERENT FROM'} the in-memory scores)"
+        )
+        pfn_path = out / "pfn_scores.root"
+        summary_pfn = hepinfer.score(
+            engines["PFN"],
+            str(jets_path),
+            tree="jets",
+            features={"particles": [f"part_{name}" for name in PARTICLE_FEATURES]},
+            output=str(pfn_path),
+            output_names=["pfn"],
+            n_threads=n_threads,
+        )
+        with uproot.open(pfn_path) as f:
+            written_pfn = f["scores"].arrays(["pfn", "event"], library="np")
+        d_pfn = (
+            float(np.max(np.abs(written_pfn["pfn"] - scores["PFN"]), initial=0.0))
+            if len(written_pfn["pfn"]) == n_test
+            else float("inf")
+        )
+        checks["pfn_scores.root"] = {
+            "file": str(pfn_path),
+            "reference": "padded PFN",
+            "entries": len(written_pfn["pfn"]),
+            "max_abs_difference": d_pfn,
+            "passed": bool(d_pfn <= 1e-5 and np.array_equal(written_pfn["event"], events[test])),
+        }
+        stages.done(
+            f"scored the PFN on {jets_path.name}'s jagged constituent branches with hepinfer.score "
+            f"(no padding) -> {pfn_path.name} ({summary_pfn.events_per_second:.3g} events/s; "
+            f"max |difference| to the padded scores {d_pfn:.1e})"
         )
 
         # ------------------------------------------------------------------ plots and report
@@ -743,8 +805,8 @@ def run_demo(
         with open(out / "summary.json", "w") as fh:
             json.dump(summary, fh, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
         say(
-            f"\nwrote models, test_jets.root, scores.root, {', '.join(pngs)}, report.md and summary.json to "
-            f"{out}/ in {elapsed:.1f} s"
+            f"\nwrote models, test_jets.root, scores.root, pfn_scores.root, {', '.join(pngs)}, report.md and "
+            f"summary.json to {out}/ in {elapsed:.1f} s"
         )
         say("all checks passed" if ok else "SOME CHECKS FAILED")
         return 0 if ok else 1
@@ -811,7 +873,7 @@ def _write_report(
             )
         else:
             lines.append(
-                f"* scores.root: {c['entries']} entries, equal to the engines' scores: "
+                f"* {name}: {c['entries']} entries, equal to the engines' scores: "
                 f"{'passed' if c['passed'] else 'FAILED'}"
             )
     lines += ["", f"Total time {elapsed:.1f} s.", "", "## Plots", ""]

@@ -6,6 +6,14 @@
 The files are read chunk by chunk (memory bounded by ``chunk``, not by the files), the next
 chunk being read in a background thread while the model evaluates the current one.
 
+Set and graph networks (PFN, EFN, ParticleNet) are read from jagged branches, one event
+per jet, without padding::
+
+    hepinfer.score("particlenet.onnx", files, tree="jets",
+                   features={"points": ["part_deta", "part_dphi"],
+                             "features": ["part_logpt", "part_loge", "part_deta", "part_dphi"]},
+                   jet_features={"jet": ["jet_pt", "jet_eta"]})    # only if the network has per-jet inputs
+
 The model protocol
 ------------------
 ``score`` takes any object that has
@@ -40,12 +48,21 @@ import numpy as np
 
 from hepinfer._core import InputError
 from hepinfer.io import (
+    _IDENTIFIER,
     Chunk,
     FileFailure,
     FilesLike,
     ReadError,
     TreeSource,
+    _as_column,
+    _branch_names,
+    _bytes_read,
+    _expression_language,
+    _find_broken_branch,
     _iterate_one,
+    _missing_branch_error,
+    _one_line,
+    _tree_name,
     check_branches,
     expand_files,
     find_event_ids,
@@ -176,6 +193,166 @@ class _NetworkModel:
         return result
 
 
+def _is_row_network(model: Any) -> bool:
+    """True for a network with one input of shape ``(events, k)``, k fixed."""
+    inputs = model.inputs
+    if len(inputs) != 1 or inputs[0].shape is None or len(inputs[0].shape) != 2:
+        return False
+    return isinstance(inputs[0].shape[1], int)
+
+
+def _expression_list(spec: Any, what: str) -> list[str]:
+    if isinstance(spec, str):
+        exprs = split_features(spec)
+    elif isinstance(spec, Sequence):
+        exprs = [str(e) for e in spec]
+    else:
+        raise InputError(
+            f"{what}: give a branch name or a list of branch names/expressions, not {type(spec).__name__}"
+        )
+    if not exprs:
+        raise InputError(f"{what}: no branch given")
+    return exprs
+
+
+class _JaggedNetworkModel:
+    """A set or graph :class:`hepinfer.nn.Model` (PFN, EFN, ParticleNet) scored from jagged
+    branches with :meth:`hepinfer.nn.Model.predict_jagged`, each event (jet) at its true
+    number of particles. Each per-particle input is read from jagged branches (one per value
+    per particle, in order), each per-jet input from flat branches; the mask input is built from
+    the particle counts."""
+
+    needs_features = True
+
+    def __init__(
+        self,
+        model: Any,
+        n_threads: Optional[int],
+        output_names: Optional[Sequence[str]],
+        mask: Union[str, None, bool] = None,
+        particle_axis: Optional[int] = None,
+    ) -> None:
+        try:
+            layout, _ = model.jagged_layout(mask=mask, particle_axis=particle_axis)
+        except InputError as err:
+            described = ", ".join(
+                f"{t.name} {list(t.shape) if t.shape is not None else '?'}" for t in model.inputs
+            )
+            raise InputError(
+                f"score() runs networks with one input of shape (events, features), or set/graph networks "
+                f"read from jagged branches; this one takes {described} and is neither: {err}"
+            ) from err
+        self.model = model
+        self.mask = mask
+        self.particle_axis = particle_axis
+        self.n_threads = 0 if n_threads is None else n_threads
+        self.particle_inputs = {t.name: int(t.n_features) for t in layout if t.role == "particle"}
+        self.jet_inputs = {t.name: int(t.n_features) for t in layout if t.role == "jet"}
+        self.mask_inputs = [t.name for t in layout if t.role == "mask"]
+        if not self.particle_inputs:
+            raise InputError(
+                f"the network's inputs {model.input_names} have no particle axis: score() reads it with "
+                "features=[one branch per input column] only when it has one (events, k) input"
+            )
+        self.input_names = [*self.particle_inputs, *self.jet_inputs]
+        names = list(output_names) if output_names is not None else list(model.output_names)
+        outs = model.outputs
+        width = outs[0].shape[-1] if len(outs) == 1 and outs[0].shape else None
+        if output_names is None and isinstance(width, int) and width > 1:
+            names = [f"score_{j}" for j in range(width)]  # one branch per column of the one output
+        self.output_names = [str(n) for n in names]
+
+    def describe(self) -> str:
+        parts = [f"{n} ({k} value(s) per particle)" for n, k in self.particle_inputs.items()]
+        parts += [f"{n} ({k} value(s) per jet)" for n, k in self.jet_inputs.items()]
+        parts += [f"{n} (mask, built from the particle counts)" for n in self.mask_inputs]
+        return ", ".join(parts)
+
+    def branch_map(
+        self, features: Any, jet_features: Optional[Mapping[str, Any]]
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """(per-particle input -> jagged branches, per-jet input -> flat branches), validated."""
+        if features is None:
+            raise InputError(
+                f"the network's inputs are {self.describe()}: give features={{input: [jagged branches, "
+                "one per value per particle, in the order it was trained on]}"
+                + (" and jet_features={input: [branches]}" if self.jet_inputs else "")
+            )
+        if not isinstance(features, Mapping):
+            if len(self.particle_inputs) != 1:
+                raise InputError(
+                    f"the network has per-particle inputs {list(self.particle_inputs)}: give features as a "
+                    "dict {input: [jagged branches]}"
+                )
+            features = {next(iter(self.particle_inputs)): features}
+        particle: dict[str, list[str]] = {}
+        for name, spec in features.items():
+            name = str(name)
+            if name in self.mask_inputs:
+                raise InputError(
+                    f"input {name!r} is the mask: it is built from the particle counts, do not give it"
+                )
+            if name in self.jet_inputs:
+                raise InputError(
+                    f"input {name!r} takes values per jet, not per particle: give it in jet_features="
+                )
+            if name not in self.particle_inputs:
+                raise InputError(
+                    f"features names {name!r}, which is not an input of the network; its inputs are {self.describe()}"
+                )
+            particle[name] = self._checked(
+                name, _expression_list(spec, f"features[{name!r}]"), self.particle_inputs[name], "particle"
+            )
+        missing = [n for n in self.particle_inputs if n not in particle]
+        if missing:
+            raise InputError(
+                f"features gives no branches for the per-particle input(s) {missing}; the inputs are {self.describe()}"
+            )
+        jets: dict[str, list[str]] = {}
+        for name, spec in (jet_features or {}).items():
+            name = str(name)
+            if name in self.particle_inputs:
+                raise InputError(
+                    f"input {name!r} takes values per particle: give its jagged branches in features="
+                )
+            if name not in self.jet_inputs:
+                raise InputError(
+                    f"jet_features names {name!r}, which is not a per-jet input of the network; its inputs are {self.describe()}"
+                )
+            jets[name] = self._checked(
+                name, _expression_list(spec, f"jet_features[{name!r}]"), self.jet_inputs[name], "jet"
+            )
+        missing = [n for n in self.jet_inputs if n not in jets]
+        if missing:
+            raise InputError(
+                f"give jet_features={{input: [branches]}} for the per-jet input(s) {missing} ({self.describe()})"
+            )
+        return particle, jets
+
+    @staticmethod
+    def _checked(name: str, exprs: list[str], n: int, per: str) -> list[str]:
+        if n > 0 and len(exprs) != n:
+            raise InputError(
+                f"input {name!r} takes {n} value(s) per {per}; {len(exprs)} branch(es) given: {exprs}"
+            )
+        return exprs
+
+    def predict_jagged(
+        self, offsets: np.ndarray, particles: Mapping[str, list[np.ndarray]], jets: Mapping[str, np.ndarray]
+    ) -> Any:
+        result = self.model.predict_jagged(
+            offsets,
+            dict(particles),
+            jet_inputs=dict(jets) or None,
+            mask=self.mask,
+            particle_axis=self.particle_axis,
+            n_threads=self.n_threads,
+        )
+        if isinstance(result, np.ndarray) and result.ndim == 2 and result.shape[1] == 1:
+            return result.reshape(-1)
+        return result
+
+
 def as_scoring_model(
     model: Any,
     *,
@@ -189,7 +366,7 @@ def as_scoring_model(
     the protocol (``input_names``/``feature_names``/``inputs`` and ``predict(dict)``)."""
     from hepinfer.forest import Forest
 
-    if isinstance(model, (_ForestModel, _GenericModel, _NetworkModel)):
+    if isinstance(model, (_ForestModel, _GenericModel, _NetworkModel, _JaggedNetworkModel)):
         return model
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
         from hepinfer.nn import Model
@@ -203,7 +380,9 @@ def as_scoring_model(
     if isinstance(model, Forest):
         return _ForestModel(model, output_kind, n_threads, output_names)
     if type(model).__module__ == "hepinfer.nn" and type(model).__name__ == "Model":
-        return _NetworkModel(model, n_threads, output_names)
+        if _is_row_network(model):
+            return _NetworkModel(model, n_threads, output_names)
+        return _JaggedNetworkModel(model, n_threads, output_names)
     return _GenericModel(model, output_names)
 
 
@@ -453,6 +632,250 @@ def _prefetch(chunks: Iterator[Chunk], depth: int = 1) -> Iterator[Chunk]:
         thread.join()
 
 
+# ---------------------------------------------------------------------------------- jagged reading
+
+
+@dataclass
+class _JaggedChunk(Chunk):
+    """A chunk for a set/graph network: the particle ``offsets`` (``n_events + 1``), the
+    per-particle content of each input (one array per branch) and the per-jet inputs."""
+
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    particles: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    jets: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _check_jagged_branches(
+    source: TreeSource,
+    tree: Any,
+    particle: Mapping[str, list[str]],
+    jets: Mapping[str, list[str]],
+    aliases: Optional[Mapping[str, str]],
+) -> None:
+    """Raise :class:`ReadError` if a plain branch of a per-particle input is missing or not
+    jagged, or one of a per-jet input is missing or not one number per event."""
+    import uproot
+
+    names = set(_branch_names(tree))
+    is_ttree = isinstance(tree, uproot.behaviors.TTree.TTree)
+    for name, exprs in particle.items():
+        for e in exprs:
+            if not _IDENTIFIER.match(e) or e in (aliases or {}):
+                continue
+            if e not in names:
+                raise _missing_branch_error(source, tree, e, name)
+            if not is_ttree:
+                continue
+            interp = tree[e].interpretation
+            if not isinstance(interp, uproot.interpretation.jagged.AsJagged):
+                raise _not_jagged_error(
+                    source, tree, e, name, f"{tree[e].typename}, read as {type(interp).__name__}"
+                )
+    check_branches(
+        source, tree, {f"{n}[{j}]": e for n, es in jets.items() for j, e in enumerate(es)}, aliases
+    )
+
+
+def _not_jagged_error(source: TreeSource, tree: Any, expr: str, name: str, what: str) -> ReadError:
+    return ReadError(
+        f"{source.path}: branch {expr!r} of tree {_tree_name(tree)!r} is not jagged ({what}); the per-particle "
+        f"input {name!r} needs a variable number of values per event (one per particle, e.g. float[]); "
+        "per-event values of the jet go in jet_features=",
+        file=source.path,
+        tree=_tree_name(tree),
+        branch=expr,
+    )
+
+
+def _jagged_buffers(
+    value: Any, source: TreeSource, tree: Any, name: str, expr: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets starting at 0, per-particle numbers) of one jagged column, without copying
+    what uproot read where the layout allows it."""
+    import awkward as ak
+
+    layout = ak.to_layout(value)
+    while isinstance(layout, (ak.contents.IndexedArray, ak.contents.UnmaskedArray)):
+        layout = layout.project() if isinstance(layout, ak.contents.IndexedArray) else layout.content
+    if isinstance(layout, ak.contents.ListArray):
+        layout = layout.to_ListOffsetArray64(False)
+    if not isinstance(layout, ak.contents.ListOffsetArray):
+        raise _not_jagged_error(source, tree, expr, name, f"it gives {ak.type(value)}")
+    offsets = np.asarray(layout.offsets.data).astype(np.int64, copy=False)
+    content = layout.content[int(offsets[0]) : int(offsets[-1])]
+    offsets = offsets - offsets[0] if len(offsets) and offsets[0] != 0 else offsets
+    while isinstance(content, (ak.contents.IndexedArray, ak.contents.UnmaskedArray)):
+        content = content.project() if isinstance(content, ak.contents.IndexedArray) else content.content
+    data = np.asarray(content.data) if isinstance(content, ak.contents.NumpyArray) else None
+    if data is None or data.ndim != 1 or data.dtype.kind not in "fiub":
+        raise ReadError(
+            f"{source.path}: {expr!r} (per-particle input {name!r}) gives {ak.type(value)}; a per-particle "
+            "branch holds one number per particle (no nested lists, records or missing values)",
+            file=source.path,
+            tree=_tree_name(tree),
+            branch=expr,
+        )
+    if data.dtype.kind != "f" or data.dtype.itemsize < 4:
+        data = data.astype(np.float32)
+    return offsets, data
+
+
+def _count_mismatch(
+    source: TreeSource,
+    tree: Any,
+    a: tuple[str, str, np.ndarray],
+    b: tuple[str, str, np.ndarray],
+    entries: np.ndarray,
+) -> ReadError:
+    (na, ea, oa), (nb, eb, ob) = a, b
+    ca, cb = np.diff(oa), np.diff(ob)
+    i = int(np.flatnonzero(ca != cb)[0])
+    return ReadError(
+        f"{source.path}: branches {ea!r} (input {na!r}) and {eb!r} (input {nb!r}) of tree {_tree_name(tree)!r} "
+        f"hold different numbers of particles in entry {int(entries[i])} ({int(ca[i])} and {int(cb[i])}); "
+        "every per-particle branch must have one value per particle of the same jets",
+        file=source.path,
+        tree=_tree_name(tree),
+        branch=eb,
+    )
+
+
+def _iterate_jagged(
+    source: TreeSource,
+    particle: Mapping[str, list[str]],
+    jets: Mapping[str, list[str]],
+    aliases: Optional[Mapping[str, str]],
+    cut: Optional[str],
+    step_size: Union[int, str],
+    open_options: Mapping[str, Any],
+    ids: Mapping[str, str],
+) -> Iterator[_JaggedChunk]:
+    """Chunks of one tree for a set/graph network (see :class:`_JaggedChunk`)."""
+    tree = open_tree(source, **open_options)
+    try:
+        yield from _iterate_jagged_open(source, tree, particle, jets, aliases, cut, step_size, ids)
+    except ReadError:
+        raise
+    except Exception as err:
+        raise ReadError(
+            f"{source.path}: reading tree {_tree_name(tree)!r} failed (truncated or corrupt file, or a bad "
+            f"expression?): {_one_line(err)}",
+            file=source.path,
+            tree=_tree_name(tree),
+        ) from err
+    finally:
+        tree.file.close()
+
+
+def _iterate_jagged_open(
+    source: TreeSource,
+    tree: Any,
+    particle: Mapping[str, list[str]],
+    jets: Mapping[str, list[str]],
+    aliases: Optional[Mapping[str, str]],
+    cut: Optional[str],
+    step_size: Union[int, str],
+    ids: Mapping[str, str],
+) -> Iterator[_JaggedChunk]:
+    _check_jagged_branches(source, tree, particle, jets, aliases)
+    unique = list(
+        dict.fromkeys(
+            [
+                *(e for es in particle.values() for e in es),
+                *(e for es in jets.values() for e in es),
+                *ids.values(),
+            ]
+            + ([cut] if cut is not None else [])
+        )
+    )
+    kwargs: dict[str, Any] = {"step_size": step_size, "library": "ak", "report": True}
+    kwargs["language"] = _expression_language()
+    if aliases:
+        kwargs["aliases"] = dict(aliases)
+    iterator = tree.iterate(unique, **kwargs)
+    next_entry = 0
+    while True:
+        try:
+            arrays, report = next(iterator)
+        except StopIteration:
+            break
+        except ReadError:
+            raise
+        except Exception as err:
+            broken = _find_broken_branch(tree, unique, aliases, next_entry, step_size)
+            if broken is not None:
+                branch, first, last, cause = broken
+                raise ReadError(
+                    f"{source.path}: branch {branch!r} of tree {_tree_name(tree)!r} cannot be read in entries "
+                    f"{first}-{last} (truncated or corrupt file?): {_one_line(cause)}",
+                    file=source.path,
+                    tree=_tree_name(tree),
+                    branch=branch,
+                ) from err
+            raise
+        start, stop = int(report.tree_entry_start), int(report.tree_entry_stop)
+        next_entry = stop
+        fields = set(arrays.fields)
+        lost = [e for e in unique if e not in fields]
+        if lost:
+            raise ReadError(
+                f"{source.path}: uproot returned nothing for {lost} from tree {_tree_name(tree)!r} "
+                "(expressions are evaluated on TTrees only: use plain field names for RNTuples)",
+                file=source.path,
+                tree=_tree_name(tree),
+                branch=lost[0],
+            )
+        entries = np.arange(start, stop, dtype=np.int64)
+        selected: Any = None
+        if cut is not None:
+            selected = _as_column(arrays[cut], source, tree, "cut", cut)
+            if selected.dtype != np.bool_:
+                raise ReadError(
+                    f"{source.path}: the cut {cut!r} gives {selected.dtype}, not one boolean per event",
+                    file=source.path,
+                )
+            entries = entries[selected]
+
+        def column(e: str, arrays: Any = arrays, selected: Any = selected) -> Any:
+            return arrays[e] if selected is None else arrays[e][selected]
+
+        offsets: Optional[tuple[str, str, np.ndarray]] = None
+        content: dict[str, list[np.ndarray]] = {}
+        for name, exprs in particle.items():
+            content[name] = []
+            for e in exprs:
+                off, data = _jagged_buffers(column(e), source, tree, name, e)
+                if offsets is None:
+                    offsets = (name, e, off)
+                elif off is not offsets[2] and not np.array_equal(off, offsets[2]):
+                    raise _count_mismatch(source, tree, offsets, (name, e, off), entries)
+                content[name].append(data)
+        per_jet = {
+            name: np.column_stack(
+                [
+                    _as_column(column(e), source, tree, f"{name}[{j}]", e).astype(np.float32)
+                    for j, e in enumerate(exprs)
+                ]
+            )
+            if len(entries)
+            else np.zeros((0, len(exprs)), np.float32)
+            for name, exprs in jets.items()
+        }
+        out = {f"\x00{k}": _as_column(column(v), source, tree, k, v) for k, v in ids.items()}
+        assert offsets is not None
+        yield _JaggedChunk(
+            source,
+            start,
+            stop,
+            out,
+            entries,
+            _bytes_read(tree),
+            offsets=offsets[2],
+            particles=content,
+            jets=per_jet,
+        )
+
+
 # ---------------------------------------------------------------------------------- score
 
 
@@ -461,7 +884,8 @@ def score(
     files: FilesLike,
     *,
     tree: Optional[str] = None,
-    features: Union[None, str, Sequence[str], Mapping[str, str]] = None,
+    features: Union[None, str, Sequence[str], Mapping[str, Any]] = None,
+    jet_features: Optional[Mapping[str, Union[str, Sequence[str]]]] = None,
     aliases: Optional[Mapping[str, str]] = None,
     cut: Optional[str] = None,
     chunk: Union[int, str] = "100 MB",
@@ -484,7 +908,9 @@ def score(
     model
         A :class:`hepinfer.Forest`, a model file (path or bytes), an xgboost/lightgbm booster,
         a :class:`hepinfer.nn.Model` or ``.onnx`` path with one ``(events, k)`` input (then
-        ``features`` lists its k columns), or any object following :class:`ScoringModel`.
+        ``features`` lists its k columns) or with per-particle inputs (a set or graph network,
+        read from jagged branches: see ``features``), or any object following
+        :class:`ScoringModel`.
     files, tree
         ROOT files as :func:`hepinfer.io.expand_files` takes them (paths, glob patterns,
         ``"file.root:Events"`` specs, lists, ``{path: tree}``); ``tree`` names the TTree or
@@ -494,6 +920,19 @@ def score(
         A list (or comma-separated string): one branch name or uproot expression per model
         input, in the model's order. A dict: model input name -> branch name or expression
         (inputs not in it are read from the branch of the same name).
+
+        For a set or graph network (a :class:`hepinfer.nn.Model` with per-particle inputs:
+        PFN, EFN, ParticleNet): ``{per-particle input: [jagged branches]}``, one branch (or
+        expression) per value per particle, in the order the network was trained on, e.g.
+        ``{"points": ["part_deta", "part_dphi"], "features": ["part_logpt", "part_deta",
+        "part_dphi", "part_loge"]}`` (a plain list for a network with one per-particle input).
+        Each event is one jet; its particles are evaluated at their true number with
+        :meth:`hepinfer.nn.Model.predict_jagged` (no padding; events without particles are
+        scored too). All these branches must hold the same number of values in each event.
+        The mask input is built from those counts and is not given.
+    jet_features
+        For set/graph networks with per-jet inputs: ``{per-jet input: [branches]}``, one flat
+        branch (or expression, e.g. ``"log(jet_pt)"``) per value per jet.
     aliases, cut
         uproot aliases usable in the features, and an event selection expression (events
         failing it are not scored).
@@ -545,19 +984,31 @@ def score(
             files,
             tree=tree,
             features=features,
+            jet_features=jet_features,
             chunk=chunk,
             output_kind=output_kind,
             output_names=output_names,
             n_threads=1 if n_threads is None else n_threads,
         )
     scorer = as_scoring_model(model, output_kind=output_kind, n_threads=n_threads, output_names=output_names)
-    if features is None and getattr(scorer, "needs_features", False):
-        raise InputError(
-            f"the network's input {scorer.input!r} takes {len(scorer.input_names)} numbers per event and "
-            f"has no feature names: give features=[{len(scorer.input_names)} branches or expressions] in the "
-            "order it was trained on"
-        )
-    exprs = _feature_expressions(scorer.input_names, features)
+    jagged = isinstance(scorer, _JaggedNetworkModel)
+    particle_exprs: dict[str, list[str]] = {}
+    jet_exprs: dict[str, list[str]] = {}
+    if jagged:
+        particle_exprs, jet_exprs = scorer.branch_map(features, jet_features)
+        exprs: dict[str, str] = {}
+    else:
+        if jet_features is not None:
+            raise InputError(
+                "jet_features= is for set/graph networks with per-particle inputs; give this model's inputs in features="
+            )
+        if features is None and getattr(scorer, "needs_features", False):
+            raise InputError(
+                f"the network's input {scorer.input!r} takes {len(scorer.input_names)} numbers per event and "
+                f"has no feature names: give features=[{len(scorer.input_names)} branches or expressions] in the "
+                "order it was trained on"
+            )
+        exprs = _feature_expressions(scorer.input_names, features)
     sources = expand_files(files, tree)
     summary = ScoreSummary(
         files=sources, output=os.fspath(output) if output is not None else None, output_tree=output_tree
@@ -572,7 +1023,10 @@ def score(
         try:
             t = open_tree(source, **options)
             try:
-                check_branches(source, t, exprs, aliases)
+                if jagged:
+                    _check_jagged_branches(source, t, particle_exprs, jet_exprs, aliases)
+                else:
+                    check_branches(source, t, exprs, aliases)
                 if ids is None:
                     ids = find_event_ids(t) if event_ids else {}
                 total += int(t.num_entries)
@@ -600,7 +1054,14 @@ def score(
         for source in good:
             entry = 0
             try:
-                for c in _iterate_one(source, exprs, aliases, cut, chunk, options, summary.event_ids):
+                read = (
+                    _iterate_jagged(
+                        source, particle_exprs, jet_exprs, aliases, cut, chunk, options, summary.event_ids
+                    )
+                    if jagged
+                    else _iterate_one(source, exprs, aliases, cut, chunk, options, summary.event_ids)
+                )
+                for c in read:
                     entry = c.entry_stop
                     yield c
             except ReadError as err:
@@ -611,8 +1072,12 @@ def score(
     try:
         for c in _prefetch(chunks()):
             n = c.n_events
-            inputs = {name: c.arrays[name] for name in exprs}
-            result = scorer.predict(inputs) if n else None
+            if not n:
+                result = None
+            elif isinstance(c, _JaggedChunk):
+                result = scorer.predict_jagged(c.offsets, c.particles, c.jets)
+            else:
+                result = scorer.predict({name: c.arrays[name] for name in exprs})
             if result is None:
                 result = np.empty((0, len(names)) if names and len(names) > 1 else (0,))
             keys, cols, kind = _output_columns(result, n, names)
@@ -852,12 +1317,59 @@ def _score_partition(events: Any, holder: ModelHolder, exprs: dict[str, str], ou
     return ak.zip({k: np.asarray(c, dtype=np.float64) for k, c in zip(keys, cols)}, depth_limit=1)
 
 
+def _score_jagged_partition(
+    events: Any,
+    holder: ModelHolder,
+    particle: dict[str, list[str]],
+    jets: dict[str, list[str]],
+    output_names: list[str],
+) -> Any:
+    import awkward as ak
+
+    if ak.backend(events) == "typetracer":
+        for exprs in (*particle.values(), *jets.values()):
+            for branch in exprs:
+                ak.typetracer.touch_data(events[branch])
+        return _empty_outputs(output_names, typetracer=True)
+    model = holder.get()
+    n = len(events)
+    if not n:
+        return _empty_outputs(output_names, typetracer=False)
+    source = TreeSource("<dask partition>", None, 0)
+    entries = np.arange(n, dtype=np.int64)
+    offsets: Optional[tuple[str, str, np.ndarray]] = None
+    content: dict[str, list[np.ndarray]] = {}
+    for name, exprs in particle.items():
+        content[name] = []
+        for e in exprs:
+            off, data = _jagged_buffers(events[e], source, None, name, e)
+            if offsets is None:
+                offsets = (name, e, off)
+            elif not np.array_equal(off, offsets[2]):
+                raise _count_mismatch(source, None, offsets, (name, e, off), entries)
+            content[name].append(data)
+    per_jet = {
+        name: np.column_stack(
+            [
+                _as_column(events[e], source, None, f"{name}[{j}]", e).astype(np.float32)
+                for j, e in enumerate(exprs)
+            ]
+        )
+        for name, exprs in jets.items()
+    }
+    assert offsets is not None
+    result = model.predict_jagged(offsets[2], content, per_jet)
+    keys, cols, _ = _output_columns(result, n, output_names)
+    return ak.zip({k: np.asarray(c, dtype=np.float64) for k, c in zip(keys, cols)}, depth_limit=1)
+
+
 def score_dask(
     model: Any,
     files: FilesLike,
     *,
     tree: Optional[str] = None,
-    features: Union[None, str, Sequence[str], Mapping[str, str]] = None,
+    features: Union[None, str, Sequence[str], Mapping[str, Any]] = None,
+    jet_features: Optional[Mapping[str, Union[str, Sequence[str]]]] = None,
     chunk: Union[int, str] = "100 MB",
     output_kind: str = "probability",
     output_names: Optional[Sequence[str]] = None,
@@ -880,6 +1392,12 @@ def score_dask(
         model, output_kind=output_kind, n_threads=n_threads, output_names=output_names
     )
     scorer = holder.get()
+    if isinstance(scorer, _JaggedNetworkModel):
+        return _score_dask_jagged(holder, scorer, files, tree, features, jet_features, chunk, compute)
+    if jet_features is not None:
+        raise InputError(
+            "jet_features= is for set/graph networks with per-particle inputs; give this model's inputs in features="
+        )
     if features is None and getattr(scorer, "needs_features", False):
         raise InputError(
             f"the network's input {scorer.input!r} takes {len(scorer.input_names)} numbers per event: "
@@ -918,3 +1436,52 @@ def score_dask(
     if n_out == 1:
         return columns[0]
     return np.stack(columns, axis=1)
+
+
+def _score_dask_jagged(
+    holder: ModelHolder,
+    scorer: _JaggedNetworkModel,
+    files: FilesLike,
+    tree: Optional[str],
+    features: Any,
+    jet_features: Optional[Mapping[str, Any]],
+    chunk: Union[int, str],
+    compute: bool,
+) -> Any:
+    """score_dask for a set/graph network: jagged branches per partition -> predict_jagged."""
+    import awkward as ak
+    import dask
+    import dask_awkward as dak
+    import uproot
+
+    particle, jets = scorer.branch_map(features, jet_features)
+    every = [e for es in (*particle.values(), *jets.values()) for e in es]
+    bad = [e for e in every if not _IDENTIFIER.match(e)]
+    if bad:
+        raise InputError(f"score_dask takes branch names as features, not expressions: {bad}")
+    spec: dict[str, str] = {}
+    for source in expand_files(files, tree):
+        t = open_tree(source)
+        try:
+            _check_jagged_branches(source, t, particle, jets, None)
+            spec[source.path] = source.tree or str(t.name)
+        finally:
+            t.file.close()
+    out_names = list(scorer.output_names) or ["score"]
+    events = uproot.dask(spec, filter_name=sorted(set(every)), step_size=chunk, library="ak")
+    model_node = dask.delayed(holder, pure=True, name=f"hepinfer-model-{holder.key[:16]}")
+    scores = dak.map_partitions(
+        _score_jagged_partition,
+        events,
+        model_node,
+        particle,
+        jets,
+        out_names,
+        meta=_empty_outputs(out_names, typetracer=True),
+        label="hepinfer-score",
+    )
+    if not compute:
+        return scores
+    result = scores.compute()
+    columns = [ak.to_numpy(result[k]) for k in out_names]
+    return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
