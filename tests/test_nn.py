@@ -636,7 +636,10 @@ def test_reduce(rng, op, axes, keepdims, opset):
     else:
         inits = {}
         node = helper.make_node(op, ["x"], ["y"], keepdims=keepdims, **({"axes": axes} if axes else {}))
-    compare(make([node], [("x", F, [3, 4, 5])], [("y", F, None)], inits, opset=opset), {"x": x})
+    # A sum with cancellation (up to 60 terms of size ~1 giving ~0.1) carries float32 rounding of the
+    # order eps * sum|x| whatever the summation order; engines add in different orders.
+    atol = max(ATOL, 4e-7 * float(np.abs(x).sum())) if op in ("ReduceSum", "ReduceMean") else ATOL
+    compare(make([node], [("x", F, [3, 4, 5])], [("y", F, None)], inits, opset=opset), {"x": x}, atol=atol)
 
 
 @pytest.mark.parametrize("op,ref", [("ReduceMax", np.max), ("ReduceMin", np.min)])
