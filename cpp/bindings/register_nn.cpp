@@ -66,6 +66,18 @@ hepinfer::InputTensor as_input(const Model& m, std::size_t k, const py::array& a
   return x;
 }
 
+
+// The graph's outputs as a list of numpy arrays (copied out of the engine's buffers).
+py::list outputs_to_list(const std::vector<hepinfer::OutputTensor>& outs) {
+  py::list result;
+  for (const auto& o : outs) {
+    std::vector<py::ssize_t> shape(o.shape.begin(), o.shape.end());
+    py::array a(dtype_of(o.type), shape);
+    if (!o.bytes.empty()) std::memcpy(a.mutable_data(), o.bytes.data(), o.bytes.size());
+    result.append(a);
+  }
+  return result;
+}
 py::list predict(const Model& m, const std::vector<py::array>& arrays, int n_threads) {
   if (arrays.size() != m.inputs().size())
     throw InputError("the model has " + std::to_string(m.inputs().size()) + " inputs, " +
@@ -77,14 +89,7 @@ py::list predict(const Model& m, const std::vector<py::array>& arrays, int n_thr
     py::gil_scoped_release release;
     m.predict(xs, outs, n_threads);
   }
-  py::list result;
-  for (auto& o : outs) {
-    std::vector<py::ssize_t> shape(o.shape.begin(), o.shape.end());
-    py::array a(dtype_of(o.type), shape);
-    if (!o.bytes.empty()) std::memcpy(a.mutable_data(), o.bytes.data(), o.bytes.size());
-    result.append(a);
-  }
-  return result;
+  return outputs_to_list(outs);
 }
 
 // One float32 input [rows, ...] -> one float32 output [rows, ...], written straight into numpy.
@@ -200,14 +205,7 @@ py::list predict_jagged(const Model& m, const py::array& offsets,
     py::gil_scoped_release release;
     m.predict_jagged(jj, outs, opt);
   }
-  py::list result;
-  for (auto& o : outs) {
-    std::vector<py::ssize_t> shape(o.shape.begin(), o.shape.end());
-    py::array a(dtype_of(o.type), shape);
-    if (!o.bytes.empty()) std::memcpy(a.mutable_data(), o.bytes.data(), o.bytes.size());
-    result.append(a);
-  }
-  return result;
+  return outputs_to_list(outs);
 }
 
 py::tuple jagged_layout(const Model& m, const std::string& mask, bool detect_mask, int particle_axis,
