@@ -567,16 +567,9 @@ def _iterate_open(
         except ReadError:
             raise
         except Exception as err:
-            broken = _find_broken_branch(tree, unique, aliases, next_entry, step_size)
+            broken = _broken_branch_error(source, tree, unique, aliases, next_entry, step_size)
             if broken is not None:
-                branch, first, last, cause = broken
-                raise ReadError(
-                    f"{source.path}: branch {branch!r} of tree {_tree_name(tree)!r} cannot be read in entries "
-                    f"{first}-{last} (truncated or corrupt file?): {_one_line(cause)}",
-                    file=source.path,
-                    tree=_tree_name(tree),
-                    branch=branch,
-                ) from err
+                raise broken from err
             raise ReadError(
                 f"{source.path}: reading tree {_tree_name(tree)!r} failed after entry {next_entry} (truncated or "
                 f"corrupt file, or a bad expression among {unique}): {_one_line(err)}",
@@ -610,6 +603,28 @@ def _iterate_open(
             col = _as_column(columns[expr], source, tree, name.lstrip("\x00"), expr)
             out[name] = col[mask] if cut is not None else col
         yield Chunk(source, start, stop, out, entries, _bytes_read(tree))
+
+
+def _broken_branch_error(
+    source: Any,
+    tree: Any,
+    expressions: Sequence[str],
+    aliases: Optional[Mapping[str, str]],
+    next_entry: int,
+    step_size: Any,
+) -> Optional[ReadError]:
+    """The ReadError naming the branch that cannot be read in the failing chunk, or None if none can be found."""
+    broken = _find_broken_branch(tree, expressions, aliases, next_entry, step_size)
+    if broken is None:
+        return None
+    branch, first, last, cause = broken
+    return ReadError(
+        f"{source.path}: branch {branch!r} of tree {_tree_name(tree)!r} cannot be read in entries "
+        f"{first}-{last} (truncated or corrupt file?): {_one_line(cause)}",
+        file=source.path,
+        tree=_tree_name(tree),
+        branch=branch,
+    )
 
 
 def _find_broken_branch(

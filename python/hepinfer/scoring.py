@@ -56,9 +56,9 @@ from hepinfer.io import (
     TreeSource,
     _as_column,
     _branch_names,
+    _broken_branch_error,
     _bytes_read,
     _expression_language,
-    _find_broken_branch,
     _iterate_one,
     _missing_branch_error,
     _one_line,
@@ -802,16 +802,9 @@ def _iterate_jagged_open(
         except ReadError:
             raise
         except Exception as err:
-            broken = _find_broken_branch(tree, unique, aliases, next_entry, step_size)
+            broken = _broken_branch_error(source, tree, unique, aliases, next_entry, step_size)
             if broken is not None:
-                branch, first, last, cause = broken
-                raise ReadError(
-                    f"{source.path}: branch {branch!r} of tree {_tree_name(tree)!r} cannot be read in entries "
-                    f"{first}-{last} (truncated or corrupt file?): {_one_line(cause)}",
-                    file=source.path,
-                    tree=_tree_name(tree),
-                    branch=branch,
-                ) from err
+                raise broken from err
             raise
         start, stop = int(report.tree_entry_start), int(report.tree_entry_stop)
         next_entry = stop
