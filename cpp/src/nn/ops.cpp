@@ -815,8 +815,13 @@ void op_slice(const Node& n, Workspace& ws) {
     if (set[ax]) throw OpError("repeated axis in slice");
     set[ax] = true;
     const I64 dim = a.shape[ax];
-    const I64 step = pv[k];
+    I64 step = pv[k];
     if (step == 0) throw OpError("slice step 0");
+    // a step longer than the axis takes at most one element, whatever its size: shorten it to
+    // the axis length so that the element count and the strides below cannot overflow
+    const I64 longest = std::max<I64>(dim, 1);
+    if (step > longest) step = longest;
+    if (step < -longest) step = -longest;
     I64 s = sv[k], e = ev[k];
     if (s < 0) s += dim;
     if (e < 0) e += dim;
