@@ -19,6 +19,7 @@ event selection ``cut``. Memory is bounded by ``step_size`` (an event count, or 
 
 from __future__ import annotations
 
+import ast
 import difflib
 import glob
 import os
@@ -339,10 +340,18 @@ def _flat_numeric_branch(tree: Any, name: str) -> Optional[str]:
     return f"not a number per event ({branch.typename}, read as {type(interp).__name__})"
 
 
-def _missing_branch_error(source: TreeSource, tree: Any, key: str, feature: Optional[str]) -> ReadError:
+def _missing_branch_error(
+    source: TreeSource, tree: Any, key: str, feature: Optional[str], expr: Optional[str] = None
+) -> ReadError:
     names = _branch_names(tree)
     close = difflib.get_close_matches(key, names, n=3)
-    what = f" (needed for feature {feature!r})" if feature and feature != key else ""
+    used = f" in {expr!r}" if expr is not None and expr not in (key, feature) else ""
+    if feature == "cut":
+        what = f" (used by the cut {expr!r})"
+    elif feature and feature != key and feature != expr:
+        what = f" (needed for feature {feature!r}{used})"
+    else:
+        what = f" (used in {expr!r})" if expr is not None and expr != key else ""
     hint = f"; similar names: {', '.join(close)}" if close else ""
     return ReadError(
         f"{source.path}: tree {_tree_name(tree)!r} has no branch {key!r}{what}{hint}",
@@ -353,20 +362,129 @@ def _missing_branch_error(source: TreeSource, tree: Any, key: str, feature: Opti
 
 
 def check_branches(
-    source: TreeSource, tree: Any, expressions: Mapping[str, str], aliases: Optional[Mapping[str, str]] = None
+    source: TreeSource,
+    tree: Any,
+    expressions: Mapping[str, str],
+    aliases: Optional[Mapping[str, str]] = None,
+    *,
+    cut: Optional[str] = None,
 ) -> None:
     """Raise :class:`ReadError` if a plain branch name in ``expressions`` (name -> expression)
-    is missing from ``tree`` or does not hold one number per event."""
+    is missing from ``tree`` or does not hold one number per event, or if an expression, an
+    alias it uses or the ``cut`` names a branch the tree does not have (and
+    :class:`hepinfer.InputError` if one is not a valid expression)."""
     names = set(_branch_names(tree))
     aliases = aliases or {}
     for feature, expr in expressions.items():
         if not _IDENTIFIER.match(expr) or expr in aliases:
+            check_expression_names(source, tree, expr, aliases, feature, names)
             continue
         if expr not in names:
             raise _missing_branch_error(source, tree, expr, feature)
         problem = _flat_numeric_branch(tree, expr)
         if problem is not None:
             raise _not_flat_error(source, tree, expr, feature, problem)
+    if cut is not None:
+        check_expression_names(source, tree, cut, aliases, "cut", names)
+
+
+# ---------------------------------------------------------------------------------- expressions
+
+
+def _parse_expression(expr: str, what: str) -> ast.Expression:
+    try:
+        return ast.parse(expr.strip(), mode="eval")
+    except SyntaxError as err:
+        where = f" at character {err.offset}" if err.offset else ""
+        raise InputError(f"{what}: {expr!r} is not a valid expression ({err.msg}{where})") from None
+
+
+def _dotted(node: ast.AST) -> Optional[str]:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return None if head is None else f"{head}.{node.attr}"
+    return None
+
+
+def _symbols(node: ast.AST) -> Iterator[tuple[str, str]]:
+    """("call", function) and ("name", branch or alias) for each symbol of an expression, as
+    uproot resolves them: a name in call position is a function, a dotted name one symbol."""
+    if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Name):
+            yield "call", node.func.id
+        else:
+            yield from _symbols(node.func)
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            yield from _symbols(arg)
+        return
+    name = _dotted(node)
+    if name is not None:
+        yield "name", name
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from _symbols(child)
+
+
+def _functions() -> set[str]:
+    return {*_expression_language().functions, "get"}
+
+
+def validate_expressions(
+    expressions: Mapping[str, str], aliases: Optional[Mapping[str, str]] = None, cut: Optional[str] = None
+) -> None:
+    """Raise :class:`hepinfer.InputError` (before any file is opened) for an expression, alias or
+    cut that is not valid Python syntax or calls a function expressions do not have. Names
+    are checked against each file's branches by :func:`check_branches`."""
+    functions = _functions()
+    items = [(f"feature {k!r}", v) for k, v in expressions.items()]
+    items += [(f"alias {k!r}", v) for k, v in (aliases or {}).items()]
+    if cut is not None:
+        items.append(("cut", cut))
+    for what, expr in items:
+        if not isinstance(expr, str) or not expr.strip():
+            raise InputError(f"{what}: give a branch name or an expression, not {expr!r}")
+        for kind, name in _symbols(_parse_expression(expr, what)):
+            if kind == "call" and name not in functions and name not in (aliases or {}):
+                close = difflib.get_close_matches(name, sorted(functions), n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise InputError(
+                    f"{what}: {expr!r} calls {name}(), which expressions do not have{hint}; they have numpy's "
+                    f"ufuncs ({', '.join(sorted(f for f in functions if f not in PER_EVENT_FUNCTIONS)[:8])}, ...) "
+                    f"and the per-event functions {', '.join(PER_EVENT_FUNCTIONS)}"
+                )
+    for name in aliases or {}:
+        if not _IDENTIFIER.match(name) or "." in name:
+            raise InputError(f"alias name {name!r} is not a valid name (letters, digits and _)")
+
+
+def check_expression_names(
+    source: TreeSource,
+    tree: Any,
+    expr: str,
+    aliases: Optional[Mapping[str, str]],
+    feature: Optional[str],
+    names: Optional[set] = None,
+) -> None:
+    """Raise :class:`ReadError` naming the file and the branch if ``expr`` (or an alias it uses,
+    followed through) reads a branch ``tree`` does not have."""
+    names = set(_branch_names(tree)) if names is None else names
+    aliases = aliases or {}
+    functions = _functions()
+    seen: set[str] = set()
+    todo = [expr]
+    while todo:
+        text = todo.pop()
+        for kind, name in _symbols(_parse_expression(text, f"feature {feature!r}")):
+            if kind == "call" or name in names or name in functions:
+                continue
+            if name in aliases:
+                if name not in seen:
+                    seen.add(name)
+                    todo.append(aliases[name])
+                continue
+            raise _missing_branch_error(source, tree, name, feature, expr)
 
 
 def _not_flat_error(
@@ -477,6 +595,7 @@ def iterate(
     if on_error not in ("raise", "skip"):
         raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     exprs = _normalise_expressions(expressions)
+    validate_expressions(exprs, aliases, cut)
     sources = _sources(files, tree)
     for source in sources:
         delivered = source_entry = 0
@@ -511,11 +630,14 @@ def _iterate_one(
     step_size: Union[int, str],
     open_options: Mapping[str, Any],
     extra: Optional[Mapping[str, str]] = None,
+    entry_start: Optional[int] = None,
+    entry_stop: Optional[int] = None,
 ) -> Iterator[Chunk]:
-    """Chunks of one tree; ``extra`` are more name -> branch columns read alongside (ids)."""
+    """Chunks of one tree (of its entries ``entry_start..entry_stop``, all by default);
+    ``extra`` are more name -> branch columns read alongside (ids)."""
     tree = open_tree(source, **open_options)
     try:
-        yield from _iterate_open(source, tree, exprs, aliases, cut, step_size, extra)
+        yield from _iterate_open(source, tree, exprs, aliases, cut, step_size, extra, entry_start, entry_stop)
     except ReadError:
         raise
     except Exception as err:
@@ -536,10 +658,12 @@ def _iterate_open(
     cut: Optional[str],
     step_size: Union[int, str],
     extra: Optional[Mapping[str, str]],
+    entry_start: Optional[int] = None,
+    entry_stop: Optional[int] = None,
 ) -> Iterator[Chunk]:
     import uproot
 
-    check_branches(source, tree, exprs, aliases)
+    check_branches(source, tree, exprs, aliases, cut=cut)
     wanted = dict(exprs)
     if extra:
         wanted.update({f"\x00{k}": v for k, v in extra.items()})
@@ -555,8 +679,8 @@ def _iterate_open(
         kwargs["aliases"] = dict(aliases)
     if library == "ak":
         kwargs["language"] = _expression_language()
-    iterator = tree.iterate(unique, **kwargs)
-    next_entry = 0
+    iterator = tree.iterate(unique, entry_start=entry_start, entry_stop=entry_stop, **kwargs)
+    next_entry = entry_start or 0
     while True:
         try:
             arrays, report = next(iterator)
@@ -570,6 +694,9 @@ def _iterate_open(
             broken = _broken_branch_error(source, tree, unique, aliases, next_entry, step_size)
             if broken is not None:
                 raise broken from err
+            failing = _failing_expression_error(source, tree, unique, aliases, next_entry, step_size, err)
+            if failing is not None:
+                raise failing from err
             raise ReadError(
                 f"{source.path}: reading tree {_tree_name(tree)!r} failed after entry {next_entry} (truncated or "
                 f"corrupt file, or a bad expression among {unique}): {_one_line(err)}",
@@ -627,6 +754,66 @@ def _broken_branch_error(
     )
 
 
+def _failing_expression_error(
+    source: Any,
+    tree: Any,
+    expressions: Sequence[str],
+    aliases: Optional[Mapping[str, str]],
+    entry_start: int,
+    step_size: Union[int, str],
+    cause: BaseException,
+) -> Optional[ReadError]:
+    """After a failed read whose branches all read fine one by one: the ReadError naming the
+    expression that cannot be evaluated over the failed chunk (e.g. jagged branches with
+    different numbers of values in an event), or None."""
+    import uproot
+
+    if not isinstance(tree, uproot.behaviors.TTree.TTree):
+        return None
+    stop = _chunk_stop(tree, expressions, entry_start, step_size)
+    for expr in expressions:
+        if _IDENTIFIER.match(expr) and expr not in (aliases or {}):
+            continue
+        try:
+            tree.arrays(
+                [expr],
+                aliases=dict(aliases or {}),
+                language=_expression_language(),
+                entry_start=entry_start,
+                entry_stop=stop,
+            )
+        except Exception as err:  # noqa: BLE001 - this expression is the one that fails
+            text = str(err)
+            hint = (
+                " (it combines jagged branches that hold different numbers of values in an event: "
+                "reduce each to one value per event first, e.g. with first() or sum_of())"
+                if "broadcast" in text or "cannot be broadcast" in text
+                else ""
+            )
+            return ReadError(
+                f"{source.path}: the expression {expr!r} cannot be evaluated on tree {_tree_name(tree)!r} in entries "
+                f"{entry_start}-{stop - 1}{hint}: {_one_line(err)}",
+                file=source.path,
+                tree=_tree_name(tree),
+            )
+    del cause
+    return None
+
+
+def _chunk_stop(tree: Any, expressions: Sequence[str], entry_start: int, step_size: Union[int, str]) -> int:
+    total = int(tree.num_entries)
+    if isinstance(step_size, int):
+        n = step_size
+    else:
+        names = _branch_names(tree)
+        used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", " ".join(expressions)))
+        try:
+            n = int(tree.num_entries_for(step_size, filter_name=[b for b in names if b in used]))
+        except Exception:  # noqa: BLE001 - no estimate: the rest of the file
+            n = total - entry_start
+    return min(total, entry_start + max(1, n))
+
+
 def _find_broken_branch(
     tree: Any,
     expressions: Sequence[str],
@@ -641,19 +828,10 @@ def _find_broken_branch(
 
     if not isinstance(tree, uproot.behaviors.TTree.TTree):
         return None
-    names = _branch_names(tree)
-    text = " ".join([*expressions, *(aliases or {}).values()])
-    used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", text))
-    candidates = [n for n in names if n in used]
-    total = int(tree.num_entries)
-    if isinstance(step_size, int):
-        n = step_size
-    else:
-        try:
-            n = int(tree.num_entries_for(step_size, filter_name=candidates))
-        except Exception:  # noqa: BLE001 - no estimate: check the rest of the file
-            n = total - entry_start
-    stop = min(total, entry_start + max(1, n))
+    text = [*expressions, *(aliases or {}).values()]
+    used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", " ".join(text)))
+    candidates = [n for n in _branch_names(tree) if n in used]
+    stop = _chunk_stop(tree, text, entry_start, step_size)
     for name in candidates:
         try:
             tree[name].array(entry_start=entry_start, entry_stop=stop, library="np")

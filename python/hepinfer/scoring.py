@@ -40,6 +40,7 @@ import queue
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -58,15 +59,19 @@ from hepinfer.io import (
     _branch_names,
     _broken_branch_error,
     _bytes_read,
+    _chunk_stop,
     _expression_language,
+    _failing_expression_error,
     _iterate_one,
     _missing_branch_error,
     _one_line,
     _tree_name,
     check_branches,
+    check_expression_names,
     expand_files,
     find_event_ids,
     open_tree,
+    validate_expressions,
 )
 
 try:  # typing.Protocol is 3.8+, runtime_checkable too
@@ -651,9 +656,11 @@ def _check_jagged_branches(
     particle: Mapping[str, list[str]],
     jets: Mapping[str, list[str]],
     aliases: Optional[Mapping[str, str]],
+    cut: Optional[str] = None,
 ) -> None:
     """Raise :class:`ReadError` if a plain branch of a per-particle input is missing or not
-    jagged, or one of a per-jet input is missing or not one number per event."""
+    jagged, or one of a per-jet input is missing or not one number per event, or if an
+    expression or the cut reads a branch the tree does not have."""
     import uproot
 
     names = set(_branch_names(tree))
@@ -661,6 +668,7 @@ def _check_jagged_branches(
     for name, exprs in particle.items():
         for e in exprs:
             if not _IDENTIFIER.match(e) or e in (aliases or {}):
+                check_expression_names(source, tree, e, aliases, name, names)
                 continue
             if e not in names:
                 raise _missing_branch_error(source, tree, e, name)
@@ -672,7 +680,7 @@ def _check_jagged_branches(
                     source, tree, e, name, f"{tree[e].typename}, read as {type(interp).__name__}"
                 )
     check_branches(
-        source, tree, {f"{n}[{j}]": e for n, es in jets.items() for j, e in enumerate(es)}, aliases
+        source, tree, {f"{n}[{j}]": e for n, es in jets.items() for j, e in enumerate(es)}, aliases, cut=cut
     )
 
 
@@ -749,11 +757,15 @@ def _iterate_jagged(
     step_size: Union[int, str],
     open_options: Mapping[str, Any],
     ids: Mapping[str, str],
+    entry_start: Optional[int] = None,
+    entry_stop: Optional[int] = None,
 ) -> Iterator[_JaggedChunk]:
     """Chunks of one tree for a set/graph network (see :class:`_JaggedChunk`)."""
     tree = open_tree(source, **open_options)
     try:
-        yield from _iterate_jagged_open(source, tree, particle, jets, aliases, cut, step_size, ids)
+        yield from _iterate_jagged_open(
+            source, tree, particle, jets, aliases, cut, step_size, ids, entry_start, entry_stop
+        )
     except ReadError:
         raise
     except Exception as err:
@@ -776,8 +788,10 @@ def _iterate_jagged_open(
     cut: Optional[str],
     step_size: Union[int, str],
     ids: Mapping[str, str],
+    entry_start: Optional[int] = None,
+    entry_stop: Optional[int] = None,
 ) -> Iterator[_JaggedChunk]:
-    _check_jagged_branches(source, tree, particle, jets, aliases)
+    _check_jagged_branches(source, tree, particle, jets, aliases, cut)
     unique = list(
         dict.fromkeys(
             [
@@ -792,8 +806,8 @@ def _iterate_jagged_open(
     kwargs["language"] = _expression_language()
     if aliases:
         kwargs["aliases"] = dict(aliases)
-    iterator = tree.iterate(unique, **kwargs)
-    next_entry = 0
+    iterator = tree.iterate(unique, entry_start=entry_start, entry_stop=entry_stop, **kwargs)
+    next_entry = entry_start or 0
     while True:
         try:
             arrays, report = next(iterator)
@@ -803,6 +817,8 @@ def _iterate_jagged_open(
             raise
         except Exception as err:
             broken = _broken_branch_error(source, tree, unique, aliases, next_entry, step_size)
+            if broken is None:
+                broken = _failing_expression_error(source, tree, unique, aliases, next_entry, step_size, err)
             if broken is not None:
                 raise broken from err
             raise
@@ -927,8 +943,11 @@ def score(
         For set/graph networks with per-jet inputs: ``{per-jet input: [branches]}``, one flat
         branch (or expression, e.g. ``"log(jet_pt)"``) per value per jet.
     aliases, cut
-        uproot aliases usable in the features, and an event selection expression (events
-        failing it are not scored).
+        uproot aliases usable in the features (``{"pt_lead": "first(Jet_pt)"}``), and an event
+        selection expression (events failing it are not scored). An expression that is not valid
+        syntax or calls an unknown function raises :class:`hepinfer.InputError` before any file
+        is read; one that reads a branch a file lacks raises :class:`hepinfer.io.ReadError`
+        naming the file, the branch and the expression.
     chunk
         Events per chunk (int) or a size such as ``"50 MB"``: bounds the memory used.
     output
@@ -956,8 +975,10 @@ def score(
         Return a :class:`ScoreSummary` (with ``scores``, ``file_index``, ``entry``) instead of the
         bare scores when ``output`` is ``None``.
     dask
-        Score with :func:`score_dask` (``uproot.dask`` partitions mapped through the model on the
-        current dask scheduler, e.g. a ``distributed.Client``); returns the scores.
+        Score on the current dask scheduler (e.g. a ``distributed.Client``) with
+        :func:`score_dask`: every argument works the same and gives the same result (scores,
+        summary, output file); partitions of ``chunk`` events are read and scored on the
+        workers, ``n_threads`` (default 1) is per task.
 
     Returns
     -------
@@ -968,28 +989,107 @@ def score(
     if on_error not in ("raise", "skip"):
         raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if dask:
-        if output is not None or cut is not None or aliases is not None or return_summary:
-            raise InputError(
-                "score(dask=True) returns the scores: output=, cut=, aliases= and return_summary= are not supported with it"
-            )
         return score_dask(
             model,
             files,
             tree=tree,
             features=features,
             jet_features=jet_features,
+            aliases=aliases,
+            cut=cut,
             chunk=chunk,
+            output=output,
+            output_tree=output_tree,
             output_kind=output_kind,
             output_names=output_names,
             n_threads=1 if n_threads is None else n_threads,
+            progress=progress,
+            on_error=on_error,
+            event_ids=event_ids,
+            return_summary=return_summary,
+            open_options=open_options,
         )
     scorer = as_scoring_model(model, output_kind=output_kind, n_threads=n_threads, output_names=output_names)
+    plan = _make_plan(scorer, features, jet_features, aliases, cut, chunk, open_options)
+    summary, good, total, _ = _check_files(plan, files, tree, on_error, event_ids, output, output_tree)
+    collector = _Collector(summary, scorer, output, output_tree, on_error, _progress_bar(total, progress))
+
+    def items() -> Iterator[Union[Chunk, _Failure]]:
+        for source in good:
+            entry = 0
+            try:
+                for c in plan.read(source):
+                    entry = c.entry_stop
+                    yield c
+            except ReadError as err:
+                yield _Failure(source, entry, err)
+
+    def blocks() -> Iterator[Union[_Block, _Failure]]:
+        for item in _prefetch(items()):
+            if isinstance(item, _Failure):
+                yield item
+            else:
+                yield _evaluate(scorer, plan, item, (item.source.index, 0))
+
+    return collector.run(blocks(), return_summary)
+
+
+# ---------------------------------------------------------------------------------- one plan, two runners
+
+
+@dataclass
+class _Plan:
+    """What to read from each tree and how (picklable: it travels to dask workers)."""
+
+    jagged: bool
+    exprs: dict[str, str]  # flat models: model input -> branch or expression
+    particle: dict[str, list[str]]  # set/graph networks: per-particle input -> jagged branches
+    jets: dict[str, list[str]]  # ... and per-jet input -> flat branches
+    aliases: Optional[dict[str, str]]
+    cut: Optional[str]
+    chunk: Union[int, str]
+    open_options: dict[str, Any]
+    event_ids: dict[str, str] = field(default_factory=dict)
+
+    def expressions(self) -> list[str]:
+        """Everything read from the tree (features, event ids, cut) and the aliases they use."""
+        every = [*self.exprs.values()]
+        every += [e for es in (*self.particle.values(), *self.jets.values()) for e in es]
+        every += [*self.event_ids.values(), *([self.cut] if self.cut is not None else [])]
+        return [*every, *(self.aliases or {}).values()]
+
+    def check(self, source: TreeSource, tree: Any) -> None:
+        if self.jagged:
+            _check_jagged_branches(source, tree, self.particle, self.jets, self.aliases, self.cut)
+        else:
+            check_branches(source, tree, self.exprs, self.aliases, cut=self.cut)
+
+    def read(
+        self, source: TreeSource, entry_start: Optional[int] = None, entry_stop: Optional[int] = None
+    ) -> Iterator[Chunk]:
+        how = (self.aliases, self.cut, self.chunk, self.open_options, self.event_ids)
+        if self.jagged:
+            return _iterate_jagged(source, self.particle, self.jets, *how, entry_start, entry_stop)
+        return _iterate_one(source, self.exprs, *how, entry_start, entry_stop)
+
+
+def _make_plan(
+    scorer: Any,
+    features: Any,
+    jet_features: Optional[Mapping[str, Any]],
+    aliases: Optional[Mapping[str, str]],
+    cut: Optional[str],
+    chunk: Union[int, str],
+    open_options: Optional[Mapping[str, Any]],
+) -> _Plan:
+    """Which branches or expressions feed which model input, checked before any file is opened."""
+    particle: dict[str, list[str]] = {}
+    jets: dict[str, list[str]] = {}
+    exprs: dict[str, str] = {}
     jagged = isinstance(scorer, _JaggedNetworkModel)
-    particle_exprs: dict[str, list[str]] = {}
-    jet_exprs: dict[str, list[str]] = {}
     if jagged:
-        particle_exprs, jet_exprs = scorer.branch_map(features, jet_features)
-        exprs: dict[str, str] = {}
+        particle, jets = scorer.branch_map(features, jet_features)
+        named = {f"{n}[{j}]": e for m in (particle, jets) for n, es in m.items() for j, e in enumerate(es)}
     else:
         if jet_features is not None:
             raise InputError(
@@ -1001,28 +1101,60 @@ def score(
                 f"has no feature names: give features=[{len(scorer.input_names)} branches or expressions] in the "
                 "order it was trained on"
             )
-        exprs = _feature_expressions(scorer.input_names, features)
+        exprs = named = _feature_expressions(scorer.input_names, features)
+    if aliases is not None and not isinstance(aliases, Mapping):
+        raise InputError(f"aliases must be a dict {{name: expression}}, not {type(aliases).__name__}")
+    if cut is not None and not isinstance(cut, str):
+        raise InputError(f"cut must be an expression (a string), not {type(cut).__name__}")
+    validate_expressions(named, aliases, cut)
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, str)) or (isinstance(chunk, int) and chunk < 1):
+        raise InputError(f"chunk must be a number of events (>= 1) or a size such as '50 MB', not {chunk!r}")
+    return _Plan(
+        jagged,
+        exprs,
+        particle,
+        jets,
+        dict(aliases) if aliases else None,
+        cut,
+        chunk,
+        dict(open_options or {}),
+    )
+
+
+def _check_files(
+    plan: _Plan,
+    files: FilesLike,
+    tree: Optional[str],
+    on_error: str,
+    event_ids: bool,
+    output: Any,
+    output_tree: str,
+    *,
+    steps: bool = False,
+) -> tuple[ScoreSummary, list[TreeSource], int, dict[int, tuple[int, int]]]:
+    """Open and check every file before scoring anything (a bad file among 500 is found in
+    seconds): (summary, good files, their entries in all, {file index: (entries, entries per
+    partition)} when ``steps``). Sets ``plan.event_ids`` from the first good file."""
     sources = expand_files(files, tree)
     summary = ScoreSummary(
         files=sources, output=os.fspath(output) if output is not None else None, output_tree=output_tree
     )
-    options = dict(open_options or {})
-
-    # 1. check every file before scoring anything: a bad file among 500 is found in seconds
     good: list[TreeSource] = []
     total = 0
+    sizes: dict[int, tuple[int, int]] = {}
     ids: Optional[dict[str, str]] = None
     for source in sources:
         try:
-            t = open_tree(source, **options)
+            t = open_tree(source, **plan.open_options)
             try:
-                if jagged:
-                    _check_jagged_branches(source, t, particle_exprs, jet_exprs, aliases)
-                else:
-                    check_branches(source, t, exprs, aliases)
+                plan.check(source, t)
                 if ids is None:
                     ids = find_event_ids(t) if event_ids else {}
-                total += int(t.num_entries)
+                    plan.event_ids = ids
+                n = int(t.num_entries)
+                if steps:
+                    sizes[source.index] = (n, _chunk_stop(t, plan.expressions(), 0, plan.chunk) if n else 1)
+                total += n
             finally:
                 t.file.close()
             good.append(source)
@@ -1031,89 +1163,150 @@ def score(
                 raise
             summary.failures.append(FileFailure(source, 0, err))
     summary.event_ids = ids or {}
+    plan.event_ids = summary.event_ids
+    return summary, good, total, sizes
 
-    writer = _RootWriter(os.fspath(output), output_tree) if output is not None else None
-    kept: list[list[np.ndarray]] = []
-    kept_kind = "array1"
-    kept_index: list[np.ndarray] = []
-    kept_entry: list[np.ndarray] = []
-    schema: dict[str, Any] = {}
-    bar = _progress_bar(total, progress)
-    start = time.perf_counter()
-    bytes_done: dict[int, int] = {}
-    names: Optional[list[str]] = scorer.output_names
 
-    def chunks() -> Iterator[Chunk]:
-        for source in good:
-            entry = 0
-            try:
-                read = (
-                    _iterate_jagged(
-                        source, particle_exprs, jet_exprs, aliases, cut, chunk, options, summary.event_ids
-                    )
-                    if jagged
-                    else _iterate_one(source, exprs, aliases, cut, chunk, options, summary.event_ids)
-                )
-                for c in read:
-                    entry = c.entry_stop
-                    yield c
-            except ReadError as err:
-                if on_error == "raise":
-                    raise
-                summary.failures.append(FileFailure(source, entry, err))
+@dataclass
+class _Block:
+    """The scores of one chunk: where its events came from and the model's outputs."""
 
-    try:
-        for c in _prefetch(chunks()):
-            n = c.n_events
-            if not n:
-                result = None
-            elif isinstance(c, _JaggedChunk):
-                result = scorer.predict_jagged(c.offsets, c.particles, c.jets)
-            else:
-                result = scorer.predict({name: c.arrays[name] for name in exprs})
-            if result is None:
-                result = np.empty((0, len(names)) if names and len(names) > 1 else (0,))
-            keys, cols, kind = _output_columns(result, n, names)
-            names = keys
-            file_index = np.full(n, c.source.index, dtype=np.int32)
-            summary.events += n
-            summary.events_per_file[c.source.index] = summary.events_per_file.get(c.source.index, 0) + n
-            bytes_done[c.source.index] = c.bytes_read
-            summary.bytes_read = sum(bytes_done.values())
-            if writer is not None:
-                columns: dict[str, np.ndarray] = {"file_index": file_index, "entry": c.entries}
-                for out_name in summary.event_ids:
-                    columns[out_name] = c.arrays["\x00" + out_name]
-                for k, col in zip(keys, cols):
+    file_index: int
+    reader: tuple  # the reader that read it: bytes_read counts from that reader's start
+    entry_start: int
+    entry_stop: int
+    entries: np.ndarray
+    ids: dict[str, np.ndarray]
+    keys: list[str]
+    cols: list[np.ndarray]
+    kind: str
+    bytes_read: int
+
+
+@dataclass
+class _Failure:
+    """A file that failed after ``entry`` entries (events before it were delivered)."""
+
+    source: TreeSource
+    entry: int
+    error: ReadError
+
+    def __reduce__(self) -> tuple:  # sent back from dask workers without traceback or cause
+        e = self.error
+        return (_failure, (self.source, self.entry, str(e), e.file, e.tree, e.branch))
+
+
+def _failure(source: TreeSource, entry: int, message: str, file: Any, tree: Any, branch: Any) -> _Failure:
+    return _Failure(source, entry, ReadError(message, file=file, tree=tree, branch=branch))
+
+
+def _evaluate(scorer: Any, plan: _Plan, c: Chunk, reader: tuple) -> _Block:
+    """Run the model on one chunk."""
+    n = c.n_events
+    keys: list[str] = []
+    cols: list[np.ndarray] = []
+    kind = ""
+    if n:
+        if isinstance(c, _JaggedChunk):
+            result = scorer.predict_jagged(c.offsets, c.particles, c.jets)
+        else:
+            result = scorer.predict({name: c.arrays[name] for name in plan.exprs})
+        keys, cols, kind = _output_columns(result, n, scorer.output_names)
+    ids = {k: c.arrays["\x00" + k] for k in plan.event_ids}
+    return _Block(
+        c.source.index, reader, c.entry_start, c.entry_stop, c.entries, ids, keys, cols, kind, c.bytes_read
+    )
+
+
+class _Collector:
+    """Takes the blocks of scores in file and entry order, from either runner, and keeps or
+    writes them; the same blocks give the same result and the same output file."""
+
+    def __init__(
+        self,
+        summary: ScoreSummary,
+        scorer: Any,
+        output: Any,
+        output_tree: str,
+        on_error: str,
+        bar: Any,
+    ) -> None:
+        self.summary = summary
+        self.on_error = on_error
+        self.bar = bar
+        self.writer = _RootWriter(os.fspath(output), output_tree) if output is not None else None
+        self.names: Optional[list[str]] = list(scorer.output_names) if scorer.output_names else None
+        self.kept: list[list[np.ndarray]] = []
+        self.kind = "array1"
+        self.index: list[np.ndarray] = []
+        self.entry: list[np.ndarray] = []
+        self.bytes_done: dict[tuple, int] = {}
+        self.failed: set[int] = set()
+        self.start = time.perf_counter()
+
+    def add(self, block: _Block) -> None:
+        if block.file_index in self.failed:  # after its failure, as if the file had stopped there
+            return
+        s = self.summary
+        n = len(block.entries)
+        s.events += n
+        s.events_per_file[block.file_index] = s.events_per_file.get(block.file_index, 0) + n
+        self.bytes_done[block.reader] = block.bytes_read
+        s.bytes_read = sum(self.bytes_done.values())
+        if n:
+            self.names = block.keys
+            file_index = np.full(n, block.file_index, dtype=np.int32)
+            if self.writer is not None:
+                columns: dict[str, np.ndarray] = {"file_index": file_index, "entry": block.entries}
+                columns.update(block.ids)
+                for k, col in zip(block.keys, block.cols):
                     columns[k] = np.ascontiguousarray(col)
-                writer.write(columns)
+                self.writer.write(columns)
             else:
-                kept.append(cols)
-                kept_kind = kind
-                kept_index.append(file_index)
-                kept_entry.append(c.entries)
-            # entries read, not events selected: the bar's total counts entries (before any cut)
-            bar.update(c.entry_stop - c.entry_start)
-            bar.set_postfix_str(f"{_size(summary.bytes_read)} read", refresh=False)
-    except BaseException as err:
-        summary.seconds = time.perf_counter() - start
-        bar.close()
-        if writer is not None:
-            writer.close(summary, schema)
-            if isinstance(err, ReadError):
-                raise _with_partial_output(err, summary) from err
-        raise
-    summary.seconds = time.perf_counter() - start
-    bar.close()
-    summary.output_names = list(names or [])
-    if writer is not None:
-        schema = {"file_index": np.int32, "entry": np.int64, **{k: np.float64 for k in summary.output_names}}
-        writer.close(summary, schema)
-        return summary
-    summary.file_index = np.concatenate(kept_index) if kept_index else np.empty(0, np.int32)
-    summary.entry = np.concatenate(kept_entry) if kept_entry else np.empty(0, np.int64)
-    summary.scores = _concatenate(kept, kept_kind, summary.output_names)
-    return summary if return_summary else summary.scores
+                self.kept.append(block.cols)
+                self.kind = block.kind
+                self.index.append(file_index)
+                self.entry.append(block.entries)
+        # entries read, not events selected: the bar's total counts entries (before any cut)
+        self.bar.update(block.entry_stop - block.entry_start)
+        self.bar.set_postfix_str(f"{_size(s.bytes_read)} read", refresh=False)
+
+    def fail(self, failure: _Failure) -> None:
+        if self.on_error == "raise":
+            raise failure.error
+        if failure.source.index not in self.failed:
+            self.failed.add(failure.source.index)
+            self.summary.failures.append(FileFailure(failure.source, failure.entry, failure.error))
+
+    def run(self, blocks: Iterator[Union[_Block, _Failure]], return_summary: bool) -> Any:
+        """Consume ``blocks`` and return what :func:`score` returns."""
+        summary = self.summary
+        try:
+            for b in blocks:
+                if isinstance(b, _Failure):
+                    self.fail(b)
+                else:
+                    self.add(b)
+        except BaseException as err:
+            summary.seconds = time.perf_counter() - self.start
+            self.bar.close()
+            if self.writer is not None:
+                self.writer.close(summary, {})
+                if isinstance(err, ReadError):
+                    raise _with_partial_output(err, summary) from err
+            raise
+        summary.seconds = time.perf_counter() - self.start
+        self.bar.close()
+        summary.output_names = list(self.names or ["score"])
+        if self.writer is not None:
+            schema = {"file_index": np.int32, "entry": np.int64}
+            schema.update({k: np.float64 for k in summary.output_names})
+            self.writer.close(summary, schema)
+            return summary
+        summary.file_index = np.concatenate(self.index) if self.index else np.empty(0, np.int32)
+        summary.entry = np.concatenate(self.entry) if self.entry else np.empty(0, np.int64)
+        summary.scores = _concatenate(self.kept, self.kind, summary.output_names)
+        return summary if return_summary else summary.scores
 
 
 def _concatenate(kept: list[list[np.ndarray]], kind: str, names: list[str]) -> Any:
@@ -1276,84 +1469,92 @@ def _holder(
     return h
 
 
-def _empty_outputs(names: Sequence[str], typetracer: bool) -> Any:
+@dataclass(frozen=True)
+class _Job:
+    """One dask partition: entries ``entry_start..entry_stop`` of one tree."""
+
+    source: TreeSource
+    entry_start: int
+    entry_stop: int
+
+
+def _score_job(holder: ModelHolder, plan: _Plan, job: _Job) -> list[Union[_Block, _Failure]]:
+    """On a worker: read one partition chunk by chunk with the reader the local path uses and
+    score it with the model (loaded once per worker process)."""
+    scorer = holder.get()
+    out: list[Union[_Block, _Failure]] = []
+    entry = job.entry_start
+    try:
+        for c in plan.read(job.source, job.entry_start, job.entry_stop):
+            out.append(_evaluate(scorer, plan, c, (job.source.index, job.entry_start)))
+            entry = c.entry_stop
+    except ReadError as err:
+        out.append(_Failure(job.source, entry, err))
+    return out
+
+
+def _job_as_awkward(holder: ModelHolder, plan: _Plan, job: _Job, names: list[str]) -> Any:
+    """One partition of :func:`score_dask`'s lazy result: a record array of ``file_index``,
+    ``entry``, the event identifiers and the outputs."""
     import awkward as ak
 
-    empty = ak.zip({k: np.empty(0, dtype=np.float64) for k in names}, depth_limit=1)
-    return ak.Array(empty.layout.to_typetracer(forget_length=True)) if typetracer else empty
-
-
-def _score_partition(events: Any, holder: ModelHolder, exprs: dict[str, str], output_names: list[str]) -> Any:
-    import awkward as ak
-
-    if ak.backend(events) == "typetracer":  # dask-awkward's column optimisation: say what is read
-        for branch in exprs.values():
-            ak.typetracer.touch_data(events[branch])
-        return _empty_outputs(output_names, typetracer=True)
-    model = holder.get()
-    n = len(events)
-    inputs = {}
-    for name, branch in exprs.items():
-        col = events[branch]
-        if col.ndim != 1:
-            raise ReadError(
-                f"branch {branch!r} (feature {name!r}) is jagged; a feature takes one number per event",
-                branch=branch,
-            )
-        inputs[name] = ak.to_numpy(col)
-    result = model.predict(inputs) if n else np.empty((0, len(output_names)))
-    keys, cols, _ = (
-        _output_columns(result, n, output_names)
-        if n
-        else (output_names, [np.empty(0)] * len(output_names), "")
-    )
-    return ak.zip({k: np.asarray(c, dtype=np.float64) for k, c in zip(keys, cols)}, depth_limit=1)
-
-
-def _score_jagged_partition(
-    events: Any,
-    holder: ModelHolder,
-    particle: dict[str, list[str]],
-    jets: dict[str, list[str]],
-    output_names: list[str],
-) -> Any:
-    import awkward as ak
-
-    if ak.backend(events) == "typetracer":
-        for exprs in (*particle.values(), *jets.values()):
-            for branch in exprs:
-                ak.typetracer.touch_data(events[branch])
-        return _empty_outputs(output_names, typetracer=True)
-    model = holder.get()
-    n = len(events)
-    if not n:
-        return _empty_outputs(output_names, typetracer=False)
-    source = TreeSource("<dask partition>", None, 0)
-    entries = np.arange(n, dtype=np.int64)
-    offsets: Optional[tuple[str, str, np.ndarray]] = None
-    content: dict[str, list[np.ndarray]] = {}
-    for name, exprs in particle.items():
-        content[name] = []
-        for e in exprs:
-            off, data = _jagged_buffers(events[e], source, None, name, e)
-            if offsets is None:
-                offsets = (name, e, off)
-            elif not np.array_equal(off, offsets[2]):
-                raise _count_mismatch(source, None, offsets, (name, e, off), entries)
-            content[name].append(data)
-    per_jet = {
-        name: np.column_stack(
-            [
-                _as_column(events[e], source, None, f"{name}[{j}]", e).astype(np.float32)
-                for j, e in enumerate(exprs)
-            ]
-        )
-        for name, exprs in jets.items()
+    blocks = _score_job(holder, plan, job)
+    for b in blocks:
+        if isinstance(b, _Failure):
+            raise b.error
+    done = [b for b in blocks if isinstance(b, _Block) and len(b.entries)]
+    columns: dict[str, np.ndarray] = {
+        "file_index": np.full(sum(len(b.entries) for b in done), job.source.index, dtype=np.int32),
+        "entry": np.concatenate([b.entries for b in done]) if done else np.empty(0, np.int64),
     }
-    assert offsets is not None
-    result = model.predict_jagged(offsets[2], content, per_jet)
-    keys, cols, _ = _output_columns(result, n, output_names)
-    return ak.zip({k: np.asarray(c, dtype=np.float64) for k, c in zip(keys, cols)}, depth_limit=1)
+    for k in plan.event_ids:
+        columns[k] = np.concatenate([b.ids[k] for b in done]) if done else np.empty(0, np.int64)
+    keys = done[0].keys if done else names
+    for j, k in enumerate(keys):
+        columns[k] = np.concatenate([b.cols[j] for b in done]) if done else np.empty(0, np.float64)
+    return ak.zip(columns, depth_limit=1)
+
+
+def _dask_client() -> Any:
+    """The distributed Client the current dask scheduler is, or None (threads, processes,
+    synchronous...)."""
+    try:
+        import distributed
+        from dask.base import get_scheduler
+    except ImportError:
+        return None
+    scheduler = get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    return client if isinstance(client, distributed.Client) else None
+
+
+def _ordered_results(tasks: list[Any]) -> Iterator[Any]:
+    """The tasks' results in task order, computed on the current dask scheduler. On a
+    distributed cluster every task is submitted at once and each result is fetched as soon as
+    it is done (and released on the workers); elsewhere they are computed in batches."""
+    import dask
+
+    client = _dask_client()
+    if client is None:
+        batch = max(1, 2 * (os.cpu_count() or 1))
+        for lo in range(0, len(tasks), batch):
+            yield from dask.compute(*tasks[lo : lo + batch])
+        return
+    from distributed import as_completed
+
+    futures = client.compute(tasks)
+    position = {f.key: i for i, f in enumerate(futures)}
+    ready: dict[int, Any] = {}
+    following = 0
+    try:
+        for future in as_completed(futures):
+            ready[position[future.key]] = future.result()
+            future.release()
+            while following in ready:
+                yield ready.pop(following)
+                following += 1
+    finally:
+        client.cancel(futures)
 
 
 def score_dask(
@@ -1363,118 +1564,88 @@ def score_dask(
     tree: Optional[str] = None,
     features: Union[None, str, Sequence[str], Mapping[str, Any]] = None,
     jet_features: Optional[Mapping[str, Union[str, Sequence[str]]]] = None,
+    aliases: Optional[Mapping[str, str]] = None,
+    cut: Optional[str] = None,
     chunk: Union[int, str] = "100 MB",
+    output: Optional[Union[str, os.PathLike[str]]] = None,
+    output_tree: str = "scores",
     output_kind: str = "probability",
     output_names: Optional[Sequence[str]] = None,
     n_threads: Optional[int] = 1,
+    progress: bool = False,
+    on_error: str = "raise",
+    event_ids: bool = True,
+    return_summary: bool = False,
+    open_options: Optional[Mapping[str, Any]] = None,
     compute: bool = True,
 ) -> Any:
-    """Score ``files`` on the current dask scheduler (e.g. a ``distributed.Client``).
+    """:func:`score` on the current dask scheduler (a ``distributed.Client``, or dask's
+    threads, processes or synchronous schedulers), with the same arguments and the same results.
 
-    The files are split into ``uproot.dask`` partitions of ``chunk`` events or bytes; each is
-    mapped through the model, which travels to the workers as a :class:`ModelHolder` (the
-    model file's bytes, loaded once per worker process). Features must be plain branch names
-    here (no expressions). Returns the scores as :func:`score` does (numpy ``(n,)`` or
-    ``(n, k)``), or, with ``compute=False``, the lazy dask-awkward record array of outputs.
+    Each file is split into partitions of ``chunk`` events (or of the number of events that
+    ``chunk`` bytes of the branches read hold), each partition read and scored by a dask task
+    with the reader the local path uses (features, expressions, aliases, cut, jagged inputs),
+    so scores, event ids and entry numbers are the same. The model travels as a
+    :class:`ModelHolder` (the model file's bytes), one node of the graph shared by every
+    partition, loaded once per worker process; ``n_threads`` is per task (default 1).
+
+    Files are checked on the client first, as :func:`score` does. The scores come back to the
+    client in file and entry order and are returned, or written to ``output`` there (the same
+    ROOT file the local path writes); ``on_error`` applies as in :func:`score` (with ``"skip"``,
+    the partitions of a failed file after its failure are dropped).
+
+    With ``compute=False``: the lazy dask-awkward record array (one partition per task) of
+    ``file_index``, ``entry``, the event identifiers and the outputs (``output``,
+    ``on_error="skip"``, ``progress`` and ``return_summary`` do not apply; a bad file raises when
+    computed). Its metadata comes from computing the first partition.
     """
-    import awkward as ak
-    import dask_awkward as dak
-    import uproot
+    import dask
 
+    if on_error not in ("raise", "skip"):
+        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     holder = ModelHolder.from_model(
         model, output_kind=output_kind, n_threads=n_threads, output_names=output_names
     )
     scorer = holder.get()
-    if isinstance(scorer, _JaggedNetworkModel):
-        return _score_dask_jagged(holder, scorer, files, tree, features, jet_features, chunk, compute)
-    if jet_features is not None:
-        raise InputError(
-            "jet_features= is for set/graph networks with per-particle inputs; give this model's inputs in features="
-        )
-    if features is None and getattr(scorer, "needs_features", False):
-        raise InputError(
-            f"the network's input {scorer.input!r} takes {len(scorer.input_names)} numbers per event: "
-            "give features=[branches] in the order it was trained on"
-        )
-    exprs = _feature_expressions(scorer.input_names, features)
-    bad = [e for e in exprs.values() if not e.replace("_", "a").replace(".", "a").isalnum()]
-    if bad:
-        raise InputError(f"score_dask takes branch names as features, not expressions: {bad}")
-    sources = expand_files(files, tree)
-    spec: dict[str, str] = {}
-    for source in sources:
-        t = open_tree(source)
-        try:
-            check_branches(source, t, exprs)
-            spec[source.path] = source.tree or str(t.name)
-        finally:
-            t.file.close()
-    n_out = len(scorer.output_names) if getattr(scorer, "output_names", None) else 1
-    out_names = list(scorer.output_names) if getattr(scorer, "output_names", None) else ["score"]
-    branches = sorted(set(exprs.values()))
-    events = uproot.dask(spec, filter_name=branches, step_size=chunk, library="ak")
-    meta = _empty_outputs(out_names, typetracer=True)
+    plan = _make_plan(scorer, features, jet_features, aliases, cut, chunk, open_options)
+    summary, good, total, sizes = _check_files(
+        plan, files, tree, "raise" if not compute else on_error, event_ids, output, output_tree, steps=True
+    )
+    jobs = [
+        _Job(source, start, min(start + sizes[source.index][1], sizes[source.index][0]))
+        for source in good
+        for start in range(0, sizes[source.index][0], sizes[source.index][1])
+    ]
+    token = uuid.uuid4().hex[:16]
     # the model is one node of the graph: its bytes travel to each worker once (not once per
     # partition) and are loaded there once (ModelHolder.get caches per process)
-    import dask
-
-    model_node = dask.delayed(holder, pure=True, name=f"hepinfer-model-{holder.key[:16]}")
-    scores = dak.map_partitions(
-        _score_partition, events, model_node, exprs, out_names, meta=meta, label="hepinfer-score"
-    )
+    model_node = dask.delayed(holder, name=f"hepinfer-model-{holder.key[:16]}-{token}")
+    plan_node = dask.delayed(plan, name=f"hepinfer-plan-{token}")
     if not compute:
-        return scores
-    result = scores.compute()
-    columns = [ak.to_numpy(result[k]) for k in out_names]
-    if n_out == 1:
-        return columns[0]
-    return np.stack(columns, axis=1)
+        import dask_awkward as dak
 
+        if not jobs:
+            raise InputError("score_dask(compute=False): the files hold no entries to score")
+        names = list(scorer.output_names or ["score"])
+        parts = [
+            dask.delayed(_job_as_awkward)(
+                model_node, plan_node, job, names, dask_key_name=(f"hepinfer-score-{token}", i)
+            )
+            for i, job in enumerate(jobs)
+        ]
+        divisions = None
+        if cut is None:
+            sizes_ = [j.entry_stop - j.entry_start for j in jobs]
+            divisions = tuple(int(d) for d in np.concatenate([[0], np.cumsum(sizes_)]))
+        return dak.from_delayed(parts, divisions=divisions, prefix="hepinfer-score")
+    tasks = [
+        dask.delayed(_score_job)(model_node, plan_node, job, dask_key_name=(f"hepinfer-score-{token}", i))
+        for i, job in enumerate(jobs)
+    ]
+    collector = _Collector(summary, scorer, output, output_tree, on_error, _progress_bar(total, progress))
 
-def _score_dask_jagged(
-    holder: ModelHolder,
-    scorer: _JaggedNetworkModel,
-    files: FilesLike,
-    tree: Optional[str],
-    features: Any,
-    jet_features: Optional[Mapping[str, Any]],
-    chunk: Union[int, str],
-    compute: bool,
-) -> Any:
-    """score_dask for a set/graph network: jagged branches per partition -> predict_jagged."""
-    import awkward as ak
-    import dask
-    import dask_awkward as dak
-    import uproot
+    def blocks() -> Iterator[Union[_Block, _Failure]]:
+        for result in _ordered_results(tasks):
+            yield from result
 
-    particle, jets = scorer.branch_map(features, jet_features)
-    every = [e for es in (*particle.values(), *jets.values()) for e in es]
-    bad = [e for e in every if not _IDENTIFIER.match(e)]
-    if bad:
-        raise InputError(f"score_dask takes branch names as features, not expressions: {bad}")
-    spec: dict[str, str] = {}
-    for source in expand_files(files, tree):
-        t = open_tree(source)
-        try:
-            _check_jagged_branches(source, t, particle, jets, None)
-            spec[source.path] = source.tree or str(t.name)
-        finally:
-            t.file.close()
-    out_names = list(scorer.output_names) or ["score"]
-    events = uproot.dask(spec, filter_name=sorted(set(every)), step_size=chunk, library="ak")
-    model_node = dask.delayed(holder, pure=True, name=f"hepinfer-model-{holder.key[:16]}")
-    scores = dak.map_partitions(
-        _score_jagged_partition,
-        events,
-        model_node,
-        particle,
-        jets,
-        out_names,
-        meta=_empty_outputs(out_names, typetracer=True),
-        label="hepinfer-score",
-    )
-    if not compute:
-        return scores
-    result = scores.compute()
-    columns = [ak.to_numpy(result[k]) for k in out_names]
-    return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
+    return collector.run(blocks(), return_summary)
