@@ -103,3 +103,59 @@ def test_subcommands_have_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"hepinfer {command}" in capsys.readouterr().out
+
+
+def test_score_command_aliases(tmp_path, capsys, rng):
+    """--aliases defines features from branch expressions (usable in --features, --cut and other
+    aliases); the scores equal the model on the same quantities computed with numpy."""
+    xgb = pytest.importorskip("xgboost")
+    uproot = pytest.importorskip("uproot")
+    ak = pytest.importorskip("awkward")
+    n = 3000
+    counts = rng.poisson(2.0, n)
+    jet_pt = ak.unflatten(rng.exponential(30, int(counts.sum())).astype(np.float32), counts)
+    px, py = rng.normal(0, 20, n).astype(np.float32), rng.normal(0, 20, n).astype(np.float32)
+    with uproot.recreate(tmp_path / "in.root") as f:
+        f.mktree("Events", {"MET_px": np.float32, "MET_py": np.float32, "Jet_pt": "var * float32"})
+        f["Events"].extend({"MET_px": px, "MET_py": py, "Jet_pt": jet_pt})
+    met = np.sqrt(px**2 + py**2)
+    lead = ak.to_numpy(ak.fill_none(ak.firsts(jet_pt), np.nan)).astype(np.float32)
+    ht = ak.to_numpy(ak.sum(jet_pt, axis=1)).astype(np.float32)
+    X = np.stack([met, lead, ht], axis=1)
+    names = ["met", "lead_pt", "ht"]
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3},
+                        xgb.DMatrix(X, met > 25, feature_names=names, missing=np.nan), 8)
+    model = tmp_path / "m.json"
+    booster.save_model(model)
+    forest = hepinfer.Forest.load(model)
+    out = tmp_path / "scores.root"
+    argv = ["score", str(model), str(tmp_path / "in.root"), "-o", str(out), "--no-progress", "--chunk", "700"]
+    aliases = ["met=sqrt(MET_px**2 + MET_py**2), lead_pt=first(Jet_pt)", "ht = sum_of(Jet_pt)"]
+    assert main([*argv, "--aliases", aliases[0], "--aliases", aliases[1]]) == 0  # features named like aliases
+    with uproot.open(out) as f:
+        got = f["scores"].arrays(library="np")
+    np.testing.assert_array_equal(got["score"], forest.predict(X))
+    np.testing.assert_array_equal(got["entry"], np.arange(n))
+    # aliases in --features and --cut, an alias of aliases, commas inside an alias's expression
+    capsys.readouterr()
+    assert main([*argv, "--aliases", "m=met, met=hypot(MET_px, MET_py), lead_pt=first(Jet_pt)",
+                 "--features", "m, lead_pt, sum_of(Jet_pt)", "--cut", "m > 10"]) == 0
+    assert "files     1 scored" in capsys.readouterr().out
+    with uproot.open(out) as f:
+        got = f["scores"].arrays(library="np")
+    hypot = np.hypot(px, py)  # what uproot computes (float32), not sqrt(px**2 + py**2) rounded differently
+    keep = hypot > 10
+    np.testing.assert_array_equal(got["entry"], np.flatnonzero(keep))
+    np.testing.assert_array_equal(got["score"], forest.predict(np.stack([hypot, lead, ht], axis=1)[keep]))
+    # bad aliases: clear errors, exit code 1, no traceback
+    for bad, message in (
+        ("met", "--aliases takes NAME=EXPRESSION"),
+        ("met==MET_px", "--aliases takes NAME=EXPRESSION"),
+        ("met=MET_px, met=MET_py", "--aliases defines 'met' twice"),
+        ("met=sqrt(MET_px**2 +* MET_py**2)", "alias 'met': 'sqrt(MET_px**2 +* MET_py**2)' is not a valid expression"),
+        ("met=sqrt(MET_pz), lead_pt=first(Jet_pt), ht=sum_of(Jet_pt)",
+         "has no branch 'MET_pz' (needed for feature 'met' in alias 'met' = 'sqrt(MET_pz)'); similar names: MET_p"),
+    ):
+        assert main([*argv, "--aliases", bad]) == 1, bad
+        err = capsys.readouterr().err
+        assert "hepinfer: error:" in err and message in err, (bad, err)

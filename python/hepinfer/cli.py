@@ -4,6 +4,7 @@
     hepinfer info MODEL                       what a model file holds
     hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
     hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
+                  [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"]
                   [--on-error skip]     exit status 0: all scored, 1: stopped at an error, 3: files skipped
     hepinfer score pfn.onnx FILE ... --tree jets -o scores.root --jagged-features particles=part_pt,part_eta,...
                   [--jet-features jet=jet_pt,jet_eta]   set/graph networks on jagged branches, unpadded
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -79,6 +81,26 @@ def _named_lists(items: list[str], flag: str) -> dict[str, list[str]]:
     return out
 
 
+_ALIAS = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)(.*)$", re.S)
+
+
+def _aliases(items: list[str]) -> dict[str, str]:
+    """["r=sqrt(x**2 + y**2), lead=first(Jet_pt)", "ht=sum_of(Jet_pt)"] -> {"r": ..., "lead": ..., "ht": ...}."""
+    from hepinfer.scoring import split_features
+
+    out: dict[str, str] = {}
+    for item in items:
+        for part in split_features(item):
+            m = _ALIAS.match(part)
+            if m is None or not m.group(2).strip():
+                raise ValueError(f"--aliases takes NAME=EXPRESSION (e.g. 'lead_pt=first(Jet_pt)'); got {part!r}")
+            name, expr = m.group(1), m.group(2).strip()
+            if name in out:
+                raise ValueError(f"--aliases defines {name!r} twice")
+            out[name] = expr
+    return out
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
     from hepinfer.scoring import score, split_features
 
@@ -94,6 +116,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         tree=args.tree,
         features=features,
         jet_features=jet_features,
+        aliases=_aliases(args.aliases) if args.aliases else None,
         cut=args.cut,
         chunk=args.chunk,
         output=args.o,
@@ -213,6 +236,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    "'points=part_deta,part_dphi'; repeat for each per-particle input (read without padding)")
     p.add_argument("--jet-features", action="append", default=None, metavar="INPUT=BRANCHES",
                    help="with --jagged-features: a per-jet input of the network and its flat branches/expressions")
+    p.add_argument("--aliases", action="append", default=None, metavar="NAME=EXPRESSION",
+                   help="a feature defined from branches, usable in --features, --cut and other aliases, e.g. "
+                   "'lead_pt=first(Jet_pt)' or 'r=sqrt(x**2 + y**2), ht=sum_of(Jet_pt)' (repeat or separate "
+                   "with commas)")
     p.add_argument("--cut", default=None, help="event selection expression (uproot syntax)")
     p.add_argument("--chunk", type=_chunk, default="100 MB", help='events per chunk or a size ("50 MB", default)')
     p.add_argument("--threads", type=int, default=None, help="threads for evaluation (default: all)")

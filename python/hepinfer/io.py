@@ -341,17 +341,19 @@ def _flat_numeric_branch(tree: Any, name: str) -> Optional[str]:
 
 
 def _missing_branch_error(
-    source: TreeSource, tree: Any, key: str, feature: Optional[str], expr: Optional[str] = None
+    source: TreeSource, tree: Any, key: str, feature: Optional[str], where: Optional[str] = None
 ) -> ReadError:
+    """``where``: the expression that reads ``key``, when it is not ``feature`` itself (e.g.
+    "in 'x + nope'" or "in alias 'r' = 'sqrt(x**2 + z**2)'")."""
     names = _branch_names(tree)
     close = difflib.get_close_matches(key, names, n=3)
-    used = f" in {expr!r}" if expr is not None and expr not in (key, feature) else ""
+    used = f" {where}" if where else ""
     if feature == "cut":
-        what = f" (used by the cut {expr!r})"
-    elif feature and feature != key and feature != expr:
+        what = f" (used by the cut{used})"
+    elif feature and feature != key:
         what = f" (needed for feature {feature!r}{used})"
     else:
-        what = f" (used in {expr!r})" if expr is not None and expr != key else ""
+        what = f" ({where})" if where else ""
     hint = f"; similar names: {', '.join(close)}" if close else ""
     return ReadError(
         f"{source.path}: tree {_tree_name(tree)!r} has no branch {key!r}{what}{hint}",
@@ -473,18 +475,22 @@ def check_expression_names(
     aliases = aliases or {}
     functions = _functions()
     seen: set[str] = set()
-    todo = [expr]
+    todo: list[tuple[Optional[str], str]] = [(None, expr)]  # (alias or None, expression)
     while todo:
-        text = todo.pop()
+        alias, text = todo.pop()
         for kind, name in _symbols(_parse_expression(text, f"feature {feature!r}")):
             if kind == "call" or name in names or name in functions:
                 continue
             if name in aliases:
                 if name not in seen:
                     seen.add(name)
-                    todo.append(aliases[name])
+                    todo.append((name, aliases[name]))
                 continue
-            raise _missing_branch_error(source, tree, name, feature, expr)
+            if alias is not None:
+                where: Optional[str] = f"in alias {alias!r} = {text!r}"
+            else:
+                where = f"in {text!r}" if text not in (name, feature) else None
+            raise _missing_branch_error(source, tree, name, feature, where)
 
 
 def _not_flat_error(
