@@ -379,3 +379,50 @@ def test_skhep_rntuple():
     np.testing.assert_array_equal(
         np.concatenate([c.arrays["Age"] for c in chunks]), ak.to_numpy(direct["Age"])
     )
+
+
+# ------------------------------------------------------------------ bad expressions
+
+
+def test_bad_expressions_give_clear_errors(tmp_path, rng):
+    """A syntax error or an unknown function fails before any file is read; a missing branch
+    names the file, the branch and the expression; jagged branches with different counts in an
+    expression name the expression and the entries."""
+    n = 400
+    jets = rng.poisson(2, n)
+    muons = jets.copy()
+    muons[137] += 1  # one event where the muons and jets differ in number
+    jet_pt = ak.unflatten(rng.exponential(30, jets.sum()).astype(np.float32), jets)
+    with uproot.recreate(tmp_path / "j.root") as f:
+        f.mktree("Events", {"x": np.float32, "Jet_pt": "var * float32", "Muon_pt": "var * float32"})
+        f["Events"].extend(
+            {
+                "x": rng.normal(size=n).astype(np.float32),
+                "Jet_pt": jet_pt,
+                "Muon_pt": ak.unflatten(rng.exponential(10, muons.sum()).astype(np.float32), muons),
+            }
+        )
+    path = str(tmp_path / "j.root:Events")
+    with pytest.raises(hepinfer.InputError, match=r"feature 'r': 'sqrt\(x\*\*2 \+\)' is not a valid expression"):
+        list(iterate(str(tmp_path / "nothing.root"), {"r": "sqrt(x**2 +)"}))  # before looking at the files
+    with pytest.raises(hepinfer.InputError, match=r"'mx\(Jet_pt\)' calls mx\(\).*per-event functions num, first"):
+        list(iterate(path, ["mx(Jet_pt)"]))
+    with pytest.raises(hepinfer.InputError, match=r"alias 'a': 'x \+ \+\* 1' is not a valid expression"):
+        list(iterate(path, ["a"], aliases={"a": "x + +* 1"}))
+    with pytest.raises(hepinfer.InputError, match=r"cut: 'x >' is not a valid expression"):
+        list(iterate(path, ["x"], cut="x >"))
+    with pytest.raises(ReadError, match=r"j\.root: tree 'Events' has no branch 'Jet_eta' \(needed for feature 'h' in "
+                       r"'sum_of\(Jet_pt \* Jet_eta\)'\); similar names: Jet_pt") as err:
+        list(iterate(path, {"h": "sum_of(Jet_pt * Jet_eta)"}))
+    assert err.value.branch == "Jet_eta" and err.value.file.endswith("j.root")
+    # the same jet counts broadcast; different counts in event 137 are named with the expression
+    (ok,) = iterate(path, {"s": "sum_of(Jet_pt * Jet_pt)"})
+    np.testing.assert_array_equal(ok.arrays["s"], ak.to_numpy(ak.sum(jet_pt * jet_pt, axis=1)))
+    with pytest.raises(
+        ReadError,
+        match=r"j\.root: the expression 'sum_of\(Jet_pt \* Muon_pt\)' cannot be evaluated on tree 'Events' in entries "
+        r"0-399 \(it combines jagged branches that hold different numbers of values in an event",
+    ):
+        list(iterate(path, {"s": "sum_of(Jet_pt * Muon_pt)"}))
+    with pytest.raises(ReadError, match=r"'sum_of\(Jet_pt \* Muon_pt\)' cannot be evaluated.*entries 100-199"):
+        list(iterate(path, {"s": "sum_of(Jet_pt * Muon_pt)"}, step_size=100))
