@@ -322,6 +322,34 @@ def test_dask_cluster_matches_single_process(rootdir, bdt, tmp_path):
         loaded = client.run(lambda: len(__import__("hepinfer.scoring").scoring._LOADED))
         lazy = score_dask(str(model), files, tree="Events", chunk=1000, compute=False)
         graph = dict(lazy.__dask_graph__())
+        # the whole local feature set on the cluster: expressions, aliases, a cut, an output file
+        kw = {
+            "tree": "Events",
+            "features": ["x", "w", "nth(Jet_pt, 0, -1)"],
+            "aliases": {"w": "where(y > 0, y, 2 * y)"},
+            "cut": "nJet != 1",
+            "chunk": 1500,
+        }
+        summary = score(str(model), files, output=tmp_path / "cluster.root", dask=True, **kw)
+    local = score(str(model), files, output=tmp_path / "local.root", **kw)
+    assert summary.events == local.events and summary.events_per_file == local.events_per_file
+    with uproot.open(tmp_path / "cluster.root") as f, uproot.open(tmp_path / "local.root") as g:
+        a, b = f["scores"].arrays(library="np"), g["scores"].arrays(library="np")
+        assert str(f["hepinfer_inputs"]) == str(g["hepinfer_inputs"])
+    assert list(a) == list(b) == ["file_index", "entry", "run", "luminosityBlock", "event", "score"]
+    for k in a:
+        assert a[k].dtype == b[k].dtype
+        np.testing.assert_array_equal(a[k], b[k])
+    refs = [reference(rootdir, name) for name in ("nano_a", "nano_b")]
+    sel = [r["nJet"] != 1 for r in refs]
+    np.testing.assert_array_equal(a["entry"], np.concatenate([np.flatnonzero(m) for m in sel]))
+    X = np.concatenate(
+        [
+            np.stack([r["x"], np.where(r["y"] > 0, r["y"], 2 * r["y"]), np.nan_to_num(r["lead"], nan=-1)], axis=1)[m]
+            for r, m in zip(refs, sel)
+        ]
+    )
+    np.testing.assert_array_equal(a["score"], forest.predict(X))
     np.testing.assert_array_equal(got, expected)
     assert len(loaded) == 2 and all(n <= 1 for n in loaded.values()) and sum(loaded.values()) >= 1
     # the model's bytes are one node of the task graph, shared by the 8 partitions
