@@ -159,3 +159,35 @@ def test_score_command_aliases(tmp_path, capsys, rng):
         assert main([*argv, "--aliases", bad]) == 1, bad
         err = capsys.readouterr().err
         assert "hepinfer: error:" in err and message in err, (bad, err)
+
+
+def test_score_command_on_dask(tmp_path, capsys, rng):
+    """--dask local:2 scores on two worker processes and writes the same file as without it."""
+    pytest.importorskip("distributed")
+    xgb = pytest.importorskip("xgboost")
+    uproot = pytest.importorskip("uproot")
+    n = 3000
+    data = {k: rng.normal(size=n).astype(np.float32) for k in ("a", "b")}
+    for i, part in enumerate(np.array_split(np.arange(n), 3)):
+        with uproot.recreate(tmp_path / f"in{i}.root") as f:
+            f.mktree("Events", {k: np.float32 for k in data})
+            f["Events"].extend({k: v[part] for k, v in data.items()})
+    X = np.stack([data["a"], data["b"] ** 2], axis=1)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3},
+                        xgb.DMatrix(X, X[:, 0] > X[:, 1] - 1, feature_names=["a", "b2"]), 6)
+    model = tmp_path / "m.json"
+    booster.save_model(model)
+    argv = ["score", str(model), str(tmp_path / "in*.root"), "--tree", "Events", "--no-progress",
+            "--aliases", "b2=b**2", "--cut", "a > -1", "--chunk", "300"]
+    assert main([*argv, "-o", str(tmp_path / "local.root")]) == 0
+    assert main([*argv, "-o", str(tmp_path / "dask.root"), "--dask", "local:2"]) == 0
+    assert "files     3 scored, 0 failed, 3 given" in capsys.readouterr().out
+    with uproot.open(tmp_path / "local.root") as f, uproot.open(tmp_path / "dask.root") as g:
+        want, got = f["scores"].arrays(library="np"), g["scores"].arrays(library="np")
+    assert list(got) == ["file_index", "entry", "score"]
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    keep = data["a"] > -1
+    np.testing.assert_array_equal(got["score"], hepinfer.Forest.load(model).predict(X[keep]))
+    assert main([*argv, "-o", str(tmp_path / "x.root"), "--dask", "local:0"]) == 1
+    assert "--dask local:N needs N >= 1" in capsys.readouterr().err

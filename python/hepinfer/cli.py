@@ -4,7 +4,7 @@
     hepinfer info MODEL                       what a model file holds
     hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
     hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
-                  [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"]
+                  [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"] [--dask local:4]
                   [--on-error skip]     exit status 0: all scored, 1: stopped at an error, 3: files skipped
     hepinfer score pfn.onnx FILE ... --tree jets -o scores.root --jagged-features particles=part_pt,part_eta,...
                   [--jet-features jet=jet_pt,jet_eta]   set/graph networks on jagged branches, unpadded
@@ -18,10 +18,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -110,24 +111,56 @@ def _cmd_score(args: argparse.Namespace) -> int:
             raise ValueError("give either --features (one value per event) or --jagged-features, not both")
         features = _named_lists(args.jagged_features, "--jagged-features")
     jet_features = _named_lists(args.jet_features, "--jet-features") if args.jet_features else None
-    summary = score(
-        args.model,
-        args.files,
-        tree=args.tree,
-        features=features,
-        jet_features=jet_features,
-        aliases=_aliases(args.aliases) if args.aliases else None,
-        cut=args.cut,
-        chunk=args.chunk,
-        output=args.o,
-        output_tree=args.output_tree,
-        output_kind=args.output_kind,
-        n_threads=args.threads,
-        progress=not args.no_progress,
-        on_error=args.on_error,
-    )
+    aliases = _aliases(args.aliases) if args.aliases else None
+    with _dask_client(args.dask) as client:
+        summary = score(
+            args.model,
+            args.files,
+            tree=args.tree,
+            features=features,
+            jet_features=jet_features,
+            aliases=aliases,
+            cut=args.cut,
+            chunk=args.chunk,
+            output=args.o,
+            output_tree=args.output_tree,
+            output_kind=args.output_kind,
+            n_threads=args.threads,
+            progress=not args.no_progress,
+            on_error=args.on_error,
+            dask=client is not None,
+        )
     print(summary.report())
     return 3 if summary.failures else 0
+
+
+@contextlib.contextmanager
+def _dask_client(spec: Optional[str]) -> Iterator[Any]:
+    """None, or a dask.distributed Client for --dask: a scheduler address, or 'local[:N]' for a
+    cluster of N single-threaded worker processes on this machine (closed at the end)."""
+    if spec is None:
+        yield None
+        return
+    try:
+        import distributed
+    except ImportError as err:
+        raise ValueError("--dask needs dask.distributed (pip install 'hepinfer[dask]')") from err
+    local = re.fullmatch(r"local(?::(\d+))?", spec.strip())
+    if local is not None:
+        workers = int(local.group(1)) if local.group(1) else None
+        if workers == 0:
+            raise ValueError("--dask local:N needs N >= 1 workers")
+        with distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, dashboard_address=None
+        ) as cluster, distributed.Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = distributed.Client(spec, timeout="20s")
+    except OSError as err:
+        raise ValueError(f"--dask: cannot reach a dask scheduler at {spec!r}: {err}") from err
+    with client:
+        yield client
 
 
 BENCHMARKS = ("forest", "jagged", "io", "disco", "nn", "codegen", "load")
@@ -248,6 +281,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
                    help="stop at the first unreadable file (default) or skip it and go on (exit code 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--dask", default=None, metavar="SCHEDULER",
+                   help="score on dask.distributed: a scheduler address (tcp://host:8786), or 'local:N' for N "
+                   "worker processes on this machine; --chunk sets the partitions, --threads the threads per "
+                   "task (default 1); same output as without it")
 
     sub.add_parser("generate", help="generate a Pythia 8 + FastJet W/QCD jet sample (hepinfer.datasets)")
     sub.add_parser("train", help="train a model from a TOML configuration (hepinfer.train)")
