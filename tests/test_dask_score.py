@@ -176,3 +176,29 @@ def test_dask_expression_errors_before_reading(rootdir, forest):
                 score(forest, path, features=FEATURES, aliases={"r": "sqrt(x**2 + z**2)"}, dask=dask_)
             with pytest.raises(ReadError, match=r"has no branch 'nJets' \(used by the cut in 'nJets > 1'\); similar names: nJet"):
                 score(forest, path, features=FEATURES, aliases=ALIASES, cut="nJets > 1", dask=dask_)
+
+
+def test_dask_rntuple_with_expressions(rootdir, tmp_path):
+    """The RNTuple ROOT wrote (RDataFrame Snapshot), scored with expressions, an alias and a cut,
+    on dask and locally."""
+    ref = reference(rootdir, "nano_b")
+    X = np.stack([ref["x"] * 2, np.abs(ref["y"]), ref["nJet"]], axis=1)
+    forest = hepinfer.Forest.load(train(X, ref["y"] > 0, NAMES))
+    kw = {
+        "tree": "Events",
+        "features": {"f_x": "x * 2", "f_r": "ay", "lead_pt": "nJet"},
+        "aliases": {"ay": "abs(y)"},
+        "cut": "nJet != 2",
+    }
+    path = f"{rootdir}/ntuple.root"
+    local = score(forest, path, return_summary=True, **kw)
+    sel = ref["nJet"] != 2
+    np.testing.assert_array_equal(local.entry, np.flatnonzero(sel))
+    np.testing.assert_array_equal(local.scores, forest.predict(X[sel]))
+    with dask.config.set(scheduler="synchronous"):
+        remote = score(forest, path, dask=True, return_summary=True, chunk=500, **kw)
+        score(forest, path, dask=True, output=tmp_path / "d.root", chunk="10 kB", **kw)
+    score(forest, path, output=tmp_path / "l.root", **kw)
+    np.testing.assert_array_equal(remote.scores, local.scores)
+    np.testing.assert_array_equal(remote.entry, local.entry)
+    assert_same_output(read_output(tmp_path / "d.root"), read_output(tmp_path / "l.root"))

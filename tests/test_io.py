@@ -314,8 +314,12 @@ def test_fixed_size_array_branch_is_refused(tmp_path, rng):
         list(iterate(str(tmp_path / "v.root:t"), ["e", "p3"]))
     with pytest.raises(ReadError, match=r"v.root: branch 'p3'.*an array per event"):
         list(iterate(str(tmp_path / "v.root:ntuple"), ["e", "p3"]))
-    with pytest.raises(ReadError, match=r"uproot evaluates expressions on TTrees only"):
-        list(iterate(str(tmp_path / "v.root:ntuple"), ["sqrt(e)"]))
+    # uproot evaluates expressions on TTrees only; hepinfer evaluates them on RNTuples itself
+    (c,) = iterate(str(tmp_path / "v.root:ntuple"), {"r": "sqrt(abs(e))", "p": "e * 2"})
+    with uproot.open(tmp_path / "v.root") as f:
+        e = f["ntuple"]["e"].array(library="np")
+    np.testing.assert_array_equal(c.arrays["r"], np.sqrt(np.abs(e)))
+    np.testing.assert_array_equal(c.arrays["p"], e * 2)
 
 
 def corrupt_last_basket(path, branch: str, tree: str = "Events") -> None:
@@ -426,3 +430,37 @@ def test_bad_expressions_give_clear_errors(tmp_path, rng):
         list(iterate(path, {"s": "sum_of(Jet_pt * Muon_pt)"}))
     with pytest.raises(ReadError, match=r"'sum_of\(Jet_pt \* Muon_pt\)' cannot be evaluated.*entries 100-199"):
         list(iterate(path, {"s": "sum_of(Jet_pt * Muon_pt)"}, step_size=100))
+
+
+def test_rntuple_expressions_aliases_cut_equal_ttree(tmp_path, rng, rootdir):
+    """uproot evaluates expressions on TTrees only: on RNTuples hepinfer evaluates them itself,
+    with the same syntax and functions, giving what the TTree gives."""
+    n = 2500
+    counts = rng.poisson(2, n)
+    data = {
+        "x": rng.normal(size=n).astype(np.float32),
+        "y": rng.uniform(-2, 2, n),
+        "Jet_pt": ak.unflatten(rng.exponential(30, counts.sum()).astype(np.float32), counts),
+    }
+    with uproot.recreate(tmp_path / "t.root") as f:
+        f.mktree("tree", {"x": np.float32, "y": np.float64, "Jet_pt": "var * float32"})
+        f["tree"].extend(data)
+        f["ntuple"] = data
+    exprs = {"r": "sqrt(x**2 + y**2)", "lead": "first(Jet_pt)", "n": "num(Jet_pt)", "w": "w", "s": "sum_of(Jet_pt)"}
+    kw = {"aliases": {"w": "where(y > 0, 2 * v, x)", "v": "y"}, "cut": "(num(Jet_pt) > 0) & (w < 1)", "step_size": 700}
+    t = list(iterate(str(tmp_path / "t.root:tree"), exprs, **kw))
+    r = list(iterate(str(tmp_path / "t.root:ntuple"), exprs, **kw))
+    assert [c.entry_start for c in r] == [c.entry_start for c in t] == [0, 700, 1400, 2100]
+    for k in exprs:
+        got, want = (np.concatenate([c.arrays[k] for c in chunks]) for chunks in (r, t))
+        assert got.dtype == want.dtype and len(got) > 1000
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.concatenate([c.entries for c in r]), np.concatenate([c.entries for c in t]))
+    with pytest.raises(ReadError, match=r"t\.root: tree 'ntuple' has no branch 'z' \(needed for feature 'r' in 'x \+ z'\)"):
+        list(iterate(str(tmp_path / "t.root:ntuple"), {"r": "x + z"}))
+    # the RNTuple ROOT itself wrote, scored with expressions
+    want = reference(rootdir, "nano_b")
+    (c,) = iterate(f"{rootdir}/ntuple.root:Events", {"d": "x - 2 * y", "j": "nJet"}, cut="nJet > 1", step_size=10**6)
+    sel = want["nJet"] > 1
+    np.testing.assert_array_equal(c.arrays["d"], (want["x"] - 2 * want["y"])[sel])
+    np.testing.assert_array_equal(c.entries, np.flatnonzero(sel))

@@ -680,12 +680,7 @@ def _iterate_open(
         tree, uproot.behaviors.TTree.TTree
     )
     library = "np" if plain else "ak"
-    kwargs: dict[str, Any] = {"step_size": step_size, "library": library, "report": True}
-    if aliases:
-        kwargs["aliases"] = dict(aliases)
-    if library == "ak":
-        kwargs["language"] = _expression_language()
-    iterator = tree.iterate(unique, entry_start=entry_start, entry_stop=entry_stop, **kwargs)
+    iterator = read_chunks(tree, unique, aliases, step_size, entry_start, entry_stop, library)
     next_entry = entry_start or 0
     while True:
         try:
@@ -714,14 +709,7 @@ def _iterate_open(
         columns = _columns(arrays, library, unique)
         lost = [e for e in unique if e not in columns]
         if lost:
-            raise ReadError(
-                f"{source.path}: uproot returned nothing for {lost} from {type(tree).__name__.split('_')[-1]} "
-                f"{_tree_name(tree)!r} (uproot evaluates expressions on TTrees only: use plain field names "
-                "for RNTuples)",
-                file=source.path,
-                tree=_tree_name(tree),
-                branch=lost[0],
-            )
+            raise _nothing_returned_error(source, tree, lost)
         entries = np.arange(start, stop, dtype=np.int64)
         if cut is not None:
             mask = _as_column(columns[cut], source, tree, "cut", cut)
@@ -736,6 +724,142 @@ def _iterate_open(
             col = _as_column(columns[expr], source, tree, name.lstrip("\x00"), expr)
             out[name] = col[mask] if cut is not None else col
         yield Chunk(source, start, stop, out, entries, _bytes_read(tree))
+
+
+def _nothing_returned_error(source: TreeSource, tree: Any, lost: Sequence[str]) -> ReadError:
+    return ReadError(
+        f"{source.path}: uproot returned nothing for {list(lost)} from {type(tree).__name__.split('_')[-1]} "
+        f"{_tree_name(tree)!r} (a field nested in a record or collection? name it as uproot lists it in keys())",
+        file=source.path,
+        tree=_tree_name(tree),
+        branch=lost[0],
+    )
+
+
+def read_chunks(
+    tree: Any,
+    expressions: Sequence[str],
+    aliases: Optional[Mapping[str, str]],
+    step_size: Union[int, str],
+    entry_start: Optional[int] = None,
+    entry_stop: Optional[int] = None,
+    library: str = "ak",
+) -> Iterator[tuple[Any, Any]]:
+    """(arrays, report) for each chunk of ``tree``, as ``tree.iterate(expressions, report=True)``
+    gives them, with hepinfer's expression functions. uproot evaluates expressions and aliases
+    on TTrees only; on an RNTuple the fields they read are read and the expressions are
+    evaluated here (the same syntax and functions; arrays is then a dict)."""
+    import uproot
+
+    if isinstance(tree, uproot.behaviors.TTree.TTree):
+        kwargs: dict[str, Any] = {"step_size": step_size, "library": library, "report": True}
+        if aliases:
+            kwargs["aliases"] = dict(aliases)
+        if library == "ak":
+            kwargs["language"] = _expression_language()
+        yield from tree.iterate(list(expressions), entry_start=entry_start, entry_stop=entry_stop, **kwargs)
+        return
+    aliases = aliases or {}
+    fields = set(_branch_names(tree))
+    if all(e in fields and e not in aliases for e in expressions):
+        yield from tree.iterate(
+            filter_name=list(expressions),
+            entry_start=entry_start,
+            entry_stop=entry_stop,
+            step_size=step_size,
+            library="ak",
+            report=True,
+        )
+        return
+    needed = _fields_read(expressions, aliases, fields)
+    for arrays, report in tree.iterate(
+        filter_name=needed,
+        entry_start=entry_start,
+        entry_stop=entry_stop,
+        step_size=step_size,
+        library="ak",
+        report=True,
+    ):
+        yield _evaluate_expressions(arrays, expressions, aliases, fields), report
+
+
+def _fields_read(expressions: Sequence[str], aliases: Mapping[str, str], fields: set) -> list[str]:
+    """The fields that ``expressions`` read, through the aliases."""
+    out: list[str] = []
+    todo = list(expressions)
+    seen: set[str] = set()
+    while todo:
+        text = todo.pop()
+        for kind, name in _symbols(_parse_expression(text, "expression")):
+            if kind == "call" or name in seen:
+                continue
+            seen.add(name)
+            if name in aliases:
+                todo.append(aliases[name])
+            elif name in fields:
+                out.append(name)
+    return out
+
+
+class _Rename(ast.NodeTransformer):
+    """Each branch or alias symbol (dotted names too) -> a plain variable name."""
+
+    def __init__(self, symbols: Mapping[str, str]) -> None:
+        self.symbols = symbols
+
+    def _replace(self, node: ast.AST) -> ast.AST:
+        name = _dotted(node)
+        if name is not None and name in self.symbols:
+            return ast.copy_location(ast.Name(id=self.symbols[name], ctx=ast.Load()), node)
+        return self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return self._replace(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        return self._replace(node)
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        # a name in call position is a function: keep it, rename its arguments
+        node.args = [self.visit(a) for a in node.args]
+        for k in node.keywords:
+            k.value = self.visit(k.value)
+        if not isinstance(node.func, ast.Name):
+            node.func = self.visit(node.func)
+        return node
+
+
+def _evaluate_expressions(
+    arrays: Any, expressions: Sequence[str], aliases: Mapping[str, str], fields: set
+) -> dict[str, Any]:
+    """{expression: its value} over one chunk of fields (awkward arrays), aliases followed."""
+    functions = dict(_expression_language().functions)
+    values: dict[str, Any] = {}
+    busy: set[str] = set()
+
+    def symbol(name: str) -> Any:
+        if name not in values:
+            if name in aliases:
+                if name in busy:
+                    raise InputError(f"alias {name!r} refers to itself (through {sorted(busy)})")
+                busy.add(name)
+                values[name] = evaluate(aliases[name])
+                busy.discard(name)
+            elif name in fields:
+                values[name] = arrays[name]
+            else:
+                raise KeyError(name)
+        return values[name]
+
+    def evaluate(text: str) -> Any:
+        node = _parse_expression(text, "expression")
+        names = sorted({n for k, n in _symbols(node) if k == "name"})
+        renamed = {n: f"_hepinfer_{i}" for i, n in enumerate(names)}
+        node = ast.fix_missing_locations(_Rename(renamed).visit(node))
+        scope = {**functions, **{renamed[n]: symbol(n) for n in names}}
+        return eval(compile(node, "<expression>", "eval"), {"__builtins__": {}}, scope)  # noqa: S307
+
+    return {e: evaluate(e) for e in expressions}
 
 
 def _broken_branch_error(
@@ -896,7 +1020,7 @@ def _expression_language() -> Any:
 
 
 def _columns(arrays: Any, library: str, unique: Sequence[str]) -> dict[str, Any]:
-    if library == "np":
+    if library == "np" or isinstance(arrays, Mapping):
         return dict(arrays)
     fields = set(arrays.fields)
     return {e: arrays[e] for e in unique if e in fields}

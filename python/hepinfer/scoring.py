@@ -60,10 +60,10 @@ from hepinfer.io import (
     _broken_branch_error,
     _bytes_read,
     _chunk_stop,
-    _expression_language,
     _failing_expression_error,
     _iterate_one,
     _missing_branch_error,
+    _nothing_returned_error,
     _one_line,
     _tree_name,
     check_branches,
@@ -71,6 +71,7 @@ from hepinfer.io import (
     expand_files,
     find_event_ids,
     open_tree,
+    read_chunks,
     validate_expressions,
 )
 
@@ -802,11 +803,7 @@ def _iterate_jagged_open(
             + ([cut] if cut is not None else [])
         )
     )
-    kwargs: dict[str, Any] = {"step_size": step_size, "library": "ak", "report": True}
-    kwargs["language"] = _expression_language()
-    if aliases:
-        kwargs["aliases"] = dict(aliases)
-    iterator = tree.iterate(unique, entry_start=entry_start, entry_stop=entry_stop, **kwargs)
+    iterator = read_chunks(tree, unique, aliases, step_size, entry_start, entry_stop)
     next_entry = entry_start or 0
     while True:
         try:
@@ -824,16 +821,10 @@ def _iterate_jagged_open(
             raise
         start, stop = int(report.tree_entry_start), int(report.tree_entry_stop)
         next_entry = stop
-        fields = set(arrays.fields)
+        fields = set(arrays) if isinstance(arrays, Mapping) else set(arrays.fields)
         lost = [e for e in unique if e not in fields]
         if lost:
-            raise ReadError(
-                f"{source.path}: uproot returned nothing for {lost} from tree {_tree_name(tree)!r} "
-                "(expressions are evaluated on TTrees only: use plain field names for RNTuples)",
-                file=source.path,
-                tree=_tree_name(tree),
-                branch=lost[0],
-            )
+            raise _nothing_returned_error(source, tree, lost)
         entries = np.arange(start, stop, dtype=np.int64)
         selected: Any = None
         if cut is not None:
