@@ -591,7 +591,7 @@ class _RootWriter:
             self.file.close()
 
 
-def _prefetch(chunks: Iterator[Chunk], depth: int = 1) -> Iterator[Chunk]:
+def _prefetch(chunks: Iterator[Any], depth: int = 1) -> Iterator[Any]:
     """Read the next chunk(s) in a background thread while the caller works on this one."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
