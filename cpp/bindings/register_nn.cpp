@@ -9,11 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "../src/nn/cuda_plan.hpp"  // host reference of the CUDA executor (tests)
+#include "hepinfer/device.hpp"
 #include "hepinfer/nn.hpp"
 
 namespace py = pybind11;
 using hepinfer::ElementType;
 using hepinfer::InputError;
+using hepinfer::DeviceModel;
 using hepinfer::Model;
 
 namespace {
@@ -154,7 +157,7 @@ void add_columns(const std::string& input, const py::array& a, std::vector<hepin
                      "n_features), got " + std::to_string(a.ndim()) + " dimensions");
   const auto item = static_cast<py::ssize_t>(a.itemsize());
   for (py::ssize_t d = 0; d < a.ndim(); ++d)
-    if (a.shape(d) > 1 && (a.strides(d) <= 0 || a.strides(d) % item != 0))
+    if (a.size() > 0 && a.shape(d) > 1 && (a.strides(d) <= 0 || a.strides(d) % item != 0))
       throw InputError("per-particle input '" + input + "': content has unsupported strides (make it contiguous)");
   const auto n = static_cast<std::size_t>(a.shape(0));
   const std::ptrdiff_t stride = a.shape(0) > 1 ? a.strides(0) / item : 1;
@@ -170,11 +173,11 @@ void add_columns(const std::string& input, const py::array& a, std::vector<hepin
   }
 }
 
-py::list predict_jagged(const Model& m, const py::array& offsets,
-                        const std::vector<std::pair<std::string, std::vector<py::array>>>& particles,
-                        const std::vector<std::pair<std::string, py::array>>& jets, const std::string& mask,
-                        bool detect_mask, int particle_axis, std::int64_t min_length, float pad_value,
-                        std::size_t chunk_particles, int n_threads) {
+using Particles = std::vector<std::pair<std::string, std::vector<py::array>>>;
+using Jets = std::vector<std::pair<std::string, py::array>>;
+
+// Offsets + per-particle columns + per-jet arrays as JaggedJets (views of the numpy arrays).
+hepinfer::JaggedJets jagged_jets(const Model& m, const py::array& offsets, const Particles& particles, const Jets& jets) {
   hepinfer::JaggedJets jj;
   if (offsets.dtype().equal(py::dtype::of<std::int64_t>())) jj.offsets_type = hepinfer::IndexType::Int64;
   else if (offsets.dtype().equal(py::dtype::of<std::int32_t>())) jj.offsets_type = hepinfer::IndexType::Int32;
@@ -199,6 +202,13 @@ py::list predict_jagged(const Model& m, const py::array& offsets,
     if (k == infos.size()) throw InputError("per-jet input '" + name + "' is not an input of the model");
     jj.jets.push_back(as_input(m, k, a));
   }
+  return jj;
+}
+
+py::list predict_jagged(const Model& m, const py::array& offsets, const Particles& particles, const Jets& jets,
+                        const std::string& mask, bool detect_mask, int particle_axis, std::int64_t min_length,
+                        float pad_value, std::size_t chunk_particles, int n_threads) {
+  const hepinfer::JaggedJets jj = jagged_jets(m, offsets, particles, jets);
   const auto opt = jagged_options(mask, detect_mask, particle_axis, min_length, pad_value, chunk_particles, n_threads);
   std::vector<hepinfer::OutputTensor> outs;
   {
@@ -206,6 +216,62 @@ py::list predict_jagged(const Model& m, const py::array& offsets,
     m.predict_jagged(jj, outs, opt);
   }
   return outputs_to_list(outs);
+}
+
+std::vector<hepinfer::InputTensor> host_inputs(const Model& m, const std::vector<py::array>& arrays) {
+  if (arrays.size() != m.inputs().size())
+    throw InputError("the model has " + std::to_string(m.inputs().size()) + " inputs, " +
+                     std::to_string(arrays.size()) + " were given");
+  std::vector<hepinfer::InputTensor> xs;
+  for (std::size_t k = 0; k < arrays.size(); ++k) xs.push_back(as_input(m, k, arrays[k]));
+  return xs;
+}
+
+// ---- the CUDA executor
+
+/// A float32 output left on the device; exposes __cuda_array_interface__ (torch.as_tensor,
+/// cupy.asarray and numba take it without a copy) and keeps the memory alive.
+struct DeviceArray {
+  hepinfer::DeviceTensor t;
+};
+
+py::dict cuda_array_interface(const DeviceArray& a) {
+  py::dict d;
+  py::list shape;
+  for (auto s : a.t.shape) shape.append(py::int_(s));
+  d["shape"] = py::tuple(shape);
+  d["typestr"] = "<f4";
+  d["data"] = py::make_tuple(py::int_(reinterpret_cast<std::uintptr_t>(a.t.data.get())), false);
+  d["version"] = 3;
+  d["strides"] = py::none();
+  d["stream"] = py::none();  // ready: the call waited for its stream
+  return d;
+}
+
+/// Inputs given as (device pointer, shape) pairs of C-contiguous float32 device memory.
+py::list predict_on_device(const DeviceModel& dm, const std::vector<std::pair<std::uintptr_t, std::vector<std::int64_t>>>& xs,
+                           std::uintptr_t stream) {
+  const auto& infos = dm.model().inputs();
+  if (xs.size() != infos.size())
+    throw InputError("the model has " + std::to_string(infos.size()) + " inputs, " + std::to_string(xs.size()) +
+                     " were given");
+  std::vector<hepinfer::InputTensor> ins;
+  for (std::size_t k = 0; k < xs.size(); ++k) {
+    hepinfer::InputTensor x;
+    x.name = infos[k].name;
+    x.type = ElementType::Float32;
+    x.shape = xs[k].second;
+    x.data = reinterpret_cast<const void*>(xs[k].first);
+    ins.push_back(std::move(x));
+  }
+  std::vector<hepinfer::DeviceTensor> outs;
+  {
+    py::gil_scoped_release release;
+    dm.predict_on_device(ins, outs, stream);
+  }
+  py::list r;
+  for (auto& o : outs) r.append(py::cast(DeviceArray{std::move(o)}));
+  return r;
 }
 
 py::tuple jagged_layout(const Model& m, const std::string& mask, bool detect_mask, int particle_axis,
@@ -273,5 +339,77 @@ void register_nn(py::module_& m) {
            py::arg("min_length") = -1, py::arg("pad_value") = 0.0f, py::arg("chunk_particles") = 2048,
            py::arg("n_threads") = 1)
       .def("jagged_layout", &jagged_layout, py::arg("mask") = "", py::arg("detect_mask") = true,
-           py::arg("particle_axis") = 0, py::arg("min_length") = -1);
+           py::arg("particle_axis") = 0, py::arg("min_length") = -1)
+      .def(
+          "to_device",
+          [](const Model& mo, const std::string& device) {
+            const hepinfer::Device d = hepinfer::parse_device(device);
+            py::gil_scoped_release release;
+            return mo.to(d);
+          },
+          py::arg("device"))
+      // the CUDA executor's plan run by its host reference backend (tests without a GPU)
+      .def(
+          "_device_plan_reference",
+          [](const Model& mo, const std::vector<py::array>& arrays) {
+            const auto xs = host_inputs(mo, arrays);
+            std::vector<hepinfer::OutputTensor> outs;
+            {
+              py::gil_scoped_release release;
+              hepinfer::nn::gpu::host_reference_predict(mo, xs, outs);
+            }
+            return outputs_to_list(outs);
+          },
+          py::arg("inputs"))
+      .def(
+          "_device_plan_reference_jagged",
+          [](const Model& mo, const py::array& offsets, const Particles& particles, const Jets& jets,
+             const std::string& mask, bool detect_mask, int particle_axis, std::int64_t min_length, float pad_value) {
+            const hepinfer::JaggedJets jj = jagged_jets(mo, offsets, particles, jets);
+            const auto opt = jagged_options(mask, detect_mask, particle_axis, min_length, pad_value, 1, 1);
+            std::vector<hepinfer::OutputTensor> outs;
+            {
+              py::gil_scoped_release release;
+              hepinfer::nn::gpu::host_reference_predict_jagged(mo, jj, outs, opt);
+            }
+            return outputs_to_list(outs);
+          },
+          py::arg("offsets"), py::arg("particles"), py::arg("jets"), py::arg("mask") = "", py::arg("detect_mask") = true,
+          py::arg("particle_axis") = 0, py::arg("min_length") = -1, py::arg("pad_value") = 0.0f);
+
+  py::class_<DeviceArray>(m, "DeviceArray", "A float32 output in CUDA device memory (__cuda_array_interface__).")
+      .def_property_readonly("__cuda_array_interface__", &cuda_array_interface)
+      .def_property_readonly("shape", [](const DeviceArray& a) { return a.t.shape; })
+      .def_property_readonly("device", [](const DeviceArray& a) { return a.t.device; });
+
+  py::class_<DeviceModel>(m, "DeviceModel", "A Model on a CUDA device (Model.to_device).")
+      .def_property_readonly("device", [](const DeviceModel& dm) { return dm.device().index; })
+      .def(
+          "predict",
+          [](const DeviceModel& dm, const std::vector<py::array>& arrays) {
+            const auto xs = host_inputs(dm.model(), arrays);
+            std::vector<hepinfer::OutputTensor> outs;
+            {
+              py::gil_scoped_release release;
+              dm.predict(xs, outs);
+            }
+            return outputs_to_list(outs);
+          },
+          py::arg("inputs"))
+      .def("predict_on_device", &predict_on_device, py::arg("inputs"), py::arg("stream") = 0)
+      .def(
+          "predict_jagged",
+          [](const DeviceModel& dm, const py::array& offsets, const Particles& particles, const Jets& jets,
+             const std::string& mask, bool detect_mask, int particle_axis, std::int64_t min_length, float pad_value) {
+            const hepinfer::JaggedJets jj = jagged_jets(dm.model(), offsets, particles, jets);
+            const auto opt = jagged_options(mask, detect_mask, particle_axis, min_length, pad_value, 1, 1);
+            std::vector<hepinfer::OutputTensor> outs;
+            {
+              py::gil_scoped_release release;
+              dm.predict_jagged(jj, outs, opt);
+            }
+            return outputs_to_list(outs);
+          },
+          py::arg("offsets"), py::arg("particles"), py::arg("jets"), py::arg("mask") = "", py::arg("detect_mask") = true,
+          py::arg("particle_axis") = 0, py::arg("min_length") = -1, py::arg("pad_value") = 0.0f);
 }

@@ -169,3 +169,41 @@ class Model:
     def jagged_layout(
         self, mask: str = "", detect_mask: bool = True, particle_axis: int = 0, min_length: int = -1
     ) -> tuple[list[tuple[str, str, int, int]], int]: ...
+    def to_device(self, device: str) -> DeviceModel: ...
+    def _device_plan_reference(self, inputs: list[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]: ...
+    def _device_plan_reference_jagged(
+        self,
+        offsets: npt.NDArray[Any],
+        particles: list[tuple[str, list[npt.NDArray[Any]]]],
+        jets: list[tuple[str, npt.NDArray[Any]]],
+        mask: str = "",
+        detect_mask: bool = True,
+        particle_axis: int = 0,
+        min_length: int = -1,
+        pad_value: float = 0.0,
+    ) -> list[npt.NDArray[Any]]: ...
+
+class DeviceArray:
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]: ...
+    @property
+    def shape(self) -> list[int]: ...
+    @property
+    def device(self) -> int: ...
+
+class DeviceModel:
+    @property
+    def device(self) -> int: ...
+    def predict(self, inputs: list[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]: ...
+    def predict_on_device(self, inputs: list[tuple[int, list[int]]], stream: int = 0) -> list[DeviceArray]: ...
+    def predict_jagged(
+        self,
+        offsets: npt.NDArray[Any],
+        particles: list[tuple[str, list[npt.NDArray[Any]]]],
+        jets: list[tuple[str, npt.NDArray[Any]]],
+        mask: str = "",
+        detect_mask: bool = True,
+        particle_axis: int = 0,
+        min_length: int = -1,
+        pad_value: float = 0.0,
+    ) -> list[npt.NDArray[Any]]: ...

@@ -7,6 +7,8 @@
     >>> out = model.predict({"points": p, "features": f, "mask": m}, n_threads=2)
     >>> scores = model.predict(jets)      # jagged awkward jets: each jet at its true length
     >>> scores = model.predict_jagged(offsets, {"features": content})   # the same from raw buffers
+    >>> gpu = model.to("cuda")            # or Model.load(path, device="cuda:1")
+    >>> scores = gpu.predict(X)           # numpy in -> numpy out; torch CUDA tensor in -> torch CUDA tensor out
 
 The C++ core reads the ``.onnx`` file itself (no onnx/onnxruntime needed at run time),
 checks every node against the implemented operators at load (``hepinfer.ModelFormatError``
@@ -64,6 +66,23 @@ _DTYPES = {"float32": np.dtype(np.float32), "int64": np.dtype(np.int64), "bool":
 
 def _is_awkward(x: Any) -> bool:
     return type(x).__module__.startswith("awkward") and hasattr(x, "layout")
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "is_cuda")
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _on_cuda(x: Any) -> bool:
+    """A torch CUDA tensor or any object exposing ``__cuda_array_interface__`` (cupy, numba)."""
+    if _is_torch(x):
+        return bool(x.is_cuda)
+    return hasattr(x, "__cuda_array_interface__")
 
 
 def _is_dataframe(x: Any) -> bool:
@@ -223,10 +242,11 @@ class Model:
     dict ``{output name: array}`` otherwise.
     """
 
-    __slots__ = ("_core", "_inputs", "_outputs", "_rows")
+    __slots__ = ("_core", "_device", "_inputs", "_outputs", "_rows")
 
-    def __init__(self, core: _core.Model) -> None:
+    def __init__(self, core: _core.Model, device: Optional[Any] = None) -> None:
         self._core = core
+        self._device = device  # a _core.DeviceModel when the model runs on CUDA
         self._inputs = [TensorInfo(n, d, s) for n, d, s in core.inputs]
         self._outputs = [TensorInfo(n, d, s) for n, d, s in core.outputs]
         self._rows = core.simple_rows
@@ -234,7 +254,11 @@ class Model:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(
-        cls, source: Union[PathLike, bytes, Any], *, external_data_dir: Optional[PathLike] = None
+        cls,
+        source: Union[PathLike, bytes, Any],
+        *,
+        external_data_dir: Optional[PathLike] = None,
+        device: str = "cpu",
     ) -> "Model":
         """Load an ONNX model.
 
@@ -246,17 +270,42 @@ class Model:
         external_data_dir
             Folder that external weight files are relative to (default: the model's folder;
             the working directory for bytes).
+        device
+            ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``: the same as ``Model.load(...).to(device)``.
         """
         ext = os.fspath(external_data_dir) if external_data_dir is not None else ""
         if isinstance(source, (str, os.PathLike)):
-            return cls(_core.Model.load(os.fspath(source), ext))
+            return cls(_core.Model.load(os.fspath(source), ext)).to(device)
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return cls(_core.Model.load_from_memory(bytes(source), "<bytes>", ext))
+            return cls(_core.Model.load_from_memory(bytes(source), "<bytes>", ext)).to(device)
         if hasattr(source, "SerializeToString"):
-            return cls(_core.Model.load_from_memory(source.SerializeToString(), "<onnx.ModelProto>", ext))
+            return cls(_core.Model.load_from_memory(source.SerializeToString(), "<onnx.ModelProto>", ext)).to(device)
         raise TypeError(
             f"cannot load a model from {type(source).__name__}; give a path, bytes or onnx.ModelProto"
         )
+
+    def to(self, device: str) -> "Model":
+        """The same network on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``); the weights are
+        uploaded once and shared by every call.
+
+        A CUDA model evaluates dense networks (fused dense layers with bias and activation,
+        elementwise ops, softmax heads, concatenations, reshapes, reductions, batch norm: MLPs,
+        autoencoders, padded set models) and, through :meth:`predict_jagged`, Deep Sets / PFN /
+        EFN models on jagged jets without padding (segment sums/means over the offsets on the
+        device). EdgeConv/kNN graph networks (TopK, Gather) are not supported on CUDA yet.
+
+        Raises ``hepinfer.DeviceError`` when hepinfer was built without CUDA ("built without
+        CUDA"), when no such device is visible, or naming the first node whose op or form the
+        CUDA executor does not implement.
+        """
+        if device == "cpu":
+            return self if self._device is None else Model(self._core)
+        return Model(self._core, self._core.to_device(device))
+
+    @property
+    def device(self) -> str:
+        """Where :meth:`predict` runs: ``"cpu"`` or ``"cuda:N"``."""
+        return "cpu" if self._device is None else f"cuda:{self._device.device}"
 
     # ------------------------------------------------------------------ description
     @property
@@ -318,10 +367,19 @@ class Model:
             Threads over batch rows (batch-separable models); ``<= 0``: all cores. Results do
             not depend on it.
 
+        On a CUDA model (:meth:`to`), numpy (and other host) inputs are copied to the device
+        and the outputs come back as numpy arrays; torch CUDA tensors and other objects with
+        ``__cuda_array_interface__`` (cupy, numba) on the model's device are read in place
+        (float32, C-contiguous) after the producing torch stream, and the outputs stay on the
+        device: torch CUDA tensors for torch inputs, else ``hepinfer.nn`` device arrays with
+        ``__cuda_array_interface__`` (``cupy.asarray`` takes them without a copy).
+
         Returns
         -------
         One array for a single-output model, else ``{output name: array}``.
         """
+        if self._device is not None:
+            return self._predict_cuda(x, more)
         if (
             not more
             and self._rows
@@ -335,6 +393,58 @@ class Model:
             return self.predict_jagged(x, n_threads=n_threads)
         arrays = self._arrays(x, more)
         out = self._core.predict(arrays, n_threads)
+        if len(out) == 1:
+            return out[0]
+        return {t.name: o for t, o in zip(self._outputs, out)}
+
+    def _predict_cuda(self, x: Any, more: Sequence[Any]) -> Any:
+        if not more and _is_awkward(x) and _awkward_is_jagged(x):
+            return self.predict_jagged(x)
+        values = [x, *more] if more or not isinstance(x, Mapping) else None
+        if isinstance(x, Mapping) and not more:
+            missing = [t.name for t in self._inputs if t.name not in x]
+            if not missing:
+                values = [x[t.name] for t in self._inputs]
+        if values is not None and len(values) == len(self._inputs) and all(_on_cuda(v) for v in values):
+            return self._predict_on_device(values)
+        out = self._device.predict(self._arrays(x, more))
+        if len(out) == 1:
+            return out[0]
+        return {t.name: o for t, o in zip(self._outputs, out)}
+
+    def _predict_on_device(self, values: Sequence[Any]) -> Any:
+        torch_in = any(_is_torch(v) for v in values)
+        stream = 0
+        pairs = []
+        keep = []  # converted tensors must live until the call returns
+        for v, t in zip(values, self._inputs):
+            if _is_torch(v):
+                if v.dtype != _torch().float32 or not v.is_contiguous():
+                    v = v.float().contiguous()
+                    keep.append(v)
+                if v.device.index != self._device.device:
+                    raise InputError(
+                        f"input '{t.name}' is on {v.device}; the model is on cuda:{self._device.device}"
+                    )
+                stream = _torch().cuda.current_stream(v.device).cuda_stream
+                pairs.append((int(v.data_ptr()), [int(d) for d in v.shape]))
+                continue
+            cai = v.__cuda_array_interface__
+            if np.dtype(cai["typestr"]) != np.float32:
+                raise InputError(f"input '{t.name}' must be float32 on the device, got {cai['typestr']}")
+            shape = [int(d) for d in cai["shape"]]
+            strides = cai.get("strides")
+            if strides is not None and tuple(strides) != tuple(
+                4 * int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(len(shape))
+            ):
+                raise InputError(f"input '{t.name}' must be C-contiguous on the device")
+            pairs.append((int(cai["data"][0]), shape))
+        out = self._device.predict_on_device(pairs, stream)
+        del keep
+        if torch_in:
+            torch = _torch()
+            dev = torch.device("cuda", self._device.device)
+            out = [torch.as_tensor(o, device=dev) for o in out]
         if len(out) == 1:
             return out[0]
         return {t.name: o for t, o in zip(self._outputs, out)}
@@ -539,6 +649,20 @@ class Model:
                 )
             jets_list.append((name, _convert(value, infos[name])))
         mask_name, detect = self._mask_option(mask)
+        if self._device is not None:
+            out = self._device.predict_jagged(
+                offsets,
+                list(content.items()),
+                jets_list,
+                mask_name,
+                detect,
+                0 if particle_axis is None else int(particle_axis),
+                -1 if min_length is None else int(min_length),
+                float(pad_value),
+            )
+            if len(out) == 1:
+                return out[0]
+            return {t.name: o for t, o in zip(self._outputs, out)}
         out = self._core.predict_jagged(
             offsets,
             list(content.items()),

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "hepinfer/device.hpp"
 #include "hepinfer/errors.hpp"
 #include "hepinfer/jagged.hpp"
 
@@ -76,8 +77,14 @@ struct OutputTensor {
 };
 
 namespace nn {
-class Graph;  // internal
+class Graph;         // internal
+struct GraphAccess;  // internal (the CUDA plan)
+namespace gpu {
+struct DevicePlan;
 }
+}  // namespace nn
+
+class DeviceModel;
 
 /// Options for Model::load.
 struct ModelOptions {
@@ -201,9 +208,66 @@ class Model {
   /// throws InputError where the model does not qualify (no symbolic particle axis, ...).
   JaggedLayout jagged_layout(const JaggedOptions& options = {}) const;
 
+  /// The model prepared for a CUDA device (weights uploaded once; see DeviceModel). Throws
+  /// DeviceError when hepinfer was built without CUDA ("... built without CUDA"), when the
+  /// device does not exist, for a CPU `device`, and for a node whose op or form the CUDA
+  /// executor does not implement yet (the message names the node and op).
+  DeviceModel to(const Device& device) const;
+
  private:
+  friend struct nn::GraphAccess;
   explicit Model(std::shared_ptr<const nn::Graph> g) : graph_(std::move(g)) {}
   std::shared_ptr<const nn::Graph> graph_;
+};
+
+/// An output left in device memory by DeviceModel::predict_on_device: float32, row-major,
+/// freed when the last copy of `data` goes.
+struct DeviceTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::shared_ptr<float> data;  ///< device pointer
+  int device = 0;
+};
+
+/// A Model on a CUDA device (Model::to). Immutable and thread-safe: every call runs on its own
+/// stream with its own scratch memory (stream-ordered allocations from the device's pool).
+///
+/// Forms evaluated on the device: chains of fused dense layers (Gemm/MatMul + bias +
+/// activation) with elementwise ops, Softmax/LogSoftmax, Concat, Reshape/Flatten/(Un)Squeeze,
+/// reductions and BatchNormalization (MLPs, autoencoders, padded set models); and, through
+/// predict_jagged, Deep Sets / PFN / EFN models: the per-particle network over all particles of
+/// the batch at once, the masked sum/mean pooling as segment reductions over the jets' offsets,
+/// the per-jet network on the pooled rows. Not yet: EdgeConv / kNN (TopK, Gather), Conv,
+/// LayerNormalization, Transpose, Slice and other index ops (Model::to reports the node).
+class DeviceModel {
+ public:
+  const Device& device() const noexcept { return device_; }
+  /// The host model it was made from.
+  const Model& model() const noexcept { return model_; }
+
+  /// As Model::predict; inputs in host memory are copied to the device, outputs come back
+  /// to host memory.
+  void predict(const std::vector<InputTensor>& inputs, std::vector<OutputTensor>& outputs) const;
+  /// Inputs already in this device's memory (InputTensor::data are device pointers to
+  /// contiguous float32 data); outputs stay on the device. `stream` (a cudaStream_t, 0 for
+  /// none) is the stream the inputs were produced on: the evaluation waits for it; the call
+  /// returns when the outputs are ready.
+  void predict_on_device(const std::vector<InputTensor>& inputs, std::vector<DeviceTensor>& outputs,
+                         std::uintptr_t stream = 0) const;
+  /// As Model::predict_jagged for set models (Deep Sets / PFN) whose per-particle inputs are
+  /// [batch, particles, features] (particle axis 1): columns are gathered on the host and
+  /// copied in once; every jet is evaluated at its own length (at least options.min_length)
+  /// with no padding. options.n_threads and chunk_particles are not used.
+  void predict_jagged(const JaggedJets& jets, std::vector<OutputTensor>& outputs,
+                      const JaggedOptions& options = {}) const;
+
+ private:
+  friend class Model;
+  DeviceModel(Model model, Device device, std::shared_ptr<const nn::gpu::DevicePlan> plan)
+      : model_(std::move(model)), device_(device), plan_(std::move(plan)) {}
+  Model model_;
+  Device device_;
+  std::shared_ptr<const nn::gpu::DevicePlan> plan_;
 };
 
 }  // namespace hepinfer
