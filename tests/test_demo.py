@@ -22,7 +22,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     from hepinfer.demo import JET_FEATURES, PARTICLE_FEATURES, DemoSettings, run_demo
 
     out = tmp_path / "demo"
-    settings = DemoSettings(pfn_epochs=10, bdt_trees=60, disco_scan=(5.0,), timing_repeats=1)
+    settings = DemoSettings(pfn_epochs=10, bdt_trees=60, disco_scan=(0.5, 2.0, 5.0), timing_repeats=1)
     assert run_demo(out_dir=out, n_threads=2, settings=settings) == 0
     printed = capsys.readouterr().out
     assert "all checks passed" in printed
@@ -38,7 +38,22 @@ def test_demo_end_to_end(tmp_path, capsys):
     plain, flat = rows["MLP"], rows["MLP + DisCo"]
     assert flat["background_dcor2"] < 0.5 * plain["background_dcor2"]
     assert flat["inverse_jsd"] > 2 * plain["inverse_jsd"]
-    assert [p["strength"] for p in summary["disco_scan"]] == [0.0, settings.disco_strength, 5.0]
+    # the DisCo strength is chosen on the validation fold: the flattest point that keeps at least
+    # half of the plain MLP's validation rejection, and its test metrics are the table's row
+    scan = summary["disco_scan"]
+    assert [p["strength"] for p in scan] == [0.0, 0.5, 2.0, 5.0]
+    chosen = [p for p in scan if p["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["strength"] == summary["disco_strength"] > 0
+    need = settings.disco_min_rejection_fraction * scan[0]["validation_background_rejection"]
+    allowed = [p for p in scan[1:] if p["validation_background_rejection"] >= need]
+    if allowed:
+        assert chosen[0]["validation_inverse_jsd"] == max(p["validation_inverse_jsd"] for p in allowed)
+    assert chosen[0]["background_rejection"] == flat["background_rejection"]
+    assert chosen[0]["inverse_jsd"] == flat["inverse_jsd"]
+    assert scan[0]["background_rejection"] == plain["background_rejection"]
+    # a stronger penalty decorrelates more (dCor^2 of the background on the test fold)
+    dcor = [p["background_dcor2"] for p in scan]
+    assert dcor == sorted(dcor, reverse=True)
     checks = summary["checks"]
     assert set(checks) == {"BDT", "MLP", "MLP + DisCo", "PFN", "scores.root", "pfn_scores.root"}
     assert all(c["passed"] for c in checks.values())
@@ -112,6 +127,25 @@ def test_demo_end_to_end(tmp_path, capsys):
     )
 
 
+def test_choose_disco_strength():
+    from hepinfer.demo import choose_disco_strength
+
+    scan = {0.2: (50.0, 1.8), 0.5: (40.0, 3.3), 1.0: (30.0, 3.9), 2.0: (24.0, 9.0), 5.0: (10.0, 30.0)}
+    # keep >= 50% of 55 = 27.5: 0.2, 0.5 and 1 are allowed, 1 is the flattest of them
+    assert choose_disco_strength(55.0, scan, 0.5) == 1.0
+    assert choose_disco_strength(55.0, scan, 0.4) == 2.0
+    assert choose_disco_strength(55.0, scan, 0.0) == 5.0
+    # none keeps enough: the one that keeps the most
+    assert choose_disco_strength(500.0, scan, 0.5) == 0.2
+    # ties in 1/JSD go to the weaker penalty; an infinite 1/JSD (no sculpting at all) wins
+    assert choose_disco_strength(10.0, {1.0: (9.0, 4.0), 2.0: (8.0, 4.0)}, 0.5) == 1.0
+    assert choose_disco_strength(10.0, {1.0: (9.0, 4.0), 2.0: (8.0, np.inf)}, 0.5) == 2.0
+    with pytest.raises(ValueError, match="no strengths"):
+        choose_disco_strength(10.0, {}, 0.5)
+    with pytest.raises(ValueError, match="min_rejection_fraction"):
+        choose_disco_strength(10.0, scan, 1.5)
+
+
 def test_efficiency_curve_against_brute_force(rng):
     n = int(rng.integers(20, 200))
     label = rng.random(n) < 0.4
@@ -145,6 +179,7 @@ def test_plots_write_pngs_and_reject_bad_input(tmp_path, rng):
             {"good": (10.0, 5.0), "infinite": (np.inf, 2.0)},
             tmp_path / "j.png",
             curves={"scan": [(2.0, 50.0), (10.0, 5.0)]},
+            curve_labels={"scan": ["λ=1", "λ=0"]},
         ),
     ]
     for p in paths:
@@ -158,6 +193,10 @@ def test_plots_write_pngs_and_reject_bad_input(tmp_path, rng):
         plot.mass_sculpting(mass, label, {"nan": np.where(label, np.nan, good)}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="nothing"):
         plot.jsd_vs_rejection({}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="2 points"):
+        plot.jsd_vs_rejection(
+            {}, tmp_path / "x.png", curves={"c": [(1, 2), (3, 4)]}, curve_labels={"c": ["a"]}
+        )
 
 
 def test_calibration_plot(tmp_path, rng):

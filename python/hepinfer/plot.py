@@ -275,10 +275,12 @@ def jsd_vs_rejection(
     *,
     signal_efficiency: float = 0.5,
     curves: Optional[Mapping[str, Sequence[tuple[float, float]]]] = None,
+    curve_labels: Optional[Mapping[str, Sequence[str]]] = None,
 ) -> str:
     """Mass decorrelation 1/JSD against background rejection, both at ``signal_efficiency``
     (the DisCo paper's figure of merit): one marker per tagger ``name -> (rejection, 1/JSD)``,
-    optionally ``curves`` (e.g. a scan of the decorrelation strength). Up and right is better."""
+    optionally ``curves`` (e.g. a scan of the decorrelation strength), whose points
+    ``curve_labels[name]`` (one text per point, e.g. the strength) annotates. Up and right is better."""
     if not points and not curves:
         raise ValueError("nothing to draw")
     pct = f"{signal_efficiency:.0%}"
@@ -289,6 +291,15 @@ def jsd_vs_rejection(
             xy = np.asarray(line, dtype=np.float64).reshape(-1, 2)
             ok = np.all(np.isfinite(xy), axis=1)
             ax.plot(xy[ok, 0], xy[ok, 1], "o--", ms=4, alpha=0.6, label=name)
+            texts = (curve_labels or {}).get(name)
+            if texts is not None:
+                if len(texts) != len(xy):
+                    raise ValueError(f"curve_labels[{name!r}] has {len(texts)} labels for {len(xy)} points")
+                for (x, y), text, good in zip(xy, texts, ok):
+                    if good:
+                        ax.annotate(
+                            text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small"
+                        )
         markers = "s^vDP*X"
         for i, (name, (rejection, inverse_jsd)) in enumerate(points.items()):
             if np.isfinite(rejection) and np.isfinite(inverse_jsd):
