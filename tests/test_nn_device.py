@@ -59,6 +59,14 @@ def test_cuda_request_in_cpu_only_build(dense):
         model.to("tpu")
 
 
+@pytest.mark.skipif(
+    not _core.built_with_cuda() or _core.cuda_device_count() > 0, reason="needs a CUDA build on a machine without GPU"
+)
+def test_cuda_request_without_a_device(dense):
+    with pytest.raises(hepinfer.DeviceError, match="0 CUDA device"):
+        Model.load(dense["mlp"][0], device="cuda")
+
+
 @pytest.mark.parametrize("name", ["mlp", "softmax", "autoencoder"])
 @pytest.mark.parametrize("rows", [0, 1, 37, 300])
 def test_dense_plan_matches_onnxruntime(rng, dense, name, rows):
