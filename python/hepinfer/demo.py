@@ -802,15 +802,30 @@ def run_demo(
                 mass_label="soft-drop jet mass [GeV]",
             ),
             "jsd_vs_rejection.png": plot.jsd_vs_rejection(
-                {r["model"]: (r["background_rejection"], r["inverse_jsd"]) for r in rows},
+                {
+                    r["model"] + (f" (λ = {chosen:g}, chosen)" if r["model"] == "MLP + DisCo" else ""): (
+                        r["background_rejection"],
+                        r["inverse_jsd"],
+                    )
+                    for r in rows
+                },
                 out / "jsd_vs_rejection.png",
                 signal_efficiency=SIGNAL_EFFICIENCY,
                 curves={
-                    "MLP, DisCo strength scan": [
+                    "MLP, DisCo strength scan (test fold)": [
                         (p["background_rejection"], p["inverse_jsd"]) for p in scan_points
-                    ]
+                    ],
+                    "MLP, DisCo strength scan (validation fold: the choice)": [
+                        (p["validation_background_rejection"], p["validation_inverse_jsd"])
+                        for p in scan_points
+                    ],
                 },
-                curve_labels={"MLP, DisCo strength scan": [f"λ={p['strength']:g}" for p in scan_points]},
+                curve_labels={
+                    "MLP, DisCo strength scan (test fold)": [f"λ={p['strength']:g}" for p in scan_points],
+                    "MLP, DisCo strength scan (validation fold: the choice)": [
+                        f"λ={p['strength']:g}" for p in scan_points
+                    ],
+                },
             ),
             "calibration.png": plot.calibration(
                 y_test,
@@ -990,9 +1005,9 @@ def _write_report(
             "uncut shape."
         ),
         "jsd_vs_rejection.png": (
-            "1/JSD against background rejection at 50% signal efficiency (test fold), one marker per "
-            "tagger, and the DisCo strength scan of the MLP (each point labelled with its lambda); "
-            "up and right is better."
+            "1/JSD against background rejection at 50% signal efficiency: one marker per tagger (test "
+            "fold), and the DisCo strength scan of the MLP on the test fold and on the validation fold, "
+            "where lambda is chosen (each point labelled with its lambda); up and right is better."
         ),
         "calibration.png": (
             "Calibration (reliability diagram) of the BDT and MLP scores on the test fold: observed "

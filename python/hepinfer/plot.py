@@ -46,12 +46,27 @@ def _matplotlib() -> Any:
 
 @contextlib.contextmanager
 def _style() -> Iterator[None]:
-    """mplhep's ROOT style when mplhep is importable, matplotlib's defaults otherwise."""
+    """mplhep's ROOT style when mplhep is importable, matplotlib's defaults otherwise.
+
+    The ROOT style's font (26 pt) and tick lengths are meant for its 10 x 10 inch figures; these
+    plots are about 6.4 inches wide, so both are scaled down with the figure (otherwise axis
+    labels and legends do not fit)."""
     _matplotlib()
     try:
         import mplhep
 
-        style: Any = mplhep.style.ROOT
+        scale = 6.4 / 10.0
+        root = dict(mplhep.style.ROOT)
+        style: Any = {
+            **root,
+            "font.size": float(root.get("font.size", 26)) * scale,
+            **{
+                f"{axis}tick.{which}.size": float(root.get(f"{axis}tick.{which}.size", 0)) * scale
+                for axis in "xy"
+                for which in ("major", "minor")
+                if f"{axis}tick.{which}.size" in root
+            },
+        }
     except Exception:  # noqa: BLE001 - any failure to get the optional style means: plain style
         style = "default"
     import matplotlib.style
@@ -309,7 +324,7 @@ def jsd_vs_rejection(
         _plain_log_ticks(ax.xaxis)
         _plain_log_ticks(ax.yaxis)
         ax.set_xlabel(rf"background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = {pct}")
-        ax.set_ylabel(rf"1/JSD of background mass (pass vs fail), $\varepsilon_S$ = {pct}")
+        ax.set_ylabel(rf"1/JSD, background mass pass vs fail, $\varepsilon_S$ = {pct}", fontsize="small")
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3, which="both")
         return _save(fig, path)
