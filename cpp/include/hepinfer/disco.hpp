@@ -28,6 +28,8 @@
 
 #include <cstddef>
 
+#include "hepinfer/device.hpp"
+
 namespace hepinfer::disco {
 
 /// Options of the distance-correlation functions.
@@ -58,5 +60,25 @@ Result distance_correlation_1d(const double* x, const double* y, const double* w
 Result distance_correlation_nd(const double* x, std::size_t dx, const double* y, std::size_t dy, const double* w,
                                std::size_t n, const Options& options = Options(), double* grad_dcor2 = nullptr,
                                double* grad_dcov = nullptr);
+
+/// Either path on the device given: Device::Kind::CPU calls distance_correlation_1d (dx == dy == 1)
+/// or distance_correlation_nd; Device::Kind::CUDA copies the host arrays to that GPU, runs
+/// distance_correlation_device and copies the gradients back.
+Result distance_correlation(const double* x, std::size_t dx, const double* y, std::size_t dy, const double* w,
+                           std::size_t n, Device device, const Options& options = Options(),
+                           double* grad_dcor2 = nullptr, double* grad_dcov = nullptr);
+
+/// On a CUDA device, with every pointer (x: n x dx, y: n x dy, w: n or null, the gradients: n x dx
+/// or null) in device memory of `device` (torch/cupy tensors). Inputs are checked on the device
+/// (InputError names the argument and the index, as on the CPU); only a few scalars cross to the
+/// host. The algorithm is the O(n^2) pair sweep of distance_correlation_nd as tiled kernels (rows
+/// over threads, columns through shared memory), for 1-D and vector-valued x and y alike; values
+/// and gradients agree with the CPU functions to rounding (the summation order differs).
+/// `stream` is a cudaStream_t (null: a stream of this call); the call returns when done.
+/// Throws DeviceError("... built without CUDA ...") in CPU-only builds.
+Result distance_correlation_device(const double* x, std::size_t dx, const double* y, std::size_t dy,
+                                   const double* w, std::size_t n, Device device,
+                                   const Options& options = Options(), double* grad_dcor2 = nullptr,
+                                   double* grad_dcov = nullptr, void* stream = nullptr);
 
 }  // namespace hepinfer::disco
