@@ -5,8 +5,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <string>
 
+#include "hepinfer/device.hpp"
 #include "hepinfer/disco.hpp"
 #include "hepinfer/errors.hpp"
 
@@ -30,7 +32,8 @@ F64Array as_f64(const py::array& a, const char* name) {
 std::size_t columns(const F64Array& a) { return a.ndim() == 1 ? 1 : static_cast<std::size_t>(a.shape(1)); }
 
 py::tuple stats(const py::array& x_in, const py::array& y_in, const py::object& w_in, bool unbiased, int n_threads,
-                bool gradient) {
+                bool gradient, const std::string& device) {
+  const hepinfer::Device dev = hepinfer::parse_device(device);
   const F64Array x = as_f64(x_in, "x");
   const F64Array y = as_f64(y_in, "y");
   const auto n = static_cast<std::size_t>(x.shape(0));
@@ -67,14 +70,32 @@ py::tuple stats(const py::array& x_in, const py::array& y_in, const py::object& 
   hepinfer::disco::Result r;
   {
     py::gil_scoped_release release;
-    if (dx == 1 && dy == 1)
-      r = hepinfer::disco::distance_correlation_1d(x.data(), y.data(), wp, n, opt, gp_cor, gp_cov);
-    else
-      r = hepinfer::disco::distance_correlation_nd(x.data(), dx, y.data(), dy, wp, n, opt, gp_cor, gp_cov);
+    r = hepinfer::disco::distance_correlation(x.data(), dx, y.data(), dy, wp, n, dev, opt, gp_cor, gp_cov);
   }
   py::object gc = gradient ? py::object(g_cor) : py::object(py::none());
   py::object gv = gradient ? py::object(g_cov) : py::object(py::none());
   return py::make_tuple(r.dcov_xy, r.dcov_xx, r.dcov_yy, r.dcor2, gc, gv);
+}
+
+/// Device memory given as integer addresses (torch .data_ptr(), __cuda_array_interface__): float64,
+/// C-contiguous, n x dx and n x dy; w and the gradient outputs may be 0 (absent).
+py::tuple stats_device(std::uintptr_t x, std::size_t dx, std::uintptr_t y, std::size_t dy, std::uintptr_t w,
+                       std::size_t n, const std::string& device, bool unbiased, std::uintptr_t grad_dcor2,
+                       std::uintptr_t grad_dcov, std::uintptr_t stream) {
+  const hepinfer::Device dev = hepinfer::parse_device(device);
+  if (dev.kind != hepinfer::Device::Kind::CUDA)
+    throw hepinfer::DeviceError("distance_stats_device needs a CUDA device, got \"" + device + "\"");
+  hepinfer::disco::Options opt;
+  opt.unbiased = unbiased;
+  hepinfer::disco::Result r;
+  {
+    py::gil_scoped_release release;
+    r = hepinfer::disco::distance_correlation_device(
+        reinterpret_cast<const double*>(x), dx, reinterpret_cast<const double*>(y), dy,
+        reinterpret_cast<const double*>(w), n, dev, opt, reinterpret_cast<double*>(grad_dcor2),
+        reinterpret_cast<double*>(grad_dcov), reinterpret_cast<void*>(stream));
+  }
+  return py::make_tuple(r.dcov_xy, r.dcov_xx, r.dcov_yy, r.dcor2);
 }
 
 }  // namespace
@@ -82,7 +103,13 @@ py::tuple stats(const py::array& x_in, const py::array& y_in, const py::object& 
 void register_disco(py::module_& m) {
   m.def("distance_stats", &stats, py::arg("x"), py::arg("y"), py::arg("weights") = py::none(),
         py::arg("unbiased") = false, py::arg("n_threads") = 1, py::arg("gradient") = false,
+        py::arg("device") = "cpu",
         "Squared distance covariances and correlation of x and y (1-D or (n, d) arrays), optionally with the "
         "gradients of dCor^2 and dCov^2(x, y) with respect to x. Returns (dcov_xy, dcov_xx, dcov_yy, dcor2, "
-        "grad_dcor2 or None, grad_dcov or None).");
+        "grad_dcor2 or None, grad_dcov or None). device=\"cuda[:N]\" copies the arrays to that GPU.");
+  m.def("distance_stats_device", &stats_device, py::arg("x"), py::arg("dx"), py::arg("y"), py::arg("dy"),
+        py::arg("weights"), py::arg("n"), py::arg("device"), py::arg("unbiased") = false, py::arg("grad_dcor2") = 0,
+        py::arg("grad_dcov") = 0, py::arg("stream") = 0,
+        "distance_stats on float64 device memory given by addresses (0 for absent weights/gradients); writes "
+        "the gradients in place on the device. Returns (dcov_xy, dcov_xx, dcov_yy, dcor2).");
 }

@@ -5,9 +5,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <string>
 
+#include "hepinfer/device.hpp"
 #include "hepinfer/forest.hpp"
+#include "hepinfer/forest_gpu.hpp"
 
 namespace py = pybind11;
 using hepinfer::Forest;
@@ -130,6 +133,25 @@ py::object predict_one(const Forest& f, const py::array& row, const std::string&
   return std::move(out);
 }
 
+py::array_t<double> predict_gpu(const hepinfer::ForestGPU& g, const Forest& f, const py::array& X,
+                                const std::string& output) {
+  require_float(X, "X");
+  const Output o = parse_output(output);
+  const auto layout = layout_of(f, X, "X");
+  py::array_t<double> out({static_cast<py::ssize_t>(layout.n_rows), static_cast<py::ssize_t>(g.n_outputs(o))});
+  double* dst = out.mutable_data();
+  if (is_f32(X)) {
+    const float* src = static_cast<const float*>(X.data());
+    py::gil_scoped_release release;
+    g.predict(src, layout, dst, o);
+  } else {
+    const double* src = static_cast<const double*>(X.data());
+    py::gil_scoped_release release;
+    g.predict(src, layout, dst, o);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_forest(py::module_& m) {
@@ -170,4 +192,45 @@ void register_forest(py::module_& m) {
            py::arg("out") = py::none())
       .def("predict_leaf", &predict_leaf, py::arg("X"), py::arg("n_threads") = 1)
       .def("predict_one", &predict_one, py::arg("row"), py::arg("output") = "probability");
+
+  // The forest uploaded to a GPU. Keeps a reference to its Forest (for input checks).
+  struct GPUHandle {
+    Forest forest;
+    hepinfer::ForestGPU gpu;
+  };
+  py::class_<GPUHandle>(m, "ForestGPU", "A Forest uploaded to a CUDA device (bit-identical decisions and margins).")
+      .def(py::init([](const Forest& f, const std::string& device) {
+             const hepinfer::Device d = hepinfer::parse_device(device);
+             if (d.kind != hepinfer::Device::Kind::CUDA)
+               throw hepinfer::DeviceError("ForestGPU needs a CUDA device, got \"" + device + "\"");
+             py::gil_scoped_release release;
+             return new GPUHandle{f, hepinfer::ForestGPU(f, d)};
+           }),
+           py::arg("forest"), py::arg("device"))
+      .def_property_readonly("device_index", [](const GPUHandle& h) { return h.gpu.device().index; })
+      .def("n_outputs", [](const GPUHandle& h, const std::string& output) { return h.gpu.n_outputs(parse_output(output)); },
+           py::arg("output") = "probability")
+      .def("predict", [](const GPUHandle& h, const py::array& X, const std::string& output) {
+             return predict_gpu(h.gpu, h.forest, X, output);
+           },
+           py::arg("X"), py::arg("output") = "probability",
+           "Host rows (numpy float32/float64) in, numpy out; the rows are copied to the device.")
+      .def("predict_device",
+           [](const GPUHandle& h, std::uintptr_t rows, std::size_t n_rows, const std::string& dtype, std::uintptr_t out,
+              const std::string& output, std::uintptr_t stream) {
+             const Output o = parse_output(output);
+             py::gil_scoped_release release;
+             if (dtype == "float32")
+               h.gpu.predict_device(reinterpret_cast<const float*>(rows), n_rows, reinterpret_cast<double*>(out), o,
+                                    reinterpret_cast<void*>(stream));
+             else if (dtype == "float64")
+               h.gpu.predict_device(reinterpret_cast<const double*>(rows), n_rows, reinterpret_cast<double*>(out), o,
+                                    reinterpret_cast<void*>(stream));
+             else
+               throw InputError("dtype must be \"float32\" or \"float64\", not \"" + dtype + "\"");
+           },
+           py::arg("rows"), py::arg("n_rows"), py::arg("dtype"), py::arg("out"), py::arg("output") = "probability",
+           py::arg("stream") = 0,
+           "Device memory by address: rows (n_rows x n_features, C-contiguous) in, out (n_rows x n_outputs "
+           "float64) written on the device.");
 }

@@ -47,6 +47,16 @@ class Forest:
     def predict_one(self, row: npt.NDArray[Any], output: str = "probability") -> Any: ...
 
 # --- deploy (hepinfer.codegen, hepinfer.tmva_export) ---
+class ForestGPU:
+    def __init__(self, forest: Forest, device: str) -> None: ...
+    @property
+    def device_index(self) -> int: ...
+    def n_outputs(self, output: str = "probability") -> int: ...
+    def predict(self, X: npt.NDArray[Any], output: str = "probability") -> npt.NDArray[np.float64]: ...
+    def predict_device(
+        self, rows: int, n_rows: int, dtype: str, out: int, output: str = "probability", stream: int = 0
+    ) -> None: ...
+
 def forest_ir(forest: Forest) -> dict[str, Any]: ...
 
 # --- jagged (hepinfer.jagged) ---
@@ -126,7 +136,21 @@ def distance_stats(
     unbiased: bool = False,
     n_threads: int = 1,
     gradient: bool = False,
+    device: str = "cpu",
 ) -> tuple[float, float, float, float, Optional[npt.NDArray[np.float64]], Optional[npt.NDArray[np.float64]]]: ...
+def distance_stats_device(
+    x: int,
+    dx: int,
+    y: int,
+    dy: int,
+    weights: int,
+    n: int,
+    device: str,
+    unbiased: bool = False,
+    grad_dcor2: int = 0,
+    grad_dcov: int = 0,
+    stream: int = 0,
+) -> tuple[float, float, float, float]: ...
 
 # --- nn (hepinfer.nn) ---
 

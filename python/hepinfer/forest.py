@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from hepinfer import _core
+from hepinfer import _core, _device
 from hepinfer._core import InputError
 
 __all__ = ["Forest"]
@@ -52,7 +52,7 @@ class Forest:
     feature names.
     """
 
-    __slots__ = ("_core", "_pandas_categorical", "_source")
+    __slots__ = ("_core", "_pandas_categorical", "_source", "_gpu")
 
     def __init__(self, core: _core.Forest, pandas_categorical: Optional[list] = None,
                  source: Optional[tuple] = None) -> None:
@@ -61,6 +61,7 @@ class Forest:
         # how to load it again (pickling, e.g. to Dask workers):
         # ("bytes", data, format, tmva_cut_op) or ("path", path, mtime_ns, size, format, tmva_cut_op)
         self._source = source
+        self._gpu: dict[str, Any] = {}  # device -> _core.ForestGPU, uploaded on first use
 
     def __reduce__(self) -> tuple:
         """Pickle as the model file's bytes: the forest is rebuilt by loading them again."""
@@ -177,7 +178,8 @@ class Forest:
         output: str = "probability",
         n_threads: Optional[int] = None,
         out: Optional[np.ndarray] = None,
-    ) -> np.ndarray:
+        device: str = "cpu",
+    ) -> Any:
         """Evaluate the forest.
 
         ``output="probability"`` gives what the source library's own predict gives
@@ -185,7 +187,19 @@ class Forest:
         sum of leaves plus base score. Returns shape ``(n,)`` for single-output models and
         ``(n, n_classes)`` otherwise. ``n_threads=None`` uses every core; results do not
         depend on the number of threads.
+
+        ``device="cuda"`` or ``"cuda:N"`` evaluates on that GPU (hepinfer built with
+        ``HEPINFER_CUDA=ON``; :class:`hepinfer.DeviceError` otherwise). The trees are uploaded on
+        the first call for each device and kept. Decisions and margins are bit-identical to the
+        CPU; transformed outputs (sigmoid, softmax, exp) agree to a few ulp (device exp). Host
+        input (numpy, pandas, dicts, awkward) is copied to the device and the result returned as
+        numpy; a torch CUDA tensor, cupy array or other ``__cuda_array_interface__`` producer of
+        shape (n, n_features) is read on the device and the result is a float64 array of the same
+        library on the same device (``out`` is for numpy results only). Models with TMVA
+        variable transformations are CPU-only.
         """
+        if not _device.is_cpu(device):
+            return self._predict_gpu(X, output, out, device)
         matrix = self._matrix(X)
         core_out = None
         n_out = self._core.n_outputs(output)
@@ -197,6 +211,42 @@ class Forest:
             core_out = out
         result = self._core.predict(matrix, output, _threads(n_threads), core_out)
         if out is not None:
+            return out
+        return result[:, 0] if n_out == 1 else result
+
+    def _gpu_for(self, device: str) -> Any:
+        cache = getattr(self, "_gpu", None)
+        if cache is None:
+            cache = self._gpu = {}
+        gpu = cache.get(device)
+        if gpu is None:
+            gpu = _core.ForestGPU(self._core, device)
+            cache[device] = gpu
+        return gpu
+
+    def _predict_gpu(self, X: Any, output: str, out: Optional[np.ndarray], device: str) -> Any:
+        _device.check(device)
+        n_out = self._core.n_outputs(output)
+        if _device.on_device(X):
+            device = _device.resolve(device, [X])
+            gpu = self._gpu_for(device)
+            rows = _device.as_device_array(X, "X", dtype=None)
+            if len(rows.shape) != 2 or rows.shape[1] != self.n_features:
+                raise InputError(f"X must have shape (n, {self.n_features}), got {rows.shape}")
+            if out is not None:
+                raise InputError("out= is for numpy results; GPU input returns a new device array")
+            result, ptr = _device.empty_like_device(rows.owner, (rows.shape[0], n_out))
+            gpu.predict_device(rows.ptr, rows.shape[0], rows.dtype, ptr, output, _device.stream_of(rows.owner))
+            return result[:, 0] if n_out == 1 else result
+        device = _device.resolve(device, [])
+        matrix = self._matrix(X)
+        result = self._gpu_for(device).predict(matrix, output)
+        if out is not None:
+            if not isinstance(out, np.ndarray) or out.dtype != np.float64:
+                raise InputError("out must be a float64 numpy array")
+            if out.size != result.size:
+                raise InputError(f"out has shape {out.shape}, expected {(matrix.shape[0], n_out)}")
+            out.reshape(result.shape)[...] = result
             return out
         return result[:, 0] if n_out == 1 else result
 
