@@ -95,6 +95,8 @@ def _models(work: Path, ev: dict, rng) -> None:
 
     torch.manual_seed(int(rng.integers(1 << 30)))
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1), torch.nn.Sigmoid())
+    with torch.no_grad():  # features of order 1, so that the sigmoid does not saturate at 1 for every event
+        mlp[0].weight /= torch.as_tensor(np.abs(X).mean(axis=0) + 1e-3, dtype=torch.float32)
 
     class DeepSets(torch.nn.Module):
         def __init__(self):
