@@ -649,21 +649,7 @@ class Model:
                 )
             jets_list.append((name, _convert(value, infos[name])))
         mask_name, detect = self._mask_option(mask)
-        if self._device is not None:
-            out = self._device.predict_jagged(
-                offsets,
-                list(content.items()),
-                jets_list,
-                mask_name,
-                detect,
-                0 if particle_axis is None else int(particle_axis),
-                -1 if min_length is None else int(min_length),
-                float(pad_value),
-            )
-            if len(out) == 1:
-                return out[0]
-            return {t.name: o for t, o in zip(self._outputs, out)}
-        out = self._core.predict_jagged(
+        args = (
             offsets,
             list(content.items()),
             jets_list,
@@ -672,9 +658,11 @@ class Model:
             0 if particle_axis is None else int(particle_axis),
             -1 if min_length is None else int(min_length),
             float(pad_value),
-            2048,
-            int(n_threads),
         )
+        if self._device is not None:
+            out = self._device.predict_jagged(*args)
+        else:
+            out = self._core.predict_jagged(*args, 2048, int(n_threads))
         if len(out) == 1:
             return out[0]
         return {t.name: o for t, o in zip(self._outputs, out)}
