@@ -909,6 +909,8 @@ void op_tile(const Node& n, Workspace& ws) {
   Shape os;
   for (int i = 0; i < r; ++i) {
     if (rep[static_cast<std::size_t>(i)] < 0) throw OpError("negative repeat");
+    if (a.shape[i] > 0 && rep[static_cast<std::size_t>(i)] > std::numeric_limits<I64>::max() / a.shape[i])
+      throw OpError("repeats too large: the output dimension would overflow");
     os.push(a.shape[i] * rep[static_cast<std::size_t>(i)]);
   }
   void* d = out(n, ws, 0).alloc(a.type, os);
