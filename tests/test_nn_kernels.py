@@ -256,6 +256,82 @@ def test_topk_small_k(rng, largest, k, axis):
     compare(m, {"x": x})
 
 
+# ----------------------------------------------------------------------------- zero-skipping rows
+def relu_fed_model(rng, K, N, act, finite=True):
+    """x -> Relu -> Gemm(K, N) -> act: the dense layer's input is about half exact zeros, which
+    the row kernel skips (when every weight is finite)."""
+    w = randn(rng, K, N) / np.float32(np.sqrt(K))
+    if not finite:
+        w[K // 2, N // 3] = np.inf
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Gemm", ["r", "w", "b"], ["h" if act else "y"])]
+    if act:
+        nodes.append(helper.make_node(act, ["h"], ["y"], **ACTS[act]))
+    return make(nodes, [("x", F, ["N", K])], [("y", F, None)], {"w": w, "b": randn(rng, N)})
+
+
+def relu_fed_input(rng, M, K):
+    x = randn(rng, M, K) * 2
+    if M > 4:
+        x[1] = -1.0  # a row of zeros after the Relu: bias only
+        x[2, ::3] = np.nan  # NaN is not a zero: it reaches the sums
+        x[4, 1] = np.inf
+    if M > 200:
+        x[100:200] = np.abs(x[100:200]) + 0.1  # whole row blocks with no zeros: the dense tiles
+    return x
+
+
+ZERO_SKIP_SHAPES = [(64, 64), (16, 40), (33, 100), (300, 130), (64, 48)]
+
+
+@pytest.mark.parametrize("K,N", ZERO_SKIP_SHAPES)
+@pytest.mark.parametrize("act", [None, "Relu", "Sigmoid", "Softplus"])
+def test_zero_skipping_rows_match_onnxruntime(rng, K, N, act):
+    m = relu_fed_model(rng, K, N, act)
+    for M in (1, 7, 97, 1000):
+        compare(m, {"x": relu_fed_input(rng, M, K)}, rtol=2e-5, atol=2e-5)
+
+
+def test_zero_skipping_rows_with_an_infinite_weight(rng):
+    """0 * inf is NaN: a layer with a non-finite weight keeps every product (dense tiles only)."""
+    m = relu_fed_model(rng, 64, 64, None, finite=False)
+    compare(m, {"x": relu_fed_input(rng, 300, 64)})
+
+
+def _zero_skip_outputs(env: dict, path, x_path, out_path) -> None:
+    code = (
+        "import sys, numpy as np; from hepinfer.nn import Model; "
+        "m = Model.load(sys.argv[1]); x = np.load(sys.argv[2]); "
+        "np.save(sys.argv[3], m.predict(x, n_threads=1))"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(path), str(x_path), str(out_path)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_zero_skipping_rows_equal_the_dense_tiles_bit_for_bit(rng, tmp_path):
+    """Skipping a zero input drops fma(0, w, s) = s: the same sums in the same order, so the
+    zero-skipping kernel (with AVX-512 gathering or the portable gathering) and the dense tiles
+    (HEPINFER_NN_NO_ZERO_SKIP=1) give identical bits."""
+    K, N = 64, 100
+    m = relu_fed_model(rng, K, N, "Tanh")
+    path = tmp_path / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    x = relu_fed_input(rng, 1000, K)
+    np.save(tmp_path / "x.npy", x)
+    outs = {}
+    for name, extra in {
+        "default": {},
+        "dense": {"HEPINFER_NN_NO_ZERO_SKIP": "1"},
+        "no_avx512": {"HEPINFER_DISABLE_AVX512": "1"},
+    }.items():
+        env = dict(os.environ, **extra)
+        _zero_skip_outputs(env, path, tmp_path / "x.npy", tmp_path / f"{name}.npy")
+        outs[name] = np.load(tmp_path / f"{name}.npy")
+    assert np.isfinite(outs["dense"][10:]).all()
+    for name in ("default", "no_avx512"):
+        assert outs[name].tobytes() == outs["dense"].tobytes(), name
+
+
 # ----------------------------------------------------------------------------- portable kernels
 @pytest.mark.slow
 def test_portable_kernels_subprocess():

@@ -13,6 +13,7 @@
 // sums in the same order (k ascending) without fused multiply-adds.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -374,6 +375,166 @@ HEPINFER_NN_AVX2 void row_panels_avx2(std::size_t K, const float* a, const float
   if (act != Act::None && act != Act::Relu) activate(t, NP * kPanel, act, alpha, beta);
   std::memcpy(c, t, std::min<std::size_t>(ncols, NP * kPanel) * sizeof(float));
 }
+
+// ---- dense layers fed by ReLU outputs
+// A ReLU zeroes about half of a layer's inputs. When the weights are finite, fma(0, w, acc)
+// leaves acc unchanged (bar the sign of a zero sum), so a row can skip its zero inputs and sum
+// only the others, in the same k-ascending order with the same FMAs: the same values as the
+// dense tiles for fewer multiply-adds. Each row's non-zero inputs are first gathered into a
+// list (AVX-512 compress where present, a branch-free loop otherwise), then up to four panels
+// (64 columns: eight independent accumulators, enough to hide the FMA latency) are summed
+// over that list.
+
+#define HEPINFER_NN_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,popcnt")))
+
+/// The non-zero entries of a[0, K) (NaN counts as non-zero) -> val/idx; returns their number.
+/// val and idx hold K + 16 entries.
+HEPINFER_NN_AVX512 inline std::size_t gather_nonzero_avx512(const float* a, std::size_t K, float* val, std::uint32_t* idx) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 zero = _mm512_setzero_ps();
+  std::size_t n = 0;
+  for (std::size_t k0 = 0; k0 < K; k0 += 16) {
+    const std::size_t w = std::min<std::size_t>(16, K - k0);
+    const auto valid = static_cast<__mmask16>((1u << w) - 1u);
+    const __m512 v = _mm512_maskz_loadu_ps(valid, a + k0);
+    const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, zero, _CMP_NEQ_UQ);
+    _mm512_storeu_ps(val + n, _mm512_maskz_compress_ps(nz, v));
+    const __m512i k = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(k0)));
+    _mm512_storeu_si512(idx + n, _mm512_maskz_compress_epi32(nz, k));
+    n += static_cast<std::size_t>(__builtin_popcount(nz));
+  }
+  return n;
+}
+
+HEPINFER_NN_AVX2 inline std::size_t gather_nonzero(const float* a, std::size_t K, float* val, std::uint32_t* idx) {
+  std::size_t n = 0;
+  for (std::size_t k = 0; k < K; ++k) {
+    val[n] = a[k];
+    idx[n] = static_cast<std::uint32_t>(k);
+    n += a[k] != 0.0f ? 1 : 0;  // NaN != 0: kept
+  }
+  return n;
+}
+
+/// rows x (up to NP * 16) columns of C, each row summed over the non-zero entries of its row of
+/// A (gathered by `gather`). The epilogue is the dense tiles': + bias_col, then the activation.
+template <int NP, class Gather>
+HEPINFER_NN_AVX2 inline __attribute__((always_inline)) void sparse_rows_body(
+    std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* panels, std::size_t stride,
+    float* C, std::size_t ldc, std::size_t ncols, const float* bias, Act act, float alpha, float beta, float* val,
+    std::uint32_t* idx, Gather gather) {
+  const bool full = ncols >= static_cast<std::size_t>(NP) * kPanel;
+  __m256 bv[NP][2];
+#pragma GCC unroll 4
+  for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) bv[p][v] = bias ? _mm256_loadu_ps(bias + p * kPanel + 8 * v) : _mm256_setzero_ps();
+  for (std::size_t i = 0; i < rows; ++i) {
+    const std::size_t n = gather(A + i * lda, K, val, idx);
+    __m256 acc[NP][2];
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
+    for (std::size_t t = 0; t < n; ++t) {
+      const __m256 av = _mm256_broadcast_ss(val + t);
+      const float* b = panels + static_cast<std::size_t>(idx[t]) * kPanel;
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; ++p) {
+        acc[p][0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + static_cast<std::size_t>(p) * stride), acc[p][0]);
+        acc[p][1] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + static_cast<std::size_t>(p) * stride + 8), acc[p][1]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 2
+      for (int v = 0; v < 2; ++v) {
+        acc[p][v] = _mm256_add_ps(acc[p][v], bv[p][v]);
+        if (act == Act::Relu) acc[p][v] = _mm256_max_ps(_mm256_setzero_ps(), acc[p][v]);
+      }
+    float* c = C + i * ldc;
+    if (full) {
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; ++v) _mm256_storeu_ps(c + p * kPanel + 8 * v, acc[p][v]);
+      if (act != Act::None && act != Act::Relu) activate(c, NP * kPanel, act, alpha, beta);
+    } else {
+      alignas(32) float t[NP * kPanel];
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; ++v) _mm256_store_ps(t + p * kPanel + 8 * v, acc[p][v]);
+      if (act != Act::None && act != Act::Relu) activate(t, NP * kPanel, act, alpha, beta);
+      std::memcpy(c, t, ncols * sizeof(float));
+    }
+  }
+}
+
+template <int NP>
+HEPINFER_NN_AVX512 void sparse_rows_avx512(std::size_t rows, std::size_t K, const float* A, std::size_t lda,
+                                           const float* panels, std::size_t stride, float* C, std::size_t ldc,
+                                           std::size_t ncols, const float* bias, Act act, float alpha, float beta,
+                                           float* val, std::uint32_t* idx) {
+  sparse_rows_body<NP>(rows, K, A, lda, panels, stride, C, ldc, ncols, bias, act, alpha, beta, val, idx,
+                       gather_nonzero_avx512);
+}
+
+template <int NP>
+HEPINFER_NN_AVX2 void sparse_rows_avx2(std::size_t rows, std::size_t K, const float* A, std::size_t lda,
+                                       const float* panels, std::size_t stride, float* C, std::size_t ldc,
+                                       std::size_t ncols, const float* bias, Act act, float alpha, float beta,
+                                       float* val, std::uint32_t* idx) {
+  sparse_rows_body<NP>(rows, K, A, lda, panels, stride, C, ldc, ncols, bias, act, alpha, beta, val, idx,
+                       gather_nonzero);
+}
+
+/// Whether a block of A is sparse enough for the row kernel to pay: at least 40% exact zeros
+/// in its first rows (a ReLU's output; a dense input has almost none).
+HEPINFER_NN_AVX2 bool mostly_zero(const float* A, std::size_t rows, std::size_t K, std::size_t lda) {
+  const std::size_t r = std::min<std::size_t>(rows, 12);
+  const std::size_t K8 = K / 8 * 8;
+  const __m256 zero = _mm256_setzero_ps();
+  std::size_t zeros = 0;
+  for (std::size_t i = 0; i < r; ++i) {
+    const float* a = A + i * lda;
+    for (std::size_t k = 0; k < K8; k += 8)
+      zeros += static_cast<std::size_t>(
+          __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a + k), zero, _CMP_EQ_OQ)))));
+    for (std::size_t k = K8; k < K; ++k) zeros += a[k] == 0.0f ? 1 : 0;
+  }
+  return zeros * 10 >= r * K * 4;
+}
+
+/// rows x N of C, row by row over the non-zero inputs (see above). B's weights must be finite.
+void sparse_rows(std::size_t rows, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* panels,
+                 float* C, std::size_t ldc, const float* bias_col, Act act, float alpha, float beta) {
+  static thread_local std::vector<float> val;
+  static thread_local std::vector<std::uint32_t> idx;
+  if (val.size() < K + 16) {
+    val.resize(K + 16);
+    idx.resize(K + 16);
+  }
+  const bool wide = cpu_has_avx512();
+  const std::size_t np = (N + kPanel - 1) / kPanel, stride = K * kPanel;
+  // panel groups outermost: a group's weights (K x 64 floats) stay in L1 over the rows; each
+  // row's non-zero list is rebuilt per group (cheap next to the sums)
+  for (std::size_t p = 0; p < np; p += 4) {
+    const std::size_t j0 = p * kPanel;
+    const float* b = panels + p * stride;
+    const float* bc = bias_col ? bias_col + j0 : nullptr;
+    const std::size_t nc = std::min<std::size_t>(N - j0, 4 * kPanel);
+    float* c = C + j0;
+#define HEPINFER_SPARSE_ROWS(NP)                                                                               \
+  (wide ? sparse_rows_avx512<NP>(rows, K, A, lda, b, stride, c, ldc, nc, bc, act, alpha, beta, val.data(), idx.data()) \
+        : sparse_rows_avx2<NP>(rows, K, A, lda, b, stride, c, ldc, nc, bc, act, alpha, beta, val.data(), idx.data()))
+    switch (std::min<std::size_t>(4, np - p)) {
+      case 4: HEPINFER_SPARSE_ROWS(4); break;
+      case 3: HEPINFER_SPARSE_ROWS(3); break;
+      case 2: HEPINFER_SPARSE_ROWS(2); break;
+      default: HEPINFER_SPARSE_ROWS(1); break;
+    }
+#undef HEPINFER_SPARSE_ROWS
+  }
+}
 #endif
 
 /// rows x ncols (<= kPanel) of C from one packed panel.
@@ -450,6 +611,17 @@ bool cpu_has_avx2_fma() noexcept {
 #endif
 }
 
+bool cpu_has_avx512() noexcept {
+#ifdef HEPINFER_NN_X86
+  // HEPINFER_DISABLE_AVX512=1 keeps to AVX2 (the tests check that both give the same values)
+  static const bool has = cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512vl") && std::getenv("HEPINFER_DISABLE_AVX512") == nullptr;
+  return has;
+#else
+  return false;
+#endif
+}
+
 void gemm_columns(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* cols,
                   float* C, std::size_t ldc, const float* bias_col, Act act, float alpha, float beta) {
   if (M == 0 || N == 0) return;
@@ -470,7 +642,7 @@ void gemm_columns(std::size_t M, std::size_t N, std::size_t K, const float* A, s
 
 void gemm_packed(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* panels,
                  float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha,
-                 float beta) {
+                 float beta, bool b_finite) {
   if (M == 0 || N == 0) return;
   const bool avx2 = cpu_has_avx2_fma();
   const std::size_t np = (N + kPanel - 1) / kPanel;
@@ -493,8 +665,22 @@ void gemm_packed(std::size_t M, std::size_t N, std::size_t K, const float* A, st
     return;
   }
 #endif
+  // rows fed by a ReLU skip their zero inputs: for 48+ outputs (8 accumulators per row hide the
+  // FMA latency when 4 panels are summed at once; fewer panels would stall on it)
+  // HEPINFER_NN_NO_ZERO_SKIP=1 keeps every block on the dense tiles (the tests compare both)
+  static const bool no_sparse = std::getenv("HEPINFER_NN_NO_ZERO_SKIP") != nullptr;
+  const bool try_sparse = !no_sparse && avx2 && b_finite && bias_row == nullptr && N > 2 * kPanel && K >= 16;
+#ifndef HEPINFER_NN_X86
+  (void)try_sparse;
+#endif
   for (std::size_t i0 = 0; i0 < M; i0 += kRowBlock) {
     const std::size_t rows = std::min(kRowBlock, M - i0);
+#ifdef HEPINFER_NN_X86
+    if (try_sparse && mostly_zero(A + i0 * lda, rows, K, lda)) {
+      sparse_rows(rows, N, K, A + i0 * lda, lda, panels, C + i0 * ldc, ldc, bias_col, act, alpha, beta);
+      continue;
+    }
+#endif
     for (std::size_t p = 0; p < np; ++p) {
       const std::size_t j0 = p * kPanel;
       Epilogue e{bias_col ? bias_col + j0 : nullptr, bias_row ? bias_row + i0 : nullptr, false, true, act, alpha, beta};
@@ -511,7 +697,7 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size
   const bool avx2 = cpu_has_avx2_fma();
   // K in blocks of kc so that a packed panel (kc x 16 floats) stays in L1
   constexpr std::size_t kKBlock = 256;
-  static thread_local std::vector<float> panel;
+  static thread_local AlignedFloats panel;
   const std::size_t kc_max = std::min(K, kKBlock);
   if (panel.size() < std::max<std::size_t>(kc_max, 1) * kPanel) panel.resize(std::max<std::size_t>(kc_max, 1) * kPanel);
   float bias_pad[kPanel];

@@ -926,6 +926,7 @@ void fuse(Graph& g) {
     const auto K = static_cast<std::size_t>(q->K), N = static_cast<std::size_t>(q->N);
     q->panels.assign(packed_panels_size(K, N), 0.0f);
     pack_panels(K, N, q->w.data(), static_cast<std::size_t>(q->ldb), q->panels.data());
+    q->finite = std::all_of(q->w.begin(), q->w.end(), [](float v) { return std::isfinite(v); });
     q->bias.resize((N + kPanel - 1) / kPanel * kPanel, 0.0f);
     if (q->N <= kDotColumns) {
       q->cols.resize(K * N);

@@ -1389,7 +1389,7 @@ void op_dense(const Node& n, Workspace& ws) {
   if (p.N <= kDotColumns && p.cols.size() == K * N && p.bias.size() >= N)
     gemm_columns(M, N, K, a.f(), K, p.cols.data(), d, N, p.bias.data(), n.act, n.alpha, n.beta);
   else if (p.panels.size() == packed_panels_size(K, N) && p.bias.size() >= (N + kPanel - 1) / kPanel * kPanel)
-    gemm_packed(M, N, K, a.f(), K, p.panels.data(), d, N, p.bias.data(), nullptr, n.act, n.alpha, n.beta);
+    gemm_packed(M, N, K, a.f(), K, p.panels.data(), d, N, p.bias.data(), nullptr, n.act, n.alpha, n.beta, p.finite);
   else
     gemm(M, N, K, a.f(), K, p.w.data(), static_cast<std::size_t>(p.ldb), d, N, p.bias.data(), nullptr, n.act, n.alpha,
          n.beta);
