@@ -347,3 +347,17 @@ def test_pickle_round_trip(rng, tmp_path):
     path.write_text(path.read_text() + " ")  # the file changes after loading
     with pytest.raises(TypeError, match="changed"):
         pickle.dumps(forest)
+
+
+@pytest.mark.parametrize("n_trees", [16, 37, 100])
+def test_single_row_path_matches_xgboost(n_trees, rng):
+    """predict_one walks groups of 16 trees from the tree-interleaved copy of the nodes (then 8,
+    then 1): every row, NaN and values on split thresholds included, gives xgboost's float32
+    margin bit for bit, and the batch path's probability."""
+    booster = _train("binary:logistic", rng, depth=5, n_trees=n_trees)
+    forest = hepinfer.Forest.load(booster)
+    X = _test_rows(booster, rng, 8, n=200)
+    margin = booster.predict(xgb.DMatrix(X), output_margin=True)
+    one_margin = np.array([forest.predict_one(row, output="margin") for row in X])
+    np.testing.assert_array_equal(one_margin.astype(np.float32), margin)
+    np.testing.assert_array_equal(np.array([forest.predict_one(row) for row in X]), forest.predict(X))

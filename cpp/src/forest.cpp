@@ -349,6 +349,14 @@ void Forest::Impl::compile_complete() {
   }
   complete.pairs.resize(complete.feat.size());
   for (std::size_t i = 0; i < complete.feat.size(); ++i) complete.pairs[i] = {complete.feat[i], complete.thr[i]};
+  {
+    constexpr std::size_t L = detail::CompleteTrees::kLanes;
+    const std::size_t ni = complete.n_internal, groups = n_slots / L;
+    complete.lanes.resize(groups * ni * L);
+    for (std::size_t g = 0; g < groups; ++g)
+      for (std::size_t i = 0; i < ni; ++i)
+        for (std::size_t k = 0; k < L; ++k) complete.lanes[(g * ni + i) * L + k] = complete.pairs[(L * g + k) * ni + i];
+  }
   // float32-accumulating models (XGBoost) have float leaves: keep a float copy for the
   // single-row path; anything else would make that path inexact, so it is not used then
   bool leaves_are_float = ir.float32_accumulate;
@@ -479,7 +487,9 @@ void Forest::Impl::expand(const float* buf, std::size_t nr, std::size_t cap, flo
   }
 }
 
-// Base margin plus the leaves of every (complete) tree for one expanded row, summed in Acc.
+// Base margin plus the leaves of every (complete) tree for one expanded row, summed in Acc
+// (only with all_complete: slot t is tree t). Groups of 16 trees are walked together from the
+// tree-interleaved copy of the nodes, the rest 8 or 1 at a time.
 template <typename Acc>
 Acc Forest::Impl::sum_complete_trees(const Acc* lv, const float* x, std::size_t cs) const {
   const std::size_t n_trees = roots.size();
@@ -488,9 +498,11 @@ Acc Forest::Impl::sum_complete_trees(const Acc* lv, const float* x, std::size_t 
   Acc m = static_cast<Acc>(ir.base_margin[0]);
   std::size_t t = 0;
   if (cs == 1) {
-    for (; t + 16 <= n_trees; t += 16) {
-      detail::complete_walk_trees16(complete, static_cast<std::uint32_t>(t), x, li);
-      for (std::size_t k = 0; k < 16; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
+    constexpr std::size_t L = detail::CompleteTrees::kLanes;
+    static_assert(L <= 16, "li holds 16 leaves");
+    for (; t + L <= n_trees; t += L) {
+      detail::complete_walk_group<L>(complete, complete.lanes, t / L, x, li);
+      for (std::size_t k = 0; k < L; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
     }
   }
   for (; t + 8 <= n_trees; t += 8) {

@@ -176,11 +176,6 @@ void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const fl
   walk_rows_scalar(trees, slot, block, cap, n_rows, leaf_out, acc);
 }
 
-void complete_walk_trees16(const CompleteTrees& trees, std::uint32_t slot, const float* row,
-                           std::int32_t* leaf_out) noexcept {
-  walk_trees8_scalar<true, 16>(trees, slot, row, 1, leaf_out);
-}
-
 void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
                           std::int32_t* leaf_out) noexcept {
   // Latency-bound (one row): eight independent scalar chains beat gathers here.

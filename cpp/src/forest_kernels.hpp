@@ -29,6 +29,10 @@ struct CompleteTrees {
     float thr;
   };
   std::vector<Pair> pairs;          ///< feat and thr interleaved, for the one-row walkers
+  /// The same pairs for whole groups of kLanes consecutive slots, node-major and tree-minor:
+  /// [(g * n_internal + i) * kLanes + k] is node i of slot kLanes * g + k (complete_walk_group).
+  static constexpr int kLanes = 16;
+  std::vector<Pair> lanes;
   std::vector<double> leaf;         ///< [slot * n_leaves + j]
   std::vector<float> leaf_f;        ///< float copy of `leaf` (float32-accumulating models only)
   std::vector<std::int32_t> leaf_id;///< [slot * n_leaves + j]: the source library's leaf index
@@ -48,9 +52,28 @@ void complete_walk_rows(const CompleteTrees& trees, std::uint32_t slot, const fl
 void complete_walk_trees8(const CompleteTrees& trees, std::uint32_t slot, const float* row, std::size_t cs,
                           std::int32_t* leaf_out) noexcept;
 
-/// Walk trees slot..slot+15 for one expanded, contiguous row. Writes 16 leaf slots.
-void complete_walk_trees16(const CompleteTrees& trees, std::uint32_t slot, const float* row,
-                           std::int32_t* leaf_out) noexcept;
+/// Walk slots L*g..L*g+L-1 for one expanded, contiguous row (the single-row path), with
+/// `lanes` holding groups of L trees. Each tree's position is kept as L * position + lane, so
+/// a step is one load of [base + 8 * q], one of the row and a compare.
+template <int L>
+inline void complete_walk_group(const CompleteTrees& trees, const std::vector<CompleteTrees::Pair>& lanes,
+                                std::size_t g, const float* row, std::int32_t* leaf_out) noexcept {
+  const CompleteTrees::Pair* p = lanes.data() + g * trees.n_internal * L;
+  std::uint32_t q[L];
+#pragma GCC unroll 16
+  for (int k = 0; k < L; ++k) q[k] = static_cast<std::uint32_t>(k);
+  for (int l = 0; l < trees.depth; ++l) {
+#pragma GCC unroll 16
+    for (int k = 0; k < L; ++k) {
+      const CompleteTrees::Pair& n = p[q[k]];
+      const float x = row[static_cast<std::size_t>(n.col)];
+      // child 2i + 2 - left: L * (2i + 2 - left) + k = 2 * (L * i + k) + 2L - k - L * left
+      q[k] = 2 * q[k] + static_cast<std::uint32_t>(2 * L - k) - (x < n.thr ? static_cast<std::uint32_t>(L) : 0u);
+    }
+  }
+#pragma GCC unroll 16
+  for (int k = 0; k < L; ++k) leaf_out[k] = static_cast<std::int32_t>(q[k] / L - trees.n_internal);
+}
 
 /// Walk one tree for one row.
 inline std::int32_t complete_walk_one(const CompleteTrees& trees, std::uint32_t slot, const float* row,
