@@ -664,8 +664,10 @@ void Forest::Impl::finish(const double* margins, std::size_t nr, double* out, Ou
   }
   // LightGBM random forests average the trees before the output transform; the margin
   // (raw score) stays the plain sum, as in LightGBM.
+  // ArgMax writes one value per row, so `out` has no room for the divided margins; a positive
+  // divisor does not change the argmax, so it is skipped there.
   const double* m_in = margins;
-  if (ir.margin_divisor != 1.0) {
+  if (ir.margin_divisor != 1.0 && ir.postprocess != Postprocess::ArgMax) {
     for (std::size_t i = 0; i < nr * ng; ++i) out[i] = margins[i] / ir.margin_divisor;
     m_in = out;
   }

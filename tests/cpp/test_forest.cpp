@@ -267,6 +267,16 @@ TEST_CASE(postprocess_kinds) {
   CHECK(am.n_outputs() == 1);
   CHECK(am.n_outputs(Output::Margin) == 3);
   CHECK(am.predict_one(&x) == 2.0);
+  // averaged margins (a divisor, as LightGBM random forests) with ArgMax: still one value per
+  // row, written into a one-column output with nothing past it touched
+  ir.margin_divisor = 3.0;
+  Forest am3 = Forest::from_ir(ir);
+  const float xs[4] = {0, 1, 2, 3};
+  double o[5] = {-7, -7, -7, -7, -7};
+  am3.predict(xs, 4, o);
+  for (int r = 0; r < 4; ++r) CHECK(o[r] == 2.0);
+  CHECK(o[4] == -7.0);
+  ir.margin_divisor = 1.0;
 
   ForestIR one = stump(0.0, true, NodeIR::Op::Less, true);
   one.postprocess = Postprocess::Sigmoid;
