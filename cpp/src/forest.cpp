@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "forest_kernels.hpp"
+#include "split_thresholds.hpp"
 #include "hepinfer/forest.hpp"
 
 namespace hepinfer {
@@ -58,33 +59,9 @@ struct SpecialSplit {
   std::uint32_t cat_begin, cat_end, lin_begin;
 };
 
-float float_down(double t) {
-  float f = static_cast<float>(t);
-  if (static_cast<double>(f) > t) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
-  return f;
-}
-float float_up(double t) {
-  float f = static_cast<float>(t);
-  if (static_cast<double>(f) < t) f = std::nextafter(f, std::numeric_limits<float>::infinity());
-  return f;
-}
-
-/// "left iff x OP t" (x a float, compare in double) as "left iff x < result" in float.
-float strict_float_threshold(double t, NodeIR::Op op) {
-  if (op == NodeIR::Op::Less) return float_up(t);
-  return std::nextafter(float_down(t), std::numeric_limits<float>::infinity());
-}
-double strict_double_threshold(double t, NodeIR::Op op) {
-  if (op == NodeIR::Op::Less) return t;
-  return std::nextafter(t, std::numeric_limits<double>::infinity());
-}
-
-/// A split the fast paths express as "left iff x < threshold": numerical, no zero band, and
-/// not `x <= +inf` (no number is above +inf, so that one is evaluated exactly instead).
-bool is_plain(const NodeIR& node) {
-  return node.kind == NodeIR::Kind::Numerical && !node.zero_is_missing &&
-         !(node.op == NodeIR::Op::LessEqual && node.threshold == std::numeric_limits<double>::infinity());
-}
+using detail::is_plain;
+using detail::strict_double_threshold;
+using detail::strict_float_threshold;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

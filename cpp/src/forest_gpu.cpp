@@ -7,39 +7,15 @@
 #include <utility>
 
 #include "forest_gpu_layout.hpp"
+#include "split_thresholds.hpp"
 #include "hepinfer/errors.hpp"
 #include "hepinfer/forest_gpu.hpp"
 #include "hepinfer/forest_ir.hpp"
 
 namespace hepinfer::gpu {
-namespace {
-
-// The same threshold rounding as the CPU engine (forest.cpp): "left iff x OP t" compared in double
-// as "left iff x < result" in float (x a float) or in double.
-float float_down(double t) {
-  float f = static_cast<float>(t);
-  if (static_cast<double>(f) > t) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
-  return f;
-}
-float float_up(double t) {
-  float f = static_cast<float>(t);
-  if (static_cast<double>(f) < t) f = std::nextafter(f, std::numeric_limits<float>::infinity());
-  return f;
-}
-float strict_float_threshold(double t, NodeIR::Op op) {
-  if (op == NodeIR::Op::Less) return float_up(t);
-  return std::nextafter(float_down(t), std::numeric_limits<float>::infinity());
-}
-double strict_double_threshold(double t, NodeIR::Op op) {
-  if (op == NodeIR::Op::Less) return t;
-  return std::nextafter(t, std::numeric_limits<double>::infinity());
-}
-bool is_plain(const NodeIR& node) {
-  return node.kind == NodeIR::Kind::Numerical && !node.zero_is_missing &&
-         !(node.op == NodeIR::Op::LessEqual && node.threshold == std::numeric_limits<double>::infinity());
-}
-
-}  // namespace
+using detail::is_plain;
+using detail::strict_double_threshold;
+using detail::strict_float_threshold;
 
 Layout build_layout(const ForestIR& ir) {
   if (!ir.transforms.empty())
