@@ -138,31 +138,28 @@ class CudaBackend final : public Backend {
     blocks_.push_back(p);
     return p;
   }
-  std::shared_ptr<void> persistent(const void* host, std::size_t bytes) override {
+  /// A device allocation that outlives the backend, freed on its own device when the last
+  /// owner lets go.
+  std::shared_ptr<void> owned_alloc(std::size_t bytes, const char* what) {
     void* p = nullptr;
-    check(cudaMalloc(&p, bytes ? bytes : 8), "cudaMalloc (weights)");
+    check(cudaMalloc(&p, bytes ? bytes : 8), what);
     const int dev = device_;
-    std::shared_ptr<void> owner(p, [dev](void* q) {
+    return std::shared_ptr<void>(p, [dev](void* q) {
       int prev = 0;
       cudaGetDevice(&prev);
       cudaSetDevice(dev);
       cudaFree(q);
       cudaSetDevice(prev);
     });
-    if (bytes) check(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (weights)");
+  }
+  std::shared_ptr<void> persistent(const void* host, std::size_t bytes) override {
+    std::shared_ptr<void> owner = owned_alloc(bytes, "cudaMalloc (weights)");
+    if (bytes) check(cudaMemcpy(owner.get(), host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (weights)");
     return owner;
   }
   std::shared_ptr<void> keep(const void* src, std::size_t bytes) override {
-    void* p = nullptr;
-    check(cudaMalloc(&p, bytes ? bytes : 8), "cudaMalloc (outputs)");
-    const int dev = device_;
-    std::shared_ptr<void> owner(p, [dev](void* q) {
-      int prev = 0;
-      cudaGetDevice(&prev);
-      cudaSetDevice(dev);
-      cudaFree(q);
-      cudaSetDevice(prev);
-    });
+    std::shared_ptr<void> owner = owned_alloc(bytes, "cudaMalloc (outputs)");
+    void* p = owner.get();
     if (bytes) check(cudaMemcpyAsync(p, src, bytes, cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync (outputs)");
     return owner;
   }

@@ -759,21 +759,7 @@ void download(Exec& ex, const Graph& g, std::vector<OutputTensor>& outputs) {
 
 /// Binds dense inputs (by name or position) and runs the graph.
 void run_dense(Exec& ex, const Graph& g, const std::vector<InputTensor>& inputs, bool on_backend) {
-  if (inputs.size() != g.inputs.size())
-    throw InputError("the model has " + std::to_string(g.inputs.size()) + " inputs, " + std::to_string(inputs.size()) +
-                     " were given");
-  std::vector<const InputTensor*> ordered(g.inputs.size(), nullptr);
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    std::size_t k = i;
-    if (!inputs[i].name.empty()) {
-      k = g.inputs.size();
-      for (std::size_t j = 0; j < g.inputs.size(); ++j)
-        if (g.inputs[j].name == inputs[i].name) k = j;
-      if (k == g.inputs.size()) throw InputError("the model has no input '" + inputs[i].name + "'");
-    }
-    if (ordered[k]) throw InputError("input '" + g.inputs[k].name + "' is given twice");
-    ordered[k] = &inputs[i];
-  }
+  const std::vector<const InputTensor*> ordered = order_inputs(g, inputs);
   std::map<std::string, I64> dims;
   for (std::size_t i = 0; i < ordered.size(); ++i) {
     const InputTensor& x = *ordered[i];

@@ -261,6 +261,10 @@ class Graph {
   mutable std::vector<std::unique_ptr<Workspace>> pool_;
 };
 
+/// The inputs in the graph's order: matched by name where given, else by position. Throws
+/// InputError for a wrong count, an unknown name (listing the model's) or an input given twice.
+std::vector<const InputTensor*> order_inputs(const Graph& g, const std::vector<InputTensor>& inputs);
+
 /// Evaluates one node (ops.cpp). Inputs/outputs are ws.values[node.in/out]. Throws OpError.
 void run_node(const Node& node, Workspace& ws);
 

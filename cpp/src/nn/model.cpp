@@ -1231,6 +1231,30 @@ bool run_rows(const Graph& g, const std::vector<const InputTensor*>& xs, I64 r0,
 }
 
 }  // namespace
+
+std::vector<const InputTensor*> order_inputs(const Graph& g, const std::vector<InputTensor>& inputs) {
+  if (inputs.size() != g.inputs.size())
+    throw InputError("the model has " + std::to_string(g.inputs.size()) + " inputs, " + std::to_string(inputs.size()) +
+                     " were given");
+  std::vector<const InputTensor*> ordered(g.inputs.size(), nullptr);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    std::size_t k = i;
+    if (!inputs[i].name.empty()) {
+      k = g.inputs.size();
+      for (std::size_t j = 0; j < g.inputs.size(); ++j)
+        if (g.inputs[j].name == inputs[i].name) k = j;
+      if (k == g.inputs.size()) {
+        std::string names;
+        for (const auto& t : g.inputs) names += (names.empty() ? "'" : ", '") + t.name + "'";
+        throw InputError("the model has no input '" + inputs[i].name + "' (its inputs are " + names + ")");
+      }
+    }
+    if (ordered[k]) throw InputError("input '" + g.inputs[k].name + "' is given twice");
+    ordered[k] = &inputs[i];
+  }
+  return ordered;
+}
+
 }  // namespace nn
 
 // ---- public API
@@ -1332,25 +1356,7 @@ bool Model::batch_separable() const noexcept { return graph_->separable; }
 
 void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTensor>& outputs, int n_threads) const {
   const nn::Graph& g = *graph_;
-  if (inputs.size() != g.inputs.size())
-    throw InputError("the model has " + std::to_string(g.inputs.size()) + " inputs, " + std::to_string(inputs.size()) +
-                     " were given");
-  std::vector<const InputTensor*> ordered(g.inputs.size(), nullptr);
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    std::size_t k = i;
-    if (!inputs[i].name.empty()) {
-      k = g.inputs.size();
-      for (std::size_t j = 0; j < g.inputs.size(); ++j)
-        if (g.inputs[j].name == inputs[i].name) k = j;
-      if (k == g.inputs.size()) {
-        std::string names;
-        for (const auto& t : g.inputs) names += (names.empty() ? "'" : ", '") + t.name + "'";
-        throw InputError("the model has no input '" + inputs[i].name + "' (its inputs are " + names + ")");
-      }
-    }
-    if (ordered[k]) throw InputError("input '" + g.inputs[k].name + "' is given twice");
-    ordered[k] = &inputs[i];
-  }
+  const std::vector<const InputTensor*> ordered = nn::order_inputs(g, inputs);
   std::map<std::string, std::int64_t> dims;
   for (std::size_t i = 0; i < ordered.size(); ++i) nn::check_input(g.inputs[i], *ordered[i], dims);
   outputs.resize(g.outputs.size());
