@@ -4,7 +4,9 @@
     summary = hepinfer.score(forest, files, tree="Events", output="scores.root", chunk="50 MB")
 
 The files are read chunk by chunk (memory bounded by ``chunk``, not by the files), the next
-chunk being read in a background thread while the model evaluates the current one.
+pieces being read in a background thread while the model evaluates the current one (see
+:func:`_read_plan`: a large chunk is read in pieces, so reading and evaluation overlap from the
+first piece on).
 
 Set and graph networks (PFN, EFN, ParticleNet) are read from jagged branches, one event
 per jet, without padding::
@@ -572,8 +574,12 @@ class _RootWriter:
         joined = first if len(pending) == 1 else {k: np.concatenate([c[k] for c in pending]) for k in first}
         self.tree.extend(joined)
 
-    def close(self, summary: ScoreSummary, schema: Mapping[str, Any]) -> None:
+    def close(self, summary: ScoreSummary, schema: Mapping[str, Any], status: str = "complete") -> None:
+        """Write what is pending, the ``hepinfer_inputs`` and ``hepinfer_failures`` strings and
+        ``hepinfer_status`` (``"complete"``, or ``"incomplete: why"`` for a run that stopped
+        part-way: the file then holds the scores computed before it stopped), and close."""
         try:
+            self.file["hepinfer_status"] = status
             self.flush()
             if self.tree is None and schema:
                 self.file.mktree(self.tree_name, dict(schema))
@@ -591,8 +597,38 @@ class _RootWriter:
             self.file.close()
 
 
-def _prefetch(chunks: Iterator[Any], depth: int = 1) -> Iterator[Any]:
-    """Read the next chunk(s) in a background thread while the caller works on this one."""
+# Pieces read ahead of the one being evaluated (0: read and evaluate in turn, in one thread).
+# The results do not depend on it: pieces are delivered in order, each evaluated alone.
+_READ_AHEAD = 2
+# A chunk of at least 2 * _MIN_READ_EVENTS events is read in pieces of chunk / _READ_PIECES
+# events (at least _MIN_READ_EVENTS), so that evaluation starts after the first piece and the last
+# piece's evaluation is all that is left after the read; fewer events per read do not cost more
+# (uproot reuses the baskets a piece ends in; benchmarks/io.py).
+_READ_PIECES = 8
+_MIN_READ_EVENTS = 50_000
+
+
+def _read_plan(chunk_events: int) -> tuple[int, Optional[int]]:
+    """(events per dask partition, events per read or None to read ``chunk`` as given) for a
+    tree whose ``chunk`` holds ``chunk_events`` events. Partitions are a whole number of reads,
+    so the local path (reads from entry 0) and the dask path (reads from each partition's
+    start) read the same entry ranges: the same failure entries, the same output."""
+    if chunk_events < 2 * _MIN_READ_EVENTS:
+        return chunk_events, None
+    step = max(_MIN_READ_EVENTS, chunk_events // _READ_PIECES)
+    return step * (chunk_events // step), step
+
+
+def _prefetch(chunks: Iterator[Any], depth: Optional[int] = None) -> Iterator[Any]:
+    """The items of ``chunks`` in order, read in a background thread up to ``depth`` items
+    (default ``_READ_AHEAD``) ahead of the caller, who works on the current one meanwhile. An
+    exception raised by ``chunks`` reaches the caller, in order, after the items before it;
+    when the caller stops early (an exception of its own, or ``close()``), the reader is stopped
+    and joined before this returns. ``depth`` 0: read in the caller's thread, in turn."""
+    depth = _READ_AHEAD if depth is None else depth
+    if depth < 1:
+        yield from chunks
+        return
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
@@ -635,7 +671,8 @@ def _prefetch(chunks: Iterator[Any], depth: int = 1) -> Iterator[Any]:
             yield c
     finally:
         stop.set()
-        thread.join()
+        if thread is not threading.current_thread():  # not when the GC finalises it in the reader
+            thread.join()
 
 
 # ---------------------------------------------------------------------------------- jagged reading
@@ -940,14 +977,19 @@ def score(
         is read; one that reads a branch a file lacks raises :class:`hepinfer.io.ReadError`
         naming the file, the branch and the expression.
     chunk
-        Events per chunk (int) or a size such as ``"50 MB"``: bounds the memory used.
+        Events per chunk (int) or a size such as ``"50 MB"``: bounds the memory used. A chunk
+        of 100 000 events or more is read in 8 pieces (of at least 50 000 events), each read
+        in a background thread while the model evaluates the one before (at most 2 pieces
+        read ahead), so reading and evaluation overlap; the scores do not depend on it.
     output
         ``None``: return the scores. A path: write a ROOT file with tree ``output_tree`` holding
         ``file_index`` (position of the input file), ``entry`` (entry number in its tree), the
         event identifiers ``run``/``luminosityBlock``/``event`` when the inputs have them
         (NanoAOD spellings and common others, see ``hepinfer.io.EVENT_ID_BRANCHES``) and one
         branch per model output (``score``, or ``score_0..score_k``, or ``output_names``), plus a
-        ``hepinfer_inputs`` string listing the input files and events scored from each.
+        ``hepinfer_inputs`` string listing the input files and events scored from each, and a
+        ``hepinfer_status`` string: ``"complete"``, or ``"incomplete: <error>"`` when the run
+        stopped part-way (the file then holds the scores computed before it stopped).
     output_kind, n_threads
         For forests: ``"probability"`` or ``"margin"``, and threads (``None``: all cores).
     progress
@@ -1002,25 +1044,31 @@ def score(
         )
     scorer = as_scoring_model(model, output_kind=output_kind, n_threads=n_threads, output_names=output_names)
     plan = _make_plan(scorer, features, jet_features, aliases, cut, chunk, open_options)
-    summary, good, total, _ = _check_files(plan, files, tree, on_error, event_ids, output, output_tree)
+    summary, good, total, sizes = _check_files(plan, files, tree, on_error, event_ids, output, output_tree)
+    if output is None:
+        plan.event_ids = {}  # only the output file holds them: not read (summary.event_ids names them)
     collector = _Collector(summary, scorer, output, output_tree, on_error, _progress_bar(total, progress))
 
     def items() -> Iterator[Union[Chunk, _Failure]]:
         for source in good:
             entry = 0
             try:
-                for c in plan.read(source):
+                for c in plan.read(source, step=_read_plan(sizes[source.index][1])[1]):
                     entry = c.entry_stop
                     yield c
             except ReadError as err:
                 yield _Failure(source, entry, err)
 
     def blocks() -> Iterator[Union[_Block, _Failure]]:
-        for item in _prefetch(items()):
-            if isinstance(item, _Failure):
-                yield item
-            else:
-                yield _evaluate(scorer, plan, item, (item.source.index, 0))
+        reader = _prefetch(items())
+        try:
+            for item in reader:
+                if isinstance(item, _Failure):
+                    yield item
+                else:
+                    yield _evaluate(scorer, plan, item, (item.source.index, 0))
+        finally:
+            reader.close()  # stops and joins the reader thread now, not when the GC gets to it
 
     return collector.run(blocks(), return_summary)
 
@@ -1056,9 +1104,15 @@ class _Plan:
             check_branches(source, tree, self.exprs, self.aliases, cut=self.cut)
 
     def read(
-        self, source: TreeSource, entry_start: Optional[int] = None, entry_stop: Optional[int] = None
+        self,
+        source: TreeSource,
+        entry_start: Optional[int] = None,
+        entry_stop: Optional[int] = None,
+        step: Optional[int] = None,
     ) -> Iterator[Chunk]:
-        how = (self.aliases, self.cut, self.chunk, self.open_options, self.event_ids)
+        """Chunks of ``source`` (entries ``entry_start..entry_stop``) of ``step`` events, or of
+        ``chunk`` as given when ``step`` is None."""
+        how = (self.aliases, self.cut, step or self.chunk, self.open_options, self.event_ids)
         if self.jagged:
             return _iterate_jagged(source, self.particle, self.jets, *how, entry_start, entry_stop)
         return _iterate_one(source, self.exprs, *how, entry_start, entry_stop)
@@ -1120,12 +1174,10 @@ def _check_files(
     event_ids: bool,
     output: Any,
     output_tree: str,
-    *,
-    steps: bool = False,
 ) -> tuple[ScoreSummary, list[TreeSource], int, dict[int, tuple[int, int]]]:
     """Open and check every file before scoring anything (a bad file among 500 is found in
-    seconds): (summary, good files, their entries in all, {file index: (entries, entries per
-    partition)} when ``steps``). Sets ``plan.event_ids`` from the first good file."""
+    seconds): (summary, good files, their entries in all, {file index: (entries, entries in
+    one chunk)}). Sets ``plan.event_ids`` from the first good file."""
     sources = expand_files(files, tree)
     summary = ScoreSummary(
         files=sources, output=os.fspath(output) if output is not None else None, output_tree=output_tree
@@ -1143,8 +1195,7 @@ def _check_files(
                     ids = find_event_ids(t) if event_ids else {}
                     plan.event_ids = ids
                 n = int(t.num_entries)
-                if steps:
-                    sizes[source.index] = (n, _chunk_stop(t, plan.expressions(), 0, plan.chunk) if n else 1)
+                sizes[source.index] = (n, _chunk_stop(t, plan.expressions(), 0, plan.chunk) if n else 1)
                 total += n
             finally:
                 t.file.close()
@@ -1264,25 +1315,33 @@ class _Collector:
 
     def fail(self, failure: _Failure) -> None:
         if self.on_error == "raise":
+            # recorded first, so the partial output file says which file stopped the run
+            self.summary.failures.append(FileFailure(failure.source, failure.entry, failure.error))
             raise failure.error
         if failure.source.index not in self.failed:
             self.failed.add(failure.source.index)
             self.summary.failures.append(FileFailure(failure.source, failure.entry, failure.error))
 
     def run(self, blocks: Iterator[Union[_Block, _Failure]], return_summary: bool) -> Any:
-        """Consume ``blocks`` and return what :func:`score` returns."""
+        """Consume ``blocks`` and return what :func:`score` returns. ``blocks`` is closed
+        before this returns or raises (a reader thread or dask futures behind it are stopped)."""
         summary = self.summary
         try:
-            for b in blocks:
-                if isinstance(b, _Failure):
-                    self.fail(b)
-                else:
-                    self.add(b)
+            try:
+                for b in blocks:
+                    if isinstance(b, _Failure):
+                        self.fail(b)
+                    else:
+                        self.add(b)
+            finally:
+                close = getattr(blocks, "close", None)
+                if close is not None:
+                    close()
         except BaseException as err:
             summary.seconds = time.perf_counter() - self.start
             self.bar.close()
             if self.writer is not None:
-                self.writer.close(summary, {})
+                self.writer.close(summary, {}, status=f"incomplete: {_one_line(err)}")
                 if isinstance(err, ReadError):
                     raise _with_partial_output(err, summary) from err
             raise
@@ -1467,6 +1526,7 @@ class _Job:
     source: TreeSource
     entry_start: int
     entry_stop: int
+    step: Optional[int] = None  # events per read (None: plan.chunk), as the local path reads
 
 
 def _score_job(holder: ModelHolder, plan: _Plan, job: _Job) -> list[Union[_Block, _Failure]]:
@@ -1476,7 +1536,7 @@ def _score_job(holder: ModelHolder, plan: _Plan, job: _Job) -> list[Union[_Block
     out: list[Union[_Block, _Failure]] = []
     entry = job.entry_start
     try:
-        for c in plan.read(job.source, job.entry_start, job.entry_stop):
+        for c in plan.read(job.source, job.entry_start, job.entry_stop, job.step):
             out.append(_evaluate(scorer, plan, c, (job.source.index, job.entry_start)))
             entry = c.entry_stop
     except ReadError as err:
@@ -1600,13 +1660,15 @@ def score_dask(
     scorer = holder.get()
     plan = _make_plan(scorer, features, jet_features, aliases, cut, chunk, open_options)
     summary, good, total, sizes = _check_files(
-        plan, files, tree, "raise" if not compute else on_error, event_ids, output, output_tree, steps=True
+        plan, files, tree, "raise" if not compute else on_error, event_ids, output, output_tree
     )
-    jobs = [
-        _Job(source, start, min(start + sizes[source.index][1], sizes[source.index][0]))
-        for source in good
-        for start in range(0, sizes[source.index][0], sizes[source.index][1])
-    ]
+    if compute and output is None:
+        plan.event_ids = {}  # as score(): only the output file holds them
+    jobs = []
+    for source in good:
+        n, chunk_events = sizes[source.index]
+        partition, step = _read_plan(chunk_events)
+        jobs += [_Job(source, start, min(start + partition, n), step) for start in range(0, n, partition)]
     token = uuid.uuid4().hex[:16]
     # the model is one node of the graph: its bytes travel to each worker once (not once per
     # partition) and are loaded there once (ModelHolder.get caches per process)
