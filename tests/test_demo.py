@@ -22,7 +22,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     from hepinfer.demo import JET_FEATURES, PARTICLE_FEATURES, DemoSettings, run_demo
 
     out = tmp_path / "demo"
-    settings = DemoSettings(pfn_epochs=10, bdt_trees=60, disco_scan=(0.5, 2.0, 5.0), timing_repeats=1)
+    # the default strength scan (the choice of lambda is part of what is tested), a shorter PFN
+    settings = DemoSettings(pfn_epochs=10, bdt_trees=60, timing_repeats=1, bootstrap_replicas=100)
     assert run_demo(out_dir=out, n_threads=2, settings=settings) == 0
     printed = capsys.readouterr().out
     assert "all checks passed" in printed
@@ -38,16 +39,44 @@ def test_demo_end_to_end(tmp_path, capsys):
     plain, flat = rows["MLP"], rows["MLP + DisCo"]
     assert flat["background_dcor2"] < 0.5 * plain["background_dcor2"]
     assert flat["inverse_jsd"] > 2 * plain["inverse_jsd"]
+    # the evaluation-only QCD jets: in the validation and test folds, never in training or in
+    # early stopping; with them each of those folds holds thousands of QCD jets
+    n = summary["n_jets"]
+    assert n["evaluation_background"] == 4000
+    assert n["validation_background"] > 2000 and n["test_background"] > 2000
+    assert n["train"] + n["validation"] + n["test"] == n["signal"] + n["background"] == 8000
+    from hepinfer.datasets import load_jets
+
+    main_fold = load_jets(library="np")["event"] % 4
+    assert n["train"] == np.isin(main_fold, (2, 3)).sum() and n["early_stopping"] == (main_fold == 0).sum()
+    # statistical intervals (bootstrap of the test jets): ordered, and the passing background is
+    # dozens of jets, not a handful
+    for name, r in rows.items():
+        for key in ("background_rejection_interval", "inverse_jsd_interval"):
+            lo, hi = r[key]
+            assert 0 < lo < hi, (name, key)
+        assert r["background_passing"] >= 15, name
+        lo, hi = r["background_rejection_interval"]
+        assert lo <= r["background_rejection"] <= hi, name
+    assert plain["rejection_ratio_to_mlp_interval"] == [1.0, 1.0]
+    # the claims of the report, beyond the statistical errors (paired bootstrap): the DisCo MLP
+    # sculpts less (1/JSD ratio interval above 1) and pays for it in rejection (below 1)
+    assert flat["inverse_jsd_ratio_to_mlp_interval"][0] > 1.5
+    assert flat["rejection_ratio_to_mlp_interval"][1] < 1.0
     # the DisCo strength is chosen on the validation fold: the flattest point that keeps at least
     # half of the plain MLP's validation rejection, and its test metrics are the table's row
     scan = summary["disco_scan"]
-    assert [p["strength"] for p in scan] == [0.0, 0.5, 2.0, 5.0]
+    assert [p["strength"] for p in scan] == [0.0, *settings.disco_scan]
     chosen = [p for p in scan if p["chosen"]]
     assert len(chosen) == 1 and chosen[0]["strength"] == summary["disco_strength"] > 0
+    assert scan[0]["validation_rejection_ratio_interval"] == [1.0, 1.0]
+    for p in scan[1:]:
+        lo, hi = p["validation_rejection_ratio_interval"]
+        assert lo < hi
     need = settings.disco_min_rejection_fraction * scan[0]["validation_background_rejection"]
     allowed = [p for p in scan[1:] if p["validation_background_rejection"] >= need]
-    if allowed:
-        assert chosen[0]["validation_inverse_jsd"] == max(p["validation_inverse_jsd"] for p in allowed)
+    assert allowed, "some strength keeps half of the plain MLP's rejection"
+    assert chosen[0]["validation_inverse_jsd"] == max(p["validation_inverse_jsd"] for p in allowed)
     assert chosen[0]["background_rejection"] == flat["background_rejection"]
     assert chosen[0]["inverse_jsd"] == flat["inverse_jsd"]
     assert scan[0]["background_rejection"] == plain["background_rejection"]
@@ -144,6 +173,70 @@ def test_choose_disco_strength():
         choose_disco_strength(10.0, {}, 0.5)
     with pytest.raises(ValueError, match="min_rejection_fraction"):
         choose_disco_strength(10.0, scan, 1.5)
+
+
+def test_bootstrap_working_point_against_binomial_errors():
+    from hepinfer.demo import bootstrap_working_point
+
+    rng = np.random.default_rng(11)
+    n_sig, n_bkg, p = 1000, 4000, 0.05
+    label = np.r_[np.ones(n_sig), np.zeros(n_bkg)]
+    mass = rng.uniform(0, 200, n_sig + n_bkg)
+    # signal scores in (0, 1): the cut at 50% signal efficiency is inside (0, 1) on every
+    # replica, so a background jet passes exactly when its score is 2: eps_B is binomial
+    passes = np.zeros(n_bkg, dtype=bool)
+    passes[: int(p * n_bkg)] = True
+    ref = np.r_[rng.uniform(0.01, 0.99, n_sig), np.where(passes, 2.0, 0.0)]
+    # a second tagger passing the same jets and as many others: its rejection is half as large,
+    # and the paired ratio spreads less than the two rejections do; the third is the reference itself
+    more = passes | np.r_[np.zeros(int(p * n_bkg), dtype=bool), np.ones(int(p * n_bkg), dtype=bool),
+                          np.zeros(n_bkg - 2 * int(p * n_bkg), dtype=bool)]
+    looser = np.r_[ref[:n_sig], np.where(more, 2.0, 0.0)]
+    out = bootstrap_working_point(
+        label, mass, {"ref": ref, "looser": looser, "same": ref.copy()}, reference="ref", replicas=400, seed=5
+    )
+    sigma = np.sqrt(p * (1 - p) / n_bkg)
+    lo, hi = out["ref"]["background_rejection"]
+    assert lo == pytest.approx(1 / (p + sigma), rel=0.05) and hi == pytest.approx(1 / (p - sigma), rel=0.05)
+    assert out["same"]["rejection_ratio"] == (1.0, 1.0) and out["same"]["inverse_jsd_ratio"] == (1.0, 1.0)
+    assert out["same"]["background_rejection"] == out["ref"]["background_rejection"]
+    r_lo, r_hi = out["looser"]["rejection_ratio"]
+    assert 0.45 < r_lo <= 0.5 <= r_hi < 0.55
+    # unpaired, the ratio of the two rejections would spread twice as wide as the paired one
+    l_lo, l_hi = out["looser"]["background_rejection"]
+    assert (l_hi / lo - l_lo / hi) > 1.5 * (r_hi - r_lo)
+    # mass independent of the score: the 1/JSD intervals are finite and ordered
+    for name in out:
+        j_lo, j_hi = out[name]["inverse_jsd"]
+        assert 0 < j_lo < j_hi
+    with pytest.raises(ValueError, match="reference"):
+        bootstrap_working_point(label, mass, {"ref": ref}, reference="nope")
+    with pytest.raises(ValueError, match="replicas"):
+        bootstrap_working_point(label, mass, {"ref": ref}, replicas=1)
+
+
+def test_evaluation_background_is_qcd_outside_the_training_folds():
+    import hepinfer.datasets as hd
+    from hepinfer.demo import EVALUATION_EVENT_OFFSET, _add_evaluation_background, evaluation_background_path
+
+    path = evaluation_background_path()
+    extra = hd.load_jets(path, library="np")
+    assert len(extra["label"]) == 4000 and np.all(extra["label"] == 0)
+    main = hd.load_jets(library="np")
+    both, n_extra = _add_evaluation_background(main, path)
+    n_main = len(main["label"])
+    assert n_extra == 4000 and len(both["label"]) == n_main + n_extra
+    # the extra jets follow the main ones, constituents included, with shifted event numbers
+    assert np.array_equal(both["event"][n_main:], extra["event"] + EVALUATION_EVENT_OFFSET)
+    assert not set(both["event"][n_main:].tolist()) & set(main["event"][main["label"] == 0].tolist())
+    k = n_main + 7
+    np.testing.assert_array_equal(
+        both["constituent_pt"][both["constituent_offsets"][k] : both["constituent_offsets"][k + 1]],
+        extra["constituent_pt"][extra["constituent_offsets"][7] : extra["constituent_offsets"][8]],
+    )
+    # an independent Pythia sample (another seed): no jet of it is a jet of the main sample
+    key = lambda c: set(zip(np.round(c["jet_pt"], 3).tolist(), np.round(c["jet_eta"], 4).tolist()))
+    assert not key(extra) & key(main)
 
 
 def test_efficiency_curve_against_brute_force(rng):
