@@ -628,3 +628,23 @@ def test_cli_toy_particle_network(tmp_path):
     )
     assert T.main([str(cfg)]) == 0
     assert (tmp_path / "pfn" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_validation_dcor2_is_the_background_dcor2(rng, weighted):
+    """Trainer.evaluate reports dCor²(score, mass) on the background events with hepinfer's C++
+    estimator: the torch reference formula on the same scores gives the same value."""
+    X, y, mass = toy_jets(rng, 3000)
+    w = rng.uniform(0.5, 2.0, len(y)) if weighted else None
+    trainer = T.Trainer(mlp_for(X, 0), epochs=1, batch_size=256, progress=False)
+    trainer.fit(make_sample(X, y, mass, w))
+    got = trainer.evaluate(make_sample(X, y, mass, w))["validation_dcor2"]
+    score = trainer.predict(torch.as_tensor(X)).astype(np.float32).astype(np.float64)
+    bkg = y < 0.5
+    ref = lx.distance_correlation_squared(
+        torch.as_tensor(score[bkg]),
+        torch.as_tensor(mass.astype(np.float32).astype(np.float64)[bkg]),
+        None if w is None else torch.as_tensor(w.astype(np.float32).astype(np.float64)[bkg]),
+    )
+    assert 0.0 < got < 1.0
+    assert got == pytest.approx(float(ref), rel=1e-6)
