@@ -300,7 +300,7 @@ def jsd_vs_rejection(
         raise ValueError("nothing to draw")
     pct = f"{signal_efficiency:.0%}"
     with _style():
-        fig = _figure()
+        fig = _figure(8.4, 4.8)
         ax = fig.add_subplot()
         for name, line in (curves or {}).items():
             xy = np.asarray(line, dtype=np.float64).reshape(-1, 2)
@@ -325,7 +325,8 @@ def jsd_vs_rejection(
         _plain_log_ticks(ax.yaxis)
         ax.set_xlabel(rf"background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = {pct}")
         ax.set_ylabel(rf"1/JSD, background mass pass vs fail, $\varepsilon_S$ = {pct}", fontsize="small")
-        ax.legend(fontsize="small")
+        # beside the axes: inside, it covers the scan's strength labels
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         ax.grid(alpha=0.3, which="both")
         return _save(fig, path)
 
