@@ -232,6 +232,17 @@ def test_prefetch_order_errors_and_early_close():
         finally:
             closed.set()
 
+    def failing_cleanup():
+        try:
+            yield from range(3)
+        finally:
+            raise OSError("cleanup failed")
+
+    got = []
+    with pytest.raises(OSError, match="cleanup failed"):  # raised, not waited for forever
+        for x in _prefetch(failing_cleanup(), 2):
+            got.append(x)
+    assert got == [0, 1, 2]
     reader = _prefetch(endless(), 2)
     assert [next(reader) for _ in range(5)] == list(range(5))
     reader.close()

@@ -634,6 +634,7 @@ def _prefetch(chunks: Iterator[Any], depth: Optional[int] = None) -> Iterator[An
     done = object()
 
     def work() -> None:
+        item: tuple[Any, Optional[BaseException]] = (done, None)
         try:
             for c in chunks:
                 while not stop.is_set():
@@ -645,13 +646,15 @@ def _prefetch(chunks: Iterator[Any], depth: Optional[int] = None) -> Iterator[An
                 if stop.is_set():
                     break
         except BaseException as err:  # forwarded to the consumer
-            item: tuple[Any, Optional[BaseException]] = (None, err)
-        else:
-            item = (done, None)
+            item = (None, err)
         finally:
             close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            try:
+                if close is not None:
+                    close()
+            except BaseException as err:  # the consumer must not wait for an item that never comes
+                if item[1] is None:
+                    item = (None, err)
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.1)
