@@ -603,7 +603,8 @@ _READ_AHEAD = 2
 # A chunk of at least 2 * _MIN_READ_EVENTS events is read in pieces of chunk / _READ_PIECES
 # events (at least _MIN_READ_EVENTS), so that evaluation starts after the first piece and the last
 # piece's evaluation is all that is left after the read; fewer events per read do not cost more
-# (uproot reuses the baskets a piece ends in; benchmarks/io.py).
+# (uproot reuses the baskets a piece ends in; benchmarks/io.py). uproot decompresses whole baskets,
+# so pieces smaller than a basket arrive together: the basket is the grain of the overlap.
 _READ_PIECES = 8
 _MIN_READ_EVENTS = 50_000
 
