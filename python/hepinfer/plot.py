@@ -249,7 +249,7 @@ def mass_sculpting(
     w = np.ones(m.size) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
     edges = np.histogram_bin_edges(m[~is_signal], bins=bins, range=mass_range)
     with _style():
-        fig = _figure()
+        fig = _figure(8.4, 4.8)
         ax = fig.add_subplot()
         ax.hist(
             m[is_signal], edges, weights=w[is_signal], density=True, color="grey", alpha=0.25, label="signal"
@@ -280,7 +280,8 @@ def mass_sculpting(
         ax.set_xlabel(mass_label)
         ax.set_ylabel("normalised")
         ax.set_title(rf"background passing the cut at $\varepsilon_S$ = {signal_efficiency:.0%}")
-        ax.legend(fontsize="small")
+        # beside the axes: inside, it hides the peak the taggers sculpt
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         return _save(fig, path)
 
 
@@ -300,7 +301,7 @@ def jsd_vs_rejection(
         raise ValueError("nothing to draw")
     pct = f"{signal_efficiency:.0%}"
     with _style():
-        fig = _figure(8.4, 4.8)
+        fig = _figure(7.2, 7.2)
         ax = fig.add_subplot()
         for name, line in (curves or {}).items():
             xy = np.asarray(line, dtype=np.float64).reshape(-1, 2)
@@ -325,8 +326,8 @@ def jsd_vs_rejection(
         _plain_log_ticks(ax.yaxis)
         ax.set_xlabel(rf"background rejection $1/\varepsilon_B$ at $\varepsilon_S$ = {pct}")
         ax.set_ylabel(rf"1/JSD, background mass pass vs fail, $\varepsilon_S$ = {pct}", fontsize="small")
-        # beside the axes: inside, it covers the scan's strength labels
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        # below the axes: inside, it covers the scan's strength labels
+        fig.legend(loc="outside lower center", ncols=1, fontsize="small")
         ax.grid(alpha=0.3, which="both")
         return _save(fig, path)
 
