@@ -4,6 +4,7 @@ the caller, stop the reader thread and leave an output file that says it is inco
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import numpy as np
@@ -94,17 +95,19 @@ def test_pipelined_equals_sequential(files, tmp_path, monkeypatch, small_pieces,
     assert not readers_alive()
 
 
+def broken_copy(source, dest, branch):
+    """A copy of the ROOT file `source` at `dest` whose last basket of `branch` is corrupt."""
+    shutil.copyfile(source, dest)
+    corrupt_last_basket(str(dest), branch)
+    return str(dest)
+
+
 def test_pieces_with_dask_equal_local(files, tmp_path, small_pieces):
     """With pieces, dask partitions are whole pieces: a file broken part-way fails at the same
     entry on both paths and the output files are the same."""
     dask = pytest.importorskip("dask")
     forest = files["forest"]
-    bad = str(tmp_path / "bad.root")
-    with open(files["paths"][0], "rb") as fh:
-        content = fh.read()
-    with open(bad, "wb") as fh:
-        fh.write(content)
-    corrupt_last_basket(bad, "b")
+    bad = broken_copy(files["paths"][0], tmp_path / "bad.root", "b")
     paths = [files["paths"][1], bad, files["paths"][2]]
     with dask.config.set(scheduler="synchronous"):
         local = score(forest, paths, tree="Events", chunk=1000, on_error="skip", output=tmp_path / "l.root")
@@ -164,12 +167,7 @@ def test_reader_error_mid_file_reaches_caller_and_output_says_incomplete(
 
 def test_broken_basket_raise_records_failure_in_output(files, tmp_path):
     forest = files["forest"]
-    bad = str(tmp_path / "bad.root")
-    with open(files["paths"][0], "rb") as fh:
-        content = fh.read()
-    with open(bad, "wb") as fh:
-        fh.write(content)
-    corrupt_last_basket(bad, "c")
+    bad = broken_copy(files["paths"][0], tmp_path / "bad.root", "c")
     out = tmp_path / "partial.root"
     with pytest.raises(ReadError, match="bad.root") as err:
         score(forest, [files["paths"][2], bad], tree="Events", chunk=400, output=out)
