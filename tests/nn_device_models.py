@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 
 def export(torch, module, args, path, input_names, dynamic, opset=17):
@@ -135,3 +136,32 @@ def padded(content, offsets, P=None):
         x[j, : lengths[j]] = content[offsets[j] : offsets[j + 1]]
         m[j, : lengths[j]] = 1
     return x, m
+
+
+# ---- fixtures and the reference runner shared by both test files (imported there by name)
+@pytest.fixture(scope="module")
+def seed():
+    s = int(np.random.SeedSequence().entropy % (1 << 31))
+    print(f"torch weight seed = {s}")
+    return s
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory, seed):
+    import torch
+
+    return dense_models(torch, tmp_path_factory.mktemp("dense"), seed)
+
+
+@pytest.fixture(scope="module")
+def pfns(tmp_path_factory, seed):
+    import torch
+
+    return pfn_models(torch, tmp_path_factory.mktemp("pfn"), seed + 1)
+
+
+def ort_run(path, feeds):
+    """onnxruntime's first output for `feeds` (the reference)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]

@@ -19,30 +19,17 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from nn_device_models import dense_models, jagged_jets, knn_model, padded, pfn_models  # noqa: E402
+from nn_device_models import (  # noqa: E402, F401 (dense, pfns, seed: fixtures)
+    dense,
+    jagged_jets,
+    knn_model,
+    ort_run,
+    padded,
+    pfns,
+    seed,
+)
 
 RTOL, ATOL = 1e-5, 2e-6
-
-
-@pytest.fixture(scope="module")
-def seed():
-    s = int(np.random.SeedSequence().entropy % (1 << 31))
-    print(f"torch weight seed = {s}")
-    return s
-
-
-@pytest.fixture(scope="module")
-def dense(tmp_path_factory, seed):
-    return dense_models(torch, tmp_path_factory.mktemp("dense"), seed)
-
-
-@pytest.fixture(scope="module")
-def pfns(tmp_path_factory, seed):
-    return pfn_models(torch, tmp_path_factory.mktemp("pfn"), seed + 1)
-
-
-def ort_run(path, feeds):
-    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
 @pytest.mark.skipif(_core.built_with_cuda(), reason="this build has CUDA: the error is for CPU-only builds")

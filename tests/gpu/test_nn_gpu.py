@@ -25,7 +25,15 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from nn_device_models import dense_models, jagged_jets, knn_model, padded, pfn_models  # noqa: E402
+from nn_device_models import (  # noqa: E402, F401 (dense, pfns, seed: fixtures)
+    dense,
+    jagged_jets,
+    knn_model,
+    ort_run,
+    padded,
+    pfns,
+    seed,
+)
 
 # the GPU sums in another order (fma, tiles of 16 along K) than the CPU engine and onnxruntime
 RTOL, ATOL = 2e-5, 5e-6
@@ -37,27 +45,6 @@ def cuda_torch():
     if not torch.cuda.is_available():
         pytest.skip(f"torch {torch.__version__} has no usable CUDA device")
     return torch
-
-
-@pytest.fixture(scope="module")
-def seed():
-    s = int(np.random.SeedSequence().entropy % (1 << 31))
-    print(f"torch weight seed = {s}")
-    return s
-
-
-@pytest.fixture(scope="module")
-def dense(tmp_path_factory, seed):
-    return dense_models(torch, tmp_path_factory.mktemp("dense"), seed)
-
-
-@pytest.fixture(scope="module")
-def pfns(tmp_path_factory, seed):
-    return pfn_models(torch, tmp_path_factory.mktemp("pfn"), seed + 1)
-
-
-def ort_run(path, feeds):
-    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
 @pytest.mark.parametrize("name", ["mlp", "softmax", "autoencoder"])
