@@ -34,6 +34,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+# the dense torch DisCo formula (the reference of both benchmarks) lives in benchmarks/disco.py
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from disco import dense_torch_disco  # noqa: E402
+
 
 def _fail(msg: str) -> None:
     print(f"benchmarks/gpu.py: {msg}", file=sys.stderr)
@@ -50,23 +54,6 @@ def _best(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> floa
         sync()
         best = min(best, time.perf_counter() - t0)
     return best
-
-
-def dense_torch_disco(score: Any, mass: Any, weights: Any) -> Any:
-    """The DisCo repository's approach: n x n matrices and torch autograd (weighted dCor^2)."""
-    import torch
-
-    n = score.shape[0]
-    w = weights * n / weights.sum()
-    a = (score[:, None] - score[None, :]).abs()
-    b = (mass[:, None] - mass[None, :]).abs()
-    am, bm = (a * w).mean(1), (b * w).mean(1)
-    A = a - am[:, None] - am[None, :] + (am * w).mean()
-    B = b - bm[:, None] - bm[None, :] + (bm * w).mean()
-    ab = (w * (A * B * w).mean(1)).mean()
-    aa = (w * (A * A * w).mean(1)).mean()
-    bb = (w * (B * B * w).mean(1)).mean()
-    return ab / torch.sqrt(aa * bb)
 
 
 def bench_forest(args: argparse.Namespace, torch: Any, sync: Callable[[], None]) -> list[dict]:
