@@ -7,31 +7,18 @@
 #include <vector>
 
 #include "check.hpp"
+#include "random_forest_ir.hpp"
 #include "hepinfer/forest.hpp"
 
 using namespace hepinfer;
+using hepinfer_test::leaf;
+using hepinfer_test::random_forest;
+using hepinfer_test::random_rows;
+using hepinfer_test::split;
 
 namespace {
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-NodeIR split(std::int32_t feature, double threshold, std::int32_t left, std::int32_t right, bool default_left,
-             NodeIR::Op op = NodeIR::Op::Less) {
-  NodeIR n;
-  n.kind = NodeIR::Kind::Numerical;
-  n.feature = feature;
-  n.threshold = threshold;
-  n.left = left;
-  n.right = right;
-  n.default_left = default_left;
-  n.op = op;
-  return n;
-}
-NodeIR leaf(double v) {
-  NodeIR n;
-  n.value = v;
-  return n;
-}
 
 ForestIR stump(double threshold, bool default_left, NodeIR::Op op, bool float32_inputs) {
   ForestIR ir;
@@ -88,83 +75,6 @@ std::vector<double> ref_margins(const ForestIR& ir, std::vector<double> x, std::
     if (leaves) leaves->push_back(t.nodes[i].leaf_id >= 0 ? t.nodes[i].leaf_id : static_cast<std::int32_t>(i));
   }
   return m;
-}
-
-// Random forest IR: trees of random shape (some deep, some shallow), every split kind.
-ForestIR random_forest(std::mt19937& rng, int n_features, int n_trees, int n_groups, bool specials,
-                       bool float32_inputs, int max_depth) {
-  std::uniform_real_distribution<double> u(-2, 2);
-  std::uniform_int_distribution<int> feat(0, n_features - 1);
-  ForestIR ir;
-  ir.n_features = n_features;
-  ir.n_groups = n_groups;
-  ir.float32_inputs = float32_inputs;
-  ir.float32_accumulate = float32_inputs && (rng() % 2 == 0);
-  for (int g = 0; g < n_groups; ++g) ir.base_margin.push_back(u(rng));
-  ir.categories = {0x5u, 0xF0F0F0F0u, 0x1u, 0x80000001u};
-  for (int t = 0; t < n_trees; ++t) {
-    TreeIR tree;
-    tree.group = t % n_groups;
-    // grow breadth-first up to max_depth, stop at random
-    struct Pending { std::int32_t index; int depth; };
-    tree.nodes.push_back(leaf(0));
-    std::vector<Pending> todo{{0, 0}};
-    while (!todo.empty()) {
-      Pending p = todo.back();
-      todo.pop_back();
-      if (p.depth >= max_depth || (p.depth > 1 && rng() % 4 == 0)) {
-        tree.nodes[static_cast<std::size_t>(p.index)] = leaf(u(rng));
-        continue;
-      }
-      const auto l = static_cast<std::int32_t>(tree.nodes.size());
-      const unsigned tk = rng() % 40;
-      const double thr = tk == 0 ? std::numeric_limits<double>::infinity()
-                         : tk == 1 ? -std::numeric_limits<double>::infinity() : u(rng);
-      NodeIR n = split(feat(rng), thr, l, l + 1, rng() % 2 == 0,
-                       rng() % 2 ? NodeIR::Op::Less : NodeIR::Op::LessEqual);
-      if (specials) {
-        const unsigned kind = rng() % 8;
-        if (kind == 0) n.zero_is_missing = true;
-        if (kind == 1) {
-          n.kind = NodeIR::Kind::Categorical;
-          n.cat_begin = rng() % 2 ? 0u : 2u;
-          n.cat_end = n.cat_begin + 2;
-          n.cat_negative_right = rng() % 2 == 0;
-        }
-        if (kind == 2) {
-          n.kind = NodeIR::Kind::Linear;
-          n.lin_begin = static_cast<std::uint32_t>(ir.linear.size());
-          for (int j = 0; j <= n_features; ++j) ir.linear.push_back(u(rng));
-        }
-      }
-      tree.nodes[static_cast<std::size_t>(p.index)] = n;
-      tree.nodes.push_back(leaf(0));
-      tree.nodes.push_back(leaf(0));
-      todo.push_back({l, p.depth + 1});
-      todo.push_back({l + 1, p.depth + 1});
-    }
-    ir.trees.push_back(tree);
-  }
-  return ir;
-}
-
-std::vector<double> random_rows(std::mt19937& rng, const ForestIR& ir, std::size_t n) {
-  std::uniform_real_distribution<double> u(-2.5, 2.5);
-  std::vector<double> X(n * static_cast<std::size_t>(ir.n_features));
-  for (double& v : X) {
-    const unsigned r = rng() % 16;
-    v = r == 0 ? kNaN : r == 1 ? 0.0 : r == 2 ? 7.0 : r == 3 ? -0.5 : r == 4 ? static_cast<double>(1e-35f)
-        : r == 5 ? std::numeric_limits<double>::infinity() : u(rng);
-  }
-  // put some values exactly on thresholds
-  for (std::size_t i = 0; i < n; i += 3) {
-    const TreeIR& t = ir.trees[i % ir.trees.size()];
-    const NodeIR& node = t.nodes[0];
-    if (node.kind == NodeIR::Kind::Numerical)
-      X[i * static_cast<std::size_t>(ir.n_features) + static_cast<std::size_t>(node.feature)] =
-          ir.float32_inputs ? static_cast<double>(static_cast<float>(node.threshold)) : node.threshold;
-  }
-  return X;
 }
 
 }  // namespace
