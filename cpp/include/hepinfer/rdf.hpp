@@ -225,12 +225,15 @@ class Engine {
           throw InputError("hepinfer::rdf: the particle columns of one event have different lengths (" +
                            columns_[0] + ": " + std::to_string(sizes[0]) + ", " + columns_[i] + ": " +
                            std::to_string(sizes[i]) + ")");
-      std::array<float, 1024> small{};
+      // padded particles must be zero; only the model's n_inputs_ floats are cleared (not 4 KB)
+      std::array<float, 1024> small;
       std::vector<float> large;
       float* x = small.data();
       if (n_inputs_ > small.size()) {
         large.assign(n_inputs_, 0.0f);
         x = large.data();
+      } else {
+        std::fill_n(x, n_inputs_, 0.0f);
       }
       const std::size_t used = std::min(sizes[0], n_particles_);
       std::size_t f = 0;
