@@ -114,9 +114,36 @@ def tiny_onnx_model() -> bytes:
     return model.SerializeToString()
 
 
+def relu_fed_model() -> bytes:
+    """x -> Relu -> Gemm(70, 100) -> Sigmoid: the dense layer's input is half exact zeros, so its
+    rows take the zero-skipping kernel (gathered non-zero lists, 4 + 3 panels, a column tail)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array((RNG.normal(size=(70, 100)) / 8).astype(np.float32), "w")
+    b = numpy_helper.from_array(RNG.normal(size=100).astype(np.float32), "b")
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Gemm", ["r", "w", "b"], ["h"]),
+        helper.make_node("Sigmoid", ["h"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "relu_fed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 70])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 100])],
+        [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def networks() -> None:
     files = sorted((DATA / "nn").glob("*.onnx")) + [DATA / "onnx" / "mlp_3_4_2.onnx"]
-    blobs = [(f.name, f.read_bytes()) for f in files] + [("onnx.helper model", tiny_onnx_model())]
+    blobs = [(f.name, f.read_bytes()) for f in files] + [
+        ("onnx.helper model", tiny_onnx_model()),
+        ("ReLU-fed dense layer", relu_fed_model()),
+    ]
     for name, blob in blobs:
         model = Model.load(blob)
         shape = [d if isinstance(d, int) and d >= 0 else 37 for d in model.inputs[0].shape]
