@@ -212,7 +212,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         probe = Probe(forest, threads)
         t0 = time.perf_counter()
-        summary = score(probe, paths * passes, tree="Events", chunk=chunk, output=out, on_error="skip")
+        summary = score(
+            probe, paths * passes, tree="Events", chunk=chunk, output=out, on_error="skip", overwrite=True
+        )
         seconds = time.perf_counter() - t0
         out_bytes = os.path.getsize(out)
 

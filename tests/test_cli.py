@@ -63,7 +63,8 @@ def test_score_command(tmp_path, capsys, rng):
     model = tmp_path / "m.json"
     booster.save_model(model)
     out = tmp_path / "scores.root"
-    argv = ["score", str(model), str(tmp_path / "in*.root"), "--tree", "Events", "--features", "Muon_pt,Muon_eta"]
+    argv = ["score", str(model), str(tmp_path / "in*.root"), "--tree", "Events", "--features", "Muon_pt,Muon_eta",
+            "--force"]  # the runs below write the same output again
     assert main([*argv, "-o", str(out), "--chunk", "700", "--threads", "1"]) == 0
     captured = capsys.readouterr()
     assert "4.00k/4.00k" in captured.err and "events/s" in captured.err  # the progress bar
@@ -129,7 +130,8 @@ def test_score_command_aliases(tmp_path, capsys, rng):
     booster.save_model(model)
     forest = hepinfer.Forest.load(model)
     out = tmp_path / "scores.root"
-    argv = ["score", str(model), str(tmp_path / "in.root"), "-o", str(out), "--no-progress", "--chunk", "700"]
+    argv = ["score", str(model), str(tmp_path / "in.root"), "-o", str(out), "--no-progress", "--chunk", "700",
+            "--force"]
     aliases = ["met=sqrt(MET_px**2 + MET_py**2), lead_pt=first(Jet_pt)", "ht = sum_of(Jet_pt)"]
     assert main([*argv, "--aliases", aliases[0], "--aliases", aliases[1]]) == 0  # features named like aliases
     with uproot.open(out) as f:

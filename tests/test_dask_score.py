@@ -56,7 +56,10 @@ def read_output(path) -> dict:
     with uproot.open(path) as f:
         out = {"scores": f["scores"].arrays(library="np")}
         for key in ("hepinfer_inputs", "hepinfer_failures"):
-            if key in f:
+            if key == "hepinfer_failures" and key in f:  # a tree: one line per failed file
+                t = f[key].arrays(library="np")
+                out[key] = "\n".join("\t".join(str(t[k][i]) for k in t) for i in range(len(t["path"])))
+            elif key in f:
                 out[key] = str(f[key])
     return out
 

@@ -5,7 +5,8 @@
     hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
     hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
                   [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"] [--dask local:4]
-                  [--on-error skip]     exit status 0: all scored, 1: stopped at an error, 3: files skipped
+                  [--on-error skip] [--force]   exit status 0: all scored, 1: stopped at an error (or the
+                  output exists: --force replaces it), 3: files skipped, 130/143: stopped by Ctrl-C/SIGTERM
     hepinfer score pfn.onnx FILE ... --tree jets -o scores.root --jagged-features particles=part_pt,part_eta,...
                   [--jet-features jet=jet_pt,jet_eta]   set/graph networks on jagged branches, unpadded
     hepinfer generate --signal N --background N -o jets.root   Pythia 8 + FastJet W/QCD jets
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -129,9 +131,26 @@ def _cmd_score(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             on_error=args.on_error,
             dask=client is not None,
+            overwrite=args.force,
         )
     print(summary.report())
     return 3 if summary.failures else 0
+
+
+def _interrupted(err: KeyboardInterrupt, args: argparse.Namespace) -> int:
+    """One line on stderr for a run stopped by Ctrl-C or SIGTERM (no traceback): how far it got and
+    that nothing was written; the exit status is 128 + the signal's number, as a shell reports it."""
+    signum = int(getattr(err, "signum", signal.SIGINT))
+    how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+    summary = getattr(err, "hepinfer_summary", None)
+    where = ""
+    if summary is not None:
+        done = sum(1 for n in summary.events_per_file.values() if n)
+        where = f" after {summary.events:,} events from {done} of {len(summary.files)} file(s)"
+    output = getattr(args, "o", None)
+    tail = f"; nothing written to {output}" if output else ""
+    print(f"hepinfer: stopped by {how}{where}{tail}", file=sys.stderr)
+    return 128 + signum
 
 
 @contextlib.contextmanager
@@ -245,10 +264,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "score",
         help="score the events of ROOT files and write the scores to a ROOT file",
         epilog=(
-            "exit status: 0 every file scored; 1 stopped at an error (named on stderr; with --on-error raise "
-            "the scores of the events before it stay in the output file, file_index telling their input); "
-            "3 with --on-error skip, some files failed: they are listed as FAILED in the summary and in the "
-            "output file's hepinfer_failures, every other file is scored"
+            "The output appears only complete (written beside it as O.incomplete-PID, renamed when done); "
+            "its hepinfer_status says how the run ended. Exit status: 0 every file scored; 1 stopped at an "
+            "error (named on stderr): a bad file found by the check before scoring, or an output that exists "
+            "(use --force) or is an input, writes nothing; a file that breaks part-way keeps the scores "
+            "before it with status 'incomplete: ...'; 3 with --on-error skip, some files failed: they are "
+            "listed as FAILED in the summary and in the output's hepinfer_failures tree, every other file is "
+            "scored; 130 / 143 stopped by Ctrl-C / SIGTERM: nothing written"
         ),
     )
     p.add_argument(
@@ -258,7 +280,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "jagged branches with --jagged-features)",
     )
     p.add_argument("files", nargs="+", help="ROOT files, glob patterns or file.root:tree specs")
-    p.add_argument("-o", required=True, help="output ROOT file (scores, file_index, entry, run/lumi/event)")
+    p.add_argument("-o", required=True,
+                   help="output ROOT file (scores, file_index, entry, run/lumi/event); written to "
+                        "O.incomplete-PID and renamed to O only when complete")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="replace the output file if it exists (an output that is one of the inputs is always refused)")
     p.add_argument("--tree", default=None, help="TTree or RNTuple name (default: the file's only tree)")
     p.add_argument("--features", default=None,
                    help="comma-separated branches/expressions in the model's order (commas inside "
@@ -312,4 +338,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Error, ValueError, OSError) as err:
         print(f"hepinfer: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as err:  # Ctrl-C, and SIGTERM while scoring (hepinfer.scoring.Terminated)
+        return _interrupted(err, args)
     return 2

@@ -949,6 +949,7 @@ def run_demo(
             str(jets_path),
             tree="jets",
             output=str(scores_path),
+            overwrite=True,  # the demo's own folder: a rerun replaces its files
             n_threads=n_threads,
         )
         with uproot.open(scores_path) as f:
@@ -978,6 +979,7 @@ def run_demo(
             tree="jets",
             features={"particles": [f"part_{name}" for name in PARTICLE_FEATURES]},
             output=str(pfn_path),
+            overwrite=True,
             output_names=["pfn"],
             n_threads=n_threads,
         )

@@ -35,10 +35,13 @@ are passed to :meth:`hepinfer.Forest.predict`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import pickle
 import queue
+import signal
 import sys
 import threading
 import time
@@ -49,7 +52,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from hepinfer._core import InputError
+from hepinfer._core import Error, InputError
 from hepinfer.io import (
     _IDENTIFIER,
     Chunk,
@@ -88,12 +91,14 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "ModelHolder",
+    "OutputError",
     "ScoreSummary",
     "ScoringModel",
     "as_scoring_model",
     "score",
     "score_dask",
     "split_features",
+    "Terminated",
 ]
 
 
@@ -501,6 +506,21 @@ class ScoreSummary:
     scores: Any = None
     file_index: Optional[np.ndarray] = None
     entry: Optional[np.ndarray] = None
+    status: str = ""
+
+    def status_line(self) -> str:
+        """How a run that got to its end ended: ``"complete"``, or ``"complete: N files skipped
+        (see hepinfer_failures)"`` when ``on_error="skip"`` left files out (``", K of them
+        part-way"`` when K of them had delivered events before they broke)."""
+        failed = {f.source.index: f.entry for f in self.failures}
+        if not failed:
+            return "complete"
+        n = len(failed)
+        part_way = sum(1 for entry in failed.values() if entry > 0)
+        text = f"complete: {n} file{'s' if n != 1 else ''} skipped"
+        if part_way:
+            text += f", {part_way} of them part-way"
+        return text + " (see hepinfer_failures)"
 
     @property
     def n_files_done(self) -> int:
@@ -524,6 +544,8 @@ class ScoreSummary:
             lines.append(
                 f"output    {self.output}:{self.output_tree} ({ids}; {', '.join(self.output_names)})"
             )
+            if self.status:
+                lines.append(f"status    {self.status}")
         for f in self.failures:
             lines.append(f"FAILED    [{f.source.index}] {f.source.path} after {f.entry} entries: {f.message}")
         return "\n".join(lines)
@@ -536,21 +558,88 @@ def _size(n: float) -> str:
     return f"{n:.0f} B"
 
 
-class _RootWriter:
-    """Scores written to a new ROOT file tree. Chunks are gathered up to ``buffer_events``
-    events before each write (one basket per branch), so small chunks do not make tiny baskets
-    and memory stays bounded by the buffer; :meth:`close` writes what is left."""
+class OutputError(Error, OSError):
+    """The output file cannot be written where it was asked for (it exists and ``overwrite``
+    was not given, it is one of the inputs, it is a directory), or writing it failed (a full
+    disk, a file size limit): then nothing was written at the output path."""
 
-    def __init__(self, path: str, tree_name: str, buffer_events: int = 100_000) -> None:
+
+def _temporary_path(target: str) -> str:
+    """Where the output is written until it is complete: beside the target (the same file
+    system, so the final rename is atomic), named so that a user who finds one left by a run
+    killed with SIGKILL knows what it is."""
+    return f"{target}.incomplete-{os.getpid()}"
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _check_output(output: Any, sources: Sequence[TreeSource], overwrite: bool) -> str:
+    """The output path, after refusing (before anything is opened for writing) a target that
+    is one of the inputs (the same resolved path, or the same inode: symbolic or hard links),
+    a directory, or an existing file when ``overwrite`` is false."""
+    target = os.fspath(output)
+    if os.path.isdir(target):
+        raise OutputError(f"the output {target} is a directory: give a file name")
+    if os.path.lexists(target) or os.path.exists(target):
+        real = os.path.realpath(target)
+        for s in sources:
+            path = s.path[len("file://") :] if s.path.startswith("file://") else s.path
+            if not _is_local(s.path):
+                continue
+            same = os.path.realpath(path) == real
+            if not same:
+                with contextlib.suppress(OSError):
+                    same = os.path.samefile(path, target)
+            if same:
+                raise OutputError(
+                    f"the output {target} is also an input (file [{s.index}] {s.path}): scoring it would "
+                    "destroy it; nothing was read or written, choose another output path"
+                )
+        if not overwrite:
+            raise OutputError(
+                f"the output {target} exists: pass overwrite=True (hepinfer score --force) to replace it, "
+                "or choose another path"
+            )
+    return target
+
+
+def _fsync(path: str, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if not directory or err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise  # some file systems cannot fsync a directory: the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+class _RootWriter:
+    """Scores written to a new ROOT file tree, atomically: everything goes to a temporary file
+    beside ``target`` (see :func:`_temporary_path`), which :meth:`close` finishes (pending
+    scores, the inputs and failures, and last of all ``hepinfer_status``), fsyncs and renames
+    into place; :meth:`discard` removes it. A run killed at any moment thus leaves either no
+    file at ``target`` or a complete one. Chunks are gathered up to ``buffer_events`` events
+    before each write (one basket per branch), so small chunks do not make tiny baskets and
+    memory stays bounded by the buffer."""
+
+    def __init__(self, target: str, tree_name: str, overwrite: bool, buffer_events: int = 100_000) -> None:
         import uproot
 
-        self.path = path
+        self.target = target
+        self.temp = _temporary_path(target)
         self.tree_name = tree_name
+        self.overwrite = overwrite
         self.buffer_events = buffer_events
+        self.finishing = False
         try:
-            self.file = uproot.recreate(path)
+            self.file: Any = uproot.recreate(self.temp)
         except Exception as err:
-            raise ReadError(f"cannot create the output file {path}: {err}", file=path) from err
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
+            raise OutputError(f"cannot create the output file {target} (as {self.temp}): {err}") from err
         self.tree: Any = None
         self.pending: list[dict[str, np.ndarray]] = []
         self.n_pending = 0
@@ -574,27 +663,79 @@ class _RootWriter:
         joined = first if len(pending) == 1 else {k: np.concatenate([c[k] for c in pending]) for k in first}
         self.tree.extend(joined)
 
-    def close(self, summary: ScoreSummary, schema: Mapping[str, Any], status: str = "complete") -> None:
-        """Write what is pending, the ``hepinfer_inputs`` and ``hepinfer_failures`` strings and
-        ``hepinfer_status`` (``"complete"``, or ``"incomplete: why"`` for a run that stopped
-        part-way: the file then holds the scores computed before it stopped), and close."""
+    def close(self, summary: ScoreSummary, schema: Mapping[str, Any], status: str) -> None:
+        """Write what is pending, the ``hepinfer_inputs`` string, the ``hepinfer_failures`` tree
+        (when files failed) and, last, the ``hepinfer_status`` string; close, fsync and rename
+        the file into place. If any of it fails the temporary file is removed and
+        :class:`OutputError` says that nothing was written."""
+        self.finishing = True
         try:
-            self.file["hepinfer_status"] = status
-            self.flush()
-            if self.tree is None and schema:
-                self.file.mktree(self.tree_name, dict(schema))
-            inputs = "\n".join(
-                f"{s.index}\t{s.path}\t{s.tree or ''}\t{summary.events_per_file.get(s.index, 0)}"
-                for s in summary.files
-            )
-            self.file["hepinfer_inputs"] = inputs
-            failed = "\n".join(
-                f"{f.source.index}\t{f.source.path}\t{f.entry}\t{f.message}" for f in summary.failures
-            )
-            if failed:
-                self.file["hepinfer_failures"] = failed
-        finally:
+            try:
+                self.flush()
+                if self.tree is None and schema:
+                    self.file.mktree(self.tree_name, dict(schema))
+                self.file["hepinfer_inputs"] = "\n".join(
+                    f"{s.index}\t{s.path}\t{s.tree or ''}\t{summary.events_per_file.get(s.index, 0)}"
+                    for s in summary.files
+                )
+                if summary.failures:
+                    failures = _failures_tree(summary.failures)
+                    types = {k: "string" if isinstance(v, list) else v.dtype for k, v in failures.items()}
+                    self.file.mktree("hepinfer_failures", types).extend(failures)
+                self.file["hepinfer_status"] = status
+            finally:
+                self.file.close()
+            _fsync(self.temp)
+            self._publish()
+        except OutputError:
+            raise
+        except BaseException as err:
+            self.discard()
+            if not isinstance(err, Exception):
+                raise  # KeyboardInterrupt, SystemExit: not an output problem
+            raise OutputError(
+                f"could not finish writing the output {self.target}: {_one_line(err)}; nothing was written "
+                "there (the temporary file was removed)"
+            ) from err
+
+    def _publish(self) -> None:
+        """Rename the finished temporary file to the target (the target's directory fsynced after)."""
+        if self.overwrite:
+            os.replace(self.temp, self.target)
+        else:  # a hard link does not replace a file that appeared meanwhile; fall back where links are not allowed
+            try:
+                os.link(self.temp, self.target)
+            except FileExistsError:
+                raise OutputError(
+                    f"the output {self.target} was created by something else while scoring: it was left as it "
+                    f"is, and the scores are in {self.temp}"
+                ) from None
+            except OSError:
+                if os.path.lexists(self.target):
+                    raise
+                os.replace(self.temp, self.target)
+            else:
+                os.unlink(self.temp)
+        _fsync(os.path.dirname(os.path.abspath(self.target)), directory=True)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (a run that was interrupted or could not finish)."""
+        with contextlib.suppress(Exception):
             self.file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp)
+
+
+def _failures_tree(failures: Sequence[FileFailure]) -> dict[str, Any]:
+    """The ``hepinfer_failures`` tree: one entry per failed file, its position among the inputs,
+    path, tree, the entry it failed at (events before it were scored) and the error."""
+    return {
+        "file_index": np.array([f.source.index for f in failures], dtype=np.int32),
+        "path": [f.source.path for f in failures],
+        "tree": [f.source.tree or "" for f in failures],
+        "entry": np.array([f.entry for f in failures], dtype=np.int64),
+        "message": [f.message for f in failures],
+    }
 
 
 # Pieces read ahead of the one being evaluated (0: read and evaluate in turn, in one thread).
@@ -941,6 +1082,7 @@ def score(
     return_summary: bool = False,
     dask: bool = False,
     open_options: Optional[Mapping[str, Any]] = None,
+    overwrite: bool = False,
 ) -> Any:
     """Run ``model`` over every event of ``files``.
 
@@ -991,23 +1133,35 @@ def score(
         event identifiers ``run``/``luminosityBlock``/``event`` when the inputs have them
         (NanoAOD spellings and common others, see ``hepinfer.io.EVENT_ID_BRANCHES``) and one
         branch per model output (``score``, or ``score_0..score_k``, or ``output_names``), plus a
-        ``hepinfer_inputs`` string listing the input files and events scored from each, and a
-        ``hepinfer_status`` string: ``"complete"``, or ``"incomplete: <error>"`` when the run
-        stopped part-way (the file then holds the scores computed before it stopped).
+        ``hepinfer_inputs`` string listing the input files and events scored from each, a
+        ``hepinfer_failures`` tree when files failed (``file_index``, ``path``, ``tree``,
+        ``entry``, ``message``), and last the ``hepinfer_status`` string: ``"complete"``,
+        ``"complete: N files skipped (see hepinfer_failures)"`` (``on_error="skip"``), or
+        ``"incomplete: <error>"`` when an error stopped the run part-way (the file then holds
+        the scores computed before it).
+
+        The file is written atomically: to ``<output>.incomplete-<pid>`` beside it, then
+        fsynced and renamed to ``output`` once the status is written. So ``output`` appears only
+        complete; a run interrupted by Ctrl-C or SIGTERM removes its temporary file and writes
+        nothing (the exception carries the summary as ``hepinfer_summary``), and a run killed with
+        SIGKILL leaves no file at ``output`` (only the temporary one). A failure to finish the file
+        (a full disk) raises :class:`OutputError` and writes nothing. An ``output`` that is one
+        of the inputs (same path, symbolic or hard link) is refused before anything is read,
+        and an existing one too unless ``overwrite``.
     output_kind, n_threads
         For forests: ``"probability"`` or ``"margin"``, and threads (``None``: all cores).
     progress
         A progress bar on stderr (events/s, ETA, MB read).
     on_error
         ``"raise"``: the first unreadable file (not ROOT, truncated, missing tree or branch, wrong
-        branch type) stops the run with a :class:`hepinfer.io.ReadError` naming it; with
-        ``output=`` the file is closed first and keeps every score computed so far (the message
-        says so; the error's ``summary`` attribute has the details). ``"skip"``: the file is
-        left out, recorded in the summary's ``failures`` and, with ``output=``, in the output's
-        ``hepinfer_failures`` string; scoring goes on with the next file. Files are checked
-        (tree, branches, types) before any event is scored, so most bad files are skipped
-        whole; a file that breaks part-way (a corrupt basket) keeps the scores of the entries
-        before ``FileFailure.entry``.
+        branch type) stops the run with a :class:`hepinfer.io.ReadError` naming it. Files are
+        checked (tree, branches, types) before any event is scored: a bad file found then stops
+        the run before any output is written. A file that breaks part-way (a corrupt basket)
+        stops it with the scores computed so far kept in ``output`` (status ``incomplete``; the
+        message says so, the error's ``summary`` attribute has the details). ``"skip"``: the
+        file is left out, recorded in the summary's ``failures`` and, with ``output=``, in the
+        output's ``hepinfer_failures`` tree and status; scoring goes on with the next file; a
+        file that breaks part-way keeps the scores of the entries before ``FileFailure.entry``.
     return_summary
         Return a :class:`ScoreSummary` (with ``scores``, ``file_index``, ``entry``) instead of the
         bare scores when ``output`` is ``None``.
@@ -1016,6 +1170,9 @@ def score(
         :func:`score_dask`: every argument works the same and gives the same result (scores,
         summary, output file); partitions of ``chunk`` events are read and scored on the
         workers, ``n_threads`` (default 1) is per task.
+    overwrite
+        Replace an existing ``output`` file (otherwise :class:`OutputError`, as ``hadd``
+        refuses an existing target without ``-f``).
 
     Returns
     -------
@@ -1045,13 +1202,18 @@ def score(
             event_ids=event_ids,
             return_summary=return_summary,
             open_options=open_options,
+            overwrite=overwrite,
         )
     scorer = as_scoring_model(model, output_kind=output_kind, n_threads=n_threads, output_names=output_names)
     plan = _make_plan(scorer, features, jet_features, aliases, cut, chunk, open_options)
-    summary, good, total, sizes = _check_files(plan, files, tree, on_error, event_ids, output, output_tree)
+    summary, good, total, sizes = _check_files(
+        plan, files, tree, on_error, event_ids, output, output_tree, overwrite
+    )
     if output is None:
         plan.event_ids = {}  # only the output file holds them: not read (summary.event_ids names them)
-    collector = _Collector(summary, scorer, output, output_tree, on_error, _progress_bar(total, progress))
+    collector = _Collector(
+        summary, scorer, summary.output, output_tree, on_error, _progress_bar(total, progress), overwrite
+    )
 
     def items() -> Iterator[Union[Chunk, _Failure]]:
         for source in good:
@@ -1074,7 +1236,8 @@ def score(
         finally:
             reader.close()  # stops and joins the reader thread now, not when the GC gets to it
 
-    return collector.run(blocks(), return_summary)
+    with _signals_raise():
+        return collector.run(blocks(), return_summary)
 
 
 # ---------------------------------------------------------------------------------- one plan, two runners
@@ -1178,14 +1341,16 @@ def _check_files(
     event_ids: bool,
     output: Any,
     output_tree: str,
+    overwrite: bool = False,
 ) -> tuple[ScoreSummary, list[TreeSource], int, dict[int, tuple[int, int]]]:
-    """Open and check every file before scoring anything (a bad file among 500 is found in
-    seconds): (summary, good files, their entries in all, {file index: (entries, entries in
-    one chunk)}). Sets ``plan.event_ids`` from the first good file."""
+    """Refuse an output path that must not be written (see :func:`_check_output`), then open and
+    check every file before scoring anything (a bad file among 500 is found in seconds):
+    (summary, good files, their entries in all, {file index: (entries, entries in one chunk)}).
+    Sets ``plan.event_ids`` from the first good file."""
     sources = expand_files(files, tree)
-    summary = ScoreSummary(
-        files=sources, output=os.fspath(output) if output is not None else None, output_tree=output_tree
-    )
+    if output is not None:
+        output = _check_output(output, sources, overwrite)
+    summary = ScoreSummary(files=sources, output=output, output_tree=output_tree)
     good: list[TreeSource] = []
     total = 0
     sizes: dict[int, tuple[int, int]] = {}
@@ -1206,7 +1371,13 @@ def _check_files(
             good.append(source)
         except ReadError as err:
             if on_error == "raise":
-                raise
+                if output is None:
+                    raise
+                raise ReadError(
+                    f"{err}\nno output was written to {output}: every file is checked before anything is "
+                    "scored (use on_error='skip' to score the others)",
+                    file=err.file, tree=err.tree, branch=err.branch,
+                ) from err
             summary.failures.append(FileFailure(source, 0, err))
     summary.event_ids = ids or {}
     plan.event_ids = summary.event_ids
@@ -1276,11 +1447,13 @@ class _Collector:
         output_tree: str,
         on_error: str,
         bar: Any,
+        overwrite: bool = False,
     ) -> None:
         self.summary = summary
         self.on_error = on_error
         self.bar = bar
-        self.writer = _RootWriter(os.fspath(output), output_tree) if output is not None else None
+        self.output = None if output is None else (os.fspath(output), output_tree, overwrite)
+        self.writer: Optional[_RootWriter] = None  # made by run(), where an interruption is handled
         self.names: Optional[list[str]] = list(scorer.output_names) if scorer.output_names else None
         self.kept: list[list[np.ndarray]] = []
         self.kind = "array1"
@@ -1328,10 +1501,17 @@ class _Collector:
 
     def run(self, blocks: Iterator[Union[_Block, _Failure]], return_summary: bool) -> Any:
         """Consume ``blocks`` and return what :func:`score` returns. ``blocks`` is closed
-        before this returns or raises (a reader thread or dask futures behind it are stopped)."""
+        before this returns or raises (a reader thread or dask futures behind it are stopped).
+
+        With an output file: a run that ends is written with its status (``complete...``, or
+        ``incomplete: <error>`` for an error that stopped it, the scores so far kept); a run
+        interrupted (KeyboardInterrupt, SIGTERM through :func:`_signals_raise`) writes nothing,
+        its temporary file removed. The exception carries the summary as ``hepinfer_summary``."""
         summary = self.summary
         try:
             try:
+                if self.output is not None:
+                    self.writer = _RootWriter(*self.output)
                 for b in blocks:
                     if isinstance(b, _Failure):
                         self.fail(b)
@@ -1344,23 +1524,66 @@ class _Collector:
         except BaseException as err:
             summary.seconds = time.perf_counter() - self.start
             self.bar.close()
-            if self.writer is not None:
-                self.writer.close(summary, {}, status=f"incomplete: {_one_line(err)}")
-                if isinstance(err, ReadError):
-                    raise _with_partial_output(err, summary) from err
+            err.hepinfer_summary = summary  # type: ignore[attr-defined]
+            if self.writer is None:
+                raise
+            if not isinstance(err, Exception):  # interrupted: nothing at the output path
+                self.writer.discard()
+                raise
+            summary.status = f"incomplete: {_one_line(err)}"
+            try:
+                self.writer.close(summary, {}, status=summary.status)
+            except OutputError as failed:
+                raise failed from err
+            if isinstance(err, ReadError):
+                raise _with_partial_output(err, summary) from err
             raise
         summary.seconds = time.perf_counter() - self.start
         self.bar.close()
         summary.output_names = list(self.names or ["score"])
+        summary.status = summary.status_line()
         if self.writer is not None:
             schema = {"file_index": np.int32, "entry": np.int64}
             schema.update({k: np.float64 for k in summary.output_names})
-            self.writer.close(summary, schema)
+            self.writer.close(summary, schema, status=summary.status)
             return summary
         summary.file_index = np.concatenate(self.index) if self.index else np.empty(0, np.int32)
         summary.entry = np.concatenate(self.entry) if self.entry else np.empty(0, np.int64)
         summary.scores = _concatenate(self.kept, self.kind, summary.output_names)
         return summary if return_summary else summary.scores
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's wall-time limit, ``kill``) turned into an exception while
+    :func:`score` runs, so that it stops as on Ctrl-C: the reader stopped, the temporary output
+    removed, nothing written at the output path. ``signum`` is the signal's number."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While scoring: SIGTERM raises :class:`Terminated` (Python already turns SIGINT into
+    KeyboardInterrupt). Only from the main thread and only where SIGTERM has its default
+    action (a handler the program installed is left alone); restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _concatenate(kept: list[list[np.ndarray]], kind: str, names: list[str]) -> Any:
@@ -1633,6 +1856,7 @@ def score_dask(
     return_summary: bool = False,
     open_options: Optional[Mapping[str, Any]] = None,
     compute: bool = True,
+    overwrite: bool = False,
 ) -> Any:
     """:func:`score` on the current dask scheduler (a ``distributed.Client``, or dask's
     threads, processes or synchronous schedulers), with the same arguments and the same results.
@@ -1664,7 +1888,8 @@ def score_dask(
     scorer = holder.get()
     plan = _make_plan(scorer, features, jet_features, aliases, cut, chunk, open_options)
     summary, good, total, sizes = _check_files(
-        plan, files, tree, "raise" if not compute else on_error, event_ids, output, output_tree
+        plan, files, tree, "raise" if not compute else on_error, event_ids, output if compute else None,
+        output_tree, overwrite,
     )
     if compute and output is None:
         plan.event_ids = {}  # as score(): only the output file holds them
@@ -1699,10 +1924,13 @@ def score_dask(
         dask.delayed(_score_job)(model_node, plan_node, job, dask_key_name=(f"hepinfer-score-{token}", i))
         for i, job in enumerate(jobs)
     ]
-    collector = _Collector(summary, scorer, output, output_tree, on_error, _progress_bar(total, progress))
+    collector = _Collector(
+        summary, scorer, summary.output, output_tree, on_error, _progress_bar(total, progress), overwrite
+    )
 
     def blocks() -> Iterator[Union[_Block, _Failure]]:
         for result in _ordered_results(tasks):
             yield from result
 
-    return collector.run(blocks(), return_summary)
+    with _signals_raise():
+        return collector.run(blocks(), return_summary)
