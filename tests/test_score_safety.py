@@ -191,7 +191,9 @@ def test_sigkill_at_random_moments_leaves_no_output_or_a_complete_one(setup, big
             outcomes["complete"] += 1
         else:
             outcomes["absent"] += 1
-    assert outcomes["absent"] >= 10, outcomes  # most kills land mid-run: the sample means something
+    # most kills land mid-run (the sample means something); a loaded machine can make the reference
+    # run slow and the killed ones fast, hence not all
+    assert outcomes["absent"] >= 5, (outcomes, duration)
     for name in leftovers(tmp_path):  # SIGKILL cannot be caught: the temporary file may stay, named so
         assert name.startswith("killed") and ".root.incomplete-" in name
 
