@@ -104,18 +104,22 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
 
 
 def with_settings(fn: Callable[[], Any], **settings: Any) -> Callable[[], Any]:
-    """fn run with hepinfer.scoring's module settings changed (restored after)."""
-    from hepinfer import scoring
+    """fn run with hepinfer.scoring's read settings changed (restored after): _READ_AHEAD lives in
+    the local runner, _MIN_READ_EVENTS and _READ_PIECES in the reading plan."""
+    from hepinfer.scoring import local, plan
+
+    def home(name: str) -> Any:
+        return local if name == "_READ_AHEAD" else plan
 
     def run() -> Any:
-        saved = {k: getattr(scoring, k) for k in settings}
+        saved = {k: getattr(home(k), k) for k in settings}
         for k, v in settings.items():
-            setattr(scoring, k, v)
+            setattr(home(k), k, v)
         try:
             return fn()
         finally:
             for k, v in saved.items():
-                setattr(scoring, k, v)
+                setattr(home(k), k, v)
 
     return run
 

@@ -100,7 +100,8 @@ def check_written(hundred, out: str, files_done, bad_events: int) -> dict:
     with uproot.open(out) as f:
         got = f["scores"].arrays(library="np")
         inputs = str(f["hepinfer_inputs"])
-        failures = str(f["hepinfer_failures"]) if "hepinfer_failures" in f else ""
+        failed = f["hepinfer_failures"].arrays(library="np") if "hepinfer_failures" in f else {"path": [], "message": []}
+        failures = "\n".join(f"{p}\t{m}" for p, m in zip(failed["path"], failed["message"]))
     assert inputs.count("\n") == N_FILES - 1 and hundred["paths"][BAD] in inputs
     for i in files_done:
         rows = got["file_index"] == i

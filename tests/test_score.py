@@ -320,7 +320,7 @@ def test_dask_cluster_matches_single_process(rootdir, bdt, tmp_path):
         client = distributed.get_client()
         got = score(str(model), files, tree="Events", chunk=2000, dask=True)
         # the model was loaded once in each worker that scored (cached by its hash), not per partition
-        loaded = client.run(lambda: len(__import__("hepinfer.scoring").scoring._LOADED))
+        loaded = client.run(lambda: len(__import__("hepinfer.scoring.on_dask").scoring.on_dask._LOADED))
         lazy = score_dask(str(model), files, tree="Events", chunk=1000, compute=False)
         graph = dict(lazy.__dask_graph__())
         # the whole local feature set on the cluster: expressions, aliases, a cut, an output file

@@ -16,9 +16,11 @@ xgb = pytest.importorskip("xgboost")
 from test_io import corrupt_last_basket, write_flat
 
 import hepinfer
-from hepinfer import scoring
 from hepinfer.io import ReadError
-from hepinfer.scoring import _prefetch, _read_plan, score
+from hepinfer.scoring import local, score
+from hepinfer.scoring import plan as reading_plan
+from hepinfer.scoring.local import _prefetch
+from hepinfer.scoring.plan import _read_plan
 
 NAMES = ("a", "b", "c")
 
@@ -42,8 +44,8 @@ def files(tmp_path_factory):
 @pytest.fixture
 def small_pieces(monkeypatch):
     """Chunks of >= 200 events read in pieces of chunk / 4 (at least 100 events)."""
-    monkeypatch.setattr(scoring, "_MIN_READ_EVENTS", 100)
-    monkeypatch.setattr(scoring, "_READ_PIECES", 4)
+    monkeypatch.setattr(reading_plan, "_MIN_READ_EVENTS", 100)
+    monkeypatch.setattr(reading_plan, "_READ_PIECES", 4)
 
 
 def readers_alive() -> list[threading.Thread]:
@@ -64,10 +66,10 @@ def written(path) -> dict:
 
 def test_read_plan_pieces_tile_partitions():
     assert _read_plan(700) == (700, None)  # small chunks: read as given
-    assert _read_plan(2 * scoring._MIN_READ_EVENTS - 1)[1] is None
+    assert _read_plan(2 * reading_plan._MIN_READ_EVENTS - 1)[1] is None
     for chunk_events in (100_000, 833_289, 999_999, 10_000_000):
         partition, step = _read_plan(chunk_events)
-        assert step is not None and step >= scoring._MIN_READ_EVENTS
+        assert step is not None and step >= reading_plan._MIN_READ_EVENTS
         assert partition % step == 0 and chunk_events - step < partition <= chunk_events
     assert _read_plan(833_289) == (833_288, 104_161)  # the benchmark's 100 MB chunk: 8 pieces
 
@@ -78,7 +80,7 @@ def test_pipelined_equals_sequential(files, tmp_path, monkeypatch, small_pieces,
     want = np.concatenate([forest.predict({k: d[k] for k in NAMES}) for d in files["data"]])
     got = {}
     for ahead in (0, 1, 2):
-        monkeypatch.setattr(scoring, "_READ_AHEAD", ahead)
+        monkeypatch.setattr(local, "_READ_AHEAD", ahead)
         got[ahead] = score(forest, paths, tree="Events", chunk=chunk, n_threads=2, return_summary=True)
         score(forest, paths, tree="Events", chunk=chunk, output=tmp_path / f"out{ahead}.root")
     for ahead, summary in got.items():
@@ -146,8 +148,8 @@ def test_reader_error_mid_file_reaches_caller_and_output_says_incomplete(
 ):
     forest, paths = files["forest"], files["paths"]
     error = RuntimeError("disk went away")
-    boom = Exploding(scoring._Plan.read, paths[1], 2, error)
-    monkeypatch.setattr(scoring._Plan, "read", lambda plan, *args, **kwargs: boom(plan, *args, **kwargs))
+    boom = Exploding(reading_plan._Plan.read, paths[1], 2, error)
+    monkeypatch.setattr(reading_plan._Plan, "read", lambda plan, *args, **kwargs: boom(plan, *args, **kwargs))
     out = tmp_path / "partial.root"
     with pytest.raises(RuntimeError, match="disk went away") as err:
         score(forest, paths, tree="Events", chunk=1000, output=out)

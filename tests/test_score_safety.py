@@ -24,7 +24,7 @@ xgb = pytest.importorskip("xgboost")
 from test_io import corrupt_last_basket, write_flat
 
 import hepinfer
-from hepinfer import scoring
+from hepinfer.scoring import local, output
 from hepinfer.cli import main
 from hepinfer.io import ReadError
 from hepinfer.scoring import OutputError, score
@@ -221,7 +221,7 @@ def test_cli_stops_cleanly_on_sigterm_and_sigint(setup, big, tmp_path, sig, code
 
 def test_keyboard_interrupt_in_score_removes_the_temporary_file(setup, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = scoring._evaluate
+    real = local._evaluate
 
     def interrupted(*args, **kw):
         calls["n"] += 1
@@ -229,7 +229,7 @@ def test_keyboard_interrupt_in_score_removes_the_temporary_file(setup, tmp_path,
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(scoring, "_evaluate", interrupted)
+    monkeypatch.setattr(local, "_evaluate", interrupted)
     out = tmp_path / "scores.root"
     with pytest.raises(KeyboardInterrupt) as err:
         score(setup["model"], setup["paths"], tree="Events", output=out, chunk=500)
@@ -241,14 +241,14 @@ def test_keyboard_interrupt_in_score_removes_the_temporary_file(setup, tmp_path,
 
 
 def test_disk_full_in_final_flush_leaves_no_output_claiming_complete(setup, tmp_path, monkeypatch):
-    real = scoring._RootWriter.flush
+    real = output._RootWriter.flush
 
     def full(self):
         if self.n_pending and getattr(self, "finishing", False):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(self)
 
-    monkeypatch.setattr(scoring._RootWriter, "flush", full)
+    monkeypatch.setattr(output._RootWriter, "flush", full)
     out = tmp_path / "scores.root"
     with pytest.raises(OutputError, match="No space left on device") as err:
         score(setup["model"], setup["paths"], tree="Events", output=out, chunk=500)
@@ -368,7 +368,7 @@ def test_raise_part_way_keeps_the_scores_so_far_with_an_incomplete_status(setup,
 
 def test_cli_keyboard_interrupt_is_one_line_exit_130(setup, tmp_path, capsys, monkeypatch):
     calls = {"n": 0}
-    real = scoring._evaluate
+    real = local._evaluate
 
     def interrupted(*args, **kw):
         calls["n"] += 1
@@ -376,7 +376,7 @@ def test_cli_keyboard_interrupt_is_one_line_exit_130(setup, tmp_path, capsys, mo
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(scoring, "_evaluate", interrupted)
+    monkeypatch.setattr(local, "_evaluate", interrupted)
     out = tmp_path / "scores.root"
     code = main(["score", setup["model"], *setup["paths"], "--tree", "Events", "-o", str(out), "--chunk", "700",
                  "--no-progress"])

@@ -1033,3 +1033,241 @@ def count_entries(source: TreeSource, **open_options: Any) -> int:
         return int(tree.num_entries)
     finally:
         tree.file.close()
+
+
+# ---------------------------------------------------------------------------------- jagged reading
+
+
+@dataclass
+class _JaggedChunk(Chunk):
+    """A chunk for a set/graph network: the particle ``offsets`` (``n_events + 1``), the
+    per-particle content of each input (one array per branch) and the per-jet inputs."""
+
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    particles: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    jets: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _check_jagged_branches(
+    source: TreeSource,
+    tree: Any,
+    particle: Mapping[str, list[str]],
+    jets: Mapping[str, list[str]],
+    aliases: Optional[Mapping[str, str]],
+    cut: Optional[str] = None,
+) -> None:
+    """Raise :class:`ReadError` if a plain branch of a per-particle input is missing or not
+    jagged, or one of a per-jet input is missing or not one number per event, or if an
+    expression or the cut reads a branch the tree does not have."""
+    import uproot
+
+    names = set(_branch_names(tree))
+    is_ttree = isinstance(tree, uproot.behaviors.TTree.TTree)
+    for name, exprs in particle.items():
+        for e in exprs:
+            if not _IDENTIFIER.match(e) or e in (aliases or {}):
+                check_expression_names(source, tree, e, aliases, name, names)
+                continue
+            if e not in names:
+                raise _missing_branch_error(source, tree, e, name)
+            if not is_ttree:
+                continue
+            interp = tree[e].interpretation
+            if not isinstance(interp, uproot.interpretation.jagged.AsJagged):
+                raise _not_jagged_error(
+                    source, tree, e, name, f"{tree[e].typename}, read as {type(interp).__name__}"
+                )
+    check_branches(
+        source, tree, {f"{n}[{j}]": e for n, es in jets.items() for j, e in enumerate(es)}, aliases, cut=cut
+    )
+
+
+def _not_jagged_error(source: TreeSource, tree: Any, expr: str, name: str, what: str) -> ReadError:
+    return ReadError(
+        f"{source.path}: branch {expr!r} of tree {_tree_name(tree)!r} is not jagged ({what}); the per-particle "
+        f"input {name!r} needs a variable number of values per event (one per particle, e.g. float[]); "
+        "per-event values of the jet go in jet_features=",
+        file=source.path,
+        tree=_tree_name(tree),
+        branch=expr,
+    )
+
+
+def _jagged_buffers(
+    value: Any, source: TreeSource, tree: Any, name: str, expr: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets starting at 0, per-particle numbers) of one jagged column, without copying
+    what uproot read where the layout allows it."""
+    import awkward as ak
+
+    layout = ak.to_layout(value)
+    while isinstance(layout, (ak.contents.IndexedArray, ak.contents.UnmaskedArray)):
+        layout = layout.project() if isinstance(layout, ak.contents.IndexedArray) else layout.content
+    if isinstance(layout, ak.contents.ListArray):
+        layout = layout.to_ListOffsetArray64(False)
+    if not isinstance(layout, ak.contents.ListOffsetArray):
+        raise _not_jagged_error(source, tree, expr, name, f"it gives {ak.type(value)}")
+    offsets = np.asarray(layout.offsets.data).astype(np.int64, copy=False)
+    content = layout.content[int(offsets[0]) : int(offsets[-1])]
+    offsets = offsets - offsets[0] if len(offsets) and offsets[0] != 0 else offsets
+    while isinstance(content, (ak.contents.IndexedArray, ak.contents.UnmaskedArray)):
+        content = content.project() if isinstance(content, ak.contents.IndexedArray) else content.content
+    data = np.asarray(content.data) if isinstance(content, ak.contents.NumpyArray) else None
+    if data is None or data.ndim != 1 or data.dtype.kind not in "fiub":
+        raise ReadError(
+            f"{source.path}: {expr!r} (per-particle input {name!r}) gives {ak.type(value)}; a per-particle "
+            "branch holds one number per particle (no nested lists, records or missing values)",
+            file=source.path,
+            tree=_tree_name(tree),
+            branch=expr,
+        )
+    if data.dtype.kind != "f" or data.dtype.itemsize < 4:
+        data = data.astype(np.float32)
+    return offsets, data
+
+
+def _count_mismatch(
+    source: TreeSource,
+    tree: Any,
+    a: tuple[str, str, np.ndarray],
+    b: tuple[str, str, np.ndarray],
+    entries: np.ndarray,
+) -> ReadError:
+    (na, ea, oa), (nb, eb, ob) = a, b
+    ca, cb = np.diff(oa), np.diff(ob)
+    i = int(np.flatnonzero(ca != cb)[0])
+    return ReadError(
+        f"{source.path}: branches {ea!r} (input {na!r}) and {eb!r} (input {nb!r}) of tree {_tree_name(tree)!r} "
+        f"hold different numbers of particles in entry {int(entries[i])} ({int(ca[i])} and {int(cb[i])}); "
+        "every per-particle branch must have one value per particle of the same jets",
+        file=source.path,
+        tree=_tree_name(tree),
+        branch=eb,
+    )
+
+
+def _iterate_jagged(
+    source: TreeSource,
+    particle: Mapping[str, list[str]],
+    jets: Mapping[str, list[str]],
+    aliases: Optional[Mapping[str, str]],
+    cut: Optional[str],
+    step_size: Union[int, str],
+    open_options: Mapping[str, Any],
+    ids: Mapping[str, str],
+    entry_start: Optional[int] = None,
+    entry_stop: Optional[int] = None,
+) -> Iterator[_JaggedChunk]:
+    """Chunks of one tree for a set/graph network (see :class:`_JaggedChunk`)."""
+    tree = open_tree(source, **open_options)
+    try:
+        yield from _iterate_jagged_open(
+            source, tree, particle, jets, aliases, cut, step_size, ids, entry_start, entry_stop
+        )
+    except ReadError:
+        raise
+    except Exception as err:
+        raise ReadError(
+            f"{source.path}: reading tree {_tree_name(tree)!r} failed (truncated or corrupt file, or a bad "
+            f"expression?): {_one_line(err)}",
+            file=source.path,
+            tree=_tree_name(tree),
+        ) from err
+    finally:
+        tree.file.close()
+
+
+def _iterate_jagged_open(
+    source: TreeSource,
+    tree: Any,
+    particle: Mapping[str, list[str]],
+    jets: Mapping[str, list[str]],
+    aliases: Optional[Mapping[str, str]],
+    cut: Optional[str],
+    step_size: Union[int, str],
+    ids: Mapping[str, str],
+    entry_start: Optional[int] = None,
+    entry_stop: Optional[int] = None,
+) -> Iterator[_JaggedChunk]:
+    _check_jagged_branches(source, tree, particle, jets, aliases, cut)
+    unique = list(
+        dict.fromkeys(
+            [
+                *(e for es in particle.values() for e in es),
+                *(e for es in jets.values() for e in es),
+                *ids.values(),
+            ]
+            + ([cut] if cut is not None else [])
+        )
+    )
+    iterator = read_chunks(tree, unique, aliases, step_size, entry_start, entry_stop)
+    next_entry = entry_start or 0
+    while True:
+        try:
+            arrays, report = next(iterator)
+        except StopIteration:
+            break
+        except ReadError:
+            raise
+        except Exception as err:
+            broken = _broken_branch_error(source, tree, unique, aliases, next_entry, step_size)
+            if broken is None:
+                broken = _failing_expression_error(source, tree, unique, aliases, next_entry, step_size, err)
+            if broken is not None:
+                raise broken from err
+            raise
+        start, stop = int(report.tree_entry_start), int(report.tree_entry_stop)
+        next_entry = stop
+        fields = set(arrays) if isinstance(arrays, Mapping) else set(arrays.fields)
+        lost = [e for e in unique if e not in fields]
+        if lost:
+            raise _nothing_returned_error(source, tree, lost)
+        entries = np.arange(start, stop, dtype=np.int64)
+        selected: Any = None
+        if cut is not None:
+            selected = _as_column(arrays[cut], source, tree, "cut", cut)
+            if selected.dtype != np.bool_:
+                raise ReadError(
+                    f"{source.path}: the cut {cut!r} gives {selected.dtype}, not one boolean per event",
+                    file=source.path,
+                )
+            entries = entries[selected]
+
+        def column(e: str, arrays: Any = arrays, selected: Any = selected) -> Any:
+            return arrays[e] if selected is None else arrays[e][selected]
+
+        offsets: Optional[tuple[str, str, np.ndarray]] = None
+        content: dict[str, list[np.ndarray]] = {}
+        for name, exprs in particle.items():
+            content[name] = []
+            for e in exprs:
+                off, data = _jagged_buffers(column(e), source, tree, name, e)
+                if offsets is None:
+                    offsets = (name, e, off)
+                elif off is not offsets[2] and not np.array_equal(off, offsets[2]):
+                    raise _count_mismatch(source, tree, offsets, (name, e, off), entries)
+                content[name].append(data)
+        per_jet = {
+            name: np.column_stack(
+                [
+                    _as_column(column(e), source, tree, f"{name}[{j}]", e).astype(np.float32)
+                    for j, e in enumerate(exprs)
+                ]
+            )
+            if len(entries)
+            else np.zeros((0, len(exprs)), np.float32)
+            for name, exprs in jets.items()
+        }
+        out = {f"\x00{k}": _as_column(column(v), source, tree, k, v) for k, v in ids.items()}
+        assert offsets is not None
+        yield _JaggedChunk(
+            source,
+            start,
+            stop,
+            out,
+            entries,
+            _bytes_read(tree),
+            offsets=offsets[2],
+            particles=content,
+            jets=per_jet,
+        )
