@@ -13,14 +13,14 @@ from hepinfer.cli import main
 
 
 def test_roc_auc_reference():
-    from hepinfer.demo import roc_auc
+    from hepinfer.metrics import roc_auc
 
     y = np.array([0, 0, 1, 1, 0, 1])
     s = np.array([0.1, 0.4, 0.35, 0.8, 0.4, 0.4])
     # brute force: P(s_pos > s_neg) + 0.5 P(equal)
     pos, neg = s[y == 1], s[y == 0]
     expected = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
-    assert roc_auc(y, s) == pytest.approx(expected)
+    assert roc_auc(s, y) == pytest.approx(expected)
 
 
 def test_info_and_predict(tmp_path, capsys):

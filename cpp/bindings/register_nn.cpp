@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "../src/nn/cuda_plan.hpp"  // host reference of the CUDA executor (tests)
 #include "hepinfer/device.hpp"
 #include "hepinfer/nn.hpp"
+#include "hepinfer/nn_device_reference.hpp"  // the CUDA executor's plan on the host (tests)
 
 namespace py = pybind11;
 using hepinfer::ElementType;

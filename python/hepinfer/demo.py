@@ -60,6 +60,8 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from hepinfer.metrics import roc_auc
+
 __all__ = [
     "DECORRELATION_MASS",
     "JET_FEATURES",
@@ -68,7 +70,6 @@ __all__ = [
     "bootstrap_working_point",
     "choose_disco_strength",
     "evaluation_background_path",
-    "roc_auc",
     "run_demo",
 ]
 
@@ -136,13 +137,6 @@ class DemoSettings:
     """Bootstrap replicas of the test jets for the 68% intervals of 1/eps_B and 1/JSD
     (:func:`bootstrap_working_point`)."""
     seed: int = 2026
-
-
-def roc_auc(label: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (ties count one half); ``label`` 1 = signal."""
-    from hepinfer.train.loop import roc_auc as _auc
-
-    return _auc(score, label)
 
 
 def choose_disco_strength(
@@ -850,7 +844,7 @@ def run_demo(
                 {
                     "model": name,
                     "inputs": trained[name]["inputs"],
-                    "auc": roc_auc(y_test, s64),
+                    "auc": roc_auc(s64, y_test),
                     "background_rejection": metrics["background_rejection"],
                     "background_passing": int(np.sum(bkg & (s64 >= metrics["cut"]))),
                     "inverse_jsd": metrics["inverse_jsd"],

@@ -25,6 +25,7 @@ __all__ = [
     "decorrelation_metrics",
     "jensen_shannon_divergence",
     "mass_sculpting_jsd",
+    "roc_auc",
 ]
 
 
@@ -49,6 +50,23 @@ def _weights(w: Any, n: int, name: str) -> np.ndarray:
     if not v.sum() > 0:
         raise InputError(f"{name} sum to zero")
     return v
+
+
+def roc_auc(score: np.ndarray, label: np.ndarray, weight: Optional[np.ndarray] = None) -> float:
+    """Weighted area under the ROC curve (ties count one half)."""
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    label = np.asarray(label).reshape(-1) > 0.5
+    w = np.ones_like(score) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    ws, wb = w[label].sum(), w[~label].sum()
+    if ws == 0 or wb == 0:
+        return float("nan")
+    order = np.argsort(score, kind="stable")
+    s, lab, ww = score[order], label[order], w[order]
+    _unique, start = np.unique(s, return_index=True)
+    bkg_w = np.add.reduceat(np.where(lab, 0.0, ww), start)
+    sig_w = np.add.reduceat(np.where(lab, ww, 0.0), start)
+    bkg_below = np.cumsum(bkg_w) - bkg_w
+    return float(((bkg_below + 0.5 * bkg_w) * sig_w).sum() / (ws * wb))
 
 
 def cut_at_signal_efficiency(

@@ -152,7 +152,7 @@ def roc_curve(
 ) -> str:
     """Background rejection 1/eps_B against signal efficiency eps_S (log scale), one line per
     tagger, with the AUC in the legend."""
-    from hepinfer.train.loop import roc_auc
+    from hepinfer.metrics import roc_auc
 
     is_signal = _labels(label)
     named = _scores(scores, is_signal.size)

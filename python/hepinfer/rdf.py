@@ -90,30 +90,10 @@ def declare() -> None:
         if ROOT.gSystem.Load(lib) < 0:
             raise RuntimeError(f"ROOT could not load {lib}")
         ROOT.gInterpreter.AddIncludePath(include_dir())
-        if not ROOT.gInterpreter.Declare('#include "hepinfer/rdf.hpp"\n' + _FACTORIES):
-            raise RuntimeError(f"ROOT's interpreter could not compile hepinfer/rdf.hpp from {include_dir()}")
+        # the factories PyROOT calls (hepinfer_rdf_python::new_predictor, ...) are in that header too
+        if not ROOT.gInterpreter.Declare('#include "hepinfer/rdf_python.hpp"\n'):
+            raise RuntimeError(f"ROOT's interpreter could not compile hepinfer/rdf_python.hpp from {include_dir()}")
         _declared = True
-
-
-# Factories called through cppyy. They live in their own namespace: listing the functions of
-# hepinfer::rdf (which holds deduction guides) crashes the interpreter of ROOT 6.40.
-_FACTORIES = r"""
-namespace hepinfer_rdf_python {
-inline hepinfer::rdf::Predictor<>* new_predictor(const std::string& path, const std::vector<std::string>& columns,
-                                                 int output_index, bool margin) {
-  hepinfer::rdf::Options options;
-  options.output_index = output_index;
-  options.forest_output = margin ? hepinfer::Output::Margin : hepinfer::Output::Probability;
-  return new hepinfer::rdf::Predictor<>(path, columns, options);
-}
-inline hepinfer::rdf::MultiPredictor<>* new_multi_predictor(const std::string& path,
-                                                           const std::vector<std::string>& columns, bool margin) {
-  hepinfer::rdf::Options options;
-  options.forest_output = margin ? hepinfer::Output::Margin : hepinfer::Output::Probability;
-  return new hepinfer::rdf::MultiPredictor<>(path, columns, options);
-}
-}  // namespace hepinfer_rdf_python
-"""
 
 
 def _translate(error: Exception) -> Exception:

@@ -14,6 +14,7 @@
 // row keep them per-particle, ReduceSum/Mean/Max/Min over the particle axis turn them into
 // per-jet tensors by segment reductions over the offsets, and per-jet tensors broadcast over
 // a jet's particles by the row -> jet index.
+#include "hepinfer/nn_device_reference.hpp"  // host_reference_predict(_jagged): make_plan + execute on the host backend
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -110,12 +111,6 @@ void execute_on_backend(const DevicePlan& plan, Backend& backend, const std::vec
 void execute_jagged(const DevicePlan& plan, Backend& backend, const JaggedLayout& layout, const JaggedJets& jets,
                     const JaggedOptions& options, std::vector<OutputTensor>& outputs);
 
-/// The host reference evaluation of the device plan of `model` (tests): make_plan + execute on
-/// the host backend.
-void host_reference_predict(const Model& model, const std::vector<InputTensor>& inputs,
-                            std::vector<OutputTensor>& outputs);
-void host_reference_predict_jagged(const Model& model, const JaggedJets& jets, std::vector<OutputTensor>& outputs,
-                                   const JaggedOptions& options = {});
 
 #ifdef HEPINFER_WITH_CUDA
 /// The CUDA backend (cpp/cuda/nn_kernels.cu) on device `device`: a stream of its own that first

@@ -27,9 +27,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from hepinfer.metrics import roc_auc
 from hepinfer.train.bdt import BDTResult, rebalance_weights, split_by_event_number, train_bdt
 from hepinfer.train.config import ConfigError, RunConfig, load_config, parse_config
-from hepinfer.train.loop import History, Sample, Trainer, resolve_penalty, roc_auc
+from hepinfer.train.loop import History, Sample, Trainer, resolve_penalty
 from hepinfer.train.losses_extra import (
     MassAdversary,
     binary_cross_entropy,

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepinfer.disco import distance_correlation
+from hepinfer.metrics import roc_auc
 from hepinfer.train import losses_extra as lx
 
-__all__ = ["History", "Sample", "Trainer", "resolve_penalty", "roc_auc"]
+__all__ = ["History", "Sample", "Trainer", "resolve_penalty"]
 
 Penalty = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
@@ -91,39 +93,10 @@ class History:
         return [e[name] for e in self.epochs if name in e]
 
 
-def roc_auc(score: np.ndarray, label: np.ndarray, weight: Optional[np.ndarray] = None) -> float:
-    """Weighted area under the ROC curve (ties count one half)."""
-    score = np.asarray(score, dtype=np.float64).reshape(-1)
-    label = np.asarray(label).reshape(-1) > 0.5
-    w = np.ones_like(score) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
-    ws, wb = w[label].sum(), w[~label].sum()
-    if ws == 0 or wb == 0:
-        return float("nan")
-    order = np.argsort(score, kind="stable")
-    s, lab, ww = score[order], label[order], w[order]
-    _unique, start = np.unique(s, return_index=True)
-    bkg_w = np.add.reduceat(np.where(lab, 0.0, ww), start)
-    sig_w = np.add.reduceat(np.where(lab, ww, 0.0), start)
-    bkg_below = np.cumsum(bkg_w) - bkg_w
-    return float(((bkg_below + 0.5 * bkg_w) * sig_w).sum() / (ws * wb))
-
-
 def _background_dcor2(score: np.ndarray, mass: np.ndarray, weight: Optional[np.ndarray]) -> float:
     """dCor²(score, mass) (V-statistic, weighted) for the validation metrics: hepinfer's
     O(n log n) C++ estimator (it is evaluated every epoch, on validation samples of thousands of
-    events), or the O(n²) torch reference up to 20000 events when the extension is missing."""
-    try:
-        from hepinfer.disco import distance_correlation
-    except ImportError:
-        if len(score) > 20000:
-            return float("nan")
-        return float(
-            lx.distance_correlation_squared(
-                torch.as_tensor(score, dtype=torch.float64),
-                torch.as_tensor(mass, dtype=torch.float64),
-                None if weight is None else torch.as_tensor(weight, dtype=torch.float64),
-            )
-        )
+    events)."""
     if weight is not None and not np.sum(weight) > 0:
         return float("nan")
     return float(

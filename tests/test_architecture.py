@@ -1,0 +1,147 @@
+"""The layering rules of the source tree, read from the sources so that they stay true:
+
+- the C++ core (cpp/include, cpp/src, cpp/cuda) includes no pybind11 or Python header and nothing
+  from cpp/bindings;
+- the bindings include only the public headers (cpp/include/hepinfer), never the core's private ones;
+- Python reaches C++ only through hepinfer._core (no ctypes/cffi; the RDataFrame helper loads the
+  shared library into ROOT, and its C++ is a real header, not a Python string);
+- the inference modules import neither torch nor the training code.
+
+They are checked on the checkout (skipped where the sources are not beside the tests)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CPP = ROOT / "cpp"
+PY = ROOT / "python" / "hepinfer"
+pytestmark = pytest.mark.skipif(not (CPP / "bindings").is_dir(), reason="needs the source checkout")
+
+INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.MULTILINE)
+CORE_DIRS = ("include", "src", "cuda")
+# what users do with hepinfer without training: none of these may pull in torch or hepinfer.train
+INFERENCE_MODULES = (
+    "hepinfer",
+    "hepinfer.forest",
+    "hepinfer.nn",
+    "hepinfer.disco",
+    "hepinfer.jagged",
+    "hepinfer.io",
+    "hepinfer.scoring",
+    "hepinfer.metrics",
+    "hepinfer.codegen",
+    "hepinfer.tmva_export",
+    "hepinfer.rdf",
+    "hepinfer.cli",
+    "hepinfer.plot",
+)
+
+
+def sources(folder: Path, suffixes=(".hpp", ".cpp", ".h", ".cu", ".cuh", ".c")) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in suffixes)
+
+
+def includes(path: Path) -> list[tuple[str, str]]:
+    return INCLUDE.findall(path.read_text(errors="replace"))
+
+
+def test_core_includes_no_python_and_nothing_from_the_bindings():
+    bad = []
+    for d in CORE_DIRS:
+        for path in sources(CPP / d):
+            for _kind, name in includes(path):
+                if name.startswith("pybind11") or name in ("Python.h", "numpy/arrayobject.h"):
+                    bad.append(f"{path.relative_to(ROOT)}: #include {name}")
+                if "bindings" in Path(name).parts or name.startswith("register_"):
+                    bad.append(f"{path.relative_to(ROOT)}: #include {name}")
+    assert not bad, "the C++ core must not depend on Python or the bindings:\n" + "\n".join(bad)
+
+
+def test_bindings_include_only_public_headers():
+    public = {p.relative_to(CPP / "include").as_posix() for p in sources(CPP / "include")}
+    bad = []
+    for path in sources(CPP / "bindings"):
+        for kind, name in includes(path):
+            if kind == '"' and name not in public:
+                bad.append(f"{path.relative_to(ROOT)}: #include \"{name}\"")
+    assert not bad, "bindings may include only cpp/include/hepinfer headers:\n" + "\n".join(bad)
+
+
+def python_files() -> list[Path]:
+    return sorted(PY.rglob("*.py"))
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_python_reaches_cpp_only_through_core():
+    bad = []
+    for path in python_files():
+        text = path.read_text()
+        mods = imported_modules(ast.parse(text))
+        for m in mods & {"cffi", "cppyy"}:
+            bad.append(f"{path.relative_to(ROOT)}: imports {m}")
+        # ctypes only for the C library itself (datasets/pythia.py flushes Pythia's stdout with it)
+        if re.search(r"CDLL\(\s*(?!None\s*\))|LoadLibrary\(", text):
+            bad.append(f"{path.relative_to(ROOT)}: loads a shared library with ctypes")
+        if "gSystem.Load" in text and path.name != "rdf.py":
+            bad.append(f"{path.relative_to(ROOT)}: loads a shared library into ROOT")
+    assert not bad, "\n".join(bad)
+
+
+def test_rdf_helper_declares_only_headers():
+    """hepinfer.rdf hands ROOT's interpreter #include lines only: its C++ lives in
+    cpp/include/hepinfer/rdf*.hpp, compiled and tested like any header."""
+    tree = ast.parse((PY / "rdf.py").read_text())
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    code = [s for s in strings if re.search(r"\b(namespace|inline|template|return)\b.*[;{]", s)]
+    assert not code, f"C++ in Python strings in rdf.py: {code}"
+    declared = [s for s in strings if "#include" in s]
+    assert declared and all(re.fullmatch(r'\s*(#include "hepinfer/[\w.]+"\s*)+', s) for s in declared)
+    for s in declared:
+        for name in re.findall(r'#include "([^"]+)"', s):
+            assert (CPP / "include" / name).is_file(), name
+
+
+def test_inference_modules_do_not_import_torch_or_training_at_import_time():
+    code = (
+        "import sys\n"
+        f"for m in {INFERENCE_MODULES!r}: __import__(m)\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'hepinfer.train', "
+        "'hepinfer.losses', 'hepinfer.demo')))\n"
+        "print(' '.join(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"importing the inference modules loaded: {proc.stdout.strip()}"
+
+
+def test_inference_sources_have_no_module_level_torch_or_training_import():
+    """Static twin of the test above: a module-level import of torch or of the training code in an
+    inference module (a lazy import inside a function, for torch tensors already in use, is fine)."""
+    bad = []
+    for name in INFERENCE_MODULES:
+        rel = name.split(".")[1:] or ["__init__"]
+        path = PY.joinpath(*rel).with_suffix(".py")
+        files = [path] if path.is_file() else sorted(PY.joinpath(*rel).glob("*.py"))
+        for f in files:
+            tree = ast.parse(f.read_text())
+            top = ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], type_ignores=[])
+            for m in imported_modules(top):
+                if m == "torch" or m.startswith(("torch.", "hepinfer.train", "hepinfer.losses")):
+                    bad.append(f"{f.relative_to(ROOT)}: import {m}")
+    assert not bad, "\n".join(bad)
