@@ -145,3 +145,30 @@ def test_inference_sources_have_no_module_level_torch_or_training_import():
                 if m == "torch" or m.startswith(("torch.", "hepinfer.train", "hepinfer.losses")):
                     bad.append(f"{f.relative_to(ROOT)}: import {m}")
     assert not bad, "\n".join(bad)
+
+
+def test_every_exception_class_is_a_hepinfer_error():
+    """Users catch hepinfer.Error for anything hepinfer raises on purpose (each class is also the
+    ValueError/RuntimeError/OSError it is); Terminated, SIGTERM turned into KeyboardInterrupt while
+    scoring, is the one exception."""
+    import importlib
+    import inspect
+
+    import hepinfer
+
+    found = {}
+    for path in python_files():
+        rel = path.relative_to(PY.parent).with_suffix("")
+        name = ".".join(p for p in rel.parts if p != "__init__")
+        if name.endswith("__main__"):
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an optional dependency missing here
+            continue
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__.startswith("hepinfer"):
+                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+    assert "hepinfer.scoring.output.OutputError" in found and "hepinfer.export.ExportError" in found
+    bad = [n for n, c in found.items() if not issubclass(c, hepinfer.Error) and n != "hepinfer.scoring.output.Terminated"]
+    assert not bad, f"not hepinfer.Error subclasses: {bad}"

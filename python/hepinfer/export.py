@@ -18,13 +18,15 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from hepinfer._core import Error
+
 __all__ = ["ExportError", "export_forest", "export_onnx", "max_relative_difference"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class ExportError(RuntimeError):
-    """An exported model does not reproduce the original."""
+class ExportError(Error, RuntimeError):
+    """An exported model does not reproduce the original (a :class:`hepinfer.Error`)."""
 
 
 def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,28 +57,19 @@ def _resized(inputs: Sequence[Any], particle_axis: bool) -> list[Any]:
     return out
 
 
-def _hepinfer_model_outputs(path: str, inputs: Sequence[np.ndarray]) -> Optional[list[np.ndarray]]:
-    """Run the file with hepinfer.nn.Model when that module is available, else None."""
+def _hepinfer_model_outputs(path: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The exported file run by hepinfer.nn.Model (ExportError when hepinfer cannot load it)."""
+    from hepinfer.nn import Model
+
     try:
-        from hepinfer import nn as hnn  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    Model = getattr(hnn, "Model", None)
-    if Model is None:
-        return None
-    try:
-        model = Model.load(path) if hasattr(Model, "load") else Model(path)
+        model = Model.load(path)
     except ValueError as e:
         raise ExportError(
             f"{path}: hepinfer.nn.Model cannot load the exported file ({e}); onnxruntime agrees with torch, "
             "pass check_hepinfer=False to skip this check"
         ) from e
-    out = model.predict(*inputs) if hasattr(model, "predict") else model(*inputs)
-    if isinstance(out, dict):
-        out = list(out.values())
-    if not isinstance(out, (list, tuple)):
-        out = [out]
-    return [np.asarray(o) for o in out]
+    out = model.predict(*inputs)
+    return [np.asarray(o) for o in (out.values() if isinstance(out, dict) else [out])]
 
 
 def export_onnx(
@@ -190,14 +183,13 @@ def _verify_onnx(
                 )
         if check_hepinfer:
             mine = _hepinfer_model_outputs(path, [t.numpy() for t in case])
-            if mine is not None:
-                for i, (g, e) in enumerate(zip(mine, expected)):
-                    d = max_relative_difference(np.asarray(g).reshape(e.shape) if g.size == e.size else g, e)
-                    if not d <= rtol:
-                        raise ExportError(
-                            f"{path}: hepinfer.nn.Model output {i} differs from torch by {d:.3g} (relative) > {rtol:g} "
-                            f"on inputs {shape}"
-                        )
+            for i, (g, e) in enumerate(zip(mine, expected)):
+                d = max_relative_difference(np.asarray(g).reshape(e.shape) if g.size == e.size else g, e)
+                if not d <= rtol:
+                    raise ExportError(
+                        f"{path}: hepinfer.nn.Model output {i} differs from torch by {d:.3g} (relative) > {rtol:g} "
+                        f"on inputs {shape}"
+                    )
 
 
 def export_forest(

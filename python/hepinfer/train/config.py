@@ -40,6 +40,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from hepinfer._core import Error
+
 __all__ = [
     "BDTConfig",
     "ConfigError",
@@ -53,8 +55,8 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A training configuration is malformed; the message names the key."""
+class ConfigError(Error, ValueError):
+    """A training configuration is malformed; the message names the key (a :class:`hepinfer.Error`)."""
 
 
 MODEL_KINDS = ("mlp", "deepsets", "pfn", "efn", "particlenet", "autoencoder", "gaussian", "bdt")
