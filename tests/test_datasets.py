@@ -442,3 +442,34 @@ def test_load_jets_rejects_wrong_files(tmp_path):
         f["jets"] = {"jet_pt": np.arange(3.0)}
     with pytest.raises(ValueError, match="lacks branches"):
         hd.load_jets(tmp_path / "partial.root")
+
+
+def test_constituent_features_padded_equal_a_plain_numpy_padding():
+    """The one home of the constituent features (demo, hepinfer.train): jagged.pad's padding equals
+    a slot-by-slot numpy reference, with the hardest max_particles kept and Δφ wrapped."""
+    from hepinfer.datasets import load_jets
+    from hepinfer.datasets.schema import CONSTITUENT_FEATURES, constituent_features, padded_constituents
+
+    cols = load_jets(library="np")
+    for max_particles in (1, 7, 64):
+        counts, values = constituent_features(cols, max_particles)
+        x, mask = padded_constituents(cols, max_particles)
+        offsets = cols["constituent_offsets"]
+        n = len(offsets) - 1
+        want = np.zeros((n, max_particles, len(CONSTITUENT_FEATURES)), np.float32)
+        for j in range(0, n, 97):  # a sample of jets, slot by slot
+            lo = offsets[j]
+            for s in range(min(int(offsets[j + 1] - lo), max_particles)):
+                pt, eta = float(cols["constituent_pt"][lo + s]), float(cols["constituent_eta"][lo + s])
+                dphi = float(cols["constituent_phi"][lo + s]) - float(cols["jet_phi"][j])
+                want[j, s] = [
+                    pt / float(cols["jet_pt"][j]),
+                    np.log(max(pt, 1e-3)),
+                    np.log(max(float(cols["constituent_energy"][lo + s]), 1e-3)),
+                    eta - float(cols["jet_eta"][j]),
+                    np.remainder(dphi + np.pi, 2 * np.pi) - np.pi,
+                    cols["constituent_charge"][lo + s],
+                ]
+            np.testing.assert_array_equal(x[j], want[j])
+        np.testing.assert_array_equal(mask.sum(axis=1), np.minimum(np.diff(offsets), max_particles))
+        assert x.dtype == np.float32 and mask.dtype == bool and counts.sum() == sum(len(v) for v in values.values()) // 6

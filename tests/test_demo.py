@@ -309,7 +309,8 @@ def test_calibration_plot(tmp_path, rng):
 
 def test_demo_sample_takes_jets_per_class():
     from hepinfer.datasets import load_jets
-    from hepinfer.demo import _load_sample, _particles
+    from hepinfer.datasets.schema import padded_constituents
+    from hepinfer.demo import _load_sample
 
     full = load_jets(library="np")
     columns, _ = _load_sample(300, None, None, seed=3)
@@ -324,7 +325,7 @@ def test_demo_sample_takes_jets_per_class():
         columns["constituent_pt"][: offsets[1]],
         full["constituent_pt"][full["constituent_offsets"][first] : full["constituent_offsets"][first + 1]],
     )
-    particles, mask = _particles(columns, 16)
+    particles, mask = padded_constituents(columns, 16)
     assert particles.shape == (600, 16, 6) and mask.shape == (600, 16)
     np.testing.assert_array_equal(mask.sum(axis=1), np.minimum(columns["n_constituents"], 16))
     assert np.all(particles[mask == 0] == 0)

@@ -60,6 +60,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from hepinfer.datasets.schema import CONSTITUENT_FEATURES, constituent_features, padded_constituents
 from hepinfer.metrics import roc_auc
 
 __all__ = [
@@ -77,7 +78,7 @@ __all__ = [
 #: constituents: xgboost routes it by its learned default, the networks see -1).
 JET_FEATURES = ["jet_pt", "jet_eta", "jet_sd_mass", "tau21", "tau32", "n_constituents"]
 #: Per-constituent inputs of the PFN.
-PARTICLE_FEATURES = ["pt_fraction", "log_pt", "log_energy", "deta", "dphi", "charge"]
+PARTICLE_FEATURES = list(CONSTITUENT_FEATURES)
 #: The mass whose background distribution the taggers should not sculpt.
 DECORRELATION_MASS = "jet_sd_mass"
 #: Background mass histogram used for the JSD (GeV): 20 GeV bins from 0 to 200 GeV (wide
@@ -283,50 +284,6 @@ class _Stages:
         if not self.quiet:
             print(f"[{now - self.start:6.1f} s] {text} ({took:.1f} s)", flush=True)
         return took
-
-
-def _particle_values(
-    columns: Mapping[str, np.ndarray], max_particles: int
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The PFN's inputs jet by jet, unpadded: each jet's number of kept constituents (the
-    hardest ``max_particles``: constituents are stored hardest first) and ``PARTICLE_FEATURES``
-    as flat float32 arrays over the kept constituents, jet after jet."""
-    offsets = np.asarray(columns["constituent_offsets"], dtype=np.int64)
-    n_jets = len(offsets) - 1
-    counts = np.diff(offsets)
-    jet = np.repeat(np.arange(n_jets), counts)
-    slot = np.arange(offsets[-1]) - offsets[jet]
-    keep = slot < max_particles
-    jet = jet[keep]
-    pt = np.asarray(columns["constituent_pt"], dtype=np.float64)[keep]
-    dphi = (
-        np.asarray(columns["constituent_phi"], np.float64)[keep]
-        - np.asarray(columns["jet_phi"], np.float64)[jet]
-    )
-    values = {
-        "pt_fraction": pt / np.asarray(columns["jet_pt"], dtype=np.float64)[jet],
-        "log_pt": np.log(np.maximum(pt, 1e-3)),
-        "log_energy": np.log(np.maximum(np.asarray(columns["constituent_energy"], np.float64)[keep], 1e-3)),
-        "deta": np.asarray(columns["constituent_eta"], np.float64)[keep]
-        - np.asarray(columns["jet_eta"], np.float64)[jet],
-        "dphi": np.remainder(dphi + np.pi, 2 * np.pi) - np.pi,
-        "charge": np.asarray(columns["constituent_charge"], np.float64)[keep],
-    }
-    return np.minimum(counts, max_particles), {k: v.astype(np.float32) for k, v in values.items()}
-
-
-def _particles(columns: Mapping[str, np.ndarray], max_particles: int) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-padded ``(n_jets, max_particles, len(PARTICLE_FEATURES))`` float32 and the float32 mask
-    (for training and for the padded reference); the hardest ``max_particles`` constituents."""
-    counts, values = _particle_values(columns, max_particles)
-    n_jets = len(counts)
-    jet = np.repeat(np.arange(n_jets), counts)
-    slot = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    x = np.zeros((n_jets, max_particles, len(PARTICLE_FEATURES)), dtype=np.float32)
-    for i, name in enumerate(PARTICLE_FEATURES):
-        x[jet, slot, i] = values[name]
-    mask = (np.arange(max_particles)[None, :] < counts[:, None]).astype(np.float32)
-    return x, mask
 
 
 def _load_sample(
@@ -628,7 +585,8 @@ def run_demo(
             f"({int((validation & (label == 0)).sum())} QCD), {int(test.sum())} test "
             f"({int((test & (label == 0)).sum())} QCD)"
         )
-        particles, pmask = _particles(columns, cfg.max_particles)
+        particles, mask = padded_constituents(columns, cfg.max_particles, PARTICLE_FEATURES)
+        pmask = mask.astype(np.float32)
         stages.done(
             f"padded constituents to {cfg.max_particles} per jet ({len(PARTICLE_FEATURES)} features each)"
         )
@@ -923,7 +881,7 @@ def run_demo(
         )
         # the PFN's inputs as jagged branches (one value per kept constituent), read back
         # unpadded by hepinfer.score through Model.predict_jagged
-        counts, values = _particle_values(columns, cfg.max_particles)
+        counts, values = constituent_features(columns, cfg.max_particles, PARTICLE_FEATURES)
         in_test = np.repeat(test, counts)
         jagged = {
             f"part_{name}": ak.unflatten(values[name][in_test], counts[test]) for name in PARTICLE_FEATURES

@@ -31,7 +31,7 @@ constituents' four-momenta add up to (jet_pt, jet_eta, jet_phi, jet_energy) to f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -41,10 +41,13 @@ from hepinfer.datasets.substructure import jet_substructure
 
 __all__ = [
     "CONSTITUENT_BRANCHES",
+    "CONSTITUENT_FEATURES",
     "JET_BRANCHES",
     "LABELS",
     "TREE_NAME",
     "build_jets",
+    "constituent_features",
+    "padded_constituents",
     "read_jets",
     "write_jets",
 ]
@@ -77,6 +80,61 @@ CONSTITUENT_BRANCHES: dict[str, str] = {
     "constituent_charge": "int32",
     "constituent_pdgId": "int32",
 }
+
+#: Per-constituent network inputs made from the constituent branches by :func:`constituent_features`:
+#: pT / jet pT, log pT, log E (pT and E floored at 1 MeV), Δη and Δφ to the jet axis (Δφ in
+#: [-π, π)), charge.
+CONSTITUENT_FEATURES = ("pt_fraction", "log_pt", "log_energy", "deta", "dphi", "charge")
+
+
+def constituent_features(
+    columns: Mapping[str, np.ndarray], max_particles: int, names: Sequence[str] = CONSTITUENT_FEATURES
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The per-constituent inputs of set and graph networks, unpadded: each jet's number of kept
+    constituents (its hardest ``max_particles``: constituents are stored hardest first) and
+    ``{name: float32 values}`` over the kept constituents, jet after jet (NaN replaced by 0).
+    ``columns`` holds ``constituent_offsets`` (n_jets + 1) and the flat constituent and jet
+    branches of the schema. The one home of these features: the demo, ``hepinfer.train`` and
+    :func:`padded_constituents` use it."""
+    unknown = [n for n in names if n not in CONSTITUENT_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown constituent features {unknown}; known: {', '.join(CONSTITUENT_FEATURES)}")
+    offsets = np.asarray(columns["constituent_offsets"], dtype=np.int64)
+    n_jets = len(offsets) - 1
+    counts = np.diff(offsets)
+    jet = np.repeat(np.arange(n_jets), counts)
+    keep = np.arange(offsets[-1]) - offsets[jet] < max_particles
+    jet = jet[keep]
+
+    def flat(name: str) -> np.ndarray:
+        return np.asarray(columns[name], dtype=np.float64)[keep]
+
+    def jets(name: str) -> np.ndarray:
+        return np.asarray(columns[name], dtype=np.float64)[jet]
+
+    make = {
+        "pt_fraction": lambda: flat("constituent_pt") / jets("jet_pt"),
+        "log_pt": lambda: np.log(np.maximum(flat("constituent_pt"), 1e-3)),
+        "log_energy": lambda: np.log(np.maximum(flat("constituent_energy"), 1e-3)),
+        "deta": lambda: flat("constituent_eta") - jets("jet_eta"),
+        "dphi": lambda: np.remainder(flat("constituent_phi") - jets("jet_phi") + np.pi, 2 * np.pi) - np.pi,
+        "charge": lambda: flat("constituent_charge"),
+    }
+    values = {n: np.nan_to_num(make[n]()).astype(np.float32) for n in names}
+    return np.minimum(counts, max_particles), values
+
+
+def padded_constituents(
+    columns: Mapping[str, np.ndarray], max_particles: int, names: Sequence[str] = CONSTITUENT_FEATURES
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`constituent_features` zero-padded by :func:`hepinfer.jagged.pad`: float32
+    ``(n_jets, max_particles, len(names))`` and the bool mask ``(n_jets, max_particles)``."""
+    from hepinfer.jagged import pad
+
+    counts, values = constituent_features(columns, max_particles, names)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    x, mask = pad((offsets, {n: values[n] for n in names}), max_particles, stacked=True, dtype=np.float32)
+    return x, mask
 
 
 def _ratio(num: float, den: float) -> float:

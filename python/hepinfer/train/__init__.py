@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from hepinfer.datasets.schema import CONSTITUENT_FEATURES, padded_constituents
 from hepinfer.metrics import roc_auc
 from hepinfer.train.bdt import BDTResult, rebalance_weights, split_by_event_number, train_bdt
 from hepinfer.train.config import ConfigError, RunConfig, load_config, parse_config
@@ -103,7 +104,6 @@ __all__ = [
     "train_bdt",
 ]
 
-_PARTICLE_FEATURES = ("pt_fraction", "log_pt", "log_energy", "deta", "dphi", "charge")
 
 
 def build_model(config: RunConfig, n_inputs: int) -> Any:
@@ -195,41 +195,15 @@ def _particles(
     columns: dict[str, np.ndarray], names: Sequence[str], max_particles: int
 ) -> tuple[np.ndarray, np.ndarray]:
     for n in names:
-        if n not in _PARTICLE_FEATURES:
-            raise ConfigError(f"data.particle_features: unknown {n!r}; use {', '.join(_PARTICLE_FEATURES)}")
-    offsets = _column(columns, "constituent_offsets", "data.particle_features").astype(np.int64)
-    n_jets = len(offsets) - 1
-    counts = np.minimum(np.diff(offsets), max_particles)
-    jet = np.repeat(np.arange(n_jets), np.diff(offsets))
-    slot = np.arange(offsets[-1]) - offsets[jet]
-    keep = slot < max_particles
-    pt = _column(columns, "constituent_pt", "data.particle_features").astype(np.float64)
-    values = {
-        "pt_fraction": lambda: pt / np.asarray(columns["jet_pt"], dtype=np.float64)[jet],
-        "log_pt": lambda: np.log(np.maximum(pt, 1e-3)),
-        "log_energy": lambda: np.log(
-            np.maximum(np.asarray(columns["constituent_energy"], dtype=np.float64), 1e-3)
-        ),
-        "deta": lambda: (
-            np.asarray(columns["constituent_eta"], np.float64)
-            - np.asarray(columns["jet_eta"], np.float64)[jet]
-        ),
-        "dphi": lambda: (
-            np.remainder(
-                np.asarray(columns["constituent_phi"], np.float64)
-                - np.asarray(columns["jet_phi"], np.float64)[jet]
-                + np.pi,
-                2 * np.pi,
-            )
-            - np.pi
-        ),
-        "charge": lambda: np.asarray(columns["constituent_charge"], np.float64),
-    }
-    x = np.zeros((n_jets, max_particles, len(names)), dtype=np.float32)
-    for i, n in enumerate(names):
-        x[jet[keep], slot[keep], i] = np.nan_to_num(values[n]()[keep])
-    mask = np.arange(max_particles)[None, :] < counts[:, None]
-    return x, mask
+        if n not in CONSTITUENT_FEATURES:
+            raise ConfigError(f"data.particle_features: unknown {n!r}; use {', '.join(CONSTITUENT_FEATURES)}")
+    needed = {"constituent_offsets", "constituent_pt"}
+    needed |= {f"constituent_{b}" for n, b in (("log_energy", "energy"), ("deta", "eta"), ("dphi", "phi"),
+                                              ("charge", "charge")) if n in names}
+    needed |= {f"jet_{b}" for n, b in (("pt_fraction", "pt"), ("deta", "eta"), ("dphi", "phi")) if n in names}
+    for name in sorted(needed):
+        _column(columns, name, "data.particle_features")
+    return padded_constituents(columns, max_particles, names)
 
 
 def run(config: RunConfig) -> dict[str, Any]:
