@@ -361,3 +361,23 @@ def test_single_row_path_matches_xgboost(n_trees, rng):
     one_margin = np.array([forest.predict_one(row, output="margin") for row in X])
     np.testing.assert_array_equal(one_margin.astype(np.float32), margin)
     np.testing.assert_array_equal(np.array([forest.predict_one(row) for row in X]), forest.predict(X))
+
+
+def test_option_names_come_from_one_table(tmp_path):
+    """output= and tmva_cut_op= take exactly the documented spellings (the core's one table, shared
+    with the C API); the undocumented aliases the bindings used to accept are refused, and the
+    message lists what is accepted."""
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(X, label=X[:, 0] > 0), 3)
+    path = tmp_path / "m.json"
+    booster.save_model(path)
+    forest = hepinfer.Forest.load(str(path))
+    for alias in ("value", "prediction", "raw", "Margin", ""):
+        with pytest.raises(hepinfer.InputError, match=r'output must be one of "probability", "margin", not'):
+            forest.predict(X, output=alias)
+    for alias in ("file", "=>", "AUTO"):
+        with pytest.raises(hepinfer.InputError, match=r'tmva_cut_op must be one of ">=", ">", "auto", not'):
+            hepinfer.Forest.load(str(path), tmva_cut_op=alias)
+    for op in (">=", ">", "auto"):
+        np.testing.assert_array_equal(hepinfer.Forest.load(str(path), tmva_cut_op=op).predict(X), forest.predict(X))
+    np.testing.assert_array_equal(forest.predict(X, output="margin"), booster.predict(xgb.DMatrix(X), output_margin=True).astype(np.float64))

@@ -19,18 +19,9 @@ using hepinfer::Output;
 
 namespace {
 
-Output parse_output(const std::string& s) {
-  if (s == "probability" || s == "value" || s == "prediction") return Output::Probability;
-  if (s == "margin" || s == "raw") return Output::Margin;
-  throw InputError("output must be \"probability\" or \"margin\", not \"" + s + "\"");
-}
+using hepinfer::parse_output;
 
-hepinfer::TMVACutOp parse_cut_op(const std::string& s) {
-  if (s == ">=") return hepinfer::TMVACutOp::GreaterEqual;
-  if (s == ">") return hepinfer::TMVACutOp::Greater;
-  if (s == "auto" || s == "file") return hepinfer::TMVACutOp::FromFile;
-  throw InputError("tmva_cut_op must be \">=\", \">\" or \"auto\", not \"" + s + "\"");
-}
+hepinfer::TMVACutOp parse_cut_op(const std::string& s) { return hepinfer::parse_tmva_cut_op(s); }
 
 std::string source_format_name(hepinfer::SourceFormat f) {
   switch (f) {

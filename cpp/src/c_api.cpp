@@ -78,11 +78,7 @@ hepinfer::LoadOptions parse_options(const char* format, const char* tmva_cut_op)
   hepinfer::LoadOptions opt;
   if (format != nullptr) opt.format = format;
   if (tmva_cut_op != nullptr) {
-    const std::string s = tmva_cut_op;
-    if (s == ">=") opt.tmva_cut_op = hepinfer::TMVACutOp::GreaterEqual;
-    else if (s == ">") opt.tmva_cut_op = hepinfer::TMVACutOp::Greater;
-    else if (s == "auto") opt.tmva_cut_op = hepinfer::TMVACutOp::FromFile;
-    else throw hepinfer::InputError("tmva_cut_op must be \">=\", \">\" or \"auto\", not \"" + s + "\"");
+    opt.tmva_cut_op = hepinfer::parse_tmva_cut_op(tmva_cut_op);
   }
   return opt;
 }

@@ -42,6 +42,15 @@ enum class Output : std::uint8_t {
   Margin,       ///< raw sum of leaves plus base margin, before the objective's link
 };
 
+/// The one table of these options' names, for every front end (Python, the C API, the CLI):
+/// "probability" / "margin", and ">=" / ">" / "auto". Anything else raises InputError naming
+/// `what` (the argument) and the accepted spellings.
+Output parse_output(const std::string& name, const char* what = "output");
+TMVACutOp parse_tmva_cut_op(const std::string& name, const char* what = "tmva_cut_op");
+/// The names parse_output / parse_tmva_cut_op accept for each value.
+const char* output_name(Output output);
+const char* tmva_cut_op_name(TMVACutOp op);
+
 /// Describes how rows are laid out in memory: element (i, j) lives at
 /// data[i * row_stride + j * col_stride] (strides in elements, not bytes).
 struct RowLayout {
