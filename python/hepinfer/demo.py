@@ -50,6 +50,7 @@ Returns exit status 0 when every check passed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -519,608 +520,765 @@ def run_demo(
         sample is used (not with ``generate`` or ``sample``), ``False`` = none, or a jet sample
         file (its label-0 jets are used).
     """
-    import awkward as ak
     import torch
-    import uproot
-
-    import hepinfer
-    from hepinfer import plot
-    from hepinfer.disco import distance_correlation
-    from hepinfer.export import export_onnx, max_relative_difference
-    from hepinfer.metrics import calibration_curve, decorrelation_metrics
-    from hepinfer.train import (
-        MLP,
-        ParticleFlowNetwork,
-        WithSigmoid,
-        rebalance_weights,
-        split_by_event_number,
-        train_bdt,
-    )
 
     cfg = settings or DemoSettings()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(quiet)
-    say = (lambda *a: None) if quiet else print
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small networks, small batches: more threads only add synchronisation
     try:
-        # ------------------------------------------------------------------ sample and split
-        columns, where = _load_sample(n_events, generate, sample, cfg.seed)
-        n_main = len(columns["label"])
-        extra_path: Optional[Path] = None
-        if evaluation_background is True:
-            if generate is None and sample is None:
-                extra_path = evaluation_background_path()
-        elif evaluation_background is not False:
-            extra_path = Path(evaluation_background)
-        n_extra = 0
-        if extra_path is not None:
-            columns, n_extra = _add_evaluation_background(columns, extra_path)
-            where += f", plus {n_extra} QCD jets for validation and test only ({extra_path.name})"
-        label = np.asarray(columns["label"]).astype(np.float64)
-        weight = np.asarray(columns["weight"], dtype=np.float64)
-        mass = np.asarray(columns[DECORRELATION_MASS], dtype=np.float64)
-        events = np.asarray(columns["event"])
-        X = _jet_matrix(columns)
-        x_net = _network_inputs(X)
-        # fold of each jet: event % N_FOLDS for the main sample; the evaluation-only jets go to
-        # the validation or the test fold by the parity of their event number
-        folds = np.mod(events, N_FOLDS)
-        folds[n_main:] = np.where(np.mod(events[n_main:], 2) == 0, VALIDATION_FOLD, TEST_FOLD)
-        train, validation, test = split_by_event_number(
-            folds, N_FOLDS, validation_fold=VALIDATION_FOLD, test_fold=TEST_FOLD
-        )
-        # early stopping watches the main sample's validation jets only (as without the
-        # evaluation-only jets, and at the same cost); those serve the choice of the DisCo
-        # strength and the test metrics
-        stopping = validation & (np.arange(len(label)) < n_main)
-        w_fit = weight.copy()
-        w_fit[train] = rebalance_weights(label[train], weight[train])
-        w_fit[stopping] = rebalance_weights(label[stopping], weight[stopping])
-        n_sig, n_bkg = int((label == 1).sum()), int((label == 0).sum())
-        stages.done(
-            f"hepinfer {hepinfer.__version__} demo: {n_sig} W + {n_bkg} QCD jets from {where}; "
-            f"split by event number: {int(train.sum())} train, {int(validation.sum())} validation "
-            f"({int((validation & (label == 0)).sum())} QCD), {int(test.sum())} test "
-            f"({int((test & (label == 0)).sum())} QCD)"
-        )
-        particles, mask = padded_constituents(columns, cfg.max_particles, PARTICLE_FEATURES)
-        pmask = mask.astype(np.float32)
-        stages.done(
-            f"padded constituents to {cfg.max_particles} per jet ({len(PARTICLE_FEATURES)} features each)"
-        )
-
-        # ------------------------------------------------------------------ training
-        trained: dict[str, dict[str, Any]] = {}
-        t0 = time.perf_counter()
-        bdt = train_bdt(
-            X[:n_main],
-            label[:n_main],
-            weight[:n_main],
-            folds[:n_main],
-            feature_names=JET_FEATURES,
-            n_folds=N_FOLDS,
-            validation_fold=VALIDATION_FOLD,
-            test_fold=TEST_FOLD,
-            n_trees=cfg.bdt_trees,
-            max_depth=4,
-            learning_rate=0.1,
-            early_stopping_rounds=20,
-            seed=cfg.seed,
-            n_threads=1,
-        )
-        trained["BDT"] = {"seconds": time.perf_counter() - t0, "inputs": "jet features"}
-        stages.done(f"trained BDT (xgboost, {bdt.best_iteration + 1} trees, depth 4)")
-
-        def train_mlp(strength: float) -> Any:
-            """The jet-feature MLP, seeded the same way for every DisCo strength."""
-            torch.manual_seed(cfg.seed)
-            return _train_network(
-                MLP(len(JET_FEATURES), cfg.mlp_hidden),
-                (x_net,),
-                label,
-                w_fit,
-                mass,
-                train,
-                stopping,
-                epochs=cfg.mlp_epochs,
-                batch_size=cfg.batch_size,
-                seed=cfg.seed,
-                disco_strength=strength,
-                learning_rate=cfg.mlp_learning_rate,
-            )
-
-        def working_point(net: Any, fold: np.ndarray) -> dict[str, float]:
-            """1/eps_B and 1/JSD at the working point, and the background dCor^2, on one fold."""
-            with torch.no_grad():
-                s = torch.sigmoid(net(torch.as_tensor(x_net[fold]))).numpy().reshape(-1).astype(np.float64)
-            sig = label[fold] > 0.5
-            m = decorrelation_metrics(
-                s, mass[fold], sig, weight[fold], signal_efficiency=SIGNAL_EFFICIENCY, bins=MASS_BINS
-            )
-            m["background_dcor2"] = distance_correlation(s[~sig], mass[fold][~sig], weight[fold][~sig])
-            m["background_passing"] = int(np.sum(~sig & (s >= m["cut"])))
-            m["scores"] = s
-            return m
-
-        nets: dict[str, Any] = {}
-        t0 = time.perf_counter()
-        nets["MLP"] = train_mlp(0.0)
-        trained["MLP"] = {"seconds": time.perf_counter() - t0, "inputs": "jet features"}
-        stages.done("trained MLP")
-        # the DisCo MLPs: one per strength; the table's "MLP + DisCo" is chosen on the validation fold
-        strengths = sorted({float(v) for v in cfg.disco_scan if v > 0} | (
-            {float(cfg.disco_strength)} if cfg.disco_strength else set()
-        ))
-        if not strengths:
-            raise ValueError("DemoSettings: disco_scan (or disco_strength) needs a strength > 0")
-        scan: dict[float, Any] = {}
-        scan_seconds: dict[float, float] = {}
-        for strength in strengths:
-            t0 = time.perf_counter()
-            scan[strength] = train_mlp(strength)
-            scan_seconds[strength] = time.perf_counter() - t0
-        on_validation = {
-            lam: working_point(net, validation) for lam, net in [(0.0, nets["MLP"]), *scan.items()]
-        }
-        # paired bootstrap of the validation jets: how uncertain each strength's rejection
-        # relative to the plain MLP's is, where lambda is chosen (for the report)
-        val_boot = bootstrap_working_point(
-            label[validation],
-            mass[validation],
-            {lam: v["scores"] for lam, v in on_validation.items()},
-            weight[validation],
-            reference=0.0,
-            replicas=cfg.bootstrap_replicas,
-            seed=cfg.seed + 1,
-        )
-        if cfg.disco_strength:
-            chosen = float(cfg.disco_strength)
-        else:
-            chosen = choose_disco_strength(
-                on_validation[0.0]["background_rejection"],
-                {
-                    lam: (v["background_rejection"], v["inverse_jsd"])
-                    for lam, v in on_validation.items()
-                    if lam > 0
-                },
-                cfg.disco_min_rejection_fraction,
-            )
-        nets["MLP + DisCo"] = scan[chosen]
-        trained["MLP + DisCo"] = {"seconds": scan_seconds[chosen], "inputs": "jet features"}
-        stages.done(
-            f"trained MLP + DisCo for lambda = {', '.join(f'{v:g}' for v in scan)}; "
-            f"chose lambda = {chosen:g} "
-            + (
-                "(fixed by the settings)"
-                if cfg.disco_strength
-                else f"(largest validation 1/JSD keeping >= {cfg.disco_min_rejection_fraction:.0%} "
-                f"of the plain MLP's validation rejection {on_validation[0.0]['background_rejection']:.1f})"
-            )
-        )
-        torch.manual_seed(cfg.seed)
-        t0 = time.perf_counter()
-        nets["PFN"] = _train_network(
-            ParticleFlowNetwork(len(PARTICLE_FEATURES), cfg.pfn_hidden, cfg.pfn_latent, (64,)),
-            (particles, pmask),
-            label,
-            w_fit,
-            mass,
-            train,
-            stopping,
-            epochs=cfg.pfn_epochs,
-            batch_size=cfg.pfn_batch_size,
-            seed=cfg.seed,
-            learning_rate=cfg.pfn_learning_rate,
-        )
-        trained["PFN"] = {"seconds": time.perf_counter() - t0, "inputs": "constituents"}
-        stages.done("trained PFN (Deep Sets on constituents)")
-
-        # ------------------------------------------------------------------ export, load, compare
-        checks: dict[str, dict[str, Any]] = {}
-        X_test, x_test = X[test], x_net[test]
-        p_test, m_test = np.ascontiguousarray(particles[test]), np.ascontiguousarray(pmask[test])
-        bdt_path = bdt.save(out / "bdt.json", X_test)
-        forest = hepinfer.Forest.load(bdt_path)
-        booster = bdt.booster
-        booster.set_param({"nthread": 1})
-        ref_bdt = booster.inplace_predict(X_test)
-        hep_bdt = forest.predict(X_test, n_threads=1)
-        d = float(np.max(np.abs(hep_bdt - ref_bdt)))
-        checks["BDT"] = {
-            "file": bdt_path,
-            "reference": "xgboost",
-            "max_abs_difference": d,
-            "passed": d <= 1e-6,
-        }
-        engines: dict[str, Any] = {"BDT": forest}
-        references: dict[str, Any] = {}
-        files = {"MLP": "mlp.onnx", "MLP + DisCo": "mlp_disco.onnx", "PFN": "pfn.onnx"}
-        for name, net in nets.items():
-            inputs = (x_test,) if name != "PFN" else (p_test, m_test)
-            example = tuple(torch.as_tensor(a[:64]) for a in inputs)
-            path = export_onnx(WithSigmoid(net), example, out / files[name])
-            model = hepinfer.nn.Model.load(path)
-            session = _ort_session(path)
-            feed = dict(zip([i.name for i in session.get_inputs()], inputs))
-            ref = session.run(None, feed)[0].reshape(-1)
-            mine = np.asarray(model.predict(*inputs, n_threads=1)).reshape(-1)
-            with torch.no_grad():
-                torch_scores = WithSigmoid(net)(*(torch.as_tensor(a) for a in inputs)).numpy().reshape(-1)
-            d = float(np.max(np.abs(mine - ref)))
-            d_torch = max_relative_difference(mine, torch_scores)
-            checks[name] = {
-                "file": path,
-                "reference": "onnxruntime",
-                "max_abs_difference": d,
-                "max_difference_to_torch": d_torch,
-                "passed": d <= 1e-5 and d_torch <= 1e-5,
-            }
-            engines[name] = model
-            references[name] = (session, feed)
-        stages.done(
-            "exported and reloaded: "
-            + ", ".join(
-                f"{n} max |hepinfer - {c['reference']}| = {c['max_abs_difference']:.1e}"
-                for n, c in checks.items()
-            )
-        )
-
-        # ------------------------------------------------------------------ scores and metrics
-        scores = {
-            "BDT": hep_bdt,
-            "MLP": np.asarray(engines["MLP"].predict(x_test, n_threads=1)).reshape(-1),
-            "MLP + DisCo": np.asarray(engines["MLP + DisCo"].predict(x_test, n_threads=1)).reshape(-1),
-            "PFN": np.asarray(engines["PFN"].predict(p_test, m_test, n_threads=1)).reshape(-1),
-        }
-        y_test, w_test, mass_test = label[test], weight[test], mass[test]
-        is_signal = y_test > 0.5
-        bkg = ~is_signal
-        rows: list[dict[str, Any]] = []
-        n_test = int(test.sum())
-        for name, s in scores.items():
-            s64 = np.asarray(s, dtype=np.float64)
-            metrics = decorrelation_metrics(
-                s64, mass_test, is_signal, w_test, signal_efficiency=SIGNAL_EFFICIENCY, bins=MASS_BINS
-            )
-            if name == "BDT":
-                t_hep = _median_time(lambda: forest.predict(X_test, n_threads=1), cfg.timing_repeats)
-                t_ref = _median_time(lambda: booster.inplace_predict(X_test), cfg.timing_repeats)
-                reference = "xgboost"
-            else:
-                model, (session, feed) = engines[name], references[name]
-                inputs = (x_test,) if name != "PFN" else (p_test, m_test)
-                t_hep = _median_time(
-                    lambda model=model, inputs=inputs: model.predict(*inputs, n_threads=1), cfg.timing_repeats
-                )
-                t_ref = _median_time(
-                    lambda session=session, feed=feed: session.run(None, feed), cfg.timing_repeats
-                )
-                reference = "onnxruntime"
-            rows.append(
-                {
-                    "model": name,
-                    "inputs": trained[name]["inputs"],
-                    "auc": roc_auc(s64, y_test),
-                    "background_rejection": metrics["background_rejection"],
-                    "background_passing": int(np.sum(bkg & (s64 >= metrics["cut"]))),
-                    "inverse_jsd": metrics["inverse_jsd"],
-                    "jsd": metrics["jsd"],
-                    "cut": metrics["cut"],
-                    "background_dcor2": distance_correlation(s64[bkg], mass_test[bkg], w_test[bkg]),
-                    "train_seconds": trained[name]["seconds"],
-                    "hepinfer_events_per_second": n_test / t_hep,
-                    "reference_events_per_second": n_test / t_ref,
-                    "reference": reference,
-                }
-            )
-        # statistical uncertainties: the same bootstrap replicas of the test jets for every
-        # tagger, so the ratios to the plain MLP are paired
-        boot = bootstrap_working_point(
-            y_test,
-            mass_test,
-            {n: np.asarray(s, dtype=np.float64) for n, s in scores.items()},
-            w_test,
-            reference="MLP",
-            replicas=cfg.bootstrap_replicas,
-            seed=cfg.seed,
-        )
-        for r in rows:
-            b = boot[r["model"]]
-            r["background_rejection_interval"] = list(b["background_rejection"])
-            r["inverse_jsd_interval"] = list(b["inverse_jsd"])
-            r["rejection_ratio_to_mlp_interval"] = list(b["rejection_ratio"])
-            r["inverse_jsd_ratio_to_mlp_interval"] = list(b["inverse_jsd_ratio"])
-        # the strength scan (lambda 0 = the plain MLP) on the validation fold (where lambda is
-        # chosen) and on the test fold (what the table reports)
-        scan_points: list[dict[str, Any]] = []
-        on_test = {lam: working_point(net, test) for lam, net in [(0.0, nets["MLP"]), *scan.items()]}
-        scan_boot = bootstrap_working_point(
-            y_test,
-            mass_test,
-            {lam: t["scores"] for lam, t in on_test.items()},
-            w_test,
-            reference=0.0,
-            replicas=cfg.bootstrap_replicas,
-            seed=cfg.seed,
-        )
-        for strength, t in on_test.items():
-            v, b = on_validation[strength], scan_boot[strength]
-            scan_points.append(
-                {
-                    "strength": strength,
-                    "chosen": strength == chosen,
-                    "validation_background_rejection": v["background_rejection"],
-                    "validation_inverse_jsd": v["inverse_jsd"],
-                    "validation_background_dcor2": v["background_dcor2"],
-                    "validation_background_passing": v["background_passing"],
-                    "validation_rejection_ratio_interval": list(val_boot[strength]["rejection_ratio"]),
-                    "background_rejection": t["background_rejection"],
-                    "background_rejection_interval": list(b["background_rejection"]),
-                    "rejection_ratio_to_mlp_interval": list(b["rejection_ratio"]),
-                    "inverse_jsd": t["inverse_jsd"],
-                    "inverse_jsd_interval": list(b["inverse_jsd"]),
-                    "inverse_jsd_ratio_to_mlp_interval": list(b["inverse_jsd_ratio"]),
-                    "background_dcor2": t["background_dcor2"],
-                    "background_passing": t["background_passing"],
-                }
-            )
-        stages.done(
-            f"metrics and single-thread timings on {n_test} test jets (median of {cfg.timing_repeats})"
-        )
-
-        # ------------------------------------------------------------------ score a ROOT file
-        jets_path = out / "test_jets.root"
-        branches = {f: np.asarray(columns[f])[test] for f in JET_FEATURES}
-        branches.update(
-            jet_mass=np.asarray(columns["jet_mass"])[test],
-            label=np.asarray(columns["label"])[test],
-            event=events[test],
-            weight=weight[test],
-        )
-        # the PFN's inputs as jagged branches (one value per kept constituent), read back
-        # unpadded by hepinfer.score through Model.predict_jagged
-        counts, values = constituent_features(columns, cfg.max_particles, PARTICLE_FEATURES)
-        in_test = np.repeat(test, counts)
-        jagged = {
-            f"part_{name}": ak.unflatten(values[name][in_test], counts[test]) for name in PARTICLE_FEATURES
-        }
-        with uproot.recreate(jets_path) as f:
-            f.mktree(
-                "jets",
-                {
-                    **{k: v.dtype for k, v in branches.items()},
-                    **{k: v.type.content for k, v in jagged.items()},
-                },
-            )
-            f["jets"].extend({**branches, **jagged})
-        scores_path = out / "scores.root"
-        summary_score = hepinfer.score(
-            _JetTaggers(forest, engines["MLP"], engines["MLP + DisCo"], n_threads),
-            str(jets_path),
-            tree="jets",
-            output=str(scores_path),
-            overwrite=True,  # the demo's own folder: a rerun replaces its files
-            n_threads=n_threads,
-        )
-        with uproot.open(scores_path) as f:
-            written = f["scores"].arrays(["bdt", "mlp", "mlp_disco", "event"], library="np")
-        same = (
-            len(written["bdt"]) == n_test
-            and np.array_equal(written["event"], events[test])
-            and all(
-                np.max(np.abs(written[b] - scores[n]), initial=0.0) <= 1e-7
-                for b, n in (("bdt", "BDT"), ("mlp", "MLP"), ("mlp_disco", "MLP + DisCo"))
-            )
-        )
-        checks["scores.root"] = {
-            "file": str(scores_path),
-            "entries": len(written["bdt"]),
-            "passed": bool(same),
-        }
-        stages.done(
-            f"scored {jets_path.name} with hepinfer.score -> {scores_path.name} "
-            f"({summary_score.events_per_second:.3g} events/s, 3 taggers; "
-            f"{'equal to' if same else 'DIFFERENT FROM'} the in-memory scores)"
-        )
-        pfn_path = out / "pfn_scores.root"
-        summary_pfn = hepinfer.score(
-            engines["PFN"],
-            str(jets_path),
-            tree="jets",
-            features={"particles": [f"part_{name}" for name in PARTICLE_FEATURES]},
-            output=str(pfn_path),
-            overwrite=True,
-            output_names=["pfn"],
-            n_threads=n_threads,
-        )
-        with uproot.open(pfn_path) as f:
-            written_pfn = f["scores"].arrays(["pfn", "event"], library="np")
-        d_pfn = (
-            float(np.max(np.abs(written_pfn["pfn"] - scores["PFN"]), initial=0.0))
-            if len(written_pfn["pfn"]) == n_test
-            else float("inf")
-        )
-        checks["pfn_scores.root"] = {
-            "file": str(pfn_path),
-            "reference": "padded PFN",
-            "entries": len(written_pfn["pfn"]),
-            "max_abs_difference": d_pfn,
-            "passed": bool(d_pfn <= 1e-5 and np.array_equal(written_pfn["event"], events[test])),
-        }
-        stages.done(
-            f"scored the PFN on {jets_path.name}'s jagged constituent branches with hepinfer.score "
-            f"(no padding) -> {pfn_path.name} ({summary_pfn.events_per_second:.3g} events/s; "
-            f"max |difference| to the padded scores {d_pfn:.1e})"
-        )
-
-        # ------------------------------------------------------------------ plots and report
-        # the taggers were trained with the signal re-weighted to the background's total, so
-        # their scores are probabilities for equal priors: the calibration uses the same weights
-        w_calibration = rebalance_weights(y_test, w_test)
-        calibration = {}
-        for name in CALIBRATION_MODELS:
-            c = calibration_curve(y_test, scores[name], w_calibration, bins=CALIBRATION_BINS)
-            calibration[name] = {k: getattr(c, k).tolist() for k in c._fields}
-        pngs = {
-            "roc.png": plot.roc_curve(
-                y_test, scores, out / "roc.png", weight=w_test, title="W vs QCD jets, test fold"
-            ),
-            "scores.png": plot.score_distributions(
-                y_test,
-                scores,
-                out / "scores.png",
-                weight=w_test,
-                signal_name="W jets",
-                background_name="QCD jets",
-            ),
-            "mass_sculpting.png": plot.mass_sculpting(
-                mass_test,
-                y_test,
-                {n: scores[n] for n in ("BDT", "MLP", "MLP + DisCo")},
-                out / "mass_sculpting.png",
-                weight=w_test,
-                signal_efficiency=SIGNAL_EFFICIENCY,
-                bins=MASS_BINS,
-                mass_label="soft-drop jet mass [GeV]",
-            ),
-            "jsd_vs_rejection.png": plot.jsd_vs_rejection(
-                {
-                    r["model"] + (f" (λ = {chosen:g}, chosen)" if r["model"] == "MLP + DisCo" else ""): (
-                        r["background_rejection"],
-                        r["inverse_jsd"],
-                    )
-                    for r in rows
-                },
-                out / "jsd_vs_rejection.png",
-                signal_efficiency=SIGNAL_EFFICIENCY,
-                curves={
-                    "MLP, DisCo strength scan (test fold)": [
-                        (p["background_rejection"], p["inverse_jsd"]) for p in scan_points
-                    ],
-                    "MLP, DisCo strength scan (validation fold: the choice)": [
-                        (p["validation_background_rejection"], p["validation_inverse_jsd"])
-                        for p in scan_points
-                    ],
-                },
-                curve_labels={
-                    "MLP, DisCo strength scan (test fold)": [f"λ={p['strength']:g}" for p in scan_points],
-                    "MLP, DisCo strength scan (validation fold: the choice)": [
-                        f"λ={p['strength']:g}" for p in scan_points
-                    ],
-                },
-            ),
-            "calibration.png": plot.calibration(
-                y_test,
-                {n: scores[n] for n in CALIBRATION_MODELS},
-                out / "calibration.png",
-                weight=w_calibration,
-                bins=CALIBRATION_BINS,
-                title="W vs QCD jets, test fold (classes re-weighted to equal totals)",
-            ),
-        }
-        stages.done(f"wrote {len(pngs)} plots")
-
-        by_name = {r["model"]: r for r in rows}
-        plain, flat = by_name["MLP"], by_name["MLP + DisCo"]
-        v_plain = on_validation[0.0]
-        v_flat = on_validation[chosen]
-        n_test_bkg = int(bkg.sum())
-        verdict = (
-            f"The DisCo penalty (lambda = {chosen:g}, "
-            + (
-                "fixed by the settings"
-                if cfg.disco_strength
-                else f"chosen on the validation fold as the flattest of lambda = "
-                f"{', '.join(f'{v:g}' for v in scan)} that keeps at least "
-                f"{cfg.disco_min_rejection_fraction:.0%} of the plain MLP's rejection"
-
-            )
-            + f") flattens the background mass: at {SIGNAL_EFFICIENCY:.0%} signal efficiency on the "
-            f"test fold ({n_test_bkg} QCD jets), 1/JSD goes from {plain['inverse_jsd']:.1f} (plain MLP) to "
-            f"{flat['inverse_jsd']:.1f}, x{flat['inverse_jsd'] / plain['inverse_jsd']:.1f} "
-            f"({_interval(flat['inverse_jsd_ratio_to_mlp_interval'])}), and the background dCor^2(score, "
-            f"m_SD) from {plain['background_dcor2']:.3f} to {flat['background_dcor2']:.3f}, while the "
-            f"background rejection goes from {plain['background_rejection']:.1f} to "
-            f"{flat['background_rejection']:.1f}, "
-            f"x{flat['background_rejection'] / plain['background_rejection']:.2f} "
-            f"({_interval(flat['rejection_ratio_to_mlp_interval'])}); AUC {plain['auc']:.3f} -> "
-            f"{flat['auc']:.3f}. On the validation fold: 1/JSD {v_plain['inverse_jsd']:.1f} -> "
-            f"{v_flat['inverse_jsd']:.1f}, rejection {v_plain['background_rejection']:.1f} -> "
-            f"{v_flat['background_rejection']:.1f}. In parentheses: central 68% intervals from "
-            f"{cfg.bootstrap_replicas} bootstrap replicas of the test jets, the ratios paired (both "
-            f"taggers on the same replicas). The soft-drop mass is the strongest discriminant, so a "
-            f"tagger that may not sculpt it gives up part of its rejection. The 1/JSD of a tagger that "
-            f"does not sculpt at all is bounded by the statistics of the passing jets (about "
-            f"8 ln2 N_pass / (bins - 1) with N_pass passing jets: "
-            f"{8 * np.log(2) * flat['background_passing'] / (len(MASS_BINS) - 2):.0f} for the DisCo MLP's "
-            f"{flat['background_passing']})."
-        )
-        ok = all(c["passed"] for c in checks.values())
-        elapsed = time.perf_counter() - stages.start
-        table = _format_table(rows, markdown=False)
-        say("")
-        say(table)
-        say("")
-        say(verdict)
-        say(
-            "DisCo strength scan (MLP; validation | test): "
-            + "; ".join(
-                f"lambda {p['strength']:g}{' (chosen)' if p['chosen'] else ''}: 1/eps_B "
-                f"{p['validation_background_rejection']:.1f} | {p['background_rejection']:.1f}, 1/JSD "
-                f"{p['validation_inverse_jsd']:.1f} | {p['inverse_jsd']:.1f}"
-                for p in scan_points
-            )
-        )
-        for name, c in checks.items():
-            if "max_abs_difference" in c:
-                say(
-                    f"check {name:<12} hepinfer vs {c['reference']:<12} max |difference| = "
-                    f"{c['max_abs_difference']:.2e}  {'ok' if c['passed'] else 'FAILED'}"
-                )
-            else:
-                say(
-                    f"check {name:<12} {c['entries']} entries equal to the engines' scores  "
-                    f"{'ok' if c['passed'] else 'FAILED'}"
-                )
-        _write_report(out, rows, checks, verdict, pngs, where, cfg, elapsed, n_test, scan_points)
-        summary = {
-            "sample": where,
-            "n_jets": {
-                "signal": n_sig,
-                "background": n_bkg,
-                "train": int(train.sum()),
-                "validation": int(validation.sum()),
-                "test": n_test,
-                "validation_background": int((validation & (label == 0)).sum()),
-                "test_background": int((test & (label == 0)).sum()),
-                "evaluation_background": n_extra,
-                "early_stopping": int(stopping.sum()),
-            },
-            "jet_features": JET_FEATURES,
-            "particle_features": PARTICLE_FEATURES,
-            "decorrelation_mass": DECORRELATION_MASS,
-            "signal_efficiency": SIGNAL_EFFICIENCY,
-            "settings": {k: v for k, v in vars(cfg).items()},
-            "models": rows,
-            "disco_strength": chosen,
-            "disco_scan": scan_points,
-            "calibration": calibration,
-            "checks": checks,
-            "all_checks_passed": ok,
-            "seconds": elapsed,
-        }
-        with open(out / "summary.json", "w") as fh:
-            json.dump(summary, fh, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-        say(
-            f"\nwrote models, test_jets.root, scores.root, pfn_scores.root, {', '.join(pngs)}, report.md and "
-            f"summary.json to {out}/ in {elapsed:.1f} s"
-        )
-        say("all checks passed" if ok else "SOME CHECKS FAILED")
-        return 0 if ok else 1
+        data = _prepare_data(cfg, n_events, generate, sample, evaluation_background, stages)
+        taggers = _train_taggers(data, cfg, stages)
+        engines = _export_and_check(data, taggers, out, stages)
+        evaluation = _evaluate_on_test(data, taggers, engines, cfg, stages)
+        _score_root_files(data, taggers, engines, evaluation, cfg, out, n_threads, stages)
+        plotted = _plots(data, taggers, evaluation, out, stages)
+        return _report(data, taggers, engines, evaluation, plotted, cfg, out, stages, quiet)
     finally:
         torch.set_num_threads(torch_threads)
+
+
+# ---------------------------------------------------------------------------------- the demo's stages
+
+
+@dataclass
+class _Data:
+    """The sample, its folds and the arrays every stage reads."""
+
+    columns: dict[str, np.ndarray]
+    where: str
+    n_main: int  # jets of the main sample (the evaluation-only QCD jets follow them)
+    n_extra: int
+    label: np.ndarray
+    weight: np.ndarray
+    mass: np.ndarray
+    events: np.ndarray
+    X: np.ndarray  # jet features (float32, NaN kept: the BDT routes it)
+    x_net: np.ndarray  # what the networks see (NaN -> -1)
+    folds: np.ndarray
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    stopping: np.ndarray  # the validation jets that early stopping watches
+    w_fit: np.ndarray  # training weights, classes rebalanced
+    particles: np.ndarray  # padded constituents
+    pmask: np.ndarray
+
+
+def _prepare_data(
+    cfg: DemoSettings,
+    n_events: Optional[int],
+    generate: Optional[int],
+    sample: Optional[Union[str, Path]],
+    evaluation_background: Union[bool, str, Path],
+    stages: _Stages,
+) -> _Data:
+    """Stage 1: the sample (plus the evaluation-only QCD jets), split by event number, and the
+    padded constituents."""
+    import hepinfer
+    from hepinfer.train import rebalance_weights, split_by_event_number
+
+    columns, where = _load_sample(n_events, generate, sample, cfg.seed)
+    n_main = len(columns["label"])
+    extra_path: Optional[Path] = None
+    if evaluation_background is True:
+        if generate is None and sample is None:
+            extra_path = evaluation_background_path()
+    elif evaluation_background is not False:
+        extra_path = Path(evaluation_background)
+    n_extra = 0
+    if extra_path is not None:
+        columns, n_extra = _add_evaluation_background(columns, extra_path)
+        where += f", plus {n_extra} QCD jets for validation and test only ({extra_path.name})"
+    label = np.asarray(columns["label"]).astype(np.float64)
+    weight = np.asarray(columns["weight"], dtype=np.float64)
+    events = np.asarray(columns["event"])
+    X = _jet_matrix(columns)
+    # fold of each jet: event % N_FOLDS for the main sample; the evaluation-only jets go to
+    # the validation or the test fold by the parity of their event number
+    folds = np.mod(events, N_FOLDS)
+    folds[n_main:] = np.where(np.mod(events[n_main:], 2) == 0, VALIDATION_FOLD, TEST_FOLD)
+    train, validation, test = split_by_event_number(
+        folds, N_FOLDS, validation_fold=VALIDATION_FOLD, test_fold=TEST_FOLD
+    )
+    # early stopping watches the main sample's validation jets only (as without the
+    # evaluation-only jets, and at the same cost); those serve the choice of the DisCo
+    # strength and the test metrics
+    stopping = validation & (np.arange(len(label)) < n_main)
+    w_fit = weight.copy()
+    w_fit[train] = rebalance_weights(label[train], weight[train])
+    w_fit[stopping] = rebalance_weights(label[stopping], weight[stopping])
+    n_sig, n_bkg = int((label == 1).sum()), int((label == 0).sum())
+    stages.done(
+        f"hepinfer {hepinfer.__version__} demo: {n_sig} W + {n_bkg} QCD jets from {where}; "
+        f"split by event number: {int(train.sum())} train, {int(validation.sum())} validation "
+        f"({int((validation & (label == 0)).sum())} QCD), {int(test.sum())} test "
+        f"({int((test & (label == 0)).sum())} QCD)"
+    )
+    particles, mask = padded_constituents(columns, cfg.max_particles, PARTICLE_FEATURES)
+    stages.done(f"padded constituents to {cfg.max_particles} per jet ({len(PARTICLE_FEATURES)} features each)")
+    return _Data(
+        columns=columns,
+        where=where,
+        n_main=n_main,
+        n_extra=n_extra,
+        label=label,
+        weight=weight,
+        mass=np.asarray(columns[DECORRELATION_MASS], dtype=np.float64),
+        events=events,
+        X=X,
+        x_net=_network_inputs(X),
+        folds=folds,
+        train=train,
+        validation=validation,
+        test=test,
+        stopping=stopping,
+        w_fit=w_fit,
+        particles=particles,
+        pmask=mask.astype(np.float32),
+    )
+
+
+def _working_point(data: _Data, net: Any, fold: np.ndarray) -> dict[str, Any]:
+    """1/eps_B and 1/JSD at the working point, the background dCor^2 and the scores, of a
+    jet-feature network on one fold."""
+    import torch
+
+    from hepinfer.disco import distance_correlation
+    from hepinfer.metrics import decorrelation_metrics
+
+    with torch.no_grad():
+        s = torch.sigmoid(net(torch.as_tensor(data.x_net[fold]))).numpy().reshape(-1).astype(np.float64)
+    sig = data.label[fold] > 0.5
+    mass, weight = data.mass[fold], data.weight[fold]
+    m: dict[str, Any] = decorrelation_metrics(
+        s, mass, sig, weight, signal_efficiency=SIGNAL_EFFICIENCY, bins=MASS_BINS
+    )
+    m["background_dcor2"] = distance_correlation(s[~sig], mass[~sig], weight[~sig])
+    m["background_passing"] = int(np.sum(~sig & (s >= m["cut"])))
+    m["scores"] = s
+    return m
+
+
+@dataclass
+class _Taggers:
+    """The trained taggers: the BDT, the networks by table name, the DisCo strength scan and
+    the strength chosen on the validation fold."""
+
+    bdt: Any
+    nets: dict[str, Any]
+    trained: dict[str, dict[str, Any]]  # per table name: training seconds and inputs
+    scan: dict[float, Any]  # DisCo strength -> MLP
+    on_validation: dict[float, dict[str, Any]]  # strength (0: plain MLP) -> working point
+    validation_bootstrap: dict[Any, dict[str, Any]]
+    chosen: float
+
+
+def _train_taggers(data: _Data, cfg: DemoSettings, stages: _Stages) -> _Taggers:
+    """Stage 2: the BDT (xgboost), the MLP, the DisCo MLPs of the strength scan (the table's
+    "MLP + DisCo" chosen on the validation fold) and the PFN."""
+    import torch
+
+    from hepinfer.train import MLP, ParticleFlowNetwork, train_bdt
+
+    d, n_main = data, data.n_main
+    trained: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    bdt = train_bdt(
+        d.X[:n_main],
+        d.label[:n_main],
+        d.weight[:n_main],
+        d.folds[:n_main],
+        feature_names=JET_FEATURES,
+        n_folds=N_FOLDS,
+        validation_fold=VALIDATION_FOLD,
+        test_fold=TEST_FOLD,
+        n_trees=cfg.bdt_trees,
+        max_depth=4,
+        learning_rate=0.1,
+        early_stopping_rounds=20,
+        seed=cfg.seed,
+        n_threads=1,
+    )
+    trained["BDT"] = {"seconds": time.perf_counter() - t0, "inputs": "jet features"}
+    stages.done(f"trained BDT (xgboost, {bdt.best_iteration + 1} trees, depth 4)")
+
+    def train_mlp(strength: float) -> Any:
+        """The jet-feature MLP, seeded the same way for every DisCo strength."""
+        torch.manual_seed(cfg.seed)
+        return _train_network(
+            MLP(len(JET_FEATURES), cfg.mlp_hidden),
+            (d.x_net,),
+            d.label,
+            d.w_fit,
+            d.mass,
+            d.train,
+            d.stopping,
+            epochs=cfg.mlp_epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            disco_strength=strength,
+            learning_rate=cfg.mlp_learning_rate,
+        )
+
+    nets: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    nets["MLP"] = train_mlp(0.0)
+    trained["MLP"] = {"seconds": time.perf_counter() - t0, "inputs": "jet features"}
+    stages.done("trained MLP")
+    # the DisCo MLPs: one per strength; the table's "MLP + DisCo" is chosen on the validation fold
+    strengths = sorted(
+        {float(v) for v in cfg.disco_scan if v > 0} | ({float(cfg.disco_strength)} if cfg.disco_strength else set())
+    )
+    if not strengths:
+        raise ValueError("DemoSettings: disco_scan (or disco_strength) needs a strength > 0")
+    scan: dict[float, Any] = {}
+    scan_seconds: dict[float, float] = {}
+    for strength in strengths:
+        t0 = time.perf_counter()
+        scan[strength] = train_mlp(strength)
+        scan_seconds[strength] = time.perf_counter() - t0
+    on_validation = {
+        lam: _working_point(d, net, d.validation) for lam, net in [(0.0, nets["MLP"]), *scan.items()]
+    }
+    # paired bootstrap of the validation jets: how uncertain each strength's rejection
+    # relative to the plain MLP's is, where lambda is chosen (for the report)
+    val_boot = bootstrap_working_point(
+        d.label[d.validation],
+        d.mass[d.validation],
+        {lam: v["scores"] for lam, v in on_validation.items()},
+        d.weight[d.validation],
+        reference=0.0,
+        replicas=cfg.bootstrap_replicas,
+        seed=cfg.seed + 1,
+    )
+    if cfg.disco_strength:
+        chosen = float(cfg.disco_strength)
+    else:
+        chosen = choose_disco_strength(
+            on_validation[0.0]["background_rejection"],
+            {lam: (v["background_rejection"], v["inverse_jsd"]) for lam, v in on_validation.items() if lam > 0},
+            cfg.disco_min_rejection_fraction,
+        )
+    nets["MLP + DisCo"] = scan[chosen]
+    trained["MLP + DisCo"] = {"seconds": scan_seconds[chosen], "inputs": "jet features"}
+    stages.done(
+        f"trained MLP + DisCo for lambda = {', '.join(f'{v:g}' for v in scan)}; "
+        f"chose lambda = {chosen:g} "
+        + (
+            "(fixed by the settings)"
+            if cfg.disco_strength
+            else f"(largest validation 1/JSD keeping >= {cfg.disco_min_rejection_fraction:.0%} "
+            f"of the plain MLP's validation rejection {on_validation[0.0]['background_rejection']:.1f})"
+        )
+    )
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    nets["PFN"] = _train_network(
+        ParticleFlowNetwork(len(PARTICLE_FEATURES), cfg.pfn_hidden, cfg.pfn_latent, (64,)),
+        (d.particles, d.pmask),
+        d.label,
+        d.w_fit,
+        d.mass,
+        d.train,
+        d.stopping,
+        epochs=cfg.pfn_epochs,
+        batch_size=cfg.pfn_batch_size,
+        seed=cfg.seed,
+        learning_rate=cfg.pfn_learning_rate,
+    )
+    trained["PFN"] = {"seconds": time.perf_counter() - t0, "inputs": "constituents"}
+    stages.done("trained PFN (Deep Sets on constituents)")
+    return _Taggers(bdt, nets, trained, scan, on_validation, val_boot, chosen)
+
+
+@dataclass
+class _Engines:
+    """The exported files run by hepinfer, their references, and the checks so far."""
+
+    forest: Any
+    booster: Any
+    models: dict[str, Any]  # table name -> hepinfer.Forest / hepinfer.nn.Model
+    references: dict[str, Any]  # network name -> (onnxruntime session, feed)
+    checks: dict[str, dict[str, Any]]
+    bdt_scores: np.ndarray  # hepinfer's BDT scores on the test fold
+    X_test: np.ndarray
+    x_test: np.ndarray
+    p_test: np.ndarray
+    m_test: np.ndarray
+
+
+def _export_and_check(data: _Data, taggers: _Taggers, out: Path, stages: _Stages) -> _Engines:
+    """Stage 3: export the BDT to xgboost JSON and the networks to ONNX, load them with
+    hepinfer and compare with xgboost, onnxruntime and torch on the test fold."""
+    import torch
+
+    import hepinfer
+    from hepinfer.export import export_onnx, max_relative_difference
+    from hepinfer.train import WithSigmoid
+
+    d = data
+    checks: dict[str, dict[str, Any]] = {}
+    X_test, x_test = d.X[d.test], d.x_net[d.test]
+    p_test, m_test = np.ascontiguousarray(d.particles[d.test]), np.ascontiguousarray(d.pmask[d.test])
+    bdt_path = taggers.bdt.save(out / "bdt.json", X_test)
+    forest = hepinfer.Forest.load(bdt_path)
+    booster = taggers.bdt.booster
+    booster.set_param({"nthread": 1})
+    ref_bdt = booster.inplace_predict(X_test)
+    hep_bdt = forest.predict(X_test, n_threads=1)
+    diff = float(np.max(np.abs(hep_bdt - ref_bdt)))
+    checks["BDT"] = {"file": bdt_path, "reference": "xgboost", "max_abs_difference": diff, "passed": diff <= 1e-6}
+    models: dict[str, Any] = {"BDT": forest}
+    references: dict[str, Any] = {}
+    files = {"MLP": "mlp.onnx", "MLP + DisCo": "mlp_disco.onnx", "PFN": "pfn.onnx"}
+    for name, net in taggers.nets.items():
+        inputs = (x_test,) if name != "PFN" else (p_test, m_test)
+        example = tuple(torch.as_tensor(a[:64]) for a in inputs)
+        path = export_onnx(WithSigmoid(net), example, out / files[name])
+        model = hepinfer.nn.Model.load(path)
+        session = _ort_session(path)
+        feed = dict(zip([i.name for i in session.get_inputs()], inputs))
+        ref = session.run(None, feed)[0].reshape(-1)
+        mine = np.asarray(model.predict(*inputs, n_threads=1)).reshape(-1)
+        with torch.no_grad():
+            torch_scores = WithSigmoid(net)(*(torch.as_tensor(a) for a in inputs)).numpy().reshape(-1)
+        diff = float(np.max(np.abs(mine - ref)))
+        d_torch = max_relative_difference(mine, torch_scores)
+        checks[name] = {
+            "file": path,
+            "reference": "onnxruntime",
+            "max_abs_difference": diff,
+            "max_difference_to_torch": d_torch,
+            "passed": diff <= 1e-5 and d_torch <= 1e-5,
+        }
+        models[name] = model
+        references[name] = (session, feed)
+    stages.done(
+        "exported and reloaded: "
+        + ", ".join(
+            f"{n} max |hepinfer - {c['reference']}| = {c['max_abs_difference']:.1e}" for n, c in checks.items()
+        )
+    )
+    return _Engines(forest, booster, models, references, checks, hep_bdt, X_test, x_test, p_test, m_test)
+
+
+@dataclass
+class _Evaluation:
+    """The test fold's scores, the table's rows and the DisCo strength scan."""
+
+    scores: dict[str, np.ndarray]
+    rows: list[dict[str, Any]]
+    scan_points: list[dict[str, Any]]
+    y_test: np.ndarray
+    w_test: np.ndarray
+    mass_test: np.ndarray
+    n_test: int
+
+
+def _evaluate_on_test(
+    data: _Data, taggers: _Taggers, engines: _Engines, cfg: DemoSettings, stages: _Stages
+) -> _Evaluation:
+    """Stage 4: every tagger's metrics on the test fold with bootstrap intervals, single-thread
+    timings against its reference engine, and the DisCo strength scan on both folds."""
+    from hepinfer.disco import distance_correlation
+    from hepinfer.metrics import decorrelation_metrics
+
+    d, e = data, engines
+    x_test, p_test, m_test = e.x_test, e.p_test, e.m_test
+    scores = {
+        "BDT": e.bdt_scores,
+        "MLP": np.asarray(e.models["MLP"].predict(x_test, n_threads=1)).reshape(-1),
+        "MLP + DisCo": np.asarray(e.models["MLP + DisCo"].predict(x_test, n_threads=1)).reshape(-1),
+        "PFN": np.asarray(e.models["PFN"].predict(p_test, m_test, n_threads=1)).reshape(-1),
+    }
+    y_test, w_test, mass_test = d.label[d.test], d.weight[d.test], d.mass[d.test]
+    bkg = ~(y_test > 0.5)
+    rows: list[dict[str, Any]] = []
+    n_test = int(d.test.sum())
+    for name, s in scores.items():
+        s64 = np.asarray(s, dtype=np.float64)
+        metrics = decorrelation_metrics(
+            s64, mass_test, ~bkg, w_test, signal_efficiency=SIGNAL_EFFICIENCY, bins=MASS_BINS
+        )
+        if name == "BDT":
+            t_hep = _median_time(lambda: e.forest.predict(e.X_test, n_threads=1), cfg.timing_repeats)
+            t_ref = _median_time(lambda: e.booster.inplace_predict(e.X_test), cfg.timing_repeats)
+            reference = "xgboost"
+        else:
+            model, (session, feed) = e.models[name], e.references[name]
+            inputs = (x_test,) if name != "PFN" else (p_test, m_test)
+            t_hep = _median_time(functools.partial(model.predict, *inputs, n_threads=1), cfg.timing_repeats)
+            t_ref = _median_time(functools.partial(session.run, None, feed), cfg.timing_repeats)
+            reference = "onnxruntime"
+        rows.append(
+            {
+                "model": name,
+                "inputs": taggers.trained[name]["inputs"],
+                "auc": roc_auc(s64, y_test),
+                "background_rejection": metrics["background_rejection"],
+                "background_passing": int(np.sum(bkg & (s64 >= metrics["cut"]))),
+                "inverse_jsd": metrics["inverse_jsd"],
+                "jsd": metrics["jsd"],
+                "cut": metrics["cut"],
+                "background_dcor2": distance_correlation(s64[bkg], mass_test[bkg], w_test[bkg]),
+                "train_seconds": taggers.trained[name]["seconds"],
+                "hepinfer_events_per_second": n_test / t_hep,
+                "reference_events_per_second": n_test / t_ref,
+                "reference": reference,
+            }
+        )
+    # statistical uncertainties: the same bootstrap replicas of the test jets for every
+    # tagger, so the ratios to the plain MLP are paired
+    boot = bootstrap_working_point(
+        y_test,
+        mass_test,
+        {n: np.asarray(s, dtype=np.float64) for n, s in scores.items()},
+        w_test,
+        reference="MLP",
+        replicas=cfg.bootstrap_replicas,
+        seed=cfg.seed,
+    )
+    for r in rows:
+        b = boot[r["model"]]
+        r["background_rejection_interval"] = list(b["background_rejection"])
+        r["inverse_jsd_interval"] = list(b["inverse_jsd"])
+        r["rejection_ratio_to_mlp_interval"] = list(b["rejection_ratio"])
+        r["inverse_jsd_ratio_to_mlp_interval"] = list(b["inverse_jsd_ratio"])
+    # the strength scan (lambda 0 = the plain MLP) on the validation fold (where lambda is
+    # chosen) and on the test fold (what the table reports)
+    scan_points: list[dict[str, Any]] = []
+    on_test = {
+        lam: _working_point(d, net, d.test) for lam, net in [(0.0, taggers.nets["MLP"]), *taggers.scan.items()]
+    }
+    scan_boot = bootstrap_working_point(
+        y_test,
+        mass_test,
+        {lam: t["scores"] for lam, t in on_test.items()},
+        w_test,
+        reference=0.0,
+        replicas=cfg.bootstrap_replicas,
+        seed=cfg.seed,
+    )
+    for strength, t in on_test.items():
+        v, b = taggers.on_validation[strength], scan_boot[strength]
+        scan_points.append(
+            {
+                "strength": strength,
+                "chosen": strength == taggers.chosen,
+                "validation_background_rejection": v["background_rejection"],
+                "validation_inverse_jsd": v["inverse_jsd"],
+                "validation_background_dcor2": v["background_dcor2"],
+                "validation_background_passing": v["background_passing"],
+                "validation_rejection_ratio_interval": list(
+                    taggers.validation_bootstrap[strength]["rejection_ratio"]
+                ),
+                "background_rejection": t["background_rejection"],
+                "background_rejection_interval": list(b["background_rejection"]),
+                "rejection_ratio_to_mlp_interval": list(b["rejection_ratio"]),
+                "inverse_jsd": t["inverse_jsd"],
+                "inverse_jsd_interval": list(b["inverse_jsd"]),
+                "inverse_jsd_ratio_to_mlp_interval": list(b["inverse_jsd_ratio"]),
+                "background_dcor2": t["background_dcor2"],
+                "background_passing": t["background_passing"],
+            }
+        )
+    stages.done(f"metrics and single-thread timings on {n_test} test jets (median of {cfg.timing_repeats})")
+    return _Evaluation(scores, rows, scan_points, y_test, w_test, mass_test, n_test)
+
+
+def _score_root_files(
+    data: _Data,
+    taggers: _Taggers,
+    engines: _Engines,
+    evaluation: _Evaluation,
+    cfg: DemoSettings,
+    out: Path,
+    n_threads: Optional[int],
+    stages: _Stages,
+) -> None:
+    """Stage 5: write the test jets to a ROOT file (jet branches and the PFN's inputs as jagged
+    branches) and score it with hepinfer.score: the jet taggers into scores.root, the PFN
+    straight from the jagged branches (no padding) into pfn_scores.root; both are checked
+    against the in-memory scores (``engines.checks``)."""
+    import awkward as ak
+    import uproot
+
+    import hepinfer
+
+    d, e, scores, n_test = data, engines, evaluation.scores, evaluation.n_test
+    jets_path = out / "test_jets.root"
+    branches = {f: np.asarray(d.columns[f])[d.test] for f in JET_FEATURES}
+    branches.update(
+        jet_mass=np.asarray(d.columns["jet_mass"])[d.test],
+        label=np.asarray(d.columns["label"])[d.test],
+        event=d.events[d.test],
+        weight=d.weight[d.test],
+    )
+    # the PFN's inputs as jagged branches (one value per kept constituent), read back
+    # unpadded by hepinfer.score through Model.predict_jagged
+    counts, values = constituent_features(d.columns, cfg.max_particles, PARTICLE_FEATURES)
+    in_test = np.repeat(d.test, counts)
+    jagged = {f"part_{name}": ak.unflatten(values[name][in_test], counts[d.test]) for name in PARTICLE_FEATURES}
+    with uproot.recreate(jets_path) as f:
+        f.mktree("jets", {**{k: v.dtype for k, v in branches.items()}, **{k: v.type.content for k, v in jagged.items()}})
+        f["jets"].extend({**branches, **jagged})
+    scores_path = out / "scores.root"
+    summary_score = hepinfer.score(
+        _JetTaggers(e.forest, e.models["MLP"], e.models["MLP + DisCo"], n_threads),
+        str(jets_path),
+        tree="jets",
+        output=str(scores_path),
+        overwrite=True,  # the demo's own folder: a rerun replaces its files
+        n_threads=n_threads,
+    )
+    with uproot.open(scores_path) as f:
+        written = f["scores"].arrays(["bdt", "mlp", "mlp_disco", "event"], library="np")
+    same = (
+        len(written["bdt"]) == n_test
+        and np.array_equal(written["event"], d.events[d.test])
+        and all(
+            np.max(np.abs(written[b] - scores[n]), initial=0.0) <= 1e-7
+            for b, n in (("bdt", "BDT"), ("mlp", "MLP"), ("mlp_disco", "MLP + DisCo"))
+        )
+    )
+    e.checks["scores.root"] = {"file": str(scores_path), "entries": len(written["bdt"]), "passed": bool(same)}
+    stages.done(
+        f"scored {jets_path.name} with hepinfer.score -> {scores_path.name} "
+        f"({summary_score.events_per_second:.3g} events/s, 3 taggers; "
+        f"{'equal to' if same else 'DIFFERENT FROM'} the in-memory scores)"
+    )
+    pfn_path = out / "pfn_scores.root"
+    summary_pfn = hepinfer.score(
+        e.models["PFN"],
+        str(jets_path),
+        tree="jets",
+        features={"particles": [f"part_{name}" for name in PARTICLE_FEATURES]},
+        output=str(pfn_path),
+        overwrite=True,
+        output_names=["pfn"],
+        n_threads=n_threads,
+    )
+    with uproot.open(pfn_path) as f:
+        written_pfn = f["scores"].arrays(["pfn", "event"], library="np")
+    d_pfn = (
+        float(np.max(np.abs(written_pfn["pfn"] - scores["PFN"]), initial=0.0))
+        if len(written_pfn["pfn"]) == n_test
+        else float("inf")
+    )
+    e.checks["pfn_scores.root"] = {
+        "file": str(pfn_path),
+        "reference": "padded PFN",
+        "entries": len(written_pfn["pfn"]),
+        "max_abs_difference": d_pfn,
+        "passed": bool(d_pfn <= 1e-5 and np.array_equal(written_pfn["event"], d.events[d.test])),
+    }
+    stages.done(
+        f"scored the PFN on {jets_path.name}'s jagged constituent branches with hepinfer.score "
+        f"(no padding) -> {pfn_path.name} ({summary_pfn.events_per_second:.3g} events/s; "
+        f"max |difference| to the padded scores {d_pfn:.1e})"
+    )
+
+
+def _plots(
+    data: _Data, taggers: _Taggers, evaluation: _Evaluation, out: Path, stages: _Stages
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Stage 6: ROC, score, mass-sculpting, 1/JSD-vs-rejection and calibration plots (PNG) of
+    the test fold: (file name -> path, the calibration curves)."""
+    from hepinfer import plot
+    from hepinfer.metrics import calibration_curve
+    from hepinfer.train import rebalance_weights
+
+    y_test, w_test, mass_test = evaluation.y_test, evaluation.w_test, evaluation.mass_test
+    scores, rows, scan_points, chosen = evaluation.scores, evaluation.rows, evaluation.scan_points, taggers.chosen
+    # the taggers were trained with the signal re-weighted to the background's total, so
+    # their scores are probabilities for equal priors: the calibration uses the same weights
+    w_calibration = rebalance_weights(y_test, w_test)
+    calibration = {}
+    for name in CALIBRATION_MODELS:
+        c = calibration_curve(y_test, scores[name], w_calibration, bins=CALIBRATION_BINS)
+        calibration[name] = {k: getattr(c, k).tolist() for k in c._fields}
+    pngs = {
+        "roc.png": plot.roc_curve(
+            y_test, scores, out / "roc.png", weight=w_test, title="W vs QCD jets, test fold"
+        ),
+        "scores.png": plot.score_distributions(
+            y_test,
+            scores,
+            out / "scores.png",
+            weight=w_test,
+            signal_name="W jets",
+            background_name="QCD jets",
+        ),
+        "mass_sculpting.png": plot.mass_sculpting(
+            mass_test,
+            y_test,
+            {n: scores[n] for n in ("BDT", "MLP", "MLP + DisCo")},
+            out / "mass_sculpting.png",
+            weight=w_test,
+            signal_efficiency=SIGNAL_EFFICIENCY,
+            bins=MASS_BINS,
+            mass_label="soft-drop jet mass [GeV]",
+        ),
+        "jsd_vs_rejection.png": plot.jsd_vs_rejection(
+            {
+                r["model"] + (f" (λ = {chosen:g}, chosen)" if r["model"] == "MLP + DisCo" else ""): (
+                    r["background_rejection"],
+                    r["inverse_jsd"],
+                )
+                for r in rows
+            },
+            out / "jsd_vs_rejection.png",
+            signal_efficiency=SIGNAL_EFFICIENCY,
+            curves={
+                "MLP, DisCo strength scan (test fold)": [
+                    (p["background_rejection"], p["inverse_jsd"]) for p in scan_points
+                ],
+                "MLP, DisCo strength scan (validation fold: the choice)": [
+                    (p["validation_background_rejection"], p["validation_inverse_jsd"])
+                    for p in scan_points
+                ],
+            },
+            curve_labels={
+                "MLP, DisCo strength scan (test fold)": [f"λ={p['strength']:g}" for p in scan_points],
+                "MLP, DisCo strength scan (validation fold: the choice)": [
+                    f"λ={p['strength']:g}" for p in scan_points
+                ],
+            },
+        ),
+        "calibration.png": plot.calibration(
+            y_test,
+            {n: scores[n] for n in CALIBRATION_MODELS},
+            out / "calibration.png",
+            weight=w_calibration,
+            bins=CALIBRATION_BINS,
+            title="W vs QCD jets, test fold (classes re-weighted to equal totals)",
+        ),
+    }
+    stages.done(f"wrote {len(pngs)} plots")
+    return pngs, calibration
+
+
+def _report(
+    data: _Data,
+    taggers: _Taggers,
+    engines: _Engines,
+    evaluation: _Evaluation,
+    plotted: tuple[dict[str, str], dict[str, dict[str, Any]]],
+    cfg: DemoSettings,
+    out: Path,
+    stages: _Stages,
+    quiet: bool,
+) -> int:
+    """Stage 7: the table, the verdict on the DisCo penalty and the checks on the terminal,
+    report.md and summary.json; 0 when every check passed, 1 otherwise."""
+    say = (lambda *a: None) if quiet else print
+    d = data
+    pngs, calibration = plotted
+    rows, scan_points, n_test = evaluation.rows, evaluation.scan_points, evaluation.n_test
+    on_validation, chosen, scan = taggers.on_validation, taggers.chosen, taggers.scan
+    checks, where = engines.checks, d.where
+    bkg = ~(evaluation.y_test > 0.5)
+    n_sig, n_bkg = int((d.label == 1).sum()), int((d.label == 0).sum())
+    by_name = {r["model"]: r for r in rows}
+    plain, flat = by_name["MLP"], by_name["MLP + DisCo"]
+    v_plain = on_validation[0.0]
+    v_flat = on_validation[chosen]
+    n_test_bkg = int(bkg.sum())
+    verdict = (
+        f"The DisCo penalty (lambda = {chosen:g}, "
+        + (
+            "fixed by the settings"
+            if cfg.disco_strength
+            else f"chosen on the validation fold as the flattest of lambda = "
+            f"{', '.join(f'{v:g}' for v in scan)} that keeps at least "
+            f"{cfg.disco_min_rejection_fraction:.0%} of the plain MLP's rejection"
+
+        )
+        + f") flattens the background mass: at {SIGNAL_EFFICIENCY:.0%} signal efficiency on the "
+        f"test fold ({n_test_bkg} QCD jets), 1/JSD goes from {plain['inverse_jsd']:.1f} (plain MLP) to "
+        f"{flat['inverse_jsd']:.1f}, x{flat['inverse_jsd'] / plain['inverse_jsd']:.1f} "
+        f"({_interval(flat['inverse_jsd_ratio_to_mlp_interval'])}), and the background dCor^2(score, "
+        f"m_SD) from {plain['background_dcor2']:.3f} to {flat['background_dcor2']:.3f}, while the "
+        f"background rejection goes from {plain['background_rejection']:.1f} to "
+        f"{flat['background_rejection']:.1f}, "
+        f"x{flat['background_rejection'] / plain['background_rejection']:.2f} "
+        f"({_interval(flat['rejection_ratio_to_mlp_interval'])}); AUC {plain['auc']:.3f} -> "
+        f"{flat['auc']:.3f}. On the validation fold: 1/JSD {v_plain['inverse_jsd']:.1f} -> "
+        f"{v_flat['inverse_jsd']:.1f}, rejection {v_plain['background_rejection']:.1f} -> "
+        f"{v_flat['background_rejection']:.1f}. In parentheses: central 68% intervals from "
+        f"{cfg.bootstrap_replicas} bootstrap replicas of the test jets, the ratios paired (both "
+        f"taggers on the same replicas). The soft-drop mass is the strongest discriminant, so a "
+        f"tagger that may not sculpt it gives up part of its rejection. The 1/JSD of a tagger that "
+        f"does not sculpt at all is bounded by the statistics of the passing jets (about "
+        f"8 ln2 N_pass / (bins - 1) with N_pass passing jets: "
+        f"{8 * np.log(2) * flat['background_passing'] / (len(MASS_BINS) - 2):.0f} for the DisCo MLP's "
+        f"{flat['background_passing']})."
+    )
+    ok = all(c["passed"] for c in checks.values())
+    elapsed = time.perf_counter() - stages.start
+    table = _format_table(rows, markdown=False)
+    say("")
+    say(table)
+    say("")
+    say(verdict)
+    say(
+        "DisCo strength scan (MLP; validation | test): "
+        + "; ".join(
+            f"lambda {p['strength']:g}{' (chosen)' if p['chosen'] else ''}: 1/eps_B "
+            f"{p['validation_background_rejection']:.1f} | {p['background_rejection']:.1f}, 1/JSD "
+            f"{p['validation_inverse_jsd']:.1f} | {p['inverse_jsd']:.1f}"
+            for p in scan_points
+        )
+    )
+    for name, c in checks.items():
+        if "max_abs_difference" in c:
+            say(
+                f"check {name:<12} hepinfer vs {c['reference']:<12} max |difference| = "
+                f"{c['max_abs_difference']:.2e}  {'ok' if c['passed'] else 'FAILED'}"
+            )
+        else:
+            say(
+                f"check {name:<12} {c['entries']} entries equal to the engines' scores  "
+                f"{'ok' if c['passed'] else 'FAILED'}"
+            )
+    _write_report(out, rows, checks, verdict, pngs, where, cfg, elapsed, n_test, scan_points)
+    summary = {
+        "sample": where,
+        "n_jets": {
+            "signal": n_sig,
+            "background": n_bkg,
+            "train": int(d.train.sum()),
+            "validation": int(d.validation.sum()),
+            "test": n_test,
+            "validation_background": int((d.validation & (d.label == 0)).sum()),
+            "test_background": int((d.test & (d.label == 0)).sum()),
+            "evaluation_background": d.n_extra,
+            "early_stopping": int(d.stopping.sum()),
+        },
+        "jet_features": JET_FEATURES,
+        "particle_features": PARTICLE_FEATURES,
+        "decorrelation_mass": DECORRELATION_MASS,
+        "signal_efficiency": SIGNAL_EFFICIENCY,
+        "settings": {k: v for k, v in vars(cfg).items()},
+        "models": rows,
+        "disco_strength": chosen,
+        "disco_scan": scan_points,
+        "calibration": calibration,
+        "checks": checks,
+        "all_checks_passed": ok,
+        "seconds": elapsed,
+    }
+    with open(out / "summary.json", "w") as fh:
+        json.dump(summary, fh, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    say(
+        f"\nwrote models, test_jets.root, scores.root, pfn_scores.root, {', '.join(pngs)}, report.md and "
+        f"summary.json to {out}/ in {elapsed:.1f} s"
+    )
+    say("all checks passed" if ok else "SOME CHECKS FAILED")
+    return 0 if ok else 1
 
 
 def _write_report(

@@ -232,7 +232,7 @@ def mass_sculpting(
     *,
     weight: Optional[npt.ArrayLike] = None,
     signal_efficiency: float = 0.5,
-    bins: Union[int, Sequence[float]] = 20,
+    bins: Union[int, Sequence[float], np.ndarray] = 20,
     mass_range: Optional[tuple[float, float]] = None,
     mass_label: str = "jet mass [GeV]",
 ) -> str:
