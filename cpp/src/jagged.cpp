@@ -32,8 +32,9 @@ inline double wrap_phi(double d) noexcept {
   return r - kPi;
 }
 
-/// Runs body(first, last) over [0, n) split into contiguous chunks, one per thread;
-/// threads are only started when each gets at least `min_per_thread` items.
+/// Runs body(first, last) over [0, n) split into contiguous chunks, one per thread (those
+/// of threads that could not be started run on the others); threads are only started when
+/// each gets at least `min_per_thread` items.
 template <class Body>
 void parallel_for(std::size_t n, int n_threads, std::size_t min_per_thread, Body body) {
   std::size_t nt = parallel::resolve_threads(n_threads);
