@@ -402,14 +402,31 @@ namespace {
 
 constexpr int kManyThreads = 400;
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define HEPINFER_TEST_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HEPINFER_TEST_SANITIZED 1
+#endif
+
+// Problem sizes: enough work for dozens of threads in each engine; under the sanitizers
+// (no address-space limit test there) enough for the handful the test hook lets start.
+#ifdef HEPINFER_TEST_SANITIZED
+constexpr std::size_t kSizeDivisor = 8;
+#else
+constexpr std::size_t kSizeDivisor = 1;
+#endif
+
 /// Every multi-threaded engine once, with n_threads = nt; the results as bytes.
 std::vector<unsigned char> run_engines(int nt) {
   std::vector<unsigned char> out;
-  // a forest: 20000 rows x 100+ trees is enough work for hundreds of threads
+  // a forest: 60000 rows x 24 trees is work for 72 threads
   {
     const Forest forest = Forest::load(g_data_dir + "/xgboost/xgb2.1.4_multi_softprob.json");
     const auto nf = static_cast<std::size_t>(forest.n_features());
-    const std::size_t n = 60000;
+    const std::size_t n = 60000 / kSizeDivisor;
     const std::vector<float> rows = make_rows(n, nf, 91);
     std::vector<double> p(n * static_cast<std::size_t>(forest.n_outputs()));
     forest.predict(rows.data(), n, p.data(), Output::Probability, nt);
@@ -421,7 +438,7 @@ std::vector<unsigned char> run_engines(int nt) {
   // an ONNX network, split by rows
   {
     const Model model = Model::load(g_data_dir + "/nn/mlp_8_32_16_2.onnx");
-    const std::size_t n = 64 * 50;
+    const std::size_t n = 64 * 50 / kSizeDivisor;
     std::vector<float> x = make_rows(n, model.input_size_per_row(), 92);
     for (float& v : x)
       if (v != v) v = 0.5f;
@@ -431,7 +448,7 @@ std::vector<unsigned char> run_engines(int nt) {
   }
   // DisCo, the O(n^2) vector-valued path
   {
-    const std::size_t n = 3000;
+    const std::size_t n = 3000 / kSizeDivisor;
     std::mt19937 gen(93);
     std::normal_distribution<double> normal(0.0, 1.0);
     std::vector<double> x(2 * n), y(n), g(2 * n);
@@ -472,7 +489,7 @@ std::vector<unsigned char> run_engines(int nt) {
     std::int32_t nf = 0, k = 0;
     hepinfer_forest_n_features(f, &nf);
     hepinfer_forest_n_outputs(f, HEPINFER_OUTPUT_PROBABILITY, &k);
-    const std::size_t n = 60000;
+    const std::size_t n = 60000 / kSizeDivisor;
     const std::vector<float> rows = make_rows(n, static_cast<std::size_t>(nf), 95);
     std::vector<double> p(n * static_cast<std::size_t>(k));
     const int st = hepinfer_forest_predict_float(f, rows.data(), n, static_cast<std::size_t>(nf),
@@ -536,15 +553,6 @@ TEST_CASE(engines_give_the_same_results_when_thread_starts_fail) {
     CHECK(same_bits(got, want));
   }
 }
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define HEPINFER_TEST_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define HEPINFER_TEST_SANITIZED 1
-#endif
 
 TEST_CASE(engines_under_a_virtual_memory_limit) {
 #if defined(__linux__) && !defined(HEPINFER_TEST_SANITIZED)
