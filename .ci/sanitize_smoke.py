@@ -250,7 +250,12 @@ def c_api() -> None:
             bad.write_bytes(content)
             proc = subprocess.run([exe, str(bad), str(csv)], capture_output=True, text=True, errors="replace", check=False)
             assert proc.returncode in (0, 1), (i, proc.returncode, proc.stderr[-4000:])
-    print("  C API: load, predict, every error path, corrupted files", flush=True)
+    # 8 threads failing at once, each reading its own last error; n_threads = 64 vs 1 (no
+    # RLIMIT_AS here: ASan's shadow memory does not fit under an address-space limit)
+    for args in (["--error-threads", str(models[0])], ["--n-threads", "64", str(models[0]), "20000"]):
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, errors="replace", check=False)
+        assert proc.returncode == 0 and proc.stdout.split()[-1] == "ok", (args, proc.stdout[-2000:], proc.stderr[-4000:])
+    print("  C API: load, predict, every error path, corrupted files, per-thread errors, n_threads", flush=True)
 
 
 def main() -> None:

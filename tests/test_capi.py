@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,28 @@ def test_c_program_reports_a_bad_model(capi_exe, tmp_path):
     proc = subprocess.run([str(capi_exe), str(bad), str(csv)], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "cannot load" in proc.stderr and "bad.json" in proc.stderr and "model format error" in proc.stderr
+
+
+def test_c_last_error_is_per_thread(capi_exe):
+    """8 threads fail at the same moments, each with its own message (a file path or a feature
+    count only it uses), and each must read back its own: hepinfer_last_error is per thread."""
+    proc = _run([str(capi_exe), "--error-threads", str(HERE / "data" / "xgboost" / "xgb2.1.4_multi_softprob.json")])
+    assert _parse(proc.stdout)["error-threads"] == ["ok"], proc.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
+def test_c_many_threads_under_a_virtual_memory_limit(capi_exe):
+    """n_threads = 400 under an address-space limit that leaves room for only a few dozen thread
+    stacks: the C API must predict on the threads that started (it used to abort: SIGABRT)."""
+    import resource
+
+    limit = 320 << 20  # the program itself needs ~30 MiB; each thread stack takes 8 MiB
+
+    def limit_address_space():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    model = HERE / "data" / "xgboost" / "xgb2.1.4_multi_softprob.json"
+    proc = subprocess.run([str(capi_exe), "--n-threads", "400", str(model), "60000"], capture_output=True, text=True,
+                          preexec_fn=limit_address_space)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert _parse(proc.stdout)["n-threads"] == ["ok"]

@@ -16,17 +16,16 @@
 #include "hepinfer/disco.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
+#include "common/parallel.hpp"
 #include "hepinfer/errors.hpp"
 
 namespace hepinfer::disco {
@@ -585,23 +584,8 @@ double distance(const double* a, const double* b, std::size_t d) {
 /// Runs body(first_row, end_row) over fixed row blocks on n_threads threads.
 template <class Body>
 void for_row_blocks(std::size_t n, int n_threads, const Body& body) {
-  const std::size_t n_blocks = (n + kRowBlock - 1) / kRowBlock;
-  std::size_t nt = n_threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
-                                  : static_cast<std::size_t>(n_threads);
-  nt = std::min(nt, n_blocks);
-  std::atomic<std::size_t> next{0};
-  auto worker = [&]() {
-    for (std::size_t b = next++; b < n_blocks; b = next++) body(b * kRowBlock, std::min(n, (b + 1) * kRowBlock));
-  };
-  if (nt <= 1) {
-    worker();
-    return;
-  }
-  std::vector<std::thread> pool;
-  pool.reserve(nt - 1);
-  for (std::size_t t = 0; t + 1 < nt; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& th : pool) th.join();
+  parallel::parallel_for(n, kRowBlock, parallel::resolve_threads(n_threads),
+                         [&](std::size_t, std::size_t i0, std::size_t i1) { body(i0, i1); });
 }
 
 }  // namespace

@@ -14,17 +14,16 @@
 // gives the CPU independent chains of loads to overlap.
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
 #include <fstream>
 #include <limits>
 #include <sstream>
-#include <thread>
 #include <type_traits>
 #include <utility>
 
+#include "common/parallel.hpp"
 #include "forest_kernels.hpp"
 #include "split_thresholds.hpp"
 #include "hepinfer/forest.hpp"
@@ -92,12 +91,6 @@ std::string detect_format(const std::string& content, const std::string& source)
   throw ModelFormatError(source +
                          ": unrecognised model format (expected XGBoost JSON/UBJ, a LightGBM text model or a "
                          "TMVA BDT XML weight file)");
-}
-
-int resolve_threads(int n_threads) {
-  if (n_threads > 0) return n_threads;
-  unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
 }  // namespace
@@ -727,39 +720,18 @@ void Forest::Impl::run(const In* data, const RowLayout& layout, double* out, std
 
   // Enough work per thread to pay for starting it.
   const std::size_t work_units = n * std::max<std::size_t>(1, n_trees);
-  int nt = resolve_threads(n_threads);
-  nt = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(nt), std::max<std::size_t>(1, work_units / 20000)));
-  nt = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(nt), (n + kBlockRows - 1) / kBlockRows));
+  const std::size_t n_blocks = (n + kBlockRows - 1) / kBlockRows;
+  const std::size_t nt = std::min({parallel::resolve_threads(n_threads), std::max<std::size_t>(1, work_units / 20000),
+                                   n_blocks});
   if (nt <= 1) {
     work(0, n);
     return;
   }
   // Blocks handed out dynamically; each row's result depends only on that row, so the
-  // output is bit-identical whatever the number of threads.
-  const std::size_t n_blocks = (n + kBlockRows - 1) / kBlockRows;
-  const std::size_t chunk_blocks = std::max<std::size_t>(1, n_blocks / (static_cast<std::size_t>(nt) * 8));
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr error;
-  std::atomic<bool> failed{false};
-  auto worker = [&]() {
-    try {
-      while (!failed.load(std::memory_order_relaxed)) {
-        const std::size_t b = next.fetch_add(chunk_blocks);
-        if (b >= n_blocks) break;
-        const std::size_t begin = b * kBlockRows;
-        const std::size_t end = std::min(n, (b + chunk_blocks) * kBlockRows);
-        work(begin, end);
-      }
-    } catch (...) {
-      if (!failed.exchange(true)) error = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<std::size_t>(nt - 1));
-  for (int i = 1; i < nt; ++i) pool.emplace_back(worker);
-  worker();
-  for (auto& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
+  // output is bit-identical whatever the number of threads (or how many could start).
+  const std::size_t chunk_blocks = std::max<std::size_t>(1, n_blocks / (nt * 8));
+  parallel::parallel_for(n, chunk_blocks * kBlockRows, nt,
+                         [&](std::size_t, std::size_t begin, std::size_t end) { work(begin, end); });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,9 +6,10 @@
 #include <cstring>
 #include <limits>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <vector>
+
+#include "common/parallel.hpp"
 
 namespace hepinfer {
 
@@ -31,33 +32,20 @@ inline double wrap_phi(double d) noexcept {
   return r - kPi;
 }
 
-int resolve_threads(int n_threads) {
-  if (n_threads > 0) return n_threads;
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
-}
-
-/// Runs body(first, last) over [0, n) split into contiguous chunks, one per thread;
-/// threads are only started when each gets at least `min_per_thread` items.
+/// Runs body(first, last) over [0, n) split into contiguous chunks, one per thread (those
+/// of threads that could not be started run on the others); threads are only started when
+/// each gets at least `min_per_thread` items.
 template <class Body>
 void parallel_for(std::size_t n, int n_threads, std::size_t min_per_thread, Body body) {
-  std::size_t nt = static_cast<std::size_t>(resolve_threads(n_threads));
+  std::size_t nt = parallel::resolve_threads(n_threads);
   if (min_per_thread == 0) min_per_thread = 1;
   nt = std::min(nt, std::max<std::size_t>(1, n / min_per_thread));
   if (nt <= 1) {
     body(std::size_t{0}, n);
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(nt - 1);
-  const std::size_t chunk = (n + nt - 1) / nt;
-  for (std::size_t t = 1; t < nt; ++t) {
-    const std::size_t first = std::min(n, t * chunk);
-    const std::size_t last = std::min(n, first + chunk);
-    if (first < last) pool.emplace_back([=, &body] { body(first, last); });
-  }
-  body(std::size_t{0}, std::min(n, chunk));
-  for (auto& t : pool) t.join();
+  parallel::parallel_for(n, (n + nt - 1) / nt, nt,
+                         [&](std::size_t, std::size_t first, std::size_t last) { body(first, last); });
 }
 
 constexpr std::size_t kEventsPerThread = 16384;

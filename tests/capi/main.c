@@ -7,9 +7,18 @@
  *   leaf <leaf indices>                             (predict_leaf_double)
  *   error <status> <message>                        (the error paths it provokes)
  *   checks ok                                       (every error path gave the expected status)
- * Pure C99: this file is compiled as C. */
+ * capi_test --error-threads MODEL: 8 threads provoke different errors at the same moments,
+ *   each must read back its own message from hepinfer_last_error() (a per-thread string),
+ *   at once and after all others have failed too;
+ *   prints "error-threads ok".
+ * capi_test --n-threads N MODEL N_ROWS: predicts N_ROWS generated rows with n_threads = N
+ *   and with 1, which must agree bit for bit (also where threads cannot be started: run
+ *   under a low virtual-memory limit); prints "n-threads ok".
+ * Pure C99 (plus POSIX threads): this file is compiled as C. */
+#define _POSIX_C_SOURCE 200809L
 #include <hepinfer/hepinfer_c.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +71,181 @@ static void print_values(const char* tag, const double* v, size_t n) {
   printf("\n");
 }
 
+/* ---- --error-threads: the last-error string is per thread */
+
+enum { kErrorThreads = 8, kErrorRounds = 400 };
+
+/* A reusable barrier (pthread_barrier_t is optional in POSIX and missing on macOS). */
+typedef struct barrier {
+  pthread_mutex_t mutex;
+  pthread_cond_t cond;
+  int waiting, round;
+} barrier;
+
+static void barrier_wait(barrier* b) {
+  int round;
+  pthread_mutex_lock(&b->mutex);
+  round = b->round;
+  if (++b->waiting == kErrorThreads) {
+    b->waiting = 0;
+    ++b->round;
+    pthread_cond_broadcast(&b->cond);
+  } else {
+    while (round == b->round) pthread_cond_wait(&b->cond, &b->mutex);
+  }
+  pthread_mutex_unlock(&b->mutex);
+}
+
+typedef struct error_thread {
+  int index;
+  const hepinfer_forest* forest;
+  size_t n_features;
+  barrier* barrier;
+  int failures;
+  char first_failure[512];
+} error_thread;
+
+static void error_mismatch(error_thread* t, int round, const char* want, const char* got) {
+  if (t->failures++ == 0)
+    snprintf(t->first_failure, sizeof t->first_failure, "thread %d, round %d: expected \"%s\" in \"%s\"", t->index,
+             round, want, got);
+}
+
+/* Every thread provokes its own error (a file path or a feature count only it uses) and reads
+ * the message back at once; then, after a barrier that all threads pass only once each has
+ * made its own failing call, reads it again: a string shared between threads would now hold
+ * the last thread's message for all of them. */
+static void* error_thread_main(void* arg) {
+  error_thread* t = (error_thread*)arg;
+  char path[64], count[64];
+  const char* want;
+  size_t n_bad = t->n_features + 1 + (size_t)t->index;
+  double row[64], out[16];
+  hepinfer_forest* none = NULL;
+  int round;
+  memset(row, 0, sizeof row);
+  snprintf(path, sizeof path, "/nonexistent/thread-%d/model.json", t->index);
+  snprintf(count, sizeof count, "rows have %lu features", (unsigned long)n_bad);
+  for (round = 0; round < kErrorRounds; ++round) {
+    barrier_wait(t->barrier);
+    if ((round + t->index) % 2 == 0) {
+      want = path;
+      if (hepinfer_forest_load(path, NULL, NULL, &none) != HEPINFER_ERROR_MODEL_FORMAT)
+        error_mismatch(t, round, "status HEPINFER_ERROR_MODEL_FORMAT", "another status");
+    } else {
+      want = count;
+      if (hepinfer_forest_predict_double(t->forest, row, 1, n_bad, HEPINFER_OUTPUT_MARGIN, 1, out, 16) !=
+          HEPINFER_ERROR_INPUT)
+        error_mismatch(t, round, "status HEPINFER_ERROR_INPUT", "another status");
+    }
+    if (strstr(hepinfer_last_error(), want) == NULL) error_mismatch(t, round, want, hepinfer_last_error());
+    barrier_wait(t->barrier);
+    if (strstr(hepinfer_last_error(), want) == NULL) error_mismatch(t, round, want, hepinfer_last_error());
+  }
+  return NULL;
+}
+
+static int error_threads(const char* model) {
+  hepinfer_forest* forest = NULL;
+  int32_t n_features = 0;
+  barrier b;
+  error_thread threads[kErrorThreads];
+  pthread_t ids[kErrorThreads];
+  int i, started = 0, failures = 0;
+  if (hepinfer_forest_load(model, NULL, NULL, &forest) != HEPINFER_OK ||
+      hepinfer_forest_n_features(forest, &n_features) != HEPINFER_OK) {
+    fprintf(stderr, "cannot load %s: %s\n", model, hepinfer_last_error());
+    return 1;
+  }
+  if (n_features + kErrorThreads + 1 > 64) {
+    fprintf(stderr, "%s: too many features for this test\n", model);
+    return 1;
+  }
+  pthread_mutex_init(&b.mutex, NULL);
+  pthread_cond_init(&b.cond, NULL);
+  b.waiting = b.round = 0;
+  for (i = 0; i < kErrorThreads; ++i) {
+    threads[i].index = i;
+    threads[i].forest = forest;
+    threads[i].n_features = (size_t)n_features;
+    threads[i].barrier = &b;
+    threads[i].failures = 0;
+    threads[i].first_failure[0] = '\0';
+  }
+  for (i = 0; i < kErrorThreads; ++i) {
+    if (pthread_create(&ids[i], NULL, error_thread_main, &threads[i]) != 0) break;
+    ++started;
+  }
+  if (started != kErrorThreads) {
+    fprintf(stderr, "could only start %d threads\n", started);
+    return 1; /* the started ones wait at the barrier forever: exit without joining */
+  }
+  for (i = 0; i < kErrorThreads; ++i) pthread_join(ids[i], NULL);
+  for (i = 0; i < kErrorThreads; ++i) {
+    if (threads[i].failures != 0) fprintf(stderr, "%s (%d failures)\n", threads[i].first_failure, threads[i].failures);
+    failures += threads[i].failures;
+  }
+  pthread_cond_destroy(&b.cond);
+  pthread_mutex_destroy(&b.mutex);
+  hepinfer_forest_free(forest);
+  printf("error-threads %s\n", failures == 0 ? "ok" : "FAILED");
+  return failures == 0 ? 0 : 1;
+}
+
+/* ---- --n-threads: many threads asked for, results as with one */
+
+static int many_threads(int n_threads, const char* model, size_t n_rows) {
+  hepinfer_forest* forest = NULL;
+  int32_t n_features = 0, n_outputs = 0;
+  size_t n_trees = 0, i, n_out;
+  double *rows, *one, *many;
+  int32_t *leaf_one, *leaf_many;
+  unsigned long long state = 12345;
+  int same;
+  if (hepinfer_forest_load(model, NULL, NULL, &forest) != HEPINFER_OK ||
+      hepinfer_forest_n_features(forest, &n_features) != HEPINFER_OK ||
+      hepinfer_forest_n_outputs(forest, HEPINFER_OUTPUT_PROBABILITY, &n_outputs) != HEPINFER_OK ||
+      hepinfer_forest_n_trees(forest, &n_trees) != HEPINFER_OK) {
+    fprintf(stderr, "cannot load %s: %s\n", model, hepinfer_last_error());
+    return 1;
+  }
+  n_out = n_rows * (size_t)n_outputs;
+  rows = (double*)malloc(n_rows * (size_t)n_features * sizeof(double) + 1);
+  one = (double*)malloc(n_out * sizeof(double) + 1);
+  many = (double*)malloc(n_out * sizeof(double) + 1);
+  leaf_one = (int32_t*)malloc(n_rows * n_trees * sizeof(int32_t) + 1);
+  leaf_many = (int32_t*)malloc(n_rows * n_trees * sizeof(int32_t) + 1);
+  if (rows == NULL || one == NULL || many == NULL || leaf_one == NULL || leaf_many == NULL) {
+    fprintf(stderr, "out of memory\n");
+    return 1;
+  }
+  for (i = 0; i < n_rows * (size_t)n_features; ++i) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    rows[i] = (double)((state >> 33) % 2000) / 500.0 - 2.0;
+  }
+  if (hepinfer_forest_predict_double(forest, rows, n_rows, (size_t)n_features, HEPINFER_OUTPUT_PROBABILITY, 1, one,
+                                     n_out) != HEPINFER_OK ||
+      hepinfer_forest_predict_double(forest, rows, n_rows, (size_t)n_features, HEPINFER_OUTPUT_PROBABILITY, n_threads,
+                                     many, n_out) != HEPINFER_OK ||
+      hepinfer_forest_predict_leaf_double(forest, rows, n_rows, (size_t)n_features, 1, leaf_one, n_rows * n_trees) !=
+          HEPINFER_OK ||
+      hepinfer_forest_predict_leaf_double(forest, rows, n_rows, (size_t)n_features, n_threads, leaf_many,
+                                          n_rows * n_trees) != HEPINFER_OK) {
+    fprintf(stderr, "predict failed: %s\n", hepinfer_last_error());
+    return 1;
+  }
+  same = memcmp(one, many, n_out * sizeof(double)) == 0 &&
+         memcmp(leaf_one, leaf_many, n_rows * n_trees * sizeof(int32_t)) == 0;
+  printf("n-threads %s\n", same ? "ok" : "FAILED (results differ from n_threads = 1)");
+  free(rows);
+  free(one);
+  free(many);
+  free(leaf_one);
+  free(leaf_many);
+  hepinfer_forest_free(forest);
+  return same ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   hepinfer_forest* forest = NULL;
   hepinfer_forest* bad = NULL;
@@ -73,8 +257,11 @@ int main(int argc, char** argv) {
   int status;
   static const char garbage[] = "this is not a model";
 
+  if (argc == 3 && strcmp(argv[1], "--error-threads") == 0) return error_threads(argv[2]);
+  if (argc == 5 && strcmp(argv[1], "--n-threads") == 0)
+    return many_threads(atoi(argv[2]), argv[3], (size_t)strtoul(argv[4], NULL, 10));
   if (argc != 3) {
-    fprintf(stderr, "usage: %s MODEL ROWS.csv\n", argv[0]);
+    fprintf(stderr, "usage: %s MODEL ROWS.csv | --error-threads MODEL | --n-threads N MODEL N_ROWS\n", argv[0]);
     return 2;
   }
   status = hepinfer_forest_load(argv[1], NULL, NULL, &forest);

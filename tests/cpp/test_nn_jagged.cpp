@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../cpp/src/common/parallel.hpp"
 #include "check.hpp"
 #include "hepinfer/nn.hpp"
 
@@ -277,6 +278,31 @@ TEST_CASE(threads_give_identical_results) {
     });
   for (auto& th : threads) th.join();
   for (int s : same) CHECK(s == 1);
+}
+
+TEST_CASE(threads_that_cannot_start_change_nothing) {
+  // n_threads = 400 where the system refuses threads after the first 0, 1 or 3 (test hook):
+  // the chunks run on the threads that started and the caller, with the same result
+  const auto m = masked_mean_model();
+  const std::size_t n_jets = 3000;
+  const Jets j = random_jets(n_jets, 17);
+  JaggedOptions o;
+  o.chunk_particles = 256;
+  std::vector<OutputTensor> one;
+  m.predict_jagged(view(j, n_jets), one, o);
+  o.n_threads = 400;
+  for (int limit : {0, 1, 3}) {
+    parallel::set_thread_start_limit_for_testing(limit);
+    std::vector<OutputTensor> out;
+    try {
+      m.predict_jagged(view(j, n_jets), out, o);
+    } catch (...) {
+      parallel::set_thread_start_limit_for_testing(-1);
+      throw;
+    }
+    parallel::set_thread_start_limit_for_testing(-1);
+    CHECK(out.size() == 1 && out[0].bytes == one[0].bytes);
+  }
 }
 
 TEST_CASE(empty_batch_and_single_jet) {

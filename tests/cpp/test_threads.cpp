@@ -4,6 +4,8 @@
 // bit for bit, what a single-threaded run computed first. Also run under ThreadSanitizer
 // (CMake preset `tsan`, .ci/sanitize), which reports any data race in the shared objects.
 // Sizes are kept small so that the TSan run stays well under two minutes.
+// Also: n_threads = 400 where threads cannot all be started (a test hook refusing thread
+// starts, and a real virtual-memory limit in a child process) must give the same results.
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -14,6 +16,13 @@
 #include <thread>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
+#include "../../cpp/src/common/parallel.hpp"
 #include "check.hpp"
 #include "hepinfer/disco.hpp"
 #include "hepinfer/forest.hpp"
@@ -385,6 +394,200 @@ TEST_CASE(models_loaded_concurrently_are_identical) {
   }
   for (auto& th : pool) th.join();
   CHECK(bad.load() == 0);
+}
+
+// ---- thread starts that fail (RLIMIT_AS / RLIMIT_NPROC on grid sites)
+
+namespace {
+
+constexpr int kManyThreads = 400;
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define HEPINFER_TEST_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HEPINFER_TEST_SANITIZED 1
+#endif
+
+// Problem sizes: enough work for dozens of threads in each engine; under the sanitizers
+// (no address-space limit test there) enough for the handful the test hook lets start.
+#ifdef HEPINFER_TEST_SANITIZED
+constexpr std::size_t kSizeDivisor = 8;
+#else
+constexpr std::size_t kSizeDivisor = 1;
+#endif
+
+/// Every multi-threaded engine once, with n_threads = nt; the results as bytes.
+std::vector<unsigned char> run_engines(int nt) {
+  std::vector<unsigned char> out;
+  // a forest: 60000 rows x 24 trees is work for 72 threads
+  {
+    const Forest forest = Forest::load(g_data_dir + "/xgboost/xgb2.1.4_multi_softprob.json");
+    const auto nf = static_cast<std::size_t>(forest.n_features());
+    const std::size_t n = 60000 / kSizeDivisor;
+    const std::vector<float> rows = make_rows(n, nf, 91);
+    std::vector<double> p(n * static_cast<std::size_t>(forest.n_outputs()));
+    forest.predict(rows.data(), n, p.data(), Output::Probability, nt);
+    append(out, p.data(), p.size());
+    std::vector<std::int32_t> leaf(n * forest.n_trees());
+    forest.predict_leaf(rows.data(), RowLayout{n, static_cast<std::ptrdiff_t>(nf), 1}, leaf.data(), nt);
+    append(out, leaf.data(), leaf.size());
+  }
+  // an ONNX network, split by rows
+  {
+    const Model model = Model::load(g_data_dir + "/nn/mlp_8_32_16_2.onnx");
+    const std::size_t n = 64 * 50 / kSizeDivisor;
+    std::vector<float> x = make_rows(n, model.input_size_per_row(), 92);
+    for (float& v : x)
+      if (v != v) v = 0.5f;
+    std::vector<float> y(n * model.output_size_per_row());
+    model.predict(x.data(), n, y.data(), nt);
+    append(out, y.data(), y.size());
+  }
+  // DisCo, the O(n^2) vector-valued path
+  {
+    const std::size_t n = 3000 / kSizeDivisor;
+    std::mt19937 gen(93);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    std::vector<double> x(2 * n), y(n), g(2 * n);
+    for (double& v : x) v = normal(gen);
+    for (double& v : y) v = normal(gen);
+    disco::Options opt;
+    opt.n_threads = nt;
+    const disco::Result r = disco::distance_correlation_nd(x.data(), 2, y.data(), 1, nullptr, n, opt, g.data());
+    const double v[4] = {r.dcov_xy, r.dcov_xx, r.dcov_yy, r.dcor2};
+    append(out, v, 4);
+    append(out, g.data(), g.size());
+  }
+  // the jagged kernels: enough events (and values) for several threads
+  {
+    const std::size_t n_events = 200000;
+    std::vector<std::int64_t> offsets(1, 0);
+    for (std::size_t e = 0; e < n_events; ++e) offsets.push_back(offsets.back() + static_cast<std::int64_t>(e % 5));
+    const auto n = static_cast<std::size_t>(offsets.back());
+    const std::vector<float> pt = make_rows(n, 1, 94);
+    const JaggedView view(n_events, offsets.data(), IndexType::Int64, {{"pt", pt.data(), ValueType::Float32, 1, n}});
+    std::vector<double> sum(n_events);
+    reduce(view, 0, Reduction::Sum, 0.0, sum.data(), nt);
+    append(out, sum.data(), sum.size());
+    std::vector<float> lead(n_events * 2);
+    std::vector<std::uint8_t> mask(n_events * 2);
+    leading(view, 0, 2, SortOrder::Descending, -1.0, lead.data(), PaddedLayout{2, 1, 1}, mask.data(), nullptr, nt);
+    append(out, lead.data(), lead.size());
+    std::vector<float> px(n), py(n), pz(n), e(n);
+    to_px_py_pz_e(pt.data(), pt.data(), pt.data(), pt.data(), n, px.data(), py.data(), pz.data(), e.data(), nt);
+    append(out, px.data(), n);
+    append(out, e.data(), n);
+  }
+  // the C API (a forest, through extern "C")
+  {
+    hepinfer_forest* f = nullptr;
+    CHECK(hepinfer_forest_load((g_data_dir + "/xgboost/xgb2.1.4_multi_softprob.json").c_str(), nullptr, nullptr, &f) ==
+          HEPINFER_OK);
+    std::int32_t nf = 0, k = 0;
+    hepinfer_forest_n_features(f, &nf);
+    hepinfer_forest_n_outputs(f, HEPINFER_OUTPUT_PROBABILITY, &k);
+    const std::size_t n = 60000 / kSizeDivisor;
+    const std::vector<float> rows = make_rows(n, static_cast<std::size_t>(nf), 95);
+    std::vector<double> p(n * static_cast<std::size_t>(k));
+    const int st = hepinfer_forest_predict_float(f, rows.data(), n, static_cast<std::size_t>(nf),
+                                                 HEPINFER_OUTPUT_PROBABILITY, nt, p.data(), p.size());
+    if (st != HEPINFER_OK) std::printf("  C API: %s\n", hepinfer_last_error());
+    append(out, &st, 1);
+    append(out, p.data(), p.size());
+    hepinfer_forest_free(f);
+  }
+  return out;
+}
+
+/// Resets the test hook on every path out of a test.
+struct StartLimit {
+  explicit StartLimit(int n) { parallel::set_thread_start_limit_for_testing(n); }
+  ~StartLimit() { parallel::set_thread_start_limit_for_testing(-1); }
+};
+
+}  // namespace
+
+TEST_CASE(run_workers_survives_refused_thread_starts) {
+  for (int limit : {0, 1, 5}) {
+    StartLimit hook(limit);
+    std::atomic<int> ran{0};
+    const std::size_t workers = parallel::run_workers(kManyThreads, [&](std::size_t) { ++ran; });
+    CHECK(workers == static_cast<std::size_t>(limit) + 1);
+    CHECK(ran.load() == limit + 1);
+    // every item exactly once, whatever threads started; worker ids below those that ran
+    std::vector<std::atomic<int>> hits(100000);
+    std::atomic<std::size_t> max_worker{0};
+    parallel::parallel_for(hits.size(), 7, kManyThreads, [&](std::size_t w, std::size_t b, std::size_t e) {
+      std::size_t m = max_worker.load();
+      while (w > m && !max_worker.compare_exchange_weak(m, w)) {
+      }
+      for (std::size_t i = b; i < e; ++i) ++hits[i];
+    });
+    bool once = true;
+    for (auto& h : hits) once = once && h.load() == 1;
+    CHECK(once);
+    CHECK(max_worker.load() <= static_cast<std::size_t>(limit));
+    // an exception inside the work still reaches the caller, all threads joined
+    bool caught = false;
+    try {
+      parallel::parallel_for(1000, 1, kManyThreads, [&](std::size_t, std::size_t b, std::size_t) {
+        if (b == 500) throw std::runtime_error("item 500");
+      });
+    } catch (const std::runtime_error& e) {
+      caught = std::string(e.what()) == "item 500";
+    }
+    CHECK(caught);
+  }
+}
+
+TEST_CASE(engines_give_the_same_results_when_thread_starts_fail) {
+  const std::vector<unsigned char> want = run_engines(1);
+  CHECK(!want.empty());
+  for (int limit : {0, 1, 3}) {
+    StartLimit hook(limit);
+    const std::vector<unsigned char> got = run_engines(kManyThreads);
+    if (!same_bits(got, want)) std::printf("  thread starts refused after %d: results differ\n", limit);
+    CHECK(same_bits(got, want));
+  }
+}
+
+TEST_CASE(engines_under_a_virtual_memory_limit) {
+#if defined(__linux__) && !defined(HEPINFER_TEST_SANITIZED)
+  // A real refusal: a child process limits its address space to what it uses plus 256 MiB,
+  // so only a few dozen of 400 thread stacks (8 MiB each) fit and std::thread throws
+  // std::system_error. Before the shared thread helper this aborted (std::terminate).
+  const std::vector<unsigned char> want = run_engines(1);
+  std::fflush(stdout);
+  const pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    long pages = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
+      std::fclose(f);
+    }
+    const rlim_t limit = static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + (256u << 20);
+    const rlimit rl{limit, limit};
+    if (pages == 0 || setrlimit(RLIMIT_AS, &rl) != 0) _exit(3);
+    // the limit must really refuse threads, or this test proves nothing
+    const std::size_t started = parallel::run_workers(kManyThreads, [](std::size_t) {});
+    if (started >= static_cast<std::size_t>(kManyThreads)) _exit(4);
+    const std::vector<unsigned char> got = run_engines(kManyThreads);
+    _exit(same_bits(got, want) ? 0 : 5);
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    std::printf("  child: %s %d (3: setrlimit failed, 4: the limit refused no thread, 5: results differ)\n",
+                WIFSIGNALED(status) ? "killed by signal" : "exit status",
+                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#else
+  std::printf("  skipped (needs Linux without sanitizers)\n");
+#endif
 }
 
 int main(int argc, char** argv) {

@@ -6,15 +6,14 @@
 // a kNN TopK), exactly as a padded input would hold them. Chunks depend only on the jets, not
 // on the thread count, so results do not depend on n_threads.
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <cstring>
 #include <exception>
 #include <functional>
-#include <mutex>
+#include <memory>
 #include <numeric>
-#include <thread>
 
+#include "common/parallel.hpp"
 #include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
 
@@ -440,36 +439,19 @@ void Model::predict_jagged(const JaggedJets& jets, std::vector<OutputTensor>& ou
     run.evaluate(chunks[0], *lease.ws, bufs0, false);
     run.store(chunks[0], *lease.ws, true, false);
   }
-  int n_threads = options.n_threads;
-  if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int nt = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(n_threads), chunks.size() - 1));
-  std::atomic<std::size_t> next{1};
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto work = [&](Buffers& bufs) {
-    try {
-      Lease lease{g, g.acquire()};
-      for (std::size_t c = next++; c < chunks.size() && !failed.load(); c = next++) {
-        run.evaluate(chunks[c], *lease.ws, bufs, false);
-        run.store(chunks[c], *lease.ws, false, false);
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!error) error = std::current_exception();
-      failed = true;
+  // chunks[1..] over the threads; worker w has its own buffers and workspace, taken on its
+  // first chunk (a worker whose thread could not start takes none)
+  const std::size_t nt = std::min(parallel::resolve_threads(options.n_threads), chunks.size() - 1);
+  std::vector<Buffers> per_thread(nt > 1 ? nt - 1 : 0, Buffers(n_inputs));
+  std::vector<std::unique_ptr<Lease>> leases(std::max<std::size_t>(nt, 1));
+  parallel::parallel_for(chunks.size() - 1, 1, nt, [&](std::size_t w, std::size_t c0, std::size_t c1) {
+    if (!leases[w]) leases[w].reset(new Lease{g, g.acquire()});
+    Buffers& bufs = w == 0 ? bufs0 : per_thread[w - 1];
+    for (std::size_t c = c0 + 1; c < c1 + 1; ++c) {
+      run.evaluate(chunks[c], *leases[w]->ws, bufs, false);
+      run.store(chunks[c], *leases[w]->ws, false, false);
     }
-  };
-  if (nt <= 1) {
-    work(bufs0);
-  } else {
-    std::vector<Buffers> per_thread(static_cast<std::size_t>(nt - 1), Buffers(n_inputs));
-    std::vector<std::thread> threads;
-    for (int t = 1; t < nt; ++t) threads.emplace_back(work, std::ref(per_thread[static_cast<std::size_t>(t - 1)]));
-    work(bufs0);
-    for (auto& th : threads) th.join();
-  }
-  if (error) std::rethrow_exception(error);
+  });
 }
 
 }  // namespace hepinfer

@@ -9,9 +9,9 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <thread>
 #include <unordered_map>
 
+#include "common/parallel.hpp"
 #include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
 #include "nn/onnx_proto.hpp"
@@ -1363,9 +1363,9 @@ void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTe
   for (std::size_t i = 0; i < g.outputs.size(); ++i) outputs[i].name = g.outputs[i].name;
 
   std::int64_t batch = g.separable && !ordered.empty() ? ordered[0]->shape[0] : 0;
-  if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::int64_t min_rows = 64;
-  int nt = g.separable ? static_cast<int>(std::min<std::int64_t>(n_threads, batch / min_rows)) : 1;
+  const auto max_threads = static_cast<std::int64_t>(parallel::resolve_threads(n_threads));
+  int nt = g.separable ? static_cast<int>(std::min<std::int64_t>(max_threads, batch / min_rows)) : 1;
   if (nt <= 1) {
     if (g.separable && batch >= nn::kMinBlockedRows) {
       std::vector<OutputTensor> part;
@@ -1388,7 +1388,6 @@ void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTe
   }
   std::vector<std::vector<OutputTensor>> parts(static_cast<std::size_t>(nt));
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(nt));
-  std::vector<std::thread> threads;
   auto work = [&](int t) {
     try {
       const std::int64_t r0 = batch * t / nt, r1 = batch * (t + 1) / nt;
@@ -1399,9 +1398,11 @@ void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTe
       errors[static_cast<std::size_t>(t)] = std::current_exception();
     }
   };
-  for (int t = 1; t < nt; ++t) threads.emplace_back(work, t);
-  work(0);
-  for (auto& th : threads) th.join();
+  // row block t is task t; blocks of threads that could not start run on the others
+  parallel::parallel_for(static_cast<std::size_t>(nt), 1, static_cast<std::size_t>(nt),
+                         [&](std::size_t, std::size_t t0, std::size_t t1) {
+                           for (std::size_t t = t0; t < t1; ++t) work(static_cast<int>(t));
+                         });
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
   for (std::size_t i = 0; i < g.outputs.size(); ++i) {
