@@ -1,6 +1,6 @@
 """The layering rules of the source tree, read from the sources so that they stay true:
 
-- the C++ core (cpp/include, cpp/src, cpp/cuda) includes no pybind11 or Python header and nothing
+- the C++ core (cpp/include, cpp/src) includes no pybind11 or Python header and nothing
   from cpp/bindings;
 - the bindings include only the public headers (cpp/include/hepinfer), never the core's private ones;
 - Python reaches C++ only through hepinfer._core (no ctypes/cffi; the RDataFrame helper loads the
@@ -25,7 +25,7 @@ PY = ROOT / "python" / "hepinfer"
 pytestmark = pytest.mark.skipif(not (CPP / "bindings").is_dir(), reason="needs the source checkout")
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.MULTILINE)
-CORE_DIRS = ("include", "src", "cuda")
+CORE_DIRS = ("include", "src")
 # what users do with hepinfer without training: none of these may pull in torch or hepinfer.train
 INFERENCE_MODULES = (
     "hepinfer",

@@ -1,5 +1,5 @@
-// The per-row and per-pair logic of the forest and DisCo CUDA kernels (cpp/src/forest_gpu_layout.hpp,
-// cpp/src/disco_gpu_logic.hpp), run on the host against the CPU engines. The kernels are thin
+// The per-row and per-pair logic of the forest and DisCo CUDA kernels (cpp/src/forest/forest_gpu_layout.hpp,
+// cpp/src/disco/disco_gpu_logic.hpp), run on the host against the CPU engines. The kernels are thin
 // wrappers around these functions, so this checks the math they run (node layout, decisions with
 // NaN and threshold-equal values, every split kind, summation order, output transforms, DisCo pair
 // sums, centring, gradient) in builds and on machines without a GPU. What it cannot check is the
@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "../../cpp/src/disco_gpu_logic.hpp"
-#include "../../cpp/src/forest_gpu_layout.hpp"
+#include "../../cpp/src/disco/disco_gpu_logic.hpp"
+#include "../../cpp/src/forest/forest_gpu_layout.hpp"
 #include "check.hpp"
 #include "random_forest_ir.hpp"
 #include "hepinfer/device.hpp"

@@ -1,5 +1,5 @@
 // The CUDA NN executor checked without a GPU: the per-element functions the kernels run
-// (cpp/cuda/nn_math.cuh) against the CPU engine's, and the device plan (which nodes run where,
+// (cpp/src/nn/nn_math.cuh) against the CPU engine's, and the device plan (which nodes run where,
 // shapes, broadcasting, reductions, uploads) executed on the host reference backend against
 // Model::predict on committed models; unsupported forms and the CPU-only build's error.
 #include <cmath>

@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "../../cuda/nn_math.cuh"
-#include "graph.hpp"
+#include "nn/nn_math.cuh"
+#include "nn/graph.hpp"
 
 namespace hepinfer::nn {
 /// The graph of a Model (friend of Model).

@@ -14,7 +14,7 @@
 #include "common/parallel.hpp"
 #include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
-#include "nn/onnx_proto.hpp"
+#include "formats/onnx_proto.hpp"
 
 namespace hepinfer {
 

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda_util.cuh"
-#include "disco_gpu_logic.hpp"
+#include "common/cuda_util.cuh"
+#include "disco/disco_gpu_logic.hpp"
 #include "hepinfer/disco.hpp"
 #include "hepinfer/errors.hpp"
 

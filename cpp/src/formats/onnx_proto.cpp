@@ -2,7 +2,7 @@
 // protobuf encoding specification: a message is a sequence of (tag varint, payload) where
 // tag = field << 3 | wire type; wire types 0 varint, 1 fixed64, 2 length-delimited,
 // 5 fixed32 (3/4, the deprecated groups, are rejected). Repeated scalars may be packed.
-#include "nn/onnx_proto.hpp"
+#include "formats/onnx_proto.hpp"
 
 #include <cstring>
 

@@ -8,11 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define HEPINFER_HD __host__ __device__ __forceinline__
-#else
-#define HEPINFER_HD inline
-#endif
+#include "common/host_device.hpp"
 
 namespace hepinfer::nn::gpu {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <utility>
 
-#include "forest_gpu_layout.hpp"
-#include "split_thresholds.hpp"
+#include "forest/forest_gpu_layout.hpp"
+#include "forest/split_thresholds.hpp"
 #include "hepinfer/errors.hpp"
 #include "hepinfer/forest_gpu.hpp"
 #include "hepinfer/forest_ir.hpp"

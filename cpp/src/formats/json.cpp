@@ -1,4 +1,4 @@
-#include "json.hpp"
+#include "formats/json.hpp"
 
 #include <cmath>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "xml.hpp"
+#include "formats/xml.hpp"
 
 #include <cstring>
 #include <string>

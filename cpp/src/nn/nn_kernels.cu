@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "cuda_util.cuh"
+#include "common/cuda_util.cuh"
 #include "hepinfer/errors.hpp"
 #include "nn/cuda_plan.hpp"
-#include "nn_math.cuh"
+#include "nn/nn_math.cuh"
 
 namespace hepinfer::nn::gpu {
 namespace {

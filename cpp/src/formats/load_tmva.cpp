@@ -38,7 +38,7 @@
 #include "hepinfer/errors.hpp"
 #include "hepinfer/forest.hpp"
 #include "hepinfer/forest_ir.hpp"
-#include "xml.hpp"
+#include "formats/xml.hpp"
 
 namespace hepinfer {
 

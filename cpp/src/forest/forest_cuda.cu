@@ -13,8 +13,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "cuda_util.cuh"
-#include "forest_gpu_layout.hpp"
+#include "common/cuda_util.cuh"
+#include "forest/forest_gpu_layout.hpp"
 #include "hepinfer/forest_gpu.hpp"
 
 namespace hepinfer {

@@ -15,11 +15,7 @@
 #include <cmath>
 #include <cstddef>
 
-#if defined(__CUDACC__)
-#define HEPINFER_HD __host__ __device__ __forceinline__
-#else
-#define HEPINFER_HD inline
-#endif
+#include "common/host_device.hpp"
 
 namespace hepinfer::disco::gpu {
 

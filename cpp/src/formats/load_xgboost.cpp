@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "hepinfer/forest.hpp"
-#include "json.hpp"
+#include "formats/json.hpp"
 
 namespace hepinfer {
 

@@ -24,8 +24,8 @@
 #include <utility>
 
 #include "common/parallel.hpp"
-#include "forest_kernels.hpp"
-#include "split_thresholds.hpp"
+#include "forest/forest_kernels.hpp"
+#include "forest/split_thresholds.hpp"
 #include "hepinfer/forest.hpp"
 
 namespace hepinfer {

@@ -1,4 +1,4 @@
-#include "forest_kernels.hpp"
+#include "forest/forest_kernels.hpp"
 
 #include <cstdlib>
 
