@@ -19,7 +19,7 @@ uproot = pytest.importorskip("uproot")
 xgb = pytest.importorskip("xgboost")
 
 import hepinfer
-from conftest import test_seed
+from seeding import stable_seed
 from hepinfer.cli import main
 from hepinfer.io import ReadError
 from hepinfer.scoring import score
@@ -66,7 +66,7 @@ def corrupt_basket(path, branch: str, basket: int) -> int:
 def hundred(tmp_path_factory):
     """100 files of 600-1400 events in 4 baskets each, file BAD broken in its third basket of
     'y'; an xgboost model file on those features; the files' arrays."""
-    rng = np.random.default_rng(test_seed("tests/test_load.py::hundred"))
+    rng = np.random.default_rng(stable_seed("tests/test_load.py::hundred"))
     where = tmp_path_factory.mktemp("hundred")
     paths, data = [], []
     for i in range(N_FILES):
