@@ -113,11 +113,28 @@ def _forest_predict_leaf(rng):
 
 def _nn_predict(rng):
     model = hepinfer.Model.load(HERE / "data" / "onnx" / "mlp_3_4_2.onnx")
-    n_in = model.n_features if hasattr(model, "n_features") else 3
+    def make(n):
+        X = rng.normal(size=(n, 3)).astype(np.float32)
+        return lambda: model._core.predict_rows(X, 1)
+
+    return make, 200_000
+
+
+def _nn_predict_list(rng):
+    model = hepinfer.Model.load(HERE / "data" / "onnx" / "mlp_3_4_2.onnx")
 
     def make(n):
-        X = rng.normal(size=(n, n_in)).astype(np.float32)
-        return lambda: model._core.predict_rows(X, 1)
+        X = rng.normal(size=(n, 3)).astype(np.float32)
+        return lambda: model._core.predict([X], 1)
+
+    return make, 200_000
+
+
+def _gather(rng):
+    def make(n):
+        view = _jagged(rng, n)
+        index, counts = _core.jagged_top_k_indices(view, 0, 3, False, 1)
+        return lambda: _core.jagged_gather(view, 1, index, counts, "float64", 1)
 
     return make, 200_000
 
@@ -157,10 +174,12 @@ CALLS = {
     "forest_predict": _forest_predict,
     "forest_predict_leaf": _forest_predict_leaf,
     "nn_predict_rows": _nn_predict,
+    "nn_predict": _nn_predict_list,
     "distance_stats": _disco,
     "jagged_pad": _jagged_call(lambda v: _core.jagged_pad(v, 8, 0.0, "float64", "events", 1)),
     "jagged_leading": _jagged_call(lambda v: _core.jagged_leading(v, 0, 3, False, 0.0, "float64", "events", 1)),
     "jagged_top_k_indices": _jagged_call(lambda v: _core.jagged_top_k_indices(v, 0, 3, False, 1)),
+    "jagged_gather": _gather,
     "jagged_reduce": _jagged_call(lambda v: _core.jagged_reduce(v, 0, "sum", 0.0, 1)),
     "jagged_counts": _jagged_call(lambda v: _core.jagged_counts(v, 1)),
     "jagged_min_delta_r": _jagged_call(lambda v: _core.jagged_min_delta_r(v, 0, 1, v, 1, 2, 0.0, 1)),
