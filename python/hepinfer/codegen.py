@@ -25,7 +25,10 @@ Layout of the generated code: trees made only of plain numerical splits, of dept
 comparison result to the index (branch-free, eight trees interleaved), with NaN mapped
 beforehand to -inf or +inf according to each node's default direction. Other trees
 (categorical, zero-as-missing, Fisher cuts, deep trees) become one nested conditional
-expression each. ``layout="branches"`` forces the latter for every tree.
+expression each, or beyond 64 levels one flat labelled ``if``/``goto`` statement per node
+(trees thousands of levels deep compile too). ``layout="branches"`` forces the latter for
+every tree. Strings from the model (file name, objective, feature and ONNX node names) are
+escaped: comments cannot be ended or spliced, feature names are exact string literals.
 
 Exactness notes: compile without ``-ffast-math``; TMVA models with Fisher cuts or
 transformations also need ``-ffp-contract=off`` when the target has FMA instructions
