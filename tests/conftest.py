@@ -3,13 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from seeding import stable_seed
+
 
 @pytest.fixture
 def rng(request):
-    """A fresh random generator per test; its seed is printed so a failure can be replayed
-    with HEPINFER_TEST_SEED=<seed>."""
-    import os
-
-    seed = int(os.environ.get("HEPINFER_TEST_SEED", np.random.SeedSequence().entropy % (1 << 32)))
-    print(f"[{request.node.name}] random seed = {seed}")
+    """A random generator per test, seeded by seeding.stable_seed(node id); the seed is printed
+    so a failure can be replayed (or another seed tried) with HEPINFER_TEST_SEED=<seed>."""
+    seed = stable_seed(request.node.nodeid)
+    print(f"[{request.node.nodeid}] random seed = {seed}")
     return np.random.default_rng(seed)

@@ -5,6 +5,7 @@ must stay within its documented bound."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import warnings
@@ -614,3 +615,231 @@ def test_mlp_cli(tmp_path, rng):
     assert codegen.main([str(path), "-o", str(out), "--precision", "fixed<16,6>"]) == 0
     text = out.read_text()
     assert "namespace tagger {" in text and "ap_fixed<16,6,AP_RND,AP_SAT>" in text
+
+
+# ------------------------------------------------------- fixed-point MLPs, bit for bit
+def _ap_quantize(v, width: int, frac: int) -> np.ndarray:
+    """ap_fixed<width, width-frac, AP_RND, AP_SAT> of real values, from exact rationals (independent
+    of codegen): round to the nearest multiple of 2^-frac, ties towards +inf, then saturate; NaN -> 0."""
+    from fractions import Fraction
+
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    v = np.asarray(v, np.float64)
+    out = np.empty(v.shape, np.int64)
+    for idx, x in np.ndenumerate(v):
+        if np.isnan(x):
+            q = 0
+        elif np.isinf(x):
+            q = hi if x > 0 else lo
+        else:
+            q = math.floor(Fraction(float(x)) * (1 << frac) + Fraction(1, 2))
+        out[idx] = min(max(q, lo), hi)
+    return out
+
+
+def _ap_dense(xq: np.ndarray, wq: np.ndarray, bq: np.ndarray, width: int, frac: int) -> np.ndarray:
+    """One dense layer on raw ap_fixed integers: exact products and sum (2*frac fractional bits),
+    then one AP_RND rounding (floor(acc / 2^frac + 1/2)) and AP_SAT saturation."""
+    acc = xq @ wq.T + (bq << frac)[None, :]  # int64: exact for these sizes
+    assert np.abs(acc).max() < 2**62
+    q = np.floor_divide(acc + (1 << (frac - 1)), 1 << frac)
+    return np.clip(q, -(1 << (width - 1)), (1 << (width - 1)) - 1)
+
+
+@pytest.mark.parametrize("width,integer", [(10, 4), (16, 6), (24, 10)])
+def test_mlp_fixed_point_bit_exact_against_ap_fixed_emulation(tmp_path, rng, width, integer):
+    """The fixed-point MLP header equals, bit for bit, an independent int64 emulation of
+    ap_fixed<W,I,AP_RND,AP_SAT> (inputs, weights and every dense output rounded to the nearest with
+    ties towards +inf and saturated; ReLU exact) on inputs that hit rounding ties of the inputs and
+    of the accumulators, both signs, and saturation of inputs, hidden layers and outputs."""
+    from onnx import helper
+
+    frac = width - integer
+    step, top = 2.0**-frac, 2.0 ** (integer - 1)
+    # weights on a grid twice as fine as the format's: half of them are exact rounding ties
+    shapes = [(12, 5), (9, 12), (3, 9)]
+    Ws = [np.round(rng.normal(scale=0.6, size=s) * 2 * 2**frac) / (2 * 2**frac) for s in shapes]
+    for W in Ws:  # neurons with weights in multiples of 1/2: half of their sums end exactly on a tie
+        W[1::2] = np.round(W[1::2] * 2) / 2
+    bs = [np.round(rng.normal(scale=0.5, size=s[0]) * 2 * 2**frac) / (2 * 2**frac) for s in shapes]
+    Ws[0][0, :] = top / 2  # one neuron that saturates for large inputs
+    Ws[1][1, :] = -top / 3
+    nodes = [
+        helper.make_node("Gemm", ["x", "W0", "b0"], ["h0"], name="fc0", transB=1),
+        helper.make_node("Relu", ["h0"], ["a0"], name="relu0"),
+        helper.make_node("Gemm", ["a0", "W1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "W2", "b2"], ["y"], name="fc2", transB=1),
+    ]
+    model = _onnx_chain_model(nodes, {f"{k}{i}": v for i, (W, b) in enumerate(zip(Ws, bs))
+                                      for k, v in (("W", W), ("b", b))}, n_in=5)
+    # float32 rows (the driver also checks float rows give the same result)
+    n = 3000
+    X = rng.normal(scale=top / 3, size=(n, 5))
+    k = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(n, 5)).astype(np.float64)
+    X[: n // 3] = (k[: n // 3] + 0.5) * step  # input ties, positive and negative
+    X[n // 3: 2 * n // 3] = k[n // 3: 2 * n // 3] * step / 4  # on the grid: accumulator ties
+    edge = np.array([top, -top, top - step, top - step / 2, -top - step / 2, -top + step / 2, 1e6, -1e6,
+                     np.inf, -np.inf, np.nan, 0.0, step / 2, -step / 2, 3 * step / 2, -3 * step / 2])
+    pick = rng.random(X.shape) < 0.05
+    X[pick] = rng.choice(edge, size=int(pick.sum()))
+    X = X.astype(np.float32)
+    assert np.array_equal(X[np.isfinite(X)].astype(np.float64), X[np.isfinite(X)])
+    header = codegen.generate_cpp(model, name="mlp0", precision=f"fixed<{width},{integer}>")
+    out = _mlp_run(tmp_path, [header], X)[0]
+    # the emulation, from the ONNX file's float32 weights
+    q = _ap_quantize(X, width, frac)
+    hits = {"input ties": 0, "accumulator ties": 0, "saturated": 0}
+    finite = X[np.isfinite(X)].astype(np.float64)
+    hits["input ties"] = int(((finite * 2**frac) % 1 == 0.5).sum())
+    for i, (W, b) in enumerate(zip(Ws, bs)):
+        wq = _ap_quantize(W.astype(np.float32), width, frac)
+        bq = _ap_quantize(b.astype(np.float32), width, frac)
+        acc = q @ wq.T + (bq << frac)[None, :]
+        hits["accumulator ties"] += int((acc % (1 << frac) == 1 << (frac - 1)).sum())
+        q = _ap_dense(q, wq, bq, width, frac)
+        hits["saturated"] += int(((q == (1 << (width - 1)) - 1) | (q == -(1 << (width - 1)))).sum())
+        if i < len(Ws) - 1:
+            q = np.maximum(q, 0)
+    expected = (q.astype(np.float64) * step).astype(np.float32)
+    assert min(hits.values()) > 20, hits  # the inputs really exercise rounding ties and saturation
+    bad = np.flatnonzero((out != expected).any(axis=1))
+    assert len(bad) == 0, (f"{len(bad)} of {n} rows differ, first: x={X[bad[0]].tolist()} header="
+                           f"{out[bad[0]].tolist()} ap_fixed={expected[bad[0]].tolist()}")
+
+
+# ------------------------------------------------------- deep trees and hostile strings
+def _deep_xgb_json(rng, depth: int, n_features: int = 3) -> tuple[bytes, list]:
+    """An XGBoost binary:logistic JSON model: a small trained tree ensemble plus one chain tree
+    `depth` splits deep (internal node 2d splits on feature d % n_features at a threshold rising
+    with d, its left child is the leaf 2d+1, its right child the next internal node). Returns the
+    model and the chain's (feature, threshold) list."""
+    import json
+
+    X = rng.normal(size=(300, n_features)).astype(np.float32)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+                        xgb.DMatrix(X, (X[:, 0] > 0).astype(int)), 3)
+    model = json.loads(booster.save_raw("json"))
+    gb = model["learner"]["gradient_booster"]["model"]
+    n = 2 * depth + 1
+    feats = [d % n_features for d in range(depth)]
+    thr = [float(np.float32(-3 + 6 * d / depth)) for d in range(depth)]
+    left = [-1] * n
+    right = [-1] * n
+    parents = [2147483647] * n
+    cond = rng.normal(scale=0.1, size=n).astype(np.float32).tolist()
+    split_idx = [0] * n
+    default_left = [0] * n
+    for d in range(depth):
+        i = 2 * d
+        left[i], right[i] = i + 1, i + 2
+        parents[i + 1] = parents[i + 2] = i
+        cond[i], split_idx[i] = thr[d], feats[d]
+        default_left[i] = int(rng.random() < 0.5)
+    tree = {"base_weights": cond, "categories": [], "categories_nodes": [], "categories_segments": [],
+            "categories_sizes": [], "default_left": default_left, "id": len(gb["trees"]), "left_children": left,
+            "loss_changes": [0.0] * n, "parents": parents, "right_children": right, "split_conditions": cond,
+            "split_indices": split_idx, "split_type": [0] * n, "sum_hessian": [1.0] * n,
+            "tree_param": {"num_deleted": "0", "num_feature": str(n_features), "num_nodes": str(n),
+                           "size_leaf_vector": "1"}}
+    gb["trees"].append(tree)
+    k = len(gb["trees"])
+    gb["gbtree_model_param"]["num_trees"] = str(k)
+    gb["tree_info"] = [0] * k
+    gb["iteration_indptr"] = list(range(k + 1))
+    return json.dumps(model).encode(), list(zip(feats, thr))
+
+
+def _deep_rows(rng, chain, n_features: int, n: int) -> np.ndarray:
+    """float32 rows that leave the chain at chosen levels (many deep ones), on and next to the cuts, NaN."""
+    depth = len(chain)
+    X = np.empty((n, n_features))
+    exits = np.concatenate([rng.integers(0, depth, n - 4), [0, depth - 1, depth, depth]])
+    for r, L in enumerate(exits):
+        for j in range(n_features):  # pass every cut before level L: the largest threshold of feature j
+            before = [t for f, t in chain[:L] if f == j]
+            X[r, j] = before[-1] if before else -5.0
+        if L < depth:  # go left at level L
+            f, t = chain[L]
+            X[r, f] = float(np.nextafter(np.float32(t), np.float32(-np.inf))) if r % 3 else np.nan
+    X[-1] = 10.0
+    return X.astype(np.float32).astype(np.float64)
+
+
+def test_tree_5000_levels_deep(tmp_path, rng):
+    """LightGBM and XGBoost allow trees thousands of levels deep: code generation walks them without
+    recursion, and the generated header compiles and equals the engine and XGBoost itself."""
+    depth, nf = 5000, 3
+    raw, chain = _deep_xgb_json(rng, depth, nf)
+    forest = hepinfer.Forest.load(raw, format="xgboost-json")
+    X = _deep_rows(rng, chain, nf, 400)
+    header = codegen.generate_cpp(forest, name="gen0")
+    assert "goto n" in header  # the deep tree is flat labelled statements, not a 5000-level expression
+    exe = _compile(tmp_path, header)
+    pd, pf, marg, leaves = _run(exe, forest, X)
+    np.testing.assert_array_equal(pd[:, 0], forest.predict(X))
+    np.testing.assert_array_equal(marg[:, 0], forest.predict(X, output="margin"))
+    np.testing.assert_array_equal(leaves, forest.predict_leaf(X))
+    booster = xgb.Booster(model_file=bytearray(raw))
+    dm = xgb.DMatrix(X.astype(np.float32), missing=np.nan)
+    np.testing.assert_allclose(pd[:, 0], booster.predict(dm), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(leaves, booster.predict(dm, pred_leaf=True).astype(np.int32))
+    assert len(np.unique(leaves[:, -1])) > 150  # the rows really end deep in the chain, at many levels
+
+
+def test_hostile_names_are_escaped(tmp_path, rng):
+    """A model file name with a newline (or CR, NUL, backslash, */) cannot inject code through the
+    header's comments, and feature names with quotes, backslashes, CR, NUL and non-ASCII become
+    exact string literals (the header compiles with -Werror and the names read back byte for byte)."""
+    evil = "m\nint injected = 1; /* \r\n#error injected\x00 */ \\"
+    names = ["a\"b", "back\\slash", "cr\rlf\nnul\x00end", "tab\there", "caf\u00e9 \u2028 ??/", "tri??=x\\"]
+    src = tmp_path / (evil.replace("\x00", "").replace("/", "_") + ".json")
+    X = rng.normal(size=(1500, 6)).astype(np.float32)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+                        xgb.DMatrix(X, (X[:, 0] > 0).astype(int), feature_names=[f"f{j}" for j in range(6)]), 3)
+    booster.feature_names = None
+    booster.save_model(str(src))
+    import json
+
+    model = json.loads(src.read_text())
+    model["learner"]["feature_names"] = names
+    model["learner"]["feature_types"] = ["float"] * 6
+    src.write_text(json.dumps(model))
+    f2 = hepinfer.Forest.load(src)
+    assert f2.feature_names == names
+    header = codegen.generate_cpp(f2, name="gen0")
+    for line in header.splitlines():
+        assert "injected" not in line or line.startswith("//"), line
+        assert not line.rstrip().endswith("\\"), line
+    assert "\r" not in header and "\x00" not in header and "\u2028" not in header and "*/" not in header.split("#pragma")[0]
+    driver = (f'#include "model0.hpp"\n#include <cstdio>\n#include <cstring>\n'
+              "int main() {\n  for (int j = 0; j < gen0::n_features; ++j) {\n"
+              "    const char* s = gen0::feature_names[j];\n"
+              "    std::fwrite(s, 1, std::strlen(s), stdout); std::fputc('|', stdout);\n  }\n  return 0;\n}\n")
+    (tmp_path / "model0.hpp").write_text(header)
+    (tmp_path / "names.cpp").write_text(driver)
+    proc = subprocess.run([GXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wcomment", "names.cpp", "-o", "names"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = subprocess.run([str(tmp_path / "names")], capture_output=True, check=True).stdout
+    # C strings end at NUL: the name holding one reads back up to it
+    assert got == b"|".join(n.split("\x00")[0].encode() for n in names) + b"|"
+    # the generated predictions are still right
+    exe = _compile(tmp_path, header)
+    Y = _edge_rows(f2, rng, 100)
+    pd, _, _, _ = _run(exe, f2, Y)
+    np.testing.assert_array_equal(pd[:, 0], f2.predict(Y))
+
+
+def test_hostile_onnx_node_names_are_escaped(tmp_path, rng):
+    from onnx import helper
+
+    W = rng.normal(size=(3, 2))
+    model = _onnx_chain_model([helper.make_node("MatMul", ["x", "W"], ["h"], name="mm\nint injected = 1;\\"),
+                               helper.make_node("Relu", ["h"], ["y"], name="r\r*/\x00")], {"W": W}, n_in=3)
+    header = codegen.generate_cpp(model, name="mlp0", precision="fixed<16,6>")
+    assert "\r" not in header and "\x00" not in header and "*/" not in header
+    assert all("injected" not in ln or "//" in ln.split("injected")[0] for ln in header.splitlines())
+    X = rng.normal(size=(50, 3)).astype(np.float32)
+    out = _mlp_run(tmp_path, [header], X)[0]
+    assert out.shape == (50, 2)

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from seeding import stable_seed  # noqa: E402
 
 uproot = pytest.importorskip("uproot")
 ak = pytest.importorskip("awkward")
@@ -76,7 +77,7 @@ def root_written_files(base) -> str:
     import importlib.util
 
     out.mkdir(exist_ok=True)
-    seed = int(np.random.SeedSequence().entropy % 100000)
+    seed = stable_seed("tests/test_io.py::root-written") % 100000
     if importlib.util.find_spec("ROOT") is None or os.environ.get("HEPINFER_TEST_WRITER") == "uproot":
         if os.environ.get("HEPINFER_REQUIRE_ROOT"):
             pytest.fail("HEPINFER_REQUIRE_ROOT is set but ROOT (pip install root) is not installed")

@@ -125,7 +125,11 @@ def test_training_loop_decorrelates(rng, penalty):
     dec = _train(X, y, mass, pen)
     d_plain = disco.distance_correlation(plain[bkg], mass.numpy()[bkg])
     d_dec = disco.distance_correlation(dec[bkg], mass.numpy()[bkg])
-    assert d_dec < 0.5 * d_plain, (d_plain, d_dec)
+    # d_dec / d_plain over seeds 0-99 (tests/tools/seed_scan.py): disco at most 0.023, mode0 at
+    # most 0.075, mode1 (which allows a linear dependence on the mass) median 0.27, at most 0.573;
+    # the limits leave a factor 1.4 (mode1) to 4 over the worst seed
+    max_ratio = {"disco": 0.1, "mode0": 0.2, "mode1": 0.8}[penalty]
+    assert d_dec < max_ratio * d_plain, (d_plain, d_dec)
     # still a classifier
     assert dec[~bkg].mean() > dec[bkg].mean()
 
@@ -169,8 +173,11 @@ def test_mode_matches_direct_integral(rng, order):
 
 @pytest.mark.parametrize("order", [0, 1])
 def test_mode_gradcheck(rng, order):
+    # MoDE is piecewise smooth: its gradient jumps where two scores are equal (their order swaps).
+    # Finite differences (eps = 1e-6) are only valid away from those kinks, so the scores are kept
+    # at least 0.5 / n apart: one per cell of a grid of n cells, in the middle half of its cell.
     n = 60
-    s = torch.tensor(rng.uniform(size=n), requires_grad=True)
+    s = torch.tensor((rng.permutation(n) + rng.uniform(0.25, 0.75, size=n)) / n, requires_grad=True)
     m = rng.uniform(0, 1, size=n)
     w = rng.uniform(0.5, 2, size=n)
     assert torch.autograd.gradcheck(lambda t: losses.mode_loss(t, m, w, order=order, bins=5), (s,))

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from seeding import stable_seed  # noqa: E402
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -128,7 +129,7 @@ def randomize_batchnorm(module, gen):
 
 @pytest.fixture(scope="module")
 def torch_seed():
-    seed = int(np.random.SeedSequence().entropy % (1 << 31))
+    seed = stable_seed("tests/test_nn_jagged.py::torch_seed") % (1 << 31)
     print(f"torch weight seed = {seed}")
     return seed
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from seeding import stable_seed  # noqa: E402
 
 import hepinfer
 
@@ -127,7 +128,7 @@ def _padded(pf, ev) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    seed = int(os.environ.get("HEPINFER_TEST_SEED", np.random.SeedSequence().entropy % (1 << 32)))
+    seed = stable_seed("tests/test_rdf.py::setup")
     print(f"[test_rdf] random seed = {seed}")
     rng = np.random.default_rng(seed)
     work = tmp_path_factory.mktemp("rdf")

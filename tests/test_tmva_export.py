@@ -184,3 +184,100 @@ def test_refusals(tmp_path, rng):
     tmva = hepinfer.Forest.load(HERE / "data" / "tmva" / "grad.xml")
     with pytest.raises(hepinfer.InputError, match="binary classifiers"):
         tmva_export.tmva_xml(tmva)
+
+
+# ------------------------------------------------ the independent TMVA evaluator of test_tmva.py
+def _independent(path, X: np.ndarray, cut_op: str = ">="):
+    """(per-tree res, TMVA value) of every row, from test_tmva.TMVAReference: a re-implementation
+    of TMVA::Reader's BDT evaluation written from TMVA's source, independent of hepinfer's loader."""
+    from test_tmva import TMVAReference
+
+    ref = TMVAReference(str(path), cut_op)
+    per_tree = np.empty((len(X), len(ref.trees)))
+    values = np.empty(len(X))
+    for r, row in enumerate(X):
+        x = ref._transform(row)
+        per_tree[r] = [ref._check_event(t, x) for _, t in ref.trees]
+        values[r] = ref(row)
+    return per_tree, values
+
+
+def _independent_check(forest, path, X, cut_op=">=", scale=0.5):
+    per_tree, values = _independent(path, X, cut_op)
+    orig = _leaf_values(forest, X)
+    extra = per_tree.shape[1] - orig.shape[1]
+    assert extra in (0, 1)
+    # every tree reaches the leaf the source model reaches (its value, halved, as Float_t)
+    np.testing.assert_array_equal(per_tree[:, extra:], (orig * scale).astype(np.float32).astype(np.float64))
+    # and TMVA's value is 2 p - 1
+    np.testing.assert_allclose((values + 1) / 2, forest.predict(X), rtol=1e-6, atol=1e-6)
+
+
+def test_export_read_by_independent_tmva_evaluator(tmp_path, rng):
+    """XGBoost (both ROOT cut conventions) and LightGBM exports evaluated by test_tmva's TMVA
+    re-implementation, not by hepinfer: same leaf in every tree, TMVA value = 2 p - 1."""
+    forest = _xgb_forest(rng, base_score=0.3, nan_in_training=False)
+    X = _rows(forest, rng, 400)
+    for op in (">=", ">"):
+        path = tmp_path / f"xgb{len(op)}.weights.xml"
+        tmva_export.to_tmva_xml(forest, path, on_missing="ignore", root_cut_op=op)
+        _independent_check(forest, path, X, op)
+    Xl = rng.normal(size=(2000, 5))
+    y = (Xl[:, 0] - Xl[:, 1] ** 2 > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 20, "num_threads": 1,
+                             "seed": int(rng.integers(1 << 30))}, lgb.Dataset(Xl, y), 20)
+    lforest = hepinfer.Forest.load(booster)
+    path = tmp_path / "lgb.weights.xml"
+    tmva_export.to_tmva_xml(lforest, path, on_missing="ignore")
+    _independent_check(lforest, path, _rows(lforest, rng, 300).astype(np.float64))
+
+
+def test_export_of_a_tree_5000_levels_deep(tmp_path, rng):
+    """A 5000-level chain tree (XGBoost/LightGBM allow such depths) exports without recursion, and
+    both hepinfer's loader and the independent evaluator read it back exactly."""
+    from test_codegen import _deep_rows, _deep_xgb_json
+
+    raw, chain = _deep_xgb_json(rng, 5000, 3)
+    forest = hepinfer.Forest.load(raw, format="xgboost-json")
+    path = tmp_path / "deep.weights.xml"
+    tmva_export.to_tmva_xml(forest, path, on_missing="ignore")
+    assert path.stat().st_size < 20_000_000  # indentation does not grow with the depth
+    X = _deep_rows(rng, chain, 3, 120)
+    X = X[~np.isnan(X).any(axis=1)].astype(np.float32)  # NaN may take the other side in TMVA
+    exported = hepinfer.Forest.load(path)
+    _roundtrip_check(forest, exported, X)
+    _independent_check(forest, path, X)
+    assert len(np.unique(_leaf_values(forest, X)[:, -1])) > 50
+
+
+def test_variable_names_are_escaped_or_refused(tmp_path, rng):
+    """Markup, quotes, TAB/CR/LF and non-ASCII in names survive (as entities / character references);
+    characters XML 1.0 cannot hold at all (NUL, other C0 controls, U+FFFE) are refused, naming the
+    variable; a hostile source file name cannot break the file."""
+    names = ['a"b', "x<y>&z", "cr\rlf\ntab\t", "caf\u00e9", "  spaced  ", "q'uote"]
+    src = tmp_path / "evil\x01\n\"<name>.json"
+    forest_file = hepinfer.Forest.load(_xgb_source(src, rng))
+    path = tmp_path / "names.weights.xml"
+    tmva_export.to_tmva_xml(forest_file, path, variables=names, on_missing="ignore")
+    root = ET.parse(path).getroot()  # well-formed XML 1.0
+    assert [v.get("Expression") for v in root.find("Variables")] == names
+    assert "evil" in root.find("GeneralInfo/Info[@name='Creator']").get("value")
+    exported = hepinfer.Forest.load(path)
+    assert exported.feature_names == names
+    X = _rows(forest_file, rng, 200)
+    _roundtrip_check(forest_file, exported, X)
+    _independent_check(forest_file, path, X)
+    for bad, char in (("nul\x00", "\x00"), ("bell\x07", "\x07"), ("nonchar\ufffe", "\ufffe")):
+        with pytest.raises(hepinfer.InputError, match=r"variable 2 \(.*contains the character") as e:
+            tmva_export.tmva_xml(forest_file, variables=names[:2] + [bad] + names[3:], on_missing="ignore")
+        assert repr(char) in str(e.value)
+
+
+def _xgb_source(path, rng):
+    X = rng.normal(size=(800, 6)).astype(np.float32)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+                        xgb.DMatrix(X, (X[:, 0] + X[:, 1] > 0).astype(int)), 5)
+    booster.save_model(str(path))
+    return path

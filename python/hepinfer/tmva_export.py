@@ -37,7 +37,14 @@ What TMVA computes from the file, and how it relates to the original model:
   subtree. LightGBM's zero-as-missing splits and categorical splits have no TMVA
   equivalent and are refused.
 
-The file is checked by round-tripping it through hepinfer's own TMVA loader in the tests.
+Names: variable names are written as exact XML attribute values (markup characters as
+entities, TAB/CR/LF as character references); a name holding a character XML 1.0 cannot
+represent at all (NUL, other C0 controls, U+FFFE/U+FFFF) is refused with an InputError naming
+the variable, since TMVA could not read it back. Trees are walked with an explicit stack, so
+trees thousands of levels deep export too.
+
+The tests read every exported file back with hepinfer's own TMVA loader and with the
+independent TMVA evaluator of tests/test_tmva.py.
 """
 
 from __future__ import annotations
@@ -74,6 +81,28 @@ def _cut(t: float, op: int) -> float:
     if f > t:
         f = float(np.nextafter(np.float32(f), np.float32(-np.inf)))
     return float(np.nextafter(np.float32(f), np.float32(np.inf)))
+
+
+def _xml_char_ok(o: int) -> bool:
+    """XML 1.0's Char production: what a document may contain, literally or as a character reference."""
+    return o in (0x9, 0xA, 0xD) or 0x20 <= o <= 0xD7FF or 0xE000 <= o <= 0xFFFD or 0x10000 <= o <= 0x10FFFF
+
+
+def _xml_invalid(s: str) -> Optional[str]:
+    """The first character of ``s`` that XML 1.0 cannot represent (NUL, most C0 controls, U+FFFE/U+FFFF,
+    lone surrogates), or None."""
+    return next((ch for ch in s if not _xml_char_ok(ord(ch))), None)
+
+
+def _xml_printable(s: str) -> str:
+    """Informational text (the source file name, the objective): characters XML cannot hold become \\xNN."""
+    return "".join(ch if _xml_char_ok(ord(ch)) else f"\\x{ord(ch):02x}" for ch in s)
+
+
+def _attr(s: str) -> str:
+    """A quoted XML attribute value holding exactly ``s`` (which must pass _xml_invalid): markup characters
+    as entities and TAB/LF/CR as character references, since a parser normalises literal ones to spaces."""
+    return quoteattr(s, {"\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
 
 
 def _num(v: float) -> str:
@@ -118,6 +147,14 @@ def tmva_xml(
             raise InputError(f"variables has {len(names)} names but the model has {nf} features")
     if len(set(names)) != len(names):
         raise InputError("variable names must be distinct")
+    for j, name in enumerate(names):
+        bad = _xml_invalid(name)
+        if bad is not None:
+            raise InputError(
+                f"variable {j} ({name!r}) contains the character {bad!r}, which an XML 1.0 file cannot hold (not "
+                "even as a character reference), so TMVA could not read the name back; pass variables=[...] with "
+                "names TMVA::Reader::AddVariable can match"
+            )
 
     nodes = ir["nodes"]
     kinds = nodes["kind"]
@@ -167,9 +204,14 @@ def tmva_xml(
         a = int(offsets[t])
         body: list[str] = []
 
-        def rec(i: int, depth: int, pos: str, a: int = a, body: list[str] = body, t: int = t) -> None:
-            nonlocal max_depth
-            indent = "      " + "  " * depth
+        # depth-first, left subtree first, with an explicit stack: trees may be thousands of levels deep
+        stack: list[tuple[str, int, int, str]] = [("node", 0, 0, "s")]
+        while stack:
+            what, i, depth, pos = stack.pop()
+            indent = "      " + "  " * min(depth, 40)  # bounded: a deep tree must not grow quadratically
+            if what == "close":
+                body.append(f"{indent}</Node>")
+                continue
             k = a + i
             max_depth = max(max_depth, depth)
             while always_left[k]:
@@ -177,7 +219,7 @@ def tmva_xml(
                 k = a + i
             if kinds[k] == _LEAF:
                 body.append(leaf_xml(float(nodes["value"][k]) * scale, depth, pos, indent))
-                return
+                continue
             f = int(nodes["feature"][k])
             c = _cut(float(nodes["threshold"][k]), int(nodes["op"][k]))
             if root_cut_op == ">":  # ROOT <= 6.16: right iff x > Cut, i.e. Cut is the float below c
@@ -191,11 +233,9 @@ def tmva_xml(
                 f'{indent}<Node pos="{pos}" depth="{depth}" NCoef="0" IVar="{f}" Cut="{_num(c)}" cType="1" '
                 f'res="{_num(0.0)}" rms="{_num(0.0)}" purity="{_num(0.5)}" nType="0">'
             )
-            rec(int(nodes["left"][k]), depth + 1, "l")
-            rec(int(nodes["right"][k]), depth + 1, "r")
-            body.append(f"{indent}</Node>")
+            stack += [("close", 0, depth, ""), ("node", int(nodes["right"][k]), depth + 1, "r"),
+                      ("node", int(nodes["left"][k]), depth + 1, "l")]
 
-        rec(0, 0, "s")
         trees_xml.append(tree_xml(len(trees_xml), body))
 
     release = "6.18/00 [397824]" if root_cut_op == ">=" else "6.16/00 [397312]"
@@ -224,7 +264,7 @@ def tmva_xml(
         ("Training events", "0"),
         ("AnalysisType", "Classification"),
     ]:
-        out.append(f"    <Info name={quoteattr(name)} value={quoteattr(value)}/>")
+        out.append(f"    <Info name={_attr(name)} value={_attr(_xml_printable(value))}/>")
     out.append("  </GeneralInfo>")
     out.append("  <Options>")
     for name, value in options:
@@ -234,7 +274,7 @@ def tmva_xml(
     for j, name in enumerate(names):
         mn = lo[j] if lo[j] <= hi[j] else 0.0
         mx = hi[j] if lo[j] <= hi[j] else 0.0
-        q = quoteattr(name)
+        q = _attr(name)
         out.append(
             f'    <Variable VarIndex="{j}" Expression={q} Label={q} Title={q} Unit="" Internal={q} Type="F" '
             f'Min="{_num(mn)}" Max="{_num(mx)}"/>'
