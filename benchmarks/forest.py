@@ -450,8 +450,8 @@ class OnnxRuntimeEngine(Engine):
     module = "onnxruntime"
 
     def _import_extra(self):
-        import onnxmltools  # noqa: F401
         import onnx  # noqa: F401
+        import onnxmltools  # noqa: F401
 
     def load(self, model, log):
         import onnxmltools

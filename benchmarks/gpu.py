@@ -84,7 +84,7 @@ def bench_forest(args: argparse.Namespace, torch: Any, sync: Callable[[], None])
         if not np.array_equal(got, ref):
             _fail(f"GPU margins differ from the CPU engine at batch {n}: {np.sum(got != ref)} rows")
         rec: dict[str, Any] = {"batch": n, "n_trees": n_trees, "depth": 6, "n_features": 30}
-        t = _best(lambda: forest.predict(Xt, device="cuda"), args.repeats, sync)
+        t = _best(lambda Xt=Xt: forest.predict(Xt, device="cuda"), args.repeats, sync)
         rec["hepinfer_gpu_device_rows_per_s"] = n / t
         t = _best(lambda: forest.predict(X, device="cuda"), args.repeats, sync)
         rec["hepinfer_gpu_from_numpy_rows_per_s"] = n / t
@@ -92,7 +92,7 @@ def bench_forest(args: argparse.Namespace, torch: Any, sync: Callable[[], None])
             t = _best(lambda: forest.predict(X, n_threads=0), max(1, args.repeats // 2), lambda: None)
             rec["hepinfer_cpu_rows_per_s"] = n / t
         try:
-            t = _best(lambda: booster.inplace_predict(Xt), args.repeats, sync)
+            t = _best(lambda Xt=Xt: booster.inplace_predict(Xt), args.repeats, sync)
             rec["xgboost_gpu_input"] = "torch CUDA tensor"
         except Exception:  # xgboost versions without __cuda_array_interface__ input
             t = _best(lambda: booster.inplace_predict(X), args.repeats, sync)

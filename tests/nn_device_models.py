@@ -8,8 +8,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
-from seeding import stable_seed  # noqa: E402
 
 
 def export(torch, module, args, path, input_names, dynamic, opset=17):
@@ -139,28 +137,7 @@ def padded(content, offsets, P=None):
     return x, m
 
 
-# ---- fixtures and the reference runner shared by both test files (imported there by name)
-@pytest.fixture(scope="module")
-def seed():
-    s = stable_seed("tests/nn_device_models.py::seed") % (1 << 31)
-    print(f"torch weight seed = {s}")
-    return s
-
-
-@pytest.fixture(scope="module")
-def dense(tmp_path_factory, seed):
-    import torch
-
-    return dense_models(torch, tmp_path_factory.mktemp("dense"), seed)
-
-
-@pytest.fixture(scope="module")
-def pfns(tmp_path_factory, seed):
-    import torch
-
-    return pfn_models(torch, tmp_path_factory.mktemp("pfn"), seed + 1)
-
-
+# ---- the reference runner shared by both test files (the fixtures dense/pfns are in conftest.py)
 def ort_run(path, feeds):
     """onnxruntime's first output for `feeds` (the reference)."""
     import onnxruntime as ort

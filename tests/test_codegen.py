@@ -812,7 +812,7 @@ def test_hostile_names_are_escaped(tmp_path, rng):
         assert "injected" not in line or line.startswith("//"), line
         assert not line.rstrip().endswith("\\"), line
     assert "\r" not in header and "\x00" not in header and "\u2028" not in header and "*/" not in header.split("#pragma")[0]
-    driver = (f'#include "model0.hpp"\n#include <cstdio>\n#include <cstring>\n'
+    driver = ('#include "model0.hpp"\n#include <cstdio>\n#include <cstring>\n'
               "int main() {\n  for (int j = 0; j < gen0::n_features; ++j) {\n"
               "    const char* s = gen0::feature_names[j];\n"
               "    std::fwrite(s, 1, std::strlen(s), stdout); std::fputc('|', stdout);\n  }\n  return 0;\n}\n")

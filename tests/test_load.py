@@ -18,8 +18,9 @@ import pytest
 uproot = pytest.importorskip("uproot")
 xgb = pytest.importorskip("xgboost")
 
-import hepinfer
 from seeding import stable_seed
+
+import hepinfer
 from hepinfer.cli import main
 from hepinfer.io import ReadError
 from hepinfer.scoring import score

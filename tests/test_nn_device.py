@@ -19,15 +19,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from nn_device_models import (  # noqa: E402, F401 (dense, pfns, seed: fixtures)
-    dense,
-    jagged_jets,
-    knn_model,
-    ort_run,
-    padded,
-    pfns,
-    seed,
-)
+from nn_device_models import jagged_jets, knn_model, ort_run, padded
 
 RTOL, ATOL = 1e-5, 2e-6
 

@@ -24,10 +24,9 @@ xgb = pytest.importorskip("xgboost")
 from test_io import corrupt_last_basket, write_flat
 
 import hepinfer
-from hepinfer.scoring import local, output
 from hepinfer.cli import main
 from hepinfer.io import ReadError
-from hepinfer.scoring import OutputError, score
+from hepinfer.scoring import OutputError, local, output, score
 
 NAMES = ("a", "b", "c")
 

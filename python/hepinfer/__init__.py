@@ -66,8 +66,7 @@ __all__ = [
     "distance_correlation",
     "include_dir",
     "score",
-    *_SUBMODULES,
-]
+] + list(_SUBMODULES)
 
 
 def __getattr__(name: str) -> Any:

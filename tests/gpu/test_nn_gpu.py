@@ -25,15 +25,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from nn_device_models import (  # noqa: E402, F401 (dense, pfns, seed: fixtures)
-    dense,
-    jagged_jets,
-    knn_model,
-    ort_run,
-    padded,
-    pfns,
-    seed,
-)
+from nn_device_models import jagged_jets, knn_model, ort_run, padded
 
 # the GPU sums in another order (fma, tiles of 16 along K) than the CPU engine and onnxruntime
 RTOL, ATOL = 2e-5, 5e-6

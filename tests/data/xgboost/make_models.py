@@ -1,6 +1,11 @@
 # Regenerate with an old xgboost in its own venv: pip install "xgboost==1.7.6" "numpy<2"; python make_models.py .
 # Writes small XGBoost models with the running xgboost version plus inputs and its own outputs.
-import sys, json, numpy as np, xgboost as xgb, os
+import os
+import sys
+
+import numpy as np
+import xgboost as xgb
+
 out = sys.argv[1]; os.makedirs(out, exist_ok=True)
 v = xgb.__version__
 rng = np.random.default_rng(17)
