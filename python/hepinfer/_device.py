@@ -99,7 +99,8 @@ def as_device_array(x: Any, name: str, dtype: Optional[str] = "float64") -> Devi
     itemsize = int(typestr[2:])
     contiguous = cai.get("strides") is None
     if not contiguous:
-        expect, acc = [], itemsize
+        expect: list[int] = []
+        acc = itemsize
         for s in reversed(shape):
             expect.insert(0, acc)
             acc *= s

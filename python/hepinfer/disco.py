@@ -142,6 +142,12 @@ def distance_covariance(
     return float(v) if squared else math.sqrt(max(float(v), 0.0))
 
 
+def _grad(g: Optional[Any]) -> Any:
+    if g is None:  # asked for with gradient=True: always there
+        raise RuntimeError("the C++ estimator returned no gradient")
+    return g
+
+
 def distance_correlation_and_grad(
     x: npt.ArrayLike,
     y: npt.ArrayLike,
@@ -157,7 +163,7 @@ def distance_correlation_and_grad(
     the gradient is a device array of the input's library (torch tensor, cupy array).
     """
     r = _stats(x, y, weights, unbiased, n_threads, True, device)
-    return float(r[3]), r[4]
+    return float(r[3]), _grad(r[4])
 
 
 def distance_covariance_and_grad(
@@ -170,4 +176,4 @@ def distance_covariance_and_grad(
 ) -> tuple[float, npt.NDArray[np.float64]]:
     """dCov^2(x, y) and its gradient with respect to every ``x`` (same shape as ``x``, float64)."""
     r = _stats(x, y, weights, unbiased, n_threads, True, device)
-    return float(r[0]), r[5]
+    return float(r[0]), _grad(r[5])

@@ -586,7 +586,7 @@ def to_pt_eta_phi_m(
     mass = sign(m2) sqrt(|m2|) (a negative mass for a slightly space-like vector).
     Numpy arrays (any shape) or aligned awkward jagged arrays."""
     flats, wrap = _elementwise_inputs([px, py, pz, energy], "px, py, pz, E")
-    return tuple(wrap(x) for x in _core.to_pt_eta_phi_m(*flats, _threads(n_threads)))
+    return tuple(wrap(x) for x in _core.to_pt_eta_phi_m(flats[0], flats[1], flats[2], flats[3], _threads(n_threads)))
 
 
 def to_px_py_pz_e(
@@ -595,7 +595,7 @@ def to_px_py_pz_e(
     """(px, py, pz, E) from (pt, eta, phi, mass), elementwise; a negative mass means a
     negative m2 (E = sqrt(max(p^2 + m|m|, 0))), as in `vector`."""
     flats, wrap = _elementwise_inputs([pt, eta, phi, mass], "pt, eta, phi, mass")
-    return tuple(wrap(x) for x in _core.to_px_py_pz_e(*flats, _threads(n_threads)))
+    return tuple(wrap(x) for x in _core.to_px_py_pz_e(flats[0], flats[1], flats[2], flats[3], _threads(n_threads)))
 
 
 def delta_phi(phi1: Any, phi2: Any) -> Any:
@@ -608,7 +608,7 @@ def delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any, *, n_threads: Optional[i
     """Elementwise Delta R = sqrt(Delta eta^2 + Delta phi^2) of aligned collections
     (Delta phi wrapped into [-pi, pi)). Numpy arrays or aligned awkward jagged arrays."""
     flats, wrap = _elementwise_inputs([eta1, phi1, eta2, phi2], "eta1, phi1, eta2, phi2")
-    return wrap(_core.delta_r(*flats, _threads(n_threads)))
+    return wrap(_core.delta_r(flats[0], flats[1], flats[2], flats[3], _threads(n_threads)))
 
 
 def min_delta_r(

@@ -81,7 +81,7 @@ def _disco_function() -> Any:
         return _FUNCTION
     torch = _torch()
 
-    class _DisCoFunction(torch.autograd.Function):
+    class _DisCoFunction(torch.autograd.Function):  # type: ignore[name-defined]  # torch: the local module
         @staticmethod
         def forward(
             ctx: Any, score: Any, mass: Any, weights: Any, unbiased: bool, n_threads: int, device: str = "cpu"
@@ -171,7 +171,7 @@ def disco_loss(
 def _make_modules() -> tuple[Any, Any]:
     torch = _torch()
 
-    class DisCo(torch.nn.Module):
+    class DisCo(torch.nn.Module):  # type: ignore[name-defined]
         """DisCo penalty as a module: ``forward(score, mass, weights=None) -> lambda_ * dCor^2^power``.
 
         See :func:`disco_loss`. Typical use (background events only)::
@@ -204,7 +204,7 @@ def _make_modules() -> tuple[Any, Any]:
             extra = "" if self.device == "cpu" else f", device={self.device!r}"
             return f"lambda_={self.lambda_}, power={self.power}, unbiased={self.unbiased}{extra}"
 
-    class MoDE(torch.nn.Module):
+    class MoDE(torch.nn.Module):  # type: ignore[name-defined]
         """Moment Decomposition (MoDE) penalty, orders 0 (flat) and 1 (linear in mass).
 
         MoDE asks the conditional CDF of the score in bins of mass, F_m(s), to equal its

@@ -52,7 +52,7 @@ def _weights(w: Any, n: int, name: str) -> np.ndarray:
     return v
 
 
-def roc_auc(score: np.ndarray, label: np.ndarray, weight: Optional[np.ndarray] = None) -> float:
+def roc_auc(score: npt.ArrayLike, label: npt.ArrayLike, weight: Optional[npt.ArrayLike] = None) -> float:
     """Weighted area under the ROC curve (ties count one half)."""
     score = np.asarray(score, dtype=np.float64).reshape(-1)
     label = np.asarray(label).reshape(-1) > 0.5

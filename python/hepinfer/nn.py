@@ -61,7 +61,7 @@ class JaggedInputInfo(NamedTuple):
     n_features: int
 
 
-_DTYPES = {"float32": np.dtype(np.float32), "int64": np.dtype(np.int64), "bool": np.dtype(np.bool_)}
+_DTYPES: dict[str, np.dtype] = {"float32": np.dtype(np.float32), "int64": np.dtype(np.int64), "bool": np.dtype(np.bool_)}
 
 
 def _is_awkward(x: Any) -> bool:
@@ -407,12 +407,19 @@ class Model:
                 values = [x[t.name] for t in self._inputs]
         if values is not None and len(values) == len(self._inputs) and all(_on_cuda(v) for v in values):
             return self._predict_on_device(values)
-        out = self._device.predict(self._arrays(x, more))
+        out = self._on_device().predict(self._arrays(x, more))
         if len(out) == 1:
             return out[0]
         return {t.name: o for t, o in zip(self._outputs, out)}
 
+    def _on_device(self) -> Any:
+        """The _core.DeviceModel (only called on the CUDA paths)."""
+        if self._device is None:
+            raise RuntimeError("this model is on the CPU")
+        return self._device
+
     def _predict_on_device(self, values: Sequence[Any]) -> Any:
+        device = self._on_device()
         torch_in = any(_is_torch(v) for v in values)
         stream = 0
         pairs = []
@@ -422,9 +429,9 @@ class Model:
                 if v.dtype != _torch().float32 or not v.is_contiguous():
                     v = v.float().contiguous()
                     keep.append(v)
-                if v.device.index != self._device.device:
+                if v.device.index != device.device:
                     raise InputError(
-                        f"input '{t.name}' is on {v.device}; the model is on cuda:{self._device.device}"
+                        f"input '{t.name}' is on {v.device}; the model is on cuda:{device.device}"
                     )
                 stream = _torch().cuda.current_stream(v.device).cuda_stream
                 pairs.append((int(v.data_ptr()), [int(d) for d in v.shape]))
@@ -439,11 +446,11 @@ class Model:
             ):
                 raise InputError(f"input '{t.name}' must be C-contiguous on the device")
             pairs.append((int(cai["data"][0]), shape))
-        out = self._device.predict_on_device(pairs, stream)
+        out = device.predict_on_device(pairs, stream)
         del keep
         if torch_in:
             torch = _torch()
-            dev = torch.device("cuda", self._device.device)
+            dev = torch.device("cuda", device.device)
             out = [torch.as_tensor(o, device=dev) for o in out]
         if len(out) == 1:
             return out[0]

@@ -130,10 +130,10 @@ def efficiency_curve(
     """Signal and background efficiencies ``(eps_S, eps_B)`` of the cuts ``score >= t`` for every
     distinct score ``t`` (from the highest to the lowest; both end at 1). Ties move together."""
     is_signal = _labels(label)
-    s = np.asarray(score, dtype=np.float64).reshape(-1)
+    s: np.ndarray = np.asarray(score, dtype=np.float64).reshape(-1)
     if s.shape != is_signal.shape:
         raise ValueError(f"score has {s.size} entries, label has {is_signal.size}")
-    w = np.ones_like(s) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    w: np.ndarray = np.ones_like(s) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
     order = np.argsort(-s, kind="stable")
     s, sig, w = s[order], is_signal[order], w[order]
     last_of_tie = np.r_[s[1:] != s[:-1], True]

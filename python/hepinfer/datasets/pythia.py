@@ -249,7 +249,7 @@ def _generate_chunk(
 
 def _run_chunk(args: tuple, queue: Any = None) -> dict[str, np.ndarray]:
     """Worker-process entry: one chunk, reporting each accepted jet to ``queue`` (progress bar)."""
-    return _generate_chunk(*args, on_jet=None if queue is None else (lambda: queue.put(1)))
+    return _generate_chunk(*args, on_jet=None if queue is None else (lambda: queue.put(1)))  # type: ignore[misc]
 
 
 def _versions() -> dict[str, str]:

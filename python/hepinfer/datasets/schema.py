@@ -145,9 +145,9 @@ def build_jets(
     constituents: Sequence[np.ndarray],
     charges: Sequence[np.ndarray],
     pdg_ids: Sequence[np.ndarray],
-    labels: Sequence[int],
-    events: Sequence[int],
-    weights: Sequence[float],
+    labels: Union[Sequence[int], np.ndarray],
+    events: Union[Sequence[int], np.ndarray],
+    weights: Union[Sequence[float], np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Columns of the schema from each jet's constituents.
 
@@ -160,7 +160,7 @@ def build_jets(
     flat: dict[str, list[np.ndarray]] = {name: [] for name in CONSTITUENT_BRANCHES}
     sorted_p4, orders = [], []
     for j in range(n_jets):
-        p4 = np.asarray(constituents[j], dtype=np.float64).reshape(-1, 4)
+        p4: np.ndarray = np.asarray(constituents[j], dtype=np.float64).reshape(-1, 4)
         order = np.argsort(-np.hypot(p4[:, 0], p4[:, 1]), kind="stable")
         sorted_p4.append(p4[order])
         orders.append(order)

@@ -325,7 +325,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             wrapped = (
                 WithSigmoid(model)
                 if lo.kind in ("bce", "focal")
-                else ReconstructionError(model)
+                else ReconstructionError(model)  # type: ignore[arg-type]  # an Autoencoder here
                 if config.model.kind == "autoencoder"
                 else model
             )

@@ -181,5 +181,5 @@ def train_bdt(
     importance = {}
     for kind in ("gain", "weight", "cover", "total_gain", "total_cover"):
         scores = booster.get_score(importance_type=kind)
-        importance[kind] = {name: float(scores.get(name, 0.0)) for name in names}
+        importance[kind] = {name: float(scores.get(name, 0.0)) for name in names}  # type: ignore[arg-type]
     return BDTResult(booster, names, best, evals_result, (train, validation, test), importance)

@@ -273,7 +273,7 @@ class Trainer:
             return lx.mean_squared_error(output, batch.target, w)
         if self.loss == "gaussian_nll":
             return lx.gaussian_nll(output, batch.target, w)
-        return lx.weighted_mean(self.model.anomaly_score(*inputs), w)  # reconstruction
+        return lx.weighted_mean(self.model.anomaly_score(*inputs), w)  # type: ignore[operator]  # reconstruction
 
     def _forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.model(*inputs)
@@ -464,7 +464,7 @@ class Trainer:
         for i in range(0, max(n, 1), batch_size):
             chunk = [t[i : i + batch_size].to(self.device) for t in inputs]
             if self.loss == "reconstruction":
-                out = self.model.anomaly_score(*chunk)
+                out = self.model.anomaly_score(*chunk)  # type: ignore[operator]
             else:
                 out = self._forward(chunk)
                 if self.loss in ("bce", "focal"):

@@ -202,6 +202,9 @@ class MassAdversary(nn.Module):
     of ``n_components`` Gaussians. Its loss is the negative log-likelihood of the mass; the
     classifier is trained to make that likelihood as poor as possible (gradient reversal)."""
 
+    mass_mean: torch.Tensor
+    mass_std: torch.Tensor
+
     def __init__(self, n_components: int = 5, hidden: Sequence[int] = (32, 32)) -> None:
         super().__init__()
         layers: list[nn.Module] = []

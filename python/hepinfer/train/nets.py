@@ -64,6 +64,9 @@ class Standardize(nn.Module):
     """``(x - mean) / std`` with the constants stored as buffers, so they travel with the state
     dict and the exported ONNX file. Fit them with :meth:`fit` on training data."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, n_features: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))
@@ -399,6 +402,9 @@ class GaussianRegressor(nn.Module):
     is standardised internally (``target_mean``/``target_std`` buffers, set by
     :meth:`fit_target`), the outputs are in the target's own units.
     """
+
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
 
     def __init__(
         self,
