@@ -64,6 +64,84 @@ def test_ubjson_absurd_counts(count):
     rejects(load, b"{U\x01a[$Z#" + _ubj_count(count) + b"}")
 
 
+# ---------------------------------------------------------------- parser memory amplification
+# A document of tiny values (JSON numbers, UBJSON null markers, empty XML elements) must not cost a
+# large in-memory node per value: peak memory while loading stays a few times the file size.
+# Each load runs in a subprocess (its own ru_maxrss) under an address-space limit, so that a
+# regression fails cleanly instead of swapping the machine.
+_AMPLIFICATION_SCRIPT = r"""
+import resource, sys
+import hepinfer
+path, fmt, expect_error = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+size = __import__("os").path.getsize(path)
+with open("/proc/self/status") as f:
+    vm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + 40 * size + (256 << 20), resource.RLIM_INFINITY))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    hepinfer.Forest.load(path, format=fmt)
+    outcome = "loaded"
+except hepinfer.ModelFormatError as e:
+    outcome = "error: " + str(e)[:200]
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(outcome)
+print((after - before) * 1024 / size)
+"""
+
+
+def _load_growth(tmp_path, content: bytes, fmt: str) -> tuple[str, float]:
+    """Loads `content` from a file in a fresh interpreter: (outcome, peak RSS growth / file size)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.model"
+    path.write_bytes(content)
+    run = subprocess.run(
+        [sys.executable, "-c", _AMPLIFICATION_SCRIPT, str(path), fmt, "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    outcome, ratio = run.stdout.strip().splitlines()[-2:]
+    return outcome, float(ratio)
+
+
+# The old DOM readers took ~80x (JSON numbers), ~120x (UBJSON nulls) and ~45x (XML <a/>) the file
+# size; the bound leaves room for the file itself (read into memory: 1x) and allocator slack.
+_MAX_GROWTH = 4.0
+_AMPLIFICATION_MB = 20
+
+
+@pytest.mark.parametrize("value", [b"0", b"1.5e3", b"null", b"[]"])
+def test_json_of_tiny_values_costs_a_few_times_its_size(tmp_path, value):
+    n = _AMPLIFICATION_MB * 2**20 // (len(value) + 1)
+    junk = b"[" + b",".join([value] * n) + b"]"
+    model = (DATA / "xgboost" / "xgb1.7.6_binary_logistic.json").read_bytes()
+    assert model.startswith(b"{")
+    outcome, ratio = _load_growth(tmp_path, b'{"junk":' + junk + b"," + model[1:], "xgboost-json")
+    assert outcome == "loaded", outcome
+    assert ratio <= _MAX_GROWTH, ratio
+
+
+def test_ubjson_of_null_markers_costs_a_few_times_its_size(tmp_path):
+    n = _AMPLIFICATION_MB * 2**20
+    junk = b"L" + struct.pack(">q", 4) + b"junk[" + b"Z" * n + b"]"
+    model = (DATA / "xgboost" / "xgb1.7.6_binary_logistic.ubj").read_bytes()
+    assert model.startswith(b"{L")
+    outcome, ratio = _load_growth(tmp_path, b"{" + junk + model[1:], "xgboost-ubj")
+    assert outcome == "loaded", outcome
+    assert ratio <= _MAX_GROWTH, ratio
+
+
+def test_tmva_of_empty_elements_costs_a_few_times_its_size(tmp_path):
+    n = _AMPLIFICATION_MB * 2**20 // 4
+    doc = _tmva("<Junk>" + "<a/>" * n + "</Junk>" + _tmva_chain(2))
+    outcome, ratio = _load_growth(tmp_path, doc, "tmva")
+    assert outcome == "loaded", outcome
+    assert ratio <= _MAX_GROWTH, ratio
+
+
 # ---------------------------------------------------------------- XGBoost fields
 @pytest.fixture(scope="module")
 def xgb_doc():
