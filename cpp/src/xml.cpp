@@ -478,12 +478,11 @@ std::optional<std::string> XmlElement::attr(std::string_view attr_name) const {
   while (true) {
     while (is_space(s[p])) ++p;
     if (s[p] == '>' || s[p] == '/') return std::nullopt;
-    const std::size_t name_end = skip_name(s, p);
-    const std::string_view a = s.substr(p, name_end - p);
-    p = name_end;
-    while (s[p] != '"' && s[p] != '\'') ++p;  // spaces '=' spaces
+    // (validated: an attribute name is followed by '=' and a quoted value)
+    const bool match = s.compare(p, attr_name.size(), attr_name) == 0 && !is_name_char(s[p + attr_name.size()]);
+    while (s[p] != '"' && s[p] != '\'') ++p;  // name, spaces, '=', spaces: no quote
     const std::size_t value_end = s.find(s[p], p + 1);
-    if (a == attr_name) {
+    if (match) {
       std::string out;
       decode_into(out, s, p + 1, value_end);
       return out;
@@ -518,7 +517,14 @@ std::size_t XmlElement::line() const {
   const std::uint32_t k = idx_ / XmlDocument::kLineStep;
   const char* from = doc_->s_.data() + doc_->rec(k * XmlDocument::kLineStep).begin;
   const char* to = doc_->s_.data() + doc_->rec(idx_).begin;
-  return doc_->lines_[k] + static_cast<std::size_t>(std::count(from, to, '\n'));
+  std::size_t line = doc_->lines_[k];
+  while (from < to) {
+    const void* nl = std::memchr(from, '\n', static_cast<std::size_t>(to - from));
+    if (nl == nullptr) break;
+    ++line;
+    from = static_cast<const char*>(nl) + 1;
+  }
+  return line;
 }
 
 XmlElement::Children XmlElement::children(std::string_view name) const {
