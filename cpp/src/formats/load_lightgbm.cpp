@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <limits>
 #include <map>
 #include <string>
@@ -75,22 +76,41 @@ struct Line {
   std::size_t number = 0;
 };
 
-std::vector<Line> split_lines(const std::string& text) {
-  std::vector<Line> lines;
-  std::size_t pos = 0;
-  std::size_t number = 1;
-  const std::size_t n = text.size();
-  while (pos < n) {
-    std::size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = n;
-    std::string_view line(text.data() + pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    lines.push_back({line, number});
-    ++number;
-    pos = end + 1;
+/// The lines of a text, one at a time ('\r' of "\r\n" dropped). A vector of all the lines
+/// cost 24 bytes per line: 24 times the size of a file of newlines.
+class LineCursor {
+ public:
+  explicit LineCursor(const std::string& text) : text_(text) { load(); }
+  bool done() const { return done_; }
+  const Line& operator*() const { return cur_; }
+  const Line* operator->() const { return &cur_; }
+  void next() {
+    pos_ = next_pos_;
+    ++number_;
+    load();
   }
-  return lines;
-}
+
+ private:
+  void load() {
+    if (pos_ >= text_.size()) {
+      done_ = true;
+      return;
+    }
+    std::size_t end = text_.find('\n', pos_);
+    if (end == std::string::npos) end = text_.size();
+    std::string_view line(text_.data() + pos_, end - pos_);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    cur_ = {line, number_};
+    next_pos_ = end + 1;
+  }
+
+  const std::string& text_;
+  std::size_t pos_ = 0;
+  std::size_t next_pos_ = 0;
+  std::size_t number_ = 1;
+  bool done_ = false;
+  Line cur_;
+};
 
 bool parse_double(std::string_view tok, double* out) {
   if (!tok.empty() && tok.front() == '+') tok.remove_prefix(1);
@@ -124,6 +144,26 @@ bool parse_int(std::string_view tok, long long* out) {
   return true;
 }
 
+/// Calls f(token) for each space/tab-separated token of s, in order.
+template <typename F>
+void for_each_token(std::string_view s, F&& f) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+    std::size_t j = i;
+    while (j < s.size() && s[j] != ' ' && s[j] != '\t') ++j;
+    if (j > i) f(s.substr(i, j - i));
+    i = j;
+  }
+}
+
+/// Number of space/tab-separated tokens of s (without allocating).
+std::size_t count_ws(std::string_view s) {
+  std::size_t n = 0;
+  for_each_token(s, [&n](std::string_view) { ++n; });
+  return n;
+}
+
 std::vector<std::string_view> split_ws(std::string_view s) {
   std::vector<std::string_view> out;
   std::size_t i = 0;
@@ -142,7 +182,68 @@ struct Entry {
   std::string_view value;
   std::size_t line = 0;
 };
-using KeyVals = std::map<std::string, Entry, std::less<>>;
+
+/// key=value lines of one section: 16 bytes per line (where its key is, the key's length, the
+/// line number), sorted by key once the section is read; the value is found again in the line
+/// when asked for. A map of strings cost ~100 bytes per line: 13 times the size of a file of
+/// short distinct keys.
+class KeyVals {
+ public:
+  explicit KeyVals(const std::string& text) : text_(text) {}
+
+  /// `line` is a line of the text; `key` = trim(line up to its '='), not empty.
+  void add(const Line& line, std::string_view key) {
+    // line numbers are for messages only: clamp, past 4G lines (a file of more than 4 GB)
+    const auto number = static_cast<std::uint32_t>(std::min<std::size_t>(line.number, UINT32_MAX));
+    items_.push_back({static_cast<std::size_t>(key.data() - text_.data()), static_cast<std::uint32_t>(key.size()), number});
+  }
+
+  /// Sorts the keys; fails on the first (in file order) repetition of a key.
+  void finish(const std::string& source, const std::string& where) {
+    std::sort(items_.begin(), items_.end(), [this](const Item& x, const Item& y) {
+      const std::string_view kx = key(x), ky = key(y);
+      return kx != ky ? kx < ky : x.line < y.line;
+    });
+    const Item* dup = nullptr;
+    for (std::size_t i = 1; i < items_.size(); ++i)
+      if (key(items_[i]) == key(items_[i - 1]) && (dup == nullptr || items_[i].line < dup->line)) dup = &items_[i];
+    if (dup != nullptr) {
+      fail(source, (where.empty() ? std::string() : where + ", ") + "line " + std::to_string(dup->line),
+           "duplicate key '" + std::string(key(*dup)) + "'");
+    }
+    sorted_ = items_.size();
+  }
+
+  /// Whether `k` is a key; its entry into *out when out is not null.
+  bool find(std::string_view k, Entry* out) const {
+    const auto end = items_.begin() + static_cast<std::ptrdiff_t>(sorted_);
+    auto it = std::lower_bound(items_.begin(), end, k, [this](const Item& x, std::string_view kk) { return key(x) < kk; });
+    if (it == end || key(*it) != k) return false;
+    if (out != nullptr) *out = Entry{value(*it), it->line};
+    return true;
+  }
+
+ private:
+  struct Item {
+    std::size_t key_offset;  ///< of the (trimmed) key in the text
+    std::uint32_t key_size;
+    std::uint32_t line;      ///< 1-based line number
+  };
+  std::string_view key(const Item& it) const { return std::string_view(text_.data() + it.key_offset, it.key_size); }
+  /// what follows the line's '=' (empty without one), '\r' of "\r\n" dropped
+  std::string_view value(const Item& it) const {
+    std::size_t end = text_.find('\n', it.key_offset);
+    if (end == std::string::npos) end = text_.size();
+    std::string_view t(text_.data() + it.key_offset, end - it.key_offset);
+    if (!t.empty() && t.back() == '\r') t.remove_suffix(1);
+    const std::size_t eq = t.find('=');
+    return eq == std::string_view::npos ? std::string_view() : t.substr(eq + 1);
+  }
+
+  const std::string& text_;
+  std::deque<Item> items_;  ///< a deque: growing it copies nothing (a vector peaks at 3x its size)
+  std::size_t sorted_ = 0;
+};
 
 /// Context for error messages and typed access to one section.
 class Section {
@@ -150,12 +251,12 @@ class Section {
   Section(const std::string& source, std::string where, KeyVals kv)
       : source_(source), where_(std::move(where)), kv_(std::move(kv)) {}
 
-  bool has(std::string_view key) const { return kv_.find(key) != kv_.end(); }
+  bool has(std::string_view key) const { return kv_.find(key, nullptr); }
 
-  const Entry& get(std::string_view key) const {
-    auto it = kv_.find(key);
-    if (it == kv_.end()) fail(source_, where_, "missing key '" + std::string(key) + "'");
-    return it->second;
+  Entry get(std::string_view key) const {
+    Entry e;
+    if (!kv_.find(key, &e)) fail(source_, where_, "missing key '" + std::string(key) + "'");
+    return e;
   }
 
   std::string place(std::string_view key, std::size_t line) const {
@@ -178,40 +279,40 @@ class Section {
 
   std::vector<double> get_doubles(std::string_view key, std::size_t expected) const {
     const Entry& e = get(key);
-    std::vector<std::string_view> toks = split_ws(e.value);
-    if (toks.size() != expected) {
-      fail(source_, place(key, e.line),
-           "expected " + std::to_string(expected) + " values, found " + std::to_string(toks.size()));
+    const std::size_t n = count_ws(e.value);
+    if (n != expected) {
+      fail(source_, place(key, e.line), "expected " + std::to_string(expected) + " values, found " + std::to_string(n));
     }
-    std::vector<double> out(toks.size());
-    for (std::size_t i = 0; i < toks.size(); ++i) {
-      if (!parse_double(toks[i], &out[i])) {
-        fail(source_, place(key, e.line),
-             "value #" + std::to_string(i) + " '" + shorten(toks[i]) + "' is not a number");
+    std::vector<double> out(n);
+    std::size_t i = 0;
+    for_each_token(e.value, [&](std::string_view tok) {
+      if (!parse_double(tok, &out[i])) {
+        fail(source_, place(key, e.line), "value #" + std::to_string(i) + " '" + shorten(tok) + "' is not a number");
       }
-    }
+      ++i;
+    });
     return out;
   }
 
   std::vector<long long> get_ints(std::string_view key, std::size_t expected, long long lo, long long hi) const {
     const Entry& e = get(key);
-    std::vector<std::string_view> toks = split_ws(e.value);
-    if (toks.size() != expected) {
-      fail(source_, place(key, e.line),
-           "expected " + std::to_string(expected) + " values, found " + std::to_string(toks.size()));
+    const std::size_t n = count_ws(e.value);
+    if (n != expected) {
+      fail(source_, place(key, e.line), "expected " + std::to_string(expected) + " values, found " + std::to_string(n));
     }
-    std::vector<long long> out(toks.size());
-    for (std::size_t i = 0; i < toks.size(); ++i) {
-      if (!parse_int(toks[i], &out[i])) {
-        fail(source_, place(key, e.line),
-             "value #" + std::to_string(i) + " '" + shorten(toks[i]) + "' is not an integer");
+    std::vector<long long> out(n);
+    std::size_t i = 0;
+    for_each_token(e.value, [&](std::string_view tok) {
+      if (!parse_int(tok, &out[i])) {
+        fail(source_, place(key, e.line), "value #" + std::to_string(i) + " '" + shorten(tok) + "' is not an integer");
       }
       if (out[i] < lo || out[i] > hi) {
         fail(source_, place(key, e.line),
              "value #" + std::to_string(i) + " = " + std::to_string(out[i]) + " out of range [" +
                  std::to_string(lo) + ", " + std::to_string(hi) + "]");
       }
-    }
+      ++i;
+    });
     return out;
   }
 
@@ -224,21 +325,17 @@ class Section {
   KeyVals kv_;
 };
 
-/// Parse "key=value" (or a bare "key") into kv; duplicate keys are an error.
+/// Parse "key=value" (or a bare "key") into kv; duplicate keys are an error (in kv->finish()).
 void add_key_value(const std::string& source, const std::string& where, const Line& line, KeyVals* kv) {
   std::string_view t = line.text;
   std::size_t eq = t.find('=');
-  std::string key(trim(eq == std::string_view::npos ? t : t.substr(0, eq)));
-  std::string_view value = eq == std::string_view::npos ? std::string_view() : t.substr(eq + 1);
+  const std::string_view key = trim(eq == std::string_view::npos ? t : t.substr(0, eq));
   if (key.empty()) {
+    kv->finish(source, where);  // a duplicate on an earlier line is reported first
     fail(source, (where.empty() ? std::string() : where + ", ") + "line " + std::to_string(line.number),
          "malformed line '" + shorten(t) + "'");
   }
-  if (kv->count(key) != 0) {
-    fail(source, (where.empty() ? std::string() : where + ", ") + "line " + std::to_string(line.number),
-         "duplicate key '" + key + "'");
-  }
-  (*kv)[key] = Entry{value, line.number};
+  kv->add(line, key);
 }
 
 /// LightGBM drops |x| <= kZeroThreshold from dense input rows (the C API keeps
@@ -267,8 +364,12 @@ ObjectiveInfo parse_objective(const std::string& source, const Section& header, 
     return info;
   }
   const Entry& e = header.get("objective");
-  std::vector<std::string_view> toks = split_ws(e.value);
   const std::string where = header.place("objective", e.line);
+  // LightGBM writes a handful of parameters: do not build a map of millions
+  constexpr std::size_t kMaxObjectiveTokens = 1000;
+  if (count_ws(e.value) > kMaxObjectiveTokens)
+    fail(source, where, "more than " + std::to_string(kMaxObjectiveTokens) + " objective parameters");
+  std::vector<std::string_view> toks = split_ws(e.value);
   if (toks.empty()) fail(source, where, "empty objective");
   const std::string name(toks[0]);
   std::map<std::string, std::string, std::less<>> params;
@@ -376,7 +477,7 @@ void parse_tree(const Section& sec, std::int32_t n_features, ForestIR* ir, TreeI
   std::vector<long long> cat_threshold;
   if (num_cat > 0) {
     const Entry& ct = sec.get("cat_threshold");
-    const std::size_t n_words = split_ws(ct.value).size();
+    const std::size_t n_words = count_ws(ct.value);
     cat_boundaries = sec.get_ints("cat_boundaries", static_cast<std::size_t>(num_cat) + 1, 0,
                                   static_cast<long long>(n_words));
     if (cat_boundaries.front() != 0 || static_cast<std::size_t>(cat_boundaries.back()) != n_words) {
@@ -493,27 +594,27 @@ void parse_tree(const Section& sec, std::int32_t n_features, ForestIR* ir, TreeI
 
 ForestIR load_lightgbm_text(const std::string& text, const std::string& source_name) {
   const std::string& source = source_name;
-  std::vector<Line> lines = split_lines(text);
+  LineCursor line(text);
 
   // ---- header: everything before the first "Tree=" / "end of trees" ----
-  std::size_t pos = 0;
-  while (pos < lines.size() && trim(lines[pos].text).empty()) ++pos;
-  if (pos >= lines.size()) fail(source, "", "empty model text");
+  while (!line.done() && trim(line->text).empty()) line.next();
+  if (line.done()) fail(source, "", "empty model text");
   {
-    std::string_view first = trim(lines[pos].text);
+    std::string_view first = trim(line->text);
     if (first != "tree") {
-      fail(source, "line " + std::to_string(lines[pos].number),
+      fail(source, "line " + std::to_string(line->number),
            "not a LightGBM text model (first line is '" + shorten(first) + "', expected 'tree')");
     }
-    ++pos;
+    line.next();
   }
-  KeyVals header_kv;
-  for (; pos < lines.size(); ++pos) {
-    std::string_view t = trim(lines[pos].text);
+  KeyVals header_kv(text);
+  for (; !line.done(); line.next()) {
+    std::string_view t = trim(line->text);
     if (t.empty()) continue;
     if (t.substr(0, 5) == "Tree=" || t == "end of trees") break;
-    add_key_value(source, "header", lines[pos], &header_kv);
+    add_key_value(source, "header", *line, &header_kv);
   }
+  header_kv.finish(source, "header");
   Section header(source, "header", std::move(header_kv));
 
   if (header.has("version")) {
@@ -544,14 +645,14 @@ ForestIR load_lightgbm_text(const std::string& text, const std::string& source_n
 
   {
     const Entry& fn = header.get("feature_names");
-    std::vector<std::string_view> names = split_ws(fn.value);
-    if (names.size() != static_cast<std::size_t>(ir.n_features)) {
+    const std::size_t n_names = count_ws(fn.value);
+    if (n_names != static_cast<std::size_t>(ir.n_features)) {
       fail(source, header.place("feature_names", fn.line),
            "expected " + std::to_string(ir.n_features) + " names (max_feature_idx+1), found " +
-               std::to_string(names.size()));
+               std::to_string(n_names));
     }
-    ir.feature_names.reserve(names.size());
-    for (std::string_view n : names) ir.feature_names.emplace_back(n);
+    ir.feature_names.reserve(n_names);
+    for_each_token(fn.value, [&ir](std::string_view n) { ir.feature_names.emplace_back(n); });
   }
 
   ObjectiveInfo obj = parse_objective(source, header, static_cast<std::int32_t>(num_class));
@@ -572,7 +673,7 @@ ForestIR load_lightgbm_text(const std::string& text, const std::string& source_n
   long long expected_trees = -1;
   if (header.has("tree_sizes")) {
     const Entry& ts = header.get("tree_sizes");
-    expected_trees = static_cast<long long>(split_ws(ts.value).size());
+    expected_trees = static_cast<long long>(count_ws(ts.value));
   }
 
   // ---- trees ----
@@ -582,10 +683,10 @@ ForestIR load_lightgbm_text(const std::string& text, const std::string& source_n
   };
   std::vector<Block> blocks;
   bool saw_end = false;
-  while (pos < lines.size()) {
-    std::string_view t = trim(lines[pos].text);
+  while (!line.done()) {
+    std::string_view t = trim(line->text);
     if (t.empty()) {
-      ++pos;
+      line.next();
       continue;
     }
     if (t == "end of trees") {
@@ -593,23 +694,23 @@ ForestIR load_lightgbm_text(const std::string& text, const std::string& source_n
       break;
     }
     if (t.substr(0, 5) != "Tree=") {
-      fail(source, "line " + std::to_string(lines[pos].number),
+      fail(source, "line " + std::to_string(line->number),
            "expected 'Tree=" + std::to_string(blocks.size()) + "' or 'end of trees', found '" + shorten(t) + "'");
     }
     long long idx = -1;
     if (!parse_int(trim(t.substr(5)), &idx) || idx != static_cast<long long>(blocks.size())) {
-      fail(source, "line " + std::to_string(lines[pos].number),
+      fail(source, "line " + std::to_string(line->number),
            "expected 'Tree=" + std::to_string(blocks.size()) + "', found '" + shorten(t) + "'");
     }
-    Block blk;
-    blk.line = lines[pos].number;
+    Block blk{KeyVals(text), line->number};
     const std::string where = "Tree=" + std::to_string(idx);
-    ++pos;
-    for (; pos < lines.size(); ++pos) {
-      std::string_view l = trim(lines[pos].text);
+    line.next();
+    for (; !line.done(); line.next()) {
+      std::string_view l = trim(line->text);
       if (l.empty() || l.substr(0, 5) == "Tree=" || l == "end of trees") break;
-      add_key_value(source, where, lines[pos], &blk.kv);
+      add_key_value(source, where, *line, &blk.kv);
     }
+    blk.kv.finish(source, where);
     blocks.push_back(std::move(blk));
   }
   if (expected_trees >= 0) {

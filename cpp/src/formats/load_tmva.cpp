@@ -29,6 +29,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -63,8 +65,8 @@ class Loader {
   [[noreturn]] void fail(const std::string& where, const std::string& what) const {
     throw ModelFormatError(src_ + ": " + where + ": " + what);
   }
-  static std::string at_line(const XmlElement& e) { return "line " + std::to_string(e.line); }
-  std::string place(const XmlElement& e) const { return "<" + e.name + "> at " + at_line(e); }
+  static std::string at_line(const XmlElement& e) { return "line " + std::to_string(e.line()); }
+  std::string place(const XmlElement& e) const { return "<" + std::string(e.name()) + "> at " + at_line(e); }
 
   static std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' || s.front() == '\r'))
@@ -96,9 +98,9 @@ class Loader {
     return r.ec == std::errc() && r.ptr == s.data() + s.size();
   }
 
-  const std::string& need(const XmlElement& e, const char* name, const std::string& where) const {
-    const std::string* v = e.attr(name);
-    if (v == nullptr) fail(where, std::string("attribute \"") + name + "\" is missing");
+  std::string need(const XmlElement& e, const char* name, const std::string& where) const {
+    std::optional<std::string> v = e.attr(name);
+    if (!v) fail(where, std::string("attribute \"") + name + "\" is missing");
     return *v;
   }
   long long need_int(const XmlElement& e, const char* name, const std::string& where, long long lo,
@@ -137,8 +139,9 @@ class Loader {
   /// Whitespace-separated numbers of an element's text; at least `count` of them.
   std::vector<double> numbers(const XmlElement& e, std::size_t count, const std::string& where) const {
     std::vector<double> out;
-    out.reserve(std::min(count, e.text.size() / 2 + 1));  // a number takes >= 2 characters: trust the text, not the count
-    std::string_view s = e.text;
+    const std::string text = e.text();
+    out.reserve(std::min(count, text.size() / 2 + 1));  // a number takes >= 2 characters: trust the text, not the count
+    std::string_view s = text;
     std::size_t i = 0;
     while (out.size() < count) {
       while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
@@ -166,7 +169,7 @@ class Loader {
   const std::string& text_;
   const std::string& src_;
   TMVACutOp op_;
-  XmlDocument doc_;
+  std::unique_ptr<XmlDocument> doc_;
   ForestIR ir_;
 
   std::string root_release_;
@@ -182,25 +185,25 @@ class Loader {
 };
 
 void Loader::read_general_info(const XmlElement& root) {
-  const XmlElement* gi = doc_.child(root, "GeneralInfo");
-  if (gi == nullptr) return;
-  for (const XmlElement* info : doc_.children(*gi, "Info")) {
-    const std::string* name = info->attr("name");
-    const std::string* value = info->attr("value");
-    if (name == nullptr || value == nullptr) continue;
+  const std::optional<XmlElement> gi = doc_->child(root, "GeneralInfo");
+  if (!gi) return;
+  for (const XmlElement info : doc_->children(*gi, "Info")) {
+    const std::optional<std::string> name = info.attr("name");
+    const std::optional<std::string> value = info.attr("value");
+    if (!name || !value) continue;
     if (*name == "ROOT Release") root_release_ = *value;
     else if (*name == "AnalysisType") analysis_type_info_ = std::string(trim(*value));
   }
 }
 
 void Loader::read_options(const XmlElement& root) {
-  const XmlElement* opts = doc_.child(root, "Options");
-  if (opts == nullptr) return;
-  for (const XmlElement* o : doc_.children(*opts, "Option")) {
-    const std::string* name = o->attr("name");
-    if (name == nullptr) continue;
-    const std::string value(trim(o->text));
-    const std::string where = "option " + *name + " (" + at_line(*o) + ")";
+  const std::optional<XmlElement> opts = doc_->child(root, "Options");
+  if (!opts) return;
+  for (const XmlElement o : doc_->children(*opts, "Option")) {
+    const std::optional<std::string> name = o.attr("name");
+    if (!name) continue;
+    const std::string value(trim(o.text()));
+    const std::string where = "option " + *name + " (" + at_line(o) + ")";
     bool b = false;
     if (*name == "BoostType") {
       boost_type_ = value;
@@ -218,60 +221,59 @@ void Loader::read_options(const XmlElement& root) {
 }
 
 void Loader::read_variables(const XmlElement& root) {
-  const XmlElement* vars = doc_.child(root, "Variables");
-  if (vars == nullptr) fail("weight file", "no <Variables> block");
+  const std::optional<XmlElement> vars = doc_->child(root, "Variables");
+  if (!vars) fail("weight file", "no <Variables> block");
   const std::string where = place(*vars);
   const long long nvar = need_int(*vars, "NVar", where, 1, kMaxVars);
-  const std::vector<const XmlElement*> list = doc_.children(*vars, "Variable");
-  if (static_cast<long long>(list.size()) != nvar)
-    fail(where, "NVar=" + std::to_string(nvar) + " but " + std::to_string(list.size()) + " <Variable> entries");
+  const XmlElement::Children list = doc_->children(*vars, "Variable");
+  const std::size_t n_list = list.size();
+  if (static_cast<long long>(n_list) != nvar)
+    fail(where, "NVar=" + std::to_string(nvar) + " but " + std::to_string(n_list) + " <Variable> entries");
   nvar_ = static_cast<std::int32_t>(nvar);
   ir_.n_features = nvar_;
   ir_.feature_names.assign(static_cast<std::size_t>(nvar), std::string());
   ir_.feature_expressions.assign(static_cast<std::size_t>(nvar), std::string());
   labels_.assign(static_cast<std::size_t>(nvar), std::string());
   std::vector<std::uint8_t> seen(static_cast<std::size_t>(nvar), 0);
-  for (const XmlElement* v : list) {
-    const std::string vw = "variable " + place(*v);
-    const auto idx = static_cast<std::size_t>(need_int(*v, "VarIndex", vw, 0, nvar - 1));
+  for (const XmlElement v : list) {
+    const std::string vw = "variable " + place(v);
+    const auto idx = static_cast<std::size_t>(need_int(v, "VarIndex", vw, 0, nvar - 1));
     if (seen[idx]) fail(vw, "duplicate VarIndex " + std::to_string(idx));
     seen[idx] = 1;
-    const std::string& expr = need(*v, "Expression", vw);
-    const std::string* label = v->attr("Label");
+    const std::string expr = need(v, "Expression", vw);
+    const std::optional<std::string> label = v.attr("Label");
     ir_.feature_names[idx] = expr;
     ir_.feature_expressions[idx] = expr;
-    labels_[idx] = label != nullptr ? *label : expr;
+    labels_[idx] = label ? *label : expr;
   }
 }
 
 std::vector<std::int32_t> Loader::read_selection(const XmlElement& sel, const char* block,
                                                  const std::string& where) const {
-  const XmlElement* blk = doc_.child(sel, block);
-  if (blk == nullptr) fail(where, std::string("<Selection> has no <") + block + "> block");
+  const std::optional<XmlElement> blk = doc_->child(sel, block);
+  if (!blk) fail(where, std::string("<Selection> has no <") + block + "> block");
   std::vector<std::int32_t> idx;
-  for (std::size_t c : blk->children) {
-    const XmlElement& e = doc_.at(c);
+  for (const XmlElement e : blk->children()) {
     const std::string ew = where + ", " + block + " " + place(e);
-    const std::string& type = need(e, "Type", ew);
+    const std::string type = need(e, "Type", ew);
     if (type != "Variable")
       fail(ew, "transformation of a " + type + " is not supported (only input variables)");
-    const std::string* label = e.attr("Label");
-    const std::string* expr = e.attr("Expression");
-    if (label == nullptr && expr == nullptr) fail(ew, "neither Label nor Expression given");
+    const std::optional<std::string> label = e.attr("Label");
+    const std::optional<std::string> expr = e.attr("Expression");
+    if (!label && !expr) fail(ew, "neither Label nor Expression given");
     std::int32_t found = -1;
     for (std::int32_t i = 0; i < nvar_; ++i) {
       const auto u = static_cast<std::size_t>(i);
-      if ((label != nullptr && labels_[u] == *label) ||
-          (expr != nullptr && ir_.feature_expressions[u] == *expr)) {
+      if ((label && labels_[u] == *label) || (expr && ir_.feature_expressions[u] == *expr)) {
         found = i;
         break;
       }
     }
-    if (found < 0) fail(ew, "refers to an unknown variable \"" + (label != nullptr ? *label : *expr) + "\"");
+    if (found < 0) fail(ew, "refers to an unknown variable \"" + (label ? *label : *expr) + "\"");
     idx.push_back(found);
   }
   const std::string count_attr = std::string("N") + block + "s";  // NInputs / NOutputs
-  if (const std::string* n = blk->attr(count_attr)) {
+  if (const std::optional<std::string> n = blk->attr(count_attr)) {
     long long v = 0;
     if (!parse_int(*n, v) || v != static_cast<long long>(idx.size()))
       fail(where, count_attr + "=" + *n + " but " + std::to_string(idx.size()) + " entries");
@@ -281,21 +283,20 @@ std::vector<std::int32_t> Loader::read_selection(const XmlElement& sel, const ch
 }
 
 void Loader::read_transformations(const XmlElement& root) {
-  const XmlElement* trs = doc_.child(root, "Transformations");
-  if (trs == nullptr) return;
+  const std::optional<XmlElement> trs = doc_->child(root, "Transformations");
+  if (!trs) return;
   const auto n = static_cast<std::size_t>(nvar_);
-  for (std::size_t c : trs->children) {
-    const XmlElement& t = doc_.at(c);
+  for (const XmlElement t : trs->children()) {
     const std::string where = "transformation " + place(t);
-    if (t.name != "Transform") fail(where, "unexpected element in <Transformations>");
-    const std::string& name = need(t, "Name", where);
+    if (t.name() != "Transform") fail(where, "unexpected element in <Transformations>");
+    const std::string name = need(t, "Name", where);
     if (name != "Decorrelation" && name != "Normalize" && name != "PCA")
       fail(where, "variable transformation \"" + name + "\" is not supported (Decorrelation, Normalize, PCA are)");
     if (n * n > kMaxTransformCells)
       fail(where, "too many variables (" + std::to_string(n) + ") for a matrix transformation");
 
     std::vector<std::int32_t> get, put;
-    if (const XmlElement* sel = doc_.child(t, "Selection")) {
+    if (const std::optional<XmlElement> sel = doc_->child(t, "Selection")) {
       get = read_selection(*sel, "Input", where);
       put = read_selection(*sel, "Output", where);
     } else {
@@ -317,9 +318,10 @@ void Loader::read_transformations(const XmlElement& root) {
     TransformIR tr;
     if (name == "Decorrelation") {
       // VariableDecorrTransform: y = M x (TVectorD *= TMatrixD), last matrix
-      const std::vector<const XmlElement*> mats = doc_.children(t, "Matrix");
-      if (mats.empty()) fail(where, "no <Matrix>");
-      const XmlElement& mat = *mats.back();
+      std::optional<XmlElement> last_mat;
+      for (const XmlElement m_el : doc_->children(t, "Matrix")) last_mat = m_el;
+      if (!last_mat) fail(where, "no <Matrix>");
+      const XmlElement& mat = *last_mat;
       const std::string mw = where + ", " + place(mat);
       const long long rows = need_int(mat, "Rows", mw, 1, kMaxVars);
       const long long cols = need_int(mat, "Columns", mw, 1, kMaxVars);
@@ -338,20 +340,20 @@ void Loader::read_transformations(const XmlElement& root) {
       }
     } else if (name == "PCA") {
       // VariablePCATransform::X2P: p_i = sum_j (x_j - mean_j) E(j, i), last class
-      std::vector<const XmlElement*> means, vecs;
-      for (const XmlElement* s : doc_.children(t, "Statistics")) {
-        const auto ci = static_cast<std::size_t>(need_int(*s, "ClassIndex", where + ", " + place(*s), 0, 64));
-        if (means.size() <= ci) means.resize(ci + 1, nullptr);
+      std::vector<std::optional<XmlElement>> means, vecs;
+      for (const XmlElement s : doc_->children(t, "Statistics")) {
+        const auto ci = static_cast<std::size_t>(need_int(s, "ClassIndex", where + ", " + place(s), 0, 64));
+        if (means.size() <= ci) means.resize(ci + 1);
         means[ci] = s;
       }
-      for (const XmlElement* s : doc_.children(t, "Eigenvectors")) {
-        const auto ci = static_cast<std::size_t>(need_int(*s, "ClassIndex", where + ", " + place(*s), 0, 64));
-        if (vecs.size() <= ci) vecs.resize(ci + 1, nullptr);
+      for (const XmlElement s : doc_->children(t, "Eigenvectors")) {
+        const auto ci = static_cast<std::size_t>(need_int(s, "ClassIndex", where + ", " + place(s), 0, 64));
+        if (vecs.size() <= ci) vecs.resize(ci + 1);
         vecs[ci] = s;
       }
-      if (means.empty() || means.back() == nullptr) fail(where, "no <Statistics> (mean values)");
+      if (means.empty() || !means.back()) fail(where, "no <Statistics> (mean values)");
       const std::size_t cls = means.size() - 1;
-      if (vecs.size() <= cls || vecs[cls] == nullptr)
+      if (vecs.size() <= cls || !vecs[cls])
         fail(where, "no <Eigenvectors> for class index " + std::to_string(cls));
       const XmlElement& me = *means[cls];
       const XmlElement& ev = *vecs[cls];
@@ -386,18 +388,17 @@ void Loader::read_transformations(const XmlElement& root) {
       if (!same) fail(where, "a Normalize transformation whose outputs differ from its inputs is not supported");
       std::vector<std::vector<float>> mins, maxs;  // emulate fMin.resize(classindex+1) per <Class>
       std::vector<std::vector<std::uint8_t>> have;
-      for (const XmlElement* cl : doc_.children(t, "Class")) {
-        const std::string cw = where + ", " + place(*cl);
-        const auto ci = static_cast<std::size_t>(need_int(*cl, "ClassIndex", cw, 0, 64));
+      for (const XmlElement cl : doc_->children(t, "Class")) {
+        const std::string cw = where + ", " + place(cl);
+        const auto ci = static_cast<std::size_t>(need_int(cl, "ClassIndex", cw, 0, 64));
         mins.resize(ci + 1);
         maxs.resize(ci + 1);
         have.resize(ci + 1);
         mins[ci].resize(m, 0.0f);
         maxs[ci].resize(m, 0.0f);
         have[ci].resize(m, 0);
-        for (const XmlElement* ranges : doc_.children(*cl, "Ranges")) {
-          for (std::size_t rc : ranges->children) {
-            const XmlElement& r = doc_.at(rc);
+        for (const XmlElement ranges : doc_->children(cl, "Ranges")) {
+          for (const XmlElement r : ranges.children()) {
             const std::string rw = cw + ", " + place(r);
             const auto ri = static_cast<std::size_t>(need_int(r, "Index", rw, 0, static_cast<long long>(m) - 1));
             mins[ci][ri] = need_float(r, "Min", rw);
@@ -441,7 +442,7 @@ void Loader::read_transformations(const XmlElement& root) {
     }
     ir_.transforms.push_back(std::move(tr));
   }
-  if (const std::string* nt = trs->attr("NTransformations")) {
+  if (const std::optional<std::string> nt = trs->attr("NTransformations")) {
     long long v = 0;
     if (!parse_int(*nt, v) || v != static_cast<long long>(ir_.transforms.size()))
       fail(place(*trs), "NTransformations=" + *nt + " but " + std::to_string(ir_.transforms.size()) +
@@ -462,7 +463,7 @@ struct NodeAttrs {
 
 void Loader::read_tree(const XmlElement& bt, std::size_t itree, TreeIR& tree) {
   const std::string tw = "tree " + std::to_string(itree) + " (" + at_line(bt) + ")";
-  if (bt.children.empty()) fail(tw, "has no root <Node>");
+  if (bt.children().empty()) fail(tw, "has no root <Node>");
   const bool grad = boost_type_ == "Grad";
   const bool regression_tree = tree_analysis_type_ == 1;
   const auto n = static_cast<std::size_t>(nvar_);
@@ -473,16 +474,16 @@ void Loader::read_tree(const XmlElement& bt, std::size_t itree, TreeIR& tree) {
     bool as_left;         // becomes the parent's IR left child
   };
   std::vector<Pending> stack;
-  stack.push_back({bt.children.front(), -1, false});
+  stack.push_back({(*bt.children().begin()).index(), -1, false});
   while (!stack.empty()) {
     const Pending p = stack.back();
     stack.pop_back();
-    const XmlElement& e = doc_.at(p.element);
+    const XmlElement e = doc_->at(p.element);
     const std::string nw = tw + ", node " + std::to_string(tree.nodes.size()) + " (" + at_line(e) + ")";
-    if (e.name != "Node") fail(nw, "expected <Node>, found <" + e.name + ">");
+    if (e.name() != "Node") fail(nw, "expected <Node>, found <" + std::string(e.name()) + ">");
 
     NodeAttrs a;
-    if (e.attr("NCoef") != nullptr) {
+    if (e.has_attr("NCoef")) {
       const long long ncoef = need_int(e, "NCoef", nw, 0, static_cast<long long>(n) + 1);
       for (long long i = 0; i < ncoef; ++i) {
         const std::string cname = "fC" + std::to_string(i);
@@ -492,11 +493,11 @@ void Loader::read_tree(const XmlElement& bt, std::size_t itree, TreeIR& tree) {
     a.ivar = need_int(e, "IVar", nw, std::numeric_limits<std::int16_t>::min(), std::numeric_limits<std::int16_t>::max());
     a.cut = need_float(e, "Cut", nw);
     {
-      const std::string& ct = need(e, "cType", nw);
+      const std::string ct = need(e, "cType", nw);
       if (!parse_bool(ct, a.ctype)) fail(nw, "attribute \"cType\" is not 0 or 1: \"" + ct + "\"");
     }
-    if (e.attr("res") != nullptr) a.res = need_float(e, "res", nw);
-    if (e.attr("purity") != nullptr) {
+    if (e.has_attr("res")) a.res = need_float(e, "res", nw);
+    if (e.has_attr("purity")) {
       a.purity = need_float(e, "purity", nw);
     } else {
       const float ns = need_float(e, "nS", nw);
@@ -506,7 +507,7 @@ void Loader::read_tree(const XmlElement& bt, std::size_t itree, TreeIR& tree) {
     }
     a.ntype = need_int(e, "nType", nw, std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max());
     {
-      const std::string& ps = need(e, "pos", nw);
+      const std::string ps = need(e, "pos", nw);
       a.pos = ps.empty() ? 'u' : ps[0];
     }
 
@@ -531,11 +532,11 @@ void Loader::read_tree(const XmlElement& bt, std::size_t itree, TreeIR& tree) {
 
     // an intermediate node: it needs both children
     std::size_t left_el = XmlElement::npos, right_el = XmlElement::npos;
-    for (std::size_t c : e.children) {
-      const XmlElement& ch = doc_.at(c);
+    for (const XmlElement ch : e.children()) {
+      const std::size_t c = ch.index();
       const std::string cw = nw + ", child " + place(ch);
-      if (ch.name != "Node") fail(cw, "unexpected element inside <Node>");
-      const std::string& ps = need(ch, "pos", cw);
+      if (ch.name() != "Node") fail(cw, "unexpected element inside <Node>");
+      const std::string ps = need(ch, "pos", cw);
       if (ps == "l") {
         if (left_el != XmlElement::npos) fail(nw, "has two left children");
         left_el = c;
@@ -583,31 +584,33 @@ void Loader::read_tree(const XmlElement& bt, std::size_t itree, TreeIR& tree) {
 }
 
 void Loader::read_weights(const XmlElement& root) {
-  const XmlElement* w = doc_.child(root, "Weights");
-  if (w == nullptr) fail("weight file", "no <Weights> block");
+  const std::optional<XmlElement> w = doc_->child(root, "Weights");
+  if (!w) fail("weight file", "no <Weights> block");
   const std::string where = place(*w);
-  if (w->attr("PreselectionLowBkgVar0") != nullptr || do_preselection_)
+  if (w->has_attr("PreselectionLowBkgVar0") || do_preselection_)
     fail(where, "BDTs trained with DoPreselection=True are not supported");
   const long long ntrees = need_int(*w, "NTrees", where, 0, kMaxTrees);
-  if (w->attr("TreeType") != nullptr)  // before TMVA 4.1.0
+  if (w->has_attr("TreeType"))  // before TMVA 4.1.0
     tree_analysis_type_ = static_cast<int>(need_int(*w, "TreeType", where, 0, 3));
   else
     tree_analysis_type_ = static_cast<int>(need_int(*w, "AnalysisType", where, 0, 3));
   if (tree_analysis_type_ > 1)
     fail(where, "tree AnalysisType " + std::to_string(tree_analysis_type_) + " (multiclass) is not supported");
-  if (static_cast<long long>(w->children.size()) != ntrees)
-    fail(where, "NTrees=" + std::to_string(ntrees) + " but " + std::to_string(w->children.size()) + " trees");
+  const std::size_t n_children = w->children().size();
+  if (static_cast<long long>(n_children) != ntrees)
+    fail(where, "NTrees=" + std::to_string(ntrees) + " but " + std::to_string(n_children) + " trees");
   if (ntrees == 0) fail(where, "the forest has no trees");
 
   const bool grad = boost_type_ == "Grad";
   std::vector<double> weights;
   weights.reserve(static_cast<std::size_t>(ntrees));
   ir_.trees.resize(static_cast<std::size_t>(ntrees));
-  for (std::size_t i = 0; i < w->children.size(); ++i) {
-    const XmlElement& bt = doc_.at(w->children[i]);
+  std::size_t itree = 0;
+  for (const XmlElement bt : w->children()) {
+    const std::size_t i = itree++;
     const std::string tw = "tree " + std::to_string(i) + " (" + at_line(bt) + ")";
-    if (bt.name != "BinaryTree") fail(tw, "expected <BinaryTree>, found <" + bt.name + ">");
-    if (const std::string* type = bt.attr("type"))
+    if (bt.name() != "BinaryTree") fail(tw, "expected <BinaryTree>, found <" + std::string(bt.name()) + ">");
+    if (const std::optional<std::string> type = bt.attr("type"))
       if (*type != "DecisionTree") fail(tw, "tree type \"" + *type + "\" is not DecisionTree");
     // MethodBDT::ReadWeightsFromXML reads boostWeight into a Float_t
     const float bw = need_float(bt, "boostWeight", tw);
@@ -631,10 +634,11 @@ void Loader::read_weights(const XmlElement& root) {
 
 ForestIR Loader::run() {
   doc_ = detail::parse_xml(text_, src_);
-  const XmlElement& root = doc_.root();
-  if (root.name != "MethodSetup")
-    fail("weight file", "root element is <" + root.name + ">, not <MethodSetup> (not a TMVA weight file)");
-  const std::string& method = need(root, "Method", "<MethodSetup>");
+  const XmlElement root = doc_->root();
+  if (root.name() != "MethodSetup")
+    fail("weight file",
+         "root element is <" + std::string(root.name()) + ">, not <MethodSetup> (not a TMVA weight file)");
+  const std::string method = need(root, "Method", "<MethodSetup>");
   if (method.rfind("BDT::", 0) != 0 && method != "BDT")
     fail("<MethodSetup>", "method \"" + method + "\" is not a BDT");
 
@@ -644,8 +648,8 @@ ForestIR Loader::run() {
   if (!analysis_type_info_.empty() && analysis_type_info_ != "Classification")
     fail("<GeneralInfo>", "AnalysisType \"" + analysis_type_info_ +
                               "\" is not supported (only classification BDTs are)");
-  if (const XmlElement* classes = doc_.child(root, "Classes")) {
-    if (const std::string* nc = classes->attr("NClass")) {
+  if (const std::optional<XmlElement> classes = doc_->child(root, "Classes")) {
+    if (const std::optional<std::string> nc = classes->attr("NClass")) {
       long long v = 0;
       if (!parse_int(*nc, v) || v != 2)
         fail(place(*classes), "NClass=" + *nc + ": only two-class (signal/background) BDTs are supported");

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hepinfer/forest.hpp"
@@ -52,7 +54,7 @@ ObjectiveInfo objective_info(const std::string& name, const JsonReader& r) {
 /// base_score is written as "0.5", "5E-1", "[5E-1]" or "[a,b,c]" (xgboost 3.x), or as a number.
 std::vector<double> parse_base_score(const JsonValue& v, const JsonReader& r) {
   const std::string path = "learner/learner_model_param/base_score";
-  if (v.type == JsonValue::Type::Number) return {v.number};
+  if (v.type == JsonValue::Type::Number) return {r.number(v, path)};
   if (v.is_array()) return r.numbers(v, path);
   std::string s = r.string(v, path);
   std::size_t a = s.find_first_not_of(" \t");
@@ -94,22 +96,38 @@ double apply_link(double p, Link link) {
 /// LEFT, so the children are swapped and the node marked cat_negative_right.
 TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& path, std::int32_t n_features,
                  std::vector<std::uint32_t>* bitsets) {
-  const auto left = r.integers(r.member(t, "left_children", path), path + "/left_children");
-  const auto right = r.integers(r.member(t, "right_children", path), path + "/right_children");
-  const auto split_index = r.integers(r.member(t, "split_indices", path), path + "/split_indices");
-  const auto cond = r.numbers(r.member(t, "split_conditions", path), path + "/split_conditions");
-  const auto dleft = r.integers(r.member(t, "default_left", path), path + "/default_left");
+  // the members this reads, found in one pass over the tree (the first of duplicate keys wins)
+  static constexpr const char* kKeys[] = {"left_children", "right_children", "split_indices", "split_conditions",
+                                          "default_left", "split_type", "tree_param", "categories",
+                                          "categories_nodes", "categories_segments", "categories_sizes"};
+  constexpr std::size_t kNumKeys = sizeof(kKeys) / sizeof(kKeys[0]);
+  std::optional<JsonValue> found[kNumKeys];
+  if (!t.is_object()) r.fail(path, "expected an object");
+  t.for_each_member([&](std::string_view key, const JsonValue& v) {
+    for (std::size_t k = 0; k < kNumKeys; ++k)
+      if (key == kKeys[k] && !found[k]) found[k] = v;
+    return true;
+  });
+  auto member = [&](std::size_t k) -> const JsonValue& {
+    if (!found[k]) r.fail(path, std::string("missing key '") + kKeys[k] + "'");
+    return *found[k];
+  };
+  const auto left = r.integers(member(0), path + "/left_children");
+  const auto right = r.integers(member(1), path + "/right_children");
+  const auto split_index = r.integers(member(2), path + "/split_indices");
+  const auto cond = r.numbers(member(3), path + "/split_conditions");
+  const auto dleft = r.integers(member(4), path + "/default_left");
   std::vector<std::int64_t> split_type;
-  if (const JsonValue* st = t.find("split_type")) split_type = r.integers(*st, path + "/split_type");
+  if (found[5]) split_type = r.integers(*found[5], path + "/split_type");
 
   std::vector<std::int64_t> cat_values, cat_nodes, cat_segments, cat_sizes;
   bool any_categorical = false;
   for (std::int64_t st : split_type) any_categorical = any_categorical || st != 0;
   if (any_categorical) {
-    cat_values = r.integers(r.member(t, "categories", path), path + "/categories");
-    cat_nodes = r.integers(r.member(t, "categories_nodes", path), path + "/categories_nodes");
-    cat_segments = r.integers(r.member(t, "categories_segments", path), path + "/categories_segments");
-    cat_sizes = r.integers(r.member(t, "categories_sizes", path), path + "/categories_sizes");
+    cat_values = r.integers(member(7), path + "/categories");
+    cat_nodes = r.integers(member(8), path + "/categories_nodes");
+    cat_segments = r.integers(member(9), path + "/categories_segments");
+    cat_sizes = r.integers(member(10), path + "/categories_sizes");
     if (cat_segments.size() != cat_nodes.size() || cat_sizes.size() != cat_nodes.size())
       r.fail(path, "categories_nodes, categories_segments and categories_sizes have different lengths");
   }
@@ -119,12 +137,12 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
   if (right.size() != n || split_index.size() != n || cond.size() != n || dleft.size() != n ||
       (!split_type.empty() && split_type.size() != n))
     r.fail(path, "node arrays have different lengths (left_children has " + std::to_string(n) + ")");
-  if (const JsonValue* tp = t.find("tree_param")) {
-    if (const JsonValue* nn = tp->find("num_nodes")) {
+  if (const std::optional<JsonValue>& tp = found[6]) {
+    if (const std::optional<JsonValue> nn = tp->find("num_nodes")) {
       if (r.integer(*nn, path + "/tree_param/num_nodes") != static_cast<std::int64_t>(n))
         r.fail(path, "tree_param/num_nodes disagrees with the node arrays (truncated model?)");
     }
-    if (const JsonValue* sl = tp->find("size_leaf_vector")) {
+    if (const std::optional<JsonValue> sl = tp->find("size_leaf_vector")) {
       std::int64_t s = r.integer(*sl, path + "/tree_param/size_leaf_vector");
       if (s > 1) r.fail(path, "vector-leaf trees (multi_strategy=multi_output_tree) are not supported");
     }
@@ -198,11 +216,12 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
   return tree;
 }
 
-ForestIR load_xgboost_doc(const JsonValue& doc, const std::string& source_name) {
+ForestIR load_xgboost_doc(const detail::JsonDocument& document, const std::string& source_name) {
   JsonReader r(source_name);
-  const JsonValue& learner = r.member(doc, "learner", "");
-  const JsonValue& lmp = r.member(learner, "learner_model_param", "learner");
-  const JsonValue& objective = r.member(learner, "objective", "learner");
+  const JsonValue doc = document.root();
+  const JsonValue learner = r.member(doc, "learner", "");
+  const JsonValue lmp = r.member(learner, "learner_model_param", "learner");
+  const JsonValue objective = r.member(learner, "objective", "learner");
   const std::string obj_name = r.string(r.member(objective, "name", "learner/objective"), "learner/objective/name");
   const ObjectiveInfo info = objective_info(obj_name, r);
 
@@ -219,9 +238,9 @@ ForestIR load_xgboost_doc(const JsonValue& doc, const std::string& source_name) 
   if (n_features < 0 || n_features > (1 << 24)) r.fail("learner/learner_model_param/num_feature", "absurd value");
   ir.n_features = static_cast<std::int32_t>(n_features);
   std::int64_t num_class = 0;
-  if (const JsonValue* nc = lmp.find("num_class")) num_class = r.integer(*nc, "learner/learner_model_param/num_class");
+  if (const std::optional<JsonValue> nc = lmp.find("num_class")) num_class = r.integer(*nc, "learner/learner_model_param/num_class");
   if (num_class < 0 || num_class > 100000) r.fail("learner/learner_model_param/num_class", "absurd value");
-  if (const JsonValue* nt = lmp.find("num_target")) {
+  if (const std::optional<JsonValue> nt = lmp.find("num_target")) {
     if (r.integer(*nt, "learner/learner_model_param/num_target") > 1)
       r.fail("learner/learner_model_param/num_target", "multi-target models are not supported");
   }
@@ -237,50 +256,55 @@ ForestIR load_xgboost_doc(const JsonValue& doc, const std::string& source_name) 
   for (std::size_t g = 0; g < ir.base_margin.size(); ++g)
     ir.base_margin[g] = apply_link(base.size() == 1 ? base[0] : base[g], info.base_link);
 
-  if (const JsonValue* fn = learner.find("feature_names")) {
-    if (fn->is_array() && fn->size() > 0) {
-      if (fn->size() != static_cast<std::size_t>(n_features))
-        r.fail("learner/feature_names", "has " + std::to_string(fn->size()) + " names for " +
+  if (const std::optional<JsonValue> fn = learner.find("feature_names")) {
+    const std::size_t n_names = fn->size();
+    if (fn->is_array() && n_names > 0) {
+      if (n_names != static_cast<std::size_t>(n_features))
+        r.fail("learner/feature_names", "has " + std::to_string(n_names) + " names for " +
                                             std::to_string(n_features) + " features");
-      for (std::size_t i = 0; i < fn->items.size(); ++i)
-        ir.feature_names.push_back(r.string(fn->items[i], "learner/feature_names"));
+      fn->for_each_item([&](const JsonValue& name) {
+        ir.feature_names.push_back(r.string(name, "learner/feature_names"));
+        return true;
+      });
     }
   }
 
   // gbtree, or dart (gbtree inside, with per-tree weights)
-  const JsonValue& gb = r.member(learner, "gradient_booster", "learner");
+  const JsonValue gb = r.member(learner, "gradient_booster", "learner");
   const std::string gb_name = r.string(r.member(gb, "name", "learner/gradient_booster"), "learner/gradient_booster/name");
-  const JsonValue* model = nullptr;
+  std::optional<JsonValue> model;
   std::vector<double> tree_weights;
   if (gb_name == "gbtree") {
-    model = &r.member(gb, "model", "learner/gradient_booster");
+    model = r.member(gb, "model", "learner/gradient_booster");
   } else if (gb_name == "dart") {
-    const JsonValue& inner = r.member(gb, "gbtree", "learner/gradient_booster");
-    model = &r.member(inner, "model", "learner/gradient_booster/gbtree");
+    const JsonValue inner = r.member(gb, "gbtree", "learner/gradient_booster");
+    model = r.member(inner, "model", "learner/gradient_booster/gbtree");
     tree_weights = r.numbers(r.member(gb, "weight_drop", "learner/gradient_booster"), "learner/gradient_booster/weight_drop");
   } else {
     r.fail("learner/gradient_booster/name", "booster '" + gb_name + "' is not a tree booster (gblinear is not supported)");
   }
   const std::string mpath = "learner/gradient_booster/model";
-  const JsonValue& trees = r.member(*model, "trees", mpath);
+  const JsonValue trees = r.member(*model, "trees", mpath);
   if (!trees.is_array() || trees.type == JsonValue::Type::NumberArray) r.fail(mpath + "/trees", "expected an array of trees");
+  const std::size_t n_trees = trees.size();
   const auto tree_info = r.integers(r.member(*model, "tree_info", mpath), mpath + "/tree_info");
-  if (tree_info.size() != trees.items.size())
+  if (tree_info.size() != n_trees)
     r.fail(mpath + "/tree_info", "has " + std::to_string(tree_info.size()) + " entries for " +
-                                     std::to_string(trees.items.size()) + " trees");
-  if (const JsonValue* gp = model->find("gbtree_model_param")) {
-    if (const JsonValue* nt = gp->find("num_trees")) {
-      if (r.integer(*nt, mpath + "/gbtree_model_param/num_trees") != static_cast<std::int64_t>(trees.items.size()))
+                                     std::to_string(n_trees) + " trees");
+  if (const std::optional<JsonValue> gp = model->find("gbtree_model_param")) {
+    if (const std::optional<JsonValue> nt = gp->find("num_trees")) {
+      if (r.integer(*nt, mpath + "/gbtree_model_param/num_trees") != static_cast<std::int64_t>(n_trees))
         r.fail(mpath + "/gbtree_model_param/num_trees", "disagrees with the number of trees (truncated model?)");
     }
   }
-  if (!tree_weights.empty() && tree_weights.size() != trees.items.size())
+  if (!tree_weights.empty() && tree_weights.size() != n_trees)
     r.fail("learner/gradient_booster/weight_drop", "length differs from the number of trees");
 
-  ir.trees.reserve(trees.items.size());
-  for (std::size_t t = 0; t < trees.items.size(); ++t) {
+  ir.trees.reserve(n_trees);
+  std::size_t t = 0;
+  trees.for_each_item([&](const JsonValue& tree_value) {
     const std::string tpath = mpath + "/trees[" + std::to_string(t) + "]";
-    TreeIR tree = load_tree(trees.items[t], r, tpath, ir.n_features, &ir.categories);
+    TreeIR tree = load_tree(tree_value, r, tpath, ir.n_features, &ir.categories);
     if (tree_info[t] < 0 || tree_info[t] >= ir.n_groups)
       r.fail(mpath + "/tree_info[" + std::to_string(t) + "]", "group out of range");
     tree.group = static_cast<std::int32_t>(tree_info[t]);
@@ -290,7 +314,9 @@ ForestIR load_xgboost_doc(const JsonValue& doc, const std::string& source_name) 
           node.value = static_cast<double>(static_cast<float>(node.value) * static_cast<float>(tree_weights[t]));
     }
     ir.trees.push_back(std::move(tree));
-  }
+    ++t;
+    return true;
+  });
   ir.validate();
   return ir;
 }

@@ -1,6 +1,9 @@
 #include "formats/xml.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -9,25 +12,6 @@
 #include "hepinfer/errors.hpp"
 
 namespace hepinfer::detail {
-
-const std::string* XmlElement::attr(std::string_view attr_name) const noexcept {
-  for (const XmlAttribute& a : attributes)
-    if (a.name == attr_name) return &a.value;
-  return nullptr;
-}
-
-const XmlElement* XmlDocument::child(const XmlElement& parent, std::string_view name) const noexcept {
-  for (std::size_t c : parent.children)
-    if (c < elements.size() && elements[c].name == name) return &elements[c];
-  return nullptr;
-}
-
-std::vector<const XmlElement*> XmlDocument::children(const XmlElement& parent, std::string_view name) const {
-  std::vector<const XmlElement*> out;
-  for (std::size_t c : parent.children)
-    if (c < elements.size() && elements[c].name == name) out.push_back(&elements[c]);
-  return out;
-}
 
 namespace {
 
@@ -43,12 +27,161 @@ bool is_name_char(char c) noexcept {
   return is_name_start(c) || (u >= '0' && u <= '9') || u == '-' || u == '.';
 }
 
-class Parser {
+void append_utf8(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0u | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80u | (cp & 0x3Fu)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0u | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80u | ((cp >> 6) & 0x3Fu)));
+    out.push_back(static_cast<char>(0x80u | (cp & 0x3Fu)));
+  } else {
+    out.push_back(static_cast<char>(0xF0u | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80u | ((cp >> 12) & 0x3Fu)));
+    out.push_back(static_cast<char>(0x80u | ((cp >> 6) & 0x3Fu)));
+    out.push_back(static_cast<char>(0x80u | (cp & 0x3Fu)));
+  }
+}
+
+/// Decodes the character reference or entity at s[pos] ('&') into *out (when not null) and
+/// returns the offset after its ';'; returns npos with `error` set when it is invalid.
+std::size_t decode_reference(std::string_view s, std::size_t pos, std::string* out, const char*& error,
+                             std::string& detail) {
+  const std::size_t semi = s.find(';', pos);
+  if (semi == std::string_view::npos || semi - pos > 12) {
+    error = "unterminated entity reference";
+    return std::string_view::npos;
+  }
+  const std::string_view ent = s.substr(pos + 1, semi - pos - 1);
+  char plain = 0;
+  if (ent == "lt") plain = '<';
+  else if (ent == "gt") plain = '>';
+  else if (ent == "amp") plain = '&';
+  else if (ent == "quot") plain = '"';
+  else if (ent == "apos") plain = '\'';
+  if (plain != 0) {
+    if (out != nullptr) out->push_back(plain);
+    return semi + 1;
+  }
+  if (ent.size() >= 2 && ent[0] == '#') {
+    std::uint32_t cp = 0;
+    const bool hex = ent[1] == 'x';
+    const std::string_view digits = ent.substr(hex ? 2 : 1);
+    if (digits.empty()) {
+      error = "empty character reference";
+      return std::string_view::npos;
+    }
+    for (char c : digits) {
+      std::uint32_t d;
+      if (c >= '0' && c <= '9') d = static_cast<std::uint32_t>(c - '0');
+      else if (hex && c >= 'a' && c <= 'f') d = static_cast<std::uint32_t>(c - 'a' + 10);
+      else if (hex && c >= 'A' && c <= 'F') d = static_cast<std::uint32_t>(c - 'A' + 10);
+      else {
+        error = "invalid character reference &";
+        detail = std::string(ent) + ";";
+        return std::string_view::npos;
+      }
+      cp = cp * (hex ? 16u : 10u) + d;
+      if (cp > 0x10FFFFu) {
+        error = "character reference out of range";
+        return std::string_view::npos;
+      }
+    }
+    if (cp == 0 || (cp >= 0xD800u && cp <= 0xDFFFu)) {
+      error = "invalid character reference";
+      return std::string_view::npos;
+    }
+    if (out != nullptr) append_utf8(*out, cp);
+    return semi + 1;
+  }
+  error = "unknown entity &";
+  detail = std::string(ent) + ";";
+  return std::string_view::npos;
+}
+
+// ---- reading a validated document: no syntax checks needed
+
+std::size_t skip_name(std::string_view s, std::size_t p) {
+  while (p < s.size() && is_name_char(s[p])) ++p;
+  return p;
+}
+
+/// Appends the decoded [from, to) (character data or an attribute value) to out.
+void decode_into(std::string& out, std::string_view s, std::size_t from, std::size_t to) {
+  while (from < to) {
+    const std::size_t amp = s.substr(0, to).find('&', from);
+    const std::size_t run_end = amp == std::string_view::npos ? to : amp;
+    out.append(s.data() + from, run_end - from);
+    if (run_end == to) return;
+    const char* error = nullptr;
+    std::string detail;
+    from = decode_reference(s, amp, &out, error, detail);
+    if (from == std::string_view::npos) return;  // cannot happen in a validated document
+  }
+}
+
+struct TagEnd {
+  std::size_t after;  ///< offset after the tag's '>'
+  bool empty;         ///< "/>"
+};
+
+/// p at a start tag's '<': where it ends (quoted attribute values may hold '>' and '/').
+TagEnd scan_start_tag(std::string_view s, std::size_t p) {
+  p = skip_name(s, p + 1);
+  while (true) {
+    const char c = s[p];
+    if (c == '"' || c == '\'') {
+      p = s.find(c, p + 1) + 1;
+    } else if (c == '>') {
+      return {p + 1, false};
+    } else if (c == '/') {
+      return {p + 2, true};
+    } else {
+      ++p;
+    }
+  }
+}
+
+/// p after '<!--', '<?' or '<![CDATA[' at offset `at`: the offset after the construct.
+std::size_t skip_markup(std::string_view s, std::size_t at) {
+  if (s.compare(at, 4, "<!--") == 0) return s.find("-->", at + 4) + 3;
+  if (s.compare(at, 9, "<![CDATA[") == 0) return s.find("]]>", at + 9) + 3;
+  return s.find("?>", at + 2) + 2;  // "<?"
+}
+
+/// p at a start tag's '<': the offset after the element's end (its end tag or "/>").
+std::size_t skip_element(std::string_view s, std::size_t p) {
+  std::size_t depth = 0;
+  while (true) {
+    const std::size_t lt = s.find('<', p);
+    if (s.compare(lt, 2, "</") == 0) {
+      p = s.find('>', lt) + 1;
+      if (--depth == 0) return p;
+    } else if (s.compare(lt, 2, "<!") == 0 || s.compare(lt, 2, "<?") == 0) {
+      p = skip_markup(s, lt);
+    } else {
+      const TagEnd t = scan_start_tag(s, lt);
+      p = t.after;
+      if (!t.empty) ++depth;
+      else if (depth == 0) return p;
+    }
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- the validating parser
+class XmlParser {
  public:
-  Parser(std::string_view text, const std::string& source, std::size_t max_depth, std::size_t max_elements)
+  XmlParser(std::string_view text, const std::string& source, std::size_t max_depth, std::size_t max_elements)
       : s_(text), src_(source), max_depth_(max_depth), max_elements_(max_elements) {}
 
-  XmlDocument run() {
+  std::unique_ptr<XmlDocument> run() {
+    doc_.reset(new XmlDocument(s_, src_));
+    if (s_.size() >= std::numeric_limits<std::uint32_t>::max())
+      throw ModelFormatError(src_ + ": XML documents of 4 GiB or more are not supported");
     // UTF-8 byte order mark
     if (s_.size() >= 3 && static_cast<unsigned char>(s_[0]) == 0xEF &&
         static_cast<unsigned char>(s_[1]) == 0xBB && static_cast<unsigned char>(s_[2]) == 0xBF)
@@ -56,24 +189,25 @@ class Parser {
     skip_misc(true);
     if (pos_ >= s_.size()) fail("no root element (empty or truncated document)");
     if (s_[pos_] != '<') fail("unexpected text before the root element");
-    std::vector<std::size_t> stack;
+    std::vector<std::uint32_t> stack;  // open elements
     bool root_done = false;
     while (!root_done) {
       if (pos_ >= s_.size()) {
-        fail("unexpected end of document inside element <" + doc_.elements[stack.back()].name +
+        fail("unexpected end of document inside element <" + std::string(name_of(stack.back())) +
              "> (truncated file?)");
       }
       if (s_[pos_] == '<') {
         if (starts_with("</")) {
           pos_ += 2;
-          const std::string name = read_name("closing tag");
+          const std::string_view name = read_name("closing tag");
           skip_spaces();
-          expect('>', "closing tag </" + name);
-          if (stack.empty()) fail("unexpected closing tag </" + name + ">");
-          const XmlElement& open = doc_.elements[stack.back()];
-          if (open.name != name)
-            fail("closing tag </" + name + "> does not match <" + open.name + "> opened at line " +
-                 std::to_string(open.line));
+          expect('>', "closing tag </" + std::string(name));
+          if (stack.empty()) fail("unexpected closing tag </" + std::string(name) + ">");
+          const std::uint32_t open = stack.back();
+          if (name_of(open) != name)
+            fail("closing tag </" + std::string(name) + "> does not match <" + std::string(name_of(open)) +
+                 "> opened at line " + std::to_string(line_at(doc_->rec(open).begin)));
+          doc_->rec(open).next = static_cast<std::uint32_t>(doc_->n_);
           stack.pop_back();
           if (stack.empty()) root_done = true;
         } else if (starts_with("<!--")) {
@@ -84,22 +218,21 @@ class Parser {
           const std::size_t end = s_.find("]]>", pos_);
           if (end == std::string_view::npos) fail("unterminated CDATA section");
           check_chars(pos_, end);
-          doc_.elements[stack.back()].text.append(s_.substr(pos_, end - pos_));
           pos_ = end + 3;
         } else if (starts_with("<?")) {
           skip_pi();
         } else if (starts_with("<!")) {
           fail("unexpected markup declaration inside an element");
         } else {
-          if (!stack.empty() || doc_.elements.empty()) {
-            const std::size_t idx = read_start_tag(stack.empty() ? XmlElement::npos : stack.back());
-            const bool empty = last_tag_empty_;
-            if (!empty) {
+          if (!stack.empty() || doc_->n_ == 0) {
+            const std::uint32_t idx = read_start_tag();
+            if (!last_tag_empty_) {
               stack.push_back(idx);
               if (stack.size() > max_depth_)
                 fail("elements nested deeper than " + std::to_string(max_depth_) + " levels");
-            } else if (stack.empty()) {
-              root_done = true;
+            } else {
+              doc_->rec(idx).next = idx + 1;
+              if (stack.empty()) root_done = true;
             }
           } else {
             fail("more than one root element");
@@ -107,7 +240,7 @@ class Parser {
         }
       } else {
         if (stack.empty()) fail("unexpected text outside the root element");
-        read_text(doc_.elements[stack.back()].text);
+        read_text();
       }
     }
     skip_misc(false);
@@ -115,24 +248,28 @@ class Parser {
     return std::move(doc_);
   }
 
- private:
-  [[noreturn]] void fail(const std::string& what) const { fail_at(pos_, what); }
-
-  [[noreturn]] void fail_at(std::size_t at, const std::string& what) const {
-    throw ModelFormatError(src_ + ": XML error at line " + std::to_string(line_of(at)) + ": " + what);
-  }
-
   /// 1-based line number of byte offset `at` (monotonic cache; falls back to a rescan).
-  std::size_t line_of(std::size_t at) const {
+  std::size_t line_at(std::size_t at) const {
     if (at > s_.size()) at = s_.size();
     if (at < line_pos_) {
       line_pos_ = 0;
       line_no_ = 1;
     }
-    for (std::size_t i = line_pos_; i < at; ++i)
-      if (s_[i] == '\n') ++line_no_;
+    line_no_ += static_cast<std::size_t>(std::count(s_.data() + line_pos_, s_.data() + at, '\n'));
     line_pos_ = at;
     return line_no_;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const { fail_at(pos_, what); }
+
+  [[noreturn]] void fail_at(std::size_t at, const std::string& what) const {
+    throw ModelFormatError(src_ + ": XML error at line " + std::to_string(line_at(at)) + ": " + what);
+  }
+
+  std::string_view name_of(std::uint32_t idx) const {
+    const std::size_t b = doc_->rec(idx).begin + 1;
+    return s_.substr(b, skip_name(s_, b) - b);
   }
 
   bool starts_with(std::string_view p) const noexcept {
@@ -208,93 +345,45 @@ class Parser {
     fail("unterminated DOCTYPE declaration");
   }
 
-  std::string read_name(const char* what) {
+  std::string_view read_name(const char* what) {
     if (pos_ >= s_.size()) fail(std::string("unexpected end of document in ") + what + " (truncated file?)");
     if (!is_name_start(s_[pos_])) fail(std::string("invalid name in ") + what);
     const std::size_t begin = pos_;
     while (pos_ < s_.size() && is_name_char(s_[pos_])) ++pos_;
-    return std::string(s_.substr(begin, pos_ - begin));
+    return s_.substr(begin, pos_ - begin);
   }
 
-  /// Appends the decoded character reference or entity at pos_ ('&') to out.
-  void read_reference(std::string& out) {
+  /// Checks the character reference or entity at pos_ ('&') and moves past it.
+  void read_reference() {
     const std::size_t start = pos_;
-    const std::size_t semi = s_.find(';', pos_);
-    if (semi == std::string_view::npos || semi - pos_ > 12) fail_at(start, "unterminated entity reference");
-    const std::string_view ent = s_.substr(pos_ + 1, semi - pos_ - 1);
-    pos_ = semi + 1;
-    if (ent == "lt") { out.push_back('<'); return; }
-    if (ent == "gt") { out.push_back('>'); return; }
-    if (ent == "amp") { out.push_back('&'); return; }
-    if (ent == "quot") { out.push_back('"'); return; }
-    if (ent == "apos") { out.push_back('\''); return; }
-    if (ent.size() >= 2 && ent[0] == '#') {
-      std::uint32_t cp = 0;
-      const bool hex = ent[1] == 'x';
-      const std::string_view digits = ent.substr(hex ? 2 : 1);
-      if (digits.empty()) fail_at(start, "empty character reference");
-      for (char c : digits) {
-        std::uint32_t d;
-        if (c >= '0' && c <= '9') d = static_cast<std::uint32_t>(c - '0');
-        else if (hex && c >= 'a' && c <= 'f') d = static_cast<std::uint32_t>(c - 'a' + 10);
-        else if (hex && c >= 'A' && c <= 'F') d = static_cast<std::uint32_t>(c - 'A' + 10);
-        else fail_at(start, "invalid character reference &" + std::string(ent) + ";");
-        cp = cp * (hex ? 16u : 10u) + d;
-        if (cp > 0x10FFFFu) fail_at(start, "character reference out of range");
-      }
-      if (cp == 0 || (cp >= 0xD800u && cp <= 0xDFFFu)) fail_at(start, "invalid character reference");
-      append_utf8(out, cp);
-      return;
-    }
-    fail_at(start, "unknown entity &" + std::string(ent) + ";");
-  }
-
-  static void append_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out.push_back(static_cast<char>(0xC0u | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80u | (cp & 0x3Fu)));
-    } else if (cp < 0x10000) {
-      out.push_back(static_cast<char>(0xE0u | (cp >> 12)));
-      out.push_back(static_cast<char>(0x80u | ((cp >> 6) & 0x3Fu)));
-      out.push_back(static_cast<char>(0x80u | (cp & 0x3Fu)));
-    } else {
-      out.push_back(static_cast<char>(0xF0u | (cp >> 18)));
-      out.push_back(static_cast<char>(0x80u | ((cp >> 12) & 0x3Fu)));
-      out.push_back(static_cast<char>(0x80u | ((cp >> 6) & 0x3Fu)));
-      out.push_back(static_cast<char>(0x80u | (cp & 0x3Fu)));
-    }
+    const char* error = nullptr;
+    std::string detail;
+    const std::size_t next = decode_reference(s_, pos_, nullptr, error, detail);
+    if (next == std::string_view::npos) fail_at(start, error + detail);
+    pos_ = next;
   }
 
   /// character data up to the next '<'
-  void read_text(std::string& out) {
+  void read_text() {
     while (pos_ < s_.size() && s_[pos_] != '<') {
       const char c = s_[pos_];
       if (c == '&') {
-        read_reference(out);
+        read_reference();
       } else if (c == '\0') {
         fail("NUL character in document");
       } else {
-        // copy a run of plain characters at once
-        std::size_t end = pos_ + 1;
-        while (end < s_.size() && s_[end] != '<' && s_[end] != '&' && s_[end] != '\0') ++end;
-        out.append(s_.substr(pos_, end - pos_));
-        pos_ = end;
+        while (pos_ < s_.size() && s_[pos_] != '<' && s_[pos_] != '&' && s_[pos_] != '\0') ++pos_;
       }
     }
   }
 
-  std::size_t read_start_tag(std::size_t parent) {
+  std::uint32_t read_start_tag() {
     const std::size_t tag_pos = pos_;
     ++pos_;  // '<'
-    if (doc_.elements.size() >= max_elements_)
-      fail("more than " + std::to_string(max_elements_) + " elements");
-    XmlElement el;
-    el.line = line_of(tag_pos);
-    el.parent = parent;
-    el.name = read_name("start tag");
-    const std::string where = "start tag <" + el.name + ">";
+    if (doc_->n_ >= max_elements_) fail("more than " + std::to_string(max_elements_) + " elements");
+    const std::string_view name = read_name("start tag");
+    const std::string where = "start tag <" + std::string(name) + ">";
+    attr_names_.clear();
     for (;;) {
       const std::size_t before = pos_;
       skip_spaces();
@@ -312,39 +401,38 @@ class Parser {
         break;
       }
       if (pos_ == before) fail("expected whitespace before attribute in " + where);
-      XmlAttribute a;
-      a.name = read_name(where.c_str());
+      const std::string_view a = read_name(where.c_str());
+      const std::string an(a);
       skip_spaces();
-      expect('=', "attribute " + a.name + " of " + where);
+      expect('=', "attribute " + an + " of " + where);
       skip_spaces();
       if (pos_ >= s_.size()) fail("unexpected end of document in " + where + " (truncated file?)");
       const char quote = s_[pos_];
-      if (quote != '"' && quote != '\'') fail("attribute value of " + a.name + " in " + where + " is not quoted");
+      if (quote != '"' && quote != '\'') fail("attribute value of " + an + " in " + where + " is not quoted");
       ++pos_;
       for (;;) {
         if (pos_ >= s_.size())
-          fail("unterminated value of attribute " + a.name + " in " + where + " (truncated file?)");
+          fail("unterminated value of attribute " + an + " in " + where + " (truncated file?)");
         const char v = s_[pos_];
         if (v == quote) {
           ++pos_;
           break;
         }
-        if (v == '<') fail("'<' in the value of attribute " + a.name + " in " + where);
+        if (v == '<') fail("'<' in the value of attribute " + an + " in " + where);
         if (v == '\0') fail("NUL character in document");
-        if (v == '&') {
-          read_reference(a.value);
-        } else {
-          a.value.push_back(v);
-          ++pos_;
-        }
+        if (v == '&') read_reference();
+        else ++pos_;
       }
-      for (const XmlAttribute& other : el.attributes)
-        if (other.name == a.name) fail("duplicate attribute " + a.name + " in " + where);
-      el.attributes.push_back(std::move(a));
+      for (const std::string_view other : attr_names_)
+        if (other == a) fail("duplicate attribute " + an + " in " + where);
+      attr_names_.push_back(a);
     }
-    const std::size_t idx = doc_.elements.size();
-    doc_.elements.push_back(std::move(el));
-    if (parent != XmlElement::npos) doc_.elements[parent].children.push_back(idx);
+    const auto idx = static_cast<std::uint32_t>(doc_->n_);
+    constexpr std::uint32_t kChunk = 1u << XmlDocument::kChunkBits;
+    if (idx % kChunk == 0) doc_->chunks_.emplace_back(new XmlDocument::Record[kChunk]);
+    doc_->rec(idx) = {static_cast<std::uint32_t>(tag_pos), 0};
+    if (idx % XmlDocument::kLineStep == 0) doc_->lines_.push_back(static_cast<std::uint32_t>(line_at(tag_pos)));
+    ++doc_->n_;
     return idx;
   }
 
@@ -356,15 +444,124 @@ class Parser {
   bool last_tag_empty_ = false;
   mutable std::size_t line_pos_ = 0;
   mutable std::size_t line_no_ = 1;
-  XmlDocument doc_;
+  std::vector<std::string_view> attr_names_;
+  std::unique_ptr<XmlDocument> doc_;
 };
 
-}  // namespace
-
-XmlDocument parse_xml(std::string_view text, const std::string& source_name, std::size_t max_depth,
-                      std::size_t max_elements) {
-  Parser p(text, source_name, max_depth == 0 ? 1 : max_depth, max_elements == 0 ? 1 : max_elements);
+std::unique_ptr<XmlDocument> parse_xml(std::string_view text, const std::string& source_name, std::size_t max_depth,
+                                       std::size_t max_elements) {
+  XmlParser p(text, source_name, max_depth == 0 ? 1 : max_depth, max_elements == 0 ? 1 : max_elements);
   return p.run();
+}
+
+// ---------------------------------------------------------------- reading elements
+XmlElement XmlDocument::at(std::size_t index) const {
+  if (index >= n_) throw std::out_of_range("XmlDocument::at");
+  return XmlElement(this, static_cast<std::uint32_t>(index));
+}
+
+std::optional<XmlElement> XmlDocument::child(const XmlElement& parent, std::string_view name) const {
+  const XmlElement::Children c = parent.children(name);
+  if (c.empty()) return std::nullopt;
+  return *c.begin();
+}
+
+std::string_view XmlElement::name() const {
+  const std::string_view s = doc_->s_;
+  const std::size_t b = doc_->rec(idx_).begin + 1;
+  return s.substr(b, skip_name(s, b) - b);
+}
+
+std::optional<std::string> XmlElement::attr(std::string_view attr_name) const {
+  const std::string_view s = doc_->s_;
+  std::size_t p = skip_name(s, doc_->rec(idx_).begin + 1);
+  while (true) {
+    while (is_space(s[p])) ++p;
+    if (s[p] == '>' || s[p] == '/') return std::nullopt;
+    // (validated: an attribute name is followed by '=' and a quoted value)
+    const bool match = s.compare(p, attr_name.size(), attr_name) == 0 && !is_name_char(s[p + attr_name.size()]);
+    while (s[p] != '"' && s[p] != '\'') ++p;  // name, spaces, '=', spaces: no quote
+    const std::size_t value_end = s.find(s[p], p + 1);
+    if (match) {
+      std::string out;
+      decode_into(out, s, p + 1, value_end);
+      return out;
+    }
+    p = value_end + 1;
+  }
+}
+
+std::string XmlElement::text() const {
+  const std::string_view s = doc_->s_;
+  const TagEnd tag = scan_start_tag(s, doc_->rec(idx_).begin);
+  std::string out;
+  if (tag.empty) return out;
+  std::size_t p = tag.after;
+  while (true) {
+    const std::size_t lt = s.find('<', p);
+    decode_into(out, s, p, lt);
+    if (s.compare(lt, 2, "</") == 0) return out;
+    if (s.compare(lt, 9, "<![CDATA[") == 0) {
+      const std::size_t end = s.find("]]>", lt + 9);
+      out.append(s.data() + lt + 9, end - lt - 9);
+      p = end + 3;
+    } else if (s.compare(lt, 2, "<!") == 0 || s.compare(lt, 2, "<?") == 0) {
+      p = skip_markup(s, lt);
+    } else {
+      p = skip_element(s, lt);
+    }
+  }
+}
+
+std::size_t XmlElement::line() const {
+  const std::uint32_t k = idx_ / XmlDocument::kLineStep;
+  const char* from = doc_->s_.data() + doc_->rec(k * XmlDocument::kLineStep).begin;
+  const char* to = doc_->s_.data() + doc_->rec(idx_).begin;
+  std::size_t line = doc_->lines_[k];
+  while (from < to) {
+    const void* nl = std::memchr(from, '\n', static_cast<std::size_t>(to - from));
+    if (nl == nullptr) break;
+    ++line;
+    from = static_cast<const char*>(nl) + 1;
+  }
+  return line;
+}
+
+XmlElement::Children XmlElement::children(std::string_view name) const {
+  Children c;
+  c.doc_ = doc_;
+  c.first_ = idx_ + 1;
+  c.end_ = doc_->rec(idx_).next;
+  c.name_ = name;
+  return c;
+}
+
+XmlElement::ChildIterator XmlElement::Children::begin() const { return ChildIterator(doc_, first_, end_, name_); }
+XmlElement::ChildIterator XmlElement::Children::end() const { return ChildIterator(doc_, end_, end_, name_); }
+
+bool XmlElement::Children::empty() const { return begin() == end(); }
+
+std::size_t XmlElement::Children::size() const {
+  std::size_t n = 0;
+  for (auto it = begin(), e = end(); it != e; ++it) ++n;
+  return n;
+}
+
+XmlElement::ChildIterator::ChildIterator(const XmlDocument* doc, std::uint32_t at, std::uint32_t end,
+                                         std::string_view name)
+    : doc_(doc), at_(at), end_(end), name_(name) {
+  settle();
+}
+
+void XmlElement::ChildIterator::settle() {
+  if (name_.empty()) return;
+  while (at_ < end_ && XmlElement(doc_, at_).name() != name_) at_ = doc_->rec(at_).next;
+}
+
+XmlElement::ChildIterator& XmlElement::ChildIterator::operator++() {
+  at_ = doc_->rec(at_).next;
+  settle();
+  return *this;
 }
 
 }  // namespace hepinfer::detail
