@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -62,6 +63,37 @@ std::string read_file(const std::string& path, const char* what) {
   return ss.str();
 }
 
+/// The size of the external data file `path` after checking that it may be read: its real path
+/// (symlinks resolved) must be a regular file inside the real model folder `data_dir`, as
+/// onnxruntime and the onnx checker require. A symlink pointing out of the folder (to any file
+/// of the machine) or to a device (/dev/zero reads forever) is refused; a symlink from inside
+/// the folder to a regular file inside it is allowed. `fail` throws.
+struct ExternalFile {
+  std::filesystem::path real;
+  std::uint64_t size = 0;
+};
+template <class Fail>
+ExternalFile external_file(const std::string& path, const std::string& data_dir, const Fail& fail) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir = fs::canonical(data_dir.empty() ? fs::path(".") : fs::path(data_dir), ec);
+  if (ec) fail("cannot resolve the external data folder '" + data_dir + "': " + ec.message());
+  const fs::path real = fs::canonical(path, ec);
+  if (ec) fail("cannot open external data file '" + path + "': " + ec.message());
+  // inside: `dir` is a prefix of `real`, component by component
+  auto d = dir.begin(), r = real.begin();
+  for (; d != dir.end() && r != real.end() && *d == *r; ++d, ++r) {
+  }
+  if (d != dir.end() || r == real.end())
+    fail("external data file '" + path + "' resolves to '" + real.string() +
+         "', which is outside the model's folder '" + dir.string() + "'");
+  if (!fs::is_regular_file(real, ec))
+    fail("external data file '" + path + "' resolves to '" + real.string() + "', which is not a regular file");
+  const std::uintmax_t size = fs::file_size(real, ec);
+  if (ec) fail("cannot read the size of external data file '" + path + "': " + ec.message());
+  return {real, static_cast<std::uint64_t>(size)};
+}
+
 /// Converts an ONNX tensor into a constant Value with its own storage.
 std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& where, const std::string& data_dir,
                                     std::vector<std::shared_ptr<std::vector<I64>>>& storage) {
@@ -102,11 +134,28 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
     if (location.find("..") != std::string::npos || location[0] == '/')
       fail("external data location '" + location + "' must be a relative path inside the model's folder");
     const std::string path = data_dir.empty() ? location : data_dir + "/" + location;
-    const std::string file = read_file(path, "external data file");
-    if (offset > file.size()) fail("external data offset " + std::to_string(offset) + " is past the end of " + path);
-    if (length == std::string::npos) length = file.size() - offset;
-    if (length > file.size() - offset) fail("external data length runs past the end of " + path);
-    external = file.substr(offset, length);
+    // Checked before anything is read: the expected byte count (a length that cannot be this
+    // tensor's is refused whatever the file holds), then the file itself (see external_file).
+    const std::size_t expected = n * (t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et));
+    const ExternalFile file = external_file(path, data_dir, fail);
+    const std::uint64_t file_size = file.size;
+    if (offset > file_size)
+      fail("external data offset " + std::to_string(offset) + " is past the end of '" + path + "' (" +
+           std::to_string(file_size) + " bytes)");
+    if (length == std::string::npos) length = static_cast<std::size_t>(file_size - offset);
+    if (length > file_size - offset)
+      fail("external data length " + std::to_string(length) + " at offset " + std::to_string(offset) +
+           " runs past the end of '" + path + "' (" + std::to_string(file_size) + " bytes)");
+    if (length != expected)
+      fail("raw data has " + std::to_string(length) + " bytes, expected " + std::to_string(expected) + " for shape " +
+           s.str() + " (external data in '" + path + "')");
+    // only offset .. offset + length is read (one small tensor in a large file costs its own size)
+    std::ifstream f(file.real, std::ios::binary);  // the checked file, not the name again
+    if (!f) fail("cannot open external data file '" + path + "'");
+    external.resize(length);
+    f.seekg(static_cast<std::streamoff>(offset));
+    if (length && !f.read(&external[0], static_cast<std::streamsize>(length)))
+      fail("cannot read " + std::to_string(length) + " bytes at offset " + std::to_string(offset) + " of '" + path + "'");
     raw = &external;
   }
   const std::size_t es_onnx = t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et);
