@@ -689,3 +689,110 @@ def test_onnx_external_data_many_tensors_in_one_file(tmp_path):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(got, sess.run(None, {"x": x})[0], rtol=1e-6, atol=1e-5)
 
+
+def _graph_bytes(nodes, inputs, outputs, inits=()) -> bytes:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _sixteen_huge_inputs() -> bytes:
+    # 16 fixed-shape inputs of 2^26 floats (256 MiB each, 4 GiB in all) in a file of ~500 bytes
+    n = 1 << 26
+    names = [f"x{i}" for i in range(16)]
+    return _graph_bytes(
+        [helper.make_node("Sum", names, ["y"])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, n]) for x in names],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+    )
+
+
+def _expand_branches(
+    n_branches: int, elements: int, *, interleaved: bool, constant: bool, tail=(), fill: float = 1.0
+) -> bytes:
+    """Branches Expand(src, [1, elements]) -> ReduceSum -> Sum of all: from the input x [1, 1]
+    (the load-time dry run evaluates them) or from a constant (constant folding does)."""
+    inits = [
+        helper.make_tensor("shape", TensorProto.INT64, [2], [1, elements]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("one", TensorProto.FLOAT, [1, 1], [fill]),
+    ]
+    src = "one" if constant else "x"
+    expands = [helper.make_node("Expand", [src, "shape"], [f"e{i}"], name=f"expand{i}") for i in range(n_branches)]
+    reduces = [helper.make_node("ReduceSum", [f"e{i}", "axes"], [f"r{i}"], name=f"reduce{i}") for i in range(n_branches)]
+    nodes = [n for pair in zip(expands, reduces) for n in pair] if interleaved else expands + reduces
+    last = "s" if tail else "y"
+    nodes.append(helper.make_node("Sum", [f"r{i}" for i in range(n_branches)] + ["x"], [last], name="sum"))
+    nodes.extend(tail)
+    return _graph_bytes(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+
+
+def test_onnx_sixteen_huge_declared_inputs_load_cheaply(tmp_path):
+    content = _sixteen_huge_inputs()
+    assert len(content) < 1024
+    (tmp_path / "m.onnx").write_bytes(content)
+    res = _bounded_load(tmp_path, 'def load():\n    Model.load("m.onnx")\n', limit_gib=2.0)
+    assert res["ok"], res  # legitimate ONNX (onnxruntime loads it): no dry run on 4 GiB of zeros
+    assert res["seconds"] < 2.0 and res["rss_mb"] < 500, res
+
+
+@pytest.mark.parametrize("constant", [False, True], ids=["dry-run", "folding"])
+def test_onnx_expand_branches_to_a_gib_load_within_a_budget(tmp_path, constant):
+    # four branches each expanding to 1 GiB (all live at once in the file's node order)
+    (tmp_path / "m.onnx").write_bytes(_expand_branches(4, 1 << 28, interleaved=False, constant=constant))
+    res = _bounded_load(tmp_path, 'def load():\n    Model.load("m.onnx")\n', limit_gib=2.5, timeout=120)
+    if not res["ok"]:  # refusing is acceptable, but only with the node named
+        assert res["error"].startswith("ModelFormatError") and "expand" in res["error"], res
+    assert res["seconds"] < 10 and res["rss_mb"] < 1600, res
+
+
+def test_onnx_folded_intermediates_are_freed_after_their_last_use(tmp_path):
+    # eight constant branches of 256 MiB, each reduced right after it is expanded: folding
+    # holds one at a time, not eight (2 GiB) until the end of the load (zeros: a float sum of
+    # 2^26 ones is not exact)
+    (tmp_path / "m.onnx").write_bytes(_expand_branches(8, 1 << 26, interleaved=True, constant=True, fill=0.0))
+    res = _bounded_load(
+        tmp_path,
+        """
+        def load():
+            m = Model.load("m.onnx")
+            y = m.predict(np.full((1, 1), 0.5, np.float32))
+            assert y.reshape(-1).tolist() == [0.5], y
+            assert m.n_nodes <= 1, m.n_nodes  # folded (only the Sum with x is left)
+        """,
+        limit_gib=2.0,
+        timeout=120,
+    )
+    assert res["ok"], res
+    assert res["rss_mb"] < 800, res
+
+
+def test_onnx_dry_run_still_checks_shapes_after_large_intermediates():
+    # five 256 MiB branches in a row (1.25 GiB if none were freed), then a Reshape that cannot
+    # fit: still reported at load, naming the node
+    bad = [
+        helper.make_tensor("three", TensorProto.INT64, [1], [3]),
+    ]
+    tail = [helper.make_node("Reshape", ["s", "three"], ["y"], name="bad_reshape")]
+    content = _expand_branches(5, 1 << 26, interleaved=True, constant=False, tail=tail)
+    m = onnx.load_from_string(content)
+    m.graph.initializer.extend(bad)
+    rejects(Model.load, m.SerializeToString(), "bad_reshape", "declared input shapes")
+
+
+def test_onnx_expand_branches_agree_with_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    for constant in (False, True):
+        for interleaved in (False, True):
+            content = _expand_branches(4, 1 << 12, interleaved=interleaved, constant=constant)
+            x = np.full((1, 1), 0.25, np.float32)
+            sess = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+            np.testing.assert_allclose(
+                Model.load(content).predict(x).reshape(-1), sess.run(None, {"x": x})[0].reshape(-1), rtol=1e-6
+            )
