@@ -600,8 +600,18 @@ def test_onnx_external_data_symlink_to_a_device(tmp_path):
     assert "not a regular file" in res["error"] or "outside the model's folder" in res["error"], res
     assert "tensor 'w'" in res["error"] and "weights.bin" in res["error"], res
     # a device inside the folder (a FIFO here: opening it would block)
-    os.mkfifo(tmp_path / "fifo.bin")
-    rejects(Model.load, _add_external(tmp_path, location="fifo.bin"), "tensor 'w'", "not a regular file")
+    fifo_dir = tmp_path / "fifo"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "weights.bin")
+    res = _bounded_load(
+        tmp_path,
+        f"""
+        def load():
+            Model.load({str(_add_external(fifo_dir, location="weights.bin"))!r})
+        """,
+        timeout=30,
+    )
+    assert not res["ok"] and "not a regular file" in res["error"] and "tensor 'w'" in res["error"], res
 
 
 def test_onnx_external_data_symlink_inside_the_folder(tmp_path):
@@ -796,3 +806,21 @@ def test_onnx_expand_branches_agree_with_onnxruntime():
             np.testing.assert_allclose(
                 Model.load(content).predict(x).reshape(-1), sess.run(None, {"x": x})[0].reshape(-1), rtol=1e-6
             )
+
+
+def test_onnx_external_tensor_over_the_size_limit_is_refused_before_reading(tmp_path):
+    # 2^31 floats (8 GiB, over the 4 GiB per-tensor load limit) backed by a sparse 8 GiB file
+    with open(tmp_path / "weights.bin", "wb") as f:
+        f.truncate(1 << 33)
+    path = tmp_path / "model.onnx"
+    path.write_bytes(
+        _onnx_model(
+            [helper.make_node("Add", ["x", "w"], ["y"])],
+            [_external_tensor("w", [1 << 31], location="weights.bin", offset=0, length=1 << 33)],
+            x_shape=("batch", 1 << 31),
+            y_shape=("batch", 1 << 31),
+        )
+    )
+    res = _bounded_load(tmp_path, f"def load():\n    Model.load({str(path)!r})\n", limit_gib=2.0)
+    assert res["error"].startswith("ModelFormatError") and "tensor 'w'" in res["error"], res
+    assert "would need more than" in res["error"] and res["seconds"] < 2, res

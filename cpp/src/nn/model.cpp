@@ -137,6 +137,11 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
     // Checked before anything is read: the expected byte count (a length that cannot be this
     // tensor's is refused whatever the file holds), then the file itself (see external_file).
     const std::size_t expected = n * (t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et));
+    try {
+      checked_numel(et, s);  // the per-tensor load limit, before reading gigabytes from a file
+    } catch (const OpError& e) {
+      fail(e.what());
+    }
     const ExternalFile file = external_file(path, data_dir, fail);
     const std::uint64_t file_size = file.size;
     if (offset > file_size)
