@@ -65,9 +65,10 @@ std::string read_file(const std::string& path, const char* what) {
 
 /// The size of the external data file `path` after checking that it may be read: its real path
 /// (symlinks resolved) must be a regular file inside the real model folder `data_dir`, as
-/// onnxruntime and the onnx checker require. A symlink pointing out of the folder (to any file
-/// of the machine) or to a device (/dev/zero reads forever) is refused; a symlink from inside
-/// the folder to a regular file inside it is allowed. `fail` throws.
+/// onnxruntime requires. A symlink pointing out of the folder (to any file of the machine) or
+/// to a device (/dev/zero reads forever) is refused; a symlink from inside the folder to a
+/// regular file inside it is allowed, as onnxruntime 1.32 allows it (the onnx 1.23 checker
+/// refuses every symlink; the target of such a link is as much the model's as the link). `fail` throws.
 struct ExternalFile {
   std::filesystem::path real;
   std::uint64_t size = 0;
