@@ -602,3 +602,322 @@ def test_onnx_graph_of_thousands_of_chained_nodes():
     np.testing.assert_array_equal(
         model.predict(x), np.zeros((1, 4), np.float32)
     )  # -relu(x), then relu(-relu(x)) = 0
+
+
+# ------------------------------------------- ONNX: external data files, load-time memory (issue 14)
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def _bounded_load(tmp_path, setup: str, limit_gib: float = 2.0, timeout: float = 60.0) -> dict:
+    """Runs `setup` (which defines `load()`) in a fresh interpreter, then `load()` under an
+    address-space limit of `limit_gib`: a regression fails with MemoryError or a timeout
+    instead of eating the machine. Returns {"ok", "error", "seconds", "rss_mb"} (rss: the
+    peak resident size of the process, after hepinfer was imported, in MiB)."""
+    script = textwrap.dedent(
+        """
+        import json, resource, sys, time
+        import numpy as np
+        import hepinfer
+        from hepinfer import Model
+        from onnx import TensorProto, helper
+        """
+    ) + textwrap.dedent(setup) + textwrap.dedent(
+        f"""
+        limit = int({limit_gib} * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        t0 = time.perf_counter()
+        result = {{"ok": True, "error": ""}}
+        try:
+            load()
+        except Exception as e:  # noqa: BLE001
+            result = {{"ok": False, "error": type(e).__name__ + ": " + str(e)}}
+        result["seconds"] = time.perf_counter() - t0
+        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        """
+    )
+    (tmp_path / "bounded_load.py").write_text(script)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "bounded_load.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _external_tensor(name, dims, **entries):
+    t = _empty_tensor(name, dims)
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in entries.items():
+        e = t.external_data.add()
+        e.key, e.value = k, str(v)
+    return t
+
+
+def _add_external(folder: Path, **entries) -> Path:
+    path = folder / "model.onnx"
+    path.write_bytes(
+        _onnx_model([helper.make_node("Add", ["x", "w"], ["y"])], [_external_tensor("w", [4], **entries)])
+    )
+    return path
+
+
+def test_onnx_external_data_symlink_out_of_the_folder(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "weights.bin").symlink_to(secret)
+    message = rejects(Model.load, _add_external(model_dir, location="weights.bin"), "tensor 'w'", "weights.bin")
+    assert "outside the model's folder" in message
+    # a folder symlink on the way out is the same
+    (model_dir / "sub").symlink_to(tmp_path)
+    message = rejects(Model.load, _add_external(model_dir, location="sub/secret.bin"), "tensor 'w'")
+    assert "outside the model's folder" in message
+
+
+def test_onnx_external_data_symlink_to_a_device(tmp_path):
+    # /dev/zero: reading "the whole file" never ends; it is not a regular file
+    (tmp_path / "weights.bin").symlink_to("/dev/zero")
+    res = _bounded_load(
+        tmp_path,
+        f"""
+        def load():
+            Model.load({str(_add_external(tmp_path, location="weights.bin"))!r})
+        """,
+        timeout=60,
+    )
+    assert not res["ok"] and res["error"].startswith("ModelFormatError"), res
+    assert "not a regular file" in res["error"] or "outside the model's folder" in res["error"], res
+    assert "tensor 'w'" in res["error"] and "weights.bin" in res["error"], res
+    # a device inside the folder (a FIFO here: opening it would block)
+    fifo_dir = tmp_path / "fifo"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "weights.bin")
+    res = _bounded_load(
+        tmp_path,
+        f"""
+        def load():
+            Model.load({str(_add_external(fifo_dir, location="weights.bin"))!r})
+        """,
+        timeout=30,
+    )
+    assert not res["ok"] and "not a regular file" in res["error"] and "tensor 'w'" in res["error"], res
+
+
+def test_onnx_external_data_symlink_inside_the_folder(tmp_path):
+    # a symlink from the folder to a regular file in the folder is allowed (what the checks
+    # protect is the rest of the machine; the target is as much the model's as the link)
+    w = np.array([1.0, -2.0, 3.5, 4.0], np.float32)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "real.bin").write_bytes(b"\x00" * 8 + w.tobytes())
+    (tmp_path / "weights.bin").symlink_to(Path("data") / "real.bin")
+    path = _add_external(tmp_path, location="weights.bin", offset=8, length=16)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(Model.load(path).predict(x), x + w)
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(Model.load(path).predict(x), sess.run(None, {"x": x})[0])
+
+
+def test_onnx_external_data_length_must_match_the_tensor(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"\x00" * 64)
+    message = rejects(
+        Model.load, _add_external(tmp_path, location="weights.bin", offset=0, length=20), "tensor 'w'", "weights.bin"
+    )
+    assert "raw data has 20 bytes, expected 16" in message
+    message = rejects(Model.load, _add_external(tmp_path, location="weights.bin", offset=60, length=16), "tensor 'w'")
+    assert "past the end" in message and "weights.bin" in message
+    rejects(Model.load, _add_external(tmp_path, location="missing.bin"), "tensor 'w'", "missing.bin")
+
+
+def test_onnx_external_data_small_tensor_in_a_big_file(tmp_path):
+    # 16 bytes at offset 1.4e9 of a 1.5 GB (sparse) file: only those 16 bytes are read
+    w = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    with open(tmp_path / "weights.bin", "wb") as f:
+        f.truncate(1_500_000_000)
+        f.seek(1_400_000_000)
+        f.write(w.tobytes())
+    path = _add_external(tmp_path, location="weights.bin", offset=1_400_000_000, length=16)
+    res = _bounded_load(
+        tmp_path,
+        f"""
+        def load():
+            m = Model.load({str(path)!r})
+            y = m.predict(np.ones((2, 4), np.float32))
+            assert (y == 1 + np.array([1, 2, 3, 4], np.float32)).all(), y
+        """,
+        limit_gib=2.0,
+    )
+    assert res["ok"], res
+    assert res["seconds"] < 2.0, res
+    assert res["rss_mb"] < 600, res
+
+
+def test_onnx_external_data_many_tensors_in_one_file(tmp_path):
+    # 50 tensors of 1 MiB in one 200 MB file (the rest of the file is not theirs): loads in
+    # about the time to read 50 MiB, and agrees with onnxruntime
+    n, k = 50, 1 << 18
+    rng = np.random.default_rng(1)
+    ws = [rng.standard_normal(k).astype(np.float32) for _ in range(n)]
+    stride = 4_000_000
+    with open(tmp_path / "weights.bin", "wb") as f:
+        f.truncate(200_000_000)
+        for i, w in enumerate(ws):
+            f.seek(i * stride)
+            f.write(w.tobytes())
+    inits, nodes, prev = [], [], "x"
+    for i in range(n):
+        inits.append(_external_tensor(f"w{i}", [k], location="weights.bin", offset=i * stride, length=4 * k))
+        out = "y" if i == n - 1 else f"t{i}"
+        nodes.append(helper.make_node("Add", [prev, f"w{i}"], [out]))
+        prev = out
+    path = tmp_path / "model.onnx"
+    path.write_bytes(_onnx_model(nodes, inits, x_shape=("batch", k), y_shape=("batch", k)))
+    res = _bounded_load(
+        tmp_path,
+        f"""
+        def load():
+            Model.load({str(path)!r}).predict(np.zeros((1, {k}), np.float32))
+        """,
+        limit_gib=2.0,
+    )
+    assert res["ok"], res
+    assert res["seconds"] < 5.0, res
+    x = rng.standard_normal((2, k)).astype(np.float32)
+    got = Model.load(path).predict(x)
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(got, sess.run(None, {"x": x})[0], rtol=1e-6, atol=1e-5)
+
+
+def _graph_bytes(nodes, inputs, outputs, inits=()) -> bytes:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _sixteen_huge_inputs() -> bytes:
+    # 16 fixed-shape inputs of 2^26 floats (256 MiB each, 4 GiB in all) in a file of ~500 bytes
+    n = 1 << 26
+    names = [f"x{i}" for i in range(16)]
+    return _graph_bytes(
+        [helper.make_node("Sum", names, ["y"])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, n]) for x in names],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+    )
+
+
+def _expand_branches(
+    n_branches: int, elements: int, *, interleaved: bool, constant: bool, tail=(), fill: float = 1.0
+) -> bytes:
+    """Branches Expand(src, [1, elements]) -> ReduceSum -> Sum of all: from the input x [1, 1]
+    (the load-time dry run evaluates them) or from a constant (constant folding does)."""
+    inits = [
+        helper.make_tensor("shape", TensorProto.INT64, [2], [1, elements]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("one", TensorProto.FLOAT, [1, 1], [fill]),
+    ]
+    src = "one" if constant else "x"
+    expands = [helper.make_node("Expand", [src, "shape"], [f"e{i}"], name=f"expand{i}") for i in range(n_branches)]
+    reduces = [helper.make_node("ReduceSum", [f"e{i}", "axes"], [f"r{i}"], name=f"reduce{i}") for i in range(n_branches)]
+    nodes = [n for pair in zip(expands, reduces) for n in pair] if interleaved else expands + reduces
+    last = "s" if tail else "y"
+    nodes.append(helper.make_node("Sum", [f"r{i}" for i in range(n_branches)] + ["x"], [last], name="sum"))
+    nodes.extend(tail)
+    return _graph_bytes(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+
+
+def test_onnx_sixteen_huge_declared_inputs_load_cheaply(tmp_path):
+    content = _sixteen_huge_inputs()
+    assert len(content) < 1024
+    (tmp_path / "m.onnx").write_bytes(content)
+    res = _bounded_load(tmp_path, 'def load():\n    Model.load("m.onnx")\n', limit_gib=2.0)
+    assert res["ok"], res  # legitimate ONNX (onnxruntime loads it): no dry run on 4 GiB of zeros
+    assert res["seconds"] < 2.0 and res["rss_mb"] < 500, res
+
+
+@pytest.mark.parametrize("constant", [False, True], ids=["dry-run", "folding"])
+def test_onnx_expand_branches_to_a_gib_load_within_a_budget(tmp_path, constant):
+    # four branches each expanding to 1 GiB (all live at once in the file's node order)
+    (tmp_path / "m.onnx").write_bytes(_expand_branches(4, 1 << 28, interleaved=False, constant=constant))
+    res = _bounded_load(tmp_path, 'def load():\n    Model.load("m.onnx")\n', limit_gib=2.5, timeout=120)
+    if not res["ok"]:  # refusing is acceptable, but only with the node named
+        assert res["error"].startswith("ModelFormatError") and "expand" in res["error"], res
+    assert res["seconds"] < 10 and res["rss_mb"] < 1600, res
+
+
+def test_onnx_folded_intermediates_are_freed_after_their_last_use(tmp_path):
+    # eight constant branches of 256 MiB, each reduced right after it is expanded: folding
+    # holds one at a time, not eight (2 GiB) until the end of the load (zeros: a float sum of
+    # 2^26 ones is not exact)
+    (tmp_path / "m.onnx").write_bytes(_expand_branches(8, 1 << 26, interleaved=True, constant=True, fill=0.0))
+    res = _bounded_load(
+        tmp_path,
+        """
+        def load():
+            m = Model.load("m.onnx")
+            y = m.predict(np.full((1, 1), 0.5, np.float32))
+            assert y.reshape(-1).tolist() == [0.5], y
+            assert m.n_nodes <= 1, m.n_nodes  # folded (only the Sum with x is left)
+        """,
+        limit_gib=2.0,
+        timeout=120,
+    )
+    assert res["ok"], res
+    assert res["rss_mb"] < 800, res
+
+
+def test_onnx_dry_run_still_checks_shapes_after_large_intermediates():
+    # five 256 MiB branches in a row (1.25 GiB if none were freed), then a Reshape that cannot
+    # fit: still reported at load, naming the node
+    bad = [
+        helper.make_tensor("three", TensorProto.INT64, [1], [3]),
+    ]
+    tail = [helper.make_node("Reshape", ["s", "three"], ["y"], name="bad_reshape")]
+    content = _expand_branches(5, 1 << 26, interleaved=True, constant=False, tail=tail)
+    m = onnx.load_from_string(content)
+    m.graph.initializer.extend(bad)
+    rejects(Model.load, m.SerializeToString(), "bad_reshape", "declared input shapes")
+
+
+def test_onnx_expand_branches_agree_with_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    for constant in (False, True):
+        for interleaved in (False, True):
+            content = _expand_branches(4, 1 << 12, interleaved=interleaved, constant=constant)
+            x = np.full((1, 1), 0.25, np.float32)
+            sess = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+            np.testing.assert_allclose(
+                Model.load(content).predict(x).reshape(-1), sess.run(None, {"x": x})[0].reshape(-1), rtol=1e-6
+            )
+
+
+def test_onnx_external_tensor_over_the_size_limit_is_refused_before_reading(tmp_path):
+    # 2^31 floats (8 GiB, over the 4 GiB per-tensor load limit) backed by a sparse 8 GiB file
+    with open(tmp_path / "weights.bin", "wb") as f:
+        f.truncate(1 << 33)
+    path = tmp_path / "model.onnx"
+    path.write_bytes(
+        _onnx_model(
+            [helper.make_node("Add", ["x", "w"], ["y"])],
+            [_external_tensor("w", [1 << 31], location="weights.bin", offset=0, length=1 << 33)],
+            x_shape=("batch", 1 << 31),
+            y_shape=("batch", 1 << 31),
+        )
+    )
+    res = _bounded_load(tmp_path, f"def load():\n    Model.load({str(path)!r})\n", limit_gib=2.0)
+    assert res["error"].startswith("ModelFormatError") and "tensor 'w'" in res["error"], res
+    assert "would need more than" in res["error"] and res["seconds"] < 2, res

@@ -172,6 +172,51 @@ def _onnx_seeds(out: Path) -> int:
              helper.make_node("Or", ["gt", "le"], ["y"])]
     save("bool_mask_fixed_batch", nodes, [xf, mask], [helper.make_tensor_value_info("y", TensorProto.BOOL, [2, 4])],
          [init("zero_f", np.array(0.0, np.float32))], opset=17)
+
+    # external data: one seed per file of the harness's model folder (fuzz_onnx.cpp), so that
+    # mutations reach the symlinks out of the folder, to /dev/zero, a FIFO and a large file
+    def external(name: str, dims, location: str, offset: int | None, length: int | None) -> onnx.TensorProto:
+        t = TensorProto()
+        t.name, t.data_type, t.data_location = name, f32, TensorProto.EXTERNAL
+        t.dims.extend(dims)
+        for k, v in (("location", location), ("offset", offset), ("length", length)):
+            if v is not None:
+                e = t.external_data.add()
+                e.key, e.value = k, str(v)
+        return t
+
+    for i, (location, offset, length) in enumerate([
+        ("w.bin", 16, 16), ("w.bin", 0, None), ("big.bin", 1_000_000_000, 16), ("sub/w.bin", 64, 16),
+        ("link_inside.bin", 0, 16), ("link_outside.bin", 0, 16), ("link_dir/secret.bin", 0, 16),
+        ("link_zero.bin", 0, 16), ("fifo.bin", 0, 16), ("big.bin", 0, None),
+    ]):
+        n = 4 if length is not None else 1024
+        x = helper.make_tensor_value_info("x", f32, ["batch", n])
+        graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], f"external{i}", [x],
+                                  [helper.make_tensor_value_info("y", f32, ["batch", n])],
+                                  initializer=[external("w", [n], location, offset, length)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="fuzz-seed")
+        model.ir_version = 8  # not checked: the checker would look for the files
+        (out / f"gen_external_{i}.onnx").write_bytes(model.SerializeToString())
+
+    # load-time memory (sized so that a loader without a total budget goes past the harness's
+    # -rss_limit_mb, each tensor staying under its 16 MiB per-tensor limit): many fixed-shape
+    # inputs (a dry run allocates them: 16 x 64 MiB) and 200 Expand branches of 4 MiB all live
+    # at once, from an input (dry run) and from a constant (folding)
+    names = [f"x{i}" for i in range(16)]
+    save("many_fixed_inputs", [helper.make_node("Sum", names, ["y"])],
+         [helper.make_tensor_value_info(n, f32, [1, 1 << 24]) for n in names],
+         [helper.make_tensor_value_info("y", f32, [1, 1 << 24])])
+    for src in ("x", "one"):
+        nb = 200
+        nodes = [helper.make_node("Expand", [src, "shape"], [f"e{i}"]) for i in range(nb)]
+        nodes += [helper.make_node("ReduceSum", [f"e{i}", "ax1"], [f"r{i}"]) for i in range(nb)]
+        nodes += [helper.make_node("Add", ["x" if i == 0 else f"a{i - 1}", f"r{i}"], ["y" if i == nb - 1 else f"a{i}"])
+                  for i in range(nb)]
+        save(f"expand_branches_{src}", nodes, [helper.make_tensor_value_info("x", f32, [1, 1])],
+             [helper.make_tensor_value_info("y", f32, [1, 1])],
+             [init("shape", np.array([1, 1 << 20], np.int64)), init("ax1", np.array([1], np.int64)),
+              init("one", np.ones((1, 1), np.float32))])
     return len(list(out.iterdir()))
 
 

@@ -82,6 +82,29 @@ inline std::size_t checked_numel(ElementType t, const Shape& s) {
   return n;
 }
 
+/// Raised by Value::alloc when a buffer would grow past the load budget (below). Model loading
+/// catches it: a constant too large to fold stays a node, a dry run stops there.
+struct BudgetError : OpError {
+  using OpError::OpError;
+};
+
+/// Bytes by which Value::alloc may still grow buffers on this thread, in total. Unlimited
+/// (SIZE_MAX) except while a model loads: constant folding and the load-time dry run set it
+/// from load_budget_bytes() and give bytes back when they free buffers (see model.cpp), so
+/// that a small file cannot make load hold gigabytes in many tensors each under the
+/// per-tensor limit.
+inline std::size_t& alloc_budget_left() noexcept {
+  static thread_local std::size_t left = static_cast<std::size_t>(-1);
+  return left;
+}
+
+/// The total memory, in bytes, that loading a model may spend on folded constants and, apart,
+/// on its dry run (inputs and live intermediates). 1 GiB; the fuzz harness lowers it.
+inline std::size_t& load_budget_bytes() noexcept {
+  static thread_local std::size_t budget = std::size_t{1} << 30;
+  return budget;
+}
+
 /// A tensor during evaluation: type, shape, data pointer (into `buf` or aliasing another value,
 /// a graph input or a constant).
 struct Value {
@@ -101,7 +124,17 @@ struct Value {
     // sit at the same address modulo 4 KiB (L1 aliasing of loads with stores)
     const std::size_t stagger = reinterpret_cast<std::uintptr_t>(buf) / sizeof(*buf) % 32 * 64;
     const std::size_t words = (numel * element_size(t) + 7) / 8 + 1 + (64 + stagger) / 8;
-    if (buf->size() < words) buf->resize(words);
+    if (buf->size() < words) {
+      std::size_t& left = alloc_budget_left();
+      if (left != static_cast<std::size_t>(-1)) {  // loading: count the growth against the budget
+        const std::size_t grow = (words - buf->size()) * sizeof(std::int64_t);
+        if (grow > left)
+          throw BudgetError("a tensor of shape " + s.str() + " would take the memory used while loading past " +
+                            std::to_string(load_budget_bytes() >> 20) + " MiB");
+        left -= grow;
+      }
+      buf->resize(words);
+    }
     const std::uintptr_t p = (reinterpret_cast<std::uintptr_t>(buf->data()) + 63) / 64 * 64 + stagger;
     data = reinterpret_cast<const void*>(p);
     return reinterpret_cast<void*>(p);
@@ -248,6 +281,7 @@ class Graph {
   std::vector<std::shared_ptr<std::vector<std::int64_t>>> constant_storage;
   std::vector<Node> nodes;
   int n_slots = 0;
+  std::vector<std::vector<int>> slots_free_after;  // by node: slots whose values are dead after it
   bool separable = false;
 
   std::unique_ptr<Workspace> make_workspace() const;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -62,6 +63,38 @@ std::string read_file(const std::string& path, const char* what) {
   return ss.str();
 }
 
+/// The size of the external data file `path` after checking that it may be read: its real path
+/// (symlinks resolved) must be a regular file inside the real model folder `data_dir`, as
+/// onnxruntime requires. A symlink pointing out of the folder (to any file of the machine) or
+/// to a device (/dev/zero reads forever) is refused; a symlink from inside the folder to a
+/// regular file inside it is allowed, as onnxruntime 1.32 allows it (the onnx 1.23 checker
+/// refuses every symlink; the target of such a link is as much the model's as the link). `fail` throws.
+struct ExternalFile {
+  std::filesystem::path real;
+  std::uint64_t size = 0;
+};
+template <class Fail>
+ExternalFile external_file(const std::string& path, const std::string& data_dir, const Fail& fail) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir = fs::canonical(data_dir.empty() ? fs::path(".") : fs::path(data_dir), ec);
+  if (ec) fail("cannot resolve the external data folder '" + data_dir + "': " + ec.message());
+  const fs::path real = fs::canonical(path, ec);
+  if (ec) fail("cannot open external data file '" + path + "': " + ec.message());
+  // inside: `dir` is a prefix of `real`, component by component
+  auto d = dir.begin(), r = real.begin();
+  for (; d != dir.end() && r != real.end() && *d == *r; ++d, ++r) {
+  }
+  if (d != dir.end() || r == real.end())
+    fail("external data file '" + path + "' resolves to '" + real.string() +
+         "', which is outside the model's folder '" + dir.string() + "'");
+  if (!fs::is_regular_file(real, ec))
+    fail("external data file '" + path + "' resolves to '" + real.string() + "', which is not a regular file");
+  const std::uintmax_t size = fs::file_size(real, ec);
+  if (ec) fail("cannot read the size of external data file '" + path + "': " + ec.message());
+  return {real, static_cast<std::uint64_t>(size)};
+}
+
 /// Converts an ONNX tensor into a constant Value with its own storage.
 std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& where, const std::string& data_dir,
                                     std::vector<std::shared_ptr<std::vector<I64>>>& storage) {
@@ -102,11 +135,33 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
     if (location.find("..") != std::string::npos || location[0] == '/')
       fail("external data location '" + location + "' must be a relative path inside the model's folder");
     const std::string path = data_dir.empty() ? location : data_dir + "/" + location;
-    const std::string file = read_file(path, "external data file");
-    if (offset > file.size()) fail("external data offset " + std::to_string(offset) + " is past the end of " + path);
-    if (length == std::string::npos) length = file.size() - offset;
-    if (length > file.size() - offset) fail("external data length runs past the end of " + path);
-    external = file.substr(offset, length);
+    // Checked before anything is read: the expected byte count (a length that cannot be this
+    // tensor's is refused whatever the file holds), then the file itself (see external_file).
+    const std::size_t expected = n * (t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et));
+    try {
+      checked_numel(et, s);  // the per-tensor load limit, before reading gigabytes from a file
+    } catch (const OpError& e) {
+      fail(e.what());
+    }
+    const ExternalFile file = external_file(path, data_dir, fail);
+    const std::uint64_t file_size = file.size;
+    if (offset > file_size)
+      fail("external data offset " + std::to_string(offset) + " is past the end of '" + path + "' (" +
+           std::to_string(file_size) + " bytes)");
+    if (length == std::string::npos) length = static_cast<std::size_t>(file_size - offset);
+    if (length > file_size - offset)
+      fail("external data length " + std::to_string(length) + " at offset " + std::to_string(offset) +
+           " runs past the end of '" + path + "' (" + std::to_string(file_size) + " bytes)");
+    if (length != expected)
+      fail("raw data has " + std::to_string(length) + " bytes, expected " + std::to_string(expected) + " for shape " +
+           s.str() + " (external data in '" + path + "')");
+    // only offset .. offset + length is read (one small tensor in a large file costs its own size)
+    std::ifstream f(file.real, std::ios::binary);  // the checked file, not the name again
+    if (!f) fail("cannot open external data file '" + path + "'");
+    external.resize(length);
+    f.seekg(static_cast<std::streamoff>(offset));
+    if (length && !f.read(&external[0], static_cast<std::streamsize>(length)))
+      fail("cannot read " + std::to_string(length) + " bytes at offset " + std::to_string(offset) + " of '" + path + "'");
     raw = &external;
   }
   const std::size_t es_onnx = t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et);
@@ -750,8 +805,35 @@ void finalize_node(Graph& g, Node& n) {
   }
 }
 
+/// Sets alloc_budget_left() for a scope and restores it after (an exception included).
+class AllocBudgetScope {
+ public:
+  explicit AllocBudgetScope(std::size_t left) : saved_(alloc_budget_left()) { alloc_budget_left() = left; }
+  ~AllocBudgetScope() { alloc_budget_left() = saved_; }
+  AllocBudgetScope(const AllocBudgetScope&) = delete;
+  AllocBudgetScope& operator=(const AllocBudgetScope&) = delete;
+
+ private:
+  std::size_t saved_;
+};
+
 // Runs nodes whose inputs are all constants at load time and turns their outputs into constants.
+// Folded constants together stay within load_budget_bytes(): a folded constant is freed once
+// every node reading it is folded too (an Expand to 1 GiB reduced to a scalar costs 1 GiB
+// while it folds, not for the model's lifetime), and a node whose outputs would take the live
+// folded constants past the budget is not folded: it stays in the graph and runs at predict,
+// as every node does without folding. A single tensor over max_tensor_bytes() is still an
+// error (a shape that no machine could evaluate).
 void fold_constants(Graph& g) {
+  const std::size_t budget = load_budget_bytes();
+  std::vector<int> uses(g.meta.size(), 0);  // readers not folded yet (+1 for graph outputs)
+  for (const Node& n : g.nodes)
+    for (int id : n.in)
+      if (id >= 0) ++uses[static_cast<std::size_t>(id)];
+  for (int id : g.output_ids) ++uses[static_cast<std::size_t>(id)];
+  std::vector<std::shared_ptr<std::vector<I64>>> folded(g.meta.size());  // storage of folded constants
+  std::size_t live = 0;
+  auto bytes_of = [](const std::shared_ptr<std::vector<I64>>& b) { return b->size() * sizeof(I64); };
   std::vector<Node> kept;
   for (Node& n : g.nodes) {
     finalize_node(g, n);
@@ -773,26 +855,56 @@ void fold_constants(Graph& g) {
       ws.values[static_cast<std::size_t>(id)].buf = bufs.back().get();
     }
     try {
+      const AllocBudgetScope scope(budget > live ? budget - live : 0);
       run_node(n, ws);
+    } catch (const BudgetError&) {
+      kept.push_back(std::move(n));  // too large to hold as a constant: computed at predict
+      continue;
     } catch (const OpError& e) {
       throw ModelFormatError(g.source + ": node '" + n.name + "' (" + n.op_type + "): " + e.what());
+    }
+    // an aliasing op (Reshape...) points into its input: it gets a copy in its own storage
+    std::size_t add = 0;
+    {
+      std::size_t bi = 0;
+      for (int id : n.out) {
+        if (id < 0) continue;
+        const Value& v = ws.values[static_cast<std::size_t>(id)];
+        add += std::max(bufs[bi++]->size() * sizeof(I64), v.numel * element_size(v.type) + 16);
+      }
+    }
+    if (live + add > budget) {
+      kept.push_back(std::move(n));
+      continue;
     }
     std::size_t bi = 0;
     for (int id : n.out) {
       if (id < 0) continue;
       Value& v = ws.values[static_cast<std::size_t>(id)];
       auto storage = bufs[bi++];
-      // an aliasing op (Reshape...) points into its input: copy into the output's own storage
       const std::size_t bytes = v.numel * element_size(v.type);
       if (storage->size() * 8 < bytes + 8) storage->resize(bytes / 8 + 2);
       if (v.data != storage->data() && bytes) std::memmove(storage->data(), v.data, bytes);
       v.data = storage->data();
       v.buf = nullptr;
-      g.constant_storage.push_back(storage);
+      live += bytes_of(storage);
+      folded[static_cast<std::size_t>(id)] = storage;
       g.constants[static_cast<std::size_t>(id)] = std::make_shared<Value>(v);
       g.meta[static_cast<std::size_t>(id)].is_constant = true;
     }
+    // inputs no other node reads any more: a folded intermediate is freed now
+    for (int id : n.in) {
+      if (id < 0) continue;
+      const auto k = static_cast<std::size_t>(id);
+      if (--uses[k] == 0 && folded[k]) {
+        live -= bytes_of(folded[k]);
+        folded[k].reset();
+        g.constants[k].reset();
+      }
+    }
   }
+  for (auto& storage : folded)
+    if (storage) g.constant_storage.push_back(std::move(storage));
   g.nodes = std::move(kept);
 }
 
@@ -964,8 +1076,11 @@ bool may_alias(const Node& n) {
     case Op::Squeeze:
     case Op::Unsqueeze:
     case Op::Identity:
-    case Op::Cast:
-    case Op::Reduce: return true;
+    case Op::Cast: return true;
+    // a reduction aliases its input only with noop_with_empty_axes and no axes (op_reduce):
+    // otherwise its small output must not keep the large input alive (and in one slot) until
+    // the output's own last use
+    case Op::Reduce: return n.i1 != 0;
     default: return false;
   }
 }
@@ -1013,6 +1128,7 @@ void plan_buffers(Graph& g) {
     for (int s : release_at[i]) free_slots.push_back(s);
   }
   g.n_slots = n_slots;
+  g.slots_free_after = std::move(release_at);
 }
 
 TensorInfo info_of(const onnx::ValueInfo& v, const std::string& source, const char* what) {
@@ -1297,21 +1413,33 @@ Model Model::load_from_memory(const std::string& content, const ModelOptions& op
     throw ModelFormatError(nn::printable(source_name + ": " + e.what()));
   }
   Model model(g);
-  // dry run at load where every input shape is fixed apart from a symbolic batch dimension:
-  // shapes that do not fit are reported now (as ModelFormatError), not at the first predict
+  // Dry run at load where every input shape is fixed apart from a symbolic batch dimension (set
+  // to 1): shapes that do not fit are reported now (as ModelFormatError), not at the first
+  // predict. It is only a check, so it must stay cheap: it runs within load_budget_bytes() in
+  // all (zero inputs plus live intermediates, each slot freed after the last node reading it),
+  // and where that would not be enough, at the inputs or at some node, it is skipped or
+  // stopped there and the model loads as onnxruntime's would: a model whose declared inputs
+  // alone take gigabytes (16 inputs of 2^26 floats) or whose intermediates do (Expand
+  // branches to 1 GiB each) is legitimate ONNX, and the memory is spent, or refused by the
+  // user's own machine, only when predict is called with such inputs. A single tensor over
+  // the per-tensor load limit (4 GiB, see LoadSizeGuard) is still an error naming the node.
+  const std::size_t budget = nn::load_budget_bytes();
   bool fixed = true;
+  double input_bytes = 0;  // at batch 1; in double: declared dims may be anything up to 2^63
   for (const auto& t : g->inputs) {
     if (!t.has_shape) fixed = false;
-    double elements = 1;  // at batch 1; in double: declared dims may be anything up to 2^63
+    double elements = 1;
     for (std::size_t i = 0; i < t.shape.size(); ++i) {
       if (i > 0 && t.shape[i] < 0) fixed = false;
       elements *= t.shape[i] < 0 ? 1.0 : static_cast<double>(t.shape[i]);
     }
-    if (elements > static_cast<double>(std::size_t{1} << 26)) fixed = false;  // too large to try on zeros
+    input_bytes += elements * static_cast<double>(nn::element_size(t.type)) + 16;
   }
+  if (input_bytes > static_cast<double>(budget) / 2) fixed = false;  // too large to try on zeros
   if (fixed) {
     std::vector<std::vector<std::int64_t>> data;
     std::vector<InputTensor> xs;
+    std::size_t used = 0;
     for (const auto& t : g->inputs) {
       InputTensor x;
       x.name = t.name;
@@ -1320,7 +1448,8 @@ Model Model::load_from_memory(const std::string& content, const ModelOptions& op
       if (!x.shape.empty() && x.shape[0] < 0) x.shape[0] = 1;
       std::size_t n = 1;
       for (auto d : x.shape) n *= static_cast<std::size_t>(d);
-      data.emplace_back(n + 1, 0);
+      data.emplace_back((n * nn::element_size(t.type) + 7) / 8 + 1, 0);
+      used += data.back().size() * sizeof(std::int64_t);
       x.data = data.back().data();
       xs.push_back(x);
     }
@@ -1331,14 +1460,25 @@ Model Model::load_from_memory(const std::string& content, const ModelOptions& op
         for (const auto& x : xs) p.push_back(&x);
         return p;
       }(), 0, -1);
-      for (const nn::Node& n : g->nodes) {
+      const nn::AllocBudgetScope scope(budget - std::min(used, budget));
+      for (std::size_t i = 0; i < g->nodes.size(); ++i) {
+        const nn::Node& n = g->nodes[i];
         try {
           nn::run_node(n, *ws);
+        } catch (const nn::BudgetError&) {
+          break;  // the check would cost more than the budget: the rest is checked at predict
         } catch (const nn::DataError&) {
           break;  // depends on the values (zeros here), not on the shapes
         } catch (const nn::OpError& e) {
           throw InputError(nn::printable("node '" + n.name + "' (" + n.op_type + "): " + e.what()));
         }
+        // values no later node reads: their memory goes back to the budget
+        if (i < g->slots_free_after.size())
+          for (int slot : g->slots_free_after[i]) {
+            auto& buf = ws->slots[static_cast<std::size_t>(slot)];
+            nn::alloc_budget_left() += buf.size() * sizeof(std::int64_t);
+            std::vector<std::int64_t>().swap(buf);
+          }
       }
     } catch (const InputError& e) {
       throw ModelFormatError(source_name + ": the graph cannot be evaluated with its declared input shapes: " + e.what());
