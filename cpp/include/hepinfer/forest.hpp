@@ -114,12 +114,6 @@ class Forest {
   std::shared_ptr<const Impl> impl_;
 };
 
-/// Loaders, each returning the exact semantics of its library (see forest_ir.hpp).
-/// `source_name` is used in error messages.
-ForestIR load_xgboost_json(const std::string& text, const std::string& source_name);
-ForestIR load_xgboost_ubj(const std::string& bytes, const std::string& source_name);
-ForestIR load_lightgbm_text(const std::string& text, const std::string& source_name);
-ForestIR load_tmva_xml(const std::string& text, const std::string& source_name,
-                       TMVACutOp cut_op = TMVACutOp::GreaterEqual);
-
 }  // namespace hepinfer
+
+#include "hepinfer/load.hpp"  // the readers Forest::load dispatches to, for users who want the IR

@@ -62,57 +62,6 @@ using detail::is_plain;
 using detail::strict_double_threshold;
 using detail::strict_float_threshold;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ModelFormatError(path + ": cannot open the model file");
-  // into a string of the file's size: a copy through a stringstream held the content twice at peak
-  in.seekg(0, std::ios::end);
-  const std::streamoff end = in.tellg();
-  in.seekg(0, std::ios::beg);
-  if (end > 0 && in) {
-    std::string out(static_cast<std::size_t>(end), '\0');
-    in.read(&out[0], static_cast<std::streamsize>(end));
-    if (in.bad()) throw ModelFormatError(path + ": error while reading the model file");
-    out.resize(static_cast<std::size_t>(in.gcount()));  // the file shrank meanwhile
-    if (!in.eof() && in.peek() != std::char_traits<char>::eof()) {  // or grew
-      std::ostringstream rest;
-      rest << in.rdbuf();
-      out += rest.str();
-    }
-    if (in.bad()) throw ModelFormatError(path + ": error while reading the model file");
-    return out;
-  }
-  in.clear();  // not seekable (a pipe) or empty: read it as a stream
-  in.seekg(0, std::ios::beg);
-  in.clear();
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw ModelFormatError(path + ": error while reading the model file");
-  return ss.str();
-}
-
-std::string detect_format(const std::string& content, const std::string& source) {
-  std::size_t i = 0;
-  // UTF-8 byte order mark
-  if (content.size() >= 3 && static_cast<unsigned char>(content[0]) == 0xEF &&
-      static_cast<unsigned char>(content[1]) == 0xBB && static_cast<unsigned char>(content[2]) == 0xBF)
-    i = 3;
-  if (!content.empty() && content[0] == '{') {
-    std::size_t j = 1;
-    while (j < content.size() && (content[j] == ' ' || content[j] == '\n' || content[j] == '\r' || content[j] == '\t')) ++j;
-    if (j < content.size() && (content[j] == '"' || content[j] == '}')) return "xgboost-json";
-    return "xgboost-ubj";
-  }
-  while (i < content.size() && (content[i] == ' ' || content[i] == '\n' || content[i] == '\r' || content[i] == '\t')) ++i;
-  if (i < content.size() && content[i] == '{') return "xgboost-json";
-  if (i < content.size() && content[i] == '<') return "tmva";
-  if (content.compare(i, 4, "tree") == 0 || content.find("\nTree=") != std::string::npos) return "lightgbm";
-  if (content.empty()) throw ModelFormatError(source + ": the model file is empty");
-  throw ModelFormatError(source +
-                         ": unrecognised model format (expected XGBoost JSON/UBJ, a LightGBM text model or a "
-                         "TMVA BDT XML weight file)");
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -761,21 +710,6 @@ Forest Forest::from_ir(ForestIR ir) {
   impl->ir = std::move(ir);
   impl->compile();
   return Forest(std::move(impl));
-}
-
-Forest Forest::load_from_memory(const std::string& content, const LoadOptions& options, const std::string& source_name) {
-  std::string format = options.format;
-  if (format == "auto") format = detect_format(content, source_name);
-  if (format == "xgboost-json" || format == "json") return from_ir(load_xgboost_json(content, source_name));
-  if (format == "xgboost-ubj" || format == "ubj") return from_ir(load_xgboost_ubj(content, source_name));
-  if (format == "lightgbm") return from_ir(load_lightgbm_text(content, source_name));
-  if (format == "tmva") return from_ir(load_tmva_xml(content, source_name, options.tmva_cut_op));
-  throw ModelFormatError(source_name + ": unknown model format '" + options.format +
-                         "' (expected auto, xgboost-json, xgboost-ubj, lightgbm or tmva)");
-}
-
-Forest Forest::load(const std::string& path, const LoadOptions& options) {
-  return load_from_memory(read_file(path), options, path);
 }
 
 std::int32_t Forest::n_features() const noexcept { return impl_->n_features; }

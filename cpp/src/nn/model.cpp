@@ -12,6 +12,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "common/file.hpp"
 #include "common/parallel.hpp"
 #include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
@@ -56,11 +57,7 @@ bool elem_type_of(std::int32_t t, ElementType& out) {
 }
 
 std::string read_file(const std::string& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw ModelFormatError("cannot open " + std::string(what) + " '" + path + "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  return hepinfer::read_file(path, "cannot open " + std::string(what) + " '" + path + "'");
 }
 
 /// The size of the external data file `path` after checking that it may be read: its real path
