@@ -614,8 +614,10 @@ import textwrap
 def _bounded_load(tmp_path, setup: str, limit_gib: float = 2.0, timeout: float = 60.0) -> dict:
     """Runs `setup` (which defines `load()`) in a fresh interpreter, then `load()` under an
     address-space limit of `limit_gib`: a regression fails with MemoryError or a timeout
-    instead of eating the machine. Returns {"ok", "error", "seconds", "rss_mb"} (rss: the
-    peak resident size of the process, after hepinfer was imported, in MiB)."""
+    instead of eating the machine. Returns {"ok", "error", "seconds", "rss_mb", "read_mb"} (rss:
+    the peak resident size of the process, after hepinfer was imported, in MiB; read: the bytes the
+    process read from files while loading, /proc/self/io rchar, in MiB). Tests bound memory and
+    bytes read, not seconds (the timeout only stops a runaway)."""
     script = textwrap.dedent(
         """
         import json, resource, sys, time
@@ -628,6 +630,10 @@ def _bounded_load(tmp_path, setup: str, limit_gib: float = 2.0, timeout: float =
         f"""
         limit = int({limit_gib} * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        def rchar():
+            with open("/proc/self/io") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+        r0 = rchar()
         t0 = time.perf_counter()
         result = {{"ok": True, "error": ""}}
         try:
@@ -635,6 +641,7 @@ def _bounded_load(tmp_path, setup: str, limit_gib: float = 2.0, timeout: float =
         except Exception as e:  # noqa: BLE001
             result = {{"ok": False, "error": type(e).__name__ + ": " + str(e)}}
         result["seconds"] = time.perf_counter() - t0
+        result["read_mb"] = (rchar() - r0) / 2**20
         result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         """
@@ -756,7 +763,7 @@ def test_onnx_external_data_small_tensor_in_a_big_file(tmp_path):
         limit_gib=2.0,
     )
     assert res["ok"], res
-    assert res["seconds"] < 2.0, res
+    assert res["read_mb"] < 20, res  # the 16 bytes, not the 1.5 GB file (the old code read it whole)
     assert res["rss_mb"] < 600, res
 
 
@@ -789,7 +796,7 @@ def test_onnx_external_data_many_tensors_in_one_file(tmp_path):
         limit_gib=2.0,
     )
     assert res["ok"], res
-    assert res["seconds"] < 5.0, res
+    assert res["read_mb"] < 120, res  # 50 MiB of tensors, not 50 reads of the 200 MB file
     x = rng.standard_normal((2, k)).astype(np.float32)
     got = Model.load(path).predict(x)
     ort = pytest.importorskip("onnxruntime")
@@ -846,7 +853,7 @@ def test_onnx_sixteen_huge_declared_inputs_load_cheaply(tmp_path):
     (tmp_path / "m.onnx").write_bytes(content)
     res = _bounded_load(tmp_path, 'def load():\n    Model.load("m.onnx")\n', limit_gib=2.0)
     assert res["ok"], res  # legitimate ONNX (onnxruntime loads it): no dry run on 4 GiB of zeros
-    assert res["seconds"] < 2.0 and res["rss_mb"] < 500, res
+    assert res["rss_mb"] < 500, res
 
 
 @pytest.mark.parametrize("constant", [False, True], ids=["dry-run", "folding"])
@@ -856,7 +863,7 @@ def test_onnx_expand_branches_to_a_gib_load_within_a_budget(tmp_path, constant):
     res = _bounded_load(tmp_path, 'def load():\n    Model.load("m.onnx")\n', limit_gib=2.5, timeout=120)
     if not res["ok"]:  # refusing is acceptable, but only with the node named
         assert res["error"].startswith("ModelFormatError") and "expand" in res["error"], res
-    assert res["seconds"] < 10 and res["rss_mb"] < 1600, res
+    assert res["rss_mb"] < 1600, res
 
 
 def test_onnx_folded_intermediates_are_freed_after_their_last_use(tmp_path):
@@ -920,4 +927,4 @@ def test_onnx_external_tensor_over_the_size_limit_is_refused_before_reading(tmp_
     )
     res = _bounded_load(tmp_path, f"def load():\n    Model.load({str(path)!r})\n", limit_gib=2.0)
     assert res["error"].startswith("ModelFormatError") and "tensor 'w'" in res["error"], res
-    assert "would need more than" in res["error"] and res["seconds"] < 2, res
+    assert "would need more than" in res["error"] and res["read_mb"] < 20, res  # refused before reading
