@@ -642,7 +642,9 @@ def _bounded_load(tmp_path, setup: str, limit_gib: float = 2.0, timeout: float =
             result = {{"ok": False, "error": type(e).__name__ + ": " + str(e)}}
         result["seconds"] = time.perf_counter() - t0
         result["read_mb"] = (rchar() - r0) / 2**20
-        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak at fork (pytest's)
+        with open("/proc/self/status") as f:
+            result["rss_mb"] = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
         print(json.dumps(result))
         """
     )
