@@ -201,12 +201,28 @@ def _mlp_bench(work: Path, cxx: str, flags: list, calls: int, rounds: int, log) 
 
         torch.manual_seed(3)
         nn = torch.nn
-        net = nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-                            nn.Linear(64, 1), nn.Sigmoid()).eval()
+        net = nn.Sequential(
+            nn.Linear(30, 64),
+            nn.ReLU(),
+            nn.Linear(64, 64),
+            nn.ReLU(),
+            nn.Linear(64, 64),
+            nn.ReLU(),
+            nn.Linear(64, 1),
+            nn.Sigmoid(),
+        ).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, (torch.randn(2, 30),), str(path), input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False, opset_version=17)
+            torch.onnx.export(
+                net,
+                (torch.randn(2, 30),),
+                str(path),
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                dynamo=False,
+                opset_version=17,
+            )
     rows = np.random.default_rng(11).normal(size=(2000, 30)).astype(np.float32)
     (work / "mlp_rows.bin").write_bytes(rows.tobytes())
     reference = hepinfer.Model.load(path).predict(rows).reshape(-1)
@@ -230,16 +246,33 @@ def _mlp_bench(work: Path, cxx: str, flags: list, calls: int, rounds: int, log) 
     (d / "harness.cpp").write_text(MLP_HARNESS)
     libdir = Path(hepinfer.cmake_dir()).parents[1]
     log("compiling engine MLP harness ...")
-    sec = _timed([cxx, *flags, "-DCONTESTANT=2", f"-I{hepinfer.include_dir()}", "harness.cpp", "-o", "harness",
-                  f"-L{libdir}", "-lhepinfer", "-lpthread"], cwd=d)
+    sec = _timed(
+        [
+            cxx,
+            *flags,
+            "-DCONTESTANT=2",
+            f"-I{hepinfer.include_dir()}",
+            "harness.cpp",
+            "-o",
+            "harness",
+            f"-L{libdir}",
+            "-lhepinfer",
+            "-lpthread",
+        ],
+        cwd=d,
+    )
     built["engine MLP"] = (d / "harness", sec, "float", [str(path)])
     runs: dict = {name: [] for name in built}
     for _ in range(rounds):
         for name, (exe, _, _, extra) in built.items():
             out = work / "mlp_out.bin"
             proc = _run([str(exe), str(work / "mlp_rows.bin"), "30", str(calls), str(out), *extra])
-            runs[name].append((json.loads(proc.stdout.strip().splitlines()[-1])["single_ns"],
-                               np.fromfile(out, dtype=np.float32)))
+            runs[name].append(
+                (
+                    json.loads(proc.stdout.strip().splitlines()[-1])["single_ns"],
+                    np.fromfile(out, dtype=np.float32),
+                )
+            )
     results: dict = {}
     for name, (_, compile_s, precision, _) in built.items():
         got = runs[name][0][1]
@@ -249,8 +282,13 @@ def _mlp_bench(work: Path, cxx: str, flags: list, calls: int, rounds: int, log) 
         if precision not in ("float",):
             bound = float(np.max(codegen.mlp_error_bound(path, rows, precision)))
             ok = diff <= bound + 1e-5
-        results[name] = {"single_ns": float(np.median([r[0] for r in runs[name]])), "compile_s": compile_s,
-                         "max_abs_diff_vs_engine": diff, "error_bound": bound, "matches_engine": ok}
+        results[name] = {
+            "single_ns": float(np.median([r[0] for r in runs[name]])),
+            "compile_s": compile_s,
+            "max_abs_diff_vs_engine": diff,
+            "error_bound": bound,
+            "matches_engine": ok,
+        }
     try:
         import onnxruntime as ort
     except ImportError:
@@ -259,7 +297,7 @@ def _mlp_bench(work: Path, cxx: str, flags: list, calls: int, rounds: int, log) 
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        one = [rows[i:i + 1] for i in range(1024)]
+        one = [rows[i : i + 1] for i in range(1024)]
         for i in range(2000):
             sess.run(None, {"x": one[i % 1024]})
         per_round = []
@@ -271,11 +309,17 @@ def _mlp_bench(work: Path, cxx: str, flags: list, calls: int, rounds: int, log) 
                     sess.run(None, {"x": one[(b * 1000 + i) % 1024]})
                 blocks.append((time.perf_counter() - t0) / 1000 * 1e9)
             per_round.append(float(np.median(blocks)))
-        got = np.concatenate([sess.run(None, {"x": rows[i:i + 1]})[0].reshape(-1) for i in range(len(rows))])
+        got = np.concatenate(
+            [sess.run(None, {"x": rows[i : i + 1]})[0].reshape(-1) for i in range(len(rows))]
+        )
         diff = float(np.max(np.abs(got.astype(np.float64) - reference)))
         results[f"onnxruntime {ort.__version__} (Python)"] = {
-            "single_ns": float(np.median(per_round)), "compile_s": 0.0, "max_abs_diff_vs_engine": diff,
-            "error_bound": None, "matches_engine": diff <= 1e-5}
+            "single_ns": float(np.median(per_round)),
+            "compile_s": 0.0,
+            "max_abs_diff_vs_engine": diff,
+            "error_bound": None,
+            "matches_engine": diff <= 1e-5,
+        }
     return results
 
 
@@ -303,8 +347,17 @@ def _train(work: Path, n_trees: int, depth: int, n_features: int, log) -> Path:
     X = rng.normal(size=(20000, n_features)).astype(np.float32)
     w = rng.normal(size=n_features)
     y = (X @ w + 0.5 * X[:, 0] * X[:, 1] + rng.normal(size=len(X)) > 0).astype(int)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": depth, "eta": 0.05, "nthread": os.cpu_count() or 1,
-                         "seed": 1}, xgb.DMatrix(X, y), n_trees)
+    booster = xgb.train(
+        {
+            "objective": "binary:logistic",
+            "max_depth": depth,
+            "eta": 0.05,
+            "nthread": os.cpu_count() or 1,
+            "seed": 1,
+        },
+        xgb.DMatrix(X, y),
+        n_trees,
+    )
     booster.save_model(path)
     return path
 
@@ -318,7 +371,9 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=None, help="rows for the throughput loop")
     p.add_argument("--calls", type=int, default=None, help="single-row calls (multiple of 1000)")
     p.add_argument("--json", default=None, help="write the results here")
-    p.add_argument("--work", default=os.path.join(os.path.expanduser("~"), ".cache", "hepinfer-bench-codegen"))
+    p.add_argument(
+        "--work", default=os.path.join(os.path.expanduser("~"), ".cache", "hepinfer-bench-codegen")
+    )
     p.add_argument("--rounds", type=int, default=None, help="turns over the contestants (default 3, quick 1)")
     p.add_argument("--skip", default="", help="comma-separated contestants to skip (e.g. tl2cgen, mlp)")
     args = p.parse_args(argv)
@@ -378,8 +433,21 @@ def main(argv=None) -> int:
         (d / "harness.cpp").write_text(HARNESS)
         libdir = Path(hepinfer.cmake_dir()).parents[1]
         log("compiling engine harness ...")
-        sec = _timed([cxx, *flags, "-DCONTESTANT=2", f"-I{hepinfer.include_dir()}", "harness.cpp", "-o", "harness",
-                      f"-L{libdir}", "-lhepinfer", "-lpthread"], cwd=d)
+        sec = _timed(
+            [
+                cxx,
+                *flags,
+                "-DCONTESTANT=2",
+                f"-I{hepinfer.include_dir()}",
+                "harness.cpp",
+                "-o",
+                "harness",
+                f"-L{libdir}",
+                "-lhepinfer",
+                "-lpthread",
+            ],
+            cwd=d,
+        )
         bench("engine", d / "harness", sec, exact=True, extra=[str(model_path)])
 
     # tl2cgen generated C
@@ -403,7 +471,9 @@ def main(argv=None) -> int:
             for src in sorted(d.glob("*.c")):
                 sec += _timed([cc, "-O2", "-std=c99", "-c", src.name, "-o", src.stem + ".o"], cwd=d)
                 objs.append(src.stem + ".o")
-            sec += _timed([cxx, *flags, "-DCONTESTANT=3", "harness.cpp", *objs, "-o", "harness", "-lm"], cwd=d)
+            sec += _timed(
+                [cxx, *flags, "-DCONTESTANT=3", "harness.cpp", *objs, "-o", "harness", "-lm"], cwd=d
+            )
             bench(f"tl2cgen {tl2cgen.__version__}", d / "harness", sec, exact=False)
 
     # run the contestants in turns (--rounds times) so that a busy machine slows them alike;
@@ -413,13 +483,21 @@ def main(argv=None) -> int:
         for name, (exe, _, _, extra) in built.items():
             out = work / f"out_{len(runs[name])}_{abs(hash(name))}.bin"
             proc = _run([str(exe), str(work / "rows.bin"), str(args.features), str(calls), str(out), *extra])
-            runs[name].append((json.loads(proc.stdout.strip().splitlines()[-1]), np.fromfile(out, dtype=np.float64)))
+            runs[name].append(
+                (json.loads(proc.stdout.strip().splitlines()[-1]), np.fromfile(out, dtype=np.float64))
+            )
         log(f"  round {rnd + 1}/{args.rounds} done")
     for name, (exe, compile_s, exact, _) in built.items():
-        r = {key: float(np.median([x[0][key] for x in runs[name]]))
-             for key in ("single_ns", "loop_ns_per_row", "batch_ns_per_row")}
+        r = {
+            key: float(np.median([x[0][key] for x in runs[name]]))
+            for key in ("single_ns", "loop_ns_per_row", "batch_ns_per_row")
+        }
         got = runs[name][0][1]
-        ok = bool(np.array_equal(got, reference)) if exact else bool(np.allclose(got, reference, rtol=1e-5, atol=1e-6))
+        ok = (
+            bool(np.array_equal(got, reference))
+            if exact
+            else bool(np.allclose(got, reference, rtol=1e-5, atol=1e-6))
+        )
         r.update(compile_s=compile_s, matches_engine=ok, exact=exact)
         r.update(extra_info.get(name, {}))
         results[name] = r
@@ -431,42 +509,67 @@ def main(argv=None) -> int:
 
     base = results.get("engine", {}).get("single_ns")
     print()
-    print(f"model: xgboost binary:logistic, {n_trees} trees of depth {args.depth}, {args.features} features; "
-          f"{calls} single-row calls, {n_rows} rows, {args.rounds} rounds; g++ -O2, 1 thread; "
-          f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores")
-    print(f"{'contestant':<22}{'compile s':>10}{'single ns':>11}{'x engine':>10}{'loop ns/row':>13}"
-          f"{'batch ns/row':>14}{'matches':>9}")
+    print(
+        f"model: xgboost binary:logistic, {n_trees} trees of depth {args.depth}, {args.features} features; "
+        f"{calls} single-row calls, {n_rows} rows, {args.rounds} rounds; g++ -O2, 1 thread; "
+        f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores"
+    )
+    print(
+        f"{'contestant':<22}{'compile s':>10}{'single ns':>11}{'x engine':>10}{'loop ns/row':>13}"
+        f"{'batch ns/row':>14}{'matches':>9}"
+    )
     for name, r in results.items():
         ratio = f"{r['single_ns'] / base:.2f}" if base else "-"
         batch = f"{r['batch_ns_per_row']:.1f}" if r["batch_ns_per_row"] > 0 else "-"
         match = ("exact" if r["exact"] else "close") if r["matches_engine"] else "NO"
-        print(f"{name:<22}{r['compile_s']:>10.2f}{r['single_ns']:>11.1f}{ratio:>10}{r['loop_ns_per_row']:>13.1f}"
-              f"{batch:>14}{match:>9}")
+        print(
+            f"{name:<22}{r['compile_s']:>10.2f}{r['single_ns']:>11.1f}{ratio:>10}{r['loop_ns_per_row']:>13.1f}"
+            f"{batch:>14}{match:>9}"
+        )
     if mlp_results:
         base = mlp_results.get("engine MLP", {}).get("single_ns")
         print()
-        print(f"model: MLP 30-64-64-64-1 (ReLU, sigmoid head), batch 1, {calls} calls, {args.rounds} rounds; "
-              "g++ -O3, 1 thread")
-        print(f"{'contestant':<34}{'compile s':>10}{'single ns':>11}{'x engine':>10}{'max |diff|':>12}"
-              f"{'bound':>10}{'ok':>5}")
+        print(
+            f"model: MLP 30-64-64-64-1 (ReLU, sigmoid head), batch 1, {calls} calls, {args.rounds} rounds; "
+            "g++ -O3, 1 thread"
+        )
+        print(
+            f"{'contestant':<34}{'compile s':>10}{'single ns':>11}{'x engine':>10}{'max |diff|':>12}"
+            f"{'bound':>10}{'ok':>5}"
+        )
         for name, r in mlp_results.items():
             ratio = f"{r['single_ns'] / base:.2f}" if base else "-"
             bound = f"{r['error_bound']:.2g}" if r["error_bound"] is not None else "-"
-            print(f"{name:<34}{r['compile_s']:>10.2f}{r['single_ns']:>11.1f}{ratio:>10}"
-                  f"{r['max_abs_diff_vs_engine']:>12.2g}{bound:>10}{'yes' if r['matches_engine'] else 'NO':>5}")
+            print(
+                f"{name:<34}{r['compile_s']:>10.2f}{r['single_ns']:>11.1f}{ratio:>10}"
+                f"{r['max_abs_diff_vs_engine']:>12.2g}{bound:>10}{'yes' if r['matches_engine'] else 'NO':>5}"
+            )
     if args.json:
         payload = {
             "benchmark": "codegen",
-            "model": {"library": "xgboost", "objective": "binary:logistic", "n_trees": n_trees, "depth": args.depth,
-                      "n_features": args.features},
-            "calls": calls, "rows": n_rows, "rounds": args.rounds, "flags": flags,
-            "load_average": os.getloadavg()[0], "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "results": results, "mlp_results": mlp_results,
+            "model": {
+                "library": "xgboost",
+                "objective": "binary:logistic",
+                "n_trees": n_trees,
+                "depth": args.depth,
+                "n_features": args.features,
+            },
+            "calls": calls,
+            "rows": n_rows,
+            "rounds": args.rounds,
+            "flags": flags,
+            "load_average": os.getloadavg()[0],
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "results": results,
+            "mlp_results": mlp_results,
         }
         Path(args.json).write_text(json.dumps(payload, indent=2))
         print(f"wrote {args.json}")
-    ok = all(r["matches_engine"] for r in results.values()) and all(r["matches_engine"] for r in mlp_results.values())
+    ok = all(r["matches_engine"] for r in results.values()) and all(
+        r["matches_engine"] for r in mlp_results.values()
+    )
     return 0 if ok else 1
 
 

@@ -62,20 +62,36 @@ QUICK_BATCHES = "1,100,10000"
 # laptop-class CPU; by default that size is run with all threads only.
 DEFAULT_MAX_SINGLE_THREAD_ROWS = 100_000
 ENGINE_ORDER = ["hepinfer", "xgboost", "lightgbm", "treelite", "tl2cgen", "lleaves", "onnxruntime"]
-PACKAGES = ["hepinfer", "numpy", "xgboost", "lightgbm", "treelite", "tl2cgen", "lleaves", "llvmlite",
-            "onnxruntime", "onnxmltools", "onnx", "skl2onnx", "scipy", "scikit-learn", "protobuf"]
+PACKAGES = [
+    "hepinfer",
+    "numpy",
+    "xgboost",
+    "lightgbm",
+    "treelite",
+    "tl2cgen",
+    "lleaves",
+    "llvmlite",
+    "onnxruntime",
+    "onnxmltools",
+    "onnx",
+    "skl2onnx",
+    "scipy",
+    "scikit-learn",
+    "protobuf",
+]
 TOLERANCE = 1e-4  # max abs diff on probabilities before an engine is flagged
 
 
 # --------------------------------------------------------------------------- models
 
+
 @dataclass(frozen=True)
 class ModelSpec:
     key: str
-    library: str        # "xgboost" or "lightgbm"
+    library: str  # "xgboost" or "lightgbm"
     n_features: int
-    n_trees: int        # boosting rounds
-    depth: int = 6      # xgboost max_depth
+    n_trees: int  # boosting rounds
+    depth: int = 6  # xgboost max_depth
     num_leaves: int = 0  # lightgbm
     n_classes: int = 2
     n_train: int = 50_000
@@ -98,8 +114,16 @@ class ModelSpec:
         return f"{self.library} {self.objective}, {shape}, {self.n_features} features"
 
     def scaled(self, factor: float, n_train: int) -> "ModelSpec":
-        return ModelSpec(self.key, self.library, self.n_features, max(10, int(self.n_trees * factor)),
-                         self.depth, self.num_leaves, self.n_classes, n_train)
+        return ModelSpec(
+            self.key,
+            self.library,
+            self.n_features,
+            max(10, int(self.n_trees * factor)),
+            self.depth,
+            self.num_leaves,
+            self.n_classes,
+            n_train,
+        )
 
 
 MODELS: Dict[str, ModelSpec] = {
@@ -139,9 +163,9 @@ def _spec_hash(spec: ModelSpec, lib_version: str) -> str:
 @dataclass
 class Model:
     spec: ModelSpec
-    path: str                  # xgboost JSON or LightGBM text
-    booster: Any               # xgboost.Booster or lightgbm.Booster
-    workdir: str               # per-model cache directory for converted artefacts
+    path: str  # xgboost JSON or LightGBM text
+    booster: Any  # xgboost.Booster or lightgbm.Booster
+    workdir: str  # per-model cache directory for converted artefacts
     train_seconds: float = 0.0
     cached: bool = False
 
@@ -149,9 +173,11 @@ class Model:
 def build_model(spec: ModelSpec, cache_dir: str, n_threads: int, log) -> Model:
     if spec.library == "xgboost":
         import xgboost as xgb
+
         version = xgb.__version__
     else:
         import lightgbm as lgb
+
         version = lgb.__version__
     workdir = os.path.join(cache_dir, f"model_{spec.key}_{_spec_hash(spec, version)}")
     os.makedirs(workdir, exist_ok=True)
@@ -164,9 +190,17 @@ def build_model(spec: ModelSpec, cache_dir: str, n_threads: int, log) -> Model:
         y = make_labels(X, spec.n_classes, seed=2000 + ord(spec.key))
         tmp = path + ".tmp"
         if spec.library == "xgboost":
-            params = {"objective": spec.objective, "max_depth": spec.depth, "eta": 0.1,
-                      "tree_method": "hist", "min_child_weight": 0.5, "subsample": 0.8,
-                      "colsample_bytree": 0.9, "seed": 7, "nthread": n_threads}
+            params = {
+                "objective": spec.objective,
+                "max_depth": spec.depth,
+                "eta": 0.1,
+                "tree_method": "hist",
+                "min_child_weight": 0.5,
+                "subsample": 0.8,
+                "colsample_bytree": 0.9,
+                "seed": 7,
+                "nthread": n_threads,
+            }
             if spec.n_classes > 2:
                 params["num_class"] = spec.n_classes
             dtrain = xgb.DMatrix(X, label=y)
@@ -174,10 +208,19 @@ def build_model(spec: ModelSpec, cache_dir: str, n_threads: int, log) -> Model:
             booster.save_model(tmp + ".json")
             os.replace(tmp + ".json", path)
         else:
-            params = {"objective": spec.objective, "num_leaves": spec.num_leaves, "learning_rate": 0.05,
-                      "min_data_in_leaf": 5, "feature_fraction": 0.9, "bagging_fraction": 0.8,
-                      "bagging_freq": 1, "seed": 7, "verbose": -1, "num_threads": n_threads,
-                      "deterministic": True}
+            params = {
+                "objective": spec.objective,
+                "num_leaves": spec.num_leaves,
+                "learning_rate": 0.05,
+                "min_data_in_leaf": 5,
+                "feature_fraction": 0.9,
+                "bagging_fraction": 0.8,
+                "bagging_freq": 1,
+                "seed": 7,
+                "verbose": -1,
+                "num_threads": n_threads,
+                "deterministic": True,
+            }
             if spec.n_classes > 2:
                 params["num_class"] = spec.n_classes
             booster = lgb.train(params, lgb.Dataset(X, label=y), num_boost_round=spec.n_trees)
@@ -193,14 +236,19 @@ def build_model(spec: ModelSpec, cache_dir: str, n_threads: int, log) -> Model:
 def reference_predict(model: Model, X: np.ndarray) -> np.ndarray:
     if model.spec.library == "xgboost":
         import xgboost as xgb
+
         out = model.booster.predict(xgb.DMatrix(X))
     else:
         out = model.booster.predict(X)
-    return np.asarray(out, dtype=np.float64).reshape(len(X), -1).squeeze(axis=1) \
-        if model.spec.n_outputs == 1 else np.asarray(out, dtype=np.float64).reshape(len(X), -1)
+    return (
+        np.asarray(out, dtype=np.float64).reshape(len(X), -1).squeeze(axis=1)
+        if model.spec.n_outputs == 1
+        else np.asarray(out, dtype=np.float64).reshape(len(X), -1)
+    )
 
 
 # --------------------------------------------------------------------------- engines
+
 
 class Unavailable(Exception):
     """Engine cannot run this model (import, conversion or compilation failed)."""
@@ -208,6 +256,7 @@ class Unavailable(Exception):
 
 def _dist_version(name: str) -> Optional[str]:
     from importlib import metadata
+
     try:
         return metadata.version(name)
     except Exception:  # noqa: BLE001
@@ -222,10 +271,11 @@ def _short_reason(exc: BaseException) -> str:
 @dataclass
 class Runner:
     """A prepared engine for one model and one thread count."""
-    batch: Callable[[np.ndarray], Any]         # predict a 2-D batch
-    single: Callable[[int], Any]               # predict row i of the single-row pool
-    normalize: Callable[[Any], np.ndarray]     # raw output -> (n,) or (n, k) probabilities
-    dtype: Any = np.float32                    # input dtype the engine consumes natively
+
+    batch: Callable[[np.ndarray], Any]  # predict a 2-D batch
+    single: Callable[[int], Any]  # predict row i of the single-row pool
+    normalize: Callable[[Any], np.ndarray]  # raw output -> (n,) or (n, k) probabilities
+    dtype: Any = np.float32  # input dtype the engine consumes natively
     note: str = ""
 
 
@@ -268,6 +318,7 @@ def _squeeze_probs(n_outputs: int):
         n = a.shape[0] if a.ndim else 1
         a = a.reshape(n, -1)
         return a[:, 0] if n_outputs == 1 else a
+
     return norm
 
 
@@ -310,8 +361,12 @@ class HepinferEngine(Engine):
         else:
             single = lambda i: predict(pool[i], output="probability", n_threads=n_threads)  # noqa: E731
             note = ""
-        return Runner(batch=lambda X: predict(X, output="probability", n_threads=n_threads),
-                      single=single, normalize=norm, note=note)
+        return Runner(
+            batch=lambda X: predict(X, output="probability", n_threads=n_threads),
+            single=single,
+            normalize=norm,
+            note=note,
+        )
 
 
 class XGBoostEngine(Engine):
@@ -321,13 +376,17 @@ class XGBoostEngine(Engine):
 
     def load(self, model, log):
         import xgboost as xgb
+
         return xgb.Booster(model_file=model.path)
 
     def runner(self, model, booster, n_threads, pool):
         booster.set_param({"nthread": n_threads})
         ip = booster.inplace_predict
-        return Runner(batch=lambda X: ip(X), single=lambda i: ip(pool[i]),
-                      normalize=_squeeze_probs(model.spec.n_outputs))
+        return Runner(
+            batch=lambda X: ip(X),
+            single=lambda i: ip(pool[i]),
+            normalize=_squeeze_probs(model.spec.n_outputs),
+        )
 
 
 class LightGBMEngine(Engine):
@@ -337,17 +396,21 @@ class LightGBMEngine(Engine):
 
     def load(self, model, log):
         import lightgbm as lgb
+
         return lgb.Booster(model_file=model.path)
 
     def runner(self, model, booster, n_threads, pool):
         p = booster.predict
-        return Runner(batch=lambda X: p(X, num_threads=n_threads),
-                      single=lambda i: p(pool[i], num_threads=n_threads),
-                      normalize=_squeeze_probs(model.spec.n_outputs))
+        return Runner(
+            batch=lambda X: p(X, num_threads=n_threads),
+            single=lambda i: p(pool[i], num_threads=n_threads),
+            normalize=_squeeze_probs(model.spec.n_outputs),
+        )
 
 
 def _treelite_model(model: Model):
     import treelite
+
     if model.spec.library == "xgboost":
         return treelite.frontend.load_xgboost_model(model.path)
     return treelite.frontend.load_lightgbm_model(model.path)
@@ -365,10 +428,13 @@ class TreeliteEngine(Engine):
 
     def runner(self, model, tlm, n_threads, pool):
         import treelite.gtil as gtil
+
         pred = gtil.predict
-        return Runner(batch=lambda X: pred(tlm, X, nthread=n_threads),
-                      single=lambda i: pred(tlm, pool[i], nthread=n_threads),
-                      normalize=_squeeze_probs(model.spec.n_outputs))
+        return Runner(
+            batch=lambda X: pred(tlm, X, nthread=n_threads),
+            single=lambda i: pred(tlm, pool[i], nthread=n_threads),
+            normalize=_squeeze_probs(model.spec.n_outputs),
+        )
 
 
 class TL2cgenEngine(Engine):
@@ -377,11 +443,13 @@ class TL2cgenEngine(Engine):
 
     def _import_extra(self):
         import treelite  # noqa: F401  (tl2cgen consumes treelite models)
+
         if shutil.which("gcc") is None and shutil.which("cc") is None:
             raise RuntimeError("no C compiler (gcc/cc) on PATH")
 
     def load(self, model, log):
         import tl2cgen
+
         libpath = os.path.join(model.workdir, f"tl2cgen-{tl2cgen.__version__}.so")
         if not os.path.exists(libpath):
             tlm = _treelite_model(model)
@@ -390,21 +458,29 @@ class TL2cgenEngine(Engine):
             log(f"  tl2cgen: compiling model {model.spec.key} ({n_trees} trees, {parallel} units) ...")
             t0 = time.perf_counter()
             tmp = libpath + f".{os.getpid()}.tmp.so"
-            tl2cgen.export_lib(tlm, toolchain="gcc" if shutil.which("gcc") else "cc", libpath=tmp,
-                               params={"parallel_comp": parallel}, nthread=os.cpu_count() or 1)
+            tl2cgen.export_lib(
+                tlm,
+                toolchain="gcc" if shutil.which("gcc") else "cc",
+                libpath=tmp,
+                params={"parallel_comp": parallel},
+                nthread=os.cpu_count() or 1,
+            )
             os.replace(tmp, libpath)
             log(f"  tl2cgen: compiled in {time.perf_counter() - t0:.1f} s")
         return libpath
 
     def runner(self, model, libpath, n_threads, pool):
         import tl2cgen
+
         pred = tl2cgen.Predictor(libpath, nthread=n_threads)
         DM = tl2cgen.DMatrix
         dpool = [DM(r) for r in pool]
-        return Runner(batch=lambda X: pred.predict(DM(X)),
-                      single=lambda i: pred.predict(dpool[i]),
-                      normalize=_squeeze_probs(model.spec.n_outputs),
-                      note="batch 1 with a prebuilt tl2cgen.DMatrix per row")
+        return Runner(
+            batch=lambda X: pred.predict(DM(X)),
+            single=lambda i: pred.predict(dpool[i]),
+            normalize=_squeeze_probs(model.spec.n_outputs),
+            note="batch 1 with a prebuilt tl2cgen.DMatrix per row",
+        )
 
 
 class LleavesEngine(Engine):
@@ -414,23 +490,32 @@ class LleavesEngine(Engine):
 
     def _import_extra(self):
         import llvmlite.binding as llvm
+
         # lleaves <= 1.3 uses the legacy pass manager, removed in llvmlite 0.45.
         if not hasattr(llvm, "PassManagerBuilder"):
             import llvmlite
-            raise ImportError(f"llvmlite {llvmlite.__version__} lacks PassManagerBuilder, which lleaves "
-                              f"needs; pin llvmlite<0.45 (see benchmarks/requirements.txt)")
+
+            raise ImportError(
+                f"llvmlite {llvmlite.__version__} lacks PassManagerBuilder, which lleaves "
+                f"needs; pin llvmlite<0.45 (see benchmarks/requirements.txt)"
+            )
 
     inline = True  # lleaves' default; set from --lleaves-inline
 
     def load(self, model, log):
         import lleaves
         import llvmlite
-        cache = os.path.join(model.workdir, f"lleaves-{self.version}-llvmlite-{llvmlite.__version__}"
-                                            f"{'' if self.inline else '-noinline'}.o")
+
+        cache = os.path.join(
+            model.workdir,
+            f"lleaves-{self.version}-llvmlite-{llvmlite.__version__}{'' if self.inline else '-noinline'}.o",
+        )
         m = lleaves.Model(model_file=model.path)
         if not os.path.exists(cache):
-            log(f"  lleaves: compiling model {model.spec.key} (finline={self.inline}; with inlining this "
-                f"takes ~20 s per 10 trees of 255 leaves, once: cached) ...")
+            log(
+                f"  lleaves: compiling model {model.spec.key} (finline={self.inline}; with inlining this "
+                f"takes ~20 s per 10 trees of 255 leaves, once: cached) ..."
+            )
         t0 = time.perf_counter()
         m.compile(cache=cache, finline=self.inline)
         if time.perf_counter() - t0 > 1:
@@ -439,10 +524,13 @@ class LleavesEngine(Engine):
 
     def runner(self, model, m, n_threads, pool):
         pool64 = [np.ascontiguousarray(r, dtype=np.float64) for r in pool]
-        return Runner(batch=lambda X: m.predict(X, n_jobs=n_threads),
-                      single=lambda i: m.predict(pool64[i], n_jobs=n_threads),
-                      normalize=_squeeze_probs(model.spec.n_outputs), dtype=np.float64,
-                      note="float64 input (its native dtype)")
+        return Runner(
+            batch=lambda X: m.predict(X, n_jobs=n_threads),
+            single=lambda i: m.predict(pool64[i], n_jobs=n_threads),
+            normalize=_squeeze_probs(model.spec.n_outputs),
+            dtype=np.float64,
+            note="float64 input (its native dtype)",
+        )
 
 
 class OnnxRuntimeEngine(Engine):
@@ -456,6 +544,7 @@ class OnnxRuntimeEngine(Engine):
     def load(self, model, log):
         import onnxmltools
         from onnxmltools.convert.common.data_types import FloatTensorType
+
         path = os.path.join(model.workdir, f"model-onnxmltools-{onnxmltools.__version__}.onnx")
         if not os.path.exists(path):
             types = [("input", FloatTensorType([None, model.spec.n_features]))]
@@ -472,6 +561,7 @@ class OnnxRuntimeEngine(Engine):
 
     def runner(self, model, path, n_threads, pool):
         import onnxruntime as ort
+
         so = ort.SessionOptions()
         so.intra_op_num_threads = n_threads
         so.inter_op_num_threads = 1
@@ -490,16 +580,30 @@ class OnnxRuntimeEngine(Engine):
             if n_out == 1:
                 return a[:, -1]
             return a
-        return Runner(batch=lambda X: run([prob], {in_name: X}),
-                      single=lambda i: run([prob], {in_name: pool[i]}),
-                      normalize=norm)
+
+        return Runner(
+            batch=lambda X: run([prob], {in_name: X}),
+            single=lambda i: run([prob], {in_name: pool[i]}),
+            normalize=norm,
+        )
 
 
-ENGINES = {e.name: e for e in (HepinferEngine, XGBoostEngine, LightGBMEngine, TreeliteEngine,
-                               TL2cgenEngine, LleavesEngine, OnnxRuntimeEngine)}
+ENGINES = {
+    e.name: e
+    for e in (
+        HepinferEngine,
+        XGBoostEngine,
+        LightGBMEngine,
+        TreeliteEngine,
+        TL2cgenEngine,
+        LleavesEngine,
+        OnnxRuntimeEngine,
+    )
+}
 
 
 # --------------------------------------------------------------------------- timing
+
 
 def time_batch(fn: Callable, X: np.ndarray, repeats: int, budget_s: float) -> (float, int):
     """Median seconds of fn(X) over repeats (after one warm-up), limited by budget_s."""
@@ -521,8 +625,9 @@ def time_batch(fn: Callable, X: np.ndarray, repeats: int, budget_s: float) -> (f
     return statistics.median(times), repeats
 
 
-def time_single(fn: Callable[[int], Any], pool_size: int, calls: int, repeats: int,
-                budget_s: float) -> (float, int):
+def time_single(
+    fn: Callable[[int], Any], pool_size: int, calls: int, repeats: int, budget_s: float
+) -> (float, int):
     """Median seconds per single-row call; each sample loops `calls` calls over the row pool."""
     for i in range(min(pool_size, 50)):  # warm-up
         fn(i)
@@ -545,6 +650,7 @@ def time_single(fn: Callable[[int], Any], pool_size: int, calls: int, repeats: i
 
 # --------------------------------------------------------------------------- machine info
 
+
 def machine_info() -> Dict[str, Any]:
     cpu = platform.processor() or "?"
     flags = ""
@@ -557,8 +663,11 @@ def machine_info() -> Dict[str, Any]:
                     flags = line.split(":", 1)[1]
     except OSError:
         pass
-    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl")
-            if f" {f} " in f" {flags} "]
+    simd = [
+        f
+        for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl")
+        if f" {f} " in f" {flags} "
+    ]
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -575,14 +684,23 @@ def machine_info() -> Dict[str, Any]:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"cpu_model": cpu, "load_average_at_start": load, "logical_cores": os.cpu_count(), "usable_cores": usable,
-            "simd_flags": simd, "memory_gib": mem, "platform": platform.platform(),
-            "python": sys.version.split()[0], "machine": platform.machine(),
-            "hostname": platform.node()}
+    return {
+        "cpu_model": cpu,
+        "load_average_at_start": load,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "simd_flags": simd,
+        "memory_gib": mem,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+    }
 
 
 def package_versions() -> Dict[str, Optional[str]]:
     from importlib import metadata
+
     out = {}
     for name in PACKAGES:
         try:
@@ -594,10 +712,18 @@ def package_versions() -> Dict[str, Optional[str]]:
 
 # --------------------------------------------------------------------------- C++ bench
 
+
 def default_cpp_bench() -> Optional[str]:
     names = ["hepinfer_bench_single_row"]
-    for d in ("build", "build/benchmarks", "build/cpp", "cpp/build", "build/release",
-              "build/Release", "build/benchmarks/Release"):
+    for d in (
+        "build",
+        "build/benchmarks",
+        "build/cpp",
+        "cpp/build",
+        "build/release",
+        "build/Release",
+        "build/benchmarks/Release",
+    ):
         for n in names:
             p = os.path.join(REPO_ROOT, d, n)
             if os.path.isfile(p) and os.access(p, os.X_OK):
@@ -622,8 +748,12 @@ def run_cpp_bench(binary: str, model: Model, calls: int, batch_rows: int, log) -
             except json.JSONDecodeError:
                 pass
     if proc.returncode != 0 or result is None:
-        return {"status": "failed", "reason": (proc.stderr or proc.stdout)[-500:], "rc": proc.returncode,
-                "command": cmd}
+        return {
+            "status": "failed",
+            "reason": (proc.stderr or proc.stdout)[-500:],
+            "rc": proc.returncode,
+            "command": cmd,
+        }
     result["status"] = "ok"
     result["command"] = cmd
     result["model"] = model.spec.key
@@ -632,40 +762,85 @@ def run_cpp_bench(binary: str, model: Model, calls: int, batch_rows: int, log) -
 
 # --------------------------------------------------------------------------- main
 
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="hepinfer bench forest", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="CI smoke run: smaller models and batches (%s), fewer repeats" % QUICK_BATCHES)
+    p = argparse.ArgumentParser(
+        prog="hepinfer bench forest",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI smoke run: smaller models and batches (%s), fewer repeats" % QUICK_BATCHES,
+    )
     p.add_argument("--models", default=None, help="comma list of model keys a,b,c,d,e (default a,b,c,d)")
-    p.add_argument("--engines", default=None, help="comma list of engines (default: all): " + ",".join(ENGINE_ORDER))
+    p.add_argument(
+        "--engines", default=None, help="comma list of engines (default: all): " + ",".join(ENGINE_ORDER)
+    )
     p.add_argument("--batches", default=None, help=f"comma list of batch sizes (default {DEFAULT_BATCHES})")
-    p.add_argument("--threads", default="1,all", help="comma list of thread counts; 'all' = every core (default 1,all)")
-    p.add_argument("--max-single-thread-rows", type=int, default=None,
-                   help="largest batch timed with 1 thread (default %d; larger batches all-threads only; "
-                        "0 = no limit)" % DEFAULT_MAX_SINGLE_THREAD_ROWS)
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 7, quick 3)")
-    p.add_argument("--single-calls", type=int, default=None,
-                   help="single-row calls per repeat for batch 1 (default 2000, quick 200)")
-    p.add_argument("--budget", type=float, default=None,
-                   help="seconds per measurement; repeats are cut to fit (default 15, quick 1)")
-    p.add_argument("--max-call-seconds", type=float, default=None,
-                   help="skip a batch when the engine's per-row time at the previous batch size predicts a "
-                        "call longer than this (default 20, quick 5; 0 = never skip)")
-    p.add_argument("--check-rows", type=int, default=None, help="rows used for the output check (default 10000)")
-    p.add_argument("--cache-dir", default=None,
-                   help="model cache (default $HEPINFER_BENCH_CACHE or <tmp>/hepinfer-bench-cache)")
-    p.add_argument("--json", default=os.path.join(HERE, "results", "forest.json"), help="JSON output path ('' = none)")
-    p.add_argument("--cpp-bench", default=None,
-                   help="path of the hepinfer_bench_single_row binary (default: look in build/; 'none' to skip)")
+    p.add_argument(
+        "--threads", default="1,all", help="comma list of thread counts; 'all' = every core (default 1,all)"
+    )
+    p.add_argument(
+        "--max-single-thread-rows",
+        type=int,
+        default=None,
+        help="largest batch timed with 1 thread (default %d; larger batches all-threads only; "
+        "0 = no limit)" % DEFAULT_MAX_SINGLE_THREAD_ROWS,
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats per measurement (default 7, quick 3)"
+    )
+    p.add_argument(
+        "--single-calls",
+        type=int,
+        default=None,
+        help="single-row calls per repeat for batch 1 (default 2000, quick 200)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds per measurement; repeats are cut to fit (default 15, quick 1)",
+    )
+    p.add_argument(
+        "--max-call-seconds",
+        type=float,
+        default=None,
+        help="skip a batch when the engine's per-row time at the previous batch size predicts a "
+        "call longer than this (default 20, quick 5; 0 = never skip)",
+    )
+    p.add_argument(
+        "--check-rows", type=int, default=None, help="rows used for the output check (default 10000)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="model cache (default $HEPINFER_BENCH_CACHE or <tmp>/hepinfer-bench-cache)",
+    )
+    p.add_argument(
+        "--json", default=os.path.join(HERE, "results", "forest.json"), help="JSON output path ('' = none)"
+    )
+    p.add_argument(
+        "--cpp-bench",
+        default=None,
+        help="path of the hepinfer_bench_single_row binary (default: look in build/; 'none' to skip)",
+    )
     p.add_argument("--cpp-calls", type=int, default=200_000, help="single-row calls for the C++ bench")
-    p.add_argument("--lleaves-inline", choices=["auto", "on", "off"], default="auto",
-                   help="lleaves compile(finline=...): 'on' is lleaves' default and ~25%% faster to run but "
-                        "slow to compile (minutes for model d, cached); auto = on, off with --quick")
+    p.add_argument(
+        "--lleaves-inline",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="lleaves compile(finline=...): 'on' is lleaves' default and ~25%% faster to run but "
+        "slow to compile (minutes for model d, cached); auto = on, off with --quick",
+    )
     p.add_argument("--seed", type=int, default=12345, help="seed of the benchmark (test) data")
     p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of engine failures")
     a = p.parse_args(argv)
-    a.batches = [int(float(x)) for x in (a.batches or (QUICK_BATCHES if a.quick else DEFAULT_BATCHES)).split(",") if x]
+    a.batches = [
+        int(float(x)) for x in (a.batches or (QUICK_BATCHES if a.quick else DEFAULT_BATCHES)).split(",") if x
+    ]
     a.models = [m.strip() for m in (a.models or "a,b,c,d").split(",") if m.strip()]
     for m in a.models:
         if m not in MODELS:
@@ -696,8 +871,11 @@ def parse_args(argv):
     a.check_rows = a.check_rows or (2000 if a.quick else 10_000)
     if a.max_single_thread_rows is None:
         a.max_single_thread_rows = DEFAULT_MAX_SINGLE_THREAD_ROWS
-    a.cache_dir = a.cache_dir or os.environ.get("HEPINFER_BENCH_CACHE") or \
-        os.path.join(tempfile.gettempdir(), "hepinfer-bench-cache")
+    a.cache_dir = (
+        a.cache_dir
+        or os.environ.get("HEPINFER_BENCH_CACHE")
+        or os.path.join(tempfile.gettempdir(), "hepinfer-bench-cache")
+    )
     return a
 
 
@@ -725,11 +903,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.makedirs(args.cache_dir, exist_ok=True)
     info = machine_info()
     versions = package_versions()
-    log(f"hepinfer forest benchmark | CPU: {info['cpu_model']} | cores: {info['usable_cores']} "
-        f"| SIMD: {','.join(info['simd_flags']) or '-'} | python {info['python']}")
+    log(
+        f"hepinfer forest benchmark | CPU: {info['cpu_model']} | cores: {info['usable_cores']} "
+        f"| SIMD: {','.join(info['simd_flags']) or '-'} | python {info['python']}"
+    )
     if info.get("load_average_at_start") and info["load_average_at_start"][0] > (info["usable_cores"] or 1):
-        log(f"WARNING: load average {info['load_average_at_start']} on {info['usable_cores']} cores: "
-            f"other processes compete for the CPU, timings will be noisy")
+        log(
+            f"WARNING: load average {info['load_average_at_start']} on {info['usable_cores']} cores: "
+            f"other processes compete for the CPU, timings will be noisy"
+        )
     log(f"cache: {args.cache_dir}  quick: {args.quick}  batches: {args.batches}  threads: {args.thread_list}")
 
     # --- engines
@@ -770,14 +952,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log(f"  cannot build model: {_short_reason(exc)}")
             model_info[spec.key] = {"spec": spec.__dict__, "error": _short_reason(exc)}
             continue
-        model_info[spec.key] = {"spec": dict(spec.__dict__), "description": spec.describe(),
-                                "path": model.path, "cached": model.cached,
-                                "load_or_train_seconds": round(model.train_seconds, 3)}
+        model_info[spec.key] = {
+            "spec": dict(spec.__dict__),
+            "description": spec.describe(),
+            "path": model.path,
+            "cached": model.cached,
+            "load_or_train_seconds": round(model.train_seconds, 3),
+        }
         max_batch = max(args.batches)
-        X32 = make_data(max(max_batch, args.check_rows, 1024), spec.n_features, seed=args.seed + ord(spec.key))
+        X32 = make_data(
+            max(max_batch, args.check_rows, 1024), spec.n_features, seed=args.seed + ord(spec.key)
+        )
         X64 = None
-        pool32 = [np.ascontiguousarray(X32[i:i + 1]) for i in range(1024)]
-        Xcheck = X32[:args.check_rows]
+        pool32 = [np.ascontiguousarray(X32[i : i + 1]) for i in range(1024)]
+        Xcheck = X32[: args.check_rows]
         ref = reference_predict(model, Xcheck)
 
         for name, eng in engines.items():
@@ -805,46 +993,90 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         Xe = X64
                     # --- correctness check, first thread count only (+ single row path)
                     if n_threads == args.thread_list[0]:
-                        got = r.normalize(r.batch(Xe[:args.check_rows]))
+                        got = r.normalize(r.batch(Xe[: args.check_rows]))
                         diff = float(np.max(np.abs(got - ref))) if got.shape == ref.shape else float("inf")
                         one = np.array([r.normalize(r.single(i)).reshape(-1) for i in range(64)])
                         one_ref = ref[:64].reshape(64, -1)
-                        diff1 = float(np.max(np.abs(one - one_ref))) if one.shape == one_ref.shape else float("inf")
+                        diff1 = (
+                            float(np.max(np.abs(one - one_ref)))
+                            if one.shape == one_ref.shape
+                            else float("inf")
+                        )
                         ok = diff <= TOLERANCE and diff1 <= TOLERANCE
-                        checks.append({"model": spec.key, "engine": name, "max_abs_diff": diff,
-                                       "max_abs_diff_single_row": diff1, "rows": len(ref), "ok": ok,
-                                       "shape": list(got.shape), "ref_shape": list(ref.shape)})
-                        log(f"  check {name:12s} max|diff| = {diff:.3g} (batch), {diff1:.3g} (single row)"
-                            + ("" if ok else "   <-- MISMATCH (tolerance %g)" % TOLERANCE))
+                        checks.append(
+                            {
+                                "model": spec.key,
+                                "engine": name,
+                                "max_abs_diff": diff,
+                                "max_abs_diff_single_row": diff1,
+                                "rows": len(ref),
+                                "ok": ok,
+                                "shape": list(got.shape),
+                                "ref_shape": list(ref.shape),
+                            }
+                        )
+                        log(
+                            f"  check {name:12s} max|diff| = {diff:.3g} (batch), {diff1:.3g} (single row)"
+                            + ("" if ok else "   <-- MISMATCH (tolerance %g)" % TOLERANCE)
+                        )
                     last_per_row = None
                     for batch in args.batches:
-                        if last_per_row is not None and batch > 1 and args.max_call_seconds and \
-                                last_per_row * batch > args.max_call_seconds:
+                        if (
+                            last_per_row is not None
+                            and batch > 1
+                            and args.max_call_seconds
+                            and last_per_row * batch > args.max_call_seconds
+                        ):
                             est = last_per_row * batch
-                            log(f"  {name:12s} threads={n_threads:<2d} batch={batch:<8d} skipped: estimated "
-                                f"{est:.0f} s per call > --max-call-seconds {args.max_call_seconds:g}")
-                            skipped.append({"model": spec.key, "engine": name, "threads": n_threads,
-                                            "batch": batch, "estimated_seconds_per_call": est})
+                            log(
+                                f"  {name:12s} threads={n_threads:<2d} batch={batch:<8d} skipped: estimated "
+                                f"{est:.0f} s per call > --max-call-seconds {args.max_call_seconds:g}"
+                            )
+                            skipped.append(
+                                {
+                                    "model": spec.key,
+                                    "engine": name,
+                                    "threads": n_threads,
+                                    "batch": batch,
+                                    "estimated_seconds_per_call": est,
+                                }
+                            )
                             continue
-                        if n_threads == 1 and args.max_single_thread_rows and batch > args.max_single_thread_rows \
-                                and args.all_threads > 1 and args.all_threads in args.thread_list:
+                        if (
+                            n_threads == 1
+                            and args.max_single_thread_rows
+                            and batch > args.max_single_thread_rows
+                            and args.all_threads > 1
+                            and args.all_threads in args.thread_list
+                        ):
                             continue
                         if batch == 1:
-                            t, calls = time_single(r.single, len(pool32), args.single_calls, args.repeats,
-                                                   args.budget)
+                            t, calls = time_single(
+                                r.single, len(pool32), args.single_calls, args.repeats, args.budget
+                            )
                             extra = {"calls_per_repeat": calls}
                         else:
                             Xb = Xe[:batch]
                             t, reps = time_batch(r.batch, Xb, args.repeats, args.budget)
                             extra = {"repeats": reps}
-                        res = {"model": spec.key, "batch": batch, "threads": n_threads, "engine": name,
-                               "seconds_per_call": t, "us_per_row": t / batch * 1e6,
-                               "rows_per_s": batch / t if t > 0 else None, "note": r.note, **extra}
+                        res = {
+                            "model": spec.key,
+                            "batch": batch,
+                            "threads": n_threads,
+                            "engine": name,
+                            "seconds_per_call": t,
+                            "us_per_row": t / batch * 1e6,
+                            "rows_per_s": batch / t if t > 0 else None,
+                            "note": r.note,
+                            **extra,
+                        }
                         results.append(res)
                         if batch > 1:
                             last_per_row = t / batch
-                        log(f"  {name:12s} threads={n_threads:<2d} batch={batch:<8d} "
-                            f"{'per call' if batch == 1 else 'per row '} {fmt_time(t / batch)} us")
+                        log(
+                            f"  {name:12s} threads={n_threads:<2d} batch={batch:<8d} "
+                            f"{'per call' if batch == 1 else 'per row '} {fmt_time(t / batch)} us"
+                        )
                 except BaseException as exc:  # noqa: BLE001
                     if isinstance(exc, KeyboardInterrupt):
                         raise
@@ -852,23 +1084,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     if args.verbose:
                         traceback.print_exc()
                     log(f"  {name:12s} FAILED for model {spec.key} threads={n_threads}: {reason}")
-                    per_model_unavailable.append({"model": spec.key, "engine": name, "threads": n_threads,
-                                                  "reason": reason})
+                    per_model_unavailable.append(
+                        {"model": spec.key, "engine": name, "threads": n_threads, "reason": reason}
+                    )
             del state
         del X32, X64, pool32
 
     # --- ratios
-    hep = {(r["model"], r["batch"], r["threads"]): r["seconds_per_call"] for r in results if r["engine"] == "hepinfer"}
+    hep = {
+        (r["model"], r["batch"], r["threads"]): r["seconds_per_call"]
+        for r in results
+        if r["engine"] == "hepinfer"
+    }
     for r in results:
         h = hep.get((r["model"], r["batch"], r["threads"]))
         r["ratio_vs_hepinfer"] = (r["seconds_per_call"] / h) if h else None
 
     # --- table
     log("")
-    log("time: us per row (batch > 1) or us per call (batch 1); ratio = engine time / hepinfer time "
-        "(> 1: hepinfer faster)")
-    hdr = f"{'model':5s} {'batch':>9s} {'thr':>3s} {'engine':12s} {'time(us)':>12s} {'unit':>8s} " \
-          f"{'rows/s':>14s} {'ratio':>8s}"
+    log(
+        "time: us per row (batch > 1) or us per call (batch 1); ratio = engine time / hepinfer time "
+        "(> 1: hepinfer faster)"
+    )
+    hdr = (
+        f"{'model':5s} {'batch':>9s} {'thr':>3s} {'engine':12s} {'time(us)':>12s} {'unit':>8s} "
+        f"{'rows/s':>14s} {'ratio':>8s}"
+    )
     log(hdr)
     log("-" * len(hdr))
     order = {n: i for i, n in enumerate(ENGINE_ORDER)}
@@ -880,46 +1121,74 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log("")
         prev = key
         ratio = "-" if r["ratio_vs_hepinfer"] is None else f"{r['ratio_vs_hepinfer']:.2f}x"
-        log(f"{r['model']:5s} {r['batch']:>9d} {r['threads']:>3d} {r['engine']:12s} "
+        log(
+            f"{r['model']:5s} {r['batch']:>9d} {r['threads']:>3d} {r['engine']:12s} "
             f"{fmt_time(r['us_per_row'] / 1e6):>12s} {'call' if r['batch'] == 1 else 'row':>8s} "
-            f"{r['rows_per_s']:>14,.0f} {ratio:>8s}")
-    if args.max_single_thread_rows and any(b > args.max_single_thread_rows for b in args.batches) \
-            and args.all_threads > 1 and 1 in args.thread_list and args.all_threads in args.thread_list:
-        log(f"(batches > {args.max_single_thread_rows} rows are timed with {args.all_threads} threads only; "
-            f"--max-single-thread-rows 0 to time them single-threaded too)")
+            f"{r['rows_per_s']:>14,.0f} {ratio:>8s}"
+        )
+    if (
+        args.max_single_thread_rows
+        and any(b > args.max_single_thread_rows for b in args.batches)
+        and args.all_threads > 1
+        and 1 in args.thread_list
+        and args.all_threads in args.thread_list
+    ):
+        log(
+            f"(batches > {args.max_single_thread_rows} rows are timed with {args.all_threads} threads only; "
+            f"--max-single-thread-rows 0 to time them single-threaded too)"
+        )
     if skipped:
-        log(f"skipped (estimated > {args.max_call_seconds:g} s per call): " + ", ".join(
-            f"{s_['engine']} model {s_['model']} batch {s_['batch']} threads {s_['threads']}" for s_ in skipped))
+        log(
+            f"skipped (estimated > {args.max_call_seconds:g} s per call): "
+            + ", ".join(
+                f"{s_['engine']} model {s_['model']} batch {s_['batch']} threads {s_['threads']}"
+                for s_ in skipped
+            )
+        )
     if unavailable or per_model_unavailable:
         log("")
         log("unavailable engines:")
         for n, why in unavailable.items():
             log(f"  {n}: {why}")
         for u in per_model_unavailable:
-            log(f"  {u['engine']} (model {u['model']}{', threads %s' % u['threads'] if 'threads' in u else ''}): "
-                f"{u['reason']}")
+            log(
+                f"  {u['engine']} (model {u['model']}{', threads %s' % u['threads'] if 'threads' in u else ''}): "
+                f"{u['reason']}"
+            )
 
     # --- C++ single-row latency
     cpp = None
     cpp_path = args.cpp_bench if args.cpp_bench not in (None, "") else default_cpp_bench()
     if cpp_path and cpp_path.lower() != "none":
         log("")
-        log("C++ single-row latency (hepinfer::Forest::predict_one), model e: "
-            + MODELS[CPP_MODEL_KEY].describe())
+        log(
+            "C++ single-row latency (hepinfer::Forest::predict_one), model e: "
+            + MODELS[CPP_MODEL_KEY].describe()
+        )
         if not (os.path.isfile(cpp_path) and os.access(cpp_path, os.X_OK)):
             cpp = {"status": "failed", "reason": f"not an executable: {cpp_path}"}
         else:
             try:
                 m_e = build_model(MODELS[CPP_MODEL_KEY], args.cache_dir, args.all_threads, log)
-                cpp = run_cpp_bench(cpp_path, m_e, args.cpp_calls if not args.quick else 20_000,
-                                    100_000 if not args.quick else 10_000, log)
+                cpp = run_cpp_bench(
+                    cpp_path,
+                    m_e,
+                    args.cpp_calls if not args.quick else 20_000,
+                    100_000 if not args.quick else 10_000,
+                    log,
+                )
             except BaseException as exc:  # noqa: BLE001
                 cpp = {"status": "failed", "reason": _short_reason(exc)}
         if cpp.get("status") == "ok":
-            log(f"  single row: {cpp.get('single_row_ns_median', float('nan')):.1f} ns/call (median of blocks; "
+            log(
+                f"  single row: {cpp.get('single_row_ns_median', float('nan')):.1f} ns/call (median of blocks; "
                 f"p10 {cpp.get('single_row_ns_p10', float('nan')):.1f}, min {cpp.get('single_row_ns_min', float('nan')):.1f})"
-                + "".join(f"; batch {cpp.get('batch_rows')} rows, {k.split('_')[-1]} thread(s): "
-                          f"{v:.1f} ns/row" for k, v in cpp.items() if k.startswith("batch_ns_per_row_threads_")))
+                + "".join(
+                    f"; batch {cpp.get('batch_rows')} rows, {k.split('_')[-1]} thread(s): {v:.1f} ns/row"
+                    for k, v in cpp.items()
+                    if k.startswith("batch_ns_per_row_threads_")
+                )
+            )
         else:
             log(f"  C++ bench failed: {cpp.get('reason')}")
     else:
@@ -941,20 +1210,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log("")
     log(f"total {elapsed:.1f} s")
 
-    doc = {"benchmark": "forest", "schema": 1,
-           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "command": ["benchmarks/forest.py"] + list(sys.argv[1:] if argv is None else argv),
-           "quick": args.quick, "machine": info, "versions": versions,
-           "engines": {n: {"version": e.version, "available": e.import_error is None,
-                           "reason": e.import_error} for n, e in engines.items()},
-           "engine_failures": per_model_unavailable, "skipped": skipped,
-           "settings": {"batches": args.batches, "threads": args.thread_list, "repeats": args.repeats,
-                        "single_calls": args.single_calls, "budget_s": args.budget,
-                        "max_single_thread_rows": args.max_single_thread_rows, "seed": args.seed,
-                        "tolerance": TOLERANCE, "cache_dir": args.cache_dir,
-                        "lleaves_inline": getattr(engines.get("lleaves"), "inline", None)},
-           "models": model_info, "checks": checks, "results": results, "cpp_single_row": cpp,
-           "targets": targets, "elapsed_s": elapsed}
+    doc = {
+        "benchmark": "forest",
+        "schema": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": ["benchmarks/forest.py"] + list(sys.argv[1:] if argv is None else argv),
+        "quick": args.quick,
+        "machine": info,
+        "versions": versions,
+        "engines": {
+            n: {"version": e.version, "available": e.import_error is None, "reason": e.import_error}
+            for n, e in engines.items()
+        },
+        "engine_failures": per_model_unavailable,
+        "skipped": skipped,
+        "settings": {
+            "batches": args.batches,
+            "threads": args.thread_list,
+            "repeats": args.repeats,
+            "single_calls": args.single_calls,
+            "budget_s": args.budget,
+            "max_single_thread_rows": args.max_single_thread_rows,
+            "seed": args.seed,
+            "tolerance": TOLERANCE,
+            "cache_dir": args.cache_dir,
+            "lleaves_inline": getattr(engines.get("lleaves"), "inline", None),
+        },
+        "models": model_info,
+        "checks": checks,
+        "results": results,
+        "cpp_single_row": cpp,
+        "targets": targets,
+        "elapsed_s": elapsed,
+    }
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as fh:
@@ -976,31 +1264,58 @@ def evaluate_targets(results, cpp, args) -> List[Dict[str, Any]]:
         h = get("a", big, 1, "hepinfer")
         x = get("a", big, 1, "xgboost")
         if h and x:
-            out.append({"target": f"model a, 1 thread, {big} rows: hepinfer >= 3x xgboost",
-                        "ratio": x / h, "status": "PASS" if x / h >= 3 else "FAIL",
-                        "detail": f"{x / h:.2f}x ({x / big * 1e6:.3f} vs {h / big * 1e6:.3f} us/row)"})
+            out.append(
+                {
+                    "target": f"model a, 1 thread, {big} rows: hepinfer >= 3x xgboost",
+                    "ratio": x / h,
+                    "status": "PASS" if x / h >= 3 else "FAIL",
+                    "detail": f"{x / h:.2f}x ({x / big * 1e6:.3f} vs {h / big * 1e6:.3f} us/row)",
+                }
+            )
         if h:
             others = [(e, get("a", big, 1, e)) for e in ENGINE_ORDER if e not in ("hepinfer", "xgboost")]
             others = [(e, t) for e, t in others if t]
             if others:
                 e, t = min(others, key=lambda p: p[1])
-                out.append({"target": f"model a, 1 thread, {big} rows: hepinfer >= 1.5x fastest other engine",
-                            "ratio": t / h, "status": "PASS" if t / h >= 1.5 else "FAIL",
-                            "detail": f"{t / h:.2f}x vs {e} ({t / big * 1e6:.3f} us/row)"})
+                out.append(
+                    {
+                        "target": f"model a, 1 thread, {big} rows: hepinfer >= 1.5x fastest other engine",
+                        "ratio": t / h,
+                        "status": "PASS" if t / h >= 1.5 else "FAIL",
+                        "detail": f"{t / h:.2f}x vs {e} ({t / big * 1e6:.3f} us/row)",
+                    }
+                )
     if 1 in args.batches and 1 in args.thread_list:
         h = get("a", 1, 1, "hepinfer")
         x = get("a", 1, 1, "xgboost")
         if h and x:
-            out.append({"target": "model a, batch 1 from Python: hepinfer >= 20x xgboost",
-                        "ratio": x / h, "status": "PASS" if x / h >= 20 else "FAIL",
-                        "detail": f"{x / h:.1f}x ({x * 1e6:.2f} vs {h * 1e6:.2f} us/call)"})
+            out.append(
+                {
+                    "target": "model a, batch 1 from Python: hepinfer >= 20x xgboost",
+                    "ratio": x / h,
+                    "status": "PASS" if x / h >= 20 else "FAIL",
+                    "detail": f"{x / h:.1f}x ({x * 1e6:.2f} vs {h * 1e6:.2f} us/call)",
+                }
+            )
     if cpp and cpp.get("status") == "ok" and cpp.get("single_row_ns_median") is not None:
         ns = cpp["single_row_ns_median"]
-        out.append({"target": "C++ predict_one, 100 trees depth 6: < 1 us", "ratio": None,
-                    "status": "PASS" if ns < 1000 else "FAIL", "detail": f"{ns:.1f} ns/call"})
+        out.append(
+            {
+                "target": "C++ predict_one, 100 trees depth 6: < 1 us",
+                "ratio": None,
+                "status": "PASS" if ns < 1000 else "FAIL",
+                "detail": f"{ns:.1f} ns/call",
+            }
+        )
     if not any(r["engine"] == "hepinfer" for r in results):
-        out.append({"target": "hepinfer measured", "ratio": None, "status": "N/A",
-                    "detail": "hepinfer unavailable: no ratios"})
+        out.append(
+            {
+                "target": "hepinfer measured",
+                "ratio": None,
+                "status": "N/A",
+                "detail": "hepinfer unavailable: no ratios",
+            }
+        )
     return out
 
 

@@ -68,7 +68,8 @@ def bench_forest(args: argparse.Namespace, torch: Any, sync: Callable[[], None])
     t0 = time.perf_counter()
     booster = xgb.train(
         {"objective": "binary:logistic", "max_depth": 6, "eta": 0.1, "tree_method": "hist", "device": "cuda"},
-        xgb.DMatrix(X_train, label=y_train), num_boost_round=n_trees,
+        xgb.DMatrix(X_train, label=y_train),
+        num_boost_round=n_trees,
     )
     print(f"trained {n_trees} trees in {time.perf_counter() - t0:.1f} s", flush=True)
     forest = hepinfer.Forest.load(booster)
@@ -140,12 +141,15 @@ def bench_disco(args: argparse.Namespace, torch: Any, sync: Callable[[], None]) 
 
         rec["hepinfer_cpu_fwd_bwd_s"] = _best(cpu_fwd_bwd, max(1, args.repeats // 2), lambda: None)
         if 8 * 8 * n * n < 0.8 * free:  # about eight live n x n float64 matrices in the dense graph
+
             def dense() -> None:
                 s.grad = None
                 dense_torch_disco(s, mt, wt).backward()
 
             rec["dense_torch_gpu_fwd_bwd_s"] = _best(dense, args.repeats, sync)
-            rec["speedup_vs_dense_torch_gpu"] = rec["dense_torch_gpu_fwd_bwd_s"] / rec["hepinfer_gpu_fwd_bwd_s"]
+            rec["speedup_vs_dense_torch_gpu"] = (
+                rec["dense_torch_gpu_fwd_bwd_s"] / rec["hepinfer_gpu_fwd_bwd_s"]
+            )
         else:
             rec["dense_torch_gpu_fwd_bwd_s"] = None
             rec["dense_note"] = "n x n matrices do not fit in GPU memory"
@@ -158,7 +162,9 @@ def bench_disco(args: argparse.Namespace, torch: Any, sync: Callable[[], None]) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller model and sizes (~2 minutes)")
-    ap.add_argument("--json", default=None, help="write the results here (default benchmarks/results/gpu.json)")
+    ap.add_argument(
+        "--json", default=None, help="write the results here (default benchmarks/results/gpu.json)"
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", choices=["forest", "disco"], default=None)
     args = ap.parse_args()

@@ -201,7 +201,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "score (whole chunks)": with_settings(in_memory, _MIN_READ_EVENTS=1 << 62, _READ_AHEAD=1),
         "score (in turn)": with_settings(in_memory, _MIN_READ_EVENTS=1 << 62, _READ_AHEAD=0),
         "hepinfer.score->ROOT": lambda: score(
-            forest, spec, chunk=chunk, n_threads=args.threads, output=os.path.join(out_dir, "scores.root"),
+            forest,
+            spec,
+            chunk=chunk,
+            n_threads=args.threads,
+            output=os.path.join(out_dir, "scores.root"),
             overwrite=True,  # timed repeatedly into the same file
         ),
         "read+Forest.predict": lambda: loop(lambda X: forest.predict(X, n_threads=args.threads)),

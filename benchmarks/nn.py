@@ -178,7 +178,9 @@ def _loops(fn: Callable[[], Any]) -> int:
     return max(1, int(2e-3 / max(one, 1e-7))) if one < 2e-3 else 1
 
 
-def _time_all(engines: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+def _time_all(
+    engines: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """Median and fastest seconds per call of every engine. The repeats are interleaved (one
     timing of each engine per round), so a machine whose load changes during the run slows all
     engines alike; the fastest timing is the best estimate of the unloaded speed on a shared
@@ -271,7 +273,9 @@ def main(argv=None) -> int:
             # otherwise take CPU from the next one-thread timing on a machine with few cores
             row["seconds"], row["min_seconds"] = {}, {}
             for suffix in sorted({en.rsplit(" ", 1)[1] for en in engines}):
-                med, fast = _time_all({en: fn for en, fn in engines.items() if en.endswith(" " + suffix)}, repeats)
+                med, fast = _time_all(
+                    {en: fn for en, fn in engines.items() if en.endswith(" " + suffix)}, repeats
+                )
                 row["seconds"].update(med)
                 row["min_seconds"].update(fast)
             torch.set_num_threads(n_all)

@@ -45,8 +45,14 @@ def dense_models(torch, folder, seed):
     models = {
         "mlp": (
             nn.Sequential(
-                nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-                nn.Linear(64, 1), nn.Sigmoid(),
+                nn.Linear(30, 64),
+                nn.ReLU(),
+                nn.Linear(64, 64),
+                nn.ReLU(),
+                nn.Linear(64, 64),
+                nn.ReLU(),
+                nn.Linear(64, 1),
+                nn.Sigmoid(),
             ),
             30,
         ),
@@ -110,7 +116,12 @@ def knn_model(torch, folder):
             return idx.float().sum(dim=(1, 2)).unsqueeze(1)
 
     return export(
-        torch, Knn(), (torch.randn(2, 8, 2),), folder / "knn.onnx", ["points"], [{0: "batch", 1: "n_particles"}]
+        torch,
+        Knn(),
+        (torch.randn(2, 8, 2),),
+        folder / "knn.onnx",
+        ["points"],
+        [{0: "batch", 1: "n_particles"}],
     )
 
 

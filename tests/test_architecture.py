@@ -80,7 +80,9 @@ def test_engines_include_no_format_reader():
                     bad.append(f"{rel}: #include {name}")
     assert not bad, "engines see only IRs; readers live in cpp/src/formats:\n" + "\n".join(bad)
     text = (CPP / "src" / "forest" / "forest.cpp").read_text()
-    assert "detect_format" not in text and "load_xgboost" not in text, "the forest engine dispatches on file format"
+    assert "detect_format" not in text and "load_xgboost" not in text, (
+        "the forest engine dispatches on file format"
+    )
 
 
 def test_bindings_include_only_public_headers():
@@ -89,7 +91,7 @@ def test_bindings_include_only_public_headers():
     for path in sources(CPP / "bindings"):
         for kind, name in includes(path):
             if kind == '"' and name not in public:
-                bad.append(f"{path.relative_to(ROOT)}: #include \"{name}\"")
+                bad.append(f'{path.relative_to(ROOT)}: #include "{name}"')
     assert not bad, "bindings may include only cpp/include/hepinfer headers:\n" + "\n".join(bad)
 
 
@@ -159,7 +161,9 @@ def test_inference_sources_have_no_module_level_torch_or_training_import():
         files = [path] if path.is_file() else sorted(PY.joinpath(*rel).glob("*.py"))
         for f in files:
             tree = ast.parse(f.read_text())
-            top = ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], type_ignores=[])
+            top = ast.Module(
+                body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], type_ignores=[]
+            )
             for m in imported_modules(top):
                 if m == "torch" or m.startswith(("torch.", "hepinfer.train", "hepinfer.losses")):
                     bad.append(f"{f.relative_to(ROOT)}: import {m}")
@@ -186,8 +190,16 @@ def test_every_exception_class_is_a_hepinfer_error():
         except ImportError:  # an optional dependency missing here
             continue
         for obj in vars(module).values():
-            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__.startswith("hepinfer"):
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__.startswith("hepinfer")
+            ):
                 found[f"{obj.__module__}.{obj.__qualname__}"] = obj
     assert "hepinfer.scoring.output.OutputError" in found and "hepinfer.export.ExportError" in found
-    bad = [n for n, c in found.items() if not issubclass(c, hepinfer.Error) and n != "hepinfer.scoring.output.Terminated"]
+    bad = [
+        n
+        for n, c in found.items()
+        if not issubclass(c, hepinfer.Error) and n != "hepinfer.scoring.output.Terminated"
+    ]
     assert not bad, f"not hepinfer.Error subclasses: {bad}"

@@ -18,7 +18,9 @@ import hepinfer
 
 HERE = Path(__file__).resolve().parent
 CMAKE = shutil.which("cmake")
-pytestmark = pytest.mark.skipif(CMAKE is None or shutil.which("cc") is None, reason="cmake or a C compiler not found")
+pytestmark = pytest.mark.skipif(
+    CMAKE is None or shutil.which("cc") is None, reason="cmake or a C compiler not found"
+)
 
 # status codes of hepinfer_c.h
 OK, NULL_ARGUMENT, INPUT, MODEL_FORMAT = 0, 1, 2, 3
@@ -27,7 +29,9 @@ OK, NULL_ARGUMENT, INPUT, MODEL_FORMAT = 0, 1, 2, 3
 def _run(cmd, **kw):
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -35,8 +39,18 @@ def _run(cmd, **kw):
 def capi_exe(tmp_path_factory):
     build = tmp_path_factory.mktemp("capi")
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    _run([CMAKE, "-S", str(HERE / "capi"), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
-          f"-Dhepinfer_DIR={hepinfer.cmake_dir()}"])
+    _run(
+        [
+            CMAKE,
+            "-S",
+            str(HERE / "capi"),
+            "-B",
+            str(build),
+            *gen,
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-Dhepinfer_DIR={hepinfer.cmake_dir()}",
+        ]
+    )
     _run([CMAKE, "--build", str(build), "--parallel", str(os.cpu_count() or 2)])
     return build / "capi_test"
 
@@ -58,9 +72,14 @@ def _models(tmp_path, rng):
     X = rng.normal(size=(600, 5)).astype(np.float32)
     X[rng.random(X.shape) < 0.1] = np.nan
     z = np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2])
-    binary = xgb.train({"objective": "binary:logistic", "max_depth": 4, "nthread": 1}, xgb.DMatrix(X, z > 0), 15)
-    multi = xgb.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 3, "nthread": 1},
-                      xgb.DMatrix(X, np.digitize(z, [-0.5, 0.5])), 10)
+    binary = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 4, "nthread": 1}, xgb.DMatrix(X, z > 0), 15
+    )
+    multi = xgb.train(
+        {"objective": "multi:softprob", "num_class": 3, "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(X, np.digitize(z, [-0.5, 0.5])),
+        10,
+    )
     binary.save_model(tmp_path / "binary.json")
     multi.save_model(tmp_path / "multi.ubj")
     return [tmp_path / "binary.json", tmp_path / "multi.ubj", HERE / "data" / "tmva" / "fisher.xml"]
@@ -84,8 +103,9 @@ def test_c_program_matches_python(capi_exe, tmp_path, rng):
         np.testing.assert_array_equal(_values(got["one"]), expected)
         rows32 = rows.astype(np.float32)
         np.testing.assert_array_equal(_values(got["onef"]), forest.predict(rows32).reshape(len(rows), -1))
-        np.testing.assert_array_equal(_values(got["margin"]),
-                                      forest.predict(rows32, output="margin").reshape(len(rows), -1))
+        np.testing.assert_array_equal(
+            _values(got["margin"]), forest.predict(rows32, output="margin").reshape(len(rows), -1)
+        )
         np.testing.assert_array_equal(_values(got["leaf"]).astype(np.int32), forest.predict_leaf(rows))
         assert got["checks"] == ["ok"], proc.stderr
 
@@ -98,9 +118,25 @@ def test_c_error_paths(capi_exe, tmp_path, rng):
     errors = [line.split(" ", 1) for line in _parse(proc.stdout)["error"]]
     status = [int(e[0]) for e in errors]
     messages = [e[1] if len(e) > 1 else "" for e in errors]
-    assert status == [MODEL_FORMAT, MODEL_FORMAT, MODEL_FORMAT, INPUT, NULL_ARGUMENT, NULL_ARGUMENT,
-                      INPUT, INPUT, INPUT, INPUT, INPUT, NULL_ARGUMENT, NULL_ARGUMENT, NULL_ARGUMENT,
-                      NULL_ARGUMENT, NULL_ARGUMENT, OK]
+    assert status == [
+        MODEL_FORMAT,
+        MODEL_FORMAT,
+        MODEL_FORMAT,
+        INPUT,
+        NULL_ARGUMENT,
+        NULL_ARGUMENT,
+        INPUT,
+        INPUT,
+        INPUT,
+        INPUT,
+        INPUT,
+        NULL_ARGUMENT,
+        NULL_ARGUMENT,
+        NULL_ARGUMENT,
+        NULL_ARGUMENT,
+        NULL_ARGUMENT,
+        OK,
+    ]
     assert "/nonexistent/model.json" in messages[0] and "cannot open" in messages[0]
     assert "tmva_cut_op" in messages[3]
     assert "`path` is NULL" in messages[4] and "hepinfer_forest_load" in messages[4]
@@ -127,7 +163,9 @@ def test_c_program_reports_a_bad_model(capi_exe, tmp_path):
 def test_c_last_error_is_per_thread(capi_exe):
     """8 threads fail at the same moments, each with its own message (a file path or a feature
     count only it uses), and each must read back its own: hepinfer_last_error is per thread."""
-    proc = _run([str(capi_exe), "--error-threads", str(HERE / "data" / "xgboost" / "xgb2.1.4_multi_softprob.json")])
+    proc = _run(
+        [str(capi_exe), "--error-threads", str(HERE / "data" / "xgboost" / "xgb2.1.4_multi_softprob.json")]
+    )
     assert _parse(proc.stdout)["error-threads"] == ["ok"], proc.stderr
 
 
@@ -143,7 +181,11 @@ def test_c_many_threads_under_a_virtual_memory_limit(capi_exe):
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     model = HERE / "data" / "xgboost" / "xgb2.1.4_multi_softprob.json"
-    proc = subprocess.run([str(capi_exe), "--n-threads", "400", str(model), "60000"], capture_output=True, text=True,
-                          preexec_fn=limit_address_space)
+    proc = subprocess.run(
+        [str(capi_exe), "--n-threads", "400", str(model), "60000"],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_address_space,
+    )
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert _parse(proc.stdout)["n-threads"] == ["ok"]

@@ -36,7 +36,9 @@ def test_info_and_predict(tmp_path, capsys):
     np.savetxt(csv, X[:20], delimiter=",")
     out = tmp_path / "scores.csv"
     assert main(["predict", str(model), str(csv), "-o", str(out)]) == 0
-    np.testing.assert_allclose(np.loadtxt(out), hepinfer.Forest.load(model).predict(X[:20].astype(np.float64)))
+    np.testing.assert_allclose(
+        np.loadtxt(out), hepinfer.Forest.load(model).predict(X[:20].astype(np.float64))
+    )
     assert main(["info", str(csv)]) == 1  # not a model: a clear error, exit code 1
     assert "unrecognised model format" in capsys.readouterr().err
 
@@ -55,16 +57,28 @@ def test_score_command(tmp_path, capsys, rng):
     for i, part in enumerate(np.array_split(np.arange(n), 2)):
         with uproot.recreate(tmp_path / f"in{i}.root") as f:
             f.mktree("Events", {"Muon_pt": np.float32, "Muon_eta": np.float32, "event": np.uint64})
-            f["Events"].extend({"Muon_pt": cols["pt"][part], "Muon_eta": cols["eta"][part], "event": part.astype(np.uint64)})
+            f["Events"].extend(
+                {"Muon_pt": cols["pt"][part], "Muon_eta": cols["eta"][part], "event": part.astype(np.uint64)}
+            )
     X = np.stack([cols["pt"], cols["eta"]], axis=1)
     booster = xgb.train(
-        {"objective": "binary:logistic", "max_depth": 3}, xgb.DMatrix(X, X[:, 0] > 40, feature_names=["pt", "eta"]), 5
+        {"objective": "binary:logistic", "max_depth": 3},
+        xgb.DMatrix(X, X[:, 0] > 40, feature_names=["pt", "eta"]),
+        5,
     )
     model = tmp_path / "m.json"
     booster.save_model(model)
     out = tmp_path / "scores.root"
-    argv = ["score", str(model), str(tmp_path / "in*.root"), "--tree", "Events", "--features", "Muon_pt,Muon_eta",
-            "--force"]  # the runs below write the same output again
+    argv = [
+        "score",
+        str(model),
+        str(tmp_path / "in*.root"),
+        "--tree",
+        "Events",
+        "--features",
+        "Muon_pt,Muon_eta",
+        "--force",
+    ]  # the runs below write the same output again
     assert main([*argv, "-o", str(out), "--chunk", "700", "--threads", "1"]) == 0
     captured = capsys.readouterr()
     assert "4.00k/4.00k" in captured.err and "events/s" in captured.err  # the progress bar
@@ -84,7 +98,9 @@ def test_score_command(tmp_path, capsys, rng):
     assert "in9.root" in capsys.readouterr().err
     assert main([*argv, "-o", str(out), "--no-progress", "--on-error", "skip"]) == 3
     assert "FAILED    [2]" in capsys.readouterr().out
-    assert main(["score", str(model), str(tmp_path / "in0.root"), "-o", str(out), "--features", "Muon_pt"]) == 1
+    assert (
+        main(["score", str(model), str(tmp_path / "in0.root"), "-o", str(out), "--features", "Muon_pt"]) == 1
+    )
     assert "features has 1 entries but the model has 2 inputs" in capsys.readouterr().err
 
 
@@ -93,7 +109,9 @@ def test_demo_arguments_reach_run_demo(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(hepinfer.demo, "run_demo", lambda **kw: seen.update(kw) or 0)
-    assert main(["demo", "--events", "300", "--generate", "50", "--out", str(tmp_path), "--threads", "2"]) == 0
+    assert (
+        main(["demo", "--events", "300", "--generate", "50", "--out", str(tmp_path), "--threads", "2"]) == 0
+    )
     assert seen["n_events"] == 300 and seen["generate"] == 50 and seen["n_threads"] == 2
     assert str(seen["out_dir"]) == str(tmp_path) and seen["sample"] is None
 
@@ -124,14 +142,26 @@ def test_score_command_aliases(tmp_path, capsys, rng):
     ht = ak.to_numpy(ak.sum(jet_pt, axis=1)).astype(np.float32)
     X = np.stack([met, lead, ht], axis=1)
     names = ["met", "lead_pt", "ht"]
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3},
-                        xgb.DMatrix(X, met > 25, feature_names=names, missing=np.nan), 8)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3},
+        xgb.DMatrix(X, met > 25, feature_names=names, missing=np.nan),
+        8,
+    )
     model = tmp_path / "m.json"
     booster.save_model(model)
     forest = hepinfer.Forest.load(model)
     out = tmp_path / "scores.root"
-    argv = ["score", str(model), str(tmp_path / "in.root"), "-o", str(out), "--no-progress", "--chunk", "700",
-            "--force"]
+    argv = [
+        "score",
+        str(model),
+        str(tmp_path / "in.root"),
+        "-o",
+        str(out),
+        "--no-progress",
+        "--chunk",
+        "700",
+        "--force",
+    ]
     aliases = ["met=sqrt(MET_px**2 + MET_py**2), lead_pt=first(Jet_pt)", "ht = sum_of(Jet_pt)"]
     assert main([*argv, "--aliases", aliases[0], "--aliases", aliases[1]]) == 0  # features named like aliases
     with uproot.open(out) as f:
@@ -140,8 +170,20 @@ def test_score_command_aliases(tmp_path, capsys, rng):
     np.testing.assert_array_equal(got["entry"], np.arange(n))
     # aliases in --features and --cut, an alias of aliases, commas inside an alias's expression
     capsys.readouterr()
-    assert main([*argv, "--aliases", "m=met, met=hypot(MET_px, MET_py), lead_pt=first(Jet_pt)",
-                 "--features", "m, lead_pt, sum_of(Jet_pt)", "--cut", "m > 10"]) == 0
+    assert (
+        main(
+            [
+                *argv,
+                "--aliases",
+                "m=met, met=hypot(MET_px, MET_py), lead_pt=first(Jet_pt)",
+                "--features",
+                "m, lead_pt, sum_of(Jet_pt)",
+                "--cut",
+                "m > 10",
+            ]
+        )
+        == 0
+    )
     assert "files     1 scored" in capsys.readouterr().out
     with uproot.open(out) as f:
         got = f["scores"].arrays(library="np")
@@ -154,9 +196,14 @@ def test_score_command_aliases(tmp_path, capsys, rng):
         ("met", "--aliases takes NAME=EXPRESSION"),
         ("met==MET_px", "--aliases takes NAME=EXPRESSION"),
         ("met=MET_px, met=MET_py", "--aliases defines 'met' twice"),
-        ("met=sqrt(MET_px**2 +* MET_py**2)", "alias 'met': 'sqrt(MET_px**2 +* MET_py**2)' is not a valid expression"),
-        ("met=sqrt(MET_pz), lead_pt=first(Jet_pt), ht=sum_of(Jet_pt)",
-         "has no branch 'MET_pz' (needed for feature 'met' in alias 'met' = 'sqrt(MET_pz)'); similar names: MET_p"),
+        (
+            "met=sqrt(MET_px**2 +* MET_py**2)",
+            "alias 'met': 'sqrt(MET_px**2 +* MET_py**2)' is not a valid expression",
+        ),
+        (
+            "met=sqrt(MET_pz), lead_pt=first(Jet_pt), ht=sum_of(Jet_pt)",
+            "has no branch 'MET_pz' (needed for feature 'met' in alias 'met' = 'sqrt(MET_pz)'); similar names: MET_p",
+        ),
     ):
         assert main([*argv, "--aliases", bad]) == 1, bad
         err = capsys.readouterr().err
@@ -175,12 +222,27 @@ def test_score_command_on_dask(tmp_path, capsys, rng):
             f.mktree("Events", {k: np.float32 for k in data})
             f["Events"].extend({k: v[part] for k, v in data.items()})
     X = np.stack([data["a"], data["b"] ** 2], axis=1)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3},
-                        xgb.DMatrix(X, X[:, 0] > X[:, 1] - 1, feature_names=["a", "b2"]), 6)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3},
+        xgb.DMatrix(X, X[:, 0] > X[:, 1] - 1, feature_names=["a", "b2"]),
+        6,
+    )
     model = tmp_path / "m.json"
     booster.save_model(model)
-    argv = ["score", str(model), str(tmp_path / "in*.root"), "--tree", "Events", "--no-progress",
-            "--aliases", "b2=b**2", "--cut", "a > -1", "--chunk", "300"]
+    argv = [
+        "score",
+        str(model),
+        str(tmp_path / "in*.root"),
+        "--tree",
+        "Events",
+        "--no-progress",
+        "--aliases",
+        "b2=b**2",
+        "--cut",
+        "a > -1",
+        "--chunk",
+        "300",
+    ]
     assert main([*argv, "-o", str(tmp_path / "local.root")]) == 0
     assert main([*argv, "-o", str(tmp_path / "dask.root"), "--dask", "local:2"]) == 0
     assert "files     3 scored, 0 failed, 3 given" in capsys.readouterr().out

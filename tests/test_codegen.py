@@ -86,7 +86,9 @@ def _compile(tmp_path: Path, headers, flags=(), namespace=None) -> Path:
     exe = tmp_path / "driver"
     proc = subprocess.run(
         [GXX, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", *flags, "driver.cpp", "-o", str(exe)],
-        cwd=tmp_path, capture_output=True, text=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return exe
@@ -100,7 +102,12 @@ def _run(exe: Path, forest: hepinfer.Forest, X: np.ndarray, k: int = 0):
     no, nm, nt = forest.n_outputs(), forest.n_outputs("margin"), forest.n_trees
     per = 2 * no + nm + nt
     flat = flat.reshape(len(rows), per)
-    return flat[:, :no], flat[:, no:2 * no], flat[:, 2 * no:2 * no + nm], flat[:, 2 * no + nm:].astype(np.int32)
+    return (
+        flat[:, :no],
+        flat[:, no : 2 * no],
+        flat[:, 2 * no : 2 * no + nm],
+        flat[:, 2 * no + nm :].astype(np.int32),
+    )
 
 
 def _as2d(a: np.ndarray) -> np.ndarray:
@@ -165,14 +172,22 @@ def _xgb(objective, rng, n_features=6, rounds=25, depth=4, **extra):
         y = (z > 0).astype(int)
     else:
         y = z
-    params = {"objective": objective, "max_depth": depth, "nthread": 1, "seed": int(rng.integers(1 << 30)), **extra}
+    params = {
+        "objective": objective,
+        "max_depth": depth,
+        "nthread": 1,
+        "seed": int(rng.integers(1 << 30)),
+        **extra,
+    }
     booster = xgb.train(params, xgb.DMatrix(X, y), rounds)
     return hepinfer.Forest.load(booster)
 
 
 def test_xgboost_exact(tmp_path, rng):
     """binary:logistic, multi:softprob, multi:softmax, reg:squarederror and a saved 1.7.6 model."""
-    forests = [_xgb(o, rng) for o in ["binary:logistic", "multi:softprob", "multi:softmax", "reg:squarederror"]]
+    forests = [
+        _xgb(o, rng) for o in ["binary:logistic", "multi:softprob", "multi:softmax", "reg:squarederror"]
+    ]
     forests.append(hepinfer.Forest.load(HERE / "data" / "xgboost" / "xgb1.7.6_multi_softprob.json"))
     _check_exact(tmp_path, forests, [_edge_rows(f, rng, 300) for f in forests])
 
@@ -205,8 +220,17 @@ def _lgb(params, rng, categorical=False, nan=True, zeros=False):
         X[rng.random(X.shape) < 0.1] = np.nan
     z = np.nan_to_num(X[:, 0]) - np.nan_to_num(X[:, 1]) + (np.nan_to_num(X[:, 3]) % 3 == 0)
     y = (z > 0.3).astype(int)
-    p = {"objective": "binary", "verbose": -1, "num_leaves": 31, "min_data_in_leaf": 5, "num_threads": 1,
-         "seed": int(rng.integers(1 << 30)), "max_cat_to_onehot": 4, "cat_smooth": 1, **params}
+    p = {
+        "objective": "binary",
+        "verbose": -1,
+        "num_leaves": 31,
+        "min_data_in_leaf": 5,
+        "num_threads": 1,
+        "seed": int(rng.integers(1 << 30)),
+        "max_cat_to_onehot": 4,
+        "cat_smooth": 1,
+        **params,
+    }
     kw = {"categorical_feature": [3]} if categorical else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -351,9 +375,17 @@ def test_categorical_xgboost_and_lightgbm_output_variants(tmp_path, rng):
     n = 2000
     X = np.column_stack([rng.normal(size=n), rng.integers(0, 30, n), rng.normal(size=n)])
     y = ((X[:, 0] > 0) ^ np.isin(X[:, 1], [1, 4, 9, 16, 25])).astype(int)
-    booster = xgb.train({"max_depth": 4, "tree_method": "hist", "max_cat_to_onehot": 1, "nthread": 1,
-                         "objective": "binary:logistic"},
-                        xgb.DMatrix(X, y, feature_types=["q", "c", "q"], enable_categorical=True), 15)
+    booster = xgb.train(
+        {
+            "max_depth": 4,
+            "tree_method": "hist",
+            "max_cat_to_onehot": 1,
+            "nthread": 1,
+            "objective": "binary:logistic",
+        },
+        xgb.DMatrix(X, y, feature_types=["q", "c", "q"], enable_categorical=True),
+        15,
+    )
     forests = [hepinfer.Forest.load(booster)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -419,8 +451,16 @@ def _torch_export(net, n_in: int, path: Path, opset: int = 20) -> Path:
     torch = pytest.importorskip("torch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), (torch.randn(3, n_in),), str(path), input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False, opset_version=opset)
+        torch.onnx.export(
+            net.eval(),
+            (torch.randn(3, n_in),),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            dynamo=False,
+            opset_version=opset,
+        )
     return path
 
 
@@ -437,11 +477,32 @@ def _mlp_models(tmp_path: Path, rng) -> dict:
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.uniform_(-0.2, 0.2)
     models = {
-        "tagger": nn.Sequential(nn.Linear(7, 16), bn, nn.LeakyReLU(0.1), nn.Dropout(0.2), nn.Linear(16, 16),
-                                nn.ELU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1), nn.Sigmoid()),
-        "multiclass": nn.Sequential(nn.Flatten(), nn.Linear(7, 12), nn.GELU(), nn.Linear(12, 12),
-                                    nn.GELU(approximate="tanh"), nn.SELU(), nn.Linear(12, 12), nn.Tanh(),
-                                    nn.Linear(12, 12), nn.Hardtanh(-0.5, 0.8), nn.Linear(12, 4), nn.Softmax(dim=-1)),
+        "tagger": nn.Sequential(
+            nn.Linear(7, 16),
+            bn,
+            nn.LeakyReLU(0.1),
+            nn.Dropout(0.2),
+            nn.Linear(16, 16),
+            nn.ELU(),
+            nn.Linear(16, 8),
+            nn.ReLU(),
+            nn.Linear(8, 1),
+            nn.Sigmoid(),
+        ),
+        "multiclass": nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(7, 12),
+            nn.GELU(),
+            nn.Linear(12, 12),
+            nn.GELU(approximate="tanh"),
+            nn.SELU(),
+            nn.Linear(12, 12),
+            nn.Tanh(),
+            nn.Linear(12, 12),
+            nn.Hardtanh(-0.5, 0.8),
+            nn.Linear(12, 4),
+            nn.Softmax(dim=-1),
+        ),
         "regression": nn.Sequential(nn.Linear(7, 10), nn.ReLU(), nn.Linear(10, 2)),
     }
     return {k: _torch_export(m, 7, tmp_path / f"{k}.onnx") for k, m in models.items()}
@@ -449,15 +510,33 @@ def _mlp_models(tmp_path: Path, rng) -> dict:
 
 def _mlp_run(tmp_path: Path, headers: list, X: np.ndarray, flags=()) -> list:
     src = MLP_DRIVER.replace("HEADERS", "".join(f'#include "mlp{k}.hpp"\n' for k in range(len(headers))))
-    src = src.replace("CASES", "\n".join(MLP_CASE.replace("NSK", f"mlp{k}").replace("K", str(k))
-                                         for k in range(len(headers))))
+    src = src.replace(
+        "CASES",
+        "\n".join(MLP_CASE.replace("NSK", f"mlp{k}").replace("K", str(k)) for k in range(len(headers))),
+    )
     for k, h in enumerate(headers):
         (tmp_path / f"mlp{k}.hpp").write_text(h)
     (tmp_path / "mlp_driver.cpp").write_text(src)
     exe = tmp_path / "mlp_driver"
-    proc = subprocess.run([GXX, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Wconversion", "-Werror", *flags,
-                           "mlp_driver.cpp", "-o", str(exe)],
-                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            GXX,
+            "-O2",
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Wconversion",
+            "-Werror",
+            *flags,
+            "mlp_driver.cpp",
+            "-o",
+            str(exe),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     (tmp_path / "mlp_rows.bin").write_bytes(np.ascontiguousarray(X, np.float64).tobytes())
     outs = []
@@ -468,8 +547,13 @@ def _mlp_run(tmp_path: Path, headers: list, X: np.ndarray, flags=()) -> list:
 
 
 def _gxx_has_float16() -> bool:
-    proc = subprocess.run([GXX, "-std=c++17", "-x", "c++", "-fsyntax-only", "-"], input="_Float16 h = 1;\n",
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [GXX, "-std=c++17", "-x", "c++", "-fsyntax-only", "-"],
+        input="_Float16 h = 1;\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return proc.returncode == 0
 
 
@@ -504,7 +588,9 @@ def test_mlp_reduced_precision_within_bound(tmp_path, rng, precision):
     paths = _mlp_models(tmp_path, rng)
     X = rng.normal(size=(300, 7)).astype(np.float32)
     names = list(paths)
-    headers = [codegen.generate_cpp(paths[n], name=f"mlp{k}", precision=precision) for k, n in enumerate(names)]
+    headers = [
+        codegen.generate_cpp(paths[n], name=f"mlp{k}", precision=precision) for k, n in enumerate(names)
+    ]
     outs = _mlp_run(tmp_path, headers, X)
     for name, out in zip(names, outs):
         ref = hepinfer.Model.load(paths[name]).predict(X).reshape(len(X), -1)
@@ -542,10 +628,17 @@ def _onnx_chain_model(nodes, inits, n_in=3, out="y"):
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", "n_out"])],
-        [numpy_helper.from_array(np.asarray(v, np.int64 if np.asarray(v).dtype.kind == "i" else np.float32), k)
-         for k, v in inits.items()])
+        [
+            numpy_helper.from_array(
+                np.asarray(v, np.int64 if np.asarray(v).dtype.kind == "i" else np.float32), k
+            )
+            for k, v in inits.items()
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
@@ -568,8 +661,20 @@ def test_mlp_matmul_add_and_input_normalisation(tmp_path, rng):
         helper.make_node("Reshape", ["h3", "shape"], ["h4"], name="reshape"),
         helper.make_node("Gemm", ["h4", "W2", "b2"], ["y"], name="out", transB=1, alpha=0.5, beta=2.0),
     ]
-    model = _onnx_chain_model(nodes, {"mean": rng.normal(size=3), "std": rng.uniform(0.5, 2, 3), "W1": W1, "b1": b1,
-                                      "lo": -1.0, "hi": 1.5, "shape": np.array([-1, 5]), "W2": W2, "b2": b2})
+    model = _onnx_chain_model(
+        nodes,
+        {
+            "mean": rng.normal(size=3),
+            "std": rng.uniform(0.5, 2, 3),
+            "W1": W1,
+            "b1": b1,
+            "lo": -1.0,
+            "hi": 1.5,
+            "shape": np.array([-1, 5]),
+            "W2": W2,
+            "b2": b2,
+        },
+    )
     import onnx
 
     path = tmp_path / "chain.onnx"
@@ -585,12 +690,22 @@ def test_mlp_unsupported_models_are_refused(tmp_path, rng):
     from onnx import helper
 
     W = rng.normal(size=(3, 3))
-    sin = _onnx_chain_model([helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
-                             helper.make_node("Sin", ["h"], ["y"], name="weird")], {"W": W})
+    sin = _onnx_chain_model(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+            helper.make_node("Sin", ["h"], ["y"], name="weird"),
+        ],
+        {"W": W},
+    )
     with pytest.raises(hepinfer.InputError, match=r"node 'weird' \(Sin\) is not supported"):
         codegen.generate_cpp(sin)
-    residual = _onnx_chain_model([helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
-                                  helper.make_node("Add", ["h", "x"], ["y"], name="skip")], {"W": W})
+    residual = _onnx_chain_model(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+            helper.make_node("Add", ["h", "x"], ["y"], name="skip"),
+        ],
+        {"W": W},
+    )
     with pytest.raises(hepinfer.InputError, match=r"node 'skip' \(Add\) does not continue the chain"):
         codegen.generate_cpp(residual)
     no_dense = _onnx_chain_model([helper.make_node("Relu", ["x"], ["y"], name="r")], {})
@@ -671,16 +786,35 @@ def test_mlp_fixed_point_bit_exact_against_ap_fixed_emulation(tmp_path, rng, wid
         helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
         helper.make_node("Gemm", ["a1", "W2", "b2"], ["y"], name="fc2", transB=1),
     ]
-    model = _onnx_chain_model(nodes, {f"{k}{i}": v for i, (W, b) in enumerate(zip(Ws, bs))
-                                      for k, v in (("W", W), ("b", b))}, n_in=5)
+    model = _onnx_chain_model(
+        nodes, {f"{k}{i}": v for i, (W, b) in enumerate(zip(Ws, bs)) for k, v in (("W", W), ("b", b))}, n_in=5
+    )
     # float32 rows (the driver also checks float rows give the same result)
     n = 3000
     X = rng.normal(scale=top / 3, size=(n, 5))
     k = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(n, 5)).astype(np.float64)
     X[: n // 3] = (k[: n // 3] + 0.5) * step  # input ties, positive and negative
-    X[n // 3: 2 * n // 3] = k[n // 3: 2 * n // 3] * step / 4  # on the grid: accumulator ties
-    edge = np.array([top, -top, top - step, top - step / 2, -top - step / 2, -top + step / 2, 1e6, -1e6,
-                     np.inf, -np.inf, np.nan, 0.0, step / 2, -step / 2, 3 * step / 2, -3 * step / 2])
+    X[n // 3 : 2 * n // 3] = k[n // 3 : 2 * n // 3] * step / 4  # on the grid: accumulator ties
+    edge = np.array(
+        [
+            top,
+            -top,
+            top - step,
+            top - step / 2,
+            -top - step / 2,
+            -top + step / 2,
+            1e6,
+            -1e6,
+            np.inf,
+            -np.inf,
+            np.nan,
+            0.0,
+            step / 2,
+            -step / 2,
+            3 * step / 2,
+            -3 * step / 2,
+        ]
+    )
     pick = rng.random(X.shape) < 0.05
     X[pick] = rng.choice(edge, size=int(pick.sum()))
     X = X.astype(np.float32)
@@ -704,8 +838,10 @@ def test_mlp_fixed_point_bit_exact_against_ap_fixed_emulation(tmp_path, rng, wid
     expected = (q.astype(np.float64) * step).astype(np.float32)
     assert min(hits.values()) > 20, hits  # the inputs really exercise rounding ties and saturation
     bad = np.flatnonzero((out != expected).any(axis=1))
-    assert len(bad) == 0, (f"{len(bad)} of {n} rows differ, first: x={X[bad[0]].tolist()} header="
-                           f"{out[bad[0]].tolist()} ap_fixed={expected[bad[0]].tolist()}")
+    assert len(bad) == 0, (
+        f"{len(bad)} of {n} rows differ, first: x={X[bad[0]].tolist()} header="
+        f"{out[bad[0]].tolist()} ap_fixed={expected[bad[0]].tolist()}"
+    )
 
 
 # ------------------------------------------------------- deep trees and hostile strings
@@ -717,8 +853,11 @@ def _deep_xgb_json(rng, depth: int, n_features: int = 3) -> tuple[bytes, list]:
     import json
 
     X = rng.normal(size=(300, n_features)).astype(np.float32)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
-                        xgb.DMatrix(X, (X[:, 0] > 0).astype(int)), 3)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(X, (X[:, 0] > 0).astype(int)),
+        3,
+    )
     model = json.loads(booster.save_raw("json"))
     gb = model["learner"]["gradient_booster"]["model"]
     n = 2 * depth + 1
@@ -736,12 +875,29 @@ def _deep_xgb_json(rng, depth: int, n_features: int = 3) -> tuple[bytes, list]:
         parents[i + 1] = parents[i + 2] = i
         cond[i], split_idx[i] = thr[d], feats[d]
         default_left[i] = int(rng.random() < 0.5)
-    tree = {"base_weights": cond, "categories": [], "categories_nodes": [], "categories_segments": [],
-            "categories_sizes": [], "default_left": default_left, "id": len(gb["trees"]), "left_children": left,
-            "loss_changes": [0.0] * n, "parents": parents, "right_children": right, "split_conditions": cond,
-            "split_indices": split_idx, "split_type": [0] * n, "sum_hessian": [1.0] * n,
-            "tree_param": {"num_deleted": "0", "num_feature": str(n_features), "num_nodes": str(n),
-                           "size_leaf_vector": "1"}}
+    tree = {
+        "base_weights": cond,
+        "categories": [],
+        "categories_nodes": [],
+        "categories_segments": [],
+        "categories_sizes": [],
+        "default_left": default_left,
+        "id": len(gb["trees"]),
+        "left_children": left,
+        "loss_changes": [0.0] * n,
+        "parents": parents,
+        "right_children": right,
+        "split_conditions": cond,
+        "split_indices": split_idx,
+        "split_type": [0] * n,
+        "sum_hessian": [1.0] * n,
+        "tree_param": {
+            "num_deleted": "0",
+            "num_feature": str(n_features),
+            "num_nodes": str(n),
+            "size_leaf_vector": "1",
+        },
+    }
     gb["trees"].append(tree)
     k = len(gb["trees"])
     gb["gbtree_model_param"]["num_trees"] = str(k)
@@ -792,11 +948,14 @@ def test_hostile_names_are_escaped(tmp_path, rng):
     header's comments, and feature names with quotes, backslashes, CR, NUL and non-ASCII become
     exact string literals (the header compiles with -Werror and the names read back byte for byte)."""
     evil = "m\nint injected = 1; /* \r\n#error injected\x00 */ \\"
-    names = ["a\"b", "back\\slash", "cr\rlf\nnul\x00end", "tab\there", "caf\u00e9 \u2028 ??/", "tri??=x\\"]
+    names = ['a"b', "back\\slash", "cr\rlf\nnul\x00end", "tab\there", "caf\u00e9 \u2028 ??/", "tri??=x\\"]
     src = tmp_path / (evil.replace("\x00", "").replace("/", "_") + ".json")
     X = rng.normal(size=(1500, 6)).astype(np.float32)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
-                        xgb.DMatrix(X, (X[:, 0] > 0).astype(int), feature_names=[f"f{j}" for j in range(6)]), 3)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(X, (X[:, 0] > 0).astype(int), feature_names=[f"f{j}" for j in range(6)]),
+        3,
+    )
     booster.feature_names = None
     booster.save_model(str(src))
     import json
@@ -811,15 +970,26 @@ def test_hostile_names_are_escaped(tmp_path, rng):
     for line in header.splitlines():
         assert "injected" not in line or line.startswith("//"), line
         assert not line.rstrip().endswith("\\"), line
-    assert "\r" not in header and "\x00" not in header and "\u2028" not in header and "*/" not in header.split("#pragma")[0]
-    driver = ('#include "model0.hpp"\n#include <cstdio>\n#include <cstring>\n'
-              "int main() {\n  for (int j = 0; j < gen0::n_features; ++j) {\n"
-              "    const char* s = gen0::feature_names[j];\n"
-              "    std::fwrite(s, 1, std::strlen(s), stdout); std::fputc('|', stdout);\n  }\n  return 0;\n}\n")
+    assert (
+        "\r" not in header
+        and "\x00" not in header
+        and "\u2028" not in header
+        and "*/" not in header.split("#pragma")[0]
+    )
+    driver = (
+        '#include "model0.hpp"\n#include <cstdio>\n#include <cstring>\n'
+        "int main() {\n  for (int j = 0; j < gen0::n_features; ++j) {\n"
+        "    const char* s = gen0::feature_names[j];\n"
+        "    std::fwrite(s, 1, std::strlen(s), stdout); std::fputc('|', stdout);\n  }\n  return 0;\n}\n"
+    )
     (tmp_path / "model0.hpp").write_text(header)
     (tmp_path / "names.cpp").write_text(driver)
-    proc = subprocess.run([GXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wcomment", "names.cpp", "-o", "names"],
-                          cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [GXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wcomment", "names.cpp", "-o", "names"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = subprocess.run([str(tmp_path / "names")], capture_output=True, check=True).stdout
     # C strings end at NUL: the name holding one reads back up to it
@@ -835,8 +1005,14 @@ def test_hostile_onnx_node_names_are_escaped(tmp_path, rng):
     from onnx import helper
 
     W = rng.normal(size=(3, 2))
-    model = _onnx_chain_model([helper.make_node("MatMul", ["x", "W"], ["h"], name="mm\nint injected = 1;\\"),
-                               helper.make_node("Relu", ["h"], ["y"], name="r\r*/\x00")], {"W": W}, n_in=3)
+    model = _onnx_chain_model(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["h"], name="mm\nint injected = 1;\\"),
+            helper.make_node("Relu", ["h"], ["y"], name="r\r*/\x00"),
+        ],
+        {"W": W},
+        n_in=3,
+    )
     header = codegen.generate_cpp(model, name="mlp0", precision="fixed<16,6>")
     assert "\r" not in header and "\x00" not in header and "*/" not in header
     assert all("injected" not in ln or "//" in ln.split("injected")[0] for ln in header.splitlines())

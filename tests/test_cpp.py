@@ -23,14 +23,26 @@ pytestmark = pytest.mark.skipif(CMAKE is None, reason="cmake not found")
 def _run(cmd, **kw):
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
 def _configure_and_build(source: Path, build: Path) -> None:
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    _run([CMAKE, "-S", str(source), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release",
-          f"-Dhepinfer_DIR={hepinfer.cmake_dir()}"])
+    _run(
+        [
+            CMAKE,
+            "-S",
+            str(source),
+            "-B",
+            str(build),
+            *gen,
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-Dhepinfer_DIR={hepinfer.cmake_dir()}",
+        ]
+    )
     _run([CMAKE, "--build", str(build), "--parallel", str(os.cpu_count() or 2)])
 
 
@@ -64,8 +76,9 @@ def test_consumer_project_matches_python(tmp_path):
     rng = np.random.default_rng()
     X = rng.normal(size=(400, 6)).astype(np.float32)
     y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "nthread": 1},
-                        xgb.DMatrix(X, y), num_boost_round=20)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 4, "nthread": 1}, xgb.DMatrix(X, y), num_boost_round=20
+    )
     model = tmp_path / "model.json"
     booster.save_model(model)
     rows = rng.normal(size=(50, 6)).astype(np.float32)

@@ -135,7 +135,9 @@ def test_dask_bad_files_same_as_local(rootdir, forest, tmp_path):
         assert_same_output(read_output(tmp_path / "d.root"), read_output(tmp_path / "l.root"))
         # raise: the same error, and the same partial output file
         for name, dask_ in (("lr.root", False), ("dr.root", True)):
-            with pytest.raises(ReadError, match=r"corrupt\.root: branch 'y' of tree 'Events' cannot be read") as err:
+            with pytest.raises(
+                ReadError, match=r"corrupt\.root: branch 'y' of tree 'Events' cannot be read"
+            ) as err:
                 score(forest, [good, str(corrupt), good], output=tmp_path / name, dask=dask_, **kw)
             assert str(tmp_path / name) in str(err.value) and err.value.branch == "y"
             assert err.value.summary.events_per_file[0] == local.events_per_file[0]
@@ -167,17 +169,28 @@ def test_dask_expression_errors_before_reading(rootdir, forest):
     path = f"{rootdir}/nano_a.root:Events"
     with dask.config.set(scheduler="synchronous"):
         for dask_ in (False, True):
-            with pytest.raises(hepinfer.InputError, match=r"feature 'f_r': 'sqrt\(x\*\*2 \+\* y\)' is not a valid"):
+            with pytest.raises(
+                hepinfer.InputError, match=r"feature 'f_r': 'sqrt\(x\*\*2 \+\* y\)' is not a valid"
+            ):
                 score(forest, path, features={**FEATURES, "f_r": "sqrt(x**2 +* y)"}, dask=dask_)
             with pytest.raises(hepinfer.InputError, match=r"calls frist\(\).*did you mean first"):
-                score(forest, path, features={**FEATURES, "lead_pt": "frist(Jet_pt)"}, aliases=ALIASES, dask=dask_)
+                score(
+                    forest,
+                    path,
+                    features={**FEATURES, "lead_pt": "frist(Jet_pt)"},
+                    aliases=ALIASES,
+                    dask=dask_,
+                )
             with pytest.raises(
                 ReadError,
                 match=r"nano_a\.root: tree 'Events' has no branch 'z' \(needed for feature 'f_r' in alias 'r' = "
                 r"'sqrt\(x\*\*2 \+ z\*\*2\)'\)",
             ):
                 score(forest, path, features=FEATURES, aliases={"r": "sqrt(x**2 + z**2)"}, dask=dask_)
-            with pytest.raises(ReadError, match=r"has no branch 'nJets' \(used by the cut in 'nJets > 1'\); similar names: nJet"):
+            with pytest.raises(
+                ReadError,
+                match=r"has no branch 'nJets' \(used by the cut in 'nJets > 1'\); similar names: nJet",
+            ):
                 score(forest, path, features=FEATURES, aliases=ALIASES, cut="nJets > 1", dask=dask_)
 
 

@@ -472,4 +472,8 @@ def test_constituent_features_padded_equal_a_plain_numpy_padding():
                 ]
             np.testing.assert_array_equal(x[j], want[j])
         np.testing.assert_array_equal(mask.sum(axis=1), np.minimum(np.diff(offsets), max_particles))
-        assert x.dtype == np.float32 and mask.dtype == bool and counts.sum() == sum(len(v) for v in values.values()) // 6
+        assert (
+            x.dtype == np.float32
+            and mask.dtype == bool
+            and counts.sum() == sum(len(v) for v in values.values()) // 6
+        )

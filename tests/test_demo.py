@@ -189,8 +189,14 @@ def test_bootstrap_working_point_against_binomial_errors():
     ref = np.r_[rng.uniform(0.01, 0.99, n_sig), np.where(passes, 2.0, 0.0)]
     # a second tagger passing the same jets and as many others: its rejection is half as large,
     # and the paired ratio spreads less than the two rejections do; the third is the reference itself
-    more = passes | np.r_[np.zeros(int(p * n_bkg), dtype=bool), np.ones(int(p * n_bkg), dtype=bool),
-                          np.zeros(n_bkg - 2 * int(p * n_bkg), dtype=bool)]
+    more = (
+        passes
+        | np.r_[
+            np.zeros(int(p * n_bkg), dtype=bool),
+            np.ones(int(p * n_bkg), dtype=bool),
+            np.zeros(n_bkg - 2 * int(p * n_bkg), dtype=bool),
+        ]
+    )
     looser = np.r_[ref[:n_sig], np.where(more, 2.0, 0.0)]
     out = bootstrap_working_point(
         label, mass, {"ref": ref, "looser": looser, "same": ref.copy()}, reference="ref", replicas=400, seed=5

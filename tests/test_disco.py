@@ -431,8 +431,15 @@ def test_small_samples_with_offsets_against_exact_rationals(rng, n):
         r = [sum(row) for row in a]
         t = sum(r)
         if unbiased:
-            return [[a[i][j] - r[i] / (n - 2) - r[j] / (n - 2) + t / ((n - 1) * (n - 2)) if i != j else Fraction(0)
-                     for j in range(n)] for i in range(n)]
+            return [
+                [
+                    a[i][j] - r[i] / (n - 2) - r[j] / (n - 2) + t / ((n - 1) * (n - 2))
+                    if i != j
+                    else Fraction(0)
+                    for j in range(n)
+                ]
+                for i in range(n)
+            ]
         return [[a[i][j] - r[i] / n - r[j] / n + t / n**2 for j in range(n)] for i in range(n)]
 
     for unbiased in (False, True):

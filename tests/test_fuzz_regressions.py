@@ -19,7 +19,12 @@ from hepinfer import Forest, InputError, Model, ModelFormatError
 
 REGRESSIONS = Path(__file__).parent / "data" / "fuzz_regressions"
 # fuzz target (folder name) -> Forest.load format; "onnx" loads with Model.load
-FOREST_FORMATS = {"xgboost_json": "xgboost-json", "xgboost_ubj": "xgboost-ubj", "lightgbm": "lightgbm", "tmva": "tmva"}
+FOREST_FORMATS = {
+    "xgboost_json": "xgboost-json",
+    "xgboost_ubj": "xgboost-ubj",
+    "lightgbm": "lightgbm",
+    "tmva": "tmva",
+}
 TARGETS = (*FOREST_FORMATS, "onnx")
 
 

@@ -70,13 +70,31 @@ def _chain_forest(depth: int = 3000) -> hepinfer.Forest:
         i = 2 * d
         left[i], right[i], cond[i] = i + 1, i + 2, -1.0 + d / depth
         parents[i + 1] = parents[i + 2] = i
-    gb["trees"].append({
-        "base_weights": cond, "categories": [], "categories_nodes": [], "categories_segments": [],
-        "categories_sizes": [], "default_left": [0] * n, "id": len(gb["trees"]), "left_children": left,
-        "loss_changes": [0.0] * n, "parents": parents, "right_children": right, "split_conditions": cond,
-        "split_indices": [0] * n, "split_type": [0] * n, "sum_hessian": [1.0] * n,
-        "tree_param": {"num_deleted": "0", "num_feature": model["learner"]["learner_model_param"]["num_feature"],
-                       "num_nodes": str(n), "size_leaf_vector": "1"}})
+    gb["trees"].append(
+        {
+            "base_weights": cond,
+            "categories": [],
+            "categories_nodes": [],
+            "categories_segments": [],
+            "categories_sizes": [],
+            "default_left": [0] * n,
+            "id": len(gb["trees"]),
+            "left_children": left,
+            "loss_changes": [0.0] * n,
+            "parents": parents,
+            "right_children": right,
+            "split_conditions": cond,
+            "split_indices": [0] * n,
+            "split_type": [0] * n,
+            "sum_hessian": [1.0] * n,
+            "tree_param": {
+                "num_deleted": "0",
+                "num_feature": model["learner"]["learner_model_param"]["num_feature"],
+                "num_nodes": str(n),
+                "size_leaf_vector": "1",
+            },
+        }
+    )
     k = len(gb["trees"])
     gb["gbtree_model_param"]["num_trees"] = str(k)
     gb["tree_info"] = [0] * k
@@ -113,6 +131,7 @@ def _forest_predict_leaf(rng):
 
 def _nn_predict(rng):
     model = hepinfer.Model.load(HERE / "data" / "onnx" / "mlp_3_4_2.onnx")
+
     def make(n):
         X = rng.normal(size=(n, 3)).astype(np.float32)
         return lambda: model._core.predict_rows(X, 1)
@@ -177,7 +196,9 @@ CALLS = {
     "nn_predict": _nn_predict_list,
     "distance_stats": _disco,
     "jagged_pad": _jagged_call(lambda v: _core.jagged_pad(v, 8, 0.0, "float64", "events", 1)),
-    "jagged_leading": _jagged_call(lambda v: _core.jagged_leading(v, 0, 3, False, 0.0, "float64", "events", 1)),
+    "jagged_leading": _jagged_call(
+        lambda v: _core.jagged_leading(v, 0, 3, False, 0.0, "float64", "events", 1)
+    ),
     "jagged_top_k_indices": _jagged_call(lambda v: _core.jagged_top_k_indices(v, 0, 3, False, 1)),
     "jagged_gather": _gather,
     "jagged_reduce": _jagged_call(lambda v: _core.jagged_reduce(v, 0, "sum", 0.0, 1)),
@@ -196,4 +217,6 @@ def test_long_cpp_call_releases_the_gil(rng, name):
     stall, duration = _longest_stall(call)
     print(f"{name}: call {duration:.3f} s, longest stall of the Python thread {stall:.3f} s")
     # a held GIL stalls the main thread for about the whole call; released, only for scheduling
-    assert stall < 0.5 * duration, f"{name}: the Python thread stood still {stall:.3f} s of a {duration:.3f} s call"
+    assert stall < 0.5 * duration, (
+        f"{name}: the Python thread stood still {stall:.3f} s of a {duration:.3f} s call"
+    )

@@ -408,16 +408,23 @@ def test_bad_expressions_give_clear_errors(tmp_path, rng):
             }
         )
     path = str(tmp_path / "j.root:Events")
-    with pytest.raises(hepinfer.InputError, match=r"feature 'r': 'sqrt\(x\*\*2 \+\)' is not a valid expression"):
+    with pytest.raises(
+        hepinfer.InputError, match=r"feature 'r': 'sqrt\(x\*\*2 \+\)' is not a valid expression"
+    ):
         list(iterate(str(tmp_path / "nothing.root"), {"r": "sqrt(x**2 +)"}))  # before looking at the files
-    with pytest.raises(hepinfer.InputError, match=r"'mx\(Jet_pt\)' calls mx\(\).*per-event functions num, first"):
+    with pytest.raises(
+        hepinfer.InputError, match=r"'mx\(Jet_pt\)' calls mx\(\).*per-event functions num, first"
+    ):
         list(iterate(path, ["mx(Jet_pt)"]))
     with pytest.raises(hepinfer.InputError, match=r"alias 'a': 'x \+ \+\* 1' is not a valid expression"):
         list(iterate(path, ["a"], aliases={"a": "x + +* 1"}))
     with pytest.raises(hepinfer.InputError, match=r"cut: 'x >' is not a valid expression"):
         list(iterate(path, ["x"], cut="x >"))
-    with pytest.raises(ReadError, match=r"j\.root: tree 'Events' has no branch 'Jet_eta' \(needed for feature 'h' in "
-                       r"'sum_of\(Jet_pt \* Jet_eta\)'\); similar names: Jet_pt") as err:
+    with pytest.raises(
+        ReadError,
+        match=r"j\.root: tree 'Events' has no branch 'Jet_eta' \(needed for feature 'h' in "
+        r"'sum_of\(Jet_pt \* Jet_eta\)'\); similar names: Jet_pt",
+    ) as err:
         list(iterate(path, {"h": "sum_of(Jet_pt * Jet_eta)"}))
     assert err.value.branch == "Jet_eta" and err.value.file.endswith("j.root")
     # the same jet counts broadcast; different counts in event 137 are named with the expression
@@ -429,7 +436,9 @@ def test_bad_expressions_give_clear_errors(tmp_path, rng):
         r"0-399 \(it combines jagged branches that hold different numbers of values in an event",
     ):
         list(iterate(path, {"s": "sum_of(Jet_pt * Muon_pt)"}))
-    with pytest.raises(ReadError, match=r"'sum_of\(Jet_pt \* Muon_pt\)' cannot be evaluated.*entries 100-199"):
+    with pytest.raises(
+        ReadError, match=r"'sum_of\(Jet_pt \* Muon_pt\)' cannot be evaluated.*entries 100-199"
+    ):
         list(iterate(path, {"s": "sum_of(Jet_pt * Muon_pt)"}, step_size=100))
 
 
@@ -447,8 +456,18 @@ def test_rntuple_expressions_aliases_cut_equal_ttree(tmp_path, rng, rootdir):
         f.mktree("tree", {"x": np.float32, "y": np.float64, "Jet_pt": "var * float32"})
         f["tree"].extend(data)
         f["ntuple"] = data
-    exprs = {"r": "sqrt(x**2 + y**2)", "lead": "first(Jet_pt)", "n": "num(Jet_pt)", "w": "w", "s": "sum_of(Jet_pt)"}
-    kw = {"aliases": {"w": "where(y > 0, 2 * v, x)", "v": "y"}, "cut": "(num(Jet_pt) > 0) & (w < 1)", "step_size": 700}
+    exprs = {
+        "r": "sqrt(x**2 + y**2)",
+        "lead": "first(Jet_pt)",
+        "n": "num(Jet_pt)",
+        "w": "w",
+        "s": "sum_of(Jet_pt)",
+    }
+    kw = {
+        "aliases": {"w": "where(y > 0, 2 * v, x)", "v": "y"},
+        "cut": "(num(Jet_pt) > 0) & (w < 1)",
+        "step_size": 700,
+    }
     t = list(iterate(str(tmp_path / "t.root:tree"), exprs, **kw))
     r = list(iterate(str(tmp_path / "t.root:ntuple"), exprs, **kw))
     assert [c.entry_start for c in r] == [c.entry_start for c in t] == [0, 700, 1400, 2100]
@@ -456,12 +475,18 @@ def test_rntuple_expressions_aliases_cut_equal_ttree(tmp_path, rng, rootdir):
         got, want = (np.concatenate([c.arrays[k] for c in chunks]) for chunks in (r, t))
         assert got.dtype == want.dtype and len(got) > 1000
         np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(np.concatenate([c.entries for c in r]), np.concatenate([c.entries for c in t]))
-    with pytest.raises(ReadError, match=r"t\.root: tree 'ntuple' has no branch 'z' \(needed for feature 'r' in 'x \+ z'\)"):
+    np.testing.assert_array_equal(
+        np.concatenate([c.entries for c in r]), np.concatenate([c.entries for c in t])
+    )
+    with pytest.raises(
+        ReadError, match=r"t\.root: tree 'ntuple' has no branch 'z' \(needed for feature 'r' in 'x \+ z'\)"
+    ):
         list(iterate(str(tmp_path / "t.root:ntuple"), {"r": "x + z"}))
     # the RNTuple ROOT itself wrote, scored with expressions
     want = reference(rootdir, "nano_b")
-    (c,) = iterate(f"{rootdir}/ntuple.root:Events", {"d": "x - 2 * y", "j": "nJet"}, cut="nJet > 1", step_size=10**6)
+    (c,) = iterate(
+        f"{rootdir}/ntuple.root:Events", {"d": "x - 2 * y", "j": "nJet"}, cut="nJet > 1", step_size=10**6
+    )
     sel = want["nJet"] > 1
     np.testing.assert_array_equal(c.arrays["d"], (want["x"] - 2 * want["y"])[sel])
     np.testing.assert_array_equal(c.entries, np.flatnonzero(sel))

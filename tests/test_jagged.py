@@ -389,8 +389,10 @@ def test_min_delta_r_matches_cartesian(rng, dtype, offsets):
     shifted = jets.eta + 1.0
     d = hj.delta_r(jets.eta, jets.phi, shifted, jets.phi)
     # exactly |shifted - eta| of the (possibly float32-rounded) inputs
-    expected = np.abs(ak.to_numpy(ak.flatten(shifted)).astype(np.float64)
-                      - ak.to_numpy(ak.flatten(jets.eta)).astype(np.float64))
+    expected = np.abs(
+        ak.to_numpy(ak.flatten(shifted)).astype(np.float64)
+        - ak.to_numpy(ak.flatten(jets.eta)).astype(np.float64)
+    )
     np.testing.assert_allclose(ak.to_numpy(ak.flatten(d)), expected, rtol=1e-6)
     assert np.all(np.abs(expected - 1.0) < 1e-4 * np.maximum(1.0, np.abs(ak.to_numpy(ak.flatten(jets.eta)))))
     with pytest.raises(hepinfer.InputError, match="different numbers of events"):

@@ -56,8 +56,23 @@ def _numeric_thresholds(booster):
     return out
 
 
-SPECIALS = [np.nan, 0.0, -0.0, KZERO, -KZERO, 1e-36, -1e-36, 1e-35, -1e-35,
-            np.nextafter(KZERO, 1.0), np.nextafter(-KZERO, -1.0), 1e300, -1e300, np.inf, -np.inf]
+SPECIALS = [
+    np.nan,
+    0.0,
+    -0.0,
+    KZERO,
+    -KZERO,
+    1e-36,
+    -1e-36,
+    1e-35,
+    -1e-35,
+    np.nextafter(KZERO, 1.0),
+    np.nextafter(-KZERO, -1.0),
+    1e300,
+    -1e300,
+    np.inf,
+    -np.inf,
+]
 
 
 def _probe_rows(rng, X, booster, n=300, cat_cols=()):
@@ -126,17 +141,23 @@ OBJECTIVES = {
     "regression": ({"objective": "regression"}, lambda s: s * 3 + 1, 1),
     "regression_l1": ({"objective": "regression_l1"}, lambda s: s * 3 + 1, 1),
     "xentropy": ({"objective": "cross_entropy"}, lambda s: 1 / (1 + np.exp(-s)), 1),
-    "multiclass": ({"objective": "multiclass", "num_class": 4},
-                   lambda s: np.digitize(s, [-0.7, 0.0, 0.7]), 4),
-    "multiclassova": ({"objective": "multiclassova", "num_class": 3},
-                      lambda s: np.digitize(s, [-0.5, 0.5]), 3),
+    "multiclass": (
+        {"objective": "multiclass", "num_class": 4},
+        lambda s: np.digitize(s, [-0.7, 0.0, 0.7]),
+        4,
+    ),
+    "multiclassova": (
+        {"objective": "multiclassova", "num_class": 3},
+        lambda s: np.digitize(s, [-0.5, 0.5]),
+        3,
+    ),
 }
 
 MISSING = {
-    "nan_type": ({}, True),                           # missing type NaN where data has NaN
+    "nan_type": ({}, True),  # missing type NaN where data has NaN
     "zero_as_missing": ({"zero_as_missing": True}, True),  # missing type Zero
-    "use_missing_false": ({"use_missing": False}, True),   # missing type None, NaN -> 0
-    "no_nan_in_training": ({}, False),                # missing type None
+    "use_missing_false": ({"use_missing": False}, True),  # missing type None, NaN -> 0
+    "no_nan_in_training": ({}, False),  # missing type None
 }
 
 
@@ -174,25 +195,58 @@ def test_many_leaves_and_constant_first_tree(rng, tmp_path):
 def test_random_forest_average_output(rng, tmp_path):
     X, Xn, score = _data(rng)
     rounds = 8
-    booster = _train({"objective": "binary", "boosting": "rf", "bagging_fraction": 0.6, "bagging_freq": 1},
-                     Xn, (score > 0).astype(int), rounds)
+    booster = _train(
+        {"objective": "binary", "boosting": "rf", "bagging_fraction": 0.6, "bagging_freq": 1},
+        Xn,
+        (score > 0).astype(int),
+        rounds,
+    )
     forest = _load(booster, "file", tmp_path)
     Xt = _probe_rows(rng, Xn, booster)
     # LightGBM averages the trees before the sigmoid; raw_score=True is the plain sum.
     np.testing.assert_allclose(forest.predict(Xt), booster.predict(Xt), rtol=PROB_RTOL, atol=1e-15)
     np.testing.assert_array_equal(forest.predict_leaf(Xt), booster.predict(Xt, pred_leaf=True))
     # the margin is LightGBM's raw score: the plain sum
-    np.testing.assert_allclose(forest.predict(Xt, output="margin"),
-                               booster.predict(Xt, raw_score=True), rtol=MARGIN_RTOL, atol=1e-13)
-    np.testing.assert_allclose([forest.predict_one(row) for row in Xt[:50]], booster.predict(Xt[:50]),
-                               rtol=PROB_RTOL, atol=1e-15)
+    np.testing.assert_allclose(
+        forest.predict(Xt, output="margin"), booster.predict(Xt, raw_score=True), rtol=MARGIN_RTOL, atol=1e-13
+    )
+    np.testing.assert_allclose(
+        [forest.predict_one(row) for row in Xt[:50]], booster.predict(Xt[:50]), rtol=PROB_RTOL, atol=1e-15
+    )
 
 
 # --------------------------------------------------------------------------- categorical
 
-CAT_VALUES = np.array([np.nan, -1.0, -0.5, -0.0, 0.0, 0.3, 0.999, 1.0, 1.5, 2.7, 3.0, 31.0, 31.9, 32.0,
-                       39.0, 40.0, 63.0, 64.0, 1000.0, 2.0**31 - 1, 2.0**31, 1e10, -1e10, -2.0**31,
-                       np.inf, -np.inf])
+CAT_VALUES = np.array(
+    [
+        np.nan,
+        -1.0,
+        -0.5,
+        -0.0,
+        0.0,
+        0.3,
+        0.999,
+        1.0,
+        1.5,
+        2.7,
+        3.0,
+        31.0,
+        31.9,
+        32.0,
+        39.0,
+        40.0,
+        63.0,
+        64.0,
+        1000.0,
+        2.0**31 - 1,
+        2.0**31,
+        1e10,
+        -1e10,
+        -(2.0**31),
+        np.inf,
+        -np.inf,
+    ]
+)
 
 
 @pytest.mark.parametrize("max_cat_to_onehot", [4, 64])
@@ -208,8 +262,13 @@ def test_categorical_feature(rng, tmp_path, max_cat_to_onehot, objective):
         params, y = {"objective": "binary"}, (hit | (X[:, 0] > 1)).astype(int)
     else:
         params, y = {"objective": "multiclass", "num_class": 3}, hit.astype(int) + (X[:, 0] > 0.5)
-    booster = _train({**params, "min_data_per_group": 5, "cat_smooth": 1, "max_cat_to_onehot": max_cat_to_onehot},
-                     X, y, 12, categorical_feature=[3, 4])
+    booster = _train(
+        {**params, "min_data_per_group": 5, "cat_smooth": 1, "max_cat_to_onehot": max_cat_to_onehot},
+        X,
+        y,
+        12,
+        categorical_feature=[3, 4],
+    )
     assert "cat_threshold=" in booster.model_to_string()
     forest = _load(booster, "file", tmp_path)
     Xt = _probe_rows(rng, X, booster, cat_cols=(3, 4))
@@ -225,20 +284,26 @@ def test_categorical_feature(rng, tmp_path, max_cat_to_onehot, objective):
 def test_pandas_category_columns(rng, tmp_path):
     pd = pytest.importorskip("pandas")
     n = 1200
-    df = pd.DataFrame({
-        "a": rng.normal(size=n),
-        "b": rng.normal(size=n),
-        "c": pd.Categorical(rng.choice(list("pqrstuvwxyz"), n), categories=list("pqrstuvwxyz")),
-        "d": pd.Categorical(rng.choice(["u", "v", "w", None], n), categories=["u", "v", "w"]),
-    })
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": rng.normal(size=n),
+            "c": pd.Categorical(rng.choice(list("pqrstuvwxyz"), n), categories=list("pqrstuvwxyz")),
+            "d": pd.Categorical(rng.choice(["u", "v", "w", None], n), categories=["u", "v", "w"]),
+        }
+    )
     y = ((df["c"].isin(list("pqrs")) & (df["a"] > -0.5)) | (df["d"] == "v")).astype(int)
     booster = _train({"objective": "binary", "min_data_per_group": 5, "cat_smooth": 1}, df, y, 12)
     forest = _load(booster, "file", tmp_path)
     assert list(forest.feature_names) == ["a", "b", "c", "d"]
     test = df.iloc[:200].copy()
     test.loc[test.index[:20], "a"] = np.nan
-    np.testing.assert_allclose(forest.predict(test, output="margin"), booster.predict(test, raw_score=True),
-                               rtol=MARGIN_RTOL, atol=1e-13)
+    np.testing.assert_allclose(
+        forest.predict(test, output="margin"),
+        booster.predict(test, raw_score=True),
+        rtol=MARGIN_RTOL,
+        atol=1e-13,
+    )
     np.testing.assert_allclose(forest.predict(test), booster.predict(test), rtol=PROB_RTOL, atol=1e-15)
     np.testing.assert_array_equal(forest.predict_leaf(test), booster.predict(test, pred_leaf=True))
 
@@ -267,8 +332,12 @@ def test_shapes_single_row_empty_batch_dict_threads(rng, tmp_path, objective):
 
     Xt = _probe_rows(rng, Xn, booster, n=500)
     as_dict = {name: Xt[:, j] for j, name in enumerate(booster.feature_name())}
-    np.testing.assert_allclose(forest.predict(as_dict, output="margin"), booster.predict(Xt, raw_score=True),
-                               rtol=MARGIN_RTOL, atol=1e-13)
+    np.testing.assert_allclose(
+        forest.predict(as_dict, output="margin"),
+        booster.predict(Xt, raw_score=True),
+        rtol=MARGIN_RTOL,
+        atol=1e-13,
+    )
 
     a = forest.predict(Xt, n_threads=1)
     b = forest.predict(Xt, n_threads=4)
@@ -336,8 +405,9 @@ def good_model_text(rng):
     X, Xn, score = _data(rng, n=600)
     X[:, 4] = rng.integers(0, 10, len(X))
     y = ((score > 0) ^ np.isin(X[:, 4], [2, 3, 7])).astype(int)
-    booster = _train({"objective": "binary", "min_data_per_group": 5, "cat_smooth": 1}, X, y, 4,
-                     categorical_feature=[4])
+    booster = _train(
+        {"objective": "binary", "min_data_per_group": 5, "cat_smooth": 1}, X, y, 4, categorical_feature=[4]
+    )
     return booster.model_to_string()
 
 
@@ -356,7 +426,7 @@ def _sub_tree_line(text, tree, key, fn):
     lines = rest.split("\n")
     for i, line in enumerate(lines):
         if line.startswith(key + "="):
-            lines[i] = key + "=" + " ".join(fn(line[len(key) + 1:].split(" ")))
+            lines[i] = key + "=" + " ".join(fn(line[len(key) + 1 :].split(" ")))
             break
         if line == "":
             raise AssertionError(f"{key} not in Tree={tree}")
@@ -366,28 +436,59 @@ def _sub_tree_line(text, tree, key, fn):
 def test_truncated_files_rejected(rng, tmp_path, good_model_text):
     text = good_model_text
     end = text.index("end of trees")
-    cuts = sorted(set([0, 1, 3, 10, text.index("\nTree=0"), end - 1, end + 5]
-                      + [int(c) for c in rng.integers(1, end, 25)]))
+    cuts = sorted(
+        set(
+            [0, 1, 3, 10, text.index("\nTree=0"), end - 1, end + 5]
+            + [int(c) for c in rng.integers(1, end, 25)]
+        )
+    )
     for cut in cuts:
         msg = _expect_error(tmp_path, text[:cut], name=f"trunc_{cut}.txt")
         assert f"trunc_{cut}.txt" in msg
 
 
-@pytest.mark.parametrize("garbage", [
-    "", "\n\n", "hello world\n", "tree\n", "tree\nversion=v4\n", "\x00\x01\x02garbage",
-    "{\"learner\": {}}", "tree\nversion=v99\nnum_class=1\n",
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        "\n\n",
+        "hello world\n",
+        "tree\n",
+        "tree\nversion=v4\n",
+        "\x00\x01\x02garbage",
+        '{"learner": {}}',
+        "tree\nversion=v99\nnum_class=1\n",
+    ],
+)
 def test_garbage_rejected(tmp_path, garbage):
     _expect_error(tmp_path, garbage)
 
 
-@pytest.mark.parametrize("mutation", [
-    "leaf_value_short", "leaf_value_long", "threshold_short", "split_feature_out_of_range",
-    "left_child_out_of_range", "right_child_out_of_range", "child_cycle", "num_leaves_absurd",
-    "num_leaves_negative", "leaf_value_not_number", "bad_decision_type", "cat_boundaries_wrong",
-    "cat_threshold_short", "missing_num_class", "missing_feature_names", "feature_names_count",
-    "tree_index_wrong", "unknown_objective", "is_linear", "num_cat_mismatch",
-])
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        "leaf_value_short",
+        "leaf_value_long",
+        "threshold_short",
+        "split_feature_out_of_range",
+        "left_child_out_of_range",
+        "right_child_out_of_range",
+        "child_cycle",
+        "num_leaves_absurd",
+        "num_leaves_negative",
+        "leaf_value_not_number",
+        "bad_decision_type",
+        "cat_boundaries_wrong",
+        "cat_threshold_short",
+        "missing_num_class",
+        "missing_feature_names",
+        "feature_names_count",
+        "tree_index_wrong",
+        "unknown_objective",
+        "is_linear",
+        "num_cat_mismatch",
+    ],
+)
 def test_corrupted_models_rejected(tmp_path, good_model_text, mutation):
     t = good_model_text
     if mutation == "leaf_value_short":
@@ -451,8 +552,19 @@ def test_single_leaf_trees_beside_categorical_trees(rng):
     X, Xn, score = _data(rng, n=800)
     X[:, 4] = rng.integers(0, 10, len(X))
     y = ((score > 0) ^ np.isin(X[:, 4], [2, 3, 7])).astype(int)  # classes 0 and 1 only
-    booster = _train({"objective": "multiclass", "num_class": 3, "min_data_per_group": 5, "cat_smooth": 1,
-                      "max_cat_to_onehot": 1}, X, y, 6, categorical_feature=[4])
+    booster = _train(
+        {
+            "objective": "multiclass",
+            "num_class": 3,
+            "min_data_per_group": 5,
+            "cat_smooth": 1,
+            "max_cat_to_onehot": 1,
+        },
+        X,
+        y,
+        6,
+        categorical_feature=[4],
+    )
     forest = hepinfer.Forest.load(booster)
     Xt = _probe_rows(rng, X, booster)
     with np.errstate(over="ignore"):

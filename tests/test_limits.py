@@ -618,16 +618,19 @@ def _bounded_load(tmp_path, setup: str, limit_gib: float = 2.0, timeout: float =
     the peak resident size of the process, after hepinfer was imported, in MiB; read: the bytes the
     process read from files while loading, /proc/self/io rchar, in MiB). Tests bound memory and
     bytes read, not seconds (the timeout only stops a runaway)."""
-    script = textwrap.dedent(
-        """
+    script = (
+        textwrap.dedent(
+            """
         import json, resource, sys, time
         import numpy as np
         import hepinfer
         from hepinfer import Model
         from onnx import TensorProto, helper
         """
-    ) + textwrap.dedent(setup) + textwrap.dedent(
-        f"""
+        )
+        + textwrap.dedent(setup)
+        + textwrap.dedent(
+            f"""
         limit = int({limit_gib} * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         def rchar():
@@ -647,6 +650,7 @@ def _bounded_load(tmp_path, setup: str, limit_gib: float = 2.0, timeout: float =
             result["rss_mb"] = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
         print(json.dumps(result))
         """
+        )
     )
     (tmp_path / "bounded_load.py").write_text(script)
     proc = subprocess.run(
@@ -683,7 +687,9 @@ def test_onnx_external_data_symlink_out_of_the_folder(tmp_path):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "weights.bin").symlink_to(secret)
-    message = rejects(Model.load, _add_external(model_dir, location="weights.bin"), "tensor 'w'", "weights.bin")
+    message = rejects(
+        Model.load, _add_external(model_dir, location="weights.bin"), "tensor 'w'", "weights.bin"
+    )
     assert "outside the model's folder" in message
     # a folder symlink on the way out is the same
     (model_dir / "sub").symlink_to(tmp_path)
@@ -738,10 +744,15 @@ def test_onnx_external_data_symlink_inside_the_folder(tmp_path):
 def test_onnx_external_data_length_must_match_the_tensor(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"\x00" * 64)
     message = rejects(
-        Model.load, _add_external(tmp_path, location="weights.bin", offset=0, length=20), "tensor 'w'", "weights.bin"
+        Model.load,
+        _add_external(tmp_path, location="weights.bin", offset=0, length=20),
+        "tensor 'w'",
+        "weights.bin",
     )
     assert "raw data has 20 bytes, expected 16" in message
-    message = rejects(Model.load, _add_external(tmp_path, location="weights.bin", offset=60, length=16), "tensor 'w'")
+    message = rejects(
+        Model.load, _add_external(tmp_path, location="weights.bin", offset=60, length=16), "tensor 'w'"
+    )
     assert "past the end" in message and "weights.bin" in message
     rejects(Model.load, _add_external(tmp_path, location="missing.bin"), "tensor 'w'", "missing.bin")
 
@@ -835,8 +846,13 @@ def _expand_branches(
         helper.make_tensor("one", TensorProto.FLOAT, [1, 1], [fill]),
     ]
     src = "one" if constant else "x"
-    expands = [helper.make_node("Expand", [src, "shape"], [f"e{i}"], name=f"expand{i}") for i in range(n_branches)]
-    reduces = [helper.make_node("ReduceSum", [f"e{i}", "axes"], [f"r{i}"], name=f"reduce{i}") for i in range(n_branches)]
+    expands = [
+        helper.make_node("Expand", [src, "shape"], [f"e{i}"], name=f"expand{i}") for i in range(n_branches)
+    ]
+    reduces = [
+        helper.make_node("ReduceSum", [f"e{i}", "axes"], [f"r{i}"], name=f"reduce{i}")
+        for i in range(n_branches)
+    ]
     nodes = [n for pair in zip(expands, reduces) for n in pair] if interleaved else expands + reduces
     last = "s" if tail else "y"
     nodes.append(helper.make_node("Sum", [f"r{i}" for i in range(n_branches)] + ["x"], [last], name="sum"))

@@ -103,7 +103,11 @@ def check_written(hundred, out: str, files_done, bad_events: int) -> dict:
     with uproot.open(out) as f:
         got = f["scores"].arrays(library="np")
         inputs = str(f["hepinfer_inputs"])
-        failed = f["hepinfer_failures"].arrays(library="np") if "hepinfer_failures" in f else {"path": [], "message": []}
+        failed = (
+            f["hepinfer_failures"].arrays(library="np")
+            if "hepinfer_failures" in f
+            else {"path": [], "message": []}
+        )
         failures = "\n".join(f"{p}\t{m}" for p, m in zip(failed["path"], failed["message"]))
     assert inputs.count("\n") == N_FILES - 1 and hundred["paths"][BAD] in inputs
     for i in files_done:
@@ -248,7 +252,9 @@ class MemoryProbe:
 
 def _numpy_bytes() -> int:
     """Bytes of numpy array data allocated since tracemalloc started and still alive."""
-    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)])
+    snap = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+    )
     return sum(t.size for t in snap.traces)
 
 

@@ -39,7 +39,8 @@ def test_cuda_request_in_cpu_only_build(dense):
 
 
 @pytest.mark.skipif(
-    not _core.built_with_cuda() or _core.cuda_device_count() > 0, reason="needs a CUDA build on a machine without GPU"
+    not _core.built_with_cuda() or _core.cuda_device_count() > 0,
+    reason="needs a CUDA build on a machine without GPU",
 )
 def test_cuda_request_without_a_device(dense):
     with pytest.raises(hepinfer.DeviceError, match="0 CUDA device"):
@@ -82,7 +83,9 @@ def test_pfn_jagged_plan_matches_padded_model(rng, pfns, name, n_jets):
     np.testing.assert_allclose(got, cpu, rtol=RTOL, atol=ATOL)
     if n_jets:
         x, m = padded(content, offsets)
-        np.testing.assert_allclose(got, ort_run(pfns[name], {"particles": x, "mask": m}), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            got, ort_run(pfns[name], {"particles": x, "mask": m}), rtol=RTOL, atol=ATOL
+        )
 
 
 def test_pfn_jagged_plan_with_per_jet_input(rng, pfns):

@@ -332,7 +332,9 @@ def test_particlenet_matches_padded_model(rng, pnet):
     particles = {"points": content[:, 1:3], "features": content}
     got = model.predict_jagged(offsets, particles)
     assert_close(got, want)
-    assert_close(got, model.predict(pnet_padded_feeds(content, offsets, 128)))  # hepinfer padded, more padding
+    assert_close(
+        got, model.predict(pnet_padded_feeds(content, offsets, 128))
+    )  # hepinfer padded, more padding
     assert_close(
         model.predict_jagged(
             offsets.astype(np.int32), {k_: v.astype(np.float64) for k_, v in particles.items()}

@@ -195,7 +195,13 @@ def test_reduce_contiguous_axes(rng, op, axes, keepdims):
 
 @pytest.mark.parametrize(
     "shape,reps",
-    [([2, 3, 1], [1, 2, 5]), ([1], [7]), ([4, 1, 3], [2, 3, 1]), ([2, 2], [0, 3]), ([3, 1, 2, 1], [1, 1, 1, 16])],
+    [
+        ([2, 3, 1], [1, 2, 5]),
+        ([1], [7]),
+        ([4, 1, 3], [2, 3, 1]),
+        ([2, 2], [0, 3]),
+        ([3, 1, 2, 1], [1, 1, 1, 16]),
+    ],
 )
 @pytest.mark.parametrize("dtype", ["float", "int64", "bool"])
 def test_tile(rng, shape, reps, dtype):
@@ -263,7 +269,10 @@ def relu_fed_model(rng, K, N, act, finite=True):
     w = randn(rng, K, N) / np.float32(np.sqrt(K))
     if not finite:
         w[K // 2, N // 3] = np.inf
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Gemm", ["r", "w", "b"], ["h" if act else "y"])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Gemm", ["r", "w", "b"], ["h" if act else "y"]),
+    ]
     if act:
         nodes.append(helper.make_node(act, ["h"], ["y"], **ACTS[act]))
     return make(nodes, [("x", F, ["N", K])], [("y", F, None)], {"w": w, "b": randn(rng, N)})
@@ -303,8 +312,13 @@ def _zero_skip_outputs(env: dict, path, x_path, out_path) -> None:
         "m = Model.load(sys.argv[1]); x = np.load(sys.argv[2]); "
         "np.save(sys.argv[3], m.predict(x, n_threads=1))"
     )
-    r = subprocess.run([sys.executable, "-c", code, str(path), str(x_path), str(out_path)], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(x_path), str(out_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
 

@@ -26,7 +26,9 @@ from seeding import stable_seed  # noqa: E402
 import hepinfer
 
 HERE = Path(__file__).resolve().parent
-needs_root = pytest.mark.skipif(importlib.util.find_spec("ROOT") is None, reason="ROOT (pip install root) not installed")
+needs_root = pytest.mark.skipif(
+    importlib.util.find_spec("ROOT") is None, reason="ROOT (pip install root) not installed"
+)
 
 N_EVENTS = 1500
 MAX_PARTICLES = 8
@@ -36,8 +38,10 @@ FEATURES = ["jet_pt", "jet_mass", "tau21", "n_constituents"]
 def _run(cmd, **kw):
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -66,7 +70,9 @@ def _write_events(path: Path, ev: dict, rng) -> list:
     with uproot.recreate(path) as f:
         f["Events"] = {
             **{k: ev[k] for k in ("event", "jet_pt", "jet_mass", "tau21", "n_constituents")},
-            "pf_pt": ak.Array(pf_pt), "pf_eta": ak.Array(pf_eta), "pf_short": ak.Array(short),
+            "pf_pt": ak.Array(pf_pt),
+            "pf_eta": ak.Array(pf_eta),
+            "pf_short": ak.Array(short),
         }
     return [pf_pt, pf_eta]
 
@@ -84,18 +90,26 @@ def _models(work: Path, ev: dict, rng) -> None:
     # feature names in another order than the columns given to the Predictor
     names = ["jet_mass", "jet_pt", "n_constituents", "tau21"]
     Xn = _feature_matrix(ev, names)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "nthread": 1},
-                        xgb.DMatrix(Xn, y, feature_names=names), 20)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 4, "nthread": 1},
+        xgb.DMatrix(Xn, y, feature_names=names),
+        20,
+    )
     booster.save_model(work / "bdt.json")
     yc = np.digitize(X[:, 1], [60, 130])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1, "num_leaves": 7, "num_threads": 1},
-                  lgb.Dataset(X, yc, feature_name=FEATURES), 10).save_model(str(work / "multi.txt"))
+        lgb.train(
+            {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_leaves": 7, "num_threads": 1},
+            lgb.Dataset(X, yc, feature_name=FEATURES),
+            10,
+        ).save_model(str(work / "multi.txt"))
     (work / "broken.json").write_text('{"learner": {"gradient_booster": ')
 
     torch.manual_seed(int(rng.integers(1 << 30)))
-    mlp = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1), torch.nn.Sigmoid())
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1), torch.nn.Sigmoid()
+    )
     with torch.no_grad():  # features of order 1, so that the sigmoid does not saturate at 1 for every event
         mlp[0].weight /= torch.as_tensor(np.abs(X).mean(axis=0) + 1e-3, dtype=torch.float32)
 
@@ -111,9 +125,16 @@ def _models(work: Path, ev: dict, rng) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for net, shape, name in ((mlp, (2, 4), "mlp.onnx"), (DeepSets(), (2, MAX_PARTICLES, 2), "pfn.onnx")):
-            torch.onnx.export(net.eval(), (torch.randn(*shape) * 0.01,), str(work / name), input_names=["x"],
-                              output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-                              dynamo=False, opset_version=17)
+            torch.onnx.export(
+                net.eval(),
+                (torch.randn(*shape) * 0.01,),
+                str(work / name),
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                dynamo=False,
+                opset_version=17,
+            )
 
 
 def _padded(pf, ev) -> np.ndarray:
@@ -153,8 +174,9 @@ def pyroot(setup):
     work, ev, _ = setup
     _library_or_skip()
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(hepinfer.__file__).resolve().parents[1]),
-                                         env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(hepinfer.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    )
     _run([sys.executable, str(HERE / "rdf" / "pyroot_job.py"), str(work)], env=env, timeout=600)
     res = dict(np.load(work / "results.npz"))
     errors = json.loads((work / "errors.json").read_text())
@@ -242,8 +264,10 @@ def _fixed_root_cmake_dir(base: Path) -> Path:
             (fixed / "cmake" / f.name).symlink_to(f)
             continue
         text = f.read_text()
-        text = text.replace('get_filename_component(_IMPORT_PREFIX "${CMAKE_CURRENT_LIST_FILE}" PATH)\n',
-                            f'set(_IMPORT_PREFIX "{fixed}")\n').replace(step, "")
+        text = text.replace(
+            'get_filename_component(_IMPORT_PREFIX "${CMAKE_CURRENT_LIST_FILE}" PATH)\n',
+            f'set(_IMPORT_PREFIX "{fixed}")\n',
+        ).replace(step, "")
         text = text.replace("${_IMPORT_PREFIX}/mock_site_packages/", f"{root.parent}/")
         (fixed / "cmake" / f.name).write_text(text)
     return fixed / "cmake"
@@ -263,19 +287,40 @@ def test_compiled_rdataframe_app(setup, tmp_path):
     # the wheel's own libraries (libfreetype, ...) need their bundled dependencies in root.libs
     bundled = (root_dir.parent / "lib").resolve().parent.parent / "root.libs"
     link = [f"-DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath-link,{bundled}"] if bundled.is_dir() else []
-    _run([cmake, "-S", str(HERE / "rdf"), "-B", str(build), *gen, "-DCMAKE_BUILD_TYPE=Release", *link,
-          f"-Dhepinfer_DIR={hepinfer.cmake_dir()}", f"-DROOT_DIR={root_dir}"])
+    _run(
+        [
+            cmake,
+            "-S",
+            str(HERE / "rdf"),
+            "-B",
+            str(build),
+            *gen,
+            "-DCMAKE_BUILD_TYPE=Release",
+            *link,
+            f"-Dhepinfer_DIR={hepinfer.cmake_dir()}",
+            f"-DROOT_DIR={root_dir}",
+        ]
+    )
     _run([cmake, "--build", str(build)], timeout=600)
     out = tmp_path / "scores.root"
-    proc = _run([str(build / "rdf_app"), str(work / "events.root"), str(work / "bdt.json"),
-                 str(work / "mlp.onnx"), str(out)], timeout=300)
+    proc = _run(
+        [
+            str(build / "rdf_app"),
+            str(work / "events.root"),
+            str(work / "bdt.json"),
+            str(work / "mlp.onnx"),
+            str(out),
+        ],
+        timeout=300,
+    )
     assert "not features of the model: tau_21" in proc.stdout
     scores = uproot.open(out)["Scores"].arrays(["event", "bdt", "mlp"], library="np")
     order = np.argsort(scores["event"])
     np.testing.assert_array_equal(scores["event"][order], ev["event"])
     bdt = hepinfer.Forest.load(work / "bdt.json")
-    np.testing.assert_array_equal(scores["bdt"][order],
-                                  bdt.predict(_feature_matrix(ev, bdt.feature_names)).astype(np.float32))
+    np.testing.assert_array_equal(
+        scores["bdt"][order], bdt.predict(_feature_matrix(ev, bdt.feature_names)).astype(np.float32)
+    )
     mlp = hepinfer.Model.load(work / "mlp.onnx").predict(_feature_matrix(ev, FEATURES).astype(np.float32))
     np.testing.assert_allclose(scores["mlp"][order], mlp.reshape(-1), rtol=1e-5, atol=1e-7)
 
@@ -289,19 +334,45 @@ def test_header_without_root(setup, tmp_path):
     work, ev, _ = setup
     libdir = Path(hepinfer.cmake_dir()).parents[1]
     exe = tmp_path / "no_root"
-    _run([gxx, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Wconversion", "-Wshadow", "-Werror",
-          f"-I{hepinfer.include_dir()}", str(HERE / "rdf" / "no_root.cpp"), "-o", str(exe), f"-L{libdir}",
-          f"-Wl,-rpath,{libdir}", "-lhepinfer", "-lpthread"])
+    _run(
+        [
+            gxx,
+            "-O2",
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Wconversion",
+            "-Wshadow",
+            "-Werror",
+            f"-I{hepinfer.include_dir()}",
+            str(HERE / "rdf" / "no_root.cpp"),
+            "-o",
+            str(exe),
+            f"-L{libdir}",
+            f"-Wl,-rpath,{libdir}",
+            "-lhepinfer",
+            "-lpthread",
+        ]
+    )
     X = _feature_matrix(ev, FEATURES)
     (tmp_path / "rows.bin").write_bytes(np.ascontiguousarray(X).tobytes())
-    proc = _run([str(exe), str(work / "bdt.json"), str(work / "multi.txt"), str(tmp_path / "rows.bin"),
-                 str(tmp_path / "out.bin")])
+    proc = _run(
+        [
+            str(exe),
+            str(work / "bdt.json"),
+            str(work / "multi.txt"),
+            str(tmp_path / "rows.bin"),
+            str(tmp_path / "out.bin"),
+        ]
+    )
     out = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(len(X), 5)
     bdt = hepinfer.Forest.load(work / "bdt.json")
     expected = bdt.predict(_feature_matrix(ev, bdt.feature_names)).astype(np.float32)
     np.testing.assert_array_equal(out[:, 0], expected)
     np.testing.assert_array_equal(out[:, 1], expected)
-    np.testing.assert_array_equal(out[:, 2:], hepinfer.Forest.load(work / "multi.txt").predict(X).astype(np.float32))
+    np.testing.assert_array_equal(
+        out[:, 2:], hepinfer.Forest.load(work / "multi.txt").predict(X).astype(np.float32)
+    )
     lines = proc.stdout.splitlines()
     assert "3 columns given (jet_pt, jet_mass, tau21) but the model takes 4 features" in lines[0]
     assert "missing n_constituents; not features of the model: nconst" in lines[1]

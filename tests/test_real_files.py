@@ -34,7 +34,9 @@ def _tutorials() -> Path | None:
 
 
 TUTORIALS = _tutorials()
-pytestmark = pytest.mark.skipif(TUTORIALS is None, reason="the `root` wheel (ROOT's tutorial files) is not installed")
+pytestmark = pytest.mark.skipif(
+    TUTORIALS is None, reason="the `root` wheel (ROOT's tutorial files) is not installed"
+)
 
 
 def _file(rel: str) -> str:
@@ -44,8 +46,21 @@ def _file(rel: str) -> str:
     return str(path)
 
 
-HIGGS_FEATURES = ["lepton_pT", "lepton_eta", "missing_energy_magnitude", "jet1_pt", "jet1_eta", "jet2_pt",
-                  "m_jj", "m_jjj", "m_lv", "m_jlv", "m_bb", "m_wbb", "m_wwbb"]
+HIGGS_FEATURES = [
+    "lepton_pT",
+    "lepton_eta",
+    "missing_energy_magnitude",
+    "jet1_pt",
+    "jet1_eta",
+    "jet2_pt",
+    "m_jj",
+    "m_jjj",
+    "m_lv",
+    "m_jlv",
+    "m_bb",
+    "m_wbb",
+    "m_wwbb",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +71,11 @@ def higgs():
         bkg = f["bkg_tree"].arrays(HIGGS_FEATURES, library="np")
     X = np.concatenate([np.stack([a[k] for k in HIGGS_FEATURES], axis=1) for a in (sig, bkg)])
     y = np.concatenate([np.ones(len(sig[HIGGS_FEATURES[0]])), np.zeros(len(bkg[HIGGS_FEATURES[0]]))])
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 5, "eta": 0.2, "nthread": 1},
-                        xgb.DMatrix(X[::2], y[::2], feature_names=HIGGS_FEATURES), 60)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 5, "eta": 0.2, "nthread": 1},
+        xgb.DMatrix(X[::2], y[::2], feature_names=HIGGS_FEATURES),
+        60,
+    )
     return path, booster, sig, bkg
 
 
@@ -69,8 +87,9 @@ def test_higgs_bdt_scores_two_trees_of_one_file(higgs, tmp_path):
     for tree, arrays in (("sig_tree", sig), ("bkg_tree", bkg)):
         got = hepinfer.score(forest, path, tree=tree, chunk=3000)
         X = np.stack([arrays[k] for k in HIGGS_FEATURES], axis=1)
-        np.testing.assert_allclose(got, booster.predict(xgb.DMatrix(X, feature_names=HIGGS_FEATURES)),
-                                   rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            got, booster.predict(xgb.DMatrix(X, feature_names=HIGGS_FEATURES)), rtol=1e-6, atol=1e-7
+        )
     out = tmp_path / "higgs_scores.root"
     summary = hepinfer.score(forest, {path: "sig_tree"}, output=str(out), chunk="200 kB")
     assert summary.events == 10000 and not summary.failures
@@ -103,8 +122,11 @@ def test_tmva_tutorial_trees_with_expressions(tmp_path):
 
     X = np.concatenate([derive(S), derive(B)]).astype(np.float64)
     y = np.r_[np.ones(6000), np.zeros(6000)]
-    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1, "num_leaves": 15},
-                        lgb.Dataset(X, y, feature_name=list(exprs)), 30)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1, "num_leaves": 15},
+        lgb.Dataset(X, y, feature_name=list(exprs)),
+        30,
+    )
     model = tmp_path / "tmva_example.txt"
     booster.save_model(str(model))
     got = hepinfer.score(str(model), path, tree="TreeB", features=exprs, cut="var4 > 0")
@@ -121,11 +143,15 @@ def test_hsimple_ntuple_and_not_a_tree(tmp_path):
     with uproot.open(path) as f:
         nt = f["ntuple"].arrays(["px", "py", "pz"], library="np")
     X = np.stack([nt["px"], nt["py"], nt["pz"]], axis=1)
-    booster = xgb.train({"objective": "reg:squarederror", "max_depth": 4, "nthread": 1},
-                        xgb.DMatrix(X, np.hypot(nt["px"], nt["py"]), feature_names=["px", "py", "pz"]), 20)
+    booster = xgb.train(
+        {"objective": "reg:squarederror", "max_depth": 4, "nthread": 1},
+        xgb.DMatrix(X, np.hypot(nt["px"], nt["py"]), feature_names=["px", "py", "pz"]),
+        20,
+    )
     got = hepinfer.score(booster, path, tree="ntuple")
-    np.testing.assert_allclose(got, booster.predict(xgb.DMatrix(X, feature_names=["px", "py", "pz"])),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        got, booster.predict(xgb.DMatrix(X, feature_names=["px", "py", "pz"])), rtol=1e-6, atol=1e-6
+    )
     with pytest.raises(ReadError, match="hpx"):
         hepinfer.score(booster, path, tree="hpx")
 

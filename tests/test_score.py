@@ -347,7 +347,9 @@ def test_dask_cluster_matches_single_process(rootdir, bdt, tmp_path):
     np.testing.assert_array_equal(a["entry"], np.concatenate([np.flatnonzero(m) for m in sel]))
     X = np.concatenate(
         [
-            np.stack([r["x"], np.where(r["y"] > 0, r["y"], 2 * r["y"]), np.nan_to_num(r["lead"], nan=-1)], axis=1)[m]
+            np.stack(
+                [r["x"], np.where(r["y"] > 0, r["y"], 2 * r["y"]), np.nan_to_num(r["lead"], nan=-1)], axis=1
+            )[m]
             for r, m in zip(refs, sel)
         ]
     )

@@ -70,8 +70,14 @@ def test_output_equal_to_an_input_is_refused_before_anything_is_written(setup, t
     before = src.read_bytes()
     for target in (src, tmp_path / "." / "x.root"):  # the same path, spelt another way
         with pytest.raises(OutputError, match="is also an input") as err:
-            score(setup["model"], [setup["paths"][1], str(src)], tree="Events", output=target, overwrite=True,
-                  dask=dask)
+            score(
+                setup["model"],
+                [setup["paths"][1], str(src)],
+                tree="Events",
+                output=target,
+                overwrite=True,
+                dask=dask,
+            )
         assert "x.root" in str(err.value) and "were written" not in str(err.value)  # claims nothing
         assert src.read_bytes() == before  # untouched
     link = tmp_path / "link.root"  # a symlink to the input, and a hard link: the same file
@@ -90,7 +96,17 @@ def test_cli_output_equal_to_input_exits_1_and_keeps_the_input(setup, tmp_path, 
     before = src.read_bytes()
     pytest.importorskip("distributed")
     for extra in ([], ["--force"], ["--dask", "local:1"]):
-        argv = ["score", setup["model"], str(src), "--tree", "Events", "-o", str(src), "--no-progress", *extra]
+        argv = [
+            "score",
+            setup["model"],
+            str(src),
+            "--tree",
+            "Events",
+            "-o",
+            str(src),
+            "--no-progress",
+            *extra,
+        ]
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert "is also an input" in err and "has no tree" not in err
@@ -149,7 +165,9 @@ def big(setup, tmp_path_factory):
 def _start(setup, big, out, chunk=2000):
     return subprocess.Popen(
         [sys.executable, "-c", LONG_RUN, setup["model"], str(out), str(chunk), big, big],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -200,8 +218,24 @@ def test_sigkill_at_random_moments_leaves_no_output_or_a_complete_one(setup, big
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_cli_stops_cleanly_on_sigterm_and_sigint(setup, big, tmp_path, sig, code):
     out = tmp_path / "scores.root"
-    argv = [sys.executable, "-m", "hepinfer", "score", setup["model"], big, big, "--tree", "Events",
-            "-o", str(out), "--chunk", "2000", "--threads", "1", "--no-progress"]
+    argv = [
+        sys.executable,
+        "-m",
+        "hepinfer",
+        "score",
+        setup["model"],
+        big,
+        big,
+        "--tree",
+        "Events",
+        "-o",
+        str(out),
+        "--chunk",
+        "2000",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not leftovers(tmp_path):  # the temporary output exists: scoring has begun
@@ -276,7 +310,9 @@ def test_real_write_failure_from_a_file_size_limit(setup, big, tmp_path):
     out = tmp_path / "scores.root"
     proc = subprocess.run(
         [sys.executable, "-c", FILE_SIZE_LIMITED, str(400_000), setup["model"], str(out), big],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 7, proc.stdout + proc.stderr
     assert "nothing was written" in proc.stdout
@@ -317,8 +353,13 @@ def test_skipped_files_are_in_the_status_and_in_a_failures_tree(setup, tmp_path,
 def test_one_skipped_file_status(setup, tmp_path):
     (tmp_path / "text.root").write_text("not ROOT")
     out = tmp_path / "one.root"
-    score(setup["model"], [setup["paths"][0], str(tmp_path / "text.root")], tree="Events", output=out,
-          on_error="skip")
+    score(
+        setup["model"],
+        [setup["paths"][0], str(tmp_path / "text.root")],
+        tree="Events",
+        output=out,
+        on_error="skip",
+    )
     assert status(out) == "complete: 1 file skipped (see hepinfer_failures)"
 
 
@@ -377,8 +418,20 @@ def test_cli_keyboard_interrupt_is_one_line_exit_130(setup, tmp_path, capsys, mo
 
     monkeypatch.setattr(local, "_evaluate", interrupted)
     out = tmp_path / "scores.root"
-    code = main(["score", setup["model"], *setup["paths"], "--tree", "Events", "-o", str(out), "--chunk", "700",
-                 "--no-progress"])
+    code = main(
+        [
+            "score",
+            setup["model"],
+            *setup["paths"],
+            "--tree",
+            "Events",
+            "-o",
+            str(out),
+            "--chunk",
+            "700",
+            "--no-progress",
+        ]
+    )
     assert code == 130
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err

@@ -58,7 +58,9 @@ class TMVAReference:
         if self.boost in ("RealAdaBoost", "AdaCost"):
             self.yesno = False
         self.ge = cut_op == ">="
-        self.vars = [v.get("Expression") for v in sorted(root.find("Variables"), key=lambda v: int(v.get("VarIndex")))]
+        self.vars = [
+            v.get("Expression") for v in sorted(root.find("Variables"), key=lambda v: int(v.get("VarIndex")))
+        ]
         self.n = len(self.vars)
         w = root.find("Weights")
         self.regression_trees = int(w.get("AnalysisType", w.get("TreeType", "0"))) == 1
@@ -77,7 +79,9 @@ class TMVAReference:
             elif name == "Normalize":
                 cls = t.findall("Class")[-1]
                 rng = sorted(cls.iter("Range"), key=lambda r: int(r.get("Index")))
-                self.transforms.append(("norm", idx, [(np.float32(r.get("Min")), np.float32(r.get("Max"))) for r in rng]))
+                self.transforms.append(
+                    ("norm", idx, [(np.float32(r.get("Min")), np.float32(r.get("Max"))) for r in rng])
+                )
             elif name == "PCA":
                 means = {int(s.get("ClassIndex")): s for s in t.findall("Statistics")}
                 vecs = {int(s.get("ClassIndex")): s for s in t.findall("Eigenvectors")}
@@ -94,15 +98,22 @@ class TMVAReference:
         for kind, idx, p in self.transforms:
             inp = [x[i] for i in idx]
             if kind == "deco":  # TVectorD *= TMatrixD: y = M x in double, stored as Float_t
-                out = [np.float32(sum(p[i, j] * float(inp[j]) for j in range(len(inp)))) for i in range(len(inp))]
+                out = [
+                    np.float32(sum(p[i, j] * float(inp[j]) for j in range(len(inp)))) for i in range(len(inp))
+                ]
             elif kind == "pca":  # X2P: p_i = sum_j (x_j - mean_j) E(j, i)
                 mean, ev = p
-                out = [np.float32(sum((float(inp[j]) - mean[j]) * ev[j, i] for j in range(len(inp)))) for i in range(len(inp))]
+                out = [
+                    np.float32(sum((float(inp[j]) - mean[j]) * ev[j, i] for j in range(len(inp))))
+                    for i in range(len(inp))
+                ]
             else:  # Normalize in Float_t arithmetic
                 out = []
                 for v, (mn, mx) in zip(inp, p):
                     scale = np.float32(1.0 / float(np.float32(mx - mn)))
-                    out.append(np.float32(np.float32(np.float32(v - mn) * scale) * np.float32(2)) - np.float32(1))
+                    out.append(
+                        np.float32(np.float32(np.float32(v - mn) * scale) * np.float32(2)) - np.float32(1)
+                    )
             for i, v in zip(idx, out):
                 x[i] = v
         return [float(v) for v in x]
@@ -260,10 +271,14 @@ def test_adaboost_yes_no_by_hand():
     # weights 0.6, 0.3, 0.1 (Float_t); tree 0: x>=0.5 right (cType 1), then y: cType 0;
     # tree 1 is a single leaf (+1); tree 2: z vs -1.25 with cType 0
     w = np.float32([0.6, 0.3, 0.1]).astype(np.float64)
-    X = np.array([[0.2, 0.0, 0.0],    # -1, +1, +1
-                  [0.5, 2.0, -1.25],  # on every cut
-                  [0.7, 1.0, -3.0],   # -1 (y<2, cType 0 -> right), +1, -1 (z<-1.25 -> right)
-                  [np.nan] * 3])
+    X = np.array(
+        [
+            [0.2, 0.0, 0.0],  # -1, +1, +1
+            [0.5, 2.0, -1.25],  # on every cut
+            [0.7, 1.0, -3.0],  # -1 (y<2, cType 0 -> right), +1, -1 (z<-1.25 -> right)
+            [np.nan] * 3,
+        ]
+    )
     f_ge = hepinfer.Forest.load(str(DATA / "adaboost_yesno.xml"), tmva_cut_op=">=")
     f_gt = hepinfer.Forest.load(str(DATA / "adaboost_yesno.xml"), tmva_cut_op=">")
     f_auto = hepinfer.Forest.load(str(DATA / "adaboost_yesno.xml"), tmva_cut_op="auto")  # ROOT 6.24 -> >=
@@ -344,11 +359,15 @@ BAD_EDITS = {
     "multiclass": ('value="Classification"', 'value="Multiclass"'),
     "regression": ('value="Classification"', 'value="Regression"'),
     "bad_entity": ('value="hepinfer &amp; tests"', 'value="hepinfer &bogus; tests"'),
-    "mismatched_tag": ("</BinaryTree>\n    <BinaryTree type=\"DecisionTree\" boostWeight=\"0.3\"",
-                       "</BinaryTre>\n    <BinaryTree type=\"DecisionTree\" boostWeight=\"0.3\""),
-    "not_tmva": ("<MethodSetup Method=\"BDT::BDT\">", "<MethodSetup Method=\"MLP::MLP\">"),
-    "bad_pos": ('<Node pos="r" depth="1" NCoef="0" IVar="-1" Cut="0.0" cType="1" res="-99.0" rms="0.0" purity="0.1"',
-                '<Node pos="x" depth="1" NCoef="0" IVar="-1" Cut="0.0" cType="1" res="-99.0" rms="0.0" purity="0.1"'),
+    "mismatched_tag": (
+        '</BinaryTree>\n    <BinaryTree type="DecisionTree" boostWeight="0.3"',
+        '</BinaryTre>\n    <BinaryTree type="DecisionTree" boostWeight="0.3"',
+    ),
+    "not_tmva": ('<MethodSetup Method="BDT::BDT">', '<MethodSetup Method="MLP::MLP">'),
+    "bad_pos": (
+        '<Node pos="r" depth="1" NCoef="0" IVar="-1" Cut="0.0" cType="1" res="-99.0" rms="0.0" purity="0.1"',
+        '<Node pos="x" depth="1" NCoef="0" IVar="-1" Cut="0.0" cType="1" res="-99.0" rms="0.0" purity="0.1"',
+    ),
 }
 
 
@@ -379,7 +398,9 @@ def test_intermediate_node_without_children(tmp_path):
 
 
 def test_error_names_the_file(tmp_path):
-    path = _variant(tmp_path, BASE.replace('IVar="2" Cut="-1.25"', 'IVar="7" Cut="-1.25"'), "named.weights.xml")
+    path = _variant(
+        tmp_path, BASE.replace('IVar="2" Cut="-1.25"', 'IVar="7" Cut="-1.25"'), "named.weights.xml"
+    )
     with pytest.raises(hepinfer.ModelFormatError) as info:
         hepinfer.Forest.load(path, tmva_cut_op=">=")
     msg = str(info.value)
@@ -392,16 +413,16 @@ def test_error_names_the_file(tmp_path):
     [
         "",
         "<",
-        "<?xml version=\"1.0\"?>",
+        '<?xml version="1.0"?>',
         "<MethodSetup",
-        "<MethodSetup Method=\"BDT::BDT\">",
+        '<MethodSetup Method="BDT::BDT">',
         "<MethodSetup Method='BDT::BDT'></MethodSetup>",
         "\x00\x01\x02 binary",
-        "<MethodSetup Method=\"BDT::BDT\"><![CDATA[ unterminated",
-        "<MethodSetup Method=\"BDT::BDT\"><!-- unterminated comment",
+        '<MethodSetup Method="BDT::BDT"><![CDATA[ unterminated',
+        '<MethodSetup Method="BDT::BDT"><!-- unterminated comment',
         "<a>" * 20000 + "</a>" * 20000,
-        "<MethodSetup Method=\"BDT::BDT\" Method=\"x\"></MethodSetup>",
-        "<MethodSetup Method=\"BDT::BDT\">&#0;</MethodSetup>",
+        '<MethodSetup Method="BDT::BDT" Method="x"></MethodSetup>',
+        '<MethodSetup Method="BDT::BDT">&#0;</MethodSetup>',
     ],
     ids=lambda t: "len%d_%08x" % (len(t), zlib.crc32(t.encode())),
 )

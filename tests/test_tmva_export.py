@@ -62,7 +62,13 @@ def _xgb_forest(rng, objective="binary:logistic", nan_in_training=True, **extra)
         X[rng.random(X.shape) < 0.1] = np.nan
     z = np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2])
     y = np.digitize(z, [-0.5, 0.5]) if objective.startswith("multi") else (z > 0).astype(int)
-    params = {"objective": objective, "max_depth": 5, "nthread": 1, "seed": int(rng.integers(1 << 30)), **extra}
+    params = {
+        "objective": objective,
+        "max_depth": 5,
+        "nthread": 1,
+        "seed": int(rng.integers(1 << 30)),
+        **extra,
+    }
     return hepinfer.Forest.load(xgb.train(params, xgb.DMatrix(X, y), 30))
 
 
@@ -124,8 +130,17 @@ def test_lightgbm_roundtrip(tmp_path, rng):
     y = (np.nan_to_num(X[:, 0]) - np.nan_to_num(X[:, 1]) ** 2 + 2 * np.isnan(X[:, 4]) > 0).astype(int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 20, "num_threads": 1,
-                             "seed": int(rng.integers(1 << 30))}, lgb.Dataset(X, y), 25)
+        booster = lgb.train(
+            {
+                "objective": "binary",
+                "verbose": -1,
+                "num_leaves": 20,
+                "num_threads": 1,
+                "seed": int(rng.integers(1 << 30)),
+            },
+            lgb.Dataset(X, y),
+            25,
+        )
     forest = hepinfer.Forest.load(booster)
     assert (_core.forest_ir(forest._core)["nodes"]["threshold"] == np.inf).any()
     path = tmp_path / "lgb.weights.xml"
@@ -141,7 +156,16 @@ def test_structure_follows_real_tmva_files(tmp_path, rng):
     text = tmva_export.tmva_xml(forest, on_missing="ignore")
     root = ET.fromstring(text)
     assert root.tag == "MethodSetup" and root.get("Method") == "BDT::BDT"
-    order = ["GeneralInfo", "Options", "Variables", "Spectators", "Classes", "Transformations", "MVAPdfs", "Weights"]
+    order = [
+        "GeneralInfo",
+        "Options",
+        "Variables",
+        "Spectators",
+        "Classes",
+        "Transformations",
+        "MVAPdfs",
+        "Weights",
+    ]
     assert [c.tag for c in root] == order
     options = {o.get("name"): o.text for o in root.find("Options")}
     assert options["BoostType"] == "Grad" and options["UseYesNoLeaf"] == "False"
@@ -176,9 +200,18 @@ def test_refusals(tmp_path, rng):
     X[:, 2] = rng.integers(0, 10, size=500)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cat = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1, "max_cat_to_onehot": 2,
-                         "min_data_per_group": 5, "cat_smooth": 1},
-                        lgb.Dataset(X, (X[:, 2] % 3 == 0).astype(int), categorical_feature=[2]), 5)
+        cat = lgb.train(
+            {
+                "objective": "binary",
+                "verbose": -1,
+                "num_threads": 1,
+                "max_cat_to_onehot": 2,
+                "min_data_per_group": 5,
+                "cat_smooth": 1,
+            },
+            lgb.Dataset(X, (X[:, 2] % 3 == 0).astype(int), categorical_feature=[2]),
+            5,
+        )
     with pytest.raises(hepinfer.InputError, match="categorical"):
         tmva_export.tmva_xml(hepinfer.Forest.load(cat))
     tmva = hepinfer.Forest.load(HERE / "data" / "tmva" / "grad.xml")
@@ -226,8 +259,17 @@ def test_export_read_by_independent_tmva_evaluator(tmp_path, rng):
     y = (Xl[:, 0] - Xl[:, 1] ** 2 > 0).astype(int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 20, "num_threads": 1,
-                             "seed": int(rng.integers(1 << 30))}, lgb.Dataset(Xl, y), 20)
+        booster = lgb.train(
+            {
+                "objective": "binary",
+                "verbose": -1,
+                "num_leaves": 20,
+                "num_threads": 1,
+                "seed": int(rng.integers(1 << 30)),
+            },
+            lgb.Dataset(Xl, y),
+            20,
+        )
     lforest = hepinfer.Forest.load(booster)
     path = tmp_path / "lgb.weights.xml"
     tmva_export.to_tmva_xml(lforest, path, on_missing="ignore")
@@ -257,7 +299,7 @@ def test_variable_names_are_escaped_or_refused(tmp_path, rng):
     characters XML 1.0 cannot hold at all (NUL, other C0 controls, U+FFFE) are refused, naming the
     variable; a hostile source file name cannot break the file."""
     names = ['a"b', "x<y>&z", "cr\rlf\ntab\t", "caf\u00e9", "  spaced  ", "q'uote"]
-    src = tmp_path / "evil\x01\n\"<name>.json"
+    src = tmp_path / 'evil\x01\n"<name>.json'
     forest_file = hepinfer.Forest.load(_xgb_source(src, rng))
     path = tmp_path / "names.weights.xml"
     tmva_export.to_tmva_xml(forest_file, path, variables=names, on_missing="ignore")
@@ -277,7 +319,10 @@ def test_variable_names_are_escaped_or_refused(tmp_path, rng):
 
 def _xgb_source(path, rng):
     X = rng.normal(size=(800, 6)).astype(np.float32)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
-                        xgb.DMatrix(X, (X[:, 0] + X[:, 1] > 0).astype(int)), 5)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(X, (X[:, 0] + X[:, 1] > 0).astype(int)),
+        5,
+    )
     booster.save_model(str(path))
     return path

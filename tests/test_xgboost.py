@@ -50,8 +50,14 @@ def _train(objective, rng, depth, n_trees, n_features=8, n_rows=600, missing=0.0
     X = rng.normal(size=(n_rows, n_features)).astype(np.float32)
     X[rng.random(X.shape) < missing] = np.nan
     y = _labels(objective, X, rng)
-    params = {"objective": objective, "max_depth": depth, "eta": 0.3, "nthread": 1,
-              "seed": int(rng.integers(1 << 30)), **OBJECTIVES[objective]}
+    params = {
+        "objective": objective,
+        "max_depth": depth,
+        "eta": 0.3,
+        "nthread": 1,
+        "seed": int(rng.integers(1 << 30)),
+        **OBJECTIVES[objective],
+    }
     return xgb.train(params, xgb.DMatrix(X, y), num_boost_round=n_trees)
 
 
@@ -120,8 +126,11 @@ def test_depths_and_sizes(depth, n_trees, rng, tmp_path):
 def test_in_memory_booster_and_feature_names(rng):
     names = [f"jet{i}_pt" for i in range(6)]
     X = rng.normal(size=(400, 6)).astype(np.float32)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
-                        xgb.DMatrix(X, (X[:, 0] > 0).astype(int), feature_names=names), 10)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(X, (X[:, 0] > 0).astype(int), feature_names=names),
+        10,
+    )
     forest = hepinfer.Forest.load(booster)
     assert forest.feature_names == names
     assert forest.n_classes == 2
@@ -138,8 +147,10 @@ def test_in_memory_booster_and_feature_names(rng):
     np.testing.assert_allclose(forest.predict(arr), ref, rtol=2e-6)
     with pytest.raises(hepinfer.InputError, match="jet3_pt"):
         forest.predict({n: X[:, j] for j, n in enumerate(names) if j != 3})
-    jagged = ak.zip({n: ak.unflatten(X[:, j], np.ones(len(X), dtype=np.int64)) for j, n in enumerate(names)},
-                    depth_limit=1)
+    jagged = ak.zip(
+        {n: ak.unflatten(X[:, j], np.ones(len(X), dtype=np.int64)) for j, n in enumerate(names)},
+        depth_limit=1,
+    )
     with pytest.raises(hepinfer.InputError, match="jagged"):
         forest.predict(jagged)
 
@@ -151,13 +162,17 @@ def test_layouts_dtypes_and_shapes(rng):
     expected = forest.predict(X)
     assert expected.shape == (300, 4)
     np.testing.assert_array_equal(forest.predict(np.asfortranarray(X)), expected)
-    np.testing.assert_array_equal(forest.predict(X.astype(np.float64)), expected)  # rounded to float32 as xgboost
+    np.testing.assert_array_equal(
+        forest.predict(X.astype(np.float64)), expected
+    )  # rounded to float32 as xgboost
     wide = np.zeros((300, 16), dtype=np.float32)
     wide[:, ::2] = X
     np.testing.assert_array_equal(forest.predict(wide[:, ::2]), expected)  # strided view, no copy
     np.testing.assert_array_equal(forest.predict(X[::-1])[::-1], expected)  # negative stride
-    np.testing.assert_array_equal(forest.predict(np.nan_to_num(X).astype(np.int64)),
-                                  forest.predict(np.nan_to_num(X).astype(np.int64).astype(np.float64)))
+    np.testing.assert_array_equal(
+        forest.predict(np.nan_to_num(X).astype(np.int64)),
+        forest.predict(np.nan_to_num(X).astype(np.int64).astype(np.float64)),
+    )
     out = np.empty((300, 4))
     assert forest.predict(X, out=out) is out
     np.testing.assert_array_equal(out, expected)
@@ -259,8 +274,11 @@ def test_unsupported_objective_and_booster(rng):
 
 def test_dart_booster(rng, tmp_path):
     X = rng.normal(size=(500, 5)).astype(np.float32)
-    booster = xgb.train({"booster": "dart", "objective": "binary:logistic", "rate_drop": 0.3, "max_depth": 3,
-                         "nthread": 1}, xgb.DMatrix(X, (X[:, 0] > 0).astype(int)), 10)
+    booster = xgb.train(
+        {"booster": "dart", "objective": "binary:logistic", "rate_drop": 0.3, "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(X, (X[:, 0] > 0).astype(int)),
+        10,
+    )
     path = tmp_path / "dart.json"
     booster.save_model(path)
     forest = hepinfer.Forest.load(path)
@@ -280,10 +298,13 @@ def test_models_from_older_xgboost(path):
             continue
         forest = hepinfer.Forest.load(model)
         X = ref["X"]
-        np.testing.assert_array_equal(forest.predict(X, output="margin").astype(np.float32).reshape(ref["margin"].shape),
-                                      ref["margin"])
+        np.testing.assert_array_equal(
+            forest.predict(X, output="margin").astype(np.float32).reshape(ref["margin"].shape), ref["margin"]
+        )
         np.testing.assert_array_equal(forest.predict_leaf(X).reshape(ref["leaf"].shape), ref["leaf"])
-        np.testing.assert_allclose(forest.predict(X).reshape(ref["prob"].shape), ref["prob"], rtol=2e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            forest.predict(X).reshape(ref["prob"].shape), ref["prob"], rtol=2e-6, atol=1e-7
+        )
 
 
 @pytest.mark.parametrize("fmt", ["json", "ubj"])
@@ -292,13 +313,24 @@ def test_categorical_splits(fmt, max_cat_to_onehot, rng, tmp_path):
     """Partition-based and one-hot categorical splits, with NaN, unseen, negative, fractional
     and huge category values: XGBoost treats x < 0 and x >= 2^24 as invalid (left)."""
     n = 3000
-    X = np.column_stack([rng.normal(size=n), rng.integers(0, 40, n), rng.integers(0, 5, n)]).astype(np.float32)
+    X = np.column_stack([rng.normal(size=n), rng.integers(0, 40, n), rng.integers(0, 5, n)]).astype(
+        np.float32
+    )
     y = ((X[:, 0] > 0) ^ np.isin(X[:, 1], [1, 3, 5, 9, 33]) ^ (X[:, 2] == 2)).astype(int)
     X[rng.random(X.shape) < 0.05] = np.nan
     types = ["q", "c", "c"]
-    booster = xgb.train({"max_depth": 4, "tree_method": "hist", "max_cat_to_onehot": max_cat_to_onehot,
-                         "objective": "binary:logistic", "nthread": 1, "seed": int(rng.integers(1 << 30))},
-                        xgb.DMatrix(X, y, feature_types=types, enable_categorical=True), 20)
+    booster = xgb.train(
+        {
+            "max_depth": 4,
+            "tree_method": "hist",
+            "max_cat_to_onehot": max_cat_to_onehot,
+            "objective": "binary:logistic",
+            "nthread": 1,
+            "seed": int(rng.integers(1 << 30)),
+        },
+        xgb.DMatrix(X, y, feature_types=types, enable_categorical=True),
+        20,
+    )
     path = tmp_path / f"cat.{fmt}"
     booster.save_model(path)
     forest = hepinfer.Forest.load(path)
@@ -307,8 +339,9 @@ def test_categorical_splits(fmt, max_cat_to_onehot, rng, tmp_path):
     T[:100, 1] = rng.choice(odd, 100)
     T[100:200, 2] = rng.choice([-0.5, -1.0, 2.5, 4.999, 5.0, 7.0, np.nan], 100)
     d = xgb.DMatrix(T, feature_types=types, enable_categorical=True)
-    np.testing.assert_array_equal(forest.predict(T, output="margin").astype(np.float32),
-                                  booster.predict(d, output_margin=True))
+    np.testing.assert_array_equal(
+        forest.predict(T, output="margin").astype(np.float32), booster.predict(d, output_margin=True)
+    )
     np.testing.assert_array_equal(forest.predict_leaf(T), booster.predict(d, pred_leaf=True))
     np.testing.assert_allclose(forest.predict(T), booster.predict(d), rtol=2e-6, atol=1e-7)
     one = np.array([forest.predict_one(row) for row in T[:120]])
@@ -319,15 +352,23 @@ def test_categorical_from_pandas(rng):
     """A model trained on a pandas categorical column takes the same DataFrame (its codes)."""
     pd = pytest.importorskip("pandas")
     n = 2000
-    df = pd.DataFrame({"a": rng.normal(size=n),
-                       "flavour": pd.Categorical(rng.choice(["b", "c", "light", "tau"], n))})
+    df = pd.DataFrame(
+        {"a": rng.normal(size=n), "flavour": pd.Categorical(rng.choice(["b", "c", "light", "tau"], n))}
+    )
     y = ((df["a"] > 0) ^ df["flavour"].isin(["b", "tau"])).astype(int)
-    booster = xgb.train({"max_depth": 3, "tree_method": "hist", "objective": "binary:logistic", "nthread": 1},
-                        xgb.DMatrix(df, y, enable_categorical=True), 10)
+    booster = xgb.train(
+        {"max_depth": 3, "tree_method": "hist", "objective": "binary:logistic", "nthread": 1},
+        xgb.DMatrix(df, y, enable_categorical=True),
+        10,
+    )
     forest = hepinfer.Forest.load(booster)
     test = df.iloc[:300]
-    np.testing.assert_allclose(forest.predict(test), booster.predict(xgb.DMatrix(test, enable_categorical=True)),
-                               rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        forest.predict(test),
+        booster.predict(xgb.DMatrix(test, enable_categorical=True)),
+        rtol=2e-6,
+        atol=1e-7,
+    )
 
 
 def test_pickle_round_trip(rng, tmp_path):
@@ -338,8 +379,11 @@ def test_pickle_round_trip(rng, tmp_path):
     X = _test_rows(booster, rng, 8)
     path = tmp_path / "m.json"
     booster.save_model(path)
-    for forest in (hepinfer.Forest.load(path), hepinfer.Forest.load(booster),
-                   hepinfer.Forest.load(path.read_bytes())):
+    for forest in (
+        hepinfer.Forest.load(path),
+        hepinfer.Forest.load(booster),
+        hepinfer.Forest.load(path.read_bytes()),
+    ):
         again = pickle.loads(pickle.dumps(forest))
         np.testing.assert_array_equal(again.predict(X), forest.predict(X))
         assert again.feature_names == forest.feature_names
@@ -368,7 +412,9 @@ def test_option_names_come_from_one_table(tmp_path):
     with the C API); the undocumented aliases the bindings used to accept are refused, and the
     message lists what is accepted."""
     X = np.random.default_rng(0).normal(size=(50, 3))
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(X, label=X[:, 0] > 0), 3)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(X, label=X[:, 0] > 0), 3
+    )
     path = tmp_path / "m.json"
     booster.save_model(path)
     forest = hepinfer.Forest.load(str(path))
@@ -379,5 +425,10 @@ def test_option_names_come_from_one_table(tmp_path):
         with pytest.raises(hepinfer.InputError, match=r'tmva_cut_op must be one of ">=", ">", "auto", not'):
             hepinfer.Forest.load(str(path), tmva_cut_op=alias)
     for op in (">=", ">", "auto"):
-        np.testing.assert_array_equal(hepinfer.Forest.load(str(path), tmva_cut_op=op).predict(X), forest.predict(X))
-    np.testing.assert_array_equal(forest.predict(X, output="margin"), booster.predict(xgb.DMatrix(X), output_margin=True).astype(np.float64))
+        np.testing.assert_array_equal(
+            hepinfer.Forest.load(str(path), tmva_cut_op=op).predict(X), forest.predict(X)
+        )
+    np.testing.assert_array_equal(
+        forest.predict(X, output="margin"),
+        booster.predict(xgb.DMatrix(X), output_margin=True).astype(np.float64),
+    )

@@ -109,13 +109,25 @@ def jagged_reduce(
 ) -> npt.NDArray[np.float64]: ...
 def jagged_counts(view: JaggedView, n_threads: int = 1) -> npt.NDArray[np.int64]: ...
 def to_pt_eta_phi_m(
-    px: npt.NDArray[Any], py: npt.NDArray[Any], pz: npt.NDArray[Any], energy: npt.NDArray[Any], n_threads: int = 1
+    px: npt.NDArray[Any],
+    py: npt.NDArray[Any],
+    pz: npt.NDArray[Any],
+    energy: npt.NDArray[Any],
+    n_threads: int = 1,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]: ...
 def to_px_py_pz_e(
-    pt: npt.NDArray[Any], eta: npt.NDArray[Any], phi: npt.NDArray[Any], mass: npt.NDArray[Any], n_threads: int = 1
+    pt: npt.NDArray[Any],
+    eta: npt.NDArray[Any],
+    phi: npt.NDArray[Any],
+    mass: npt.NDArray[Any],
+    n_threads: int = 1,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]: ...
 def delta_r(
-    eta1: npt.NDArray[Any], phi1: npt.NDArray[Any], eta2: npt.NDArray[Any], phi2: npt.NDArray[Any], n_threads: int = 1
+    eta1: npt.NDArray[Any],
+    phi1: npt.NDArray[Any],
+    eta2: npt.NDArray[Any],
+    phi2: npt.NDArray[Any],
+    n_threads: int = 1,
 ) -> npt.NDArray[Any]: ...
 def jagged_min_delta_r(
     a: JaggedView,
@@ -137,7 +149,9 @@ def distance_stats(
     n_threads: int = 1,
     gradient: bool = False,
     device: str = "cpu",
-) -> tuple[float, float, float, float, Optional[npt.NDArray[np.float64]], Optional[npt.NDArray[np.float64]]]: ...
+) -> tuple[
+    float, float, float, float, Optional[npt.NDArray[np.float64]], Optional[npt.NDArray[np.float64]]
+]: ...
 def distance_stats_device(
     x: int,
     dx: int,
@@ -219,7 +233,9 @@ class DeviceModel:
     @property
     def device(self) -> int: ...
     def predict(self, inputs: list[npt.NDArray[Any]]) -> list[npt.NDArray[Any]]: ...
-    def predict_on_device(self, inputs: list[tuple[int, list[int]]], stream: int = 0) -> list[DeviceArray]: ...
+    def predict_on_device(
+        self, inputs: list[tuple[int, list[int]]], stream: int = 0
+    ) -> list[DeviceArray]: ...
     def predict_jagged(
         self,
         offsets: npt.NDArray[Any],

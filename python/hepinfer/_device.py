@@ -57,7 +57,9 @@ def device_index(x: Any) -> Optional[int]:
 def resolve(device: str, arrays: list[Any]) -> str:
     """``"cuda"`` means the device the arrays are on (else cuda:0); ``"cuda:N"`` must match them."""
     check(device)
-    indices = {i for i in (device_index(a) for a in arrays if a is not None and on_device(a)) if i is not None}
+    indices = {
+        i for i in (device_index(a) for a in arrays if a is not None and on_device(a)) if i is not None
+    }
     if len(indices) > 1:
         raise InputError(f"the arrays are on different CUDA devices: {sorted(indices)}")
     if device == "cuda":
@@ -90,7 +92,9 @@ def as_device_array(x: Any, name: str, dtype: Optional[str] = "float64") -> Devi
         elif t.dtype not in (torch.float32, torch.float64):
             t = t.to(torch.float64)
         t = t.contiguous()
-        return DeviceArray(t, int(t.data_ptr()), tuple(t.shape), "float32" if t.dtype == torch.float32 else "float64")
+        return DeviceArray(
+            t, int(t.data_ptr()), tuple(t.shape), "float32" if t.dtype == torch.float32 else "float64"
+        )
     cai = getattr(x, "__cuda_array_interface__", None)
     if cai is None:
         raise InputError(f"{name} is not on a CUDA device")

@@ -1,19 +1,19 @@
 """The ``hepinfer`` command line.
 
-    hepinfer demo [--events N] [--generate N] [--out DIR]   W/QCD taggers trained, decorrelated, exported and run
-    hepinfer info MODEL                       what a model file holds
-    hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
-    hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
-                  [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"] [--dask local:4]
-                  [--on-error skip] [--force]   exit status 0: all scored, 1: stopped at an error (or the
-                  output exists: --force replaces it), 3: files skipped, 130/143: stopped by Ctrl-C/SIGTERM
-    hepinfer score pfn.onnx FILE ... --tree jets -o scores.root --jagged-features particles=part_pt,part_eta,...
-                  [--jet-features jet=jet_pt,jet_eta]   set/graph networks on jagged branches, unpadded
-    hepinfer generate --signal N --background N -o jets.root   Pythia 8 + FastJet W/QCD jets
-    hepinfer train CONFIG.toml [--set key=value] [--output DIR] [--resume]
-    hepinfer codegen MODEL -o tagger.hpp [--name N] [--namespace NS] [--precision P] [--layout L]
-    hepinfer bench forest|jagged|io|disco|nn|codegen|load [...]   a benchmark from benchmarks/
-    hepinfer --cmake-dir                      folder to pass as -Dhepinfer_DIR to CMake
+hepinfer demo [--events N] [--generate N] [--out DIR]   W/QCD taggers trained, decorrelated, exported and run
+hepinfer info MODEL                       what a model file holds
+hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
+hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
+              [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"] [--dask local:4]
+              [--on-error skip] [--force]   exit status 0: all scored, 1: stopped at an error (or the
+              output exists: --force replaces it), 3: files skipped, 130/143: stopped by Ctrl-C/SIGTERM
+hepinfer score pfn.onnx FILE ... --tree jets -o scores.root --jagged-features particles=part_pt,part_eta,...
+              [--jet-features jet=jet_pt,jet_eta]   set/graph networks on jagged branches, unpadded
+hepinfer generate --signal N --background N -o jets.root   Pythia 8 + FastJet W/QCD jets
+hepinfer train CONFIG.toml [--set key=value] [--output DIR] [--resume]
+hepinfer codegen MODEL -o tagger.hpp [--name N] [--namespace NS] [--precision P] [--layout L]
+hepinfer bench forest|jagged|io|disco|nn|codegen|load [...]   a benchmark from benchmarks/
+hepinfer --cmake-dir                      folder to pass as -Dhepinfer_DIR to CMake
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def _aliases(items: list[str]) -> dict[str, str]:
         for part in split_features(item):
             m = _ALIAS.match(part)
             if m is None or not m.group(2).strip():
-                raise ValueError(f"--aliases takes NAME=EXPRESSION (e.g. 'lead_pt=first(Jet_pt)'); got {part!r}")
+                raise ValueError(
+                    f"--aliases takes NAME=EXPRESSION (e.g. 'lead_pt=first(Jet_pt)'); got {part!r}"
+                )
             name, expr = m.group(1), m.group(2).strip()
             if name in out:
                 raise ValueError(f"--aliases defines {name!r} twice")
@@ -169,9 +171,12 @@ def _dask_client(spec: Optional[str]) -> Iterator[Any]:
         workers = int(local.group(1)) if local.group(1) else None
         if workers == 0:
             raise ValueError("--dask local:N needs N >= 1 workers")
-        with distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, dashboard_address=None
-        ) as cluster, distributed.Client(cluster) as client:
+        with (
+            distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
             yield client
         return
     try:
@@ -204,8 +209,13 @@ def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hepinfer.demo import run_demo
 
-    return run_demo(n_events=args.events, out_dir=Path(args.out), n_threads=args.threads, generate=args.generate,
-                    sample=args.sample)
+    return run_demo(
+        n_events=args.events,
+        out_dir=Path(args.out),
+        n_threads=args.threads,
+        generate=args.generate,
+        sample=args.sample,
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -237,15 +247,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="hepinfer", description="Fast ML inference for particle physics")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="W-vs-QCD jet taggers (BDT, MLP, DisCo MLP, PFN) trained, exported and run by hepinfer")
-    p.add_argument("--events", type=int, default=None,
-                   help="jets per class taken from the sample (default: all; the committed sample has 2000)")
-    p.add_argument("--generate", type=int, default=None, metavar="N",
-                   help="generate a fresh Pythia 8 + FastJet sample of N W and N QCD jets (needs hepinfer[datasets]; cached)")
-    p.add_argument("--sample", default=None, help="a jet sample file (hepinfer.datasets format) instead of the committed one")
+    p = sub.add_parser(
+        "demo", help="W-vs-QCD jet taggers (BDT, MLP, DisCo MLP, PFN) trained, exported and run by hepinfer"
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="jets per class taken from the sample (default: all; the committed sample has 2000)",
+    )
+    p.add_argument(
+        "--generate",
+        type=int,
+        default=None,
+        metavar="N",
+        help="generate a fresh Pythia 8 + FastJet sample of N W and N QCD jets (needs hepinfer[datasets]; cached)",
+    )
+    p.add_argument(
+        "--sample",
+        default=None,
+        help="a jet sample file (hepinfer.datasets format) instead of the committed one",
+    )
     p.add_argument("--out", default="hepinfer-demo", help="output folder (default ./hepinfer-demo)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for scoring the ROOT file (default: all); training and the speed table use one")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for scoring the ROOT file (default: all); training and the speed table use one",
+    )
 
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model")
@@ -280,37 +309,72 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "jagged branches with --jagged-features)",
     )
     p.add_argument("files", nargs="+", help="ROOT files, glob patterns or file.root:tree specs")
-    p.add_argument("-o", required=True,
-                   help="output ROOT file (scores, file_index, entry, run/lumi/event); written to "
-                        "O.incomplete-PID and renamed to O only when complete")
-    p.add_argument("-f", "--force", action="store_true",
-                   help="replace the output file if it exists (an output that is one of the inputs is always refused)")
+    p.add_argument(
+        "-o",
+        required=True,
+        help="output ROOT file (scores, file_index, entry, run/lumi/event); written to "
+        "O.incomplete-PID and renamed to O only when complete",
+    )
+    p.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="replace the output file if it exists (an output that is one of the inputs is always refused)",
+    )
     p.add_argument("--tree", default=None, help="TTree or RNTuple name (default: the file's only tree)")
-    p.add_argument("--features", default=None,
-                   help="comma-separated branches/expressions in the model's order (commas inside "
-                   "parentheses belong to the expression: 'x, nth(Jet_pt, 1)')")
-    p.add_argument("--jagged-features", action="append", default=None, metavar="INPUT=BRANCHES",
-                   help="set/graph networks (ONNX PFN, ParticleNet): a per-particle input and its jagged "
-                   "branches, one per value per particle in training order, e.g. "
-                   "'points=part_deta,part_dphi'; repeat for each per-particle input (read without padding)")
-    p.add_argument("--jet-features", action="append", default=None, metavar="INPUT=BRANCHES",
-                   help="with --jagged-features: a per-jet input of the network and its flat branches/expressions")
-    p.add_argument("--aliases", action="append", default=None, metavar="NAME=EXPRESSION",
-                   help="a feature defined from branches, usable in --features, --cut and other aliases, e.g. "
-                   "'lead_pt=first(Jet_pt)' or 'r=sqrt(x**2 + y**2), ht=sum_of(Jet_pt)' (repeat or separate "
-                   "with commas)")
+    p.add_argument(
+        "--features",
+        default=None,
+        help="comma-separated branches/expressions in the model's order (commas inside "
+        "parentheses belong to the expression: 'x, nth(Jet_pt, 1)')",
+    )
+    p.add_argument(
+        "--jagged-features",
+        action="append",
+        default=None,
+        metavar="INPUT=BRANCHES",
+        help="set/graph networks (ONNX PFN, ParticleNet): a per-particle input and its jagged "
+        "branches, one per value per particle in training order, e.g. "
+        "'points=part_deta,part_dphi'; repeat for each per-particle input (read without padding)",
+    )
+    p.add_argument(
+        "--jet-features",
+        action="append",
+        default=None,
+        metavar="INPUT=BRANCHES",
+        help="with --jagged-features: a per-jet input of the network and its flat branches/expressions",
+    )
+    p.add_argument(
+        "--aliases",
+        action="append",
+        default=None,
+        metavar="NAME=EXPRESSION",
+        help="a feature defined from branches, usable in --features, --cut and other aliases, e.g. "
+        "'lead_pt=first(Jet_pt)' or 'r=sqrt(x**2 + y**2), ht=sum_of(Jet_pt)' (repeat or separate "
+        "with commas)",
+    )
     p.add_argument("--cut", default=None, help="event selection expression (uproot syntax)")
-    p.add_argument("--chunk", type=_chunk, default="100 MB", help='events per chunk or a size ("50 MB", default)')
+    p.add_argument(
+        "--chunk", type=_chunk, default="100 MB", help='events per chunk or a size ("50 MB", default)'
+    )
     p.add_argument("--threads", type=int, default=None, help="threads for evaluation (default: all)")
     p.add_argument("--output-kind", default="probability", choices=["probability", "margin"])
     p.add_argument("--output-tree", default="scores", help="tree name in the output file (default scores)")
-    p.add_argument("--on-error", default="raise", choices=["raise", "skip"],
-                   help="stop at the first unreadable file (default) or skip it and go on (exit code 3)")
+    p.add_argument(
+        "--on-error",
+        default="raise",
+        choices=["raise", "skip"],
+        help="stop at the first unreadable file (default) or skip it and go on (exit code 3)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--dask", default=None, metavar="SCHEDULER",
-                   help="score on dask.distributed: a scheduler address (tcp://host:8786), or 'local:N' for N "
-                   "worker processes on this machine; --chunk sets the partitions, --threads the threads per "
-                   "task (default 1); same output as without it")
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="SCHEDULER",
+        help="score on dask.distributed: a scheduler address (tcp://host:8786), or 'local:N' for N "
+        "worker processes on this machine; --chunk sets the partitions, --threads the threads per "
+        "task (default 1); same output as without it",
+    )
 
     sub.add_parser("generate", help="generate a Pythia 8 + FastJet W/QCD jet sample (hepinfer.datasets)")
     sub.add_parser("train", help="train a model from a TOML configuration (hepinfer.train)")

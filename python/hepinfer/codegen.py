@@ -90,12 +90,68 @@ _INTERLEAVE = 8  # complete trees walked together (independent chains of loads o
 _ZERO_BAND = float(np.float32(1e-35))
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KEYWORDS = {
-    "alignas", "alignof", "and", "auto", "bool", "break", "case", "catch", "char", "class", "const", "constexpr",
-    "continue", "default", "delete", "do", "double", "else", "enum", "explicit", "export", "extern", "false", "float",
-    "for", "friend", "goto", "if", "inline", "int", "long", "namespace", "new", "not", "operator", "or", "private",
-    "protected", "public", "return", "short", "signed", "sizeof", "static", "struct", "switch", "template", "this",
-    "throw", "true", "try", "typedef", "typename", "union", "unsigned", "using", "virtual", "void", "volatile",
-    "while", "std", "detail",
+    "alignas",
+    "alignof",
+    "and",
+    "auto",
+    "bool",
+    "break",
+    "case",
+    "catch",
+    "char",
+    "class",
+    "const",
+    "constexpr",
+    "continue",
+    "default",
+    "delete",
+    "do",
+    "double",
+    "else",
+    "enum",
+    "explicit",
+    "export",
+    "extern",
+    "false",
+    "float",
+    "for",
+    "friend",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "namespace",
+    "new",
+    "not",
+    "operator",
+    "or",
+    "private",
+    "protected",
+    "public",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "template",
+    "this",
+    "throw",
+    "true",
+    "try",
+    "typedef",
+    "typename",
+    "union",
+    "unsigned",
+    "using",
+    "virtual",
+    "void",
+    "volatile",
+    "while",
+    "std",
+    "detail",
 }
 
 
@@ -159,9 +215,13 @@ def _parse_precision(precision: str) -> tuple[str, int, int]:
     if m:
         w, i = int(m.group(1)), int(m.group(2))
         if not 2 <= w <= 48 or not 1 <= i <= w:
-            raise InputError(f"precision {precision!r}: need 2 <= W <= 48 total bits and 1 <= I <= W integer bits")
+            raise InputError(
+                f"precision {precision!r}: need 2 <= W <= 48 total bits and 1 <= I <= W integer bits"
+            )
         return "fixed", w, i
-    raise InputError(f'precision must be "float", "double" or "fixed<W,I>" (e.g. "fixed<16,6>"), not {precision!r}')
+    raise InputError(
+        f'precision must be "float", "double" or "fixed<W,I>" (e.g. "fixed<16,6>"), not {precision!r}'
+    )
 
 
 # ------------------------------------------------------------------------- model access
@@ -350,7 +410,9 @@ class _Generator:
             i = stack.pop()
             left, right = int(tree["left"][i]), int(tree["right"][i])
             label = f"n{i}: " if i != 0 else ""  # every internal node but the root is a goto target
-            lines.append(f"  {label}if ({self._cond(tree, i)}) {{ {target(left)} }} else {{ {target(right)} }}")
+            lines.append(
+                f"  {label}if ({self._cond(tree, i)}) {{ {target(left)} }} else {{ {target(right)} }}"
+            )
             stack += [j for j in (right, left) if int(tree["kind"][j]) != _LEAF]
         return "\n".join(lines)
 
@@ -380,9 +442,7 @@ class _Generator:
         base = [float(v) for v in ir["base_margin"]]
         all_leaves = [float(v) for v in ir["nodes"]["value"][ir["nodes"]["kind"] == _LEAF]]
         f32acc = bool(ir["float32_accumulate"])
-        self.float_leaves = (
-            self.mode != "fixed" and f32acc and all(_f32(v) == v for v in all_leaves + base)
-        )
+        self.float_leaves = self.mode != "fixed" and f32acc and all(_f32(v) == v for v in all_leaves + base)
 
         # flat leaf table: complete trees get 2^D slots, branch trees one per leaf
         n_int = (1 << D) - 1 if D > 0 else 0
@@ -413,7 +473,10 @@ class _Generator:
                     assert c is not None
                     col = 2 * int(tr["feature"][i]) + (0 if tr["default_left"][i] else 1)
                     nodes[pos] = (col, c)
-                    stack += [(int(tr["left"][i]), 2 * pos + 1, level + 1), (int(tr["right"][i]), 2 * pos + 2, level + 1)]
+                    stack += [
+                        (int(tr["left"][i]), 2 * pos + 1, level + 1),
+                        (int(tr["right"][i]), 2 * pos + 2, level + 1),
+                    ]
                 array_nodes += nodes
                 leaf_vals += lv
                 leaf_ids += lid
@@ -427,12 +490,18 @@ class _Generator:
                         leaf_vals.append(float(tr["value"][i]))
                         leaf_ids.append(tr.leaf_id(i))
                 body = self._branch_body(tr, leaf_base, leaf_pos)
-                branch_funcs.append(f"inline std::uint32_t tree_{t}(const cmp_t* x) noexcept {{\n  (void)x;\n{body}\n}}\n")
+                branch_funcs.append(
+                    f"inline std::uint32_t tree_{t}(const cmp_t* x) noexcept {{\n  (void)x;\n{body}\n}}\n"
+                )
                 tree_code.append(("branch", t))
 
-        return self._assemble(D, n_int, n_slots, array_nodes, leaf_vals, leaf_ids, tree_code, branch_funcs, base)
+        return self._assemble(
+            D, n_int, n_slots, array_nodes, leaf_vals, leaf_ids, tree_code, branch_funcs, base
+        )
 
-    def _assemble(self, D, n_int, n_slots, array_nodes, leaf_vals, leaf_ids, tree_code, branch_funcs, base) -> str:
+    def _assemble(
+        self, D, n_int, n_slots, array_nodes, leaf_vals, leaf_ids, tree_code, branch_funcs, base
+    ) -> str:
         ir = self.ir
         ng, nf = self.ng, self.nf
         post = ir["postprocess"]
@@ -448,9 +517,13 @@ class _Generator:
         except ImportError:  # pragma: no cover
             version = "?"
         src = os.path.basename(str(ir["source_name"])) or "<memory>"
-        w(f"// Generated by hepinfer {_comment(version)} (hepinfer.codegen.emit_cpp) from {_comment(src)}: "
-          f"objective {_comment(ir['objective'])},")
-        w(f"// {len(self.trees)} trees, {nf} features, {n_out} output(s), precision {self._precision_name()}.")
+        w(
+            f"// Generated by hepinfer {_comment(version)} (hepinfer.codegen.emit_cpp) from {_comment(src)}: "
+            f"objective {_comment(ir['objective'])},"
+        )
+        w(
+            f"// {len(self.trees)} trees, {nf} features, {n_out} output(s), precision {self._precision_name()}."
+        )
         w("// Self-contained C++17: needs only the standard library. Do not edit.")
         w("// Exact results need IEEE arithmetic as written: no -ffast-math (and -ffp-contract=off on FMA")
         w("// targets for models with TMVA transformations or Fisher cuts).")
@@ -470,7 +543,11 @@ class _Generator:
         w(f"constexpr int n_trees = {len(self.trees)};")
         names = list(ir["feature_names"])
         if names:
-            w("constexpr const char* feature_names[n_features] = {" + ", ".join(_c_string(s) for s in names) + "};")
+            w(
+                "constexpr const char* feature_names[n_features] = {"
+                + ", ".join(_c_string(s) for s in names)
+                + "};"
+            )
         w("")
         w("namespace detail {")
         w(f"using cmp_t = {self.cmp_t};")
@@ -478,7 +555,9 @@ class _Generator:
         # tables
         if n_slots:
             w("struct node_t {")
-            w("  std::uint32_t column;  ///< 2*feature (NaN read as -inf: default left) or 2*feature+1 (+inf)")
+            w(
+                "  std::uint32_t column;  ///< 2*feature (NaN read as -inf: default left) or 2*feature+1 (+inf)"
+            )
             w("  cmp_t threshold;       ///< go left iff value < threshold")
             w("};")
             w(f"constexpr int depth = {D};")
@@ -536,11 +615,15 @@ class _Generator:
 
     def _emit_helpers(self, w, cats: bool, lin: bool) -> None:
         w("inline bool zero_missing_left(double v, double t, int less_equal, bool default_left) noexcept {")
-        w(f"  if (std::isnan(v) || (v >= -{_lit_double(_ZERO_BAND)} && v <= {_lit_double(_ZERO_BAND)})) return default_left;")
+        w(
+            f"  if (std::isnan(v) || (v >= -{_lit_double(_ZERO_BAND)} && v <= {_lit_double(_ZERO_BAND)})) return default_left;"
+        )
         w("  return less_equal ? v <= t : v < t;")
         w("}")
         if cats:
-            w("inline bool category_left(double v, const std::uint32_t* words, std::uint32_t n_words, bool default_left,")
+            w(
+                "inline bool category_left(double v, const std::uint32_t* words, std::uint32_t n_words, bool default_left,"
+            )
             w("                          bool negative_right) noexcept {")
             w("  if (std::isnan(v)) return default_left;")
             w("  if (v <= -1.0 || v >= 2147483648.0 || (negative_right && v < 0.0)) return false;")
@@ -549,7 +632,9 @@ class _Generator:
             w("  return ((words[c / 32u] >> (c % 32u)) & 1u) != 0;")
             w("}")
         if lin:
-            w("inline bool linear_left(const cmp_t* x, const double* c, double t, int less_equal, bool default_left) noexcept {")
+            w(
+                "inline bool linear_left(const cmp_t* x, const double* c, double t, int less_equal, bool default_left) noexcept {"
+            )
             w(f"  double v = c[{self.nf}];")
             w(f"  for (int j = 0; j < {self.nf}; ++j) v += c[j] * static_cast<double>(x[j]);")
             w("  if (std::isnan(v)) return default_left;")
@@ -558,16 +643,24 @@ class _Generator:
 
     def _emit_load(self, w) -> None:
         nf = self.nf
-        w("/// The row as the trees see it: rounded to float for XGBoost/TMVA, transformed (TMVA), quantised (fixed).")
+        w(
+            "/// The row as the trees see it: rounded to float for XGBoost/TMVA, transformed (TMVA), quantised (fixed)."
+        )
         w("template <typename In>")
         w("inline void load(const In* row, cmp_t* x) noexcept {")
         if self.mode == "fixed":
             w("  for (int j = 0; j < n_features; ++j) {")
-            conv = "static_cast<double>(static_cast<float>(row[j]))" if self.f32_in else "static_cast<double>(row[j])"
+            conv = (
+                "static_cast<double>(static_cast<float>(row[j]))"
+                if self.f32_in
+                else "static_cast<double>(row[j])"
+            )
             w(f"    const double v = {conv};")
-            w(f"    const double s = std::floor(v * {_lit_double(2.0 ** self.frac)});")
+            w(f"    const double s = std::floor(v * {_lit_double(2.0**self.frac)});")
             w("    x[j] = std::isnan(v) ? std::numeric_limits<std::int64_t>::min()   // marks NaN")
-            w(f"         : s <= {float(self.qmin)!r} ? std::int64_t{{{self.qmin}}} : s >= {float(self.qmax)!r} ? std::int64_t{{{self.qmax}}}")
+            w(
+                f"         : s <= {float(self.qmin)!r} ? std::int64_t{{{self.qmin}}} : s >= {float(self.qmax)!r} ? std::int64_t{{{self.qmax}}}"
+            )
             w("         : static_cast<std::int64_t>(s);")
             w("  }")
         elif self.f32_in:
@@ -580,11 +673,17 @@ class _Generator:
             for k, tr in enumerate(self.ir["transforms"]):
                 kind = tr["kind"]
                 if kind == "linear":
-                    w(f"  for (int i = 0; i < {nf}; ++i) {{ double s = 0.0; for (int j = 0; j < {nf}; ++j) s += transform{k}_matrix[i * {nf} + j] * a[j]; b[i] = s; }}")
+                    w(
+                        f"  for (int i = 0; i < {nf}; ++i) {{ double s = 0.0; for (int j = 0; j < {nf}; ++j) s += transform{k}_matrix[i * {nf} + j] * a[j]; b[i] = s; }}"
+                    )
                 elif kind == "centered_linear":
-                    w(f"  for (int i = 0; i < {nf}; ++i) {{ double s = 0.0; for (int j = 0; j < {nf}; ++j) s += transform{k}_matrix[i * {nf} + j] * (a[j] - transform{k}_offset[j]); b[i] = s; }}")
+                    w(
+                        f"  for (int i = 0; i < {nf}; ++i) {{ double s = 0.0; for (int j = 0; j < {nf}; ++j) s += transform{k}_matrix[i * {nf} + j] * (a[j] - transform{k}_offset[j]); b[i] = s; }}"
+                    )
                 elif kind == "affine":
-                    w(f"  for (int i = 0; i < {nf}; ++i) b[i] = (a[i] - transform{k}_offset[i]) * transform{k}_scale[i] + {_lit_double(float(tr['shift']))};")
+                    w(
+                        f"  for (int i = 0; i < {nf}; ++i) b[i] = (a[i] - transform{k}_offset[i]) * transform{k}_scale[i] + {_lit_double(float(tr['shift']))};"
+                    )
                 else:
                     raise InputError(f"unsupported TMVA transformation {kind!r}")
                 w(f"  for (int i = 0; i < {nf}; ++i) a[i] = static_cast<double>(static_cast<float>(b[i]));")
@@ -605,11 +704,13 @@ class _Generator:
             # NaN marker -> outside the range, by default direction
             nan_x = "std::numeric_limits<std::int64_t>::min()"
             lo, hi = self.qmin - 1, self.qmax + 1
-            expand = (f"  cmp_t xe[{2 * self.nf}];\n"
-                      f"  for (int j = 0; j < {self.nf}; ++j) {{\n"
-                      f"    const bool nan = x[j] == {nan_x};\n"
-                      f"    xe[2 * j] = nan ? std::int64_t{{{lo}}} : x[j];\n"
-                      f"    xe[2 * j + 1] = nan ? std::int64_t{{{hi}}} : x[j];\n  }}")
+            expand = (
+                f"  cmp_t xe[{2 * self.nf}];\n"
+                f"  for (int j = 0; j < {self.nf}; ++j) {{\n"
+                f"    const bool nan = x[j] == {nan_x};\n"
+                f"    xe[2 * j] = nan ? std::int64_t{{{lo}}} : x[j];\n"
+                f"    xe[2 * j + 1] = nan ? std::int64_t{{{hi}}} : x[j];\n  }}"
+            )
         else:
             if acc_t == "float":
                 base = [_lit_float(float(v)) for v in self.ir["base_margin"]]
@@ -617,11 +718,13 @@ class _Generator:
                 base = [_lit_double(float(v)) for v in self.ir["base_margin"]]
             w(f"  {acc_t} m[{ng}] = {{{', '.join(base)}}};")
             inf = "std::numeric_limits<cmp_t>::infinity()"
-            expand = (f"  cmp_t xe[{2 * self.nf}];\n"
-                      f"  for (int j = 0; j < {self.nf}; ++j) {{\n"
-                      f"    const bool nan = x[j] != x[j];\n"
-                      f"    xe[2 * j] = nan ? -{inf} : x[j];\n"
-                      f"    xe[2 * j + 1] = nan ? {inf} : x[j];\n  }}")
+            expand = (
+                f"  cmp_t xe[{2 * self.nf}];\n"
+                f"  for (int j = 0; j < {self.nf}; ++j) {{\n"
+                f"    const bool nan = x[j] != x[j];\n"
+                f"    xe[2 * j] = nan ? -{inf} : x[j];\n"
+                f"    xe[2 * j + 1] = nan ? {inf} : x[j];\n  }}"
+            )
         if any(kind == "array" for kind, _ in tree_code):
             w(expand)
         if fixed and any(kind == "branch" for kind, _ in tree_code):
@@ -650,9 +753,14 @@ class _Generator:
             slot0, leaf0 = info
             count = t1 - t
             nl = 1 << D
-            grp: Callable[..., str] = (lambda e, t0=t: f"tree_group[{t0} + {e}]") if ng > 1 else (lambda e: "0")
-            upd = (lambda g, v: f"m[{g}] += {v};") if (fixed or acc_t == "float" or not f32acc) else (
-                lambda g, v: f"m[{g}] = static_cast<double>(static_cast<float>(m[{g}] + {v}));")
+            grp: Callable[..., str] = (
+                (lambda e, t0=t: f"tree_group[{t0} + {e}]") if ng > 1 else (lambda e: "0")
+            )
+            upd = (
+                (lambda g, v: f"m[{g}] += {v};")
+                if (fixed or acc_t == "float" or not f32acc)
+                else (lambda g, v: f"m[{g}] = static_cast<double>(static_cast<float>(m[{g}] + {v}));")
+            )
             w("  {")
             w(f"    // trees {t}..{t1 - 1}: complete trees of depth {D}")
             w(f"    const node_t* nd = nodes + {slot0 * n_int};")
@@ -663,7 +771,9 @@ class _Generator:
                 w("      std::uint32_t " + ", ".join(f"i{q} = 0" for q in range(K)) + ";")
                 w("      for (int d = 0; d < depth; ++d) {")
                 for q in range(K):
-                    w(f"        i{q} = 2 * i{q} + 1 + static_cast<std::uint32_t>(xe[nd[{q * n_int} + i{q}].column] >= nd[{q * n_int} + i{q}].threshold);")
+                    w(
+                        f"        i{q} = 2 * i{q} + 1 + static_cast<std::uint32_t>(xe[nd[{q * n_int} + i{q}].column] >= nd[{q * n_int} + i{q}].threshold);"
+                    )
                 w("      }")
                 for q in range(K):
                     idx = f"{leaf0} + (k + {q}) * {nl}u + i{q} - n_internal"
@@ -672,7 +782,9 @@ class _Generator:
                 w("    }")
             w(f"    for (; k < {count}u; ++k, nd += {n_int}) {{")
             w("      std::uint32_t i = 0;")
-            w("      for (int d = 0; d < depth; ++d) i = 2 * i + 1 + static_cast<std::uint32_t>(xe[nd[i].column] >= nd[i].threshold);")
+            w(
+                "      for (int d = 0; d < depth; ++d) i = 2 * i + 1 + static_cast<std::uint32_t>(xe[nd[i].column] >= nd[i].threshold);"
+            )
             idx = f"{leaf0} + k * {nl}u + i - n_internal"
             w(f"      {upd(grp('k'), f'leaf_value[{idx}]')}")
             w(f"      if (leaves) leaves[{t} + k] = leaf_id[{idx}];")
@@ -680,7 +792,9 @@ class _Generator:
             w("  }")
             t = t1
         if fixed:
-            w(f"  for (int g = 0; g < {ng}; ++g) out[g] = static_cast<double>(m[g]) * {_lit_double(2.0 ** -self.frac)};")
+            w(
+                f"  for (int g = 0; g < {ng}; ++g) out[g] = static_cast<double>(m[g]) * {_lit_double(2.0**-self.frac)};"
+            )
         else:
             w(f"  for (int g = 0; g < {ng}; ++g) out[g] = static_cast<double>(m[g]);")
         w("}")
@@ -689,8 +803,12 @@ class _Generator:
         ng = self.ng
         scale = float(self.ir["sigmoid_scale"])
         w("/// The raw margins (sum of leaves plus base score) of one row of n_features values.")
-        w("inline void margin(const float* row, double* out) noexcept { detail::margins(row, out, nullptr); }")
-        w("inline void margin(const double* row, double* out) noexcept { detail::margins(row, out, nullptr); }")
+        w(
+            "inline void margin(const float* row, double* out) noexcept { detail::margins(row, out, nullptr); }"
+        )
+        w(
+            "inline void margin(const double* row, double* out) noexcept { detail::margins(row, out, nullptr); }"
+        )
         w("/// The leaf index reached in each tree (n_trees values, the source library's numbering).")
         w("inline void predict_leaf(const float* row, std::int32_t* leaves) noexcept {")
         w(f"  double m[{ng}];")
@@ -715,7 +833,9 @@ class _Generator:
             if scale == 1.0:
                 w(f"  for (int g = 0; g < {ng}; ++g) out[g] = 1.0 / (1.0 + std::exp(-m[g]));")
             else:
-                w(f"  for (int g = 0; g < {ng}; ++g) out[g] = 1.0 / (1.0 + std::exp(-{_lit_double(scale)} * m[g]));")
+                w(
+                    f"  for (int g = 0; g < {ng}; ++g) out[g] = 1.0 / (1.0 + std::exp(-{_lit_double(scale)} * m[g]));"
+                )
         elif post == "signed_square":
             w(f"  for (int g = 0; g < {ng}; ++g) out[g] = (m[g] < 0 ? -1.0 : 1.0) * m[g] * m[g];")
         elif post == "log1p_exp":
@@ -839,7 +959,9 @@ def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
         import onnx
         from onnx import numpy_helper
     except ImportError as e:  # pragma: no cover
-        raise InputError("MLP code generation reads the ONNX file with the 'onnx' package: pip install onnx") from e
+        raise InputError(
+            "MLP code generation reads the ONNX file with the 'onnx' package: pip install onnx"
+        ) from e
     if type(model).__name__ == "ModelProto":
         proto, source = model, "<ModelProto>"
     else:
@@ -850,15 +972,21 @@ def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
             raise InputError(f"{source}: cannot read the ONNX file ({e})") from None
     g = proto.graph
     opset = next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
-    const: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in g.initializer}
+    const: dict[str, np.ndarray] = {
+        t.name: numpy_helper.to_array(t).astype(np.float64) for t in g.initializer
+    }
     inputs = [i for i in g.input if i.name not in const]
     if len(inputs) != 1 or len(g.output) != 1:
-        raise InputError(f"{source}: an MLP has one input and one output; this graph has {len(inputs)} inputs and "
-                         f"{len(g.output)} outputs")
+        raise InputError(
+            f"{source}: an MLP has one input and one output; this graph has {len(inputs)} inputs and "
+            f"{len(g.output)} outputs"
+        )
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 2 or not dims[1].HasField("dim_value") or dims[1].dim_value <= 0:
         shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
-        raise InputError(f"{source}: input '{inputs[0].name}' has shape {shape}; an MLP takes [batch, n_features]")
+        raise InputError(
+            f"{source}: input '{inputs[0].name}' has shape {shape}; an MLP takes [batch, n_features]"
+        )
     n_in = int(dims[1].dim_value)
     if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise InputError(f"{source}: input '{inputs[0].name}' is not float32")
@@ -868,8 +996,10 @@ def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
 
     cur, size = inputs[0].name, n_in
     layers: list[_Layer] = []
-    supported = ("Gemm, MatMul, Add, Sub, Mul, Div (with constants), BatchNormalization, Relu, LeakyRelu, Elu, "
-                 "Selu, Sigmoid, Tanh, Gelu, Clip, Softmax, Flatten, Identity, Dropout, Reshape, Cast")
+    supported = (
+        "Gemm, MatMul, Add, Sub, Mul, Div (with constants), BatchNormalization, Relu, LeakyRelu, Elu, "
+        "Selu, Sigmoid, Tanh, Gelu, Clip, Softmax, Flatten, Identity, Dropout, Reshape, Cast"
+    )
     for node in g.node:
         label = f"node '{node.name or node.output[0]}' ({node.op_type})"
         a = attrs(node)
@@ -889,12 +1019,16 @@ def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
             const[node.output[0]] = const[ins[0]]
             continue
         if not data:
-            raise InputError(f"{source}: {label} computes on constants only; not supported for MLP code generation")
+            raise InputError(
+                f"{source}: {label} computes on constants only; not supported for MLP code generation"
+            )
         if (data != [cur] or (ins[0] != cur and node.op_type not in ("Add", "Mul"))) and not (
             node.op_type == "Sub" and ins == [ins[0], cur]
         ):
-            raise InputError(f"{source}: {label} does not continue the chain of layers from '{cur}' (the MLP "
-                             "generator takes one chain: each layer feeds only the next)")
+            raise InputError(
+                f"{source}: {label} does not continue the chain of layers from '{cur}' (the MLP "
+                "generator takes one chain: each layer feeds only the next)"
+            )
 
         def vec(name: str, what: str, size: int = size, label: str = label) -> np.ndarray:
             v = np.asarray(const[name], np.float64).reshape(-1) if name in const else None
@@ -911,7 +1045,9 @@ def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
                 raise InputError(f"{source}: {label}: the weight must be a constant matrix")
             W = float(a.get("alpha", 1.0)) * (B if a.get("transB", 0) else B.T)
             if W.shape[1] != size:
-                raise InputError(f"{source}: {label}: weight takes {W.shape[1]} inputs, the layer before gives {size}")
+                raise InputError(
+                    f"{source}: {label}: weight takes {W.shape[1]} inputs, the layer before gives {size}"
+                )
             size = W.shape[0]
             bias: np.ndarray = np.zeros(size)
             if len(ins) > 2:
@@ -950,8 +1086,15 @@ def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
         elif op == "Elu":
             layers.append(_Layer("act", label, kind="elu", alpha=a.get("alpha", 1.0)))
         elif op == "Selu":
-            layers.append(_Layer("act", label, kind="selu", alpha=a.get("alpha", _SELU_ALPHA),
-                                 beta=a.get("gamma", _SELU_GAMMA)))
+            layers.append(
+                _Layer(
+                    "act",
+                    label,
+                    kind="selu",
+                    alpha=a.get("alpha", _SELU_ALPHA),
+                    beta=a.get("gamma", _SELU_GAMMA),
+                )
+            )
         elif op in ("Sigmoid", "Tanh"):
             layers.append(_Layer("act", label, kind=op.lower()))
         elif op == "Gelu":
@@ -965,7 +1108,9 @@ def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
         elif op == "Softmax":
             axis = int(a.get("axis", -1 if opset >= 13 else 1))
             if axis not in (-1, 1):
-                raise InputError(f"{source}: {label}: softmax over axis {axis}; only the feature axis is supported")
+                raise InputError(
+                    f"{source}: {label}: softmax over axis {axis}; only the feature axis is supported"
+                )
             layers.append(_Layer("softmax", label))
         elif op in ("Flatten", "Identity", "Dropout"):
             if op == "Flatten" and int(a.get("axis", 1)) != 1:
@@ -978,10 +1123,14 @@ def _onnx_chain(model: Any) -> tuple[int, list[_Layer], str]:
             if int(a.get("to", 0)) != onnx.TensorProto.FLOAT:
                 raise InputError(f"{source}: {label}: only a cast to float32 is supported")
         else:
-            raise InputError(f"{source}: {label} is not supported by the MLP code generator (supported: {supported})")
+            raise InputError(
+                f"{source}: {label} is not supported by the MLP code generator (supported: {supported})"
+            )
         cur = node.output[0]
     if cur != g.output[0].name:
-        raise InputError(f"{source}: the graph output '{g.output[0].name}' is not the end of the chain of layers")
+        raise InputError(
+            f"{source}: the graph output '{g.output[0].name}' is not the end of the chain of layers"
+        )
     if not any(layer.op == "dense" for layer in layers):
         raise InputError(f"{source}: no Gemm/MatMul layer: not an MLP")
     return n_in, _fold_affine(layers), source
@@ -994,7 +1143,9 @@ def _fold_affine(layers: list[_Layer]) -> list[_Layer]:
     for layer in layers:
         if layer.op == "affine":
             if pending is not None:
-                pending = _Layer("affine", pending.node, w=pending.w * layer.w, b=pending.b * layer.w + layer.b)
+                pending = _Layer(
+                    "affine", pending.node, w=pending.w * layer.w, b=pending.b * layer.w + layer.b
+                )
             elif out and out[-1].op == "dense":
                 d = out[-1]
                 out[-1] = _Layer("dense", d.node, w=d.w * layer.w[:, None], b=d.b * layer.w + layer.b)
@@ -1003,7 +1154,9 @@ def _fold_affine(layers: list[_Layer]) -> list[_Layer]:
             continue
         if pending is not None:
             if layer.op == "dense":
-                layer = _Layer("dense", layer.node, w=layer.w * pending.w[None, :], b=layer.b + layer.w @ pending.b)
+                layer = _Layer(
+                    "dense", layer.node, w=layer.w * pending.w[None, :], b=layer.b + layer.w @ pending.b
+                )
             else:
                 out.append(pending)
             pending = None
@@ -1021,10 +1174,14 @@ def _parse_mlp_precision(precision: str) -> tuple[str, int, int]:
     if m:
         w, i = int(m.group(1)), int(m.group(2))
         if not 2 <= w <= 32 or not 1 <= i <= w:
-            raise InputError(f"precision {precision!r}: need 2 <= W <= 32 total bits and 1 <= I <= W integer bits")
+            raise InputError(
+                f"precision {precision!r}: need 2 <= W <= 32 total bits and 1 <= I <= W integer bits"
+            )
         return "fixed", w, i
-    raise InputError(f'precision must be "float", "double", "float16" or "fixed<W,I>" (e.g. "fixed<18,8>"), '
-                     f"not {precision!r}")
+    raise InputError(
+        f'precision must be "float", "double", "float16" or "fixed<W,I>" (e.g. "fixed<18,8>"), '
+        f"not {precision!r}"
+    )
 
 
 class _FixedFormat:
@@ -1061,8 +1218,10 @@ class _MLPGenerator:
                 if layer.op == "dense":
                     n = layer.w.shape[1] + 1
                     if n * 2.0 ** (2 * (width - 1)) >= 2.0**62:
-                        raise InputError(f"precision {precision!r}: a {layer.w.shape[1]}-input layer could overflow the "
-                                         "64-bit accumulator; use fewer total bits")
+                        raise InputError(
+                            f"precision {precision!r}: a {layer.w.shape[1]}-input layer could overflow the "
+                            "64-bit accumulator; use fewer total bits"
+                        )
 
     # ---- literals
 
@@ -1071,6 +1230,7 @@ class _MLPGenerator:
         """The fixed-point format (only called on the fixed-point paths)."""
         assert self.fmt is not None, "not a fixed-point network"
         return self.fmt
+
     def _weights(self, v: np.ndarray) -> np.ndarray:
         if self.mode == "double":
             return v
@@ -1095,16 +1255,24 @@ class _MLPGenerator:
         arch = " -> ".join(str(s) for s in self.sizes)
         src = os.path.basename(self.source)
         pname = f"fixed<{self._fx.width},{self._fx.width - self._fx.frac}>" if self.fmt else self.mode
-        w(f"// Generated by hepinfer {_comment(version)} (hepinfer.codegen.emit_cpp) from {_comment(src)}: MLP {arch},")
+        w(
+            f"// Generated by hepinfer {_comment(version)} (hepinfer.codegen.emit_cpp) from {_comment(src)}: MLP {arch},"
+        )
         w(f"// precision {pname}. Self-contained C++17: needs only the standard library. Do not edit.")
         w("// Compile with -O3 (GCC's -O2 does not vectorise the dense loops) and the target's -march.")
         if self.mode == "float16":
             w("// Needs a compiler with the _Float16 type (GCC >= 12 or Clang on x86-64 and ARM).")
         if fixed:
-            w(f"// Fixed point as ap_fixed<{self._fx.width},{self._fx.width - self._fx.frac},AP_RND,AP_SAT>: values "
-              f"are multiples of 2^-{self._fx.frac}, rounded to the")
-            w("// nearest (ties towards +inf) and saturated; dense layers accumulate exactly in 64-bit integers;")
-            w("// activations other than ReLU are evaluated in double from the fixed-point value and rounded back.")
+            w(
+                f"// Fixed point as ap_fixed<{self._fx.width},{self._fx.width - self._fx.frac},AP_RND,AP_SAT>: values "
+                f"are multiples of 2^-{self._fx.frac}, rounded to the"
+            )
+            w(
+                "// nearest (ties towards +inf) and saturated; dense layers accumulate exactly in 64-bit integers;"
+            )
+            w(
+                "// activations other than ReLU are evaluated in double from the fixed-point value and rounded back."
+            )
         w("#pragma once")
         for h in ("cmath", "cstddef", "cstdint"):
             w(f"#include <{h}>")
@@ -1158,7 +1326,9 @@ class _MLPGenerator:
 
     def _emit_float_helpers(self, w) -> None:
         w("/// y = W x + b with W stored by input (w[i * NO + o] = W[o][i]): the NO sums are independent")
-        w("/// (no dependency chain, vectorisable); each one adds b, W[o][0] x[0], W[o][1] x[1], ... in order.")
+        w(
+            "/// (no dependency chain, vectorisable); each one adds b, W[o][0] x[0], W[o][1] x[1], ... in order."
+        )
         w("template <std::size_t NO, std::size_t NI>")
         w("inline void dense(const weight_t* w, const weight_t* b, const value_t* x, value_t* y) noexcept {")
         w("  accum_t acc[NO];")
@@ -1172,7 +1342,9 @@ class _MLPGenerator:
         w("}")
         w("template <std::size_t N>")
         w("inline void affine(const weight_t* s, const weight_t* t, value_t* x) noexcept {")
-        w("  for (std::size_t i = 0; i < N; ++i) x[i] = static_cast<value_t>(s[i] * static_cast<accum_t>(x[i]) + t[i]);")
+        w(
+            "  for (std::size_t i = 0; i < N; ++i) x[i] = static_cast<value_t>(s[i] * static_cast<accum_t>(x[i]) + t[i]);"
+        )
         w("}")
         w("template <std::size_t N, typename F>")
         w("inline void apply(value_t* x, F f) noexcept {")
@@ -1191,7 +1363,9 @@ class _MLPGenerator:
         w(f"constexpr int frac_bits = {f.frac};   ///< value = raw * 2^-frac_bits")
         w(f"constexpr std::int64_t raw_min = {f.qmin}, raw_max = {f.qmax};")
         w("using value_t = std::int64_t;  ///< raw fixed-point value")
-        w("inline value_t saturate(std::int64_t v) noexcept { return v < raw_min ? raw_min : (v > raw_max ? raw_max : v); }")
+        w(
+            "inline value_t saturate(std::int64_t v) noexcept { return v < raw_min ? raw_min : (v > raw_max ? raw_max : v); }"
+        )
         w("/// Round a value with 2*frac_bits fractional bits to frac_bits (nearest, ties up), saturating.")
         w("inline value_t narrow(std::int64_t acc) noexcept {")
         w("  const std::int64_t half = std::int64_t{1} << (frac_bits - 1);")
@@ -1212,9 +1386,13 @@ class _MLPGenerator:
             raise InputError("fixed<W,I> needs at least one fractional bit (I < W)")
         w("/// y = W x + b, exact in 64-bit integers, W stored by input (w[i * NO + o] = W[o][i]).")
         w("template <std::size_t NO, std::size_t NI>")
-        w("inline void dense(const std::int32_t* w, const std::int32_t* b, const value_t* x, value_t* y) noexcept {")
+        w(
+            "inline void dense(const std::int32_t* w, const std::int32_t* b, const value_t* x, value_t* y) noexcept {"
+        )
         w("  std::int64_t acc[NO];")
-        w("  for (std::size_t o = 0; o < NO; ++o) acc[o] = static_cast<std::int64_t>(b[o]) * (std::int64_t{1} << frac_bits);")
+        w(
+            "  for (std::size_t o = 0; o < NO; ++o) acc[o] = static_cast<std::int64_t>(b[o]) * (std::int64_t{1} << frac_bits);"
+        )
         w("  for (std::size_t i = 0; i < NI; ++i) {")
         w("    const std::int64_t xi = x[i];")
         w("    const std::int32_t* col = w + i * NO;")
@@ -1225,7 +1403,9 @@ class _MLPGenerator:
         w("template <std::size_t N>")
         w("inline void affine(const std::int32_t* s, const std::int32_t* t, value_t* x) noexcept {")
         w("  for (std::size_t i = 0; i < N; ++i)")
-        w("    x[i] = narrow(static_cast<std::int64_t>(s[i]) * x[i] + static_cast<std::int64_t>(t[i]) * (std::int64_t{1} << frac_bits));")
+        w(
+            "    x[i] = narrow(static_cast<std::int64_t>(s[i]) * x[i] + static_cast<std::int64_t>(t[i]) * (std::int64_t{1} << frac_bits));"
+        )
         w("}")
         w("template <std::size_t N, typename F>")
         w("inline void apply(value_t* x, F f) noexcept {")
@@ -1251,7 +1431,7 @@ class _MLPGenerator:
         if k == "elu":
             return f"[](const {T} v) {{ return v < 0 ? {lit(layer.alpha)} * std::expm1(v) : v; }}"
         if k == "selu":
-            return (f"[](const {T} v) {{ return {lit(layer.beta)} * (v < 0 ? {lit(layer.alpha)} * std::expm1(v) : v); }}")
+            return f"[](const {T} v) {{ return {lit(layer.beta)} * (v < 0 ? {lit(layer.alpha)} * std::expm1(v) : v); }}"
         if k == "sigmoid":
             return f"[](const {T} v) {{ return {T}(1) / ({T}(1) + std::exp(-v)); }}"
         if k == "tanh":
@@ -1259,8 +1439,10 @@ class _MLPGenerator:
         if k == "gelu":
             return f"[](const {T} v) {{ return {T}(0.5) * v * ({T}(1) + std::erf(v * {lit(1 / math.sqrt(2))})); }}"
         if k == "gelu_tanh":
-            return (f"[](const {T} v) {{ return {T}(0.5) * v * ({T}(1) + std::tanh({lit(math.sqrt(2 / math.pi))} * "
-                    f"(v + {lit(0.044715)} * v * v * v))); }}")
+            return (
+                f"[](const {T} v) {{ return {T}(0.5) * v * ({T}(1) + std::tanh({lit(math.sqrt(2 / math.pi))} * "
+                f"(v + {lit(0.044715)} * v * v * v))); }}"
+            )
         if k == "clip":
             lo = "-INFINITY" if layer.alpha == -math.inf else lit(layer.alpha)
             hi = "INFINITY" if layer.beta == math.inf else lit(layer.beta)
@@ -1291,7 +1473,9 @@ class _MLPGenerator:
             elif layer.op == "softmax":
                 w(f"  softmax<{size}>(x);  // {_comment(layer.node)}")
             elif fixed and layer.kind == "relu":
-                w(f"  for (std::size_t i = 0; i < {size}; ++i) x[i] = x[i] < 0 ? 0 : x[i];  // {_comment(layer.node)}")
+                w(
+                    f"  for (std::size_t i = 0; i < {size}; ++i) x[i] = x[i] < 0 ? 0 : x[i];  // {_comment(layer.node)}"
+                )
             else:
                 w(f"  apply<{size}>(x, {self._act_lambda(layer)});  // {_comment(layer.node)}")
         back = "static_cast<float>(real(x[i]))" if fixed else "static_cast<float>(x[i])"
@@ -1357,9 +1541,17 @@ class _MLPGenerator:
                 e_new = np.repeat(0.5 * e.max(axis=1, keepdims=True), x.shape[1], axis=1) + 4 * _F32_U
                 e, x = e_new + err(y, e_new), y
             else:
-                L = {"relu": 1.0, "leaky_relu": max(1.0, abs(layer.alpha)), "elu": max(1.0, abs(layer.alpha)),
-                     "selu": abs(layer.beta) * max(1.0, abs(layer.alpha)), "sigmoid": 0.25, "tanh": 1.0,
-                     "gelu": _GELU_LIPSCHITZ, "gelu_tanh": _GELU_LIPSCHITZ, "clip": 1.0}[layer.kind]
+                L = {
+                    "relu": 1.0,
+                    "leaky_relu": max(1.0, abs(layer.alpha)),
+                    "elu": max(1.0, abs(layer.alpha)),
+                    "selu": abs(layer.beta) * max(1.0, abs(layer.alpha)),
+                    "sigmoid": 0.25,
+                    "tanh": 1.0,
+                    "gelu": _GELU_LIPSCHITZ,
+                    "gelu_tanh": _GELU_LIPSCHITZ,
+                    "clip": 1.0,
+                }[layer.kind]
                 y = _numpy_activation(layer, x)
                 e_new = L * e + 4 * _F32_U * np.abs(y)
                 if fixed and layer.kind == "relu":
@@ -1485,14 +1677,20 @@ def emit_cpp(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``hepinfer codegen MODEL -o HEADER [--name N] [--namespace NS] [--precision P] [--layout L]``."""
-    p = argparse.ArgumentParser(prog="hepinfer codegen",
-                                description="write a standalone C++17 header for a forest or an MLP")
+    p = argparse.ArgumentParser(
+        prog="hepinfer codegen", description="write a standalone C++17 header for a forest or an MLP"
+    )
     p.add_argument("model", help="XGBoost .json/.ubj, LightGBM .txt, TMVA .weights.xml or an MLP .onnx")
     p.add_argument("-o", "--output", required=True, help="header to write, e.g. tagger.hpp")
-    p.add_argument("--name", default=None, help="C++ namespace of the functions (default: from the header name)")
+    p.add_argument(
+        "--name", default=None, help="C++ namespace of the functions (default: from the header name)"
+    )
     p.add_argument("--namespace", default=None, help="enclosing namespace")
-    p.add_argument("--precision", default="float",
-                   help='"float" (exact), "double", "fixed<W,I>", or for MLPs also "float16"')
+    p.add_argument(
+        "--precision",
+        default="float",
+        help='"float" (exact), "double", "fixed<W,I>", or for MLPs also "float16"',
+    )
     p.add_argument("--layout", default="auto", choices=["auto", "arrays", "branches"])
     args = p.parse_args(argv)
     name = args.name
@@ -1502,8 +1700,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if name[0].isdigit():
             name = "_" + name
     try:
-        emit_cpp(args.model, args.output, name=name, namespace=args.namespace, precision=args.precision,
-                 layout=args.layout)
+        emit_cpp(
+            args.model,
+            args.output,
+            name=name,
+            namespace=args.namespace,
+            precision=args.precision,
+            layout=args.layout,
+        )
     except ValueError as e:
         print(f"hepinfer codegen: {e}", file=sys.stderr)
         return 2

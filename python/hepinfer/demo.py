@@ -618,7 +618,9 @@ def _prepare_data(
         f"({int((test & (label == 0)).sum())} QCD)"
     )
     particles, mask = padded_constituents(columns, cfg.max_particles, PARTICLE_FEATURES)
-    stages.done(f"padded constituents to {cfg.max_particles} per jet ({len(PARTICLE_FEATURES)} features each)")
+    stages.done(
+        f"padded constituents to {cfg.max_particles} per jet ({len(PARTICLE_FEATURES)} features each)"
+    )
     return _Data(
         columns=columns,
         where=where,
@@ -730,7 +732,8 @@ def _train_taggers(data: _Data, cfg: DemoSettings, stages: _Stages) -> _Taggers:
     stages.done("trained MLP")
     # the DisCo MLPs: one per strength; the table's "MLP + DisCo" is chosen on the validation fold
     strengths = sorted(
-        {float(v) for v in cfg.disco_scan if v > 0} | ({float(cfg.disco_strength)} if cfg.disco_strength else set())
+        {float(v) for v in cfg.disco_scan if v > 0}
+        | ({float(cfg.disco_strength)} if cfg.disco_strength else set())
     )
     if not strengths:
         raise ValueError("DemoSettings: disco_scan (or disco_strength) needs a strength > 0")
@@ -759,7 +762,11 @@ def _train_taggers(data: _Data, cfg: DemoSettings, stages: _Stages) -> _Taggers:
     else:
         chosen = choose_disco_strength(
             on_validation[0.0]["background_rejection"],
-            {lam: (v["background_rejection"], v["inverse_jsd"]) for lam, v in on_validation.items() if lam > 0},
+            {
+                lam: (v["background_rejection"], v["inverse_jsd"])
+                for lam, v in on_validation.items()
+                if lam > 0
+            },
             cfg.disco_min_rejection_fraction,
         )
     nets["MLP + DisCo"] = scan[chosen]
@@ -830,7 +837,12 @@ def _export_and_check(data: _Data, taggers: _Taggers, out: Path, stages: _Stages
     ref_bdt = booster.inplace_predict(X_test)
     hep_bdt = forest.predict(X_test, n_threads=1)
     diff = float(np.max(np.abs(hep_bdt - ref_bdt)))
-    checks["BDT"] = {"file": bdt_path, "reference": "xgboost", "max_abs_difference": diff, "passed": diff <= 1e-6}
+    checks["BDT"] = {
+        "file": bdt_path,
+        "reference": "xgboost",
+        "max_abs_difference": diff,
+        "passed": diff <= 1e-6,
+    }
     models: dict[str, Any] = {"BDT": forest}
     references: dict[str, Any] = {}
     files = {"MLP": "mlp.onnx", "MLP + DisCo": "mlp_disco.onnx", "PFN": "pfn.onnx"}
@@ -859,7 +871,8 @@ def _export_and_check(data: _Data, taggers: _Taggers, out: Path, stages: _Stages
     stages.done(
         "exported and reloaded: "
         + ", ".join(
-            f"{n} max |hepinfer - {c['reference']}| = {c['max_abs_difference']:.1e}" for n, c in checks.items()
+            f"{n} max |hepinfer - {c['reference']}| = {c['max_abs_difference']:.1e}"
+            for n, c in checks.items()
         )
     )
     return _Engines(forest, booster, models, references, checks, hep_bdt, X_test, x_test, p_test, m_test)
@@ -951,7 +964,8 @@ def _evaluate_on_test(
     # chosen) and on the test fold (what the table reports)
     scan_points: list[dict[str, Any]] = []
     on_test = {
-        lam: _working_point(d, net, d.test) for lam, net in [(0.0, taggers.nets["MLP"]), *taggers.scan.items()]
+        lam: _working_point(d, net, d.test)
+        for lam, net in [(0.0, taggers.nets["MLP"]), *taggers.scan.items()]
     }
     scan_boot = bootstrap_working_point(
         y_test,
@@ -1021,9 +1035,14 @@ def _score_root_files(
     # unpadded by hepinfer.score through Model.predict_jagged
     counts, values = constituent_features(d.columns, cfg.max_particles, PARTICLE_FEATURES)
     in_test = np.repeat(d.test, counts)
-    jagged = {f"part_{name}": ak.unflatten(values[name][in_test], counts[d.test]) for name in PARTICLE_FEATURES}
+    jagged = {
+        f"part_{name}": ak.unflatten(values[name][in_test], counts[d.test]) for name in PARTICLE_FEATURES
+    }
     with uproot.recreate(jets_path) as f:
-        f.mktree("jets", {**{k: v.dtype for k, v in branches.items()}, **{k: v.type.content for k, v in jagged.items()}})
+        f.mktree(
+            "jets",
+            {**{k: v.dtype for k, v in branches.items()}, **{k: v.type.content for k, v in jagged.items()}},
+        )
         f["jets"].extend({**branches, **jagged})
     scores_path = out / "scores.root"
     summary_score = hepinfer.score(
@@ -1092,7 +1111,12 @@ def _plots(
     from hepinfer.train import rebalance_weights
 
     y_test, w_test, mass_test = evaluation.y_test, evaluation.w_test, evaluation.mass_test
-    scores, rows, scan_points, chosen = evaluation.scores, evaluation.rows, evaluation.scan_points, taggers.chosen
+    scores, rows, scan_points, chosen = (
+        evaluation.scores,
+        evaluation.rows,
+        evaluation.scan_points,
+        taggers.chosen,
+    )
     # the taggers were trained with the signal re-weighted to the background's total, so
     # their scores are probabilities for equal priors: the calibration uses the same weights
     w_calibration = rebalance_weights(y_test, w_test)
@@ -1137,8 +1161,7 @@ def _plots(
                     (p["background_rejection"], p["inverse_jsd"]) for p in scan_points
                 ],
                 "MLP, DisCo strength scan (validation fold: the choice)": [
-                    (p["validation_background_rejection"], p["validation_inverse_jsd"])
-                    for p in scan_points
+                    (p["validation_background_rejection"], p["validation_inverse_jsd"]) for p in scan_points
                 ],
             },
             curve_labels={
@@ -1195,7 +1218,6 @@ def _report(
             else f"chosen on the validation fold as the flattest of lambda = "
             f"{', '.join(f'{v:g}' for v in scan)} that keeps at least "
             f"{cfg.disco_min_rejection_fraction:.0%} of the plain MLP's rejection"
-
         )
         + f") flattens the background mass: at {SIGNAL_EFFICIENCY:.0%} signal efficiency on the "
         f"test fold ({n_test_bkg} QCD jets), 1/JSD goes from {plain['inverse_jsd']:.1f} (plain MLP) to "

@@ -66,12 +66,16 @@ def _stats_device(
     wa = None if weights is None else _device.as_device_array(weights, "weights")
     for name, a in (("x", xa), ("y", ya)):
         if len(a.shape) not in (1, 2):
-            raise InputError(f"{name} must be 1-dimensional (n,) or 2-dimensional (n, d), got shape {a.shape}")
+            raise InputError(
+                f"{name} must be 1-dimensional (n,) or 2-dimensional (n, d), got shape {a.shape}"
+            )
     n = xa.shape[0]
     if ya.shape[0] != n:
         raise InputError(f"x and y must have the same number of events, got {n} and {ya.shape[0]}")
     if wa is not None and wa.shape != (n,):
-        raise InputError(f"weights must be 1-dimensional with one entry per event ({n}), got shape {wa.shape}")
+        raise InputError(
+            f"weights must be 1-dimensional with one entry per event ({n}), got shape {wa.shape}"
+        )
     dx = 1 if len(xa.shape) == 1 else xa.shape[1]
     dy = 1 if len(ya.shape) == 1 else ya.shape[1]
     g_cor = g_cov = None
@@ -80,8 +84,17 @@ def _stats_device(
         g_cor, p_cor = _device.empty_like_device(xa.owner, xa.shape)
         g_cov, p_cov = _device.empty_like_device(xa.owner, xa.shape)
     r = _core.distance_stats_device(
-        xa.ptr, dx, ya.ptr, dy, 0 if wa is None else wa.ptr, n, device, unbiased=unbiased,
-        grad_dcor2=p_cor, grad_dcov=p_cov, stream=_device.stream_of(xa.owner),
+        xa.ptr,
+        dx,
+        ya.ptr,
+        dy,
+        0 if wa is None else wa.ptr,
+        n,
+        device,
+        unbiased=unbiased,
+        grad_dcor2=p_cor,
+        grad_dcov=p_cov,
+        stream=_device.stream_of(xa.owner),
     )
     return r[0], r[1], r[2], r[3], g_cor, g_cov
 

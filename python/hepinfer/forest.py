@@ -40,7 +40,9 @@ def _numeric(values: Any, what: str) -> np.ndarray:
         return a.astype(np.float64)
     if a.dtype == np.float16:
         return a.astype(np.float32)
-    raise InputError(f"{what} has dtype {a.dtype}; hepinfer needs numbers (float32, float64, integers or bools)")
+    raise InputError(
+        f"{what} has dtype {a.dtype}; hepinfer needs numbers (float32, float64, integers or bools)"
+    )
 
 
 class Forest:
@@ -54,8 +56,9 @@ class Forest:
 
     __slots__ = ("_core", "_pandas_categorical", "_source", "_gpu")
 
-    def __init__(self, core: _core.Forest, pandas_categorical: Optional[list] = None,
-                 source: Optional[tuple] = None) -> None:
+    def __init__(
+        self, core: _core.Forest, pandas_categorical: Optional[list] = None, source: Optional[tuple] = None
+    ) -> None:
         self._core = core
         self._pandas_categorical = pandas_categorical
         # how to load it again (pickling, e.g. to Dask workers):
@@ -107,7 +110,11 @@ class Forest:
             pandas_categorical = None
             if core.source_format == "lightgbm":
                 pandas_categorical = _lightgbm_pandas_categorical_from_file(path)
-            src = ("path", os.path.abspath(path), st.st_mtime_ns, st.st_size, format, tmva_cut_op) if st else None
+            src = (
+                ("path", os.path.abspath(path), st.st_mtime_ns, st.st_size, format, tmva_cut_op)
+                if st
+                else None
+            )
             return cls(core, pandas_categorical, src)
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
@@ -125,7 +132,9 @@ class Forest:
         if module.startswith("lightgbm"):
             text = booster.model_to_string()
             core = _core.Forest.load_from_memory(text.encode(), "lightgbm", tmva_cut_op, "<lightgbm.Booster>")
-            return cls(core, _lightgbm_pandas_categorical(text), ("bytes", text.encode(), "lightgbm", tmva_cut_op))
+            return cls(
+                core, _lightgbm_pandas_categorical(text), ("bytes", text.encode(), "lightgbm", tmva_cut_op)
+            )
         raise TypeError(
             f"cannot load a model from {type(source).__name__}: pass a path, bytes, "
             "an xgboost.Booster or a lightgbm.Booster"
@@ -236,7 +245,9 @@ class Forest:
             if out is not None:
                 raise InputError("out= is for numpy results; GPU input returns a new device array")
             result, ptr = _device.empty_like_device(rows.owner, (rows.shape[0], n_out))
-            gpu.predict_device(rows.ptr, rows.shape[0], rows.dtype, ptr, output, _device.stream_of(rows.owner))
+            gpu.predict_device(
+                rows.ptr, rows.shape[0], rows.dtype, ptr, output, _device.stream_of(rows.owner)
+            )
             return result[:, 0] if n_out == 1 else result
         device = _device.resolve(device, [])
         matrix = self._matrix(X)
@@ -258,7 +269,9 @@ class Forest:
     def predict_one(self, row: Any, *, output: str = "probability") -> Any:
         """One event: a float for single-output models, else an array. The low-latency path."""
         if isinstance(row, np.ndarray) and row.dtype in _FLOAT_KINDS and row.ndim == 1:
-            return self._core.predict_one(row if row.flags.c_contiguous else np.ascontiguousarray(row), output)
+            return self._core.predict_one(
+                row if row.flags.c_contiguous else np.ascontiguousarray(row), output
+            )
         if isinstance(row, Mapping) or _is_dataframe(row) or _is_awkward(row):
             m = self._matrix(row)
             if m.shape[0] != 1:
@@ -303,7 +316,8 @@ class Forest:
                 raise InputError(
                     f"input lacks {len(missing)} of the model's features: {missing[:10]}"
                     + (" ..." if len(missing) > 10 else "")
-                    + f"; it has {given[:10]}" + (" ..." if len(given) > 10 else "")
+                    + f"; it has {given[:10]}"
+                    + (" ..." if len(given) > 10 else "")
                 )
             return model_names
         if len(given) != self.n_features:

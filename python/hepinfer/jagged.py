@@ -586,7 +586,9 @@ def to_pt_eta_phi_m(
     mass = sign(m2) sqrt(|m2|) (a negative mass for a slightly space-like vector).
     Numpy arrays (any shape) or aligned awkward jagged arrays."""
     flats, wrap = _elementwise_inputs([px, py, pz, energy], "px, py, pz, E")
-    return tuple(wrap(x) for x in _core.to_pt_eta_phi_m(flats[0], flats[1], flats[2], flats[3], _threads(n_threads)))
+    return tuple(
+        wrap(x) for x in _core.to_pt_eta_phi_m(flats[0], flats[1], flats[2], flats[3], _threads(n_threads))
+    )
 
 
 def to_px_py_pz_e(
@@ -595,7 +597,9 @@ def to_px_py_pz_e(
     """(px, py, pz, E) from (pt, eta, phi, mass), elementwise; a negative mass means a
     negative m2 (E = sqrt(max(p^2 + m|m|, 0))), as in `vector`."""
     flats, wrap = _elementwise_inputs([pt, eta, phi, mass], "pt, eta, phi, mass")
-    return tuple(wrap(x) for x in _core.to_px_py_pz_e(flats[0], flats[1], flats[2], flats[3], _threads(n_threads)))
+    return tuple(
+        wrap(x) for x in _core.to_px_py_pz_e(flats[0], flats[1], flats[2], flats[3], _threads(n_threads))
+    )
 
 
 def delta_phi(phi1: Any, phi2: Any) -> Any:

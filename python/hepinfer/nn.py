@@ -61,7 +61,11 @@ class JaggedInputInfo(NamedTuple):
     n_features: int
 
 
-_DTYPES: dict[str, np.dtype] = {"float32": np.dtype(np.float32), "int64": np.dtype(np.int64), "bool": np.dtype(np.bool_)}
+_DTYPES: dict[str, np.dtype] = {
+    "float32": np.dtype(np.float32),
+    "int64": np.dtype(np.int64),
+    "bool": np.dtype(np.bool_),
+}
 
 
 def _is_awkward(x: Any) -> bool:
@@ -279,7 +283,9 @@ class Model:
         if isinstance(source, (bytes, bytearray, memoryview)):
             return cls(_core.Model.load_from_memory(bytes(source), "<bytes>", ext)).to(device)
         if hasattr(source, "SerializeToString"):
-            return cls(_core.Model.load_from_memory(source.SerializeToString(), "<onnx.ModelProto>", ext)).to(device)
+            return cls(_core.Model.load_from_memory(source.SerializeToString(), "<onnx.ModelProto>", ext)).to(
+                device
+            )
         raise TypeError(
             f"cannot load a model from {type(source).__name__}; give a path, bytes or onnx.ModelProto"
         )

@@ -66,7 +66,12 @@ def library_path() -> str:
     from hepinfer import cmake_dir
 
     lib = Path(cmake_dir()).parents[1]  # the package's lib folder (cmake_dir is lib/cmake/hepinfer)
-    for pattern in ("libhepinfer_shared.so*", "libhepinfer_shared.dylib", "libhepinfer.so*", "libhepinfer*.dylib"):
+    for pattern in (
+        "libhepinfer_shared.so*",
+        "libhepinfer_shared.dylib",
+        "libhepinfer.so*",
+        "libhepinfer*.dylib",
+    ):
         found = sorted(lib.glob(pattern))
         if found:
             return str(found[0])
@@ -92,7 +97,9 @@ def declare() -> None:
         ROOT.gInterpreter.AddIncludePath(include_dir())
         # the factories PyROOT calls (hepinfer_rdf_python::new_predictor, ...) are in that header too
         if not ROOT.gInterpreter.Declare('#include "hepinfer/rdf_python.hpp"\n'):
-            raise RuntimeError(f"ROOT's interpreter could not compile hepinfer/rdf_python.hpp from {include_dir()}")
+            raise RuntimeError(
+                f"ROOT's interpreter could not compile hepinfer/rdf_python.hpp from {include_dir()}"
+            )
         _declared = True
 
 

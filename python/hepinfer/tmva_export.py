@@ -123,7 +123,9 @@ def tmva_xml(
     if on_missing not in ("warn", "raise", "ignore"):
         raise InputError(f'on_missing must be "warn", "raise" or "ignore", not {on_missing!r}')
     if root_cut_op not in (">=", ">"):
-        raise InputError(f'root_cut_op must be ">=" (ROOT >= 6.18) or ">" (ROOT <= 6.16), not {root_cut_op!r}')
+        raise InputError(
+            f'root_cut_op must be ">=" (ROOT >= 6.18) or ">" (ROOT <= 6.16), not {root_cut_op!r}'
+        )
     forest = model if isinstance(model, Forest) else Forest.load(model)
     ir = _core.forest_ir(forest._core)
     nf = int(ir["n_features"])
@@ -158,10 +160,10 @@ def tmva_xml(
 
     nodes = ir["nodes"]
     kinds = nodes["kind"]
-    if ((kinds != _LEAF) & (kinds != _NUMERICAL)).any() or nodes["zero_is_missing"][kinds == _NUMERICAL].any():
-        raise InputError(
-            "the model has categorical or zero-as-missing splits, which TMVA cannot represent"
-        )
+    if ((kinds != _LEAF) & (kinds != _NUMERICAL)).any() or nodes["zero_is_missing"][
+        kinds == _NUMERICAL
+    ].any():
+        raise InputError("the model has categorical or zero-as-missing splits, which TMVA cannot represent")
     # `x <= +inf` (LightGBM: NaN against every number) sends every number left: such a node is
     # replaced by its left subtree, and NaN then follows the numbers (exact iff NaN went left)
     always_left = (kinds == _NUMERICAL) & (nodes["op"] != _LESS) & (nodes["threshold"] == math.inf)
@@ -225,7 +227,9 @@ def tmva_xml(
             if root_cut_op == ">":  # ROOT <= 6.16: right iff x > Cut, i.e. Cut is the float below c
                 c = float(np.nextafter(np.float32(c), np.float32(-np.inf)))
             if not math.isfinite(c):
-                raise InputError(f"tree {t}: split threshold {float(nodes['threshold'][k])!r} has no finite TMVA cut")
+                raise InputError(
+                    f"tree {t}: split threshold {float(nodes['threshold'][k])!r} has no finite TMVA cut"
+                )
             lo[f] = min(lo[f], c)
             hi[f] = max(hi[f], c)
             # cType=1: TMVA's left child is taken when x >= Cut fails, i.e. x < Cut: the IR's left child
@@ -233,27 +237,60 @@ def tmva_xml(
                 f'{indent}<Node pos="{pos}" depth="{depth}" NCoef="0" IVar="{f}" Cut="{_num(c)}" cType="1" '
                 f'res="{_num(0.0)}" rms="{_num(0.0)}" purity="{_num(0.5)}" nType="0">'
             )
-            stack += [("close", 0, depth, ""), ("node", int(nodes["right"][k]), depth + 1, "r"),
-                      ("node", int(nodes["left"][k]), depth + 1, "l")]
+            stack += [
+                ("close", 0, depth, ""),
+                ("node", int(nodes["right"][k]), depth + 1, "r"),
+                ("node", int(nodes["left"][k]), depth + 1, "l"),
+            ]
 
         trees_xml.append(tree_xml(len(trees_xml), body))
 
     release = "6.18/00 [397824]" if root_cut_op == ">=" else "6.16/00 [397312]"
     options = [
-        ("V", "False"), ("VerbosityLevel", "Default"), ("VarTransform", "None"), ("H", "False"),
-        ("CreateMVAPdfs", "False"), ("IgnoreNegWeightsInTraining", "False"), ("NTrees", str(len(trees_xml))),
-        ("MaxDepth", str(max_depth)), ("MinNodeSize", "5%"), ("nCuts", "20"), ("BoostType", "Grad"),
-        ("AdaBoostR2Loss", "quadratic"), ("UseBaggedBoost", "False"), ("Shrinkage", _num(1.0)),
-        ("AdaBoostBeta", _num(0.5)), ("UseRandomisedTrees", "False"), ("UseNvars", str(nf)),
-        ("UsePoissonNvars", "True"), ("BaggedSampleFraction", _num(0.6)), ("UseYesNoLeaf", "False"),
-        ("NegWeightTreatment", "pray"), ("Css", _num(1.0)), ("Cts_sb", _num(1.0)), ("Ctb_ss", _num(1.0)),
-        ("Cbb", _num(1.0)), ("NodePurityLimit", _num(0.5)), ("SeparationType", "giniindex"),
-        ("RegressionLossFunctionBDTG", "huber"), ("HuberQuantile", _num(0.7)), ("DoBoostMonitor", "False"),
-        ("UseFisherCuts", "False"), ("MinLinCorrForFisher", _num(0.8)), ("UseExclusiveVars", "False"),
-        ("DoPreselection", "False"), ("SigToBkgFraction", _num(1.0)), ("PruneMethod", "nopruning"),
-        ("PruneStrength", _num(0.0)), ("PruningValFraction", _num(0.5)), ("SkipNormalization", "False"),
-        ("nEventsMin", "0"), ("UseBaggedGrad", "False"), ("GradBaggingFraction", _num(0.6)),
-        ("UseNTrainEvents", "0"), ("NNodesMax", "0"),
+        ("V", "False"),
+        ("VerbosityLevel", "Default"),
+        ("VarTransform", "None"),
+        ("H", "False"),
+        ("CreateMVAPdfs", "False"),
+        ("IgnoreNegWeightsInTraining", "False"),
+        ("NTrees", str(len(trees_xml))),
+        ("MaxDepth", str(max_depth)),
+        ("MinNodeSize", "5%"),
+        ("nCuts", "20"),
+        ("BoostType", "Grad"),
+        ("AdaBoostR2Loss", "quadratic"),
+        ("UseBaggedBoost", "False"),
+        ("Shrinkage", _num(1.0)),
+        ("AdaBoostBeta", _num(0.5)),
+        ("UseRandomisedTrees", "False"),
+        ("UseNvars", str(nf)),
+        ("UsePoissonNvars", "True"),
+        ("BaggedSampleFraction", _num(0.6)),
+        ("UseYesNoLeaf", "False"),
+        ("NegWeightTreatment", "pray"),
+        ("Css", _num(1.0)),
+        ("Cts_sb", _num(1.0)),
+        ("Ctb_ss", _num(1.0)),
+        ("Cbb", _num(1.0)),
+        ("NodePurityLimit", _num(0.5)),
+        ("SeparationType", "giniindex"),
+        ("RegressionLossFunctionBDTG", "huber"),
+        ("HuberQuantile", _num(0.7)),
+        ("DoBoostMonitor", "False"),
+        ("UseFisherCuts", "False"),
+        ("MinLinCorrForFisher", _num(0.8)),
+        ("UseExclusiveVars", "False"),
+        ("DoPreselection", "False"),
+        ("SigToBkgFraction", _num(1.0)),
+        ("PruneMethod", "nopruning"),
+        ("PruneStrength", _num(0.0)),
+        ("PruningValFraction", _num(0.5)),
+        ("SkipNormalization", "False"),
+        ("nEventsMin", "0"),
+        ("UseBaggedGrad", "False"),
+        ("GradBaggingFraction", _num(0.6)),
+        ("UseNTrainEvents", "0"),
+        ("NNodesMax", "0"),
     ]
     source = os.path.basename(str(ir["source_name"])) or "<memory>"
     out: list[str] = ['<?xml version="1.0"?>', '<MethodSetup Method="BDT::BDT">', "  <GeneralInfo>"]
@@ -268,7 +305,9 @@ def tmva_xml(
     out.append("  </GeneralInfo>")
     out.append("  <Options>")
     for name, value in options:
-        out.append(f'    <Option name="{name}" modified="{"Yes" if name in ("NTrees", "BoostType") else "No"}">{value}</Option>')
+        out.append(
+            f'    <Option name="{name}" modified="{"Yes" if name in ("NTrees", "BoostType") else "No"}">{value}</Option>'
+        )
     out.append("  </Options>")
     out.append(f'  <Variables NVar="{nf}">')
     for j, name in enumerate(names):

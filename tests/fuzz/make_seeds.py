@@ -37,7 +37,9 @@ def _onnx_seeds(out: Path) -> int:
 
     def save(name: str, nodes, inputs, outputs, inits=(), opset: int = 17) -> None:
         graph = helper.make_graph(nodes, name, inputs, outputs, initializer=list(inits))
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fuzz-seed")
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fuzz-seed"
+        )
         model.ir_version = 8
         onnx.checker.check_model(model)
         (out / f"gen_{name}.onnx").write_bytes(model.SerializeToString())
@@ -48,8 +50,30 @@ def _onnx_seeds(out: Path) -> int:
     x4 = helper.make_tensor_value_info("x", f32, ["batch", 4])
     y2 = helper.make_tensor_value_info("y", f32, ["batch", 2])
     # dense layers with every activation the loader fuses or runs on its own
-    acts = ["Relu", "Sigmoid", "Tanh", "Elu", "Selu", "LeakyRelu", "Softplus", "HardSigmoid", "Gelu", "Erf", "Abs",
-            "Neg", "Exp", "Sin", "Cos", "Sign", "Round", "Floor", "Ceil", "Reciprocal", "Sqrt", "Log"]
+    acts = [
+        "Relu",
+        "Sigmoid",
+        "Tanh",
+        "Elu",
+        "Selu",
+        "LeakyRelu",
+        "Softplus",
+        "HardSigmoid",
+        "Gelu",
+        "Erf",
+        "Abs",
+        "Neg",
+        "Exp",
+        "Sin",
+        "Cos",
+        "Sign",
+        "Round",
+        "Floor",
+        "Ceil",
+        "Reciprocal",
+        "Sqrt",
+        "Log",
+    ]
     for i in range(0, len(acts), 4):
         group = acts[i : i + 4]
         nodes = [helper.make_node("Gemm", ["x", "W0", "b0"], ["h0"], transB=1)]
@@ -59,8 +83,14 @@ def _onnx_seeds(out: Path) -> int:
             prev = f"a{k}"
         nodes.append(helper.make_node("MatMul", [prev, "W1"], ["m"]))
         nodes.append(helper.make_node("Add", ["m", "b1"], ["y"]))
-        save(f"mlp_{'_'.join(a.lower() for a in group)}", nodes, [x4], [y2],
-             [init("W0", w(8, 4)), init("b0", w(8)), init("W1", w(8, 2)), init("b1", w(2))], opset=20)
+        save(
+            f"mlp_{'_'.join(a.lower() for a in group)}",
+            nodes,
+            [x4],
+            [y2],
+            [init("W0", w(8, 4)), init("b0", w(8)), init("W1", w(8, 2)), init("b1", w(2))],
+            opset=20,
+        )
     # binary, comparison, logic and Where
     nodes = [
         helper.make_node("Mul", ["x", "c"], ["m"]),
@@ -81,9 +111,19 @@ def _onnx_seeds(out: Path) -> int:
         helper.make_node("Clip", ["wh", "lo", "hi"], ["cl"]),
         helper.make_node("ReduceSum", ["cl", "ax"], ["y"], keepdims=1),
     ]
-    save("elementwise_where", nodes, [x4], [helper.make_tensor_value_info("y", f32, ["batch", 1])],
-         [init("c", w(4)), init("two", np.array(2.0, np.float32)), init("lo", np.array(-3.0, np.float32)),
-          init("hi", np.array(3.0, np.float32)), init("ax", np.array([1], np.int64))])
+    save(
+        "elementwise_where",
+        nodes,
+        [x4],
+        [helper.make_tensor_value_info("y", f32, ["batch", 1])],
+        [
+            init("c", w(4)),
+            init("two", np.array(2.0, np.float32)),
+            init("lo", np.array(-3.0, np.float32)),
+            init("hi", np.array(3.0, np.float32)),
+            init("ax", np.array([1], np.int64)),
+        ],
+    )
     # reductions, softmax and normalisations over a 3-d (batch, particles, features) input
     x3 = helper.make_tensor_value_info("x", f32, ["batch", "n", 3])
     nodes = [
@@ -98,21 +138,41 @@ def _onnx_seeds(out: Path) -> int:
         helper.make_node("ReduceSumSquare", ["x"], ["r6"], axes=[1], keepdims=0),
         helper.make_node("Concat", ["r1", "r2", "r3", "r4", "r5", "r6"], ["y"], axis=1),
     ]
-    save("deepsets_reductions", nodes, [x3], [helper.make_tensor_value_info("y", f32, ["batch", 18])],
-         [init("g", w(3)), init("bb", w(3))], opset=17)
+    save(
+        "deepsets_reductions",
+        nodes,
+        [x3],
+        [helper.make_tensor_value_info("y", f32, ["batch", 18])],
+        [init("g", w(3)), init("bb", w(3))],
+        opset=17,
+    )
     # convolution and batch norm (EdgeConv-style 1x1 convolutions over particles)
     xc = helper.make_tensor_value_info("x", f32, ["batch", 3, 5])
     nodes = [
-        helper.make_node("Conv", ["x", "K", "kb"], ["c"], kernel_shape=[3], pads=[1, 1], strides=[1], dilations=[1]),
+        helper.make_node(
+            "Conv", ["x", "K", "kb"], ["c"], kernel_shape=[3], pads=[1, 1], strides=[1], dilations=[1]
+        ),
         helper.make_node("BatchNormalization", ["c", "s", "bias", "mean", "var"], ["bn"], epsilon=1e-5),
         helper.make_node("Relu", ["bn"], ["r"]),
         helper.make_node("Conv", ["r", "K2"], ["c2"], kernel_shape=[1], group=2),
         helper.make_node("Transpose", ["c2"], ["t"], perm=[0, 2, 1]),
         helper.make_node("Flatten", ["t"], ["y"], axis=1),
     ]
-    save("conv1d_batchnorm", nodes, [xc], [helper.make_tensor_value_info("y", f32, ["batch", 20])],
-         [init("K", w(4, 3, 3)), init("kb", w(4)), init("s", w(4)), init("bias", w(4)), init("mean", w(4)),
-          init("var", np.abs(w(4)) + 0.1), init("K2", w(4, 2, 1))])
+    save(
+        "conv1d_batchnorm",
+        nodes,
+        [xc],
+        [helper.make_tensor_value_info("y", f32, ["batch", 20])],
+        [
+            init("K", w(4, 3, 3)),
+            init("kb", w(4)),
+            init("s", w(4)),
+            init("bias", w(4)),
+            init("mean", w(4)),
+            init("var", np.abs(w(4)) + 0.1),
+            init("K2", w(4, 2, 1)),
+        ],
+    )
     # shape arithmetic: Shape, Gather, Slice, Concat, Reshape, Unsqueeze, Squeeze, Expand, Tile, Split, Range
     i64 = TensorProto.INT64
     nodes = [
@@ -131,21 +191,39 @@ def _onnx_seeds(out: Path) -> int:
         helper.make_node("Size", ["q"], ["n"]),
         helper.make_node("Range", ["zero_s", "three", "one_s"], ["rg"]),
         helper.make_node("Cast", ["rg"], ["rgf"], to=f32),
-        helper.make_node("ConstantOfShape", ["one_vec"], ["ones"], value=helper.make_tensor("v", f32, [1], [0.5])),
+        helper.make_node(
+            "ConstantOfShape", ["one_vec"], ["ones"], value=helper.make_tensor("v", f32, [1], [0.5])
+        ),
         helper.make_node("Mul", ["rgf", "ones"], ["rr"]),
         helper.make_node("ReduceSum", ["rr"], ["rs"], keepdims=0),
         helper.make_node("Add", ["q", "rs"], ["y"]),
         helper.make_node("Cast", ["n"], ["nn"], to=f32),
     ]
     x2 = helper.make_tensor_value_info("x", f32, ["batch", 2, 2])
-    save("shape_arithmetic", nodes, [x2],
-         [helper.make_tensor_value_info("y", f32, ["batch", 2]), helper.make_tensor_value_info("nn", f32, [])],
-         [init("zero", np.array(0, np.int64)), init("ax0", np.array([0], np.int64)), init("four", np.array([4], np.int64)),
-          init("st", np.array([0], np.int64)), init("en", np.array([4], np.int64)), init("ax1", np.array([1], np.int64)),
-          init("step", np.array([1], np.int64)), init("split", np.array([2, 2], np.int64)),
-          init("reps", np.array([1, 1], np.int64)), init("exshape", np.array([1, 2], np.int64)),
-          init("ax2", np.array([2], np.int64)), init("zero_s", np.array(0, np.int64)), init("three", np.array(3, np.int64)),
-          init("one_s", np.array(1, np.int64)), init("one_vec", np.array([3], np.int64))], opset=17)
+    save(
+        "shape_arithmetic",
+        nodes,
+        [x2],
+        [helper.make_tensor_value_info("y", f32, ["batch", 2]), helper.make_tensor_value_info("nn", f32, [])],
+        [
+            init("zero", np.array(0, np.int64)),
+            init("ax0", np.array([0], np.int64)),
+            init("four", np.array([4], np.int64)),
+            init("st", np.array([0], np.int64)),
+            init("en", np.array([4], np.int64)),
+            init("ax1", np.array([1], np.int64)),
+            init("step", np.array([1], np.int64)),
+            init("split", np.array([2, 2], np.int64)),
+            init("reps", np.array([1, 1], np.int64)),
+            init("exshape", np.array([1, 2], np.int64)),
+            init("ax2", np.array([2], np.int64)),
+            init("zero_s", np.array(0, np.int64)),
+            init("three", np.array(3, np.int64)),
+            init("one_s", np.array(1, np.int64)),
+            init("one_vec", np.array([3], np.int64)),
+        ],
+        opset=17,
+    )
     # integer inputs: gathers with indices from the caller, TopK, Identity, Dropout, Constant
     idx = helper.make_tensor_value_info("idx", i64, ["batch", 3])
     nodes = [
@@ -158,20 +236,36 @@ def _onnx_seeds(out: Path) -> int:
         helper.make_node("Dropout", ["id"], ["dr"]),
         helper.make_node("Concat", ["gs", "ge", "dr"], ["y"], axis=1),
     ]
-    save("gathers_topk", nodes, [x4, idx],
-         [helper.make_tensor_value_info("y", f32, ["batch", 7]), helper.make_tensor_value_info("ti", i64, ["batch", 2])],
-         [init("ax1", np.array([1], np.int64)), init("k", np.array([2], np.int64))], opset=17)
+    save(
+        "gathers_topk",
+        nodes,
+        [x4, idx],
+        [
+            helper.make_tensor_value_info("y", f32, ["batch", 7]),
+            helper.make_tensor_value_info("ti", i64, ["batch", 2]),
+        ],
+        [init("ax1", np.array([1], np.int64)), init("k", np.array([2], np.int64))],
+        opset=17,
+    )
     # a bool input and a fixed batch
     mask = helper.make_tensor_value_info("mask", TensorProto.BOOL, [2, 4])
     xf = helper.make_tensor_value_info("x", f32, [2, 4])
-    nodes = [helper.make_node("Where", ["mask", "x", "zero_f"], ["wx"]),
-             helper.make_node("Equal", ["wx", "zero_f"], ["eq"]),
-             helper.make_node("Cast", ["eq"], ["eqf"], to=f32),
-             helper.make_node("Greater", ["wx", "eqf"], ["gt"]),
-             helper.make_node("LessOrEqual", ["wx", "eqf"], ["le"]),
-             helper.make_node("Or", ["gt", "le"], ["y"])]
-    save("bool_mask_fixed_batch", nodes, [xf, mask], [helper.make_tensor_value_info("y", TensorProto.BOOL, [2, 4])],
-         [init("zero_f", np.array(0.0, np.float32))], opset=17)
+    nodes = [
+        helper.make_node("Where", ["mask", "x", "zero_f"], ["wx"]),
+        helper.make_node("Equal", ["wx", "zero_f"], ["eq"]),
+        helper.make_node("Cast", ["eq"], ["eqf"], to=f32),
+        helper.make_node("Greater", ["wx", "eqf"], ["gt"]),
+        helper.make_node("LessOrEqual", ["wx", "eqf"], ["le"]),
+        helper.make_node("Or", ["gt", "le"], ["y"]),
+    ]
+    save(
+        "bool_mask_fixed_batch",
+        nodes,
+        [xf, mask],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, [2, 4])],
+        [init("zero_f", np.array(0.0, np.float32))],
+        opset=17,
+    )
 
     # external data: one seed per file of the harness's model folder (fuzz_onnx.cpp), so that
     # mutations reach the symlinks out of the folder, to /dev/zero, a FIFO and a large file
@@ -185,17 +279,32 @@ def _onnx_seeds(out: Path) -> int:
                 e.key, e.value = k, str(v)
         return t
 
-    for i, (location, offset, length) in enumerate([
-        ("w.bin", 16, 16), ("w.bin", 0, None), ("big.bin", 1_000_000_000, 16), ("sub/w.bin", 64, 16),
-        ("link_inside.bin", 0, 16), ("link_outside.bin", 0, 16), ("link_dir/secret.bin", 0, 16),
-        ("link_zero.bin", 0, 16), ("fifo.bin", 0, 16), ("big.bin", 0, None),
-    ]):
+    for i, (location, offset, length) in enumerate(
+        [
+            ("w.bin", 16, 16),
+            ("w.bin", 0, None),
+            ("big.bin", 1_000_000_000, 16),
+            ("sub/w.bin", 64, 16),
+            ("link_inside.bin", 0, 16),
+            ("link_outside.bin", 0, 16),
+            ("link_dir/secret.bin", 0, 16),
+            ("link_zero.bin", 0, 16),
+            ("fifo.bin", 0, 16),
+            ("big.bin", 0, None),
+        ]
+    ):
         n = 4 if length is not None else 1024
         x = helper.make_tensor_value_info("x", f32, ["batch", n])
-        graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], f"external{i}", [x],
-                                  [helper.make_tensor_value_info("y", f32, ["batch", n])],
-                                  initializer=[external("w", [n], location, offset, length)])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="fuzz-seed")
+        graph = helper.make_graph(
+            [helper.make_node("Add", ["x", "w"], ["y"])],
+            f"external{i}",
+            [x],
+            [helper.make_tensor_value_info("y", f32, ["batch", n])],
+            initializer=[external("w", [n], location, offset, length)],
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="fuzz-seed"
+        )
         model.ir_version = 8  # not checked: the checker would look for the files
         (out / f"gen_external_{i}.onnx").write_bytes(model.SerializeToString())
 
@@ -204,19 +313,33 @@ def _onnx_seeds(out: Path) -> int:
     # inputs (a dry run allocates them: 16 x 64 MiB) and 200 Expand branches of 4 MiB all live
     # at once, from an input (dry run) and from a constant (folding)
     names = [f"x{i}" for i in range(16)]
-    save("many_fixed_inputs", [helper.make_node("Sum", names, ["y"])],
-         [helper.make_tensor_value_info(n, f32, [1, 1 << 24]) for n in names],
-         [helper.make_tensor_value_info("y", f32, [1, 1 << 24])])
+    save(
+        "many_fixed_inputs",
+        [helper.make_node("Sum", names, ["y"])],
+        [helper.make_tensor_value_info(n, f32, [1, 1 << 24]) for n in names],
+        [helper.make_tensor_value_info("y", f32, [1, 1 << 24])],
+    )
     for src in ("x", "one"):
         nb = 200
         nodes = [helper.make_node("Expand", [src, "shape"], [f"e{i}"]) for i in range(nb)]
         nodes += [helper.make_node("ReduceSum", [f"e{i}", "ax1"], [f"r{i}"]) for i in range(nb)]
-        nodes += [helper.make_node("Add", ["x" if i == 0 else f"a{i - 1}", f"r{i}"], ["y" if i == nb - 1 else f"a{i}"])
-                  for i in range(nb)]
-        save(f"expand_branches_{src}", nodes, [helper.make_tensor_value_info("x", f32, [1, 1])],
-             [helper.make_tensor_value_info("y", f32, [1, 1])],
-             [init("shape", np.array([1, 1 << 20], np.int64)), init("ax1", np.array([1], np.int64)),
-              init("one", np.ones((1, 1), np.float32))])
+        nodes += [
+            helper.make_node(
+                "Add", ["x" if i == 0 else f"a{i - 1}", f"r{i}"], ["y" if i == nb - 1 else f"a{i}"]
+            )
+            for i in range(nb)
+        ]
+        save(
+            f"expand_branches_{src}",
+            nodes,
+            [helper.make_tensor_value_info("x", f32, [1, 1])],
+            [helper.make_tensor_value_info("y", f32, [1, 1])],
+            [
+                init("shape", np.array([1, 1 << 20], np.int64)),
+                init("ax1", np.array([1], np.int64)),
+                init("one", np.ones((1, 1), np.float32)),
+            ],
+        )
     return len(list(out.iterdir()))
 
 
@@ -240,8 +363,11 @@ def _lightgbm_seeds(out: Path) -> int:
         "multiclassova": ({"objective": "multiclassova", "num_class": 3}, y_multi, []),
         "regression": ({"objective": "regression"}, y_reg, []),
         "poisson": ({"objective": "poisson"}, np.abs(y_reg), []),
-        "random_forest": ({"objective": "binary", "boosting": "rf", "bagging_fraction": 0.7, "bagging_freq": 1},
-                          y_bin, []),
+        "random_forest": (
+            {"objective": "binary", "boosting": "rf", "bagging_fraction": 0.7, "bagging_freq": 1},
+            y_bin,
+            [],
+        ),
     }
     for name, (params, y, cat) in cases.items():
         ds = lgb.Dataset(X, y, categorical_feature=cat or "auto", free_raw_data=False)
@@ -269,8 +395,12 @@ def _xgboost_seeds(out_json: Path, out_ubj: Path) -> int:
         "categorical": ({"objective": "binary:logistic", "max_cat_to_onehot": 1}, frame, y_bin, True),
         "softmax": ({"objective": "multi:softmax", "num_class": 3}, X, y_multi, False),
         "dart": ({"objective": "binary:logistic", "booster": "dart", "rate_drop": 0.3}, X, y_bin, False),
-        "poisson_named": ({"objective": "count:poisson"}, pd.DataFrame(X, columns=["a", "b", "c"]),
-                          np.abs(np.nan_to_num(X[:, 0])), False),
+        "poisson_named": (
+            {"objective": "count:poisson"},
+            pd.DataFrame(X, columns=["a", "b", "c"]),
+            np.abs(np.nan_to_num(X[:, 0])),
+            False,
+        ),
     }
     for name, (params, data, y, categorical) in cases.items():
         dm = xgb.DMatrix(data, y, enable_categorical=categorical)

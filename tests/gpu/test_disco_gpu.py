@@ -25,8 +25,14 @@ def _data(rng, n, dx=1, dy=1, ties=False):
 
 @pytest.mark.parametrize(
     "n,dx,dy,weighted,unbiased,ties",
-    [(2, 1, 1, False, False, False), (1000, 1, 1, False, False, True), (3001, 1, 1, True, False, False),
-     (500, 1, 1, False, True, True), (700, 2, 3, True, False, False), (300, 3, 1, False, True, False)],
+    [
+        (2, 1, 1, False, False, False),
+        (1000, 1, 1, False, False, True),
+        (3001, 1, 1, True, False, False),
+        (500, 1, 1, False, True, True),
+        (700, 2, 3, True, False, False),
+        (300, 3, 1, False, True, False),
+    ],
 )
 def test_matches_cpu(rng, n, dx, dy, weighted, unbiased, ties):
     x, y = _data(rng, n, dx, dy, ties)
@@ -36,7 +42,9 @@ def test_matches_cpu(rng, n, dx, dy, weighted, unbiased, ties):
     assert v_gpu == pytest.approx(v_cpu, rel=1e-10, abs=1e-14)
     np.testing.assert_allclose(g_gpu, g_cpu, rtol=1e-8, atol=1e-10 * np.abs(g_cpu).max())
     c_cpu = disco.distance_covariance(x, y, w, unbiased=unbiased)
-    assert disco.distance_covariance(x, y, w, unbiased=unbiased, device="cuda") == pytest.approx(c_cpu, rel=1e-10)
+    assert disco.distance_covariance(x, y, w, unbiased=unbiased, device="cuda") == pytest.approx(
+        c_cpu, rel=1e-10
+    )
 
 
 def test_torch_cuda_tensors_and_loss_backward(rng, torch_cuda):
@@ -69,7 +77,9 @@ def test_bad_input_found_on_device(rng, torch_cuda):
     x, y = _data(rng, 100)
     x[37] = np.nan
     with pytest.raises(hepinfer.InputError, match=r"x\[37\] is not finite"):
-        disco.distance_correlation(torch.tensor(x, device="cuda"), torch.tensor(y, device="cuda"), device="cuda")
+        disco.distance_correlation(
+            torch.tensor(x, device="cuda"), torch.tensor(y, device="cuda"), device="cuda"
+        )
     w = np.ones(100)
     w[5] = -1
     with pytest.raises(hepinfer.InputError, match=r"weights\[5\] is negative"):

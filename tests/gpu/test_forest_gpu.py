@@ -51,7 +51,9 @@ def _check_equal(forest, X, atol_ulps=4):
             np.testing.assert_array_max_ulp(gpu, cpu, maxulp=atol_ulps)
 
 
-@pytest.mark.parametrize("objective", ["binary:logistic", "reg:squarederror", "multi:softprob", "multi:softmax"])
+@pytest.mark.parametrize(
+    "objective", ["binary:logistic", "reg:squarederror", "multi:softprob", "multi:softmax"]
+)
 def test_xgboost_matches_cpu(rng, objective):
     forest = _xgboost_forest(rng, objective, n_classes=4 if objective.startswith("multi") else None)
     X = _grid_data(rng, 5000, 12)
@@ -64,7 +66,9 @@ def test_xgboost_matches_cpu(rng, objective):
 def test_lightgbm_matches_cpu(rng, name):
     forest = hepinfer.Forest.load(os.path.join(DATA, "lightgbm", name))
     X = _grid_data(rng, 3000, forest.n_features)
-    X[:, 0] = np.where(rng.random(3000) < 0.5, rng.integers(-2, 40, size=3000), X[:, 0])  # category-like values
+    X[:, 0] = np.where(
+        rng.random(3000) < 0.5, rng.integers(-2, 40, size=3000), X[:, 0]
+    )  # category-like values
     _check_equal(forest, X)
     _check_equal(forest, X.astype(np.float32))
 
@@ -74,7 +78,9 @@ def test_empty_batch_and_single_row(rng):
     empty = forest.predict(np.empty((0, 12)), device="cuda")
     assert empty.shape == (0,)
     X = _grid_data(rng, 1, 12)
-    np.testing.assert_array_equal(forest.predict(X, output="margin", device="cuda"), forest.predict(X, output="margin"))
+    np.testing.assert_array_equal(
+        forest.predict(X, output="margin", device="cuda"), forest.predict(X, output="margin")
+    )
 
 
 def test_wide_rows_bypass_shared_memory(rng):

@@ -97,7 +97,9 @@ def test_pfn_jagged_on_device(rng, pfns, name, n_jets):
     np.testing.assert_allclose(got, cpu.predict_jagged(offsets, {"particles": content}), rtol=RTOL, atol=ATOL)
     if n_jets:
         x, m = padded(content, offsets)
-        np.testing.assert_allclose(got, ort_run(pfns[name], {"particles": x, "mask": m}), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            got, ort_run(pfns[name], {"particles": x, "mask": m}), rtol=RTOL, atol=ATOL
+        )
         # the padded model on the device too (dense path with the mask)
         np.testing.assert_allclose(gpu.predict({"particles": x, "mask": m}), got, rtol=RTOL, atol=ATOL)
 

@@ -26,10 +26,12 @@ ROOT.RDataFrame("Events", f"{work}/events.root").Snapshot("Events", f"{work}/clu
 ROOT.EnableImplicitMT(2)
 df = ROOT.RDataFrame("Events", f"{work}/clustered.root")
 bdt = hepinfer.rdf.Predictor(f"{work}/bdt.json", ["jet_mass", "jet_pt", "n_constituents", "tau21"])
-lgbm = hepinfer.rdf.Predictor(f"{work}/multi.txt", ["jet_pt", "jet_mass", "tau21", "n_constituents"],
-                              all_outputs=True)
-lgbm1 = hepinfer.rdf.Predictor(f"{work}/multi.txt", ["jet_pt", "jet_mass", "tau21", "n_constituents"],
-                               output_index=1, output="margin")
+lgbm = hepinfer.rdf.Predictor(
+    f"{work}/multi.txt", ["jet_pt", "jet_mass", "tau21", "n_constituents"], all_outputs=True
+)
+lgbm1 = hepinfer.rdf.Predictor(
+    f"{work}/multi.txt", ["jet_pt", "jet_mass", "tau21", "n_constituents"], output_index=1, output="margin"
+)
 mlp = hepinfer.rdf.Predictor(f"{work}/mlp.onnx", ["jet_pt", "jet_mass", "tau21", "n_constituents"])
 pfn = hepinfer.rdf.Predictor(f"{work}/pfn.onnx", ["pf_pt", "pf_eta"])
 scored = df.Define("slot", "rdfslot_")

@@ -60,7 +60,9 @@ def main() -> int:
             failures.append(seed)
             msg = str(e).splitlines()[0][:300] if str(e) else ""
             print(f"seed {seed}: FAIL {type(e).__name__} {msg}", flush=True)
-    print(f"{args.test}: {len(failures)} failures in {args.seeds} seeds {failures} ({time.time() - t0:.0f} s)")
+    print(
+        f"{args.test}: {len(failures)} failures in {args.seeds} seeds {failures} ({time.time() - t0:.0f} s)"
+    )
     return 0
 
 

@@ -33,7 +33,6 @@ xgboost/lightgbm boosters are adapted to it automatically (``output_kind`` and `
 are passed to :meth:`hepinfer.Forest.predict`).
 """
 
-
 from hepinfer.scoring.local import score
 from hepinfer.scoring.models import ScoringModel, as_scoring_model, split_features
 from hepinfer.scoring.on_dask import ModelHolder, score_dask

@@ -17,6 +17,7 @@ from hepinfer.scoring.plan import ScoreOptions, _evaluate, _read_plan, prepare
 # The results do not depend on it: pieces are delivered in order, each evaluated alone.
 _READ_AHEAD = 2
 
+
 def score(
     model: Any,
     files: FilesLike,
@@ -137,10 +138,23 @@ def score(
     :class:`ScoreSummary`.
     """
     options = ScoreOptions(
-        tree=tree, features=features, jet_features=jet_features, aliases=aliases, cut=cut, chunk=chunk,
-        output=output, output_tree=output_tree, output_kind=output_kind, output_names=output_names,
-        n_threads=n_threads, progress=progress, on_error=on_error, event_ids=event_ids,
-        return_summary=return_summary, open_options=open_options, overwrite=overwrite,
+        tree=tree,
+        features=features,
+        jet_features=jet_features,
+        aliases=aliases,
+        cut=cut,
+        chunk=chunk,
+        output=output,
+        output_tree=output_tree,
+        output_kind=output_kind,
+        output_names=output_names,
+        n_threads=n_threads,
+        progress=progress,
+        on_error=on_error,
+        event_ids=event_ids,
+        return_summary=return_summary,
+        open_options=open_options,
+        overwrite=overwrite,
     )
     if dask:
         from hepinfer.scoring.on_dask import run_dask
@@ -153,11 +167,19 @@ def run_local(model: Any, files: FilesLike, options: ScoreOptions) -> Any:
     """:func:`score` in this process: chunks read ahead in a background thread (see
     :func:`_prefetch`), evaluated here in file and entry order."""
     o = options
-    scorer, plan, summary, good, total, sizes = prepare(model, files, o, output=o.output, n_threads=o.n_threads)
+    scorer, plan, summary, good, total, sizes = prepare(
+        model, files, o, output=o.output, n_threads=o.n_threads
+    )
     if o.output is None:
         plan.event_ids = {}  # only the output file holds them: not read (summary.event_ids names them)
     collector = _Collector(
-        summary, scorer, summary.output, o.output_tree, o.on_error, _progress_bar(total, o.progress), o.overwrite
+        summary,
+        scorer,
+        summary.output,
+        o.output_tree,
+        o.on_error,
+        _progress_bar(total, o.progress),
+        o.overwrite,
     )
 
     def items() -> Iterator[Union[Chunk, _Failure]]:
@@ -242,5 +264,3 @@ def _prefetch(chunks: Iterator[Any], depth: Optional[int] = None) -> Generator[A
         stop.set()
         if thread is not threading.current_thread():  # not when the GC finalises it in the reader
             thread.join()
-
-

@@ -391,5 +391,3 @@ def _output_columns(
         if c.shape != (n,):
             raise InputError(f"the model's output {k!r} has shape {c.shape} for {n} events")
     return keys, cols, kind
-
-

@@ -69,7 +69,11 @@ class ModelHolder:
         model file's bytes)."""
         from hepinfer.forest import Forest
 
-        options: dict[str, Any] = {"output_kind": output_kind, "n_threads": n_threads, "output_names": output_names}
+        options: dict[str, Any] = {
+            "output_kind": output_kind,
+            "n_threads": n_threads,
+            "output_names": output_names,
+        }
         if isinstance(model, ModelHolder):
             return model
         if isinstance(model, _ForestModel):
@@ -259,9 +263,14 @@ def run_dask(model: Any, files: FilesLike, options: ScoreOptions, compute: bool 
 
     o = options
     n_threads = 1 if o.n_threads is None else o.n_threads
-    holder = ModelHolder.from_model(model, output_kind=o.output_kind, n_threads=n_threads, output_names=o.output_names)
+    holder = ModelHolder.from_model(
+        model, output_kind=o.output_kind, n_threads=n_threads, output_names=o.output_names
+    )
     scorer, plan, summary, good, total, sizes = prepare(
-        holder.get(), files, o, check_on_error="raise" if not compute else None,
+        holder.get(),
+        files,
+        o,
+        check_on_error="raise" if not compute else None,
         output=o.output if compute else None,
     )
     if compute and o.output is None:
@@ -298,7 +307,13 @@ def run_dask(model: Any, files: FilesLike, options: ScoreOptions, compute: bool 
         for i, job in enumerate(jobs)
     ]
     collector = _Collector(
-        summary, scorer, summary.output, o.output_tree, o.on_error, _progress_bar(total, o.progress), o.overwrite
+        summary,
+        scorer,
+        summary.output,
+        o.output_tree,
+        o.on_error,
+        _progress_bar(total, o.progress),
+        o.overwrite,
     )
 
     def blocks() -> Iterator[Union[_Block, _Failure]]:

@@ -501,5 +501,3 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(
         total=total, unit=" events", unit_scale=True, file=sys.stderr, dynamic_ncols=True, smoothing=0.1
     )
-
-

@@ -66,6 +66,7 @@ class ScoreOptions:
         if self.on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
 
+
 # Pieces read ahead of the one being evaluated (0: read and evaluate in turn, in one thread).
 # The results do not depend on it: pieces are delivered in order, each evaluated alone.
 _READ_AHEAD = 2
@@ -222,7 +223,9 @@ def _check_files(
                 raise ReadError(
                     f"{err}\nno output was written to {output}: every file is checked before anything is "
                     "scored (use on_error='skip' to score the others)",
-                    file=err.file, tree=err.tree, branch=err.branch,
+                    file=err.file,
+                    tree=err.tree,
+                    branch=err.branch,
                 ) from err
             summary.failures.append(FileFailure(source, 0, err))
     summary.event_ids = ids or {}
@@ -248,17 +251,22 @@ def _evaluate(scorer: Any, plan: _Plan, c: Chunk, reader: tuple) -> _Block:
     )
 
 
-
-
 def prepare(
-    model: Any, files: FilesLike, options: ScoreOptions, *, check_on_error: Optional[str] = None,
-    output: Any = None, n_threads: Optional[int] = None,
+    model: Any,
+    files: FilesLike,
+    options: ScoreOptions,
+    *,
+    check_on_error: Optional[str] = None,
+    output: Any = None,
+    n_threads: Optional[int] = None,
 ) -> tuple[Any, _Plan, ScoreSummary, list[TreeSource], int, dict[int, tuple[int, int]]]:
     """What both runners do first: the model adapted (:func:`as_scoring_model`), the plan made
     and checked, the output path checked and every file opened and checked: (scorer, plan,
     summary, good files, their entries in all, {file index: (entries, entries in one chunk)})."""
     o = options
-    scorer = as_scoring_model(model, output_kind=o.output_kind, n_threads=n_threads, output_names=o.output_names)
+    scorer = as_scoring_model(
+        model, output_kind=o.output_kind, n_threads=n_threads, output_names=o.output_names
+    )
     plan = _make_plan(scorer, o.features, o.jet_features, o.aliases, o.cut, o.chunk, o.open_options)
     summary, good, total, sizes = _check_files(
         plan, files, o.tree, check_on_error or o.on_error, o.event_ids, output, o.output_tree, o.overwrite

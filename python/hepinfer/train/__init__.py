@@ -105,7 +105,6 @@ __all__ = [
 ]
 
 
-
 def build_model(config: RunConfig, n_inputs: int) -> Any:
     """The torch model named by ``config.model.kind`` for ``n_inputs`` features per event (or
     per particle, for the constituent networks)."""
@@ -198,8 +197,11 @@ def _particles(
         if n not in CONSTITUENT_FEATURES:
             raise ConfigError(f"data.particle_features: unknown {n!r}; use {', '.join(CONSTITUENT_FEATURES)}")
     needed = {"constituent_offsets", "constituent_pt"}
-    needed |= {f"constituent_{b}" for n, b in (("log_energy", "energy"), ("deta", "eta"), ("dphi", "phi"),
-                                              ("charge", "charge")) if n in names}
+    needed |= {
+        f"constituent_{b}"
+        for n, b in (("log_energy", "energy"), ("deta", "eta"), ("dphi", "phi"), ("charge", "charge"))
+        if n in names
+    }
     needed |= {f"jet_{b}" for n, b in (("pt_fraction", "pt"), ("deta", "eta"), ("dphi", "phi")) if n in names}
     for name in sorted(needed):
         _column(columns, name, "data.particle_features")
