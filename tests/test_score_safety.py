@@ -437,3 +437,42 @@ def test_cli_keyboard_interrupt_is_one_line_exit_130(setup, tmp_path, capsys, mo
     assert err.count("\n") == 0 and "Traceback" not in err
     assert "stopped by Ctrl-C (SIGINT) after 700 events" in err and "nothing written" in err
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_cli_sigterm_on_a_dask_cluster_writes_nothing(setup, big, tmp_path):
+    """The Dask path's guarantees: SIGTERM while a 1-worker LocalCluster scores stops the run,
+    cancels the work, removes the temporary output and exits 143 with one line."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "scores.root"
+    argv = [
+        sys.executable,
+        "-m",
+        "hepinfer",
+        "score",
+        setup["model"],
+        big,
+        big,
+        big,
+        "--tree",
+        "Events",
+        "-o",
+        str(out),
+        "--chunk",
+        "2000",
+        "--dask",
+        "local:1",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not leftovers(tmp_path):  # the collector has started: the cluster is up and scoring
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert "hepinfer: stopped by SIGTERM after" in stderr and "nothing written" in stderr
+    assert not out.exists() and leftovers(tmp_path) == []

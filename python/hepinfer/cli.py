@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import re
 import signal
 import sys
@@ -173,7 +174,13 @@ def _dask_client(spec: Optional[str]) -> Iterator[Any]:
             raise ValueError("--dask local:N needs N >= 1 workers")
         with (
             distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, dashboard_address=None
+                n_workers=workers,
+                threads_per_worker=1,
+                dashboard_address=None,
+                # the workers' warnings while the cluster is torn down (a run stopped by Ctrl-C or
+                # SIGTERM: "failed to communicate with scheduler during heartbeat" with a traceback)
+                # are noise on the user's terminal; errors still show
+                silence_logs=logging.ERROR,
             ) as cluster,
             distributed.Client(cluster) as client,
         ):
