@@ -326,3 +326,42 @@ def _xgb_source(path, rng):
     )
     booster.save_model(str(path))
     return path
+
+
+def test_split_threshold_rule_is_the_engines_and_exact():
+    """The one split-threshold rule (hepinfer._core.split_threshold, used by the engines, codegen and
+    the TMVA export): for every float32 x near t, (x OP t in double) == (x < c), with c a float32."""
+    rng = np.random.default_rng(3)
+    ts = np.concatenate(
+        [
+            rng.normal(size=300) * 10.0 ** rng.integers(-30, 30, 300),
+            rng.normal(size=100).astype(np.float32).astype(np.float64),  # exactly on a float32
+            [0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38, 1e300, -1e300, np.inf, -np.inf],
+        ]
+    )
+    with np.errstate(over="ignore"):  # 1e300 as float32 is inf, on purpose
+        for t in ts:
+            for op in (0, 1):
+                _check_split_threshold(float(t), op)
+
+
+def _check_split_threshold(t: float, op: int) -> None:
+    from hepinfer import _core
+
+    c = _core.split_threshold(t, op, True)
+    assert c == np.float32(c) or np.isinf(c)
+    f = np.float32(t) if np.isfinite(np.float32(t)) else np.float32(np.sign(t) * 3.4e38)
+    near = [
+        np.nextafter(np.nextafter(f, np.float32(-np.inf)), np.float32(-np.inf)),
+        np.nextafter(f, np.float32(-np.inf)),
+        f,
+    ]
+    for _ in range(3):
+        near.append(np.nextafter(near[-1], np.float32(np.inf)))
+    for x in near:
+        want = float(x) < t if op == 0 else float(x) <= t
+        assert (np.float32(x) < np.float32(c)) == want, (t, op, x, c)
+    d = _core.split_threshold(t, op, False)
+    if np.isfinite(t):
+        for x in (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf)):
+            assert (x < d) == (x < t if op == 0 else x <= t), (t, op, x, d)

@@ -160,29 +160,13 @@ def _f32(v: float) -> float:
     return float(np.float32(v))
 
 
-def _next_f32(v: float, direction: float) -> float:
-    return float(np.nextafter(np.float32(v), np.float32(direction)))
-
-
-def _float_up(t: float) -> float:
-    f = _f32(t)
-    return _next_f32(f, math.inf) if f < t else f
-
-
-def _float_down(t: float) -> float:
-    f = _f32(t)
-    return _next_f32(f, -math.inf) if f > t else f
-
-
 def _strict_float(t: float, op: int) -> float:
-    """The float f with (float x) OP t  <=>  x < f for every float x (x not NaN)."""
-    if op == _LESS:
-        return _float_up(t)
-    return _next_f32(_float_down(t), math.inf)
+    """The float f with (float x) OP t  <=>  x < f for every float x (x not NaN): the engines' rule."""
+    return _core.split_threshold(t, op, True)
 
 
 def _strict_double(t: float, op: int) -> float:
-    return t if op == _LESS else float(np.nextafter(t, math.inf))
+    return _core.split_threshold(t, op, False)
 
 
 def _lit_double(v: float) -> str:

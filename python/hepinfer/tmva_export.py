@@ -74,13 +74,8 @@ def _f32(v: float) -> float:
 
 
 def _cut(t: float, op: int) -> float:
-    """The float c with (float x OP t) <=> x < c for every float x."""
-    f = _f32(t)
-    if op == _LESS:
-        return float(np.nextafter(np.float32(f), np.float32(np.inf))) if f < t else f
-    if f > t:
-        f = float(np.nextafter(np.float32(f), np.float32(-np.inf)))
-    return float(np.nextafter(np.float32(f), np.float32(np.inf)))
+    """The float c with (float x OP t) <=> x < c for every float x: the engines' rule."""
+    return _core.split_threshold(t, op, True)
 
 
 def _xml_char_ok(o: int) -> bool:

@@ -118,4 +118,11 @@ struct ForestIR {
   void validate() const;
 };
 
+/// The one rule for turning a split "left iff x OP t" (t a double, the comparison made in double)
+/// into "left iff x < c": the float32 c that gives the same answer for every float32 x, or the
+/// double c for every double x. The engines, the C++ code generator and the TMVA XML export all
+/// use it (Python: hepinfer._core.split_threshold).
+float split_threshold_float32(double t, NodeIR::Op op);
+double split_threshold_float64(double t, NodeIR::Op op);
+
 }  // namespace hepinfer

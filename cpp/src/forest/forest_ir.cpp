@@ -5,6 +5,8 @@
 #include "hepinfer/errors.hpp"
 #include "hepinfer/forest_ir.hpp"
 
+#include "forest/split_thresholds.hpp"
+
 namespace hepinfer {
 
 namespace {
@@ -104,5 +106,8 @@ void ForestIR::validate() const {
     if (tr.kind == TransformIR::Kind::Affine && tr.scale.size() != nf) fail(where, "scale has the wrong length");
   }
 }
+
+float split_threshold_float32(double t, NodeIR::Op op) { return detail::strict_float_threshold(t, op); }
+double split_threshold_float64(double t, NodeIR::Op op) { return detail::strict_double_threshold(t, op); }
 
 }  // namespace hepinfer
