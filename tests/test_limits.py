@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -18,6 +19,11 @@ import numpy as np
 import pytest
 
 from hepinfer import Forest, Model, ModelFormatError
+
+# .ci/sanitize runs this file under AddressSanitizer (libasan preloaded): memory errors are what
+# that run looks for; its quarantine and shadow pages change a process's peak memory, so the peak
+# bounds below are checked in the ordinary run only
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 DATA = Path(__file__).parent / "data"
 DEEP = 10**6
@@ -631,7 +637,11 @@ def _bounded_load(tmp_path, setup: str, limit_gib: float = 2.0, timeout: float =
         + textwrap.dedent(setup)
         + textwrap.dedent(
             f"""
-        limit = int({limit_gib} * 2**30)
+        # limit_gib more address space than the process has now (under AddressSanitizer, whose
+        # shadow reservation alone is terabytes of it, an absolute limit would stop everything)
+        with open("/proc/self/status") as f:
+            vm_size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        limit = vm_size + int({limit_gib} * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         def rchar():
             with open("/proc/self/io") as f:
@@ -777,7 +787,8 @@ def test_onnx_external_data_small_tensor_in_a_big_file(tmp_path):
     )
     assert res["ok"], res
     assert res["read_mb"] < 20, res  # the 16 bytes, not the 1.5 GB file (the old code read it whole)
-    assert res["rss_mb"] < 600, res
+    if not UNDER_ASAN:
+        assert res["rss_mb"] < 600, res
 
 
 def test_onnx_external_data_many_tensors_in_one_file(tmp_path):
@@ -871,7 +882,8 @@ def test_onnx_sixteen_huge_declared_inputs_load_cheaply(tmp_path):
     (tmp_path / "m.onnx").write_bytes(content)
     res = _bounded_load(tmp_path, 'def load():\n    Model.load("m.onnx")\n', limit_gib=2.0)
     assert res["ok"], res  # legitimate ONNX (onnxruntime loads it): no dry run on 4 GiB of zeros
-    assert res["rss_mb"] < 500, res
+    if not UNDER_ASAN:
+        assert res["rss_mb"] < 500, res
 
 
 @pytest.mark.parametrize("constant", [False, True], ids=["dry-run", "folding"])
@@ -881,7 +893,8 @@ def test_onnx_expand_branches_to_a_gib_load_within_a_budget(tmp_path, constant):
     res = _bounded_load(tmp_path, 'def load():\n    Model.load("m.onnx")\n', limit_gib=2.5, timeout=120)
     if not res["ok"]:  # refusing is acceptable, but only with the node named
         assert res["error"].startswith("ModelFormatError") and "expand" in res["error"], res
-    assert res["rss_mb"] < 1600, res
+    if not UNDER_ASAN:
+        assert res["rss_mb"] < 1600, res
 
 
 def test_onnx_folded_intermediates_are_freed_after_their_last_use(tmp_path):
@@ -902,7 +915,8 @@ def test_onnx_folded_intermediates_are_freed_after_their_last_use(tmp_path):
         timeout=120,
     )
     assert res["ok"], res
-    assert res["rss_mb"] < 800, res
+    if not UNDER_ASAN:
+        assert res["rss_mb"] < 800, res
 
 
 def test_onnx_dry_run_still_checks_shapes_after_large_intermediates():
