@@ -215,36 +215,38 @@ def test_sigkill_at_random_moments_leaves_no_output_or_a_complete_one(setup, big
         assert name.startswith("killed") and ".root.incomplete-" in name
 
 
+def _signal_mid_run(tmp_path, options: list, sig: int, settle: float) -> tuple[int, str, str]:
+    """`hepinfer score ... -o tmp_path/scores.root OPTIONS` in a subprocess, sent `sig` once its
+    temporary output exists (scoring has begun) and `settle` seconds more: (exit code, stdout, stderr)."""
+    argv = [sys.executable, "-m", "hepinfer", "score", *options, "-o", str(tmp_path / "scores.root")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not leftovers(tmp_path):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(settle)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stdout, stderr
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_cli_stops_cleanly_on_sigterm_and_sigint(setup, big, tmp_path, sig, code):
     out = tmp_path / "scores.root"
-    argv = [
-        sys.executable,
-        "-m",
-        "hepinfer",
-        "score",
+    options = [
         setup["model"],
         big,
         big,
         "--tree",
         "Events",
-        "-o",
-        str(out),
         "--chunk",
         "2000",
         "--threads",
         "1",
         "--no-progress",
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not leftovers(tmp_path):  # the temporary output exists: scoring has begun
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.02)
-    time.sleep(0.3)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == code, (stdout, stderr)
+    returncode, stdout, stderr = _signal_mid_run(tmp_path, options, sig, settle=0.3)
+    assert returncode == code, (stdout, stderr)
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
@@ -445,34 +447,11 @@ def test_cli_sigterm_on_a_dask_cluster_writes_nothing(setup, big, tmp_path):
     cancels the work, removes the temporary output and exits 143 with one line."""
     pytest.importorskip("distributed")
     out = tmp_path / "scores.root"
-    argv = [
-        sys.executable,
-        "-m",
-        "hepinfer",
-        "score",
-        setup["model"],
-        big,
-        big,
-        big,
-        "--tree",
-        "Events",
-        "-o",
-        str(out),
-        "--chunk",
-        "2000",
-        "--dask",
-        "local:1",
-        "--no-progress",
-    ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while not leftovers(tmp_path):  # the collector has started: the cluster is up and scoring
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.05)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, (stdout, stderr)
+    options = [setup["model"], big, big, big, "--tree", "Events", "--chunk", "2000", "--dask", "local:1"]
+    returncode, stdout, stderr = _signal_mid_run(
+        tmp_path, [*options, "--no-progress"], signal.SIGTERM, settle=0.5
+    )
+    assert returncode == 143, (stdout, stderr)
     assert "Traceback" not in stderr
     assert "hepinfer: stopped by SIGTERM after" in stderr and "nothing written" in stderr
     assert not out.exists() and leftovers(tmp_path) == []

@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Optional, Union
 
 from hepinfer.io import Chunk, FilesLike, ReadError
-from hepinfer.scoring.output import _Block, _Collector, _Failure, _progress_bar, _signals_raise
+from hepinfer.scoring.output import _Block, _Failure, collect
 from hepinfer.scoring.plan import ScoreOptions, _evaluate, _read_plan, prepare
 
 # Pieces read ahead of the one being evaluated (0: read and evaluate in turn, in one thread).
@@ -172,15 +172,6 @@ def run_local(model: Any, files: FilesLike, options: ScoreOptions) -> Any:
     )
     if o.output is None:
         plan.event_ids = {}  # only the output file holds them: not read (summary.event_ids names them)
-    collector = _Collector(
-        summary,
-        scorer,
-        summary.output,
-        o.output_tree,
-        o.on_error,
-        _progress_bar(total, o.progress),
-        o.overwrite,
-    )
 
     def items() -> Iterator[Union[Chunk, _Failure]]:
         for source in good:
@@ -203,8 +194,7 @@ def run_local(model: Any, files: FilesLike, options: ScoreOptions) -> Any:
         finally:
             reader.close()  # stops and joins the reader thread now, not when the GC gets to it
 
-    with _signals_raise():
-        return collector.run(blocks(), o.return_summary)
+    return collect(summary, scorer, o, total, blocks())
 
 
 def _prefetch(chunks: Iterator[Any], depth: Optional[int] = None) -> Generator[Any, None, None]:

@@ -18,7 +18,7 @@ import numpy as np
 from hepinfer._core import InputError
 from hepinfer.io import FilesLike, ReadError, TreeSource
 from hepinfer.scoring.models import _ForestModel, _GenericModel, as_scoring_model
-from hepinfer.scoring.output import _Block, _Collector, _Failure, _progress_bar, _signals_raise
+from hepinfer.scoring.output import _Block, _Failure, collect
 from hepinfer.scoring.plan import ScoreOptions, _evaluate, _Plan, _read_plan, prepare
 
 # ---------------------------------------------------------------------------------- dask
@@ -306,19 +306,9 @@ def run_dask(model: Any, files: FilesLike, options: ScoreOptions, compute: bool 
         dask.delayed(_score_job)(model_node, plan_node, job, dask_key_name=(f"hepinfer-score-{token}", i))
         for i, job in enumerate(jobs)
     ]
-    collector = _Collector(
-        summary,
-        scorer,
-        summary.output,
-        o.output_tree,
-        o.on_error,
-        _progress_bar(total, o.progress),
-        o.overwrite,
-    )
 
     def blocks() -> Iterator[Union[_Block, _Failure]]:
         for result in _ordered_results(tasks):
             yield from result
 
-    with _signals_raise():
-        return collector.run(blocks(), o.return_summary)
+    return collect(summary, scorer, o, total, blocks())

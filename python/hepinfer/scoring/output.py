@@ -427,6 +427,24 @@ class _Collector:
         return summary if return_summary else summary.scores
 
 
+def collect(summary: ScoreSummary, scorer: Any, options: Any, total: int, blocks: Iterator[Any]) -> Any:
+    """Both runners' last step: a :class:`_Collector` made from the run's ``ScoreOptions``
+    (output, tree, on_error, progress bar over ``total`` entries, overwrite) takes ``blocks``,
+    with SIGTERM turned into :class:`Terminated` meanwhile; returns what :func:`hepinfer.score`
+    returns."""
+    collector = _Collector(
+        summary,
+        scorer,
+        summary.output,
+        options.output_tree,
+        options.on_error,
+        _progress_bar(total, options.progress),
+        options.overwrite,
+    )
+    with _signals_raise():
+        return collector.run(blocks, options.return_summary)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a batch system's wall-time limit, ``kill``) turned into an exception while
     :func:`score` runs, so that it stops as on Ctrl-C: the reader stopped, the temporary output
