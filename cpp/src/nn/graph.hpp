@@ -187,6 +187,7 @@ enum class Op : std::uint16_t {
   LayerNorm,
   TopK,
   Split,
+  Kernel,  // an op with no Op of its own: run by Node::run (see op_import.hpp)
 };
 
 enum class Act : std::uint8_t {
@@ -232,8 +233,14 @@ struct PackedDense {
 /// Dense layers with at most this many outputs run as dot products (gemm_columns).
 constexpr std::int64_t kDotColumns = 4;
 
+struct Node;
+struct Workspace;
+/// Evaluates one node on the workspace values (throws OpError).
+using RunFn = void (*)(const Node&, Workspace&);
+
 struct Node {
   Op op = Op::Identity;
+  RunFn run = nullptr;  // when set, run_node calls it (ops registered in the op table)
   std::string name, op_type;
   std::vector<int> in, out;  // value ids, -1 = absent optional input/output
   // parsed attributes (meaning depends on op)

@@ -16,6 +16,7 @@
 #include "common/parallel.hpp"
 #include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
+#include "nn/op_import.hpp"
 #include "formats/onnx_proto.hpp"
 
 namespace hepinfer {
@@ -232,7 +233,7 @@ class Attrs {
       }
     return nullptr;
   }
-  bool has(const char* name) {
+  bool has(const char* name) const {
     for (const auto& a : n_.attributes)
       if (a.name == name) return true;
     return false;
@@ -256,6 +257,10 @@ class Attrs {
   std::vector<I64> ints(const char* name) {
     const auto* a = get(name);
     return a ? a->ints : std::vector<I64>{};
+  }
+  std::vector<float> floats(const char* name) {
+    const auto* a = get(name);
+    return a ? a->floats : std::vector<float>{};
   }
   void ignore(const char* name) { (void)get(name); }
   void finish() const {
@@ -313,6 +318,45 @@ struct Builder {
     std::copy(xs.begin(), xs.end(), d);
     return v;
   }
+};
+
+/// ImportContext over an ONNX protobuf node (the op table's handlers see only this).
+class OnnxImportContext final : public ImportContext {
+ public:
+  OnnxImportContext(Builder& b, const onnx::Node& on, std::int64_t opset, Attrs& at, Node& n)
+      : b_(b), on_(on), opset_(opset), at_(at), n_(n) {}
+  const std::string& op_type() const override { return on_.op_type; }
+  std::int64_t opset() const override { return opset_; }
+  std::size_t n_inputs() const override { return on_.inputs.size(); }
+  bool has_input(std::size_t k) const override { return k < on_.inputs.size() && !on_.inputs[k].empty(); }
+  std::size_t n_outputs() const override { return on_.outputs.size(); }
+  bool has_output(std::size_t k) const override { return k < on_.outputs.size() && !on_.outputs[k].empty(); }
+  const Value* const_input(std::size_t k) const override {
+    if (!has_input(k)) return nullptr;
+    return b_.constant(b_.id_of(on_.inputs[k]));
+  }
+  int add_constant(const std::string& suffix, std::shared_ptr<Value> v) override {
+    const int id = b_.add_constant(on_.name + "/" + suffix, std::move(v));
+    n_.in.push_back(id);
+    return id;
+  }
+  std::shared_ptr<Value> ints_value(const std::vector<std::int64_t>& xs) override { return b_.ints_value(xs); }
+  std::shared_ptr<Value> scalar_float(float x) override { return b_.scalar_float(x); }
+  bool has(const char* name) const override { return at_.has(name); }
+  std::int64_t i(const char* name, std::int64_t def) override { return at_.i(name, def); }
+  float f(const char* name, float def) override { return at_.f(name, def); }
+  std::string s(const char* name, const std::string& def) override { return at_.s(name, def); }
+  std::vector<std::int64_t> ints(const char* name) override { return at_.ints(name); }
+  std::vector<float> floats(const char* name) override { return at_.floats(name); }
+  void ignore(const char* name) override { at_.ignore(name); }
+  [[noreturn]] void fail(const std::string& msg) const override { at_.fail(msg); }
+
+ private:
+  Builder& b_;
+  const onnx::Node& on_;
+  std::int64_t opset_;
+  Attrs& at_;
+  Node& n_;
 };
 
 const std::map<std::string, Act>& unary_ops() {
@@ -392,6 +436,12 @@ bool translate(Builder& b, const onnx::Node& on, std::int64_t opset, Node& n) {
     b.add_constant(on.outputs[0], v);
     return false;
   }
+  if (const auto it = op_table().find(t); it != op_table().end()) {
+    OnnxImportContext ctx(b, on, opset, at, n);
+    it->second(ctx, n);
+    at.finish();
+    return true;
+  }
 
   if (t == "Gemm") {
     need_inputs(2, 3);
@@ -405,42 +455,6 @@ bool translate(Builder& b, const onnx::Node& on, std::int64_t opset, Node& n) {
     need_inputs(2, 2);
     need_outputs(1);
     n.op = Op::MatMul;
-  } else if (t == "Conv") {
-    need_inputs(2, 3);
-    need_outputs(1);
-    n.op = Op::Conv;
-    const std::string ap = at.s("auto_pad", "NOTSET");
-    n.i1 = ap == "NOTSET" ? 0 : ap == "VALID" ? 1 : ap == "SAME_UPPER" ? 2 : ap == "SAME_LOWER" ? 3 : -1;
-    if (n.i1 < 0) at.fail("auto_pad '" + ap + "' is not supported");
-    n.v0 = at.ints("kernel_shape");
-    n.v1 = at.ints("strides");
-    n.v2 = at.ints("pads");
-    n.v3 = at.ints("dilations");
-    n.i0 = at.i("group", 1);
-    if (n.i0 < 1) at.fail("group must be >= 1");
-    const std::size_t sd = std::max({n.v0.size(), n.v1.size(), n.v2.size() / 2, n.v3.size()});
-    if ((!n.v1.empty() && n.v1.size() != sd) || (!n.v2.empty() && n.v2.size() != 2 * sd) ||
-        (!n.v3.empty() && n.v3.size() != sd))
-      at.fail("kernel_shape, strides, pads and dilations disagree on the number of spatial dimensions");
-    for (I64 x : n.v1)
-      if (x < 1) at.fail("strides must be >= 1");
-    for (I64 x : n.v3)
-      if (x < 1) at.fail("dilations must be >= 1");
-    for (I64 x : n.v2)
-      if (x < 0) at.fail("pads must be >= 0");
-    if (sd > 1) {
-      for (I64 x : n.v0)
-        if (x != 1) at.fail("only 1-D convolutions or pointwise (kernel 1) N-D convolutions are supported");
-      if (n.i1 >= 2) at.fail("auto_pad SAME is only supported for 1-D convolutions");
-      for (I64 x : n.v3)
-        if (x != 1) at.fail("dilations of N-D convolutions must be 1");
-    }
-    const Value* w = const_input(1);
-    if (w && !n.v0.empty()) {
-      if (w->shape.rank != static_cast<int>(n.v0.size()) + 2) at.fail("weights do not match kernel_shape");
-      for (std::size_t k = 0; k < n.v0.size(); ++k)
-        if (w->shape[static_cast<int>(k) + 2] != n.v0[k]) at.fail("weights do not match kernel_shape");
-    }
   } else if (bin.count(t)) {
     need_inputs(2, 2);
     need_outputs(1);

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "nn/graph.hpp"
+#include "nn/op_util.hpp"
 
 namespace hepinfer::nn {
 
@@ -41,49 +42,6 @@ namespace {
 
 using I64 = std::int64_t;
 using U8 = unsigned char;
-
-const Value* opt_in(const Node& n, Workspace& ws, std::size_t k) {
-  if (k >= n.in.size() || n.in[k] < 0) return nullptr;
-  return &ws.values[static_cast<std::size_t>(n.in[k])];
-}
-const Value& in(const Node& n, Workspace& ws, std::size_t k) {
-  const Value* v = opt_in(n, ws, k);
-  if (!v) throw OpError("input " + std::to_string(k) + " is missing");
-  return *v;
-}
-Value* opt_out(const Node& n, Workspace& ws, std::size_t k) {
-  if (k >= n.out.size() || n.out[k] < 0) return nullptr;
-  return &ws.values[static_cast<std::size_t>(n.out[k])];
-}
-Value& out(const Node& n, Workspace& ws, std::size_t k) { return *opt_out(n, ws, k); }
-
-const char* type_name(ElementType t) { return element_type_name(t); }
-
-void require_type(const Value& v, ElementType t, const char* what) {
-  if (v.type != t)
-    throw OpError(std::string(what) + " must be " + type_name(t) + ", got " + type_name(v.type));
-}
-
-I64 norm_axis(I64 axis, int rank, const char* what = "axis") {
-  const I64 a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= std::max(rank, 0))
-    throw OpError(std::string(what) + " " + std::to_string(axis) + " is out of range for rank " +
-                  std::to_string(rank));
-  return a;
-}
-
-/// Reads a 1-D (or scalar) int64 tensor into `dst`.
-void read_ints(const Value& v, std::vector<I64>& dst, const char* what) {
-  if (v.type != ElementType::Int64) throw OpError(std::string(what) + " must be int64, got " + type_name(v.type));
-  dst.assign(v.i64(), v.i64() + v.numel);
-}
-
-I64 scalar_int(const Value& v, const char* what) {
-  if (v.numel != 1) throw OpError(std::string(what) + " must hold one value, got shape " + v.shape.str());
-  if (v.type == ElementType::Int64) return v.i64()[0];
-  if (v.type == ElementType::Float32) return static_cast<I64>(v.f()[0]);
-  return v.b()[0];
-}
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   Shape o;
@@ -1489,94 +1447,19 @@ void op_matmul(const Node& n, Workspace& ws) {
   });
 }
 
-// Conv: 1-D with any kernel/stride/padding/dilation/group; N-D only pointwise (1x1...).
-// node: v0 kernel_shape (may be empty), v1 strides, v2 pads, v3 dilations, i0 group,
-// i1 auto_pad (0 NOTSET, 1 VALID, 2 SAME_UPPER, 3 SAME_LOWER).
-void op_conv(const Node& n, Workspace& ws) {
-  const Value& x = in(n, ws, 0);
-  const Value& w = in(n, ws, 1);
-  const Value* bias = opt_in(n, ws, 2);
-  require_type(x, ElementType::Float32, "X");
-  require_type(w, ElementType::Float32, "W");
-  if (x.shape.rank < 3 || w.shape.rank != x.shape.rank) throw OpError("X " + x.shape.str() + " and W " + w.shape.str() + " do not fit");
-  const auto Nb = static_cast<std::size_t>(x.shape[0]);
-  const auto C = static_cast<std::size_t>(x.shape[1]);
-  const auto Mo = static_cast<std::size_t>(w.shape[0]);
-  const auto G = static_cast<std::size_t>(n.i0);
-  if (G == 0 || C % G || Mo % G || static_cast<std::size_t>(w.shape[1]) * G != C)
-    throw OpError("X has " + std::to_string(C) + " channels; W " + w.shape.str() + " with group " + std::to_string(G) +
-                  " does not fit");
-  if (bias && bias->numel != Mo) throw OpError("B has " + std::to_string(bias->numel) + " elements, not " + std::to_string(Mo));
-  const std::size_t Cg = C / G, Mg = Mo / G;
-  const int sd = x.shape.rank - 2;
-  Shape os;
-  os.push(static_cast<I64>(Nb));
-  os.push(static_cast<I64>(Mo));
-  if (sd == 1) {
-    const I64 L = x.shape[2], k = w.shape[2];
-    const I64 s = n.v1.empty() ? 1 : n.v1[0], dil = n.v3.empty() ? 1 : n.v3[0];
-    I64 pb = n.v2.empty() ? 0 : n.v2[0], pe = n.v2.empty() ? 0 : n.v2[1];
-    if (n.i1 >= 2) {
-      const I64 outl = (L + s - 1) / s;
-      const I64 total = std::max<I64>((outl - 1) * s + (k - 1) * dil + 1 - L, 0);
-      pb = n.i1 == 2 ? total / 2 : total - total / 2;
-      pe = total - pb;
-    } else if (n.i1 == 1) {
-      pb = pe = 0;
-    }
-    const I64 Lo = (L + pb + pe - dil * (k - 1) - 1) / s + 1;
-    if (Lo < 0) throw OpError("kernel longer than the padded input");
-    os.push(Lo);
-    float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
-    const auto ul = static_cast<std::size_t>(L), ulo = static_cast<std::size_t>(Lo), uk = static_cast<std::size_t>(k);
-    const bool pointwise = k == 1 && s == 1 && pb == 0 && pe == 0;
-    std::vector<float>& col = ws.scratch;
-    if (!pointwise) col.resize(Cg * uk * ulo);
-    for (std::size_t b = 0; b < Nb; ++b)
-      for (std::size_t g = 0; g < G; ++g) {
-        const float* xs = x.f() + (b * C + g * Cg) * ul;
-        const float* B = xs;
-        if (!pointwise) {
-          for (std::size_t c = 0; c < Cg; ++c)
-            for (std::size_t kk = 0; kk < uk; ++kk) {
-              float* row = col.data() + (c * uk + kk) * ulo;
-              for (std::size_t l = 0; l < ulo; ++l) {
-                const I64 pos = static_cast<I64>(l) * s + static_cast<I64>(kk) * dil - pb;
-                row[l] = pos >= 0 && pos < L ? xs[c * ul + static_cast<std::size_t>(pos)] : 0.0f;
-              }
-            }
-          B = col.data();
-        }
-        gemm(Mg, ulo, Cg * uk, w.f() + g * Mg * Cg * uk, Cg * uk, B, ulo, d + (b * Mo + g * Mg) * ulo, ulo, nullptr,
-             bias ? bias->f() + g * Mg : nullptr, n.act, n.alpha, n.beta);
-      }
-    return;
-  }
-  // N-D pointwise
-  std::size_t sp = 1;
-  for (int i = 2; i < x.shape.rank; ++i) {
-    if (w.shape[i] != 1) throw OpError("only 1-D convolutions or pointwise (1x1) N-D convolutions are supported");
-    const std::size_t j = static_cast<std::size_t>(i - 2);
-    if ((!n.v1.empty() && n.v1[j] != 1) || (!n.v2.empty() && (n.v2[j] != 0 || n.v2[j + static_cast<std::size_t>(sd)] != 0)))
-      throw OpError("pointwise N-D convolutions must have stride 1 and no padding");
-    os.push(x.shape[i]);
-    sp *= static_cast<std::size_t>(x.shape[i]);
-  }
-  float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
-  for (std::size_t b = 0; b < Nb; ++b)
-    for (std::size_t g = 0; g < G; ++g)
-      gemm(Mg, sp, Cg, w.f() + g * Mg * Cg, Cg, x.f() + (b * C + g * Cg) * sp, sp, d + (b * Mo + g * Mg) * sp, sp,
-           nullptr, bias ? bias->f() + g * Mg : nullptr, n.act, n.alpha, n.beta);
-}
-
 }  // namespace
 
 void run_node(const Node& n, Workspace& ws) {
+  if (n.run) {
+    n.run(n, ws);
+    return;
+  }
   switch (n.op) {
     case Op::Dense: op_dense(n, ws); return;
     case Op::Gemm: op_gemm(n, ws); return;
     case Op::MatMul: op_matmul(n, ws); return;
-    case Op::Conv: op_conv(n, ws); return;
+    case Op::Conv: break;  // run by n.run (ops_conv.cpp)
+    case Op::Kernel: break;
     case Op::Binary: op_binary(n, ws); return;
     case Op::Variadic: op_variadic(n, ws); return;
     case Op::Compare: op_compare(n, ws); return;

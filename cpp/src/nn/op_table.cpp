@@ -1,0 +1,15 @@
+// The table of supported ops: every op family adds its import handlers (see op_import.hpp).
+#include "nn/op_import.hpp"
+
+namespace hepinfer::nn {
+
+const OpTable& op_table() {
+  static const OpTable table = [] {
+    OpTable t;
+    add_conv_ops(t);
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace hepinfer::nn
