@@ -38,8 +38,12 @@ __all__ = ["BACKENDS", "JaggedInputInfo", "MissingDependencyError", "Model", "Te
 
 #: The evaluators :meth:`Model.load` takes: hepinfer's own engine (default) and onnxruntime.
 BACKENDS = ("hepinfer", "onnxruntime")
-# a load refused for an operator (or operator domain) the engine does not implement
-_UNSUPPORTED_OP = re.compile(r"operator.*not supported|not supported.*operator", re.IGNORECASE | re.DOTALL)
+# a load refused for an operator (or operator domain) the engine does not implement: the message
+# names an operator and says it is not supported
+_NAMES_OPERATOR = re.compile(r"\boperators?\b|\bops?\b", re.IGNORECASE)
+_NOT_SUPPORTED = re.compile(
+    r"not supported|unsupported|not implemented|does not (support|implement)", re.IGNORECASE
+)
 _ORT_HINT = ' (Model.load(path, backend="onnxruntime") runs it through onnxruntime)'
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -335,7 +339,10 @@ class Model:
                 )
         except ModelFormatError as err:
             message = str(err)
-            if not _UNSUPPORTED_OP.search(message) or _ORT_HINT in message:
+            if (
+                not (_NAMES_OPERATOR.search(message) and _NOT_SUPPORTED.search(message))
+                or _ORT_HINT in message
+            ):
                 raise
             raise type(err)(message + _ORT_HINT) from None
         return cls(core).to(device)

@@ -44,10 +44,10 @@ def ort_run(model, feeds):
     return s.run(None, feeds)
 
 
-def make_model(nodes, inputs, outputs, initializers=(), opset=17):
+def make_model(nodes, inputs, outputs, initializers=(), opset=17, domains=()):
     m = helper.make_model(
         helper.make_graph(nodes, "g", inputs, outputs, list(initializers)),
-        opset_imports=[helper.make_opsetid("", opset)],
+        opset_imports=[helper.make_opsetid("", opset), *(helper.make_opsetid(d, 1) for d in domains)],
         producer_name="hepinfer-tests",
         producer_version="1.0",
     )
@@ -328,6 +328,44 @@ def test_jagged_graph_with_unsupported_op(rng):
     want = ort_run(proto, {"x": x, "mask": mask})[0]
     assert_close(model.predict_jagged(offsets, content), want, 0, 0)
     assert_close(model.predict(ak.unflatten(content, lengths)), want, 0, 0)
+
+
+def test_other_operator_domain_and_external_weights(rng, tmp_path):
+    """A com.microsoft operator (refused by the engine: another domain) runs through onnxruntime;
+    weights in an external file are read in (relative to the model, or external_data_dir)."""
+    gelu = make_model(
+        [helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft", name="gelu")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 5])],
+        domains=["com.microsoft"],
+    )
+    with pytest.raises(hepinfer.ModelFormatError, match=r"operator domain 'com.microsoft'.*onnxruntime\)$"):
+        Model.load(gelu)
+    x = np.concatenate([rng.normal(size=(40, 5)), np.full((1, 5), np.nan)]).astype(np.float32)
+    assert_close(Model.load(gelu, backend="onnxruntime").predict(x), ort_run(gelu, {"x": x})[0], 0, 0)
+    # an MLP saved with its weights in a separate file
+    proto = mlp_model(rng)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    external = onnx.ModelProto()
+    external.CopyFrom(proto)  # onnx.save moves the weights out of the proto it saves
+    onnx.save(
+        external, folder / "mlp.onnx", save_as_external_data=True, location="weights.bin", size_threshold=0
+    )
+    assert (folder / "weights.bin").stat().st_size > 0
+    X = rng.normal(size=(25, 3)).astype(np.float32)
+    want = ort_run(proto, {"x": X})[0]
+    via_ort = Model.load(folder / "mlp.onnx", backend="onnxruntime")
+    assert_close(via_ort.predict(X), want)
+    assert_close(Model.load(folder / "mlp.onnx").predict(X), want)
+    content = (folder / "mlp.onnx").read_bytes()
+    assert_close(Model.load(content, backend="onnxruntime", external_data_dir=folder).predict(X), want)
+    (folder / "weights.bin").rename(tmp_path / "elsewhere.bin")
+    assert_close(pickle.loads(pickle.dumps(via_ort)).predict(X), want)  # the weights travel with it
+    with pytest.raises(hepinfer.ModelFormatError, match="mlp.onnx: not a readable ONNX model"):
+        Model.load(folder / "mlp.onnx", backend="onnxruntime")
+    with pytest.raises(hepinfer.ModelFormatError, match="cannot open model file"):
+        Model.load(tmp_path / "missing.onnx", backend="onnxruntime")
 
 
 def test_missing_onnxruntime_is_a_clear_import_error(rng, monkeypatch):
