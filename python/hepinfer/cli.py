@@ -9,6 +9,7 @@ hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1
               output exists: --force replaces it), 3: files skipped, 130/143: stopped by Ctrl-C/SIGTERM
 hepinfer score pfn.onnx FILE ... --tree jets -o scores.root --jagged-features particles=part_pt,part_eta,...
               [--jet-features jet=jet_pt,jet_eta]   set/graph networks on jagged branches, unpadded
+              [--backend onnxruntime]   an ONNX network hepinfer's engine refuses, run by onnxruntime
 hepinfer generate --signal N --background N -o jets.root   Pythia 8 + FastJet W/QCD jets
 hepinfer train CONFIG.toml [--set key=value] [--output DIR] [--resume]
 hepinfer codegen MODEL -o tagger.hpp [--name N] [--namespace NS] [--precision P] [--layout L]
@@ -135,6 +136,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             on_error=args.on_error,
             dask=client is not None,
             overwrite=args.force,
+            nn_backend=args.backend,
         )
     print(summary.report())
     return 3 if summary.failures else 0
@@ -359,6 +361,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="a feature defined from branches, usable in --features, --cut and other aliases, e.g. "
         "'lead_pt=first(Jet_pt)' or 'r=sqrt(x**2 + y**2), ht=sum_of(Jet_pt)' (repeat or separate "
         "with commas)",
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=["hepinfer", "onnxruntime"],
+        help="what evaluates an ONNX model: hepinfer's engine (default), or onnxruntime for a network "
+        "whose operators the engine refuses (needs onnxruntime and onnx installed; never chosen silently)",
     )
     p.add_argument("--cut", default=None, help="event selection expression (uproot syntax)")
     p.add_argument(

@@ -14,20 +14,37 @@ The C++ core reads the ``.onnx`` file itself (no onnx/onnxruntime needed at run 
 checks every node against the implemented operators at load (``hepinfer.ModelFormatError``
 names the node and op otherwise) and evaluates in float32. The GIL is released while it
 runs (calls on fewer than 256 rows keep it: they take microseconds).
+
+A graph the engine refuses can be run by onnxruntime instead, on explicit request only:
+``Model.load(path, backend="onnxruntime")`` gives the same ``Model`` (``predict``, jagged jets,
+``hepinfer.score`` locally and on Dask) with onnxruntime evaluating the graph (CPU only; needs
+``pip install onnxruntime onnx``). The default backend never falls back to it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
 from hepinfer import _core
-from hepinfer._core import InputError
+from hepinfer._core import InputError, ModelFormatError
+from hepinfer._onnxruntime import MissingDependencyError, OnnxRuntimeGraph
 
-__all__ = ["JaggedInputInfo", "Model", "TensorInfo"]
+__all__ = ["BACKENDS", "JaggedInputInfo", "MissingDependencyError", "Model", "TensorInfo"]
+
+#: The evaluators :meth:`Model.load` takes: hepinfer's own engine (default) and onnxruntime.
+BACKENDS = ("hepinfer", "onnxruntime")
+# a load refused for an operator (or operator domain) the engine does not implement: the message
+# names an operator and says it is not supported
+_NAMES_OPERATOR = re.compile(r"\boperators?\b|\bops?\b", re.IGNORECASE)
+_NOT_SUPPORTED = re.compile(
+    r"not supported|unsupported|not implemented|does not (support|implement)", re.IGNORECASE
+)
+_ORT_HINT = ' (Model.load(path, backend="onnxruntime") runs it through onnxruntime)'
 
 PathLike = Union[str, "os.PathLike[str]"]
 Dim = Union[int, str, None]
@@ -65,6 +82,9 @@ _DTYPES: dict[str, np.dtype] = {
     "float32": np.dtype(np.float32),
     "int64": np.dtype(np.int64),
     "bool": np.dtype(np.bool_),
+    # element types only the onnxruntime backend exchanges
+    **{name: np.dtype(name) for name in ("float16", "float64", "int8", "int16", "int32")},
+    **{name: np.dtype(name) for name in ("uint8", "uint16", "uint32", "uint64")},
 }
 
 
@@ -113,6 +133,7 @@ def _convert(value: Any, info: TensorInfo) -> np.ndarray:
         if (
             (want.kind == "f" and kind in "fiub")
             or (want.kind == "i" and kind in "iub")
+            or (want.kind == "u" and kind in "ub")
             or (want.kind == "b" and kind == "b")
         ):
             a = a.astype(want)
@@ -248,7 +269,7 @@ class Model:
 
     __slots__ = ("_core", "_device", "_inputs", "_outputs", "_rows")
 
-    def __init__(self, core: _core.Model, device: Optional[Any] = None) -> None:
+    def __init__(self, core: Union[_core.Model, OnnxRuntimeGraph], device: Optional[Any] = None) -> None:
         self._core = core
         self._device = device  # a _core.DeviceModel when the model runs on CUDA
         self._inputs = [TensorInfo(n, d, s) for n, d, s in core.inputs]
@@ -263,6 +284,7 @@ class Model:
         *,
         external_data_dir: Optional[PathLike] = None,
         device: str = "cpu",
+        backend: str = "hepinfer",
     ) -> "Model":
         """Load an ONNX model.
 
@@ -276,19 +298,54 @@ class Model:
             the working directory for bytes).
         device
             ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``: the same as ``Model.load(...).to(device)``.
+        backend
+            ``"hepinfer"`` (default): hepinfer's own engine, which refuses a graph with an
+            operator it does not implement (``ModelFormatError`` naming the node).
+            ``"onnxruntime"``: onnxruntime evaluates the graph, for models the engine refuses;
+            everything else stays the same (inputs, ``predict`` with every input form, jagged
+            jets with :meth:`predict_jagged` grouped by length as the engine groups them,
+            ``hepinfer.score`` locally and on Dask, pickling). ``n_threads`` then sets
+            onnxruntime's intra-op threads; the model runs on the CPU only (:meth:`to` a GPU
+            raises ``DeviceError``). Needs ``pip install onnxruntime onnx``
+            (:class:`MissingDependencyError`, an ``ImportError``, otherwise). Never chosen
+            silently: the default backend does not fall back to onnxruntime.
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "onnxruntime":
+            if isinstance(source, (str, os.PathLike)):
+                name = os.fspath(source)
+            elif isinstance(source, (bytes, bytearray, memoryview)):
+                name = "<bytes>"
+            elif hasattr(source, "SerializeToString"):
+                name = "<onnx.ModelProto>"
+            else:
+                raise TypeError(
+                    f"cannot load a model from {type(source).__name__}; give a path, bytes or onnx.ModelProto"
+                )
+            ext_dir = os.fspath(external_data_dir) if external_data_dir is not None else None
+            return cls(OnnxRuntimeGraph.load(source, name, ext_dir)).to(device)
         ext = os.fspath(external_data_dir) if external_data_dir is not None else ""
-        if isinstance(source, (str, os.PathLike)):
-            return cls(_core.Model.load(os.fspath(source), ext)).to(device)
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            return cls(_core.Model.load_from_memory(bytes(source), "<bytes>", ext)).to(device)
-        if hasattr(source, "SerializeToString"):
-            return cls(_core.Model.load_from_memory(source.SerializeToString(), "<onnx.ModelProto>", ext)).to(
-                device
-            )
-        raise TypeError(
-            f"cannot load a model from {type(source).__name__}; give a path, bytes or onnx.ModelProto"
-        )
+        try:
+            if isinstance(source, (str, os.PathLike)):
+                core = _core.Model.load(os.fspath(source), ext)
+            elif isinstance(source, (bytes, bytearray, memoryview)):
+                core = _core.Model.load_from_memory(bytes(source), "<bytes>", ext)
+            elif hasattr(source, "SerializeToString"):
+                core = _core.Model.load_from_memory(source.SerializeToString(), "<onnx.ModelProto>", ext)
+            else:
+                raise TypeError(
+                    f"cannot load a model from {type(source).__name__}; give a path, bytes or onnx.ModelProto"
+                )
+        except ModelFormatError as err:
+            message = str(err)
+            if (
+                not (_NAMES_OPERATOR.search(message) and _NOT_SUPPORTED.search(message))
+                or _ORT_HINT in message
+            ):
+                raise
+            raise type(err)(message + _ORT_HINT) from None
+        return cls(core).to(device)
 
     def to(self, device: str) -> "Model":
         """The same network on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``); the weights are
@@ -302,7 +359,8 @@ class Model:
 
         Raises ``hepinfer.DeviceError`` when hepinfer was built without CUDA ("built without
         CUDA"), when no such device is visible, or naming the first node whose op or form the
-        CUDA executor does not implement.
+        CUDA executor does not implement; and for any device but the CPU on a model loaded with
+        ``backend="onnxruntime"``.
         """
         if device == "cpu":
             return self if self._device is None else Model(self._core)
@@ -312,6 +370,12 @@ class Model:
     def device(self) -> str:
         """Where :meth:`predict` runs: ``"cpu"`` or ``"cuda:N"``."""
         return "cpu" if self._device is None else f"cuda:{self._device.device}"
+
+    @property
+    def backend(self) -> str:
+        """What evaluates the graph: ``"hepinfer"`` (the native engine) or ``"onnxruntime"``
+        (``Model.load(..., backend="onnxruntime")``)."""
+        return "onnxruntime" if isinstance(self._core, OnnxRuntimeGraph) else "hepinfer"
 
     # ------------------------------------------------------------------ description
     @property
@@ -343,7 +407,8 @@ class Model:
 
     @property
     def n_nodes(self) -> int:
-        """Nodes evaluated per call, after constant folding and fusion."""
+        """Nodes evaluated per call, after constant folding and fusion (with the onnxruntime
+        backend: the nodes of the ONNX graph as written)."""
         return self._core.n_nodes
 
     @property
@@ -355,7 +420,8 @@ class Model:
         ins = ", ".join(
             f"{t.name}: {t.dtype}{list(t.shape) if t.shape is not None else ''}" for t in self._inputs
         )
-        return f"<hepinfer.nn.Model ({ins}) -> {len(self._outputs)} output(s), {self.n_nodes} nodes>"
+        via = ", onnxruntime" if self.backend == "onnxruntime" else ""
+        return f"<hepinfer.nn.Model ({ins}) -> {len(self._outputs)} output(s), {self.n_nodes} nodes{via}>"
 
     # ------------------------------------------------------------------ evaluation
     def predict(self, x: Any, *more: Any, n_threads: int = 1) -> Union[np.ndarray, dict[str, np.ndarray]]:
@@ -371,7 +437,7 @@ class Model:
             dimension) goes to :meth:`predict_jagged` with its default options.
         n_threads
             Threads over batch rows (batch-separable models); ``<= 0``: all cores. Results do
-            not depend on it.
+            not depend on it. With the onnxruntime backend: onnxruntime's intra-op threads.
 
         On a CUDA model (:meth:`to`), numpy (and other host) inputs are copied to the device
         and the outputs come back as numpy arrays; torch CUDA tensors and other objects with
@@ -607,6 +673,7 @@ class Model:
             Feature value of padded slots (what the padded model's padding holds).
         n_threads
             Threads over groups of jets (``<= 0``: all cores). Results do not depend on it.
+            With the onnxruntime backend: onnxruntime's intra-op threads, groups in turn.
 
         Returns
         -------

@@ -40,6 +40,7 @@ def score(
     dask: bool = False,
     open_options: Optional[Mapping[str, Any]] = None,
     overwrite: bool = False,
+    nn_backend: Optional[str] = None,
 ) -> Any:
     """Run ``model`` over every event of ``files``.
 
@@ -130,6 +131,11 @@ def score(
     overwrite
         Replace an existing ``output`` file (otherwise :class:`OutputError`, as ``hadd``
         refuses an existing target without ``-f``).
+    nn_backend
+        How an ``.onnx`` path is evaluated: ``None`` or ``"hepinfer"``, hepinfer's engine;
+        ``"onnxruntime"``, onnxruntime (for a network whose operators the engine refuses; see
+        :meth:`hepinfer.nn.Model.load`), here and on Dask workers alike. A network loaded with
+        ``Model.load(path, backend="onnxruntime")`` keeps its backend without it.
 
     Returns
     -------
@@ -155,6 +161,7 @@ def score(
         return_summary=return_summary,
         open_options=open_options,
         overwrite=overwrite,
+        nn_backend=nn_backend,
     )
     if dask:
         from hepinfer.scoring.on_dask import run_dask

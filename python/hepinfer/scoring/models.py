@@ -277,33 +277,64 @@ class _JaggedNetworkModel:
         return result
 
 
+def _is_network(model: Any) -> bool:
+    return type(model).__module__ == "hepinfer.nn" and type(model).__name__ == "Model"
+
+
+def _check_nn_backend(model: Any, nn_backend: Optional[str]) -> None:
+    """``nn_backend`` names how ONNX networks are evaluated: it must fit the model given."""
+    if nn_backend is None:
+        return
+    if _is_network(model):
+        if model.backend != nn_backend:
+            raise InputError(
+                f"nn_backend={nn_backend!r}, but this hepinfer.nn.Model was loaded with backend "
+                f"{model.backend!r}: give the .onnx path, or load it with Model.load(path, backend={nn_backend!r})"
+            )
+        return
+    raise InputError(
+        f"nn_backend={nn_backend!r} is for ONNX networks (an .onnx path or a hepinfer.nn.Model); "
+        f"this model is a {type(model).__name__}"
+    )
+
+
 def as_scoring_model(
     model: Any,
     *,
     output_kind: str = "probability",
     n_threads: Optional[int] = None,
     output_names: Optional[Sequence[str]] = None,
+    nn_backend: Optional[str] = None,
 ) -> Any:
     """An object following :class:`ScoringModel` for ``model``: a :class:`hepinfer.Forest`, a
     model file path or bytes, an xgboost/lightgbm booster, a :class:`hepinfer.nn.Model` (or an
     ``.onnx`` path) with one ``(events, features)`` input, or any object that already follows
-    the protocol (``input_names``/``feature_names``/``inputs`` and ``predict(dict)``)."""
+    the protocol (``input_names``/``feature_names``/``inputs`` and ``predict(dict)``).
+
+    ``nn_backend`` (``"hepinfer"`` or ``"onnxruntime"``, see :meth:`hepinfer.nn.Model.load`)
+    loads an ``.onnx`` path with that backend; for a loaded network it must be the one it was
+    loaded with, and it is refused for other models. ``None``: hepinfer's engine for paths."""
     from hepinfer.forest import Forest
 
-    if isinstance(model, (_ForestModel, _GenericModel, _NetworkModel, _JaggedNetworkModel)):
+    if isinstance(model, (_NetworkModel, _JaggedNetworkModel)):
+        _check_nn_backend(model.model, nn_backend)
+        return model
+    if isinstance(model, (_ForestModel, _GenericModel)):
+        _check_nn_backend(model, nn_backend)
         return model
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
         from hepinfer.nn import Model
 
-        model = Model.load(model)
+        model = Model.load(model, backend=nn_backend or "hepinfer")
     elif isinstance(model, (str, os.PathLike, bytes, bytearray)) or type(model).__module__.split(".")[0] in (
         "xgboost",
         "lightgbm",
     ):
         model = Forest.load(model)
+    _check_nn_backend(model, nn_backend)
     if isinstance(model, Forest):
         return _ForestModel(model, output_kind, n_threads, output_names)
-    if type(model).__module__ == "hepinfer.nn" and type(model).__name__ == "Model":
+    if _is_network(model):
         if _is_row_network(model):
             return _NetworkModel(model, n_threads, output_names)
         return _JaggedNetworkModel(model, n_threads, output_names)

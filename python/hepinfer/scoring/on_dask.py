@@ -17,7 +17,13 @@ import numpy as np
 
 from hepinfer._core import InputError
 from hepinfer.io import FilesLike, ReadError, TreeSource
-from hepinfer.scoring.models import _ForestModel, _GenericModel, as_scoring_model
+from hepinfer.scoring.models import (
+    _ForestModel,
+    _GenericModel,
+    _JaggedNetworkModel,
+    _NetworkModel,
+    as_scoring_model,
+)
 from hepinfer.scoring.output import _Block, _Failure, collect
 from hepinfer.scoring.plan import ScoreOptions, _evaluate, _Plan, _read_plan, prepare
 
@@ -30,12 +36,14 @@ _LOADED_LOCK = threading.Lock()
 class ModelHolder:
     """A model that is cheap to send to dask workers and loaded once per worker process.
 
-    It keeps the model's bytes (the model file for forests, a pickle for other models) and
-    their SHA-256; :meth:`get` loads it the first time a process asks and caches it in a
-    module-level dict keyed by that hash.
+    It keeps the model's bytes (the model file for forests and ONNX files, a pickle for other
+    models, e.g. a network loaded with ``backend="onnxruntime"``, which pickles as its ONNX bytes)
+    and their SHA-256; :meth:`get` loads it the first time a process asks and caches it in a
+    module-level dict keyed by that hash. ``nn_backend`` is the backend an ONNX file is loaded
+    with there (see :meth:`hepinfer.nn.Model.load`).
     """
 
-    __slots__ = ("data", "key", "kind", "n_threads", "output_kind", "output_names")
+    __slots__ = ("data", "key", "kind", "n_threads", "nn_backend", "output_kind", "output_names")
 
     def __init__(
         self,
@@ -45,6 +53,7 @@ class ModelHolder:
         output_kind: str = "probability",
         n_threads: Optional[int] = 1,
         output_names: Optional[Sequence[str]] = None,
+        nn_backend: Optional[str] = None,
     ) -> None:
         if kind not in ("forest", "onnx", "pickle"):
             raise ValueError(f"kind must be 'forest', 'onnx' or 'pickle', got {kind!r}")
@@ -54,6 +63,7 @@ class ModelHolder:
         self.output_kind = output_kind
         self.n_threads = n_threads
         self.output_names = list(output_names) if output_names is not None else None
+        self.nn_backend = nn_backend
 
     @classmethod
     def from_model(
@@ -63,6 +73,7 @@ class ModelHolder:
         output_kind: str = "probability",
         n_threads: Optional[int] = 1,
         output_names: Optional[Sequence[str]] = None,
+        nn_backend: Optional[str] = None,
     ) -> ModelHolder:
         """From a model file path or bytes, an xgboost/lightgbm booster, or a picklable model
         following :class:`ScoringModel`, or a loaded :class:`hepinfer.Forest` (pickled as its
@@ -73,11 +84,14 @@ class ModelHolder:
             "output_kind": output_kind,
             "n_threads": n_threads,
             "output_names": output_names,
+            "nn_backend": nn_backend,
         }
         if isinstance(model, ModelHolder):
             return model
         if isinstance(model, _ForestModel):
             model = model.forest
+        if isinstance(model, (_NetworkModel, _JaggedNetworkModel)):
+            model = model.model  # a network travels as itself (options are applied again there)
         if isinstance(model, (str, os.PathLike)):
             kind = "onnx" if os.fspath(model).lower().endswith(".onnx") else "forest"
             with open(os.fspath(model), "rb") as fh:
@@ -108,19 +122,33 @@ class ModelHolder:
     def __reduce__(self) -> tuple:
         return (
             _holder,
-            (self.kind, self.data, self.key, self.output_kind, self.n_threads, self.output_names),
+            (
+                self.kind,
+                self.data,
+                self.key,
+                self.output_kind,
+                self.n_threads,
+                self.output_names,
+                self.nn_backend,
+            ),
         )
 
     def get(self) -> Any:
         """The model, following :class:`ScoringModel`, loaded once per process."""
-        cache_key = (self.key, self.output_kind, self.n_threads, tuple(self.output_names or ()))
+        cache_key = (
+            self.key,
+            self.output_kind,
+            self.n_threads,
+            tuple(self.output_names or ()),
+            self.nn_backend,
+        )
         with _LOADED_LOCK:
             model = _LOADED.get(cache_key)
             if model is None:
                 if self.kind == "onnx":
                     from hepinfer.nn import Model
 
-                    raw: Any = Model.load(self.data)
+                    raw: Any = Model.load(self.data, backend=self.nn_backend or "hepinfer")
                 else:
                     raw = pickle.loads(self.data) if self.kind == "pickle" else self.data
                 model = as_scoring_model(
@@ -128,17 +156,25 @@ class ModelHolder:
                     output_kind=self.output_kind,
                     n_threads=self.n_threads,
                     output_names=self.output_names,
+                    nn_backend=self.nn_backend,
                 )
                 _LOADED[cache_key] = model
             return model
 
 
 def _holder(
-    kind: str, data: bytes, key: str, output_kind: str, n_threads: Optional[int], output_names: Any
+    kind: str,
+    data: bytes,
+    key: str,
+    output_kind: str,
+    n_threads: Optional[int],
+    output_names: Any,
+    nn_backend: Optional[str] = None,
 ) -> ModelHolder:
     h = ModelHolder.__new__(ModelHolder)
     h.kind, h.data, h.key = kind, data, key
     h.output_kind, h.n_threads, h.output_names = output_kind, n_threads, output_names
+    h.nn_backend = nn_backend
     return h
 
 
@@ -264,7 +300,11 @@ def run_dask(model: Any, files: FilesLike, options: ScoreOptions, compute: bool 
     o = options
     n_threads = 1 if o.n_threads is None else o.n_threads
     holder = ModelHolder.from_model(
-        model, output_kind=o.output_kind, n_threads=n_threads, output_names=o.output_names
+        model,
+        output_kind=o.output_kind,
+        n_threads=n_threads,
+        output_names=o.output_names,
+        nn_backend=o.nn_backend,
     )
     scorer, plan, summary, good, total, sizes = prepare(
         holder.get(),

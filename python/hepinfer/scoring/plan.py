@@ -61,10 +61,13 @@ class ScoreOptions:
     return_summary: bool = False
     open_options: Optional[Mapping[str, Any]] = None
     overwrite: bool = False
+    nn_backend: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.nn_backend not in (None, "hepinfer", "onnxruntime"):
+            raise InputError(f"nn_backend must be 'hepinfer' or 'onnxruntime', got {self.nn_backend!r}")
 
 
 # Pieces read ahead of the one being evaluated (0: read and evaluate in turn, in one thread).
@@ -265,7 +268,11 @@ def prepare(
     summary, good files, their entries in all, {file index: (entries, entries in one chunk)})."""
     o = options
     scorer = as_scoring_model(
-        model, output_kind=o.output_kind, n_threads=n_threads, output_names=o.output_names
+        model,
+        output_kind=o.output_kind,
+        n_threads=n_threads,
+        output_names=o.output_names,
+        nn_backend=o.nn_backend,
     )
     plan = _make_plan(scorer, o.features, o.jet_features, o.aliases, o.cut, o.chunk, o.open_options)
     summary, good, total, sizes = _check_files(
