@@ -90,9 +90,9 @@ struct BudgetError : OpError {
 
 /// Bytes by which Value::alloc may still grow buffers on this thread, in total. Unlimited
 /// (SIZE_MAX) except while a model loads: constant folding and the load-time dry run set it
-/// from load_budget_bytes() and give bytes back when they free buffers (see model.cpp), so
-/// that a small file cannot make load hold gigabytes in many tensors each under the
-/// per-tensor limit.
+/// from load_budget_bytes() and give bytes back when they free buffers (see passes.cpp and
+/// executor.cpp), so that a small file cannot make load hold gigabytes in many tensors each
+/// under the per-tensor limit.
 inline std::size_t& alloc_budget_left() noexcept {
   static thread_local std::size_t left = static_cast<std::size_t>(-1);
   return left;
@@ -104,6 +104,18 @@ inline std::size_t& load_budget_bytes() noexcept {
   static thread_local std::size_t budget = std::size_t{1} << 30;
   return budget;
 }
+
+/// Sets alloc_budget_left() for a scope and restores it after (an exception included).
+class AllocBudgetScope {
+ public:
+  explicit AllocBudgetScope(std::size_t left) : saved_(alloc_budget_left()) { alloc_budget_left() = left; }
+  ~AllocBudgetScope() { alloc_budget_left() = saved_; }
+  AllocBudgetScope(const AllocBudgetScope&) = delete;
+  AllocBudgetScope& operator=(const AllocBudgetScope&) = delete;
+
+ private:
+  std::size_t saved_;
+};
 
 /// A tensor during evaluation: type, shape, data pointer (into `buf` or aliasing another value,
 /// a graph input or a constant).
