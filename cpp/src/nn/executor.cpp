@@ -18,6 +18,11 @@ using I64 = std::int64_t;
 
 // ---- Graph: workspaces and execution
 
+void run_node(const Node& n, Workspace& ws) {
+  if (!n.run) throw OpError("internal error: the node has no kernel");
+  n.run(n, ws);
+}
+
 std::unique_ptr<Workspace> Graph::make_workspace() const {
   auto ws = std::make_unique<Workspace>();
   ws->values.resize(meta.size());

@@ -252,7 +252,7 @@ using RunFn = void (*)(const Node&, Workspace&);
 
 struct Node {
   Op op = Op::Identity;
-  RunFn run = nullptr;  // when set, run_node calls it (ops registered in the op table)
+  RunFn run = nullptr;  // the kernel, set by the op's import handler (see op_import.hpp)
   std::string name, op_type;
   std::vector<int> in, out;  // value ids, -1 = absent optional input/output
   // parsed attributes (meaning depends on op)
@@ -318,8 +318,11 @@ class Graph {
 /// InputError for a wrong count, an unknown name (listing the model's) or an input given twice.
 std::vector<const InputTensor*> order_inputs(const Graph& g, const std::vector<InputTensor>& inputs);
 
-/// Evaluates one node (ops.cpp). Inputs/outputs are ws.values[node.in/out]. Throws OpError.
+/// Evaluates one node: calls node.run (executor.cpp). Inputs/outputs are ws.values[node.in/out].
+/// Throws OpError.
 void run_node(const Node& node, Workspace& ws);
+/// The kernel of a Dense node (ops_linear.cpp), which the fuse pass makes of a Gemm/MatMul.
+void run_dense(const Node& node, Workspace& ws);
 
 // ---- kernels (kernels.cpp)
 /// C[m, n] = act(sum_k A[m, k] * B[k, n] + bias) for m < M, n < N. Row-major with leading

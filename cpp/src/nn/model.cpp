@@ -351,6 +351,17 @@ class OnnxImportContext final : public ImportContext {
   std::vector<std::int64_t> ints(const char* name) override { return at_.ints(name); }
   std::vector<float> floats(const char* name) override { return at_.floats(name); }
   void ignore(const char* name) override { at_.ignore(name); }
+  std::shared_ptr<Value> tensor(const char* name) override {
+    const onnx::Attribute* a = at_.get(name);
+    if (!a) return nullptr;
+    return tensor_value(a->t, b_.g.source + ": " + node_label(on_), b_.data_dir, b_.g.constant_storage);
+  }
+  bool type_from_code(std::int64_t code, ElementType& out) const override {
+    return elem_type_of(static_cast<std::int32_t>(code), out);
+  }
+  std::string type_code_name(std::int64_t code) const override {
+    return onnx::data_type_name(static_cast<std::int32_t>(code));
+  }
   [[noreturn]] void fail(const std::string& msg) const override { at_.fail(msg); }
 
  private:
@@ -361,350 +372,51 @@ class OnnxImportContext final : public ImportContext {
   Node& n_;
 };
 
-const std::map<std::string, Act>& unary_ops() {
-  static const std::map<std::string, Act> m = {
-      {"Neg", Act::Neg},         {"Relu", Act::Relu},       {"LeakyRelu", Act::LeakyRelu}, {"Elu", Act::Elu},
-      {"Selu", Act::Selu},       {"Gelu", Act::Gelu},       {"Sigmoid", Act::Sigmoid},     {"Tanh", Act::Tanh},
-      {"Exp", Act::Exp},         {"Log", Act::Log},         {"Sqrt", Act::Sqrt},           {"Abs", Act::Abs},
-      {"Erf", Act::Erf},         {"Reciprocal", Act::Reciprocal}, {"Floor", Act::Floor},   {"Ceil", Act::Ceil},
-      {"Softplus", Act::Softplus}, {"HardSigmoid", Act::HardSigmoid}, {"Sin", Act::Sin},    {"Cos", Act::Cos},
-      {"Sign", Act::Sign},       {"Round", Act::Round},     {"Clip", Act::Clip}};
-  return m;
+/// Turns a Constant node into a constant value named by its output.
+void import_constant(Builder& b, const onnx::Node& on, Attrs& at) {
+  const std::string& src = b.g.source;
+  if (on.outputs.empty() || on.outputs.size() > 1) at.fail("has " + std::to_string(on.outputs.size()) + " outputs");
+  std::shared_ptr<Value> v;
+  if (const auto* a = at.get("value")) {
+    v = tensor_value(a->t, src + ": " + node_label(on), b.data_dir, b.g.constant_storage);
+  } else if (const auto* a2 = at.get("value_float")) {
+    v = b.scalar_float(a2->f);
+  } else if (const auto* a3 = at.get("value_floats")) {
+    v = std::make_shared<Value>();
+    auto buf = std::make_shared<std::vector<I64>>();
+    b.g.constant_storage.push_back(buf);
+    v->buf = buf.get();
+    Shape s;
+    s.push(static_cast<I64>(a3->floats.size()));
+    float* d = static_cast<float*>(v->alloc(ElementType::Float32, s));
+    std::copy(a3->floats.begin(), a3->floats.end(), d);
+  } else if (const auto* a4 = at.get("value_int")) {
+    v = b.ints_value({a4->i});
+    v->shape = Shape{};
+  } else if (const auto* a5 = at.get("value_ints")) {
+    v = b.ints_value(a5->ints);
+  } else {
+    at.fail("needs a value, value_float(s) or value_int(s) attribute (string and sparse constants are not supported)");
+  }
+  at.finish();
+  b.add_constant(on.outputs[0], v);
 }
 
-/// Translates one ONNX node into a Node (attributes parsed and checked). Returns false for
-/// a Constant node, which is turned into a constant value instead.
+/// Translates one ONNX node into a Node through its op table handler (attributes parsed and
+/// checked). Returns false for a Constant node, which is turned into a constant value instead.
 bool translate(Builder& b, const onnx::Node& on, std::int64_t opset, Node& n) {
-  const std::string& src = b.g.source;
-  Attrs at(on, src);
+  Attrs at(on, b.g.source);
   const std::string& t = on.op_type;
   n.op_type = t;
   n.name = on.name;
-  auto need_inputs = [&](std::size_t lo, std::size_t hi) {
-    std::size_t count = 0;
-    for (std::size_t k = 0; k < on.inputs.size(); ++k)
-      if (!on.inputs[k].empty()) count = k + 1;
-    if (count < lo || on.inputs.size() > hi)
-      at.fail("has " + std::to_string(on.inputs.size()) + " inputs; expected " + std::to_string(lo) +
-              (hi != lo ? " to " + std::to_string(hi) : ""));
-  };
-  auto need_outputs = [&](std::size_t hi) {
-    if (on.outputs.empty() || on.outputs.size() > hi) at.fail("has " + std::to_string(on.outputs.size()) + " outputs");
-  };
-  auto const_input = [&](std::size_t k) -> const Value* {
-    if (k >= on.inputs.size() || on.inputs[k].empty()) return nullptr;
-    return b.constant(b.id_of(on.inputs[k]));
-  };
-  static const std::map<std::string, BinOp> bin = {
-      {"Add", BinOp::Add}, {"Sub", BinOp::Sub}, {"Mul", BinOp::Mul}, {"Div", BinOp::Div}, {"Pow", BinOp::Pow}};
-  static const std::map<std::string, BinOp> var = {
-      {"Max", BinOp::Max}, {"Min", BinOp::Min}, {"Sum", BinOp::Add}, {"Mean", BinOp::Add}};
-  static const std::map<std::string, CmpOp> cmp = {{"Equal", CmpOp::Equal},
-                                                     {"Less", CmpOp::Less},
-                                                     {"Greater", CmpOp::Greater},
-                                                     {"LessOrEqual", CmpOp::LessOrEqual},
-                                                     {"GreaterOrEqual", CmpOp::GreaterOrEqual}};
-  static const std::map<std::string, LogicOp> logic = {{"And", LogicOp::And}, {"Or", LogicOp::Or}, {"Xor", LogicOp::Xor}};
-  static const std::map<std::string, ReduceOp> red = {
-      {"ReduceSum", ReduceOp::Sum},   {"ReduceMean", ReduceOp::Mean}, {"ReduceMax", ReduceOp::Max},
-      {"ReduceMin", ReduceOp::Min},   {"ReduceProd", ReduceOp::Prod}, {"ReduceL2", ReduceOp::L2},
-      {"ReduceSumSquare", ReduceOp::SumSquare}};
-
   if (t == "Constant") {
-    need_outputs(1);
-    std::shared_ptr<Value> v;
-    if (const auto* a = at.get("value")) {
-      v = tensor_value(a->t, src + ": " + node_label(on), b.data_dir, b.g.constant_storage);
-    } else if (const auto* a2 = at.get("value_float")) {
-      v = b.scalar_float(a2->f);
-    } else if (const auto* a3 = at.get("value_floats")) {
-      v = std::make_shared<Value>();
-      auto buf = std::make_shared<std::vector<I64>>();
-      b.g.constant_storage.push_back(buf);
-      v->buf = buf.get();
-      Shape s;
-      s.push(static_cast<I64>(a3->floats.size()));
-      float* d = static_cast<float*>(v->alloc(ElementType::Float32, s));
-      std::copy(a3->floats.begin(), a3->floats.end(), d);
-    } else if (const auto* a4 = at.get("value_int")) {
-      v = b.ints_value({a4->i});
-      v->shape = Shape{};
-    } else if (const auto* a5 = at.get("value_ints")) {
-      v = b.ints_value(a5->ints);
-    } else {
-      at.fail("needs a value, value_float(s) or value_int(s) attribute (string and sparse constants are not supported)");
-    }
-    at.finish();
-    b.add_constant(on.outputs[0], v);
+    import_constant(b, on, at);
     return false;
   }
-  if (const auto it = op_table().find(t); it != op_table().end()) {
-    OnnxImportContext ctx(b, on, opset, at, n);
-    it->second(ctx, n);
-    at.finish();
-    return true;
-  }
-
-  if (t == "Gemm") {
-    need_inputs(2, 3);
-    need_outputs(1);
-    n.op = Op::Gemm;
-    n.alpha = at.f("alpha", 1.0f);
-    n.beta = at.f("beta", 1.0f);
-    n.i0 = at.i("transA", 0);
-    n.i1 = at.i("transB", 0);
-  } else if (t == "MatMul") {
-    need_inputs(2, 2);
-    need_outputs(1);
-    n.op = Op::MatMul;
-  } else if (bin.count(t)) {
-    need_inputs(2, 2);
-    need_outputs(1);
-    n.op = Op::Binary;
-    n.bin = bin.at(t);
-  } else if (var.count(t)) {
-    need_inputs(1, 64);
-    need_outputs(1);
-    n.op = Op::Variadic;
-    n.bin = var.at(t);
-    n.i0 = t == "Mean";
-  } else if (cmp.count(t)) {
-    need_inputs(2, 2);
-    need_outputs(1);
-    n.op = Op::Compare;
-    n.cmp = cmp.at(t);
-  } else if (logic.count(t)) {
-    need_inputs(2, 2);
-    need_outputs(1);
-    n.op = Op::Logical;
-    n.logic = logic.at(t);
-  } else if (t == "Not") {
-    need_inputs(1, 1);
-    need_outputs(1);
-    n.op = Op::Not;
-  } else if (t == "Where") {
-    need_inputs(3, 3);
-    need_outputs(1);
-    n.op = Op::Where;
-  } else if (unary_ops().count(t)) {
-    need_outputs(1);
-    n.op = Op::Unary;
-    n.act = unary_ops().at(t);
-    if (t == "LeakyRelu") n.alpha = at.f("alpha", 0.01f);
-    else if (t == "Elu") n.alpha = at.f("alpha", 1.0f);
-    else if (t == "Selu") {
-      n.alpha = at.f("alpha", 1.67326319217681884765625f);
-      n.beta = at.f("gamma", 1.05070102214813232421875f);
-    } else if (t == "HardSigmoid") {
-      n.alpha = at.f("alpha", 0.2f);
-      n.beta = at.f("beta", 0.5f);
-    } else if (t == "Gelu") {
-      const std::string ap = at.s("approximate", "none");
-      if (ap == "tanh") n.act = Act::GeluTanh;
-      else if (ap != "none") at.fail("approximate '" + ap + "' is not supported");
-    }
-    if (t == "Clip") {
-      n.alpha = -std::numeric_limits<float>::infinity();
-      n.beta = std::numeric_limits<float>::infinity();
-      if (opset < 11) {
-        need_inputs(1, 1);
-        n.alpha = at.f("min", n.alpha);
-        n.beta = at.f("max", n.beta);
-      } else {
-        need_inputs(1, 3);  // constant min/max are read after constant folding (finalize)
-        n.i0 = 1;
-      }
-    } else {
-      need_inputs(1, 1);
-    }
-  } else if (t == "Softmax" || t == "LogSoftmax") {
-    need_inputs(1, 1);
-    need_outputs(1);
-    n.op = t == "Softmax" ? Op::Softmax : Op::LogSoftmax;
-    n.axis = at.i("axis", opset < 13 ? 1 : -1);
-    n.i0 = opset < 13;
-  } else if (t == "Concat") {
-    need_inputs(1, 1024);
-    need_outputs(1);
-    n.op = Op::Concat;
-    if (!at.has("axis")) at.fail("axis is required");
-    n.axis = at.i("axis", 0);
-  } else if (t == "Reshape") {
-    need_inputs(2, 2);
-    need_outputs(1);
-    n.op = Op::Reshape;
-    n.i0 = at.i("allowzero", 0);
-  } else if (t == "Flatten") {
-    need_inputs(1, 1);
-    need_outputs(1);
-    n.op = Op::Flatten;
-    n.axis = at.i("axis", 1);
-  } else if (t == "Squeeze" || t == "Unsqueeze") {
-    need_outputs(1);
-    n.op = t == "Squeeze" ? Op::Squeeze : Op::Unsqueeze;
-    if (opset < 13) {
-      need_inputs(1, 1);
-      if (at.has("axes")) {
-        n.v0 = at.ints("axes");
-        n.has_v0 = true;
-      }
-      if (t == "Unsqueeze" && !n.has_v0) at.fail("axes is required");
-    } else {
-      need_inputs(t == "Squeeze" ? 1 : 2, 2);
-    }
-  } else if (t == "Transpose") {
-    need_inputs(1, 1);
-    need_outputs(1);
-    n.op = Op::Transpose;
-    if (at.has("perm")) {
-      n.v0 = at.ints("perm");
-      n.has_v0 = true;
-    }
-  } else if (t == "Gather" || t == "GatherElements") {
-    need_inputs(2, 2);
-    need_outputs(1);
-    n.op = t == "Gather" ? Op::Gather : Op::GatherElements;
-    n.axis = at.i("axis", 0);
-  } else if (t == "GatherND") {
-    need_inputs(2, 2);
-    need_outputs(1);
-    n.op = Op::GatherND;
-    n.i0 = at.i("batch_dims", 0);
-  } else if (t == "Slice") {
-    need_outputs(1);
-    n.op = Op::Slice;
-    if (opset < 10) {
-      need_inputs(1, 1);
-      n.v0 = at.ints("starts");
-      n.v1 = at.ints("ends");
-      n.v2 = at.ints("axes");
-      n.has_v0 = true;
-    } else {
-      need_inputs(3, 5);
-    }
-  } else if (t == "Expand" || t == "Tile") {
-    need_inputs(2, 2);
-    need_outputs(1);
-    n.op = t == "Expand" ? Op::Expand : Op::Tile;
-  } else if (t == "Shape") {
-    need_inputs(1, 1);
-    need_outputs(1);
-    n.op = Op::ShapeOf;
-    n.i0 = at.i("start", 0);
-    n.i1 = at.i("end", std::numeric_limits<I64>::max());
-  } else if (t == "Size") {
-    need_inputs(1, 1);
-    need_outputs(1);
-    n.op = Op::Size;
-  } else if (t == "ConstantOfShape") {
-    need_inputs(1, 1);
-    need_outputs(1);
-    n.op = Op::ConstantOfShape;
-    if (const auto* a = at.get("value")) {
-      auto v = tensor_value(a->t, src + ": " + node_label(on), b.data_dir, b.g.constant_storage);
-      if (v->numel != 1) at.fail("value must hold one element");
-      n.constant = v;
-    } else {
-      n.constant = b.scalar_float(0.0f);
-    }
-  } else if (t == "Range") {
-    need_inputs(3, 3);
-    need_outputs(1);
-    n.op = Op::Range;
-  } else if (t == "Cast" || t == "CastLike") {
-    need_outputs(1);
-    n.op = Op::Cast;
-    at.ignore("saturate");
-    if (t == "CastLike") at.fail("CastLike is not supported");
-    need_inputs(1, 1);
-    const I64 to = at.i("to", -1);
-    if (!elem_type_of(static_cast<std::int32_t>(to), n.to))
-      at.fail(std::string("cast to ") + onnx::data_type_name(static_cast<std::int32_t>(to)) + " is not supported");
-  } else if (t == "Identity") {
-    need_inputs(1, 1);
-    need_outputs(1);
-    n.op = Op::Identity;
-  } else if (t == "Dropout") {
-    need_inputs(1, 3);
-    need_outputs(2);
-    n.op = Op::Identity;
-    at.ignore("seed");
-    at.ignore("ratio");
-    if (at.i("is_test", 1) == 0) at.fail("is_test = 0 (training) is not supported");
-    if (on.inputs.size() > 2 && !on.inputs[2].empty()) {
-      const Value* tm = const_input(2);
-      if (!tm || tm->numel != 1 || tm->b()[0]) at.fail("training_mode must be a constant false");
-    }
-    n.in.resize(1);
-  } else if (red.count(t)) {
-    need_outputs(1);
-    n.op = Op::Reduce;
-    n.reduce = red.at(t);
-    n.i0 = at.i("keepdims", 1);
-    const bool axes_as_input = t == "ReduceSum" ? opset >= 13 : opset >= 18;
-    if (axes_as_input) {
-      need_inputs(1, 2);
-      n.i1 = at.i("noop_with_empty_axes", 0);
-    } else {
-      need_inputs(1, 1);
-      if (at.has("axes")) {
-        n.v0 = at.ints("axes");
-        n.has_v0 = true;
-      }
-    }
-  } else if (t == "BatchNormalization") {
-    need_inputs(5, 5);
-    if (on.outputs.size() > 1) at.fail("training-mode outputs (running mean/var) are not supported");
-    n.op = Op::BatchNorm;
-    const float eps = at.f("epsilon", 1e-5f);
-    at.ignore("momentum");
-    if (at.i("training_mode", 0) != 0) at.fail("training_mode = 1 is not supported");
-    if (at.i("spatial", 1) != 1) at.fail("spatial = 0 is not supported");
-    at.ignore("is_test");
-    n.alpha = eps;  // scale, B, mean, var are read after constant folding (finalize)
-  } else if (t == "LayerNormalization") {
-    need_inputs(2, 3);
-    if (on.outputs.size() > 1) {
-      for (std::size_t k = 1; k < on.outputs.size(); ++k)
-        if (!on.outputs[k].empty()) at.fail("the Mean and InvStdDev outputs are not supported");
-    }
-    n.op = Op::LayerNorm;
-    n.axis = at.i("axis", -1);
-    n.alpha = at.f("epsilon", 1e-5f);
-    at.ignore("stash_type");
-  } else if (t == "TopK") {
-    need_outputs(2);
-    n.op = Op::TopK;
-    n.axis = at.i("axis", -1);
-    n.i1 = at.i("largest", 1);
-    n.i2 = at.i("sorted", 1);
-    if (opset < 10) {
-      need_inputs(1, 1);
-      const I64 k = at.i("k", -1);
-      if (k < 0) at.fail("k is required");
-      // K becomes a constant input
-      n.i3 = k;
-    } else {
-      need_inputs(2, 2);
-    }
-  } else if (t == "Split") {
-    n.op = Op::Split;
-    n.axis = at.i("axis", 0);
-    n.i0 = at.has("num_outputs") ? 1 : 0;
-    at.ignore("num_outputs");
-    if (opset < 13) {
-      need_inputs(1, 1);
-      if (at.has("split")) {
-        n.v0 = at.ints("split");
-        n.has_v0 = true;
-      }
-    } else {
-      need_inputs(1, 2);
-    }
-    if (on.outputs.empty()) at.fail("has no outputs");
-  } else {
-    at.fail("operator '" + t + "' is not supported by hepinfer");
-  }
+  const auto it = op_table().find(t);
+  if (it == op_table().end()) at.fail("operator '" + t + "' is not supported by hepinfer");
+  OnnxImportContext ctx(b, on, opset, at, n);
+  it->second(ctx, n);
   at.finish();
   return true;
 }
@@ -775,7 +487,6 @@ std::shared_ptr<Graph> build(const onnx::Model& m, const std::string& source, co
     if (!is_node) continue;
     n.out.clear();
     for (const auto& name : on.outputs) n.out.push_back(name.empty() ? -1 : b.id_of(name));
-    if (n.op == Op::TopK && g.opset < 10) n.in.push_back(b.add_constant(on.name + "/k", b.ints_value({n.i3})));
     if (n.name.empty()) n.name = on.outputs.empty() ? "?" : on.outputs[0];
     g.nodes.push_back(std::move(n));
   }

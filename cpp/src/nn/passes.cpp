@@ -212,6 +212,7 @@ void fuse(Graph& g) {
       if (C && n.beta != 0.0f)
         for (I64 j = 0; j < N; ++j) p->bias[static_cast<std::size_t>(j)] = n.beta * C->f()[C->numel == 1 ? 0 : j];
       n.op = Op::Dense;
+      n.run = run_dense;
       n.dense = p;
       n.in.resize(1);
       n.alpha = n.beta = 0.0f;
@@ -230,6 +231,7 @@ void fuse(Graph& g) {
       for (I64 k = 0; k < K; ++k)
         for (I64 j = 0; j < N; ++j) p->w[static_cast<std::size_t>(k * p->ldb + j)] = B.f()[k * N + j];
       n.op = Op::Dense;
+      n.run = run_dense;
       n.dense = p;
       n.in.resize(1);
       n.i0 = 0;
