@@ -213,8 +213,8 @@ void dry_run(const Graph& g, const std::string& source_name) {
   // alone take gigabytes (16 inputs of 2^26 floats) or whose intermediates do (Expand
   // branches to 1 GiB each) is legitimate ONNX, and the memory is spent, or refused by the
   // user's own machine, only when predict is called with such inputs. A single tensor over
-  // the per-tensor load limit (4 GiB, see LoadSizeGuard in model.cpp) is still an error naming
-  // the node.
+  // the per-tensor load limit (4 GiB, see LoadSizeGuard in formats/load_onnx.cpp) is still an
+  // error naming the node.
   const std::size_t budget = load_budget_bytes();
   bool fixed = true;
   double input_bytes = 0;  // at batch 1; in double: declared dims may be anything up to 2^63

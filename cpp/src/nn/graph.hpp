@@ -55,8 +55,9 @@ inline std::size_t element_size(ElementType t) noexcept {
 }
 
 /// The largest tensor (in bytes) an op may allocate on this thread. Model loading lowers it
-/// while it folds constants and dry-runs the graph (see LoadSizeGuard in model.cpp), so that
-/// a file cannot make load allocate absurd amounts; evaluation only guards against overflow.
+/// while it folds constants and dry-runs the graph (see LoadSizeGuard in
+/// formats/load_onnx.cpp), so that a file cannot make load allocate absurd amounts; evaluation
+/// only guards against overflow.
 inline std::size_t& max_tensor_bytes() noexcept {
   static thread_local std::size_t limit = std::size_t{1} << 40;
   return limit;
