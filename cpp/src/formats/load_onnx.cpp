@@ -413,6 +413,34 @@ bool translate(Builder& b, const onnx::Node& on, std::int64_t opset, Node& n) {
 
 namespace {
 
+bool default_domain(const onnx::Node& on) { return on.domain.empty() || on.domain == "ai.onnx"; }
+
+/// Checks every node's operator before any is translated: a node in another domain or with an
+/// op type missing from the op table fails the load, and all such nodes are named at once (a
+/// model that needs several missing operators says so in one message, not one per attempt).
+void check_operators(const std::vector<onnx::Node>& nodes, const std::string& source) {
+  std::vector<const onnx::Node*> bad;
+  for (const auto& on : nodes)
+    if (!default_domain(on) || (on.op_type != "Constant" && !op_table().count(on.op_type))) bad.push_back(&on);
+  if (bad.empty()) return;
+  if (bad.size() == 1) {
+    const onnx::Node& on = *bad[0];
+    if (!default_domain(on))
+      fail_node(source, on, "operator domain '" + on.domain + "' is not supported (only the default ONNX domain is)");
+    fail_node(source, on, "operator '" + on.op_type + "' is not supported by hepinfer");
+  }
+  constexpr std::size_t kListed = 50;  // a message, not a dump of a large model
+  std::string list;
+  for (std::size_t i = 0; i < bad.size() && i < kListed; ++i) {
+    const onnx::Node& on = *bad[i];
+    list += (i ? ", node '" : "node '") + on.name + "' (" + on.op_type +
+            (default_domain(on) ? "" : " in domain '" + on.domain + "'") + ")";
+  }
+  if (bad.size() > kListed) list += " and " + std::to_string(bad.size() - kListed) + " more";
+  throw ModelFormatError(source + ": " + std::to_string(bad.size()) +
+                         " nodes use operators that hepinfer does not support: " + list);
+}
+
 TensorInfo info_of(const onnx::ValueInfo& v, const std::string& source, const char* what) {
   TensorInfo t;
   t.name = v.name;
@@ -456,11 +484,10 @@ std::shared_ptr<Graph> build(const onnx::Model& m, const std::string& source, co
     g.inputs.push_back(info_of(vi, source, "input"));
     g.input_ids.push_back(id);
   }
+  check_operators(m.graph.nodes, source);
   std::set<std::string> defined;
   for (const auto& kv : b.ids) defined.insert(kv.first);
   for (const auto& on : m.graph.nodes) {
-    if (!on.domain.empty() && on.domain != "ai.onnx")
-      fail_node(source, on, "operator domain '" + on.domain + "' is not supported (only the default ONNX domain is)");
     for (const auto& name : on.inputs)
       if (!name.empty() && !defined.count(name))
         fail_node(source, on, "input '" + name + "' is not produced by any earlier node, initializer or graph input");
