@@ -65,18 +65,13 @@ def test_core_includes_no_python_and_nothing_from_the_bindings():
     assert not bad, "the C++ core must not depend on Python or the bindings:\n" + "\n".join(bad)
 
 
-# The ONNX import still shares nn/model.cpp with the executor; when it moves to its own file this
-# entry goes (and the test then holds for every engine file).
-ENGINE_FILES_READING_FORMATS = {"nn/model.cpp": {"formats/onnx_proto.hpp"}}
-
-
 def test_engines_include_no_format_reader():
     bad = []
     for engine in ("forest", "nn", "disco", "jagged"):
         for path in sources(CPP / "src" / engine):
             rel = path.relative_to(CPP / "src").as_posix()
             for _kind, name in includes(path):
-                if name.startswith("formats/") and name not in ENGINE_FILES_READING_FORMATS.get(rel, ()):
+                if name.startswith("formats/"):
                     bad.append(f"{rel}: #include {name}")
     assert not bad, "engines see only IRs; readers live in cpp/src/formats:\n" + "\n".join(bad)
     text = (CPP / "src" / "forest" / "forest.cpp").read_text()

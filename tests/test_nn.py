@@ -755,6 +755,28 @@ def test_unsupported_op_names_node_and_op():
         Model.load(m.SerializeToString())
 
 
+def test_every_unsupported_node_is_named_at_once():
+    # two different operators hepinfer lacks (and a custom-domain node) fail the load in one
+    # message that names each node and its op, with the count, not at the first one
+    nodes = [
+        helper.make_node("Relu", ["x"], ["h"], name="first"),
+        helper.make_node("Unique", ["h"], ["a"], name="unique_node"),
+        helper.make_node("Neg", ["a"], ["b"], name="fine"),
+        helper.make_node("NonMaxSuppression", ["b", "h"], ["c"], name="nms_node"),
+        helper.make_node("MyOp", ["c"], ["y"], name="custom_node", domain="com.example"),
+    ]
+    m = make(nodes, [("x", F, [2, 3])], [("y", F, None)])
+    m.opset_import.append(helper.make_opsetid("com.example", 1))
+    with pytest.raises(hepinfer.ModelFormatError) as e:
+        Model.load(m.SerializeToString())
+    msg = str(e.value)
+    assert "3 nodes" in msg
+    named = ["node 'unique_node' (Unique)", "node 'nms_node' (NonMaxSuppression)"]
+    for part in [*named, "node 'custom_node' (MyOp in domain 'com.example')"]:
+        assert part in msg
+    assert "'first'" not in msg and "'fine'" not in msg
+
+
 @pytest.mark.parametrize(
     "node,opset",
     [

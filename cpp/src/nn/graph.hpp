@@ -55,8 +55,9 @@ inline std::size_t element_size(ElementType t) noexcept {
 }
 
 /// The largest tensor (in bytes) an op may allocate on this thread. Model loading lowers it
-/// while it folds constants and dry-runs the graph (see LoadSizeGuard in model.cpp), so that
-/// a file cannot make load allocate absurd amounts; evaluation only guards against overflow.
+/// while it folds constants and dry-runs the graph (see LoadSizeGuard in
+/// formats/load_onnx.cpp), so that a file cannot make load allocate absurd amounts; evaluation
+/// only guards against overflow.
 inline std::size_t& max_tensor_bytes() noexcept {
   static thread_local std::size_t limit = std::size_t{1} << 40;
   return limit;
@@ -90,9 +91,9 @@ struct BudgetError : OpError {
 
 /// Bytes by which Value::alloc may still grow buffers on this thread, in total. Unlimited
 /// (SIZE_MAX) except while a model loads: constant folding and the load-time dry run set it
-/// from load_budget_bytes() and give bytes back when they free buffers (see model.cpp), so
-/// that a small file cannot make load hold gigabytes in many tensors each under the
-/// per-tensor limit.
+/// from load_budget_bytes() and give bytes back when they free buffers (see passes.cpp and
+/// executor.cpp), so that a small file cannot make load hold gigabytes in many tensors each
+/// under the per-tensor limit.
 inline std::size_t& alloc_budget_left() noexcept {
   static thread_local std::size_t left = static_cast<std::size_t>(-1);
   return left;
@@ -104,6 +105,18 @@ inline std::size_t& load_budget_bytes() noexcept {
   static thread_local std::size_t budget = std::size_t{1} << 30;
   return budget;
 }
+
+/// Sets alloc_budget_left() for a scope and restores it after (an exception included).
+class AllocBudgetScope {
+ public:
+  explicit AllocBudgetScope(std::size_t left) : saved_(alloc_budget_left()) { alloc_budget_left() = left; }
+  ~AllocBudgetScope() { alloc_budget_left() = saved_; }
+  AllocBudgetScope(const AllocBudgetScope&) = delete;
+  AllocBudgetScope& operator=(const AllocBudgetScope&) = delete;
+
+ private:
+  std::size_t saved_;
+};
 
 /// A tensor during evaluation: type, shape, data pointer (into `buf` or aliasing another value,
 /// a graph input or a constant).
@@ -240,7 +253,7 @@ using RunFn = void (*)(const Node&, Workspace&);
 
 struct Node {
   Op op = Op::Identity;
-  RunFn run = nullptr;  // when set, run_node calls it (ops registered in the op table)
+  RunFn run = nullptr;  // the kernel, set by the op's import handler (see op_import.hpp)
   std::string name, op_type;
   std::vector<int> in, out;  // value ids, -1 = absent optional input/output
   // parsed attributes (meaning depends on op)
@@ -306,8 +319,11 @@ class Graph {
 /// InputError for a wrong count, an unknown name (listing the model's) or an input given twice.
 std::vector<const InputTensor*> order_inputs(const Graph& g, const std::vector<InputTensor>& inputs);
 
-/// Evaluates one node (ops.cpp). Inputs/outputs are ws.values[node.in/out]. Throws OpError.
+/// Evaluates one node: calls node.run (executor.cpp). Inputs/outputs are ws.values[node.in/out].
+/// Throws OpError.
 void run_node(const Node& node, Workspace& ws);
+/// The kernel of a Dense node (ops_linear.cpp), which the fuse pass makes of a Gemm/MatMul.
+void run_dense(const Node& node, Workspace& ws);
 
 // ---- kernels (kernels.cpp)
 /// C[m, n] = act(sum_k A[m, k] * B[k, n] + bias) for m < M, n < N. Row-major with leading

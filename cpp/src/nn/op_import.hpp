@@ -52,6 +52,14 @@ class ImportContext {
   virtual std::vector<float> floats(const char* name) = 0;
   /// Marks an attribute as read without using it.
   virtual void ignore(const char* name) = 0;
+  /// A tensor attribute as a load-time constant owned by the graph, or null when absent.
+  virtual std::shared_ptr<Value> tensor(const char* name) = 0;
+
+  /// The element type of an ONNX type code (an attribute such as Cast's `to`); false when
+  /// hepinfer does not compute in that type.
+  virtual bool type_from_code(std::int64_t code, ElementType& out) const = 0;
+  /// The name of an ONNX type code, for messages ("float16").
+  virtual std::string type_code_name(std::int64_t code) const = 0;
 
   /// Throws ModelFormatError naming the model and the node.
   [[noreturn]] virtual void fail(const std::string& msg) const = 0;
@@ -83,5 +91,9 @@ const OpTable& op_table();
 
 // ---- one per family file; each adds its handlers to the table
 void add_conv_ops(OpTable& t);  // ops_conv.cpp
+void add_elementwise_ops(OpTable& t);  // ops_elementwise.cpp
+void add_shape_ops(OpTable& t);  // ops_shape.cpp
+void add_linear_ops(OpTable& t);  // ops_linear.cpp
+void add_reduce_ops(OpTable& t);  // ops_reduce.cpp
 
 }  // namespace hepinfer::nn

@@ -7,6 +7,10 @@ const OpTable& op_table() {
   static const OpTable table = [] {
     OpTable t;
     add_conv_ops(t);
+    add_elementwise_ops(t);
+    add_shape_ops(t);
+    add_linear_ops(t);
+    add_reduce_ops(t);
     return t;
   }();
   return table;

@@ -10,6 +10,7 @@
 namespace hepinfer::nn {
 
 using I64 = std::int64_t;
+using U8 = unsigned char;
 
 inline const Value* opt_in(const Node& n, Workspace& ws, std::size_t k) {
   if (k >= n.in.size() || n.in[k] < 0) return nullptr;
@@ -52,6 +53,21 @@ inline I64 scalar_int(const Value& v, const char* what) {
   if (v.type == ElementType::Int64) return v.i64()[0];
   if (v.type == ElementType::Float32) return static_cast<I64>(v.f()[0]);
   return v.b()[0];
+}
+
+/// The axes of Squeeze/Unsqueeze/Reduce*: the attribute (n.v0) or input 1; `given` says
+/// whether there were any.
+inline void axes_of(const Node& n, Workspace& ws, std::vector<I64>& axes, bool& given) {
+  given = false;
+  if (n.has_v0) {
+    axes = n.v0;
+    given = true;
+  } else if (const Value* v = opt_in(n, ws, 1)) {
+    read_ints(*v, axes, "axes");
+    given = true;
+  } else {
+    axes.clear();
+  }
 }
 
 }  // namespace hepinfer::nn
