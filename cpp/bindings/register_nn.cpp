@@ -287,6 +287,38 @@ py::tuple jagged_layout(const Model& m, const std::string& mask, bool detect_mas
   return py::make_tuple(inputs, layout.min_length);
 }
 
+py::dict summary_dict(const hepinfer::OnnxSummary& r) {
+  auto values = [](const std::vector<hepinfer::OnnxValueSummary>& vs) {
+    py::list out;
+    for (const auto& v : vs) {
+      py::object shape = py::none();
+      if (v.has_shape) {
+        py::list dims;
+        for (std::size_t i = 0; i < v.shape.size(); ++i) {
+          if (v.shape[i] >= 0) dims.append(py::int_(v.shape[i]));
+          else if (!v.dim_names[i].empty()) dims.append(text(v.dim_names[i]));
+          else dims.append(py::none());
+        }
+        shape = py::tuple(dims);
+      }
+      out.append(py::make_tuple(text(v.name), v.type, shape));
+    }
+    return out;
+  };
+  py::list nodes;
+  for (const auto& n : r.nodes) nodes.append(py::make_tuple(text(n.name), text(n.op_type), text(n.domain), n.supported));
+  py::dict d;
+  d["producer"] = text(r.producer);
+  d["ir_version"] = r.ir_version;
+  d["opset"] = r.opset;
+  d["inputs"] = values(r.inputs);
+  d["outputs"] = values(r.outputs);
+  d["nodes"] = nodes;
+  d["n_parameters"] = r.n_parameters;
+  d["n_initializers"] = r.n_initializers;
+  return d;
+}
+
 bool simple_rows(const Model& m) {
   if (m.inputs().size() != 1 || m.outputs().size() != 1) return false;
   try {
@@ -301,6 +333,30 @@ bool simple_rows(const Model& m) {
 }  // namespace
 
 void register_nn(py::module_& m) {
+  m.def(
+      "describe_onnx",
+      [](const std::string& path) {
+        hepinfer::OnnxSummary r;
+        {
+          py::gil_scoped_release release;
+          r = hepinfer::describe_onnx(path);
+        }
+        return summary_dict(r);
+      },
+      py::arg("path"), "What an ONNX file declares (inputs, outputs, nodes with support), without loading it.");
+  m.def(
+      "describe_onnx_bytes",
+      [](const py::bytes& content, const std::string& source) {
+        std::string c = content;
+        hepinfer::OnnxSummary r;
+        {
+          py::gil_scoped_release release;
+          r = hepinfer::describe_onnx_from_memory(c, source);
+        }
+        return summary_dict(r);
+      },
+      py::arg("content"), py::arg("source") = "<bytes>");
+  m.def("nn_supported_operators", &hepinfer::supported_operators, "Operators the NN engine implements (default domain).");
   py::class_<Model>(m, "Model", "An ONNX neural network, immutable after load.")
       .def_static(
           "load",

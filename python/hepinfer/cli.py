@@ -1,7 +1,7 @@
 """The ``hepinfer`` command line.
 
 hepinfer demo [--events N] [--generate N] [--out DIR]   W/QCD taggers trained, decorrelated, exported and run
-hepinfer info MODEL                       what a model file holds
+hepinfer info MODEL                       what a model file holds (forest, or ONNX: ops, native or not)
 hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
 hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
               [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"] [--dask local:4]
@@ -33,8 +33,51 @@ import numpy as np
 __all__ = ["main"]
 
 
+def _shape_text(t: Any) -> str:
+    if t.shape is None:
+        return f"{t.dtype} (no shape declared)"
+    dims = ", ".join("?" if d is None else str(d) for d in t.shape)
+    return f"{t.dtype}[{dims}]"
+
+
+def _cmd_info_onnx(args: argparse.Namespace) -> int:
+    from hepinfer._core import Error
+    from hepinfer.nn import Model, describe
+
+    s = describe(args.model)
+    print(f"model        {args.model}")
+    print(f"format       ONNX (IR version {s.ir_version}, opset {s.opset})")
+    print(f"producer     {s.producer or '?'}")
+    for label, values in (("inputs", s.inputs), ("outputs", s.outputs)):
+        for i, t in enumerate(values):
+            print(f"{label if i == 0 else '':<12} {t.name}: {_shape_text(t)}")
+    print(f"parameters   {s.n_parameters:,} in {s.n_initializers} initializers")
+    n_native = len(s.nodes) - len(s.unsupported)
+    print(f"nodes        {len(s.nodes)}, {n_native} of them on operators hepinfer implements")
+    print("operators")
+    native = {(n.domain, n.op_type): n.supported for n in s.nodes}
+    for (domain, op), count in s.op_histogram().items():
+        name = op if not domain or domain == "ai.onnx" else f"{domain}.{op}"
+        mark = "native" if native[(domain, op)] else "NOT SUPPORTED"
+        print(f"  {name:<28} {count:>5}  {mark}")
+    if s.unsupported:
+        print("unsupported nodes")
+        for n in s.unsupported:
+            print(f"  {n.name or '?'} ({n.op_type}{' in ' + n.domain if n.domain else ''})")
+    try:
+        m = Model.load(args.model)
+    except Error as e:
+        print(f"loads        no: {e}")
+        return 1
+    print(f"loads        yes ({m.n_nodes} nodes after folding and fusion)")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from hepinfer.forest import Forest
+
+    if str(args.model).lower().endswith(".onnx"):
+        return _cmd_info_onnx(args)
 
     f = Forest.load(args.model, tmva_cut_op=args.tmva_cut_op)
     print(f"model        {args.model}")

@@ -34,7 +34,17 @@ from hepinfer import _core
 from hepinfer._core import InputError, ModelFormatError
 from hepinfer._onnxruntime import MissingDependencyError, OnnxRuntimeGraph
 
-__all__ = ["BACKENDS", "JaggedInputInfo", "MissingDependencyError", "Model", "TensorInfo"]
+__all__ = [
+    "BACKENDS",
+    "JaggedInputInfo",
+    "MissingDependencyError",
+    "Model",
+    "ModelSummary",
+    "NodeSummary",
+    "TensorInfo",
+    "describe",
+    "supported_operators",
+]
 
 #: The evaluators :meth:`Model.load` takes: hepinfer's own engine (default) and onnxruntime.
 BACKENDS = ("hepinfer", "onnxruntime")
@@ -76,6 +86,71 @@ class JaggedInputInfo(NamedTuple):
     role: str
     particle_axis: int
     n_features: int
+
+
+class NodeSummary(NamedTuple):
+    """One node of an ONNX graph: name, operator, domain (``""`` for the default ONNX domain)
+    and whether hepinfer's engine implements the operator."""
+
+    name: str
+    op_type: str
+    domain: str
+    supported: bool
+
+
+class ModelSummary(NamedTuple):
+    """What an ONNX file declares, read without loading the model (:func:`describe`)."""
+
+    producer: str
+    ir_version: int
+    opset: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    nodes: list[NodeSummary]
+    n_parameters: int
+    n_initializers: int
+
+    def op_histogram(self) -> dict[tuple[str, str], int]:
+        """``{(domain, op_type): count}``, most frequent first."""
+        counts: dict[tuple[str, str], int] = {}
+        for n in self.nodes:
+            counts[(n.domain, n.op_type)] = counts.get((n.domain, n.op_type), 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    @property
+    def unsupported(self) -> list[NodeSummary]:
+        """The nodes whose operator hepinfer's engine does not implement."""
+        return [n for n in self.nodes if not n.supported]
+
+
+def describe(source: Union[PathLike, bytes, Any]) -> ModelSummary:
+    """Inputs, outputs, nodes (with whether each operator runs natively) and parameter count of
+    an ONNX model, read without building it: works for models hepinfer refuses. ``source``: a
+    path, the file's bytes or an ``onnx.ModelProto``. Raises ``ModelFormatError`` for a
+    malformed file."""
+    if isinstance(source, (str, os.PathLike)):
+        d = _core.describe_onnx(os.fspath(source))
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        d = _core.describe_onnx_bytes(bytes(source), "<bytes>")
+    elif hasattr(source, "SerializeToString"):
+        d = _core.describe_onnx_bytes(source.SerializeToString(), "<onnx.ModelProto>")
+    else:
+        raise TypeError(f"cannot describe {type(source).__name__}; give a path, bytes or onnx.ModelProto")
+    return ModelSummary(
+        producer=d["producer"],
+        ir_version=int(d["ir_version"]),
+        opset=int(d["opset"]),
+        inputs=[TensorInfo(*t) for t in d["inputs"]],
+        outputs=[TensorInfo(*t) for t in d["outputs"]],
+        nodes=[NodeSummary(*n) for n in d["nodes"]],
+        n_parameters=int(d["n_parameters"]),
+        n_initializers=int(d["n_initializers"]),
+    )
+
+
+def supported_operators() -> list[str]:
+    """The ONNX operators (default domain) hepinfer's engine implements, sorted."""
+    return list(_core.nn_supported_operators())
 
 
 _DTYPES: dict[str, np.dtype] = {

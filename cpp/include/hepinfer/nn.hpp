@@ -152,6 +152,38 @@ struct JaggedLayout {
   std::int64_t min_length = 1;          ///< shortest length a jet is evaluated at
 };
 
+/// A graph input or output as the file declares it (any element type, for description only).
+struct OnnxValueSummary {
+  std::string name;
+  std::string type;                    ///< "float32", "int64", "float16", ... ("?" when not a tensor)
+  std::vector<std::int64_t> shape;     ///< -1 where symbolic or unknown
+  std::vector<std::string> dim_names;  ///< name of each symbolic dimension, else empty
+  bool has_shape = false;
+};
+/// One node of the top-level graph and whether hepinfer's engine implements its operator.
+struct OnnxNodeSummary {
+  std::string name, op_type, domain;
+  bool supported = false;
+};
+/// What an ONNX file holds, read without building the graph (what `hepinfer info` prints).
+struct OnnxSummary {
+  std::string producer;
+  std::int64_t ir_version = 0;
+  std::int64_t opset = -1;  ///< default-domain opset, -1 if none is imported
+  std::vector<OnnxValueSummary> inputs, outputs;  ///< inputs exclude initializers listed as inputs
+  std::vector<OnnxNodeSummary> nodes;
+  std::uint64_t n_parameters = 0;  ///< elements in all initializers (external data included)
+  std::size_t n_initializers = 0;
+};
+/// Reads an ONNX file's declarations and node list; throws ModelFormatError for a malformed
+/// or truncated file. Does not check that the model loads (Model::load does).
+OnnxSummary describe_onnx(const std::string& path);
+OnnxSummary describe_onnx_from_memory(const std::string& content, const std::string& source_name = "<memory>");
+/// Whether the engine implements operator `op_type` of the default ONNX domain.
+bool supports_operator(const std::string& op_type);
+/// The operators the engine implements (default domain), sorted.
+std::vector<std::string> supported_operators();
+
 /// An ONNX neural network, immutable after load; share it between threads.
 class Model {
  public:

@@ -521,6 +521,63 @@ std::shared_ptr<Graph> build(const onnx::Model& m, const std::string& source, co
 
 // ---- public API
 
+// ---- description without building (hepinfer info)
+
+namespace {
+OnnxValueSummary value_summary(const nn::onnx::ValueInfo& v) {
+  OnnxValueSummary r;
+  r.name = v.name;
+  r.type = v.is_tensor ? nn::onnx::data_type_name(v.elem_type) : "?";
+  r.has_shape = v.has_shape;
+  for (const auto& d : v.dims) {
+    r.shape.push_back(d.param.empty() && d.value >= 0 ? d.value : -1);
+    r.dim_names.push_back(d.param);
+  }
+  return r;
+}
+}  // namespace
+
+bool supports_operator(const std::string& op_type) { return op_type == "Constant" || nn::op_table().count(op_type) > 0; }
+
+std::vector<std::string> supported_operators() {
+  std::vector<std::string> r{"Constant"};
+  for (const auto& kv : nn::op_table()) r.push_back(kv.first);
+  std::sort(r.begin(), r.end());
+  return r;
+}
+
+OnnxSummary describe_onnx_from_memory(const std::string& content, const std::string& source_name) {
+  OnnxSummary r;
+  try {
+    const auto m = nn::onnx::parse_model(reinterpret_cast<const unsigned char*>(content.data()), content.size(), source_name);
+    r.producer = m.producer_name + (m.producer_version.empty() ? "" : " " + m.producer_version);
+    r.ir_version = m.ir_version;
+    for (const auto& [domain, version] : m.opsets)
+      if (domain.empty() || domain == "ai.onnx") r.opset = version;
+    std::set<std::string> init;
+    for (const auto& t : m.graph.initializers) {
+      init.insert(t.name);
+      std::uint64_t n = 1;
+      for (auto d : t.dims) n *= static_cast<std::uint64_t>(std::max<std::int64_t>(d, 0));
+      r.n_parameters += n;
+    }
+    r.n_initializers = m.graph.initializers.size();
+    for (const auto& v : m.graph.inputs)
+      if (!init.count(v.name)) r.inputs.push_back(value_summary(v));
+    for (const auto& v : m.graph.outputs) r.outputs.push_back(value_summary(v));
+    for (const auto& on : m.graph.nodes)
+      r.nodes.push_back({on.name, on.op_type, on.domain, nn::default_domain(on) && supports_operator(on.op_type)});
+  } catch (const ModelFormatError& e) {
+    throw ModelFormatError(nn::printable(e.what()));
+  }
+  return r;
+}
+
+OnnxSummary describe_onnx(const std::string& path) {
+  return describe_onnx_from_memory(nn::read_file(path, "model file"), path);
+}
+
+
 Model Model::load(const std::string& path, const ModelOptions& options) {
   const std::string content = nn::read_file(path, "model file");
   ModelOptions opt = options;
