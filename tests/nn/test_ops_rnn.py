@@ -258,17 +258,18 @@ def rnn_graph(
     peep=False,
     outputs=("Y", "Y_h", "Y_c"),
     weights_as_inputs=False,
+    w_scale=0.5,
     **attrs,
 ):
     """One recurrent node with random weights; returns (model, feeds)."""
     D = 2 if direction == "bidirectional" else 1
     G = GATES[op]
     inits = {
-        "W": randn(rng, D, G * hidden, n_in, scale=0.5),
-        "R": randn(rng, D, G * hidden, hidden, scale=0.5),
+        "W": randn(rng, D, G * hidden, n_in, scale=w_scale),
+        "R": randn(rng, D, G * hidden, hidden, scale=w_scale),
     }
     if bias:
-        inits["B"] = randn(rng, D, 2 * G * hidden, scale=0.5)
+        inits["B"] = randn(rng, D, 2 * G * hidden, scale=w_scale)
     x_shape = [batch, seq, n_in] if layout else [seq, batch, n_in]
     st_shape = [batch, D, hidden] if layout else [D, batch, hidden]
     feeds = {"X": randn(rng, *x_shape)}
@@ -382,10 +383,23 @@ def test_weights_computed_in_graph(rng, op, layout):
     compare(m, feeds)
 
 
-@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "GRU_lbr", "RNN"])
 def test_wide_hidden(rng, op):
-    """Hidden sizes that are not multiples of the 16-column panels, batch above the GEMM row block."""
-    m, feeds = rnn_graph(op, rng, seq=7, batch=130, n_in=19, hidden=37, direction="bidirectional", h0=True)
+    """Hidden sizes that are not multiples of the 16-column panels; a batch above the GEMM row
+    block and split into several blocks of rows that run all steps in turn."""
+    attrs = {"linear_before_reset": 1} if op == "GRU_lbr" else {}
+    m, feeds = rnn_graph(
+        op.split("_")[0],
+        rng,
+        seq=5,
+        batch=250,
+        n_in=19,
+        hidden=101,
+        direction="bidirectional",
+        h0=True,
+        w_scale=0.1,  # as torch's 1/sqrt(hidden) initialisation: pre-activations of order 1
+        **attrs,
+    )
     compare(m, feeds, atol=1e-5)
 
 

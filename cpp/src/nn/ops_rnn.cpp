@@ -115,7 +115,6 @@ void pack_transposed(std::size_t K, std::size_t N, const float* W, float* dst) {
 /// input projection and the bias added to the recurrent product (GRU linear_before_reset = 1:
 /// Rb of the h gate; otherwise zero, and rbias_used false).
 struct Weights {
-  std::size_t I = 0, H = 0, G = 0, D = 0;
   std::size_t w_size = 0, r_size = 0, rh_size = 0, bias_size = 0;  // floats per direction
   const float* w = nullptr;   // D * w_size
   const float* r = nullptr;   // D * r_size
@@ -138,10 +137,6 @@ Weights layout_weights(Cell cell, bool lbr, std::size_t D, std::size_t I, std::s
   const std::size_t G = gates_of(cell), GH = G * H;
   const bool split = cell == Cell::GRU && !lbr;
   Weights wt;
-  wt.I = I;
-  wt.H = H;
-  wt.G = G;
-  wt.D = D;
   wt.w_size = packed_panels_size(I, GH);
   wt.r_size = split ? packed_panels_size(H, 2 * H) : packed_panels_size(H, GH);
   wt.rh_size = split ? packed_panels_size(H, H) : 0;
@@ -228,102 +223,109 @@ void run_direction(const Params& p, const Weights& wt, std::size_t d, bool rev, 
   const float* Pf = Pi ? Pi + 2 * H : nullptr;
   const bool split = p.cell == Cell::GRU && !p.lbr;
   const std::size_t n_hr = split ? 2 * H : GH;
-  for (std::size_t s = 0; s < S; ++s) {
-    // one GEMM for every gate of every batch row (rows that have ended are computed and unused)
-    gemm_packed(Bt, n_hr, H, h, H, R, hr, n_hr, rbias, nullptr, Act::None, 0.0f, 0.0f, false);
-    // GRU with linear_before_reset = 0: the reset gate first, then (r * H) R_h^T
-    if (split) {
-      for (std::size_t b = 0; b < Bt; ++b) {
-        const std::size_t len = lens ? static_cast<std::size_t>(lens[b]) : S;
-        float* g = hr + b * n_hr;
-        float* rhb = rh + b * H;
-        const float* hb = h + b * H;
-        if (s >= len) {
-          std::copy(hb, hb + H, rhb);
-          continue;
-        }
-        const std::size_t t = rev ? len - 1 - s : s;
-        const float* x = xp + (p.layout1 ? b * S + t : t * Bt + b) * GH;
-        for (std::size_t j = 0; j < 2 * H; ++j) g[j] += x[j];
-        if (p.clip) clip_to(g, 2 * H, p.clip_v);
-        apply(fn[0], g, 2 * H);
-        const float* r = g + H;
-        for (std::size_t j = 0; j < H; ++j) rhb[j] = r[j] * hb[j];
-      }
-      gemm_packed(Bt, H, H, rh, H, Rh, tmp, H, nullptr, nullptr, Act::None, 0.0f, 0.0f, false);
-    }
-    for (std::size_t b = 0; b < Bt; ++b) {
-      const std::size_t len = lens ? static_cast<std::size_t>(lens[b]) : S;
-      if (s >= len) continue;
-      const std::size_t t = rev ? len - 1 - s : s;
-      const float* x = xp + (p.layout1 ? b * S + t : t * Bt + b) * GH;
-      float* g = hr + b * n_hr;
-      float* hb = h + b * H;
-      if (p.cell == Cell::LSTM) {
-        float* cb = c + b * H;
-        float* gi = g;
-        float* go = g + H;
-        float* gf = g + 2 * H;
-        float* gc = g + 3 * H;
-        for (std::size_t j = 0; j < GH; ++j) g[j] += x[j];
-        if (Pi) {
-          for (std::size_t j = 0; j < H; ++j) gi[j] += Pi[j] * cb[j];
-          if (!p.input_forget)
-            for (std::size_t j = 0; j < H; ++j) gf[j] += Pf[j] * cb[j];
-        }
-        if (p.clip) {
-          if (Po) {  // o is clipped once its peephole term (on the new cell state) is added
-            clip_to(gi, H, p.clip_v);
-            clip_to(gf, 2 * H, p.clip_v);
-          } else {
-            clip_to(g, GH, p.clip_v);
+  // batch entries are independent: blocks of rows run every step in turn, so that a block's
+  // state, gate sums and projection rows stay in L2 next to R (~512 KiB in all)
+  const std::size_t row_bytes = (2 * n_hr + 4 * H) * sizeof(float);
+  const std::size_t block = std::max<std::size_t>(24, (std::size_t{512} << 10) / row_bytes / 6 * 6);
+  for (std::size_t b0 = 0; b0 < Bt; b0 += block) {
+    const std::size_t b1 = std::min(Bt, b0 + block), nb = b1 - b0;
+    for (std::size_t s = 0; s < S; ++s) {
+      // one GEMM for every gate of every row of the block (rows that have ended are computed and unused)
+      gemm_packed(nb, n_hr, H, h + b0 * H, H, R, hr + b0 * n_hr, n_hr, rbias, nullptr, Act::None, 0.0f, 0.0f, false);
+      // GRU with linear_before_reset = 0: the reset gate first, then (r * H) R_h^T
+      if (split) {
+        for (std::size_t b = b0; b < b1; ++b) {
+          const std::size_t len = lens ? static_cast<std::size_t>(lens[b]) : S;
+          float* g = hr + b * n_hr;
+          float* rhb = rh + b * H;
+          const float* hb = h + b * H;
+          if (s >= len) {
+            std::copy(hb, hb + H, rhb);
+            continue;
           }
-        }
-        if (p.input_forget) {
-          apply(fn[0], gi, H);
-          for (std::size_t j = 0; j < H; ++j) gf[j] = 1.0f - gi[j];
-          if (!Po) apply(fn[0], go, H);
-        } else {
-          apply(fn[0], g, Po ? H : 3 * H);  // i (and o, f when o has no peephole)
-          if (Po) apply(fn[0], gf, H);
-        }
-        apply(fn[1], gc, H);
-        for (std::size_t j = 0; j < H; ++j) cb[j] = gf[j] * cb[j] + gi[j] * gc[j];
-        if (Po) {
-          for (std::size_t j = 0; j < H; ++j) go[j] += Po[j] * cb[j];
-          if (p.clip) clip_to(go, H, p.clip_v);
-          apply(fn[0], go, H);
-        }
-        std::copy(cb, cb + H, tmp);
-        apply(fn[2], tmp, H);
-        for (std::size_t j = 0; j < H; ++j) hb[j] = go[j] * tmp[j];
-      } else if (p.cell == Cell::GRU) {
-        float* z = g;
-        float* hh;
-        if (split) {
-          hh = tmp + b * H;
-          for (std::size_t j = 0; j < H; ++j) hh[j] += x[2 * H + j];
-        } else {
+          const std::size_t t = rev ? len - 1 - s : s;
+          const float* x = xp + (p.layout1 ? b * S + t : t * Bt + b) * GH;
           for (std::size_t j = 0; j < 2 * H; ++j) g[j] += x[j];
           if (p.clip) clip_to(g, 2 * H, p.clip_v);
           apply(fn[0], g, 2 * H);
           const float* r = g + H;
-          hh = g + 2 * H;
-          for (std::size_t j = 0; j < H; ++j) hh[j] = x[2 * H + j] + r[j] * hh[j];
+          for (std::size_t j = 0; j < H; ++j) rhb[j] = r[j] * hb[j];
         }
-        if (p.clip) clip_to(hh, H, p.clip_v);
-        apply(fn[1], hh, H);
-        for (std::size_t j = 0; j < H; ++j) hb[j] = (1.0f - z[j]) * hh[j] + z[j] * hb[j];
-      } else {
-        for (std::size_t j = 0; j < H; ++j) g[j] += x[j];
-        if (p.clip) clip_to(g, H, p.clip_v);
-        apply(fn[0], g, H);
-        std::copy(g, g + H, hb);
+        gemm_packed(nb, H, H, rh + b0 * H, H, Rh, tmp + b0 * H, H, nullptr, nullptr, Act::None, 0.0f, 0.0f, false);
       }
-      if (y) {
-        // Y [S, D, Bt, H] (layout 0) or [Bt, S, D, H] (layout 1)
-        float* yr = y + (p.layout1 ? (b * S + t) * p.D + d : (t * p.D + d) * Bt + b) * H;
-        std::copy(hb, hb + H, yr);
+      for (std::size_t b = b0; b < b1; ++b) {
+        const std::size_t len = lens ? static_cast<std::size_t>(lens[b]) : S;
+        if (s >= len) continue;
+        const std::size_t t = rev ? len - 1 - s : s;
+        const float* x = xp + (p.layout1 ? b * S + t : t * Bt + b) * GH;
+        float* g = hr + b * n_hr;
+        float* hb = h + b * H;
+        if (p.cell == Cell::LSTM) {
+          float* cb = c + b * H;
+          float* gi = g;
+          float* go = g + H;
+          float* gf = g + 2 * H;
+          float* gc = g + 3 * H;
+          for (std::size_t j = 0; j < GH; ++j) g[j] += x[j];
+          if (Pi) {
+            for (std::size_t j = 0; j < H; ++j) gi[j] += Pi[j] * cb[j];
+            if (!p.input_forget)
+              for (std::size_t j = 0; j < H; ++j) gf[j] += Pf[j] * cb[j];
+          }
+          if (p.clip) {
+            if (Po) {  // o is clipped once its peephole term (on the new cell state) is added
+              clip_to(gi, H, p.clip_v);
+              clip_to(gf, 2 * H, p.clip_v);
+            } else {
+              clip_to(g, GH, p.clip_v);
+            }
+          }
+          if (p.input_forget) {
+            apply(fn[0], gi, H);
+            for (std::size_t j = 0; j < H; ++j) gf[j] = 1.0f - gi[j];
+            if (!Po) apply(fn[0], go, H);
+          } else {
+            apply(fn[0], g, Po ? H : 3 * H);  // i (and o, f when o has no peephole)
+            if (Po) apply(fn[0], gf, H);
+          }
+          apply(fn[1], gc, H);
+          for (std::size_t j = 0; j < H; ++j) cb[j] = gf[j] * cb[j] + gi[j] * gc[j];
+          if (Po) {
+            for (std::size_t j = 0; j < H; ++j) go[j] += Po[j] * cb[j];
+            if (p.clip) clip_to(go, H, p.clip_v);
+            apply(fn[0], go, H);
+          }
+          std::copy(cb, cb + H, tmp);
+          apply(fn[2], tmp, H);
+          for (std::size_t j = 0; j < H; ++j) hb[j] = go[j] * tmp[j];
+        } else if (p.cell == Cell::GRU) {
+          float* z = g;
+          float* hh;
+          if (split) {
+            hh = tmp + b * H;
+            for (std::size_t j = 0; j < H; ++j) hh[j] += x[2 * H + j];
+          } else {
+            for (std::size_t j = 0; j < 2 * H; ++j) g[j] += x[j];
+            if (p.clip) clip_to(g, 2 * H, p.clip_v);
+            apply(fn[0], g, 2 * H);
+            const float* r = g + H;
+            hh = g + 2 * H;
+            for (std::size_t j = 0; j < H; ++j) hh[j] = x[2 * H + j] + r[j] * hh[j];
+          }
+          if (p.clip) clip_to(hh, H, p.clip_v);
+          apply(fn[1], hh, H);
+          for (std::size_t j = 0; j < H; ++j) hb[j] = (1.0f - z[j]) * hh[j] + z[j] * hb[j];
+        } else {
+          for (std::size_t j = 0; j < H; ++j) g[j] += x[j];
+          if (p.clip) clip_to(g, H, p.clip_v);
+          apply(fn[0], g, H);
+          std::copy(g, g + H, hb);
+        }
+        if (y) {
+          // Y [S, D, Bt, H] (layout 0) or [Bt, S, D, H] (layout 1)
+          float* yr = y + (p.layout1 ? (b * S + t) * p.D + d : (t * p.D + d) * Bt + b) * H;
+          std::copy(hb, hb + H, yr);
+        }
       }
     }
   }
