@@ -50,6 +50,12 @@ class ImportContext {
   virtual std::string s(const char* name, const std::string& def) = 0;
   virtual std::vector<std::int64_t> ints(const char* name) = 0;
   virtual std::vector<float> floats(const char* name) = 0;
+  /// A list-of-strings attribute (empty when absent). The default refuses: the ONNX reader
+  /// must override it for ops that read such lists (LSTM/GRU/RNN activations).
+  virtual std::vector<std::string> strings(const char* name) {
+    fail(std::string("reading the string-list attribute '") + name + "' is not supported by this reader");
+    return {};
+  }
   /// Marks an attribute as read without using it.
   virtual void ignore(const char* name) = 0;
   /// A tensor attribute as a load-time constant owned by the graph, or null when absent.
@@ -95,5 +101,6 @@ void add_elementwise_ops(OpTable& t);  // ops_elementwise.cpp
 void add_shape_ops(OpTable& t);  // ops_shape.cpp
 void add_linear_ops(OpTable& t);  // ops_linear.cpp
 void add_reduce_ops(OpTable& t);  // ops_reduce.cpp
+void add_rnn_ops(OpTable& t);  // ops_rnn.cpp
 
 }  // namespace hepinfer::nn

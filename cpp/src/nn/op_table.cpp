@@ -11,6 +11,7 @@ const OpTable& op_table() {
     add_shape_ops(t);
     add_linear_ops(t);
     add_reduce_ops(t);
+    add_rnn_ops(t);
     return t;
   }();
   return table;
