@@ -95,31 +95,6 @@ def randn(rng, *shape, scale=1.0):
     return np.asarray(rng.standard_normal(shape) * scale, dtype=np.float32)
 
 
-def _reads_activations():
-    """Whether the ONNX reader hands string-list attributes to the op table (model.cpp's
-    OnnxImportContext::strings): without it no model with an `activations` attribute loads."""
-    m = make(
-        [helper.make_node("RNN", ["x", "W", "R"], ["y"], hidden_size=2, activations=["Tanh"])],
-        [("x", F, [1, 1, 1])],
-        [("y", F, None)],
-        {"W": np.zeros((1, 2, 1), np.float32), "R": np.zeros((1, 2, 2), np.float32)},
-    )
-    try:
-        Model.load(m.SerializeToString())
-    except hepinfer.ModelFormatError as e:
-        if "string-list attribute" in str(e):
-            return False
-        raise
-    return True
-
-
-needs_activations = pytest.mark.xfail(
-    not _reads_activations(),
-    strict=True,
-    reason="the ONNX reader does not pass string-list attributes (ImportContext::strings) to the op table yet",
-)
-
-
 # ----------------------------------------------------------------------------- (a) torch exports
 class Wrapped(torch.nn.Module):
     """An nn.LSTM/GRU/RNN returning its sequence output and final state(s)."""
@@ -205,8 +180,8 @@ def check_torch_rnn(rng, kind, layers, bidirectional, batch_first, with_state, n
     [
         "LSTM",
         "GRU",
-        pytest.param("RNN_tanh", marks=needs_activations),
-        pytest.param("RNN_relu", marks=needs_activations),
+        "RNN_tanh",
+        "RNN_relu",
     ],
 )
 @pytest.mark.parametrize("layers", [1, 2])
@@ -216,7 +191,7 @@ def test_torch_export(rng, kind, layers, bidirectional, batch_first):
     check_torch_rnn(rng, kind, layers, bidirectional, batch_first, with_state=False)
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU", pytest.param("RNN_tanh", marks=needs_activations)])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN_tanh"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_torch_export_initial_state(rng, kind, bidirectional):
     check_torch_rnn(rng, kind, 2, bidirectional, True, with_state=True)
@@ -417,7 +392,6 @@ ACTIVATIONS = [
 ]
 
 
-@needs_activations
 @pytest.mark.parametrize("case", range(len(ACTIVATIONS)))
 def test_activations(rng, case):
     op, acts, alphas, betas = ACTIVATIONS[case]
@@ -594,7 +568,6 @@ def test_wrong_input_size_at_predict(rng):
         model.predict({"X": randn(rng, 5, 3, 5)})
 
 
-@needs_activations
 def test_unsupported_activation(rng):
     m, _ = rnn_graph("LSTM", rng, activations=["Sigmoid", "Gelu", "Tanh"])
     with pytest.raises(hepinfer.ModelFormatError, match=r"rnn0.*activation 'Gelu' is not supported"):

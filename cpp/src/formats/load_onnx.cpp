@@ -252,6 +252,10 @@ class Attrs {
     const auto* a = get(name);
     return a ? a->floats : std::vector<float>{};
   }
+  std::vector<std::string> strings(const char* name) {
+    const auto* a = get(name);
+    return a ? a->strings : std::vector<std::string>{};
+  }
   void ignore(const char* name) { (void)get(name); }
   void finish() const {
     for (const auto& a : n_.attributes)
@@ -338,6 +342,7 @@ class OnnxImportContext final : public ImportContext {
   std::string s(const char* name, const std::string& def) override { return at_.s(name, def); }
   std::vector<std::int64_t> ints(const char* name) override { return at_.ints(name); }
   std::vector<float> floats(const char* name) override { return at_.floats(name); }
+  std::vector<std::string> strings(const char* name) override { return at_.strings(name); }
   void ignore(const char* name) override { at_.ignore(name); }
   std::shared_ptr<Value> tensor(const char* name) override {
     const onnx::Attribute* a = at_.get(name);
