@@ -95,5 +95,7 @@ void add_elementwise_ops(OpTable& t);  // ops_elementwise.cpp
 void add_shape_ops(OpTable& t);  // ops_shape.cpp
 void add_linear_ops(OpTable& t);  // ops_linear.cpp
 void add_reduce_ops(OpTable& t);  // ops_reduce.cpp
+void add_pool_ops(OpTable& t);  // ops_pool.cpp
+void add_resize_ops(OpTable& t);  // ops_resize.cpp
 
 }  // namespace hepinfer::nn

@@ -11,6 +11,8 @@ const OpTable& op_table() {
     add_shape_ops(t);
     add_linear_ops(t);
     add_reduce_ops(t);
+    add_pool_ops(t);
+    add_resize_ops(t);
     return t;
   }();
   return table;
