@@ -1,14 +1,15 @@
 // Convolution family: Conv and ConvTranspose, 1-D to 3-D, import handlers and kernels (see
 // op_import.hpp).
 //
-// Conv runs as im2col + GEMM: for every event and group, out[Mg, P] = W[Mg, Cg * K] col[Cg * K, P]
-// with P the output positions and K the kernel taps, the weights read in place as the GEMM's
-// left operand (so they need no packing) and the bias and fused activation applied in the GEMM
-// epilogue. The im2col matrix is built line by line (a run of output positions along the last
-// axis reads a run of input elements at the stride, so only the ends of a line need bounds
-// checks) and in blocks of output positions that keep it in L2. Pointwise convolutions (kernel
-// 1, stride 1, no padding) multiply the input planes directly; convolutions with one output
-// channel per group (depthwise) are summed directly, tap by tap, over whole lines.
+// Conv runs as im2col + GEMM (gemm_packed): for every event and group,
+// out[Mg, P] = W[Mg, Cg * K] col[Cg * K, P] with P the output positions and K the kernel taps,
+// the weights read in place as the GEMM's left operand (so they need no packing) and the bias
+// and fused activation applied in the GEMM epilogue. The im2col matrix is built line by line (a
+// run of output positions along the last axis reads a run of input elements at the stride, so
+// only the ends of a line need bounds checks), straight into the panel layout the GEMM
+// micro-kernel reads, in blocks of output positions that keep it in L2. Pointwise convolutions
+// (kernel 1, stride 1, no padding) multiply the input planes directly; convolutions with one
+// output channel per group (depthwise) are summed directly, tap by tap, over whole lines.
 // ConvTranspose is GEMM + col2im: col[Mg * K, P_in] = W_g^T X_g, scattered into the output.
 #include <algorithm>
 #include <cstring>
@@ -27,42 +28,65 @@ using std::size_t;
 
 inline size_t uz(I64 v) { return static_cast<size_t>(v); }
 
-/// Fills col [Cg * n_k, p1 - p0] (row-major) for output positions [p0, p1) from one group's
-/// input planes xg [Cg][n_in].
-void im2col(const Window3& w, const float* xg, I64 Cg, I64 p0, I64 p1, float* col) {
-  const I64 blk = p1 - p0, Di = w.in[0], Hi = w.in[1], Wi = w.in[2], Ho = w.out[1], Wo = w.out[2];
-  const I64 pin = w.n_in();
-  float* row = col;
+/// Writes `count` values into row `q0` onwards of the GEMM's panel layout (position q of a
+/// block at panels[(q / 16) * ps + q % 16], ps = Kc * 16 floats per panel): src[t * stride]
+/// for t < count, or zeros when src is null.
+inline void put_panel(float* row, I64 ps, I64 q0, const float* src, I64 stride, I64 count) {
+  I64 q = q0;
+  while (count > 0) {
+    const I64 in_panel = std::min<I64>(count, 16 - (q & 15));
+    float* dst = row + (q >> 4) * ps + (q & 15);
+    if (!src) {
+      for (I64 t = 0; t < in_panel; ++t) dst[t] = 0.0f;
+    } else if (stride == 1) {
+      std::memcpy(dst, src, uz(in_panel) * sizeof(float));
+      src += in_panel;
+    } else {
+      for (I64 t = 0; t < in_panel; ++t) dst[t] = src[t * stride];
+      src += in_panel * stride;
+    }
+    q += in_panel;
+    count -= in_panel;
+  }
+}
+
+/// im2col for output positions [p0, p1) from one group's input planes xg [Cg][n_in], straight
+/// into the packed-panel layout that gemm_packed reads (the Cg * n_k rows of panel j hold the
+/// positions p0 + 16 j ... p0 + 16 j + 15, zero past p1): one copy instead of im2col + pack.
+void im2col_panels(const Window3& w, const float* xg, I64 Cg, I64 p0, I64 p1, float* panels) {
+  const I64 Di = w.in[0], Hi = w.in[1], Wi = w.in[2], Ho = w.out[1], Wo = w.out[2];
+  const I64 pin = w.n_in(), Kc = Cg * w.n_k(), ps = Kc * 16, blk = p1 - p0;
+  if (blk % 16) std::fill(panels + (blk / 16) * ps, panels + (blk / 16 + 1) * ps, 0.0f);
+  const I64 line0 = p0 / Wo;
+  float* row = panels;
   for (I64 c = 0; c < Cg; ++c) {
     const float* xc = xg + c * pin;
     for (I64 kd = 0; kd < w.k[0]; ++kd)
       for (I64 kh = 0; kh < w.k[1]; ++kh)
-        for (I64 kw = 0; kw < w.k[2]; ++kw) {
+        for (I64 kw = 0; kw < w.k[2]; ++kw, row += 16) {
           const I64 base = kw * w.d[2] - w.pb[2];  // iw = ow * s + base
           I64 lo_all, hi_all;
           valid_taps(base, Wo, w.s[2], Wi, lo_all, hi_all);
-          I64 line = p0 / Wo;
-          for (I64 p = p0; p < p1; ++line) {
-            const I64 lb = line * Wo, a = p - lb, b = std::min(Wo, p1 - lb);
-            float* dst = row + (p - p0);  // dst[ow - a]
-            const I64 od = line / Ho, oh = line % Ho;
+          I64 od = line0 / Ho, oh = line0 % Ho;
+          for (I64 p = p0; p < p1;) {
+            const I64 lb = p - (p % Wo), a = p - lb, b = std::min(Wo, p1 - lb);
+            const I64 q = p - p0;
             const I64 id = od * w.s[0] + kd * w.d[0] - w.pb[0], ih = oh * w.s[1] + kh * w.d[1] - w.pb[1];
             if (id < 0 || id >= Di || ih < 0 || ih >= Hi) {
-              std::fill(dst, dst + (b - a), 0.0f);
+              put_panel(row, ps, q, nullptr, 0, b - a);
             } else {
               const float* src = xc + (id * Hi + ih) * Wi;  // src[ow * s + base]
               const I64 lo = std::clamp(lo_all, a, b), hi = std::clamp(hi_all, lo, b);
-              std::fill(dst, dst + (lo - a), 0.0f);
-              if (w.s[2] == 1) {
-                if (hi > lo) std::memcpy(dst + (lo - a), src + (lo + base), uz(hi - lo) * sizeof(float));
-              } else {
-                for (I64 ow = lo; ow < hi; ++ow) dst[ow - a] = src[ow * w.s[2] + base];
-              }
-              std::fill(dst + (hi - a), dst + (b - a), 0.0f);
+              put_panel(row, ps, q, nullptr, 0, lo - a);
+              if (hi > lo) put_panel(row, ps, q + (lo - a), src + (lo * w.s[2] + base), w.s[2], hi - lo);
+              put_panel(row, ps, q + (hi - a), nullptr, 0, b - hi);
             }
             p = lb + b;
+            if (++oh == Ho) {
+              oh = 0;
+              ++od;
+            }
           }
-          row += blk;
         }
   }
 }
@@ -159,7 +183,8 @@ void run_conv(const Node& n, Workspace& ws) {
   // output positions per im2col block: the block ([Kc, blk] floats) stays within ~512 KiB
   const I64 blk = pointwise ? P : std::min(P, std::max<I64>(64, (I64{1} << 17) / std::max<I64>(Kc, 1) / 16 * 16));
   std::vector<float>& col = ws.scratch;
-  if (!pointwise && col.size() < uz(Kc * blk)) col.resize(uz(Kc * blk));
+  const I64 col_size = Kc * ((blk + 15) / 16) * 16;
+  if (!pointwise && col.size() < uz(col_size)) col.resize(uz(col_size));
   for (I64 b = 0; b < Nb; ++b)
     for (I64 g = 0; g < G; ++g) {
       const float* xg = x.f() + (b * C + g * Cg) * Pin;
@@ -172,9 +197,9 @@ void run_conv(const Node& n, Workspace& ws) {
       }
       for (I64 p0 = 0; p0 < P; p0 += blk) {
         const I64 p1 = std::min(P, p0 + blk);
-        im2col(win, xg, Cg, p0, p1, col.data());
-        gemm(uz(Mg), uz(p1 - p0), uz(Kc), wg, uz(Kc), col.data(), uz(p1 - p0), dg + p0, uz(P), nullptr, bg, n.act,
-             n.alpha, n.beta);
+        im2col_panels(win, xg, Cg, p0, p1, col.data());
+        gemm_packed(uz(Mg), uz(p1 - p0), uz(Kc), wg, uz(Kc), col.data(), dg + p0, uz(P), nullptr, bg, n.act, n.alpha,
+                    n.beta);
       }
     }
 }

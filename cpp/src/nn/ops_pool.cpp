@@ -39,22 +39,45 @@ Shape pooled_shape(const Value& x, const Window3& w) {
   return os;
 }
 
-/// Calls f(o, base[3], lo[3], hi[3]) for every output position o of a plane: base is the
-/// window's first input coordinate per axis, [lo, hi) its taps inside the input.
+/// Calls f(o, base[3], lo[3], hi[3], padded_count) for every output position o of a plane: base
+/// is the window's first input coordinate per axis, [lo, hi) its taps inside the input. The per-axis
+/// values are computed once per call into `tab` (per output index and axis: base, lo, hi and
+/// the number of taps inside the padded input, for AveragePool's count_include_pad).
+struct WindowTable {
+  std::vector<I64>& tab;
+  I64 off[3];
+  WindowTable(const Window3& w, std::vector<I64>& scratch) : tab(scratch) {
+    tab.resize(uz(4 * (w.out[0] + w.out[1] + w.out[2])));
+    I64 at = 0;
+    for (int j = 0; j < 3; ++j) {
+      off[j] = at;
+      for (I64 o = 0; o < w.out[j]; ++o, at += 4) {
+        const I64 base = o * w.s[j] - w.pb[j];
+        tab[uz(at)] = base;
+        valid_taps(base, w.k[j], w.d[j], w.in[j], tab[uz(at + 1)], tab[uz(at + 2)]);
+        I64 a, b;  // taps inside the padded input (not past it, as ceil_mode windows may be)
+        valid_taps(base + w.pb[j], w.k[j], w.d[j], w.in[j] + w.pb[j] + w.pe[j], a, b);
+        tab[uz(at + 3)] = b - a;
+      }
+    }
+  }
+};
+
 template <class F>
-void for_each_window(const Window3& w, F&& f) {
+void for_each_window(const Window3& w, const WindowTable& t, F&& f) {
   I64 o = 0;
-  I64 base[3], lo[3], hi[3];
+  I64 base[3], lo[3], hi[3], cnt[3];
+  const I64* tab = t.tab.data();
   for (I64 od = 0; od < w.out[0]; ++od) {
-    base[0] = od * w.s[0] - w.pb[0];
-    valid_taps(base[0], w.k[0], w.d[0], w.in[0], lo[0], hi[0]);
+    const I64* e0 = tab + t.off[0] + 4 * od;
+    base[0] = e0[0], lo[0] = e0[1], hi[0] = e0[2], cnt[0] = e0[3];
     for (I64 oh = 0; oh < w.out[1]; ++oh) {
-      base[1] = oh * w.s[1] - w.pb[1];
-      valid_taps(base[1], w.k[1], w.d[1], w.in[1], lo[1], hi[1]);
+      const I64* e1 = tab + t.off[1] + 4 * oh;
+      base[1] = e1[0], lo[1] = e1[1], hi[1] = e1[2], cnt[1] = e1[3];
       for (I64 ow = 0; ow < w.out[2]; ++ow, ++o) {
-        base[2] = ow * w.s[2] - w.pb[2];
-        valid_taps(base[2], w.k[2], w.d[2], w.in[2], lo[2], hi[2]);
-        f(o, base, lo, hi);
+        const I64* e2 = tab + t.off[2] + 4 * ow;
+        base[2] = e2[0], lo[2] = e2[1], hi[2] = e2[2], cnt[2] = e2[3];
+        f(o, base, lo, hi, cnt[0] * cnt[1] * cnt[2]);
       }
     }
   }
@@ -73,11 +96,12 @@ void run_max_pool(const Node& n, Workspace& ws) {
   I64* idx = iv ? static_cast<I64*>(iv->alloc(ElementType::Int64, os)) : nullptr;
   const I64 planes = x.shape[0] * x.shape[1], P = w.n_out(), Pin = w.n_in();
   const I64 Hi = w.in[1], Wi = w.in[2], Di = w.in[0];
+  const WindowTable table(w, ws.scratch_i);
   for (I64 pl = 0; pl < planes; ++pl) {
     const float* xp = x.f() + pl * Pin;
     float* dp = d + pl * P;
     I64* ip = idx ? idx + pl * P : nullptr;
-    for_each_window(w, [&](I64 o, const I64* base, const I64* lo, const I64* hi) {
+    for_each_window(w, table, [&](I64 o, const I64* base, const I64* lo, const I64* hi, I64 /*padded_count*/) {
       float m = std::numeric_limits<float>::lowest();
       I64 at = -1;
       for (I64 kd = lo[0]; kd < hi[0]; ++kd) {
@@ -112,10 +136,11 @@ void run_average_pool(const Node& n, Workspace& ws) {
   const I64 planes = x.shape[0] * x.shape[1], P = w.n_out(), Pin = w.n_in();
   const I64 Hi = w.in[1], Wi = w.in[2];
   const bool include_pad = n.i2 != 0;
+  const WindowTable table(w, ws.scratch_i);
   for (I64 pl = 0; pl < planes; ++pl) {
     const float* xp = x.f() + pl * Pin;
     float* dp = d + pl * P;
-    for_each_window(w, [&](I64 o, const I64* base, const I64* lo, const I64* hi) {
+    for_each_window(w, table, [&](I64 o, const I64* base, const I64* lo, const I64* hi, I64 padded_count) {
       float s = 0.0f;
       for (I64 kd = lo[0]; kd < hi[0]; ++kd) {
         const I64 id = base[0] + kd * w.d[0];
@@ -125,16 +150,7 @@ void run_average_pool(const Node& n, Workspace& ws) {
           for (I64 kw = lo[2]; kw < hi[2]; ++kw) s += row[base[2] + kw * w.d[2]];
         }
       }
-      I64 count = 1;
-      for (int j = 0; j < 3; ++j) {
-        if (include_pad) {  // taps inside the padded input (not past it, as ceil_mode windows may be)
-          I64 a, b;
-          valid_taps(base[j] + w.pb[j], w.k[j], w.d[j], w.in[j] + w.pb[j] + w.pe[j], a, b);
-          count *= b - a;
-        } else {
-          count *= hi[j] - lo[j];
-        }
-      }
+      const I64 count = include_pad ? padded_count : (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]);
       dp[o] = s / static_cast<float>(count);
     });
   }
