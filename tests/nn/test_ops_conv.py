@@ -525,3 +525,11 @@ def test_pool_and_resize_bad_inputs(rng):
     )
     with pytest.raises(hepinfer.ModelFormatError, match="pd.*Pad.*remove more than"):
         Model.load(m4.SerializeToString())
+
+
+def test_conv_padding_much_larger_than_input(rng):
+    """Pads far beyond the input: im2col reads the unpadded planes with bounds checks."""
+    x = randn(rng, 2, 4, 3, 3)
+    inits = {"w": randn(rng, 6, 4, 3, 3), "b": randn(rng, 6)}
+    m = one_node("Conv", x, inits, ["w", "b"], kernel_shape=[3, 3], pads=[70, 70, 70, 69], strides=[1, 2])
+    compare(m, {"x": x})

@@ -91,6 +91,66 @@ void im2col_panels(const Window3& w, const float* xg, I64 Cg, I64 p0, I64 p1, fl
   }
 }
 
+/// Sizes of the input planes with the window's padding on every side.
+inline void padded_sizes(const Window3& w, I64& Dp, I64& Hp, I64& Wp) {
+  Dp = w.in[0] + w.pb[0] + w.pe[0];
+  Hp = w.in[1] + w.pb[1] + w.pe[1];
+  Wp = w.in[2] + w.pb[2] + w.pe[2];
+}
+
+/// Copies one group's input planes xg [Cg][n_in] into `pad` [Cg][Dp][Hp][Wp] with zeros around.
+void pad_planes(const Window3& w, const float* xg, I64 Cg, float* pad) {
+  I64 Dp, Hp, Wp;
+  padded_sizes(w, Dp, Hp, Wp);
+  std::fill(pad, pad + Cg * Dp * Hp * Wp, 0.0f);
+  const I64 Di = w.in[0], Hi = w.in[1], Wi = w.in[2];
+  for (I64 c = 0; c < Cg; ++c)
+    for (I64 id = 0; id < Di; ++id)
+      for (I64 ih = 0; ih < Hi; ++ih)
+        std::memcpy(pad + ((c * Dp + id + w.pb[0]) * Hp + ih + w.pb[1]) * Wp + w.pb[2],
+                    xg + ((c * Di + id) * Hi + ih) * Wi, uz(Wi) * sizeof(float));
+}
+
+/// im2col_panels from zero-padded planes xp [Cg][Dp][Hp][Wp] (pad_planes, or the input itself
+/// when there is no padding): every tap reads inside the planes, so the copy has no bounds
+/// checks or special cases at all, one load and one store per element.
+void im2col_panels_padded(const Window3& w, const float* xp, I64 Cg, I64 p0, I64 p1, float* panels) {
+  I64 Dp, Hp, Wp;
+  padded_sizes(w, Dp, Hp, Wp);
+  const I64 Ho = w.out[1], Wo = w.out[2], Kc = Cg * w.n_k(), ps = Kc * 16, blk = p1 - p0;
+  const I64 s0 = w.s[0] * Hp * Wp, s1 = w.s[1] * Wp, s2 = w.s[2];
+  if (blk % 16) std::fill(panels + (blk / 16) * ps, panels + (blk / 16 + 1) * ps, 0.0f);
+  const I64 line0 = p0 / Wo, ow0 = p0 % Wo;
+  float* row = panels;
+  for (I64 c = 0; c < Cg; ++c)
+    for (I64 kd = 0; kd < w.k[0]; ++kd)
+      for (I64 kh = 0; kh < w.k[1]; ++kh)
+        for (I64 kw = 0; kw < w.k[2]; ++kw, row += 16) {
+          const float* xc = xp + ((c * Dp + kd * w.d[0]) * Hp + kh * w.d[1]) * Wp + kw * w.d[2];
+          I64 od = line0 / Ho, oh = line0 % Ho, q = 0, a = ow0;
+          while (q < blk) {
+            const I64 b = std::min(Wo, a + (blk - q));
+            const float* src = xc + od * s0 + oh * s1;
+            if (s2 == 1) {  // runs of contiguous input, split where a panel ends
+              for (I64 ow = a; ow < b;) {
+                const I64 n = std::min(b - ow, 16 - (q & 15));
+                float* dst = row + (q >> 4) * ps + (q & 15);
+                for (I64 t = 0; t < n; ++t) dst[t] = src[ow + t];
+                ow += n;
+                q += n;
+              }
+            } else {
+              for (I64 ow = a; ow < b; ++ow, ++q) row[(q >> 4) * ps + (q & 15)] = src[ow * s2];
+            }
+            a = 0;
+            if (++oh == Ho) {
+              oh = 0;
+              ++od;
+            }
+          }
+        }
+}
+
 /// One output plane o [n_out] of a convolution with one output channel per group: the sum over
 /// the group's Cg input planes and the kernel taps, tap by tap over whole output lines.
 void conv_direct(const Window3& w, const float* xg, I64 Cg, const float* wm, float* o) {
@@ -184,7 +244,15 @@ void run_conv(const Node& n, Workspace& ws) {
   const I64 blk = pointwise ? P : std::min(P, std::max<I64>(64, (I64{1} << 17) / std::max<I64>(Kc, 1) / 16 * 16));
   std::vector<float>& col = ws.scratch;
   const I64 col_size = Kc * ((blk + 15) / 16) * 16;
-  if (!pointwise && col.size() < uz(col_size)) col.resize(uz(col_size));
+  // the input planes zero-padded once per event and group (no padding: read in place), unless
+  // the padding would make them much larger than the input
+  I64 Dp, Hp, Wp;
+  padded_sizes(win, Dp, Hp, Wp);
+  const bool padded = win.pb[0] + win.pe[0] + win.pb[1] + win.pe[1] + win.pb[2] + win.pe[2] > 0;
+  const I64 pad_size = padded ? Cg * Dp * Hp * Wp : 0;
+  const bool use_padded = pad_size <= 4 * Cg * Pin + (I64{1} << 16);
+  const I64 need = col_size + (use_padded ? pad_size : 0);
+  if (!pointwise && col.size() < uz(need)) col.resize(uz(need));
   for (I64 b = 0; b < Nb; ++b)
     for (I64 g = 0; g < G; ++g) {
       const float* xg = x.f() + (b * C + g * Cg) * Pin;
@@ -195,9 +263,12 @@ void run_conv(const Node& n, Workspace& ws) {
         gemm(uz(Mg), uz(P), uz(Cg), wg, uz(Cg), xg, uz(P), dg, uz(P), nullptr, bg, n.act, n.alpha, n.beta);
         continue;
       }
+      float* pad = col.data() + col_size;
+      if (use_padded && padded) pad_planes(win, xg, Cg, pad);
       for (I64 p0 = 0; p0 < P; p0 += blk) {
         const I64 p1 = std::min(P, p0 + blk);
-        im2col_panels(win, xg, Cg, p0, p1, col.data());
+        if (use_padded) im2col_panels_padded(win, padded ? pad : xg, Cg, p0, p1, col.data());
+        else im2col_panels(win, xg, Cg, p0, p1, col.data());
         gemm_packed(uz(Mg), uz(p1 - p0), uz(Kc), wg, uz(Kc), col.data(), dg + p0, uz(P), nullptr, bg, n.act, n.alpha,
                     n.beta);
       }

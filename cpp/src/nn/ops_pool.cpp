@@ -83,6 +83,59 @@ void for_each_window(const Window3& w, const WindowTable& t, F&& f) {
   }
 }
 
+/// MaxPool (without indices) or AveragePool over one plane, line by line: every output line
+/// starts at the identity and takes in each valid (kd, kh) input row tap by tap, over the run
+/// of output positions whose tap falls inside the row (kw_lo/kw_hi, per kw), so that the inner
+/// loop is a plain strided max or sum.
+template <bool Max>
+void pool_plane_lines(const Window3& w, const WindowTable& t, const I64* kw_lo, const I64* kw_hi, const float* xp,
+                      float* dp, bool include_pad) {
+  const I64 Hi = w.in[1], Wi = w.in[2], Ho = w.out[1], Wo = w.out[2], s2 = w.s[2];
+  const I64* tab = t.tab.data();
+  for (I64 od = 0; od < w.out[0]; ++od) {
+    const I64* e0 = tab + t.off[0] + 4 * od;
+    for (I64 oh = 0; oh < Ho; ++oh) {
+      const I64* e1 = tab + t.off[1] + 4 * oh;
+      float* line = dp + (od * Ho + oh) * Wo;
+      std::fill(line, line + Wo, Max ? std::numeric_limits<float>::lowest() : 0.0f);
+      for (I64 kd = e0[1]; kd < e0[2]; ++kd) {
+        const I64 id = e0[0] + kd * w.d[0];
+        for (I64 kh = e1[1]; kh < e1[2]; ++kh) {
+          const float* row = xp + (id * Hi + e1[0] + kh * w.d[1]) * Wi;
+          for (I64 kw = 0; kw < w.k[2]; ++kw) {
+            const I64 off = kw * w.d[2] - w.pb[2];  // row[ow * s2 + off] is inside the row for ow in [lo, hi)
+            const I64 lo = kw_lo[kw], hi = kw_hi[kw];
+            if (Max) {
+              for (I64 ow = lo; ow < hi; ++ow) {
+                const float v = row[ow * s2 + off];
+                line[ow] = v > line[ow] || v != v ? v : line[ow];  // NaN propagates
+              }
+            } else {
+              for (I64 ow = lo; ow < hi; ++ow) line[ow] += row[ow * s2 + off];
+            }
+          }
+        }
+      }
+      if (!Max) {
+        const I64 taps01 = include_pad ? e0[3] * e1[3] : (e0[2] - e0[1]) * (e1[2] - e1[1]);
+        const I64* e2 = tab + t.off[2];
+        for (I64 ow = 0; ow < Wo; ++ow, e2 += 4)
+          line[ow] /= static_cast<float>(taps01 * (include_pad ? e2[3] : e2[2] - e2[1]));
+      }
+    }
+  }
+}
+
+/// For each kernel tap kw along the last axis, the output positions [lo, hi) whose input
+/// coordinate ow * s + kw * d - pb lies inside the input (in `kw_lo`/`kw_hi`).
+void last_axis_runs(const Window3& w, std::vector<I64>& buf, const I64*& kw_lo, const I64*& kw_hi) {
+  buf.resize(uz(2 * w.k[2]));
+  for (I64 kw = 0; kw < w.k[2]; ++kw)
+    valid_taps(kw * w.d[2] - w.pb[2], w.out[2], w.s[2], w.in[2], buf[uz(kw)], buf[uz(w.k[2] + kw)]);
+  kw_lo = buf.data();
+  kw_hi = buf.data() + w.k[2];
+}
+
 // MaxPool. node: v0 kernel_shape, v1 strides, v2 pads, v3 dilations, i1 auto_pad, i0 ceil_mode,
 // i2 storage_order. Output 1 (optional): the flat index of each maximum in X.
 void run_max_pool(const Node& n, Workspace& ws) {
@@ -97,10 +150,17 @@ void run_max_pool(const Node& n, Workspace& ws) {
   const I64 planes = x.shape[0] * x.shape[1], P = w.n_out(), Pin = w.n_in();
   const I64 Hi = w.in[1], Wi = w.in[2], Di = w.in[0];
   const WindowTable table(w, ws.scratch_i);
+  if (!idx) {
+    std::vector<I64> runs;
+    const I64 *kw_lo, *kw_hi;
+    last_axis_runs(w, runs, kw_lo, kw_hi);
+    for (I64 pl = 0; pl < planes; ++pl) pool_plane_lines<true>(w, table, kw_lo, kw_hi, x.f() + pl * Pin, d + pl * P, false);
+    return;
+  }
   for (I64 pl = 0; pl < planes; ++pl) {
     const float* xp = x.f() + pl * Pin;
     float* dp = d + pl * P;
-    I64* ip = idx ? idx + pl * P : nullptr;
+    I64* ip = idx + pl * P;
     for_each_window(w, table, [&](I64 o, const I64* base, const I64* lo, const I64* hi, I64 /*padded_count*/) {
       float m = std::numeric_limits<float>::lowest();
       I64 at = -1;
@@ -120,7 +180,7 @@ void run_max_pool(const Node& n, Workspace& ws) {
         }
       }
       dp[o] = m;
-      if (ip) ip[o] = at < 0 ? at : pl * Pin + at;
+      ip[o] = at < 0 ? at : pl * Pin + at;
     });
   }
 }
@@ -134,26 +194,13 @@ void run_average_pool(const Node& n, Workspace& ws) {
   const Window3 w = make_window(n, sd, &x.shape.d[2], n.v0.data(), n.i0 != 0);
   float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, pooled_shape(x, w)));
   const I64 planes = x.shape[0] * x.shape[1], P = w.n_out(), Pin = w.n_in();
-  const I64 Hi = w.in[1], Wi = w.in[2];
   const bool include_pad = n.i2 != 0;
   const WindowTable table(w, ws.scratch_i);
-  for (I64 pl = 0; pl < planes; ++pl) {
-    const float* xp = x.f() + pl * Pin;
-    float* dp = d + pl * P;
-    for_each_window(w, table, [&](I64 o, const I64* base, const I64* lo, const I64* hi, I64 padded_count) {
-      float s = 0.0f;
-      for (I64 kd = lo[0]; kd < hi[0]; ++kd) {
-        const I64 id = base[0] + kd * w.d[0];
-        for (I64 kh = lo[1]; kh < hi[1]; ++kh) {
-          const I64 ih = base[1] + kh * w.d[1];
-          const float* row = xp + (id * Hi + ih) * Wi;
-          for (I64 kw = lo[2]; kw < hi[2]; ++kw) s += row[base[2] + kw * w.d[2]];
-        }
-      }
-      const I64 count = include_pad ? padded_count : (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]);
-      dp[o] = s / static_cast<float>(count);
-    });
-  }
+  std::vector<I64> runs;
+  const I64 *kw_lo, *kw_hi;
+  last_axis_runs(w, runs, kw_lo, kw_hi);
+  for (I64 pl = 0; pl < planes; ++pl)
+    pool_plane_lines<false>(w, table, kw_lo, kw_hi, x.f() + pl * Pin, d + pl * P, include_pad);
 }
 
 void import_pool(ImportContext& at, Node& n, bool is_max) {
