@@ -7,6 +7,9 @@ CNN, a ConvTranspose generator) and the errors for inputs that do not fit."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -533,3 +536,46 @@ def test_conv_padding_much_larger_than_input(rng):
     inits = {"w": randn(rng, 6, 4, 3, 3), "b": randn(rng, 6)}
     m = one_node("Conv", x, inits, ["w", "b"], kernel_shape=[3, 3], pads=[70, 70, 70, 69], strides=[1, 2])
     compare(m, {"x": x})
+
+
+def _predict_in_subprocess(env, model_path, x_path, out_path):
+    code = (
+        "import sys, numpy as np; from hepinfer.nn import Model; "
+        "m = Model.load(sys.argv[1]); x = np.load(sys.argv[2]); "
+        "np.save(sys.argv[3], m.predict(x, n_threads=1))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(model_path), str(x_path), str(out_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return np.load(out_path)
+
+
+@pytest.mark.parametrize("act", ["Relu", "Tanh"])
+def test_conv_avx512_tiles_equal_the_avx2_tiles(rng, tmp_path, act):
+    """The AVX-512 convolution tiles sum in the AVX2 tiles' order: identical bits with
+    HEPINFER_DISABLE_AVX512=1 (odd channel and position counts: partial tiles and panels)."""
+    x = randn(rng, 3, 5, 13, 11)
+    m = make(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["h"], kernel_shape=[3, 3], pads=[1, 0, 1, 1]),
+            helper.make_node(act, ["h"], ["y"]),
+        ],
+        [("x", F, ["batch", 5, 13, 11])],
+        [("y", F, None)],
+        {"w": randn(rng, 13, 5, 3, 3), "b": randn(rng, 13)},
+    )
+    compare(m, {"x": x})
+    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    np.save(tmp_path / "x.npy", x)
+    outs = [
+        _predict_in_subprocess(
+            dict(os.environ, **extra), tmp_path / "m.onnx", tmp_path / "x.npy", tmp_path / f"{i}.npy"
+        )
+        for i, extra in enumerate([{}, {"HEPINFER_DISABLE_AVX512": "1"}])
+    ]
+    assert outs[0].tobytes() == outs[1].tobytes()

@@ -13,6 +13,9 @@
 // ConvTranspose is GEMM + col2im: col[Mg * K, P_in] = W_g^T X_g, scattered into the output.
 #include <algorithm>
 #include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #include <string>
 #include <vector>
 
@@ -151,6 +154,87 @@ void im2col_panels_padded(const Window3& w, const float* xp, I64 Cg, I64 p0, I64
         }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#define HEPINFER_CONV_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+
+/// MR rows x NP panels (16 columns each) of C = A B + bias_row with AVX-512: one zmm
+/// accumulator per row and panel, k ascending with FMA (the order of the AVX2 tiles).
+template <int MR, int NP>
+HEPINFER_CONV_AVX512 void conv_tile_avx512(I64 K, const float* A, I64 lda, const float* panels, I64 ps, float* C,
+                                           I64 ldc, I64 ncols, const float* bias_row, bool relu) {
+  __m512 acc[MR][NP];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_setzero_ps();
+  for (I64 k = 0; k < K; ++k) {
+    __m512 b[NP];
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) b[p] = _mm512_loadu_ps(panels + p * ps + k * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_fmadd_ps(a, b[p], acc[r][p]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) {
+      __m512 v = acc[r][p];
+      if (bias_row) v = _mm512_add_ps(v, _mm512_set1_ps(bias_row[r]));
+      if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // NaN stays (max returns its 2nd operand)
+      const I64 left = ncols - 16 * p;
+      if (left >= 16) _mm512_storeu_ps(C + r * ldc + 16 * p, v);
+      else if (left > 0) _mm512_mask_storeu_ps(C + r * ldc + 16 * p, static_cast<__mmask16>((1u << left) - 1u), v);
+    }
+}
+
+template <int NP>
+HEPINFER_CONV_AVX512 void conv_rows_avx512(I64 M, I64 K, const float* A, I64 lda, const float* panels, I64 ps,
+                                           float* C, I64 ldc, I64 ncols, const float* bias_row, bool relu) {
+  I64 i = 0;
+  for (; i + 8 <= M; i += 8)
+    conv_tile_avx512<8, NP>(K, A + i * lda, lda, panels, ps, C + i * ldc, ldc, ncols, bias_row ? bias_row + i : nullptr, relu);
+  const float* br = bias_row ? bias_row + i : nullptr;
+  A += i * lda;
+  C += i * ldc;
+  switch (M - i) {
+    case 7: conv_tile_avx512<7, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 6: conv_tile_avx512<6, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 5: conv_tile_avx512<5, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 4: conv_tile_avx512<4, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 3: conv_tile_avx512<3, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 2: conv_tile_avx512<2, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 1: conv_tile_avx512<1, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    default: break;
+  }
+}
+#endif
+
+/// C[M, N] = act(A[M, K] B + bias_row) with B packed in 16-column panels (im2col_panels):
+/// gemm_packed, or on AVX-512 machines 8 x 32 tiles of zmm accumulators (the activation other
+/// than ReLU applied on each stored block of rows).
+void conv_gemm(I64 M, I64 N, I64 K, const float* A, const float* panels, float* C, I64 ldc, const float* bias_row,
+               const Node& n) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (cpu_has_avx512() && M >= 4) {
+    const I64 ps = K * 16;
+    const bool relu = n.act == Act::Relu;
+    for (I64 j0 = 0; j0 < N; j0 += 32) {
+      const I64 nc = std::min<I64>(32, N - j0);
+      if (nc > 16) conv_rows_avx512<2>(M, K, A, K, panels + (j0 / 16) * ps, ps, C + j0, ldc, nc, bias_row, relu);
+      else conv_rows_avx512<1>(M, K, A, K, panels + (j0 / 16) * ps, ps, C + j0, ldc, nc, bias_row, relu);
+    }
+    if (n.act != Act::None && !relu)
+      for (I64 r = 0; r < M; ++r) activate(C + r * ldc, uz(N), n.act, n.alpha, n.beta);
+    return;
+  }
+#endif
+  gemm_packed(uz(M), uz(N), uz(K), A, uz(K), panels, C, uz(ldc), nullptr, bias_row, n.act, n.alpha, n.beta);
+}
+
 /// One output plane o [n_out] of a convolution with one output channel per group: the sum over
 /// the group's Cg input planes and the kernel taps, tap by tap over whole output lines.
 void conv_direct(const Window3& w, const float* xg, I64 Cg, const float* wm, float* o) {
@@ -269,8 +353,7 @@ void run_conv(const Node& n, Workspace& ws) {
         const I64 p1 = std::min(P, p0 + blk);
         if (use_padded) im2col_panels_padded(win, padded ? pad : xg, Cg, p0, p1, col.data());
         else im2col_panels(win, xg, Cg, p0, p1, col.data());
-        gemm_packed(uz(Mg), uz(p1 - p0), uz(Kc), wg, uz(Kc), col.data(), dg + p0, uz(P), nullptr, bg, n.act, n.alpha,
-                    n.beta);
+        conv_gemm(Mg, p1 - p0, Kc, wg, col.data(), dg + p0, P, bg, n);
       }
     }
 }
