@@ -213,13 +213,23 @@ HEPINFER_CONV_AVX512 void conv_rows_avx512(I64 M, I64 K, const float* A, I64 lda
 }
 #endif
 
+/// Whether conv_gemm runs the AVX-512 tiles for M rows.
+inline bool conv_gemm_uses_avx512(I64 M) {
+#if defined(__x86_64__) || defined(__i386__)
+  return M >= 4 && cpu_has_avx512();
+#else
+  (void)M;
+  return false;
+#endif
+}
+
 /// C[M, N] = act(A[M, K] B + bias_row) with B packed in 16-column panels (im2col_panels):
 /// gemm_packed, or on AVX-512 machines 8 x 32 tiles of zmm accumulators (the activation other
 /// than ReLU applied on each stored block of rows).
 void conv_gemm(I64 M, I64 N, I64 K, const float* A, const float* panels, float* C, I64 ldc, const float* bias_row,
                const Node& n) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (cpu_has_avx512() && M >= 4) {
+  if (conv_gemm_uses_avx512(M)) {
     const I64 ps = K * 16;
     const bool relu = n.act == Act::Relu;
     for (I64 j0 = 0; j0 < N; j0 += 32) {
@@ -336,7 +346,12 @@ void run_conv(const Node& n, Workspace& ws) {
   const I64 pad_size = padded ? Cg * Dp * Hp * Wp : 0;
   const bool use_padded = pad_size <= 4 * Cg * Pin + (I64{1} << 16);
   const I64 need = col_size + (use_padded ? pad_size : 0);
-  if (!pointwise && col.size() < uz(need)) col.resize(uz(need));
+  const bool avx512_tiles = conv_gemm_uses_avx512(Mg);
+  if (pointwise && avx512_tiles) {
+    if (col.size() < packed_panels_size(uz(Cg), uz(P))) col.resize(packed_panels_size(uz(Cg), uz(P)));
+  } else if (!pointwise && col.size() < uz(need)) {
+    col.resize(uz(need));
+  }
   for (I64 b = 0; b < Nb; ++b)
     for (I64 g = 0; g < G; ++g) {
       const float* xg = x.f() + (b * C + g * Cg) * Pin;
@@ -344,7 +359,12 @@ void run_conv(const Node& n, Workspace& ws) {
       float* dg = d + (b * Mo + g * Mg) * P;
       const float* bg = bf ? bf + g * Mg : nullptr;
       if (pointwise) {
-        gemm(uz(Mg), uz(P), uz(Cg), wg, uz(Cg), xg, uz(P), dg, uz(P), nullptr, bg, n.act, n.alpha, n.beta);
+        if (avx512_tiles) {  // the planes packed into panels for the AVX-512 tiles
+          pack_panels(uz(Cg), uz(P), xg, uz(P), col.data());
+          conv_gemm(Mg, P, Cg, wg, col.data(), dg, P, bg, n);
+        } else {
+          gemm(uz(Mg), uz(P), uz(Cg), wg, uz(Cg), xg, uz(P), dg, uz(P), nullptr, bg, n.act, n.alpha, n.beta);
+        }
         continue;
       }
       float* pad = col.data() + col_size;
