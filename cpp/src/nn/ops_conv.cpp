@@ -114,10 +114,18 @@ void pad_planes(const Window3& w, const float* xg, I64 Cg, float* pad) {
                     xg + ((c * Di + id) * Hi + ih) * Wi, uz(Wi) * sizeof(float));
 }
 
+// Short copies (a few floats into a panel row) stay loops: as memcpy calls (GCC's loop
+// idiom recognition) they cost more than the copy.
+#if defined(__GNUC__) && !defined(__clang__)
+#define HEPINFER_NO_MEMCPY_IDIOM __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define HEPINFER_NO_MEMCPY_IDIOM
+#endif
+
 /// im2col_panels from zero-padded planes xp [Cg][Dp][Hp][Wp] (pad_planes, or the input itself
 /// when there is no padding): every tap reads inside the planes, so the copy has no bounds
 /// checks or special cases at all, one load and one store per element.
-void im2col_panels_padded(const Window3& w, const float* xp, I64 Cg, I64 p0, I64 p1, float* panels) {
+HEPINFER_NO_MEMCPY_IDIOM void im2col_panels_padded(const Window3& w, const float* xp, I64 Cg, I64 p0, I64 p1, float* panels) {
   I64 Dp, Hp, Wp;
   padded_sizes(w, Dp, Hp, Wp);
   const I64 Ho = w.out[1], Wo = w.out[2], Kc = Cg * w.n_k(), ps = Kc * 16, blk = p1 - p0;
@@ -138,7 +146,11 @@ void im2col_panels_padded(const Window3& w, const float* xp, I64 Cg, I64 p0, I64
               for (I64 ow = a; ow < b;) {
                 const I64 n = std::min(b - ow, 16 - (q & 15));
                 float* dst = row + (q >> 4) * ps + (q & 15);
-                for (I64 t = 0; t < n; ++t) dst[t] = src[ow + t];
+                if (n == 16) {
+                  std::memcpy(dst, src + ow, 16 * sizeof(float));  // a fixed size: inlined vector moves
+                } else {
+                  for (I64 t = 0; t < n; ++t) dst[t] = src[ow + t];
+                }
                 ow += n;
                 q += n;
               }
