@@ -782,7 +782,7 @@ def test_every_unsupported_node_is_named_at_once():
     [
         (helper.make_node("Gelu", ["x"], ["y"], name="g1", approximate="erf2"), 20),
         (helper.make_node("Relu", ["x"], ["y"], name="r1", unknown_attribute=3), 17),
-        (helper.make_node("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3]), 17),
+        (helper.make_node("Conv", ["x", "w"], ["y"], name="c1", kernel_shape=[3, 3], group=3), 17),
         (helper.make_node("Dropout", ["x", "r", "t"], ["y"], name="d1"), 13),
         (helper.make_node("Relu", ["x"], ["y"], name="dom", domain="com.microsoft"), 17),
     ],

@@ -102,5 +102,7 @@ void add_shape_ops(OpTable& t);  // ops_shape.cpp
 void add_linear_ops(OpTable& t);  // ops_linear.cpp
 void add_reduce_ops(OpTable& t);  // ops_reduce.cpp
 void add_rnn_ops(OpTable& t);  // ops_rnn.cpp
+void add_pool_ops(OpTable& t);  // ops_pool.cpp
+void add_resize_ops(OpTable& t);  // ops_resize.cpp
 
 }  // namespace hepinfer::nn

@@ -12,6 +12,8 @@ const OpTable& op_table() {
     add_linear_ops(t);
     add_reduce_ops(t);
     add_rnn_ops(t);
+    add_pool_ops(t);
+    add_resize_ops(t);
     return t;
   }();
   return table;

@@ -1,8 +1,25 @@
-// Convolution family: import handlers and kernels (see op_import.hpp).
+// Convolution family: Conv and ConvTranspose, 1-D to 3-D, import handlers and kernels (see
+// op_import.hpp).
+//
+// Conv runs as im2col + GEMM (gemm_packed): for every event and group,
+// out[Mg, P] = W[Mg, Cg * K] col[Cg * K, P] with P the output positions and K the kernel taps,
+// the weights read in place as the GEMM's left operand (so they need no packing) and the bias
+// and fused activation applied in the GEMM epilogue. The im2col matrix is built line by line (a
+// run of output positions along the last axis reads a run of input elements at the stride, so
+// only the ends of a line need bounds checks), straight into the panel layout the GEMM
+// micro-kernel reads, in blocks of output positions that keep it in L2. Pointwise convolutions
+// (kernel 1, stride 1, no padding) multiply the input planes directly; convolutions with one
+// output channel per group (depthwise) are summed directly, tap by tap, over whole lines.
+// ConvTranspose is GEMM + col2im: col[Mg * K, P_in] = W_g^T X_g, scattered into the output.
 #include <algorithm>
+#include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #include <string>
 #include <vector>
 
+#include "nn/conv_geometry.hpp"
 #include "nn/graph.hpp"
 #include "nn/op_import.hpp"
 #include "nn/op_util.hpp"
@@ -10,128 +27,562 @@
 namespace hepinfer::nn {
 namespace {
 
-// Conv: 1-D with any kernel/stride/padding/dilation/group; N-D only pointwise (1x1...).
-// node: v0 kernel_shape (may be empty), v1 strides, v2 pads, v3 dilations, i0 group,
-// i1 auto_pad (0 NOTSET, 1 VALID, 2 SAME_UPPER, 3 SAME_LOWER).
-void op_conv(const Node& n, Workspace& ws) {
+using std::size_t;
+
+inline size_t uz(I64 v) { return static_cast<size_t>(v); }
+
+/// Writes `count` values into row `q0` onwards of the GEMM's panel layout (position q of a
+/// block at panels[(q / 16) * ps + q % 16], ps = Kc * 16 floats per panel): src[t * stride]
+/// for t < count, or zeros when src is null.
+inline void put_panel(float* row, I64 ps, I64 q0, const float* src, I64 stride, I64 count) {
+  I64 q = q0;
+  while (count > 0) {
+    const I64 in_panel = std::min<I64>(count, 16 - (q & 15));
+    float* dst = row + (q >> 4) * ps + (q & 15);
+    if (!src) {
+      for (I64 t = 0; t < in_panel; ++t) dst[t] = 0.0f;
+    } else if (stride == 1) {
+      std::memcpy(dst, src, uz(in_panel) * sizeof(float));
+      src += in_panel;
+    } else {
+      for (I64 t = 0; t < in_panel; ++t) dst[t] = src[t * stride];
+      src += in_panel * stride;
+    }
+    q += in_panel;
+    count -= in_panel;
+  }
+}
+
+/// im2col for output positions [p0, p1) from one group's input planes xg [Cg][n_in], straight
+/// into the packed-panel layout that gemm_packed reads (the Cg * n_k rows of panel j hold the
+/// positions p0 + 16 j ... p0 + 16 j + 15, zero past p1): one copy instead of im2col + pack.
+void im2col_panels(const Window3& w, const float* xg, I64 Cg, I64 p0, I64 p1, float* panels) {
+  const I64 Di = w.in[0], Hi = w.in[1], Wi = w.in[2], Ho = w.out[1], Wo = w.out[2];
+  const I64 pin = w.n_in(), Kc = Cg * w.n_k(), ps = Kc * 16, blk = p1 - p0;
+  if (blk % 16) std::fill(panels + (blk / 16) * ps, panels + (blk / 16 + 1) * ps, 0.0f);
+  const I64 line0 = p0 / Wo;
+  float* row = panels;
+  for (I64 c = 0; c < Cg; ++c) {
+    const float* xc = xg + c * pin;
+    for (I64 kd = 0; kd < w.k[0]; ++kd)
+      for (I64 kh = 0; kh < w.k[1]; ++kh)
+        for (I64 kw = 0; kw < w.k[2]; ++kw, row += 16) {
+          const I64 base = kw * w.d[2] - w.pb[2];  // iw = ow * s + base
+          I64 lo_all, hi_all;
+          valid_taps(base, Wo, w.s[2], Wi, lo_all, hi_all);
+          I64 od = line0 / Ho, oh = line0 % Ho;
+          for (I64 p = p0; p < p1;) {
+            const I64 lb = p - (p % Wo), a = p - lb, b = std::min(Wo, p1 - lb);
+            const I64 q = p - p0;
+            const I64 id = od * w.s[0] + kd * w.d[0] - w.pb[0], ih = oh * w.s[1] + kh * w.d[1] - w.pb[1];
+            if (id < 0 || id >= Di || ih < 0 || ih >= Hi) {
+              put_panel(row, ps, q, nullptr, 0, b - a);
+            } else {
+              const float* src = xc + (id * Hi + ih) * Wi;  // src[ow * s + base]
+              const I64 lo = std::clamp(lo_all, a, b), hi = std::clamp(hi_all, lo, b);
+              put_panel(row, ps, q, nullptr, 0, lo - a);
+              if (hi > lo) put_panel(row, ps, q + (lo - a), src + (lo * w.s[2] + base), w.s[2], hi - lo);
+              put_panel(row, ps, q + (hi - a), nullptr, 0, b - hi);
+            }
+            p = lb + b;
+            if (++oh == Ho) {
+              oh = 0;
+              ++od;
+            }
+          }
+        }
+  }
+}
+
+/// Sizes of the input planes with the window's padding on every side.
+inline void padded_sizes(const Window3& w, I64& Dp, I64& Hp, I64& Wp) {
+  Dp = w.in[0] + w.pb[0] + w.pe[0];
+  Hp = w.in[1] + w.pb[1] + w.pe[1];
+  Wp = w.in[2] + w.pb[2] + w.pe[2];
+}
+
+/// Copies one group's input planes xg [Cg][n_in] into `pad` [Cg][Dp][Hp][Wp] with zeros around.
+void pad_planes(const Window3& w, const float* xg, I64 Cg, float* pad) {
+  I64 Dp, Hp, Wp;
+  padded_sizes(w, Dp, Hp, Wp);
+  std::fill(pad, pad + Cg * Dp * Hp * Wp, 0.0f);
+  const I64 Di = w.in[0], Hi = w.in[1], Wi = w.in[2];
+  for (I64 c = 0; c < Cg; ++c)
+    for (I64 id = 0; id < Di; ++id)
+      for (I64 ih = 0; ih < Hi; ++ih)
+        std::memcpy(pad + ((c * Dp + id + w.pb[0]) * Hp + ih + w.pb[1]) * Wp + w.pb[2],
+                    xg + ((c * Di + id) * Hi + ih) * Wi, uz(Wi) * sizeof(float));
+}
+
+// Short copies (a few floats into a panel row) stay loops: as memcpy calls (GCC's loop
+// idiom recognition) they cost more than the copy.
+#if defined(__GNUC__) && !defined(__clang__)
+#define HEPINFER_NO_MEMCPY_IDIOM __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define HEPINFER_NO_MEMCPY_IDIOM
+#endif
+
+/// im2col_panels from zero-padded planes xp [Cg][Dp][Hp][Wp] (pad_planes, or the input itself
+/// when there is no padding): every tap reads inside the planes, so the copy has no bounds
+/// checks or special cases at all, one load and one store per element.
+HEPINFER_NO_MEMCPY_IDIOM void im2col_panels_padded(const Window3& w, const float* xp, I64 Cg, I64 p0, I64 p1, float* panels) {
+  I64 Dp, Hp, Wp;
+  padded_sizes(w, Dp, Hp, Wp);
+  const I64 Ho = w.out[1], Wo = w.out[2], Kc = Cg * w.n_k(), ps = Kc * 16, blk = p1 - p0;
+  const I64 s0 = w.s[0] * Hp * Wp, s1 = w.s[1] * Wp, s2 = w.s[2];
+  if (blk % 16) std::fill(panels + (blk / 16) * ps, panels + (blk / 16 + 1) * ps, 0.0f);
+  const I64 line0 = p0 / Wo, ow0 = p0 % Wo;
+  float* row = panels;
+  for (I64 c = 0; c < Cg; ++c)
+    for (I64 kd = 0; kd < w.k[0]; ++kd)
+      for (I64 kh = 0; kh < w.k[1]; ++kh)
+        for (I64 kw = 0; kw < w.k[2]; ++kw, row += 16) {
+          const float* xc = xp + ((c * Dp + kd * w.d[0]) * Hp + kh * w.d[1]) * Wp + kw * w.d[2];
+          I64 od = line0 / Ho, oh = line0 % Ho, q = 0, a = ow0;
+          while (q < blk) {
+            const I64 b = std::min(Wo, a + (blk - q));
+            const float* src = xc + od * s0 + oh * s1;
+            if (s2 == 1) {  // runs of contiguous input, split where a panel ends
+              for (I64 ow = a; ow < b;) {
+                const I64 n = std::min(b - ow, 16 - (q & 15));
+                float* dst = row + (q >> 4) * ps + (q & 15);
+                if (n == 16) {
+                  std::memcpy(dst, src + ow, 16 * sizeof(float));  // a fixed size: inlined vector moves
+                } else {
+                  for (I64 t = 0; t < n; ++t) dst[t] = src[ow + t];
+                }
+                ow += n;
+                q += n;
+              }
+            } else {
+              for (I64 ow = a; ow < b; ++ow, ++q) row[(q >> 4) * ps + (q & 15)] = src[ow * s2];
+            }
+            a = 0;
+            if (++oh == Ho) {
+              oh = 0;
+              ++od;
+            }
+          }
+        }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#define HEPINFER_CONV_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+
+/// MR rows x NP panels (16 columns each) of C = A B + bias_row with AVX-512: one zmm
+/// accumulator per row and panel, k ascending with FMA (the order of the AVX2 tiles).
+template <int MR, int NP>
+HEPINFER_CONV_AVX512 void conv_tile_avx512(I64 K, const float* A, I64 lda, const float* panels, I64 ps, float* C,
+                                           I64 ldc, I64 ncols, const float* bias_row, bool relu) {
+  __m512 acc[MR][NP];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_setzero_ps();
+  for (I64 k = 0; k < K; ++k) {
+    __m512 b[NP];
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) b[p] = _mm512_loadu_ps(panels + p * ps + k * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_fmadd_ps(a, b[p], acc[r][p]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) {
+      __m512 v = acc[r][p];
+      if (bias_row) v = _mm512_add_ps(v, _mm512_set1_ps(bias_row[r]));
+      if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // NaN stays (max returns its 2nd operand)
+      const I64 left = ncols - 16 * p;
+      if (left >= 16) _mm512_storeu_ps(C + r * ldc + 16 * p, v);
+      else if (left > 0) _mm512_mask_storeu_ps(C + r * ldc + 16 * p, static_cast<__mmask16>((1u << left) - 1u), v);
+    }
+}
+
+template <int NP>
+HEPINFER_CONV_AVX512 void conv_rows_avx512(I64 M, I64 K, const float* A, I64 lda, const float* panels, I64 ps,
+                                           float* C, I64 ldc, I64 ncols, const float* bias_row, bool relu) {
+  I64 i = 0;
+  for (; i + 8 <= M; i += 8)
+    conv_tile_avx512<8, NP>(K, A + i * lda, lda, panels, ps, C + i * ldc, ldc, ncols, bias_row ? bias_row + i : nullptr, relu);
+  const float* br = bias_row ? bias_row + i : nullptr;
+  A += i * lda;
+  C += i * ldc;
+  switch (M - i) {
+    case 7: conv_tile_avx512<7, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 6: conv_tile_avx512<6, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 5: conv_tile_avx512<5, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 4: conv_tile_avx512<4, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 3: conv_tile_avx512<3, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 2: conv_tile_avx512<2, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    case 1: conv_tile_avx512<1, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
+    default: break;
+  }
+}
+#endif
+
+/// Whether conv_gemm runs the AVX-512 tiles for M rows.
+inline bool conv_gemm_uses_avx512(I64 M) {
+#if defined(__x86_64__) || defined(__i386__)
+  return M >= 4 && cpu_has_avx512();
+#else
+  (void)M;
+  return false;
+#endif
+}
+
+/// C[M, N] = act(A[M, K] B + bias_row) with B packed in 16-column panels (im2col_panels):
+/// gemm_packed, or on AVX-512 machines 8 x 32 tiles of zmm accumulators (the activation other
+/// than ReLU applied on each stored block of rows).
+void conv_gemm(I64 M, I64 N, I64 K, const float* A, const float* panels, float* C, I64 ldc, const float* bias_row,
+               const Node& n) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (conv_gemm_uses_avx512(M)) {
+    const I64 ps = K * 16;
+    const bool relu = n.act == Act::Relu;
+    for (I64 j0 = 0; j0 < N; j0 += 32) {
+      const I64 nc = std::min<I64>(32, N - j0);
+      if (nc > 16) conv_rows_avx512<2>(M, K, A, K, panels + (j0 / 16) * ps, ps, C + j0, ldc, nc, bias_row, relu);
+      else conv_rows_avx512<1>(M, K, A, K, panels + (j0 / 16) * ps, ps, C + j0, ldc, nc, bias_row, relu);
+    }
+    if (n.act != Act::None && !relu)
+      for (I64 r = 0; r < M; ++r) activate(C + r * ldc, uz(N), n.act, n.alpha, n.beta);
+    return;
+  }
+#endif
+  gemm_packed(uz(M), uz(N), uz(K), A, uz(K), panels, C, uz(ldc), nullptr, bias_row, n.act, n.alpha, n.beta);
+}
+
+/// One output plane o [n_out] of a convolution with one output channel per group: the sum over
+/// the group's Cg input planes and the kernel taps, tap by tap over whole output lines.
+void conv_direct(const Window3& w, const float* xg, I64 Cg, const float* wm, float* o) {
+  const I64 Hi = w.in[1], Wi = w.in[2], Ho = w.out[1], Wo = w.out[2], pin = w.n_in(), nk = w.n_k();
+  std::fill(o, o + w.n_out(), 0.0f);
+  for (I64 c = 0; c < Cg; ++c) {
+    const float* xc = xg + c * pin;
+    const float* wc = wm + c * nk;
+    for (I64 od = 0; od < w.out[0]; ++od)
+      for (I64 oh = 0; oh < Ho; ++oh) {
+        float* line = o + (od * Ho + oh) * Wo;
+        for (I64 kd = 0; kd < w.k[0]; ++kd) {
+          const I64 id = od * w.s[0] + kd * w.d[0] - w.pb[0];
+          if (id < 0 || id >= w.in[0]) continue;
+          for (I64 kh = 0; kh < w.k[1]; ++kh) {
+            const I64 ih = oh * w.s[1] + kh * w.d[1] - w.pb[1];
+            if (ih < 0 || ih >= Hi) continue;
+            const float* srow = xc + (id * Hi + ih) * Wi;
+            for (I64 kw = 0; kw < w.k[2]; ++kw) {
+              const float wv = wc[(kd * w.k[1] + kh) * w.k[2] + kw];
+              const I64 base = kw * w.d[2] - w.pb[2];
+              I64 lo, hi;
+              valid_taps(base, Wo, w.s[2], Wi, lo, hi);
+              if (w.s[2] == 1) {
+                for (I64 ow = lo; ow < hi; ++ow) line[ow] += wv * srow[ow + base];
+              } else {
+                for (I64 ow = lo; ow < hi; ++ow) line[ow] += wv * srow[ow * w.s[2] + base];
+              }
+            }
+          }
+        }
+      }
+  }
+}
+
+void check_float_inputs(const Value& x, const Value& w, const Value* bias) {
+  require_type(x, ElementType::Float32, "X");
+  require_type(w, ElementType::Float32, "W");
+  if (bias) require_type(*bias, ElementType::Float32, "B");
+  if (x.shape.rank < 3 || x.shape.rank > 5)
+    throw OpError("X must be [N, C, spatial...] with 1 to 3 spatial dimensions, got shape " + x.shape.str());
+  if (w.shape.rank != x.shape.rank)
+    throw OpError("W " + w.shape.str() + " must have the rank of X " + x.shape.str());
+}
+
+void check_kernel_shape(const Node& n, const Value& w) {
+  if (n.v0.empty()) return;
+  bool ok = n.v0.size() == static_cast<size_t>(w.shape.rank - 2);
+  for (size_t k = 0; ok && k < n.v0.size(); ++k) ok = w.shape[static_cast<int>(k) + 2] == n.v0[k];
+  if (!ok) throw OpError("W " + w.shape.str() + " does not match kernel_shape");
+}
+
+// Conv. node: v0 kernel_shape (may be empty), v1 strides, v2 pads, v3 dilations, i0 group,
+// i1 auto_pad; act/alpha/beta: a fused activation.
+void run_conv(const Node& n, Workspace& ws) {
   const Value& x = in(n, ws, 0);
   const Value& w = in(n, ws, 1);
   const Value* bias = opt_in(n, ws, 2);
-  require_type(x, ElementType::Float32, "X");
-  require_type(w, ElementType::Float32, "W");
-  if (x.shape.rank < 3 || w.shape.rank != x.shape.rank) throw OpError("X " + x.shape.str() + " and W " + w.shape.str() + " do not fit");
-  const auto Nb = static_cast<std::size_t>(x.shape[0]);
-  const auto C = static_cast<std::size_t>(x.shape[1]);
-  const auto Mo = static_cast<std::size_t>(w.shape[0]);
-  const auto G = static_cast<std::size_t>(n.i0);
-  if (G == 0 || C % G || Mo % G || static_cast<std::size_t>(w.shape[1]) * G != C)
+  check_float_inputs(x, w, bias);
+  check_kernel_shape(n, w);
+  const I64 Nb = x.shape[0], C = x.shape[1], Mo = w.shape[0], G = n.i0;
+  if (G < 1 || C % G != 0 || Mo % G != 0 || w.shape[1] * G != C)
     throw OpError("X has " + std::to_string(C) + " channels; W " + w.shape.str() + " with group " + std::to_string(G) +
-                  " does not fit");
-  if (bias && bias->numel != Mo) throw OpError("B has " + std::to_string(bias->numel) + " elements, not " + std::to_string(Mo));
-  const std::size_t Cg = C / G, Mg = Mo / G;
+                  " needs " + std::to_string(w.shape[1] * G) + (Mo % G ? " and output channels divisible by group" : ""));
+  if (bias && (bias->shape.rank != 1 || bias->shape[0] != Mo))
+    throw OpError("B has shape " + bias->shape.str() + "; expected [" + std::to_string(Mo) + "]");
   const int sd = x.shape.rank - 2;
+  const Window3 win = make_window(n, sd, &x.shape.d[2], &w.shape.d[2], false);
   Shape os;
-  os.push(static_cast<I64>(Nb));
-  os.push(static_cast<I64>(Mo));
-  if (sd == 1) {
-    const I64 L = x.shape[2], k = w.shape[2];
-    const I64 s = n.v1.empty() ? 1 : n.v1[0], dil = n.v3.empty() ? 1 : n.v3[0];
-    I64 pb = n.v2.empty() ? 0 : n.v2[0], pe = n.v2.empty() ? 0 : n.v2[1];
-    if (n.i1 >= 2) {
-      const I64 outl = (L + s - 1) / s;
-      const I64 total = std::max<I64>((outl - 1) * s + (k - 1) * dil + 1 - L, 0);
-      pb = n.i1 == 2 ? total / 2 : total - total / 2;
-      pe = total - pb;
-    } else if (n.i1 == 1) {
-      pb = pe = 0;
-    }
-    const I64 Lo = (L + pb + pe - dil * (k - 1) - 1) / s + 1;
-    if (Lo < 0) throw OpError("kernel longer than the padded input");
-    os.push(Lo);
-    float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
-    const auto ul = static_cast<std::size_t>(L), ulo = static_cast<std::size_t>(Lo), uk = static_cast<std::size_t>(k);
-    const bool pointwise = k == 1 && s == 1 && pb == 0 && pe == 0;
-    std::vector<float>& col = ws.scratch;
-    if (!pointwise) col.resize(Cg * uk * ulo);
-    for (std::size_t b = 0; b < Nb; ++b)
-      for (std::size_t g = 0; g < G; ++g) {
-        const float* xs = x.f() + (b * C + g * Cg) * ul;
-        const float* B = xs;
-        if (!pointwise) {
-          for (std::size_t c = 0; c < Cg; ++c)
-            for (std::size_t kk = 0; kk < uk; ++kk) {
-              float* row = col.data() + (c * uk + kk) * ulo;
-              for (std::size_t l = 0; l < ulo; ++l) {
-                const I64 pos = static_cast<I64>(l) * s + static_cast<I64>(kk) * dil - pb;
-                row[l] = pos >= 0 && pos < L ? xs[c * ul + static_cast<std::size_t>(pos)] : 0.0f;
-              }
-            }
-          B = col.data();
-        }
-        gemm(Mg, ulo, Cg * uk, w.f() + g * Mg * Cg * uk, Cg * uk, B, ulo, d + (b * Mo + g * Mg) * ulo, ulo, nullptr,
-             bias ? bias->f() + g * Mg : nullptr, n.act, n.alpha, n.beta);
+  os.push(Nb);
+  os.push(Mo);
+  for (int i = 0; i < sd; ++i) os.push(win.out[3 - sd + i]);
+  float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
+  const I64 Cg = C / G, Mg = Mo / G, P = win.n_out(), Pin = win.n_in(), nk = win.n_k(), Kc = Cg * nk;
+  if (Nb == 0 || P == 0 || Mo == 0) return;
+  const float* bf = bias ? bias->f() : nullptr;
+  if (Mg == 1) {  // depthwise and single-channel outputs: direct sums, then bias and activation
+    for (I64 b = 0; b < Nb; ++b)
+      for (I64 g = 0; g < G; ++g) {
+        float* o = d + (b * Mo + g) * P;
+        conv_direct(win, x.f() + (b * C + g * Cg) * Pin, Cg, w.f() + g * Kc, o);
+        if (bf)
+          for (I64 p = 0; p < P; ++p) o[p] += bf[g];
+        activate(o, uz(P), n.act, n.alpha, n.beta);
       }
     return;
   }
-  // N-D pointwise
-  std::size_t sp = 1;
-  for (int i = 2; i < x.shape.rank; ++i) {
-    if (w.shape[i] != 1) throw OpError("only 1-D convolutions or pointwise (1x1) N-D convolutions are supported");
-    const std::size_t j = static_cast<std::size_t>(i - 2);
-    if ((!n.v1.empty() && n.v1[j] != 1) || (!n.v2.empty() && (n.v2[j] != 0 || n.v2[j + static_cast<std::size_t>(sd)] != 0)))
-      throw OpError("pointwise N-D convolutions must have stride 1 and no padding");
-    os.push(x.shape[i]);
-    sp *= static_cast<std::size_t>(x.shape[i]);
+  bool pointwise = nk == 1;
+  for (int j = 0; j < 3; ++j) pointwise = pointwise && win.s[j] == 1 && win.pb[j] == 0 && win.pe[j] == 0;
+  // output positions per im2col block: the block ([Kc, blk] floats) stays within ~512 KiB
+  const I64 blk = pointwise ? P : std::min(P, std::max<I64>(64, (I64{1} << 17) / std::max<I64>(Kc, 1) / 16 * 16));
+  std::vector<float>& col = ws.scratch;
+  const I64 col_size = Kc * ((blk + 15) / 16) * 16;
+  // the input planes zero-padded once per event and group (no padding: read in place), unless
+  // the padding would make them much larger than the input
+  I64 Dp, Hp, Wp;
+  padded_sizes(win, Dp, Hp, Wp);
+  const bool padded = win.pb[0] + win.pe[0] + win.pb[1] + win.pe[1] + win.pb[2] + win.pe[2] > 0;
+  const I64 pad_size = padded ? Cg * Dp * Hp * Wp : 0;
+  const bool use_padded = pad_size <= 4 * Cg * Pin + (I64{1} << 16);
+  const I64 need = col_size + (use_padded ? pad_size : 0);
+  const bool avx512_tiles = conv_gemm_uses_avx512(Mg);
+  if (pointwise && avx512_tiles) {
+    if (col.size() < packed_panels_size(uz(Cg), uz(P))) col.resize(packed_panels_size(uz(Cg), uz(P)));
+  } else if (!pointwise && col.size() < uz(need)) {
+    col.resize(uz(need));
   }
-  float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
-  for (std::size_t b = 0; b < Nb; ++b)
-    for (std::size_t g = 0; g < G; ++g)
-      gemm(Mg, sp, Cg, w.f() + g * Mg * Cg, Cg, x.f() + (b * C + g * Cg) * sp, sp, d + (b * Mo + g * Mg) * sp, sp,
-           nullptr, bias ? bias->f() + g * Mg : nullptr, n.act, n.alpha, n.beta);
+  for (I64 b = 0; b < Nb; ++b)
+    for (I64 g = 0; g < G; ++g) {
+      const float* xg = x.f() + (b * C + g * Cg) * Pin;
+      const float* wg = w.f() + g * Mg * Kc;
+      float* dg = d + (b * Mo + g * Mg) * P;
+      const float* bg = bf ? bf + g * Mg : nullptr;
+      if (pointwise) {
+        if (avx512_tiles) {  // the planes packed into panels for the AVX-512 tiles
+          pack_panels(uz(Cg), uz(P), xg, uz(P), col.data());
+          conv_gemm(Mg, P, Cg, wg, col.data(), dg, P, bg, n);
+        } else {
+          gemm(uz(Mg), uz(P), uz(Cg), wg, uz(Cg), xg, uz(P), dg, uz(P), nullptr, bg, n.act, n.alpha, n.beta);
+        }
+        continue;
+      }
+      float* pad = col.data() + col_size;
+      if (use_padded && padded) pad_planes(win, xg, Cg, pad);
+      for (I64 p0 = 0; p0 < P; p0 += blk) {
+        const I64 p1 = std::min(P, p0 + blk);
+        if (use_padded) im2col_panels_padded(win, padded ? pad : xg, Cg, p0, p1, col.data());
+        else im2col_panels(win, xg, Cg, p0, p1, col.data());
+        conv_gemm(Mg, p1 - p0, Kc, wg, col.data(), dg + p0, P, bg, n);
+      }
+    }
 }
 
-
-void import_conv(ImportContext& at, Node& n) {
-  at.need_inputs(2, 3);
-  at.need_outputs(1);
-  n.op = Op::Conv;
-  n.run = op_conv;
-  const std::string ap = at.s("auto_pad", "NOTSET");
-  n.i1 = ap == "NOTSET" ? 0 : ap == "VALID" ? 1 : ap == "SAME_UPPER" ? 2 : ap == "SAME_LOWER" ? 3 : -1;
-  if (n.i1 < 0) at.fail("auto_pad '" + ap + "' is not supported");
+void import_window_attributes(ImportContext& at, Node& n) {
+  n.i1 = parse_auto_pad(at);
   n.v0 = at.ints("kernel_shape");
   n.v1 = at.ints("strides");
   n.v2 = at.ints("pads");
   n.v3 = at.ints("dilations");
   n.i0 = at.i("group", 1);
-  if (n.i0 < 1) at.fail("group must be >= 1");
-  const std::size_t sd = std::max({n.v0.size(), n.v1.size(), n.v2.size() / 2, n.v3.size()});
-  if ((!n.v1.empty() && n.v1.size() != sd) || (!n.v2.empty() && n.v2.size() != 2 * sd) ||
-      (!n.v3.empty() && n.v3.size() != sd))
-    at.fail("kernel_shape, strides, pads and dilations disagree on the number of spatial dimensions");
-  for (I64 x : n.v1)
-    if (x < 1) at.fail("strides must be >= 1");
-  for (I64 x : n.v3)
-    if (x < 1) at.fail("dilations must be >= 1");
-  for (I64 x : n.v2)
-    if (x < 0) at.fail("pads must be >= 0");
-  if (sd > 1) {
-    for (I64 x : n.v0)
-      if (x != 1) at.fail("only 1-D convolutions or pointwise (kernel 1) N-D convolutions are supported");
-    if (n.i1 >= 2) at.fail("auto_pad SAME is only supported for 1-D convolutions");
-    for (I64 x : n.v3)
-      if (x != 1) at.fail("dilations of N-D convolutions must be 1");
-  }
-  const Value* w = at.const_input(1);
-  if (w && !n.v0.empty()) {
-    if (w->shape.rank != static_cast<int>(n.v0.size()) + 2) at.fail("weights do not match kernel_shape");
+  if (n.i0 < 1) at.fail("group must be >= 1, got " + std::to_string(n.i0));
+  check_window_attributes(at, n.v0, n);
+}
+
+/// With constant weights: the attributes' number of spatial dimensions must be W's.
+void check_weight_rank(ImportContext& at, const Node& n, const Value& w) {
+  const std::size_t sd = std::max({n.v1.size(), n.v2.size() / 2, n.v3.size()});
+  if (sd != 0 && static_cast<int>(sd) + 2 != w.shape.rank)
+    at.fail("strides, pads or dilations are given for " + std::to_string(sd) + " spatial dimensions; W " +
+            w.shape.str() + " has " + std::to_string(w.shape.rank - 2));
+}
+
+void import_conv(ImportContext& at, Node& n) {
+  at.need_inputs(2, 3);
+  at.need_outputs(1);
+  n.op = Op::Conv;
+  n.run = run_conv;
+  import_window_attributes(at, n);
+  if (const Value* w = at.const_input(1)) {
+    if (w->shape.rank < 3 || w->shape.rank > 5)
+      at.fail("W has shape " + w->shape.str() + "; expected [M, C/group, k1...] with 1 to 3 spatial dimensions");
+    check_weight_rank(at, n, *w);
+    if (!n.v0.empty() && w->shape.rank != static_cast<int>(n.v0.size()) + 2)
+      at.fail("W " + w->shape.str() + " does not match kernel_shape");
     for (std::size_t k = 0; k < n.v0.size(); ++k)
-      if (w->shape[static_cast<int>(k) + 2] != n.v0[k]) at.fail("weights do not match kernel_shape");
+      if (w->shape[static_cast<int>(k) + 2] != n.v0[k]) at.fail("W " + w->shape.str() + " does not match kernel_shape");
+    if (w->shape[0] % n.i0 != 0)
+      at.fail("group " + std::to_string(n.i0) + " does not divide the " + std::to_string(w->shape[0]) +
+              " output channels of W " + w->shape.str());
+  }
+}
+
+// ---- ConvTranspose
+
+/// Adds col [Mg * n_k, n_in] (rows: output channel, then kernel tap) into the output planes
+/// o [Mg][n_out]: input position i and tap t land on output i * s + t * d - pb.
+void col2im(const Window3& w, const float* col, I64 Mg, float* o) {
+  const I64 Hi = w.in[1], Wi = w.in[2], Ho = w.out[1], Wo = w.out[2], pin = w.n_in(), pout = w.n_out();
+  const float* row = col;
+  for (I64 m = 0; m < Mg; ++m) {
+    float* om = o + m * pout;
+    for (I64 kd = 0; kd < w.k[0]; ++kd)
+      for (I64 kh = 0; kh < w.k[1]; ++kh)
+        for (I64 kw = 0; kw < w.k[2]; ++kw) {
+          const I64 base = kw * w.d[2] - w.pb[2];  // ow = iw * s + base
+          I64 lo, hi;
+          valid_taps(base, Wi, w.s[2], Wo, lo, hi);
+          for (I64 id = 0; id < w.in[0]; ++id) {
+            const I64 od = id * w.s[0] + kd * w.d[0] - w.pb[0];
+            if (od < 0 || od >= w.out[0]) continue;
+            for (I64 ih = 0; ih < Hi; ++ih) {
+              const I64 oh = ih * w.s[1] + kh * w.d[1] - w.pb[1];
+              if (oh < 0 || oh >= Ho) continue;
+              const float* src = row + (id * Hi + ih) * Wi;
+              float* dst = om + (od * Ho + oh) * Wo;
+              for (I64 iw = lo; iw < hi; ++iw) dst[iw * w.s[2] + base] += src[iw];
+            }
+          }
+          row += pin;
+        }
+  }
+}
+
+// ConvTranspose. node: v0 output_padding, v1 strides, v2 pads, v3 dilations, i0 group,
+// i1 auto_pad, constant: output_shape (null when not given), v… kernel_shape checked at import.
+void run_conv_transpose(const Node& n, Workspace& ws) {
+  const Value& x = in(n, ws, 0);
+  const Value& w = in(n, ws, 1);
+  const Value* bias = opt_in(n, ws, 2);
+  check_float_inputs(x, w, bias);
+  const I64 Nb = x.shape[0], C = x.shape[1], G = n.i0;
+  if (G < 1 || w.shape[0] != C || C % G != 0)
+    throw OpError("X has " + std::to_string(C) + " channels; W " + w.shape.str() + " (for ConvTranspose [C, M/group, k...]) with group " +
+                  std::to_string(G) + " does not fit");
+  const I64 Cg = C / G, Mg = w.shape[1], Mo = Mg * G;
+  if (bias && (bias->shape.rank != 1 || bias->shape[0] != Mo))
+    throw OpError("B has shape " + bias->shape.str() + "; expected [" + std::to_string(Mo) + "]");
+  const int sd = x.shape.rank - 2;
+  const auto usd = static_cast<size_t>(sd);
+  if ((!n.v0.empty() && n.v0.size() != usd) || (!n.v1.empty() && n.v1.size() != usd) ||
+      (!n.v2.empty() && n.v2.size() != 2 * usd) || (!n.v3.empty() && n.v3.size() != usd))
+    throw OpError("strides, pads, dilations or output_padding are given for a different number of spatial dimensions than the input's " +
+                  std::to_string(sd));
+  const Value* oshape = n.constant.get();
+  if (oshape && oshape->numel != usd && oshape->numel != usd + 2)
+    throw OpError("output_shape has " + std::to_string(oshape->numel) + " values for " + std::to_string(sd) +
+                  " spatial dimensions");
+  Window3 win;  // in: X's spatial sizes; out: the result's
+  const int off = 3 - sd;
+  for (int i = 0; i < sd; ++i) {
+    const auto ui = static_cast<size_t>(i);
+    const int j = i + off;
+    win.in[j] = x.shape[i + 2];
+    win.k[j] = w.shape[i + 2];
+    win.s[j] = n.v1.empty() ? 1 : n.v1[ui];
+    win.d[j] = n.v3.empty() ? 1 : n.v3[ui];
+    const I64 adj = n.v0.empty() ? 0 : n.v0[ui];
+    if (adj < 0 || (adj >= win.s[j] && adj >= win.d[j]))
+      throw OpError("output_padding " + std::to_string(adj) + " must be smaller than the stride or the dilation");
+    const I64 full = (win.in[j] - 1) * win.s[j] + adj + (win.k[j] - 1) * win.d[j] + 1;
+    I64 pb = n.v2.empty() ? 0 : n.v2[ui], pe = n.v2.empty() ? 0 : n.v2[ui + usd];
+    I64 o;
+    if (oshape) {
+      o = oshape->i64()[oshape->numel - usd + ui];
+      const I64 total = std::max<I64>(full - o, 0);
+      pb = n.i1 == kSameUpper ? total / 2 : total - total / 2;
+      pe = total - pb;
+    } else {
+      if (n.i1 == kSameUpper || n.i1 == kSameLower) {
+        const I64 total = std::max<I64>(full - win.in[j] * win.s[j], 0);
+        pb = n.i1 == kSameUpper ? total / 2 : total - total / 2;
+        pe = total - pb;
+      } else if (n.i1 == kValid) {
+        pb = pe = 0;
+      }
+      o = full - pb - pe;
+    }
+    if (o < 0) throw OpError("the padding is larger than the output in spatial dimension " + std::to_string(i));
+    win.pb[j] = pb;
+    win.pe[j] = pe;
+    win.out[j] = o;
+  }
+  Shape os;
+  os.push(Nb);
+  os.push(Mo);
+  for (int i = 0; i < sd; ++i) os.push(win.out[off + i]);
+  float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
+  const I64 P = win.n_out(), Pin = win.n_in(), nk = win.n_k();
+  if (Nb == 0 || P == 0 || Mo == 0) return;
+  // scratch: the group's transposed weights [Mg * nk, Cg], then col [Mg * nk, Pin]
+  std::vector<float>& scratch = ws.scratch;
+  const I64 wt_size = Mg * nk * Cg;
+  if (scratch.size() < uz(wt_size + Mg * nk * Pin)) scratch.resize(uz(wt_size + Mg * nk * Pin));
+  float* wt = scratch.data();
+  float* col = wt + wt_size;
+  for (I64 g = 0; g < G; ++g) {
+    for (I64 c = 0; c < Cg; ++c)
+      for (I64 r = 0; r < Mg * nk; ++r) wt[r * Cg + c] = w.f()[((g * Cg + c) * Mg) * nk + r];
+    for (I64 b = 0; b < Nb; ++b) {
+      float* dg = d + (b * Mo + g * Mg) * P;
+      for (I64 m = 0; m < Mg; ++m) std::fill(dg + m * P, dg + (m + 1) * P, bias ? bias->f()[g * Mg + m] : 0.0f);
+      if (Pin == 0 || Cg == 0) continue;
+      gemm(uz(Mg * nk), uz(Pin), uz(Cg), wt, uz(Cg), x.f() + (b * C + g * Cg) * Pin, uz(Pin), col, uz(Pin), nullptr,
+           nullptr, Act::None, 0.0f, 0.0f);
+      col2im(win, col, Mg, dg);
+    }
+  }
+}
+
+void import_conv_transpose(ImportContext& at, Node& n) {
+  at.need_inputs(2, 3);
+  at.need_outputs(1);
+  n.op = Op::Kernel;
+  n.run = run_conv_transpose;
+  import_window_attributes(at, n);
+  const std::vector<I64> ks = n.v0;
+  n.v0 = at.ints("output_padding");
+  if (!n.v0.empty() && !ks.empty() && n.v0.size() != ks.size())
+    at.fail("output_padding has " + std::to_string(n.v0.size()) + " values for " + std::to_string(ks.size()) +
+            " spatial dimensions");
+  for (I64 v : n.v0)
+    if (v < 0) at.fail("output_padding must be >= 0");
+  if (at.has("output_shape")) {
+    const std::vector<I64> os = at.ints("output_shape");
+    for (I64 v : os)
+      if (v < 0) at.fail("output_shape must be >= 0");
+    n.constant = at.ints_value(os);
+  }
+  if (const Value* w = at.const_input(1)) {
+    if (w->shape.rank < 3 || w->shape.rank > 5)
+      at.fail("W has shape " + w->shape.str() + "; expected [C, M/group, k1...] with 1 to 3 spatial dimensions");
+    check_weight_rank(at, n, *w);
+    bool ok = ks.empty() || w->shape.rank == static_cast<int>(ks.size()) + 2;
+    for (std::size_t k = 0; ok && k < ks.size(); ++k) ok = w->shape[static_cast<int>(k) + 2] == ks[k];
+    if (!ok) at.fail("W " + w->shape.str() + " does not match kernel_shape");
+    if (w->shape[0] % n.i0 != 0)
+      at.fail("group " + std::to_string(n.i0) + " does not divide the " + std::to_string(w->shape[0]) +
+              " input channels of W " + w->shape.str());
   }
 }
 
 }  // namespace
 
-void add_conv_ops(OpTable& t) { t["Conv"] = import_conv; }
+void add_conv_ops(OpTable& t) {
+  t["Conv"] = import_conv;
+  t["ConvTranspose"] = import_conv_transpose;
+}
 
 }  // namespace hepinfer::nn
