@@ -321,7 +321,7 @@ def _pair_features(xi: torch.Tensor, xj: torch.Tensor, eps: float = 1e-8) -> tor
 class PairEmbed(nn.Module):
     """Pairwise features of the lower triangle (i >= j) embedded by 1x1 convolutions and scattered
     into a symmetric (b, heads, p, p) attention bias: the route of ParT's ONNX export (tril +
-    nonzero indices, gathers, index assignment)."""
+    nonzero indices, gathers, index assignment; closed-form indices under torch.export)."""
 
     def __init__(self, dims: Sequence[int]) -> None:
         super().__init__()
@@ -335,7 +335,15 @@ class PairEmbed(nn.Module):
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         b, _, p = v.shape
-        i, j = torch.ones(p, p, dtype=torch.long).tril().nonzero().T
+        if torch.compiler.is_exporting():
+            # torch.export (the dynamo ONNX exporter) cannot trace nonzero's data-dependent
+            # length: the same lower-triangle indices in closed form (exact in float32 for
+            # thousands of particles)
+            idx = torch.arange(p * (p + 1) // 2)
+            i = ((torch.sqrt(8 * idx.float() + 1) - 1) / 2).floor().long()
+            j = idx - i * (i + 1) // 2
+        else:
+            i, j = torch.ones(p, p, dtype=torch.long).tril().nonzero().T
         elements = self.embed(_pair_features(v[:, :, i], v[:, :, j]))
         y = elements.new_zeros(b, self.out_dim, p, p)
         y[:, :, i, j] = elements
@@ -370,9 +378,8 @@ class ParTBlock(nn.Module):
         q = F.linear(q_in, w[:d], bias[:d]).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = F.linear(kv, w[d : 2 * d], bias[d : 2 * d]).view(b, s, self.heads, self.head_dim).transpose(1, 2)
         v = F.linear(kv, w[2 * d :], bias[2 * d :]).view(b, s, self.heads, self.head_dim).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, mask)
-        out = out.transpose(1, 2) * self.c_attn.view(1, 1, self.heads, 1)
-        return self.out_proj(out.reshape(b, t, d))
+        out = F.scaled_dot_product_attention(q, k, v, mask) * self.c_attn.view(1, self.heads, 1, 1)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, x_cls: Optional[torch.Tensor] = None
@@ -457,7 +464,9 @@ def part(
     max_particles: int = 100,
 ) -> ZooModel:
     torch.manual_seed(2)
-    module: nn.Module = ParticleTransformer(n_features, n_classes, embed_dims, pair_dims, heads, layers, cls_layers)
+    module: nn.Module = ParticleTransformer(
+        n_features, n_classes, embed_dims, pair_dims, heads, layers, cls_layers
+    )
     module = _randomise_batchnorm(module).eval()
     layout = JaggedLayout(
         particle_inputs={"x": (2, slice(0, n_features)), "v": (2, slice(n_features, n_features + 4))},
@@ -544,7 +553,9 @@ def deepjet(
     dense: Sequence[int] = (200, 100, 100, 100, 100, 100, 100, 100),
 ) -> ZooModel:
     torch.manual_seed(3)
-    module: nn.Module = DeepJet(cpf_convs=cpf_convs, npf_convs=npf_convs, sv_convs=sv_convs, lstm=lstm, dense=dense)
+    module: nn.Module = DeepJet(
+        cpf_convs=cpf_convs, npf_convs=npf_convs, sv_convs=sv_convs, lstm=lstm, dense=dense
+    )
     module = _randomise_batchnorm(module).eval()
 
     def inputs(batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -989,9 +1000,15 @@ ZOO: dict[str, Callable[..., ZooModel]] = {
 """Every zoo model by name: ``ZOO[name](**sizes)`` builds it (published size without arguments)."""
 
 
-def export(model: ZooModel, path: str, *, dynamo: bool = False, opset: int = 17, batch: int = 2) -> str:
+def export(
+    model: ZooModel, path: str, *, dynamo: bool = False, opset: Optional[int] = None, batch: int = 2
+) -> str:
     """Write ``model`` to ONNX at ``path`` with ``torch.onnx.export`` (TorchScript exporter, or
-    the dynamo exporter with ``dynamo=True``), dynamic batch (and particle) axes."""
+    the dynamo exporter with ``dynamo=True``), dynamic batch (and particle) axes. ``opset``
+    defaults to 17 for the TorchScript exporter and 18 for dynamo (its lowest: asked for 17,
+    it converts down and can write graphs onnxruntime rejects, e.g. Split with num_outputs)."""
+    if opset is None:
+        opset = 18 if dynamo else 17
     feeds = model.example(batch)
     args = tuple(torch.from_numpy(feeds[n]) for n in model.input_names)
     axes: dict[str, Any] = {k: dict(v) for k, v in model.dynamic_axes.items()}
