@@ -654,13 +654,20 @@ def time_single(
 def machine_info() -> Dict[str, Any]:
     cpu = platform.processor() or "?"
     flags = ""
+    family = model = None  # /proc/cpuinfo's "cpu family" and "model" (e.g. 25/97 Zen 4, 26 Zen 5)
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("model name") and cpu in ("?", "", "x86_64"):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = line.split(":", 1)[1]
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and cpu in ("?", "", "x86_64"):
+                    cpu = value.strip()
+                elif key == "flags" and not flags:
+                    flags = value
+                elif key == "cpu family" and family is None:
+                    family = int(value) if value.strip().isdigit() else value.strip()
+                elif key == "model" and model is None:
+                    model = int(value) if value.strip().isdigit() else value.strip()
     except OSError:
         pass
     simd = [
@@ -686,6 +693,8 @@ def machine_info() -> Dict[str, Any]:
         load = None
     return {
         "cpu_model": cpu,
+        "cpu_family": family,
+        "cpu_model_number": model,
         "load_average_at_start": load,
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,

@@ -40,83 +40,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _models(torch):
-    nn = torch.nn
+    """The benchmark's torch classes by name. They live in hepinfer.train.zoo (BENCH_MODELS), shared
+    with benchmarks/nn_zoo.py and the zoo tests; ``torch`` is unused (kept for nn_jagged.py)."""
+    from hepinfer.train.zoo import BENCH_MODELS
 
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(
-                nn.Linear(30, 64),
-                nn.ReLU(),
-                nn.Linear(64, 64),
-                nn.ReLU(),
-                nn.Linear(64, 64),
-                nn.ReLU(),
-                nn.Linear(64, 1),
-            )
-
-        def forward(self, x):
-            return torch.sigmoid(self.net(x))
-
-    class AE(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.enc = nn.Sequential(nn.Linear(20, 16), nn.ELU(), nn.Linear(16, 4), nn.Tanh())
-            self.dec = nn.Sequential(nn.Linear(4, 16), nn.LeakyReLU(0.1), nn.Linear(16, 20))
-
-        def forward(self, x):
-            return ((self.dec(self.enc(x)) - x) ** 2).mean(dim=1)
-
-    class PFN(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.phi = nn.Sequential(
-                nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU()
-            )
-            self.f = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2))
-
-        def forward(self, particles, mask):
-            return torch.softmax(self.f((self.phi(particles) * mask.unsqueeze(-1)).sum(dim=1)), dim=-1)
-
-    def knn(points, features, k):
-        inner = -2 * torch.matmul(points.transpose(2, 1), points)
-        xx = torch.sum(points**2, dim=1, keepdim=True)
-        idx = (-xx - inner - xx.transpose(2, 1)).topk(k=k + 1, dim=-1)[1][:, :, 1:]
-        B, C, P = features.shape
-        flat = (idx + torch.arange(0, B).view(-1, 1, 1) * P).reshape(-1)
-        return features.transpose(2, 1).reshape(B * P, C)[flat, :].view(B, P, k, C).permute(0, 3, 1, 2)
-
-    class EdgeConv(nn.Module):
-        def __init__(self, k, c_in, c_out):
-            super().__init__()
-            self.k = k
-            layers, last = [], 2 * c_in
-            for c in c_out:
-                layers += [nn.Conv2d(last, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
-                last = c
-            self.mlp = nn.Sequential(*layers)
-            self.sc = nn.Sequential(nn.Conv1d(c_in, c_out[-1], 1, bias=False), nn.BatchNorm1d(c_out[-1]))
-
-        def forward(self, points, features):
-            center = features.unsqueeze(-1).repeat(1, 1, 1, self.k)
-            x = torch.cat([center, knn(points, features, self.k) - center], dim=1)
-            return torch.relu(self.mlp(x).mean(dim=-1) + self.sc(features))
-
-    class PNet(nn.Module):
-        def __init__(self, k=7):
-            super().__init__()
-            self.bn = nn.BatchNorm1d(4)
-            self.ec1 = EdgeConv(k, 4, (32, 32, 32))
-            self.ec2 = EdgeConv(k, 32, (64, 64, 64))
-            self.fc = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 2))
-
-        def forward(self, points, features, mask):
-            points = points * mask + (1 - mask) * 1e9
-            x = self.ec1(points, self.bn(features) * mask) * mask
-            x = self.ec2(points, x) * mask
-            return torch.softmax(self.fc(x.sum(dim=-1) / mask.sum(dim=-1)), dim=-1)
-
-    return {"mlp": MLP, "ae": AE, "pfn": PFN, "pnet": PNet}
+    return BENCH_MODELS
 
 
 def _inputs(name: str, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
