@@ -95,5 +95,7 @@ void add_elementwise_ops(OpTable& t);  // ops_elementwise.cpp
 void add_shape_ops(OpTable& t);  // ops_shape.cpp
 void add_linear_ops(OpTable& t);  // ops_linear.cpp
 void add_reduce_ops(OpTable& t);  // ops_reduce.cpp
+void add_index_ops(OpTable& t);  // ops_index.cpp
+void add_misc_ops(OpTable& t);  // ops_misc.cpp
 
 }  // namespace hepinfer::nn

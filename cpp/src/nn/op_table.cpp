@@ -11,6 +11,8 @@ const OpTable& op_table() {
     add_shape_ops(t);
     add_linear_ops(t);
     add_reduce_ops(t);
+    add_index_ops(t);
+    add_misc_ops(t);
     return t;
   }();
   return table;
