@@ -467,3 +467,34 @@ def test_einsum_shape_mismatch(rng):
     model = Model.load(m.SerializeToString())
     with pytest.raises(hepinfer.InputError):
         model.predict(feeds)
+
+
+@pytest.mark.parametrize("op", ["Mish", "HardSwish", "Atanh"])
+def test_new_activations_are_refused_by_the_cuda_plan(rng, op):
+    # the CUDA executor has no code for them: its plan (checked here on the host reference
+    # backend) must refuse the node rather than run it as the identity
+    x = randn(rng, 3, 4)
+    core = Model.load(node_model(op, {"x": x}, opset=18).SerializeToString())._core
+    with pytest.raises(hepinfer.DeviceError, match=rf"n0.*\({op}\).*not supported on CUDA"):
+        core._device_plan_reference([x])
+
+
+def test_index_op_shape_errors_name_the_node(rng):
+    def load(op, feeds, inits=(), **attrs):
+        Model.load(node_model(op, feeds, inits=inits, out_type=F, **attrs).SerializeToString())
+
+    with pytest.raises(ValueError, match=r"n0.*\(Trilu\).*rank >= 2"):
+        load("Trilu", {"x": randn(rng, 4)})
+    with pytest.raises(ValueError, match=r"n0.*\(CumSum\).*axis must be a scalar"):
+        load("CumSum", {"x": randn(rng, 2, 3)}, inits=[("axis", np.array([0, 1], np.int64))])
+    with pytest.raises(ValueError, match=r"n0.*\(OneHot\).*values must be \[off_value, on_value\]"):
+        load(
+            "OneHot",
+            {"i": np.zeros(3, np.int64)},
+            inits=[("d", np.array(4, np.int64)), ("v", np.zeros(3, np.float32))],
+        )
+    with pytest.raises(ValueError, match=r"n0.*\(ArgMax\).*axis 2 is out of range for rank 2"):
+        load("ArgMax", {"x": randn(rng, 2, 3)}, axis=2)
+    with pytest.raises(ValueError, match=r"n0.*\(ScatterElements\).*indices \[3, 3\] exceed data \[2, 3\]"):
+        feeds = {"d": randn(rng, 2, 3), "i": np.zeros((3, 3), np.int64), "u": randn(rng, 3, 3)}
+        load("ScatterElements", feeds, axis=1)

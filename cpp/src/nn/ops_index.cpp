@@ -44,7 +44,7 @@ void run_trilu(const Node& n, Workspace& ws) {
   const I64 R = x.shape[x.shape.rank - 2], C = x.shape[x.shape.rank - 1];
   Value& o = out(n, ws, 0);
   void* dst = o.alloc(x.type, x.shape);
-  const std::size_t mats = R * C ? x.numel / static_cast<std::size_t>(R * C) : 0;
+  const std::size_t mats = R > 0 && C > 0 ? x.numel / static_cast<std::size_t>(R * C) : 0;
   dispatch(x.type, [&](auto tag) {
     using T = decltype(tag);
     const T* s = static_cast<const T*>(x.data);
@@ -77,6 +77,7 @@ I64 parse_reduction(ImportContext& at) {
   if (r == "max") return 3;
   if (r == "min") return 4;
   at.fail("reduction '" + r + "' is not supported");
+  return -1;  // not reached
 }
 
 template <typename T>
