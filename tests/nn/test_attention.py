@@ -212,3 +212,22 @@ def test_scaled_dot_product_attention(rng, dynamo, kind):
         unbatched=["mask"],
         torch_where=sees_a_key,
     )
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+def test_encoder_large_batch_in_row_blocks_and_threads(rng, dynamo):
+    # enough jets for the row-block executor and several threads: each block and thread sees
+    # its own batch size in the exported shape arithmetic (Shape, Mod, Reshape...)
+    batch = 700
+    mask = np.zeros((batch, L), dtype=bool)
+    lengths = rng.integers(1, L + 1, size=batch)
+    mask[np.arange(L)[None, :] >= lengths[:, None]] = True
+    feeds = {"x": inputs(rng, batch), "kpm": mask}
+    module = Encoder(norm_first=True)
+    data = export(
+        module, tuple(torch.from_numpy(v) for v in feeds.values()), list(feeds), dynamo, list(feeds)
+    )
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    model = Model.load(data)
+    for n_threads in (1, 3):
+        np.testing.assert_allclose(model.predict(dict(feeds), n_threads=n_threads), ref, rtol=2e-4, atol=2e-5)
