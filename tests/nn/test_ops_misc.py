@@ -498,3 +498,24 @@ def test_index_op_shape_errors_name_the_node(rng):
     with pytest.raises(ValueError, match=r"n0.*\(ScatterElements\).*indices \[3, 3\] exceed data \[2, 3\]"):
         feeds = {"d": randn(rng, 2, 3), "i": np.zeros((3, 3), np.int64), "u": randn(rng, 3, 3)}
         load("ScatterElements", feeds, axis=1)
+
+
+@pytest.mark.parametrize("op", ["Mish", "HardSwish", "Celu", "Shrink"])
+@pytest.mark.parametrize("batch", [0, 1, 300])
+def test_activation_after_dense_layer(rng, op, batch):
+    # MatMul + Add + activation: the shape the fusion pass folds into one Dense layer (once it
+    # lists these activations); the result must not depend on whether it does
+    w, b = randn(rng, 6, 9), randn(rng, 9)
+    m = make(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+            helper.make_node("Add", ["h", "b"], ["hb"], name="bias"),
+            helper.make_node(op, ["hb"], ["y"], name="act"),
+        ],
+        [("x", F, ["batch", 6])],
+        [("y", F, ["batch", 9])],
+        inits=[("w", w), ("b", b)],
+        opset=18,
+    )
+    x = randn(rng, batch, 6) * 3
+    compare(m, {"x": x}, rtol=1e-5, atol=1e-5)

@@ -273,12 +273,22 @@ const std::map<std::string, ActSpec>& act_ops() {
   return m;
 }
 
-// Runs as Op::Unary (ops.cpp's op_unary: activate() on float32), like Relu or Tanh.
+// An Op::Unary node like Relu or Tanh (so that the fusion pass may fold it into a Dense layer),
+// with its own kernel: activate() on float32.
+void run_act(const Node& n, Workspace& ws) {
+  const Value& x = in(n, ws, 0);
+  require_type(x, ElementType::Float32, "input");
+  float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, x.shape));
+  if (x.numel) std::memcpy(d, x.data, x.numel * sizeof(float));
+  activate(d, x.numel, n.act, n.alpha, n.beta);
+}
+
 void import_act(ImportContext& at, Node& n) {
   at.need_inputs(1, 1);
   at.need_outputs(1);
   const ActSpec& s = act_ops().at(at.op_type());
   n.op = Op::Unary;
+  n.run = run_act;
   n.act = s.act;
   if (s.a) n.alpha = at.f(s.a, s.a_def);
   if (s.b) n.beta = at.f(s.b, s.b_def);
