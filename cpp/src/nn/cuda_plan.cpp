@@ -353,6 +353,7 @@ class Exec {
 
   void node(std::size_t index, const Node& n) {
     if (!device_op(n.op)) unsupported(n, "this op");
+    if ((n.op == Op::Unary || n.op == Op::Dense) && n.act > Act::Round) unsupported(n, "this activation");
     switch (n.op) {
       case Op::Dense: return dense(index, n);
       case Op::Unary: {

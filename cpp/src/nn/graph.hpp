@@ -205,7 +205,9 @@ enum class Op : std::uint16_t {
 
 enum class Act : std::uint8_t {
   None, Relu, LeakyRelu, Elu, Selu, Gelu, GeluTanh, Sigmoid, Tanh, Exp, Log, Sqrt, Abs, Neg, Erf, Reciprocal,
-  Floor, Ceil, Softplus, Clip, HardSigmoid, Sin, Cos, Sign, Round
+  Floor, Ceil, Softplus, Clip, HardSigmoid, Sin, Cos, Sign, Round,
+  // ops_misc.cpp's element-wise ops (not on the CUDA path, see cuda_plan.cpp)
+  Mish, HardSwish, Softsign, Celu, ThresholdedRelu, Shrink, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh
 };
 enum class BinOp : std::uint8_t { Add, Sub, Mul, Div, Pow, Max, Min, Mod };
 enum class CmpOp : std::uint8_t { Equal, Less, Greater, LessOrEqual, GreaterOrEqual };

@@ -55,6 +55,21 @@ float activate_one(float x, Act act, float alpha, float beta) {
     case Act::Cos: return std::cos(x);
     case Act::Sign: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : x;
     case Act::Round: return std::nearbyint(x);
+    case Act::Mish: return x * std::tanh(x > 20.0f ? x : std::log1p(std::exp(x)));
+    case Act::HardSwish: return x != x ? x : x * std::max(0.0f, std::min(1.0f, x * (1.0f / 6.0f) + 0.5f));
+    case Act::Softsign: return x / (1.0f + std::fabs(x));
+    case Act::Celu: return x > 0.0f ? x : x != x ? x : alpha * std::expm1(x / alpha);
+    case Act::ThresholdedRelu: return x > alpha ? x : 0.0f;
+    case Act::Shrink: return x < -beta ? x + alpha : x > beta ? x - alpha : 0.0f;  // alpha: bias, beta: lambd
+    case Act::Tan: return std::tan(x);
+    case Act::Asin: return std::asin(x);
+    case Act::Acos: return std::acos(x);
+    case Act::Atan: return std::atan(x);
+    case Act::Sinh: return std::sinh(x);
+    case Act::Cosh: return std::cosh(x);
+    case Act::Asinh: return std::asinh(x);
+    case Act::Acosh: return std::acosh(x);
+    case Act::Atanh: return std::atanh(x);
   }
   return x;
 }

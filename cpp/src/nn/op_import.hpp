@@ -104,5 +104,7 @@ void add_reduce_ops(OpTable& t);  // ops_reduce.cpp
 void add_rnn_ops(OpTable& t);  // ops_rnn.cpp
 void add_pool_ops(OpTable& t);  // ops_pool.cpp
 void add_resize_ops(OpTable& t);  // ops_resize.cpp
+void add_index_ops(OpTable& t);  // ops_index.cpp
+void add_misc_ops(OpTable& t);  // ops_misc.cpp
 
 }  // namespace hepinfer::nn

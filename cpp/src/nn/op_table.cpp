@@ -14,6 +14,8 @@ const OpTable& op_table() {
     add_rnn_ops(t);
     add_pool_ops(t);
     add_resize_ops(t);
+    add_index_ops(t);
+    add_misc_ops(t);
     return t;
   }();
   return table;

@@ -32,7 +32,13 @@ bool is_elementwise_activation(const Node& n) {
     case Act::Tanh:
     case Act::Clip:
     case Act::HardSigmoid:
-    case Act::Softplus: return true;
+    case Act::Softplus:
+    case Act::Mish:
+    case Act::HardSwish:
+    case Act::Softsign:
+    case Act::Celu:
+    case Act::ThresholdedRelu:
+    case Act::Shrink: return true;
     default: return false;
   }
 }
