@@ -1,5 +1,5 @@
-"""hepinfer.losses: the DisCo autograd function (gradcheck, agreement with the dense torch
-formula, training) and MoDE orders 0 and 1."""
+"""hepinfer.train.decorrelation (also importable as hepinfer.losses): the DisCo autograd function
+(gradcheck, agreement with the dense torch formula, training) and MoDE orders 0 and 1."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import hepinfer
 
 torch = pytest.importorskip("torch")
-from hepinfer import disco, losses
+from hepinfer import disco
+from hepinfer.train import decorrelation as losses
 
 
 def dense_dcor2(x, y, w=None):
@@ -36,6 +37,12 @@ def test_import_without_torch_is_lazy():
     code = "import sys, hepinfer, hepinfer.losses, hepinfer.disco, hepinfer.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+    import hepinfer.losses  # the older name: the same objects
+
+    assert hepinfer.losses.DisCo is losses.DisCo and hepinfer.losses.mode_loss is losses.mode_loss
+    assert hepinfer.losses.GPU_AUTO_MAX_EVENTS == losses.GPU_AUTO_MAX_EVENTS
+    with pytest.raises(AttributeError, match="no attribute 'Disco'"):
+        getattr(hepinfer.losses, "Disco")
 
 
 @pytest.mark.parametrize("weighted", [False, True])
