@@ -11,7 +11,7 @@ dcor.distance_correlation_sqr (unweighted; methods "mergesort" and "avl") for n 
 A dcor method is dropped for larger n once one call takes more than --dcor-cap seconds
 (default 10 s), or would by the n log n extrapolation.
 
-Part 2, forward + backward of the DisCo loss on a float64 torch tensor: hepinfer.losses.disco_loss
+Part 2, forward + backward of the DisCo loss on a float64 torch tensor: hepinfer.train.disco_loss
 against the dense torch formula of the DisCo repository (n x n distance matrices, double
 centring, torch autograd) for n = 1e3 ... 8192, and hepinfer alone up to 1e6.
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from hepinfer import disco
-    from hepinfer.losses import disco_loss
+    from hepinfer.train.decorrelation import disco_loss
 
     try:
         import torch

@@ -12,7 +12,7 @@ at batch 10^4 ... 10^7, for
   * xgboost's GPU predictor (device="cuda", inplace_predict on the device tensor when xgboost
     accepts it, else on numpy).
 Margins of the GPU run are checked bit-for-bit against the CPU engine before timing.
-Part 2, DisCo forward + backward: hepinfer.losses.disco_loss(device="cuda") on CUDA tensors
+Part 2, DisCo forward + backward: hepinfer.train.decorrelation.disco_loss(device="cuda") on CUDA tensors
 against the dense torch formula on CUDA (n x n matrices, autograd; up to the n that fits in
 memory) and hepinfer's CPU path, for n = 10^3 ... 10^6 (--quick: up to 10^5).
 
@@ -109,7 +109,7 @@ def bench_forest(args: argparse.Namespace, torch: Any, sync: Callable[[], None])
 
 def bench_disco(args: argparse.Namespace, torch: Any, sync: Callable[[], None]) -> list[dict]:
     from hepinfer import disco
-    from hepinfer.losses import disco_loss
+    from hepinfer.train.decorrelation import disco_loss
 
     rng = np.random.default_rng(2)
     sizes = [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6]

@@ -7,6 +7,8 @@
 - Python reaches C++ only through hepinfer._core (no ctypes/cffi; the RDataFrame helper loads the
   shared library into ROOT, and its C++ is a real header, not a Python string);
 - the inference modules import neither torch nor the training code.
+- tests/ is one package per room: test modules do not import each other, helper modules hold
+  plain functions and fixtures live in conftest.py files.
 
 They are checked on the checkout (skipped where the sources are not beside the tests)."""
 
@@ -198,3 +200,38 @@ def test_every_exception_class_is_a_hepinfer_error():
         if not issubclass(c, hepinfer.Error) and n != "hepinfer.scoring.output.Terminated"
     ]
     assert not bad, f"not hepinfer.Error subclasses: {bad}"
+
+
+TESTS = ROOT / "tests"
+# scripts run by hand, by CMake or in a subprocess, not by pytest
+TEST_SCRIPT_DIRS = ("data", "fuzz", "rdf", "tools")
+
+
+def test_tests_are_grouped_in_packages_and_helpers_hold_no_fixtures():
+    """tests/ has one folder per room, each a package: helpers are imported by their full name
+    (``from tests.scoring.samples import write_flat``) and same-named files in two folders cannot
+    clash. Test modules never import each other (what they share is in a helper module of plain
+    functions), and fixtures live in conftest.py files or in the test module that uses them, never
+    in a helper module."""
+    py = [p for p in sorted(TESTS.rglob("*.py")) if p.relative_to(TESTS).parts[0] not in TEST_SCRIPT_DIRS]
+    local = {p.stem for p in py if p.stem != "__init__"} | {p.parent.name for p in py}
+    bad = []
+    for path in py:
+        rel = path.relative_to(ROOT).as_posix()
+        tree = ast.parse(path.read_text())
+        is_test = path.name.startswith("test_") or path.name == "conftest.py"
+        if is_test and not (path.parent / "__init__.py").is_file():
+            bad.append(f"{rel}: its folder has no __init__.py")
+        for m in imported_modules(tree):
+            parts = m.split(".")
+            if parts[0] == "tests" and (parts[-1].startswith("test_") or parts[-1] == "conftest"):
+                bad.append(f"{rel}: imports the test module {m}")
+            elif parts[0] != "tests" and parts[0] in local:
+                bad.append(f"{rel}: imports {m} by a bare name (use tests.<folder>.<module>)")
+        if not is_test and path.name != "__init__.py":
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                    "fixture" in ast.unparse(d) for d in node.decorator_list
+                ):
+                    bad.append(f"{rel}: defines the fixture {node.name} (fixtures go to a conftest.py)")
+    assert not bad, "\n".join(bad)

@@ -9,7 +9,7 @@
 
 Capabilities live in submodules, imported on first use so that ``import hepinfer`` stays light:
 ``hepinfer.io`` (ROOT files), ``hepinfer.jagged`` (jagged-array kernels), ``hepinfer.disco``,
-``hepinfer.metrics``, ``hepinfer.losses`` (torch), ``hepinfer.train`` (torch/xgboost),
+``hepinfer.metrics``, ``hepinfer.train`` (torch/xgboost, the DisCo/MoDE losses included),
 ``hepinfer.export``, ``hepinfer.codegen``, ``hepinfer.tmva_export``, ``hepinfer.datasets``,
 ``hepinfer.plot`` (matplotlib), ``hepinfer.rdf`` (ROOT RDataFrame through PyROOT).
 """

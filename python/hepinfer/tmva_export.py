@@ -44,7 +44,7 @@ the variable, since TMVA could not read it back. Trees are walked with an explic
 trees thousands of levels deep export too.
 
 The tests read every exported file back with hepinfer's own TMVA loader and with the
-independent TMVA evaluator of tests/test_tmva.py.
+independent TMVA evaluator of tests/forest/tmva_reference.py.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def test_disco_on_cuda_raises_clear_error(rng):
 @needs_no_gpu
 def test_disco_loss_on_cuda_raises_and_auto_falls_back_to_cpu(rng):
     torch = pytest.importorskip("torch")
-    from hepinfer.losses import DisCo, disco_loss
+    from hepinfer.train.decorrelation import DisCo, disco_loss
 
     x, y = rng.normal(size=64), rng.normal(size=64)
     s = torch.tensor(x, requires_grad=True)

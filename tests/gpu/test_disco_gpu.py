@@ -58,7 +58,7 @@ def test_torch_cuda_tensors_and_loss_backward(rng, torch_cuda):
     assert v == pytest.approx(v_cpu, rel=1e-10)
     np.testing.assert_allclose(g.cpu().numpy(), g_cpu, rtol=1e-8, atol=1e-12)
 
-    from hepinfer.losses import disco_loss
+    from hepinfer.train.decorrelation import disco_loss
 
     for dtype in (torch.float32, torch.float64):
         s_gpu = torch.tensor(x, dtype=dtype, device="cuda", requires_grad=True)

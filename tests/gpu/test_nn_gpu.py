@@ -25,7 +25,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from nn_device_models import jagged_jets, knn_model, ort_run, padded
+from tests.nn.device_models import jagged_jets, knn_model, ort_run, padded
 
 # the GPU sums in another order (fma, tiles of 16 along K) than the CPU engine and onnxruntime
 RTOL, ATOL = 2e-5, 5e-6

@@ -1,4 +1,4 @@
-"""Run by tests/test_rdf.py in a subprocess (ROOT is imported only there):
+"""Run by tests/deploy/test_rdf.py in a subprocess (ROOT is imported only there):
 
     python pyroot_job.py WORKDIR
 

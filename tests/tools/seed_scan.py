@@ -1,7 +1,7 @@
 """Run one test function over many seeds, outside pytest, to size a statistical test's margin.
 
-    nice -n 10 python tests/tools/seed_scan.py test_train.py::test_adversary_lowers_mass_dependence --seeds 100
-    nice -n 10 python tests/tools/seed_scan.py "test_losses.py::test_training_loop_decorrelates[penalty=mode1]"
+    nice -n 10 python tests/tools/seed_scan.py train/test_train.py::test_adversary_lowers_mass_dependence --seeds 100
+    nice -n 10 python tests/tools/seed_scan.py "tests/train/test_losses.py::test_training_loop_decorrelates[penalty=mode1]"
 
 The test gets ``rng = np.random.default_rng(seed)`` for seed = start, start + 1, ... (what the
 ``rng`` fixture gives with HEPINFER_TEST_SEED=seed) and a fresh ``tmp_path``; warnings are errors,
@@ -26,16 +26,17 @@ import numpy as np
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("test", help="FILE.py::FUNCTION[name=value,...]")
+    p.add_argument("test", help="[tests/]FOLDER/FILE.py::FUNCTION[name=value,...]")
     p.add_argument("--seeds", type=int, default=100)
     p.add_argument("--start", type=int, default=0)
     args = p.parse_args()
-    m = re.fullmatch(r"(\w+)\.py::(\w+)(?:\[(.*)\])?", args.test)
+    m = re.fullmatch(r"(?:tests/)?((?:\w+/)*\w+)\.py::(\w+)(?:\[(.*)\])?", args.test)
     if not m:
-        p.error("expected FILE.py::FUNCTION[name=value,...]")
-    tests = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(tests))
-    func = getattr(importlib.import_module(m.group(1)), m.group(2))
+        p.error("expected [tests/]FOLDER/FILE.py::FUNCTION[name=value,...]")
+    root = Path(__file__).resolve().parents[2]  # the tests are the package `tests` under the checkout
+    sys.path.insert(0, str(root))
+    module = "tests." + m.group(1).replace("/", ".")
+    func = getattr(importlib.import_module(module), m.group(2))
     params = {}
     for item in filter(None, (m.group(3) or "").split(",")):
         k, v = item.split("=", 1)

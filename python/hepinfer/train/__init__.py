@@ -31,12 +31,19 @@ from hepinfer.datasets.schema import CONSTITUENT_FEATURES, padded_constituents
 from hepinfer.metrics import roc_auc
 from hepinfer.train.bdt import BDTResult, rebalance_weights, split_by_event_number, train_bdt
 from hepinfer.train.config import ConfigError, RunConfig, load_config, parse_config
-from hepinfer.train.loop import History, Sample, Trainer, resolve_penalty
+from hepinfer.train.decorrelation import (
+    DisCo,
+    MoDE,
+    disco_loss,
+    distance_correlation_squared,
+    mode_loss,
+    resolve_penalty,
+)
+from hepinfer.train.loop import History, Sample, Trainer
 from hepinfer.train.losses_extra import (
     MassAdversary,
     binary_cross_entropy,
     cross_entropy,
-    distance_correlation_squared,
     fgsm_perturb,
     focal_loss,
     gaussian_nll,
@@ -66,10 +73,12 @@ __all__ = [
     "ClosureResult",
     "ConfigError",
     "DeepSets",
+    "DisCo",
     "EnergyFlowNetwork",
     "GaussianRegressor",
     "History",
     "MassAdversary",
+    "MoDE",
     "ParticleFlowNetwork",
     "ParticleNetLite",
     "ReconstructionError",
@@ -83,6 +92,7 @@ __all__ = [
     "build_model",
     "closure_check",
     "cross_entropy",
+    "disco_loss",
     "distance_correlation_squared",
     "fgsm_perturb",
     "focal_loss",
@@ -92,6 +102,7 @@ __all__ = [
     "main",
     "masked_sum",
     "mean_squared_error",
+    "mode_loss",
     "pad_particles",
     "parameterise",
     "parse_config",

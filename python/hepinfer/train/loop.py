@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -21,10 +21,9 @@ from torch import nn
 from hepinfer.disco import distance_correlation
 from hepinfer.metrics import roc_auc
 from hepinfer.train import losses_extra as lx
+from hepinfer.train.decorrelation import Penalty, resolve_penalty
 
 __all__ = ["History", "Sample", "Trainer", "resolve_penalty"]
-
-Penalty = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 
 @dataclass
@@ -108,30 +107,6 @@ def _background_dcor2(score: np.ndarray, mass: np.ndarray, weight: Optional[np.n
     )
 
 
-def resolve_penalty(name: str, **options: Any) -> Penalty:
-    """The decorrelation penalty ``f(score, mass, weight) -> scalar`` for ``"disco"`` or ``"mode"``.
-
-    ``"disco"`` uses :func:`hepinfer.losses.disco_loss` (the C++ O(n log n) distance
-    correlation) when :mod:`hepinfer.losses` is importable, otherwise the O(n²) torch
-    :func:`~hepinfer.train.losses_extra.distance_correlation_squared`; ``"mode"`` needs
-    :class:`hepinfer.losses.MoDE` (``options`` are passed to it).
-    """
-    if name == "disco":
-        try:
-            from hepinfer.losses import disco_loss  # type: ignore[attr-defined]
-        except ImportError:
-            return lambda score, mass, weight: lx.distance_correlation_squared(score, mass, weight)
-        return lambda score, mass, weight: disco_loss(score, mass, weight)
-    if name == "mode":
-        try:
-            from hepinfer.losses import MoDE  # type: ignore[attr-defined]
-        except ImportError as e:
-            raise ImportError(f"decorrelation 'mode' needs hepinfer.losses.MoDE ({e})") from None
-        mode = MoDE(**options)
-        return lambda score, mass, weight: mode(score, mass, weight)
-    raise ValueError(f"unknown decorrelation penalty {name!r}; use 'disco', 'mode' or a callable")
-
-
 _LOSSES = ("bce", "cross_entropy", "focal", "mse", "gaussian_nll", "reconstruction")
 
 
@@ -150,7 +125,7 @@ class Trainer:
         ``"reconstruction"`` (autoencoder: mean squared reconstruction error).
     decorrelation
         ``None``, ``"disco"`` (λ·dCor²(score, mass) on the background events of each batch),
-        ``"mode"`` (:class:`hepinfer.losses.MoDE`), ``"adversary"`` (Learning to Pivot: a
+        ``"mode"`` (:class:`hepinfer.train.decorrelation.MoDE`), ``"adversary"`` (Learning to Pivot: a
         :class:`~hepinfer.train.losses_extra.MassAdversary` trained in alternation, its loss
         reversed into the classifier with strength λ) or any callable
         ``penalty(score, mass, weight) -> tensor`` (added as λ·penalty). λ is

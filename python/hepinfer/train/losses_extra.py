@@ -8,8 +8,8 @@
   for adversarial training.
 * :func:`gradient_reversal` and :class:`MassAdversary`: the "Learning to Pivot" adversary
   (Louppe, Kagan, Cranmer 2016) that predicts the jet mass from the classifier score.
-* :func:`distance_correlation_squared`: a differentiable, weighted dCor² in plain torch (O(n²)),
-  used as the DisCo penalty when :mod:`hepinfer.losses` is not available.
+
+The decorrelation penalties DisCo and MoDE are in :mod:`hepinfer.train.decorrelation`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ __all__ = [
     "MassAdversary",
     "binary_cross_entropy",
     "cross_entropy",
-    "distance_correlation_squared",
     "fgsm_perturb",
     "focal_loss",
     "gaussian_nll",
@@ -239,30 +238,3 @@ class MassAdversary(nn.Module):
         m = ((mass.reshape(-1, 1).to(out.dtype) - self.mass_mean) / self.mass_std).expand_as(mu)
         log_n = -0.5 * ((m - mu) / torch.exp(log_sigma)) ** 2 - log_sigma - 0.5 * math.log(2 * math.pi)
         return weighted_mean(-torch.logsumexp(log_pi + log_n, dim=1), weight)
-
-
-def _centred_distances(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    d = (x.reshape(-1, 1) - x.reshape(1, -1)).abs()
-    row = (d * w.reshape(1, -1)).sum(dim=1)  # weighted row means (w sums to 1)
-    total = (row * w).sum()
-    return d - row.reshape(-1, 1) - row.reshape(1, -1) + total
-
-
-def distance_correlation_squared(
-    x: torch.Tensor, y: torch.Tensor, weight: Optional[torch.Tensor] = None
-) -> torch.Tensor:
-    """Weighted squared distance correlation dCor²(x, y) of two 1-D samples (V-statistic, as
-    in the DisCo paper, Kasieczka & Shih 2020), differentiable, O(n²) memory: a reference
-    implementation for batches of a few thousand events."""
-    x = x.reshape(-1)
-    y = y.reshape(-1).to(x.dtype)
-    w = torch.ones_like(x) if weight is None else weight.reshape(-1).to(x.dtype)
-    w = w / w.sum()
-    a = _centred_distances(x, w)
-    b = _centred_distances(y, w)
-    ww = w.reshape(-1, 1) * w.reshape(1, -1)
-    dcov_xy = (a * b * ww).sum()
-    dcov_xx = (a * a * ww).sum()
-    dcov_yy = (b * b * ww).sum()
-    denom = torch.sqrt(dcov_xx * dcov_yy)
-    return torch.where(denom > 0, dcov_xy / denom.clamp(min=1e-30), torch.zeros_like(denom))

@@ -1,0 +1,1 @@
+"""The app layer: the command line and the demo (with hepinfer.plot)."""

@@ -1,0 +1,1 @@
+"""Data: hepinfer.datasets (Pythia 8 + FastJet jet samples, the toy generator, jet substructure)."""

@@ -1,0 +1,1 @@
+"""Inference, decorrelation: hepinfer.disco (distance correlation) against dcor and dense references."""

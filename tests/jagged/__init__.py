@@ -1,0 +1,1 @@
+"""Inference, jagged arrays: hepinfer.jagged against awkward and vector."""
