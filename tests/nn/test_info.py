@@ -104,3 +104,18 @@ def test_describe_malformed_file(tmp_path):
         describe(tmp_path / "missing.onnx")
     with pytest.raises(TypeError):
         describe(3.5)
+
+
+def test_readme_operator_table_is_the_op_table():
+    """README's operator table lists exactly the operators the engine implements."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = text[text.index("| family | operators |") :].split("\n\n", 1)[0]
+    listed: set[str] = set()
+    for row in table.splitlines()[2:]:
+        cell = row.split("|")[2]
+        cell = re.sub(r"\([^)]*\)", "", cell)
+        listed |= {w.strip() for w in cell.split(",") if w.strip()}
+    assert listed == set(supported_operators())
