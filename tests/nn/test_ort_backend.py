@@ -188,7 +188,7 @@ class EdgeNet(torch.nn.Module):
 @pytest.fixture(scope="module")
 def torch_models(tmp_path_factory):
     """{name: path}: a masked PFN, one with a per-jet input, and an EdgeConv net (k = 4)."""
-    from seeding import stable_seed
+    from tests.seeding import stable_seed
 
     seed = stable_seed("tests/nn/test_ort_backend.py::torch_models") % (1 << 31)
     print(f"torch weight seed = {seed}")

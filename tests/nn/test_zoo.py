@@ -104,7 +104,12 @@ def _session(path: str):
 
 def _check(name: str, got, ref, what: str) -> None:
     got = np.asarray(got).reshape(ref.shape)
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=ATOL.get(name, 1e-6), err_msg=f"{name}: {what}")
+    # relative 1e-5, and an absolute floor of 1e-6 of the output's scale: an output near zero
+    # after a cancelling sum (a ConvTranspose of values ~10 giving 0.005) differs from
+    # onnxruntime's by float32 rounding of the terms, not of the result
+    scale = float(np.nanmax(np.abs(ref), initial=1.0))
+    atol = max(ATOL.get(name, 1e-6), 1e-6 * scale)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=atol, err_msg=f"{name}: {what}")
 
 
 def _edge_jets(model: zoo.ZooModel, rng: np.random.Generator) -> dict[str, np.ndarray]:
