@@ -16,11 +16,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define HEPINFER_NN_X86 1
 #endif
@@ -193,6 +196,8 @@ void pack_panels(std::size_t K, std::size_t N, const float* B, std::size_t ldb, 
 }
 
 namespace {
+
+bool use_avx512_tiles() noexcept;  // the CPU's kernel choice (below)
 
 constexpr std::size_t kRowBlock = 96;  // rows of A per block (a multiple of 6)
 
@@ -535,12 +540,152 @@ void sparse_rows(std::size_t rows, std::size_t N, std::size_t K, const float* A,
 #undef HEPINFER_SPARSE_ROWS
   }
 }
+
+// ---- 16-wide tiles (CPUs with 512-bit FMA units)
+// An MR x (16 NP) tile of C: one zmm accumulator per row and panel (MR = 12, NP = 2: 24 of the
+// 32 registers, 2 for the B rows, the A values broadcast from memory by the FMAs). A is read in
+// place (row-major, the rows' pointers in registers), B is the packed weights: panel p of this
+// K block at B + p * bstride. Each output is one FMA chain over k ascending, started from zero
+// (or from C, where an earlier K block left its partial sum), so the values are those of the
+// 8-wide tiles and of the zero-skipping rows, bit for bit, whatever the blocking.
+
+constexpr std::size_t kMR512 = 12;   // rows per tile
+constexpr std::size_t kKBlock512 = 256;  // K per block: a panel pair (K x 32 floats) stays in L1
+constexpr std::size_t kRowBlock512 = 192;  // rows per block: their K block of A (192 KiB) stays in L2
+
+template <int MR, int NP>
+HEPINFER_NN_AVX512 void tile_avx512(std::size_t K, const float* A, std::size_t lda, const float* B, std::size_t bstride,
+                                    float* C, std::size_t ldc, std::size_t ncols, const Epilogue& e) {
+  __mmask16 mask[NP];
+#pragma GCC unroll 2
+  for (int p = 0; p < NP; ++p) {
+    const std::size_t lo = 16 * static_cast<std::size_t>(p);
+    const std::size_t w = ncols > lo ? std::min<std::size_t>(16, ncols - lo) : 0;
+    mask[p] = static_cast<__mmask16>((1u << w) - 1u);
+  }
+  __m512 acc[MR][NP];
+  if (e.accumulate) {
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p)
+        acc[r][p] = _mm512_maskz_loadu_ps(mask[p], C + static_cast<std::size_t>(r) * ldc + 16 * p);
+  } else {
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_setzero_ps();
+  }
+  const float* a0 = A;
+  const float* a3 = A + 3 * lda;
+  const float* a6 = A + 6 * lda;
+  const float* a9 = A + 9 * lda;
+  for (std::size_t k = 0; k < K; ++k) {
+    __m512 b[NP];
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) b[p] = _mm512_loadu_ps(B + static_cast<std::size_t>(p) * bstride + k * kPanel);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+      const float* base = r < 3 ? a0 : r < 6 ? a3 : r < 9 ? a6 : a9;
+      const __m512 av = _mm512_set1_ps(base[static_cast<std::size_t>(r % 3) * lda + k]);
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_fmadd_ps(av, b[p], acc[r][p]);
+    }
+  }
+  const bool finish = e.finish;
+  if (finish && e.bias_col) {
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) {
+      const __m512 bc = _mm512_loadu_ps(e.bias_col + 16 * p);
+#pragma GCC unroll 12
+      for (int r = 0; r < MR; ++r) acc[r][p] = _mm512_add_ps(acc[r][p], bc);
+    }
+  }
+  if (finish && e.bias_row) {
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+      const __m512 br = _mm512_set1_ps(e.bias_row[r]);
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_add_ps(acc[r][p], br);
+    }
+  }
+  if (finish && e.act == Act::Relu) {
+    // max(0, x) keeps NaN: max_ps returns its second operand when either is NaN
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_max_ps(_mm512_setzero_ps(), acc[r][p]);
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p)
+      _mm512_mask_storeu_ps(C + static_cast<std::size_t>(r) * ldc + 16 * p, mask[p], acc[r][p]);
+  if (finish && e.act != Act::None && e.act != Act::Relu)  // on the stored rows, still in L1
+    for (int r = 0; r < MR; ++r) activate(C + static_cast<std::size_t>(r) * ldc, ncols, e.act, e.alpha, e.beta);
+}
+
+/// rows x ncols (<= 16 NP) of C: tiles of 12 rows, the remainder in tiles of 8, 4, 2 and 1.
+template <int NP>
+HEPINFER_NN_AVX512 void rows_avx512(std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* B,
+                                    std::size_t bstride, float* C, std::size_t ldc, std::size_t ncols, Epilogue e) {
+  const float* bias_row = e.bias_row;
+  std::size_t i = 0;
+  const auto at = [&](std::size_t r) { e.bias_row = bias_row ? bias_row + r : nullptr; };
+  for (; i + kMR512 <= rows; i += kMR512) {
+    at(i);
+    tile_avx512<12, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+  }
+  if (i + 8 <= rows) {
+    at(i);
+    tile_avx512<8, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+    i += 8;
+  }
+  if (i + 4 <= rows) {
+    at(i);
+    tile_avx512<4, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+    i += 4;
+  }
+  if (i + 2 <= rows) {
+    at(i);
+    tile_avx512<2, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+    i += 2;
+  }
+  if (i < rows) {
+    at(i);
+    tile_avx512<1, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+  }
+}
+
+/// gemm_packed's dense blocks with the 16-wide tiles: K in blocks of kKBlock512 (the panel pair
+/// of a block stays in L1 while every 12-row tile of the row block passes over it), panel pairs
+/// outermost within a K block.
+void block_avx512(std::size_t rows, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* panels,
+                  float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha,
+                  float beta) {
+  const std::size_t np = (N + kPanel - 1) / kPanel, stride = K * kPanel;
+  for (std::size_t k0 = 0; k0 < K; k0 += kKBlock512) {
+    const std::size_t kc = std::min(kKBlock512, K - k0);
+    const bool first = k0 == 0, last = k0 + kc >= K;
+    for (std::size_t p = 0; p < np; p += 2) {
+      const std::size_t j0 = p * kPanel;
+      Epilogue e{bias_col ? bias_col + j0 : nullptr, bias_row, !first, last, act, alpha, beta};
+      const float* b = panels + p * stride + k0 * kPanel;
+      if (p + 1 < np) rows_avx512<2>(rows, kc, A + k0, lda, b, stride, C + j0, ldc, std::min(2 * kPanel, N - j0), e);
+      else rows_avx512<1>(rows, kc, A + k0, lda, b, stride, C + j0, ldc, N - j0, e);
+    }
+  }
+}
 #endif
 
 /// rows x ncols (<= kPanel) of C from one packed panel.
 void panel_rows(bool avx2, std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* Bp, float* C,
                 std::size_t ldc, std::size_t ncols, const Epilogue& e) {
 #ifdef HEPINFER_NN_X86
+  if (avx2 && use_avx512_tiles()) {
+    rows_avx512<1>(rows, K, A, lda, Bp, K * kPanel, C, ldc, ncols, e);
+    return;
+  }
   if (avx2) {
     if (ncols > 8) rows_avx2<2>(rows, K, A, lda, Bp, C, ldc, ncols, e);
     else rows_avx2<1>(rows, K, A, lda, Bp, C, ldc, ncols, e);
@@ -600,26 +745,141 @@ HEPINFER_NN_AVX2 void dot_column_avx2(std::size_t M, std::size_t K, const float*
 
 }  // namespace
 
-bool cpu_has_avx2_fma() noexcept {
+namespace {
+
+constexpr int kPortable = 0, kAvx2 = 1, kAvx512 = 2;
+
+struct KernelChoice {
+  CpuKernels info;
+  int level = kPortable;      // the GEMM tiles: kPortable / kAvx2 / kAvx512
+  bool avx512_isa = false;    // AVX-512 instructions allowed at all (the zero-skipping gather)
+};
+
 #ifdef HEPINFER_NN_X86
-  // HEPINFER_DISABLE_AVX2=1 forces the portable kernels (the tests check both).
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          std::getenv("HEPINFER_DISABLE_AVX2") == nullptr;
-  return has;
-#else
+/// Whether the FMA units are 512 bits wide (two full-rate 16-wide FMAs per cycle), where the
+/// 16-wide tiles double the throughput; on 256-bit FMA units (Zen 4 runs AVX-512 as two halves,
+/// Intel client cores have one 512-bit port) they bring nothing and the 8-wide tiles are kept.
+bool wide_fma(const std::string& vendor, int family, int model) {
+  if (vendor == "AuthenticAMD") return family >= 26;  // Zen 5 (family 1Ah) and later
+  if (vendor == "GenuineIntel" && family == 6) {
+    switch (model) {
+      case 85:             // Skylake-SP / Cascade Lake / Cooper Lake (and Skylake-X)
+      case 106: case 108:  // Ice Lake-SP / -D
+      case 143:            // Sapphire Rapids
+      case 207:            // Emerald Rapids
+      case 173: case 174:  // Granite Rapids
+      case 87: case 133:   // Xeon Phi
+        return true;
+      default: return false;  // client cores (Ice/Tiger/Rocket Lake) and unknown models
+    }
+  }
   return false;
+}
 #endif
+
+KernelChoice choose_kernels() {
+  KernelChoice c;
+  int isa = kPortable;
+#ifdef HEPINFER_NN_X86
+  __builtin_cpu_init();
+  unsigned a = 0, b = 0, cc = 0, d = 0;
+  if (__get_cpuid(0, &a, &b, &cc, &d)) {
+    char v[13] = {};
+    std::memcpy(v, &b, 4);
+    std::memcpy(v + 4, &d, 4);
+    std::memcpy(v + 8, &cc, 4);
+    c.info.vendor = v;
+  }
+  if (__get_cpuid(1, &a, &b, &cc, &d)) {
+    const int base_family = static_cast<int>((a >> 8) & 0xf);
+    const int base_model = static_cast<int>((a >> 4) & 0xf);
+    c.info.family = base_family == 0xf ? base_family + static_cast<int>((a >> 20) & 0xff) : base_family;
+    c.info.model =
+        base_family == 0x6 || base_family == 0xf ? base_model | static_cast<int>(((a >> 16) & 0xf) << 4) : base_model;
+  }
+  if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u) {
+    unsigned r[12];
+    for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+    char brand[49] = {};
+    std::memcpy(brand, r, 48);
+    std::string name = brand;
+    const auto first = name.find_first_not_of(' '), last = name.find_last_not_of(' ');
+    c.info.cpu = first == std::string::npos ? std::string() : name.substr(first, last - first + 1);
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = kAvx2;
+  if (isa == kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) isa = kAvx512;
+#endif
+  // the CPU rule
+  int level = isa;
+  std::string reason;
+  if (isa == kPortable) {
+    reason = "no AVX2/FMA";
+  } else if (isa == kAvx2) {
+    reason = "AVX2/FMA, no AVX-512";
+  } else {
+#ifdef HEPINFER_NN_X86
+    if (wide_fma(c.info.vendor, c.info.family, c.info.model)) {
+      reason = "AVX-512 with 512-bit FMA units";
+    } else {
+      level = kAvx2;
+      reason = "AVX-512 on 256-bit FMA units (or a CPU not known to have 512-bit ones)";
+    }
+#endif
+  }
+  bool avx512_isa = isa == kAvx512;
+  // overrides (tests): HEPINFER_NN_KERNELS, and the older switches as aliases
+  int forced = -1;
+  std::string var;
+  if (const char* e = std::getenv("HEPINFER_NN_KERNELS"); e != nullptr && *e != '\0') {
+    const std::string v = e;
+    var = "HEPINFER_NN_KERNELS=" + v;
+    if (v == "avx512") forced = kAvx512;
+    else if (v == "avx2") forced = kAvx2;
+    else if (v == "portable") forced = kPortable;
+    else var += " (not one of avx512, avx2, portable: ignored)";
+  }
+  if (forced < 0 && std::getenv("HEPINFER_DISABLE_AVX2") != nullptr) {
+    forced = kPortable;
+    var = "HEPINFER_DISABLE_AVX2";
+  } else if (forced < 0 && std::getenv("HEPINFER_DISABLE_AVX512") != nullptr) {
+    forced = std::min(kAvx2, isa);
+    var = "HEPINFER_DISABLE_AVX512";
+  }
+  if (forced >= 0) {
+    level = std::min(forced, isa);
+    avx512_isa = avx512_isa && forced == kAvx512;
+    reason = var + (forced > isa ? " (beyond this CPU: clamped)" : "");
+  } else if (!var.empty()) {
+    reason += "; " + var;
+  }
+  c.level = level;
+  c.avx512_isa = avx512_isa;
+  c.info.kernels = level == kAvx512 ? "avx512" : level == kAvx2 ? "avx2" : "portable";
+  c.info.reason = reason;
+  return c;
+}
+
+const KernelChoice& kernel_choice() {
+  static const KernelChoice c = choose_kernels();
+  return c;
+}
+
+/// The 16-wide GEMM tiles are in use.
+bool use_avx512_tiles() noexcept { return kernel_choice().level == kAvx512; }
+
+}  // namespace
+
+const CpuKernels& cpu_kernels() noexcept { return kernel_choice().info; }
+
+bool cpu_has_avx2_fma() noexcept {
+  static const bool has = kernel_choice().level >= kAvx2;
+  return has;
 }
 
 bool cpu_has_avx512() noexcept {
-#ifdef HEPINFER_NN_X86
-  // HEPINFER_DISABLE_AVX512=1 keeps to AVX2 (the tests check that both give the same values)
-  static const bool has = cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx512vl") && std::getenv("HEPINFER_DISABLE_AVX512") == nullptr;
+  // AVX-512 instructions may be used (the zero-skipping gather even where the tiles stay 8 wide)
+  static const bool has = kernel_choice().avx512_isa;
   return has;
-#else
-  return false;
-#endif
 }
 
 void gemm_columns(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* cols,
@@ -673,11 +933,18 @@ void gemm_packed(std::size_t M, std::size_t N, std::size_t K, const float* A, st
 #ifndef HEPINFER_NN_X86
   (void)try_sparse;
 #endif
-  for (std::size_t i0 = 0; i0 < M; i0 += kRowBlock) {
-    const std::size_t rows = std::min(kRowBlock, M - i0);
+  const bool wide = avx2 && use_avx512_tiles();
+  const std::size_t row_block = wide ? kRowBlock512 : kRowBlock;
+  for (std::size_t i0 = 0; i0 < M; i0 += row_block) {
+    const std::size_t rows = std::min(row_block, M - i0);
 #ifdef HEPINFER_NN_X86
     if (try_sparse && mostly_zero(A + i0 * lda, rows, K, lda)) {
       sparse_rows(rows, N, K, A + i0 * lda, lda, panels, C + i0 * ldc, ldc, bias_col, act, alpha, beta);
+      continue;
+    }
+    if (wide) {
+      block_avx512(rows, N, K, A + i0 * lda, lda, panels, C + i0 * ldc, ldc, bias_col,
+                   bias_row ? bias_row + i0 : nullptr, act, alpha, beta);
       continue;
     }
 #endif
