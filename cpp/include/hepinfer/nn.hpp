@@ -87,8 +87,9 @@ struct DevicePlan;
 /// and bug reports). kernels: "avx512" (16-wide FMA tiles, chosen where the FMA units are 512
 /// bits wide: AMD Zen 5 and later, Intel server cores since Skylake-SP), "avx2" (8-wide tiles:
 /// Zen 2-4, Intel client cores, any other AVX2 CPU) or "portable". HEPINFER_NN_KERNELS=
-/// avx512|avx2|portable overrides the choice (clamped to what the CPU can run);
-/// HEPINFER_DISABLE_AVX512=1 and HEPINFER_DISABLE_AVX2=1 are aliases for avx2 and portable.
+/// avx512|avx2|portable overrides the choice (clamped to what the CPU can run; avx2 on an AVX-512
+/// CPU is what a Zen 4 runs: 8-wide tiles, AVX-512 elsewhere); HEPINFER_DISABLE_AVX512=1 (no
+/// AVX-512 at all) and HEPINFER_DISABLE_AVX2=1 (portable) still work.
 struct CpuKernels {
   std::string kernels;  // avx512 | avx2 | portable
   std::string reason;   // why (the CPU rule or the environment variable that decided)
