@@ -660,19 +660,34 @@ HEPINFER_NN_AVX512 void rows_avx512(std::size_t rows, std::size_t K, const float
 /// gemm_packed's dense blocks with the 16-wide tiles: K in blocks of kKBlock512 (the panel pair
 /// of a block stays in L1 while every 12-row tile of the row block passes over it), panel pairs
 /// outermost within a K block.
+///
+/// With several panel pairs the K block of A is first copied to a buffer whose row stride is
+/// kc + 16 floats: A's own stride is often a multiple of 4 KiB (1024 inputs), which maps the 12
+/// rows a tile reads to one L1 set (conflict misses); the copy (M K floats) is small next to the
+/// N / 32 passes over it.
 void block_avx512(std::size_t rows, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* panels,
                   float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha,
                   float beta) {
   const std::size_t np = (N + kPanel - 1) / kPanel, stride = K * kPanel;
+  const bool copy = np >= 4 && rows >= kMR512;
+  static thread_local AlignedFloats a_block;
   for (std::size_t k0 = 0; k0 < K; k0 += kKBlock512) {
     const std::size_t kc = std::min(kKBlock512, K - k0);
     const bool first = k0 == 0, last = k0 + kc >= K;
+    const float* a = A + k0;
+    std::size_t la = lda;
+    if (copy) {
+      la = kc + 16;
+      if (a_block.size() < rows * la) a_block.resize(rows * la);
+      for (std::size_t i = 0; i < rows; ++i) std::memcpy(a_block.data() + i * la, A + i * lda + k0, kc * sizeof(float));
+      a = a_block.data();
+    }
     for (std::size_t p = 0; p < np; p += 2) {
       const std::size_t j0 = p * kPanel;
       Epilogue e{bias_col ? bias_col + j0 : nullptr, bias_row, !first, last, act, alpha, beta};
       const float* b = panels + p * stride + k0 * kPanel;
-      if (p + 1 < np) rows_avx512<2>(rows, kc, A + k0, lda, b, stride, C + j0, ldc, std::min(2 * kPanel, N - j0), e);
-      else rows_avx512<1>(rows, kc, A + k0, lda, b, stride, C + j0, ldc, N - j0, e);
+      if (p + 1 < np) rows_avx512<2>(rows, kc, a, la, b, stride, C + j0, ldc, std::min(2 * kPanel, N - j0), e);
+      else rows_avx512<1>(rows, kc, a, la, b, stride, C + j0, ldc, N - j0, e);
     }
   }
 }
