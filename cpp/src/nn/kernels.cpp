@@ -610,11 +610,13 @@ HEPINFER_NN_AVX512 void tile_avx512(std::size_t K, const float* A, std::size_t l
     }
   }
   if (finish && e.act == Act::Relu) {
-    // max(0, x) keeps NaN: max_ps returns its second operand when either is NaN
+    // max(0, x) keeps NaN: max_ps returns its second operand when either is NaN (the masked
+    // form: GCC 12's _mm512_max_ps passes an "undefined" vector that -Wmaybe-uninitialized flags)
 #pragma GCC unroll 12
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 2
-      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_max_ps(_mm512_setzero_ps(), acc[r][p]);
+      for (int p = 0; p < NP; ++p)
+        acc[r][p] = _mm512_mask_max_ps(acc[r][p], static_cast<__mmask16>(0xFFFF), _mm512_setzero_ps(), acc[r][p]);
   }
 #pragma GCC unroll 12
   for (int r = 0; r < MR; ++r)
