@@ -551,7 +551,7 @@ void sparse_rows(std::size_t rows, std::size_t N, std::size_t K, const float* A,
 
 constexpr std::size_t kMR512 = 12;   // rows per tile
 constexpr std::size_t kKBlock512 = 256;  // K per block: a panel pair (K x 32 floats) stays in L1
-constexpr std::size_t kRowBlock512 = 192;  // rows per block: their K block of A (192 KiB) stays in L2
+constexpr std::size_t kRowBlock512 = 96;  // rows per block: their K block of A (~100 KiB) stays in L2
 
 template <int MR, int NP>
 HEPINFER_NN_AVX512 void tile_avx512(std::size_t K, const float* A, std::size_t lda, const float* B, std::size_t bstride,
