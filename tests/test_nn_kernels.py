@@ -423,6 +423,7 @@ def test_every_forced_kernel_choice_matches_float64(rng, tmp_path):
         (13, 17, 257, "Softplus", False),
         (200, 64, 100, "Relu", True),
         (5, 1030, 33, None, False),
+        (41, 1024, 70, "Relu", False),  # a 4 KiB row stride: the 16-wide tiles copy A's K blocks
     ]:
         w = randn(rng, K, N) / np.float32(np.sqrt(K))
         b = randn(rng, N)

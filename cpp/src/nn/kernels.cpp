@@ -663,15 +663,15 @@ HEPINFER_NN_AVX512 void rows_avx512(std::size_t rows, std::size_t K, const float
 /// of a block stays in L1 while every 12-row tile of the row block passes over it), panel pairs
 /// outermost within a K block.
 ///
-/// With several panel pairs the K block of A is first copied to a buffer whose row stride is
-/// kc + 16 floats: A's own stride is often a multiple of 4 KiB (1024 inputs), which maps the 12
-/// rows a tile reads to one L1 set (conflict misses); the copy (M K floats) is small next to the
-/// N / 32 passes over it.
+/// When A's row stride is a multiple of 4 KiB (1024, 2048, ... inputs), which maps the 12 rows a
+/// tile reads to one L1 set (conflict misses), and several panel pairs pass over it, the K
+/// block of A is first copied to a buffer with a row stride of kc + 16 floats (M K floats: small
+/// next to the N / 32 passes over them).
 void block_avx512(std::size_t rows, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* panels,
                   float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha,
                   float beta) {
   const std::size_t np = (N + kPanel - 1) / kPanel, stride = K * kPanel;
-  const bool copy = np >= 4 && rows >= kMR512;
+  const bool copy = np >= 4 && rows >= kMR512 && lda % 1024 == 0;
   static thread_local AlignedFloats a_block;
   for (std::size_t k0 = 0; k0 < K; k0 += kKBlock512) {
     const std::size_t kc = std::min(kKBlock512, K - k0);
