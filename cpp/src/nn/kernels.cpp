@@ -8,9 +8,13 @@
 // the B row, 1 for the broadcast A value), updated with FMA for every k; the bias and the
 // activation are applied on the tile in registers before it is stored. Rows are processed in
 // blocks of kRowBlock so that the block of A stays in L1/L2 while every panel passes over it.
-// The AVX2/FMA code is compiled with target attributes and chosen at run time
-// (__builtin_cpu_supports), so a baseline x86-64 build runs everywhere; the portable fallback
-// sums in the same order (k ascending) without fused multiply-adds.
+// Where the FMA units are 512 bits wide (AMD Zen 5+, Intel server cores since Skylake-SP) the
+// dense layers use 12 x 32 AVX-512 tiles instead (two panels at once, K- and row-blocked: see
+// block_avx512), with the same k-ascending FMA chains, so both widths give the same bits.
+// The SIMD code is compiled with target attributes and the kernel set is chosen once per
+// process from cpuid (vendor, family, model; choose_kernels, cpu_kernels() reports it;
+// HEPINFER_NN_KERNELS=avx512|avx2|portable overrides), so a baseline x86-64 build runs
+// everywhere; the portable fallback sums in the same order without fused multiply-adds.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
