@@ -357,6 +357,21 @@ void register_nn(py::module_& m) {
       },
       py::arg("content"), py::arg("source") = "<bytes>");
   m.def("nn_supported_operators", &hepinfer::supported_operators, "Operators the NN engine implements (default domain).");
+  m.def(
+      "nn_cpu_kernels",
+      [] {
+        const auto& k = hepinfer::nn::cpu_kernels();
+        py::dict d;
+        d["kernels"] = k.kernels;
+        d["reason"] = k.reason;
+        d["vendor"] = k.vendor;
+        d["cpu"] = k.cpu;
+        d["family"] = k.family;
+        d["model"] = k.model;
+        return d;
+      },
+      "The NN engine's CPU kernels chosen for this process (avx512 / avx2 / portable), why, and the CPU "
+      "(cpuid vendor, brand, family, model). HEPINFER_NN_KERNELS=avx512|avx2|portable overrides the choice.");
   py::class_<Model>(m, "Model", "An ONNX neural network, immutable after load.")
       .def_static(
           "load",

@@ -23,6 +23,13 @@ from onnx import TensorProto, helper, numpy_helper
 from hepinfer.nn import Model
 
 F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+# the environment variables that choose kernels (tests that force a choice start without them)
+KERNEL_VARS = (
+    "HEPINFER_NN_KERNELS",
+    "HEPINFER_DISABLE_AVX2",
+    "HEPINFER_DISABLE_AVX512",
+    "HEPINFER_NN_NO_ZERO_SKIP",
+)
 
 
 def make(nodes, inputs, outputs, inits=(), opset=17):
@@ -324,8 +331,9 @@ def _zero_skip_outputs(env: dict, path, x_path, out_path) -> None:
 
 def test_zero_skipping_rows_equal_the_dense_tiles_bit_for_bit(rng, tmp_path):
     """Skipping a zero input drops fma(0, w, s) = s: the same sums in the same order, so the
-    zero-skipping kernel (with AVX-512 gathering or the portable gathering) and the dense tiles
-    (HEPINFER_NN_NO_ZERO_SKIP=1) give identical bits."""
+    zero-skipping kernel (with AVX-512 gathering, as with 8-wide tiles on an AVX-512 CPU, or the
+    portable gathering), the dense 8-wide tiles (HEPINFER_NN_NO_ZERO_SKIP=1) and the 16-wide tiles
+    (which skip nothing: they are faster than the 8-wide skipping rows) give identical bits."""
     K, N = 64, 100
     m = relu_fed_model(rng, K, N, "Tanh")
     path = tmp_path / "m.onnx"
@@ -337,13 +345,130 @@ def test_zero_skipping_rows_equal_the_dense_tiles_bit_for_bit(rng, tmp_path):
         "default": {},
         "dense": {"HEPINFER_NN_NO_ZERO_SKIP": "1"},
         "no_avx512": {"HEPINFER_DISABLE_AVX512": "1"},
+        "avx2_tiles": {"HEPINFER_NN_KERNELS": "avx2"},
+        "avx512_tiles": {"HEPINFER_NN_KERNELS": "avx512"},
     }.items():
-        env = dict(os.environ, **extra)
+        # the kernel choice of each run is its own (not an override the whole session runs under)
+        env = {k: v for k, v in os.environ.items() if k not in KERNEL_VARS}
+        env.update(extra)
         _zero_skip_outputs(env, path, tmp_path / "x.npy", tmp_path / f"{name}.npy")
         outs[name] = np.load(tmp_path / f"{name}.npy")
     assert np.isfinite(outs["dense"][10:]).all()
-    for name in ("default", "no_avx512"):
+    for name in ("default", "no_avx512", "avx2_tiles", "avx512_tiles"):
         assert outs[name].tobytes() == outs["dense"].tobytes(), name
+
+
+# ----------------------------------------------------------------------------- forced kernel choices
+KERNEL_CHOICES = ("avx512", "avx2", "portable")
+
+
+def _forced_outputs(kernels: str, models: list, xs: list, tmp_path) -> tuple[dict, list]:
+    """Every model on its input in a subprocess with HEPINFER_NN_KERNELS=kernels: the kernel
+    choice (hepinfer._core.nn_cpu_kernels()) and the outputs."""
+    code = (
+        "import json, sys, numpy as np; from hepinfer import _core; from hepinfer.nn import Model\n"
+        "n = int(sys.argv[2]); d = sys.argv[1]\n"
+        "for i in range(n):\n"
+        "    m = Model.load(f'{d}/m{i}.onnx'); x = np.load(f'{d}/x{i}.npy')\n"
+        "    np.save(f'{d}/{sys.argv[3]}{i}.npy', m.predict(x, n_threads=1))\n"
+        "print(json.dumps(_core.nn_cpu_kernels()))\n"
+    )
+    for i, (m, x) in enumerate(zip(models, xs)):
+        (tmp_path / f"m{i}.onnx").write_bytes(m.SerializeToString())
+        np.save(tmp_path / f"x{i}.npy", x)
+    env = {k: v for k, v in os.environ.items() if k not in KERNEL_VARS}
+    env["HEPINFER_NN_KERNELS"] = kernels
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), str(len(models)), kernels],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    return info, [np.load(tmp_path / f"{kernels}{i}.npy") for i in range(len(models))]
+
+
+def _reference(x, w, b, act):
+    """float64 numpy: act(x @ w + b); NaN/inf propagate as IEEE arithmetic says."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        h = x.astype(np.float64) @ w.astype(np.float64) + b.astype(np.float64)
+        if act == "Relu":
+            return np.where(h > 0, h, np.where(np.isnan(h), h, 0.0))
+        if act == "Sigmoid":
+            return 1.0 / (1.0 + np.exp(-h))
+        if act == "Softplus":
+            return np.where(h > 20, h, np.log1p(np.exp(np.minimum(h, 20))))
+    return h
+
+
+def test_kernel_choice_is_reported():
+    from hepinfer import _core
+
+    info = _core.nn_cpu_kernels()
+    assert info["kernels"] in KERNEL_CHOICES
+    assert set(info) == {"kernels", "reason", "vendor", "cpu", "family", "model"}
+    assert info["reason"]
+    if os.path.exists("/proc/cpuinfo") and info["vendor"]:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        assert f"cpu family\t: {info['family']}\n" in text
+        assert f"model\t\t: {info['model']}\n" in text
+
+
+def test_every_forced_kernel_choice_matches_float64(rng, tmp_path):
+    """Large odd shapes (row, column and K remainders of every tile; K across several K blocks)
+    with NaN, inf and all-zero input rows, dense and ReLU-fed (zero-skipping) inputs, for each
+    kernel set forced with HEPINFER_NN_KERNELS: float64 numpy is the reference; the 16-wide and
+    8-wide tiles sum every output in the same order and agree bit for bit."""
+    cases = []
+    for M, K, N, act, relu_fed in [
+        (67, 515, 1027, None, False),
+        (67, 515, 1027, "Relu", True),
+        (301, 300, 260, "Sigmoid", False),
+        (13, 17, 257, "Softplus", False),
+        (200, 64, 100, "Relu", True),
+        (5, 1030, 33, None, False),
+        (41, 1024, 70, "Relu", False),  # a 4 KiB row stride: the 16-wide tiles copy A's K blocks
+    ]:
+        w = randn(rng, K, N) / np.float32(np.sqrt(K))
+        b = randn(rng, N)
+        nodes = [helper.make_node("Relu", ["x"], ["r"])] if relu_fed else []
+        nodes.append(helper.make_node("Gemm", ["r" if relu_fed else "x", "w", "b"], ["h" if act else "y"]))
+        if act:
+            nodes.append(helper.make_node(act, ["h"], ["y"], **ACTS[act]))
+        m = make(nodes, [("x", F, ["N", K])], [("y", F, None)], {"w": w, "b": b})
+        x = randn(rng, M, K)
+        x[1] = 0.0  # a zero row: bias only
+        x[2, K // 2] = np.nan
+        x[3, K - 1] = np.inf
+        x[M - 1, 0] = -np.inf
+        if M > 12:
+            x[7:12] = 0.0
+        cases.append(
+            (
+                m,
+                x,
+                _reference(np.maximum(x, 0, where=~np.isnan(x), out=x.copy()) if relu_fed else x, w, b, act),
+            )
+        )
+    models = [c[0] for c in cases]
+    xs = [c[1] for c in cases]
+    outs = {}
+    for kernels in KERNEL_CHOICES:
+        info, outs[kernels] = _forced_outputs(kernels, models, xs, tmp_path)
+        assert info["kernels"] in KERNEL_CHOICES
+        if info["kernels"] != kernels:  # only where this CPU cannot run the forced set
+            assert "clamped" in info["reason"], info
+        assert "HEPINFER_NN_KERNELS" in info["reason"]
+        for got, (_, _, ref) in zip(outs[kernels], cases):
+            assert got.dtype == np.float32
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4, equal_nan=True, err_msg=kernels)
+    for a, b in zip(outs["avx512"], outs["avx2"]):
+        assert a.tobytes() == b.tobytes()
 
 
 # ----------------------------------------------------------------------------- portable kernels

@@ -82,6 +82,23 @@ struct GraphAccess;  // internal (the CUDA plan)
 namespace gpu {
 struct DevicePlan;
 }
+
+/// The CPU kernels the engine picked at start-up for this process (read-only; for benchmarks
+/// and bug reports). kernels: "avx512" (16-wide FMA tiles, chosen where the FMA units are 512
+/// bits wide: AMD Zen 5 and later, Intel server cores since Skylake-SP), "avx2" (8-wide tiles:
+/// Zen 2-4, Intel client cores, any other AVX2 CPU) or "portable". HEPINFER_NN_KERNELS=
+/// avx512|avx2|portable overrides the choice (clamped to what the CPU can run; avx2 on an AVX-512
+/// CPU is what a Zen 4 runs: 8-wide tiles, AVX-512 elsewhere); HEPINFER_DISABLE_AVX512=1 (no
+/// AVX-512 at all) and HEPINFER_DISABLE_AVX2=1 (portable) still work.
+struct CpuKernels {
+  std::string kernels;  // avx512 | avx2 | portable
+  std::string reason;   // why (the CPU rule or the environment variable that decided)
+  std::string vendor;   // cpuid vendor string (GenuineIntel, AuthenticAMD, ...)
+  std::string cpu;      // cpuid brand string
+  int family = 0;       // cpuid display family (as /proc/cpuinfo's "cpu family")
+  int model = 0;        // cpuid display model (as /proc/cpuinfo's "model")
+};
+const CpuKernels& cpu_kernels() noexcept;
 }  // namespace nn
 
 class DeviceModel;

@@ -8,19 +8,26 @@
 // the B row, 1 for the broadcast A value), updated with FMA for every k; the bias and the
 // activation are applied on the tile in registers before it is stored. Rows are processed in
 // blocks of kRowBlock so that the block of A stays in L1/L2 while every panel passes over it.
-// The AVX2/FMA code is compiled with target attributes and chosen at run time
-// (__builtin_cpu_supports), so a baseline x86-64 build runs everywhere; the portable fallback
-// sums in the same order (k ascending) without fused multiply-adds.
+// Where the FMA units are 512 bits wide (AMD Zen 5+, Intel server cores since Skylake-SP) the
+// dense layers use 12 x 32 AVX-512 tiles instead (two panels at once, K- and row-blocked: see
+// block_avx512), with the same k-ascending FMA chains, so both widths give the same bits.
+// The SIMD code is compiled with target attributes and the kernel set is chosen once per
+// process from cpuid (vendor, family, model; choose_kernels, cpu_kernels() reports it;
+// HEPINFER_NN_KERNELS=avx512|avx2|portable overrides), so a baseline x86-64 build runs
+// everywhere; the portable fallback sums in the same order without fused multiply-adds.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define HEPINFER_NN_X86 1
 #endif
@@ -208,6 +215,8 @@ void pack_panels(std::size_t K, std::size_t N, const float* B, std::size_t ldb, 
 }
 
 namespace {
+
+bool use_avx512_tiles() noexcept;  // the CPU's kernel choice (below)
 
 constexpr std::size_t kRowBlock = 96;  // rows of A per block (a multiple of 6)
 
@@ -550,12 +559,169 @@ void sparse_rows(std::size_t rows, std::size_t N, std::size_t K, const float* A,
 #undef HEPINFER_SPARSE_ROWS
   }
 }
+
+// ---- 16-wide tiles (CPUs with 512-bit FMA units)
+// An MR x (16 NP) tile of C: one zmm accumulator per row and panel (MR = 12, NP = 2: 24 of the
+// 32 registers, 2 for the B rows, the A values broadcast from memory by the FMAs). A is read in
+// place (row-major, the rows' pointers in registers), B is the packed weights: panel p of this
+// K block at B + p * bstride. Each output is one FMA chain over k ascending, started from zero
+// (or from C, where an earlier K block left its partial sum), so the values are those of the
+// 8-wide tiles and of the zero-skipping rows, bit for bit, whatever the blocking.
+
+constexpr std::size_t kMR512 = 12;   // rows per tile
+constexpr std::size_t kKBlock512 = 256;  // K per block: a panel pair (K x 32 floats) stays in L1
+constexpr std::size_t kRowBlock512 = 96;  // rows per block: their K block of A (~100 KiB) stays in L2
+
+template <int MR, int NP>
+HEPINFER_NN_AVX512 void tile_avx512(std::size_t K, const float* A, std::size_t lda, const float* B, std::size_t bstride,
+                                    float* C, std::size_t ldc, std::size_t ncols, const Epilogue& e) {
+  __mmask16 mask[NP];
+#pragma GCC unroll 2
+  for (int p = 0; p < NP; ++p) {
+    const std::size_t lo = 16 * static_cast<std::size_t>(p);
+    const std::size_t w = ncols > lo ? std::min<std::size_t>(16, ncols - lo) : 0;
+    mask[p] = static_cast<__mmask16>((1u << w) - 1u);
+  }
+  __m512 acc[MR][NP];
+  if (e.accumulate) {
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p)
+        acc[r][p] = _mm512_maskz_loadu_ps(mask[p], C + static_cast<std::size_t>(r) * ldc + 16 * p);
+  } else {
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_setzero_ps();
+  }
+  const float* a0 = A;
+  const float* a3 = A + 3 * lda;
+  const float* a6 = A + 6 * lda;
+  const float* a9 = A + 9 * lda;
+  for (std::size_t k = 0; k < K; ++k) {
+    __m512 b[NP];
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) b[p] = _mm512_loadu_ps(B + static_cast<std::size_t>(p) * bstride + k * kPanel);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+      const float* base = r < 3 ? a0 : r < 6 ? a3 : r < 9 ? a6 : a9;
+      const __m512 av = _mm512_set1_ps(base[static_cast<std::size_t>(r % 3) * lda + k]);
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_fmadd_ps(av, b[p], acc[r][p]);
+    }
+  }
+  const bool finish = e.finish;
+  if (finish && e.bias_col) {
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) {
+      const __m512 bc = _mm512_loadu_ps(e.bias_col + 16 * p);
+#pragma GCC unroll 12
+      for (int r = 0; r < MR; ++r) acc[r][p] = _mm512_add_ps(acc[r][p], bc);
+    }
+  }
+  if (finish && e.bias_row) {
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+      const __m512 br = _mm512_set1_ps(e.bias_row[r]);
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_add_ps(acc[r][p], br);
+    }
+  }
+  if (finish && e.act == Act::Relu) {
+    // max(0, x) keeps NaN: max_ps returns its second operand when either is NaN (the masked
+    // form: GCC 12's _mm512_max_ps passes an "undefined" vector that -Wmaybe-uninitialized flags)
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p)
+        acc[r][p] = _mm512_mask_max_ps(acc[r][p], static_cast<__mmask16>(0xFFFF), _mm512_setzero_ps(), acc[r][p]);
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p)
+      _mm512_mask_storeu_ps(C + static_cast<std::size_t>(r) * ldc + 16 * p, mask[p], acc[r][p]);
+  if (finish && e.act != Act::None && e.act != Act::Relu)  // on the stored rows, still in L1
+    for (int r = 0; r < MR; ++r) activate(C + static_cast<std::size_t>(r) * ldc, ncols, e.act, e.alpha, e.beta);
+}
+
+/// rows x ncols (<= 16 NP) of C: tiles of 12 rows, the remainder in tiles of 8, 4, 2 and 1.
+template <int NP>
+HEPINFER_NN_AVX512 void rows_avx512(std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* B,
+                                    std::size_t bstride, float* C, std::size_t ldc, std::size_t ncols, Epilogue e) {
+  const float* bias_row = e.bias_row;
+  std::size_t i = 0;
+  const auto at = [&](std::size_t r) { e.bias_row = bias_row ? bias_row + r : nullptr; };
+  for (; i + kMR512 <= rows; i += kMR512) {
+    at(i);
+    tile_avx512<12, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+  }
+  if (i + 8 <= rows) {
+    at(i);
+    tile_avx512<8, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+    i += 8;
+  }
+  if (i + 4 <= rows) {
+    at(i);
+    tile_avx512<4, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+    i += 4;
+  }
+  if (i + 2 <= rows) {
+    at(i);
+    tile_avx512<2, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+    i += 2;
+  }
+  if (i < rows) {
+    at(i);
+    tile_avx512<1, NP>(K, A + i * lda, lda, B, bstride, C + i * ldc, ldc, ncols, e);
+  }
+}
+
+/// gemm_packed's dense blocks with the 16-wide tiles: K in blocks of kKBlock512 (the panel pair
+/// of a block stays in L1 while every 12-row tile of the row block passes over it), panel pairs
+/// outermost within a K block.
+///
+/// When A's row stride is a multiple of 4 KiB (1024, 2048, ... inputs), which maps the 12 rows a
+/// tile reads to one L1 set (conflict misses), and several panel pairs pass over it, the K
+/// block of A is first copied to a buffer with a row stride of kc + 16 floats (M K floats: small
+/// next to the N / 32 passes over them).
+void block_avx512(std::size_t rows, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* panels,
+                  float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha,
+                  float beta) {
+  const std::size_t np = (N + kPanel - 1) / kPanel, stride = K * kPanel;
+  const bool copy = np >= 4 && rows >= kMR512 && lda % 1024 == 0;
+  static thread_local AlignedFloats a_block;
+  for (std::size_t k0 = 0; k0 < K; k0 += kKBlock512) {
+    const std::size_t kc = std::min(kKBlock512, K - k0);
+    const bool first = k0 == 0, last = k0 + kc >= K;
+    const float* a = A + k0;
+    std::size_t la = lda;
+    if (copy) {
+      la = kc + 16;
+      if (a_block.size() < rows * la) a_block.resize(rows * la);
+      for (std::size_t i = 0; i < rows; ++i) std::memcpy(a_block.data() + i * la, A + i * lda + k0, kc * sizeof(float));
+      a = a_block.data();
+    }
+    for (std::size_t p = 0; p < np; p += 2) {
+      const std::size_t j0 = p * kPanel;
+      Epilogue e{bias_col ? bias_col + j0 : nullptr, bias_row, !first, last, act, alpha, beta};
+      const float* b = panels + p * stride + k0 * kPanel;
+      if (p + 1 < np) rows_avx512<2>(rows, kc, a, la, b, stride, C + j0, ldc, std::min(2 * kPanel, N - j0), e);
+      else rows_avx512<1>(rows, kc, a, la, b, stride, C + j0, ldc, N - j0, e);
+    }
+  }
+}
 #endif
 
 /// rows x ncols (<= kPanel) of C from one packed panel.
 void panel_rows(bool avx2, std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* Bp, float* C,
                 std::size_t ldc, std::size_t ncols, const Epilogue& e) {
 #ifdef HEPINFER_NN_X86
+  if (avx2 && use_avx512_tiles()) {
+    rows_avx512<1>(rows, K, A, lda, Bp, K * kPanel, C, ldc, ncols, e);
+    return;
+  }
   if (avx2) {
     if (ncols > 8) rows_avx2<2>(rows, K, A, lda, Bp, C, ldc, ncols, e);
     else rows_avx2<1>(rows, K, A, lda, Bp, C, ldc, ncols, e);
@@ -615,26 +781,143 @@ HEPINFER_NN_AVX2 void dot_column_avx2(std::size_t M, std::size_t K, const float*
 
 }  // namespace
 
-bool cpu_has_avx2_fma() noexcept {
+namespace {
+
+constexpr int kPortable = 0, kAvx2 = 1, kAvx512 = 2;
+
+struct KernelChoice {
+  CpuKernels info;
+  int level = kPortable;      // the GEMM tiles: kPortable / kAvx2 / kAvx512
+  bool avx512_isa = false;    // AVX-512 instructions allowed at all (the zero-skipping gather)
+};
+
 #ifdef HEPINFER_NN_X86
-  // HEPINFER_DISABLE_AVX2=1 forces the portable kernels (the tests check both).
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          std::getenv("HEPINFER_DISABLE_AVX2") == nullptr;
-  return has;
-#else
+/// Whether the FMA units are 512 bits wide (two full-rate 16-wide FMAs per cycle), where the
+/// 16-wide tiles double the throughput; on 256-bit FMA units (Zen 4 runs AVX-512 as two halves,
+/// Intel client cores have one 512-bit port) they bring nothing and the 8-wide tiles are kept.
+bool wide_fma(const std::string& vendor, int family, int model) {
+  if (vendor == "AuthenticAMD") return family >= 26;  // Zen 5 (family 1Ah) and later
+  if (vendor == "GenuineIntel" && family == 6) {
+    switch (model) {
+      case 85:             // Skylake-SP / Cascade Lake / Cooper Lake (and Skylake-X)
+      case 106: case 108:  // Ice Lake-SP / -D
+      case 143:            // Sapphire Rapids
+      case 207:            // Emerald Rapids
+      case 173: case 174:  // Granite Rapids
+      case 87: case 133:   // Xeon Phi
+        return true;
+      default: return false;  // client cores (Ice/Tiger/Rocket Lake) and unknown models
+    }
+  }
   return false;
+}
 #endif
+
+KernelChoice choose_kernels() {
+  KernelChoice c;
+  int isa = kPortable;
+#ifdef HEPINFER_NN_X86
+  __builtin_cpu_init();
+  unsigned a = 0, b = 0, cc = 0, d = 0;
+  if (__get_cpuid(0, &a, &b, &cc, &d)) {
+    char v[13] = {};
+    std::memcpy(v, &b, 4);
+    std::memcpy(v + 4, &d, 4);
+    std::memcpy(v + 8, &cc, 4);
+    c.info.vendor = v;
+  }
+  if (__get_cpuid(1, &a, &b, &cc, &d)) {
+    const int base_family = static_cast<int>((a >> 8) & 0xf);
+    const int base_model = static_cast<int>((a >> 4) & 0xf);
+    c.info.family = base_family == 0xf ? base_family + static_cast<int>((a >> 20) & 0xff) : base_family;
+    c.info.model =
+        base_family == 0x6 || base_family == 0xf ? base_model | static_cast<int>(((a >> 16) & 0xf) << 4) : base_model;
+  }
+  if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u) {
+    unsigned r[12];
+    for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+    char brand[49] = {};
+    std::memcpy(brand, r, 48);
+    std::string name = brand;
+    const auto first = name.find_first_not_of(' '), last = name.find_last_not_of(' ');
+    c.info.cpu = first == std::string::npos ? std::string() : name.substr(first, last - first + 1);
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = kAvx2;
+  if (isa == kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) isa = kAvx512;
+#endif
+  // the CPU rule
+  int level = isa;
+  std::string reason;
+  if (isa == kPortable) {
+    reason = "no AVX2/FMA";
+  } else if (isa == kAvx2) {
+    reason = "AVX2/FMA, no AVX-512";
+  } else {
+#ifdef HEPINFER_NN_X86
+    if (wide_fma(c.info.vendor, c.info.family, c.info.model)) {
+      reason = "AVX-512 with 512-bit FMA units";
+    } else {
+      level = kAvx2;
+      reason = "AVX-512 on 256-bit FMA units (or a CPU not known to have 512-bit ones)";
+    }
+#endif
+  }
+  bool avx512_isa = isa == kAvx512;
+  // overrides (tests): HEPINFER_NN_KERNELS, and the older switches as aliases
+  int forced = -1;
+  std::string var;
+  if (const char* e = std::getenv("HEPINFER_NN_KERNELS"); e != nullptr && *e != '\0') {
+    const std::string v = e;
+    var = "HEPINFER_NN_KERNELS=" + v;
+    if (v == "avx512") forced = kAvx512;
+    else if (v == "avx2") forced = kAvx2;
+    else if (v == "portable") forced = kPortable;
+    else var += " (not one of avx512, avx2, portable: ignored)";
+  }
+  if (forced < 0 && std::getenv("HEPINFER_DISABLE_AVX2") != nullptr) {
+    forced = kPortable;
+    var = "HEPINFER_DISABLE_AVX2";
+  } else if (forced < 0 && std::getenv("HEPINFER_DISABLE_AVX512") != nullptr) {
+    forced = std::min(kAvx2, isa);
+    var = "HEPINFER_DISABLE_AVX512";
+  }
+  if (forced >= 0) {
+    level = std::min(forced, isa);
+    // "avx2" keeps AVX-512 outside the tiles where the CPU has it (what a Zen 4 runs); the
+    // HEPINFER_DISABLE_AVX512 alias takes AVX-512 away altogether (a CPU without it)
+    avx512_isa = avx512_isa && forced >= kAvx2 && var != "HEPINFER_DISABLE_AVX512";
+    reason = var + (forced > isa ? " (beyond this CPU: clamped)" : "");
+  } else if (!var.empty()) {
+    reason += "; " + var;
+  }
+  c.level = level;
+  c.avx512_isa = avx512_isa;
+  c.info.kernels = level == kAvx512 ? "avx512" : level == kAvx2 ? "avx2" : "portable";
+  c.info.reason = reason;
+  return c;
+}
+
+const KernelChoice& kernel_choice() {
+  static const KernelChoice c = choose_kernels();
+  return c;
+}
+
+/// The 16-wide GEMM tiles are in use.
+bool use_avx512_tiles() noexcept { return kernel_choice().level == kAvx512; }
+
+}  // namespace
+
+const CpuKernels& cpu_kernels() noexcept { return kernel_choice().info; }
+
+bool cpu_has_avx2_fma() noexcept {
+  static const bool has = kernel_choice().level >= kAvx2;
+  return has;
 }
 
 bool cpu_has_avx512() noexcept {
-#ifdef HEPINFER_NN_X86
-  // HEPINFER_DISABLE_AVX512=1 keeps to AVX2 (the tests check that both give the same values)
-  static const bool has = cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx512vl") && std::getenv("HEPINFER_DISABLE_AVX512") == nullptr;
+  // AVX-512 instructions may be used (the zero-skipping gather even where the tiles stay 8 wide)
+  static const bool has = kernel_choice().avx512_isa;
   return has;
-#else
-  return false;
-#endif
 }
 
 void gemm_columns(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* cols,
@@ -683,16 +966,25 @@ void gemm_packed(std::size_t M, std::size_t N, std::size_t K, const float* A, st
   // rows fed by a ReLU skip their zero inputs: for 48+ outputs (8 accumulators per row hide the
   // FMA latency when 4 panels are summed at once; fewer panels would stall on it)
   // HEPINFER_NN_NO_ZERO_SKIP=1 keeps every block on the dense tiles (the tests compare both)
+  // The zero-skipping rows sum 8 wide: where the 16-wide tiles run, the dense tiles are faster
+  // (measured on Ice Lake-SP: MLP 30-64-64-64-1 at batch 10 000 1.3x faster without skipping).
   static const bool no_sparse = std::getenv("HEPINFER_NN_NO_ZERO_SKIP") != nullptr;
-  const bool try_sparse = !no_sparse && avx2 && b_finite && bias_row == nullptr && N > 2 * kPanel && K >= 16;
+  const bool wide = avx2 && use_avx512_tiles();
+  const bool try_sparse = !no_sparse && !wide && avx2 && b_finite && bias_row == nullptr && N > 2 * kPanel && K >= 16;
 #ifndef HEPINFER_NN_X86
   (void)try_sparse;
 #endif
-  for (std::size_t i0 = 0; i0 < M; i0 += kRowBlock) {
-    const std::size_t rows = std::min(kRowBlock, M - i0);
+  const std::size_t row_block = wide ? kRowBlock512 : kRowBlock;
+  for (std::size_t i0 = 0; i0 < M; i0 += row_block) {
+    const std::size_t rows = std::min(row_block, M - i0);
 #ifdef HEPINFER_NN_X86
     if (try_sparse && mostly_zero(A + i0 * lda, rows, K, lda)) {
       sparse_rows(rows, N, K, A + i0 * lda, lda, panels, C + i0 * ldc, ldc, bias_col, act, alpha, beta);
+      continue;
+    }
+    if (wide) {
+      block_avx512(rows, N, K, A + i0 * lda, lda, panels, C + i0 * ldc, ldc, bias_col,
+                   bias_row ? bias_row + i0 : nullptr, act, alpha, beta);
       continue;
     }
 #endif
