@@ -691,9 +691,16 @@ def machine_info() -> Dict[str, Any]:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
+    try:  # which NN tiles this CPU runs (chosen per CPU at run time)
+        from hepinfer import _core
+
+        nn_kernels: Optional[str] = _core.nn_cpu_kernels()["kernels"]
+    except (ImportError, AttributeError):
+        nn_kernels = None
     return {
         "cpu_model": cpu,
         "cpu_family": family,
+        "nn_kernels": nn_kernels,
         "cpu_model_number": model,
         "load_average_at_start": load,
         "logical_cores": os.cpu_count(),

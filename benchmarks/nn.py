@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,18 @@ from typing import Any, Callable
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _machine_info() -> dict[str, Any]:
+    """benchmarks/forest.py's machine_info (CPU model, family, NN kernels); benchmarks/ is not a package."""
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("hepinfer_bench_forest", os.path.join(here, "forest.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.machine_info()
 
 
 def _models(torch):
@@ -145,8 +156,10 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(42)
     results = []
     tmp = tempfile.mkdtemp(prefix="hepinfer-nn-bench-")
+    info = _machine_info()
     print(
-        f"# hepinfer nn benchmark  cpu_count={n_all}  {platform.processor() or platform.machine()}  torch {torch.__version__}  "
+        f"# hepinfer nn benchmark  cpu_count={n_all}  {info['cpu_model']} (family {info['cpu_family']}, "
+        f"model {info['cpu_model_number']}, NN kernels {info['nn_kernels']})  torch {torch.__version__}  "
         f"onnxruntime {ort.__version__}"
     )
     for name in args.models.split(","):
@@ -219,7 +232,7 @@ def main(argv=None) -> int:
             )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpu_count": n_all, "results": results}, f, indent=1)
+            json.dump({"cpu_count": n_all, "machine": info, "results": results}, f, indent=1)
     return 0
 
 
