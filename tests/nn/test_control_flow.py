@@ -17,9 +17,45 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hepinfer
 from hepinfer.nn import Model
-from tests.nn.test_nn import compare, make, randn, run_ort
 
 F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+
+
+def make(nodes, inputs, outputs, inits=()):
+    """An opset-17 ModelProto; inputs/outputs are (name, elem_type, shape) triples."""
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        initializer=[numpy_helper.from_array(np.asarray(v), name=k) for k, v in dict(inits).items()],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def run_ort(m, feeds):
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, feeds)
+
+
+def compare(m, feeds):
+    """Evaluates `m` with hepinfer and onnxruntime and checks every output."""
+    ref = run_ort(m, feeds)
+    mine = Model.load(m.SerializeToString())
+    out = mine.predict(dict(feeds))
+    if not isinstance(out, dict):
+        out = {mine.outputs[0].name: out}
+    got = [out[t.name] for t in mine.outputs]
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref):
+        assert g.shape == r.shape and g.dtype == r.dtype, (g.shape, r.shape, g.dtype, r.dtype)
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def randn(rng, *shape):
+    return np.asarray(rng.standard_normal(shape), dtype=np.float32)
 
 
 def branch(nodes, outputs, inits=()):
@@ -36,13 +72,19 @@ def branch(nodes, outputs, inits=()):
 def squeeze_if_one(axis=1):
     """The TorchScript exporter's squeeze(axis) on a dimension unknown at export."""
     shape = helper.make_node("Shape", ["x"], ["s"], name="shape")
-    idx = helper.make_node("Constant", [], ["i"], value=numpy_helper.from_array(np.array(axis, np.int64)), name="ci")
-    one = helper.make_node("Constant", [], ["one"], value=numpy_helper.from_array(np.array(1, np.int64)), name="c1")
+    idx = helper.make_node(
+        "Constant", [], ["i"], value=numpy_helper.from_array(np.array(axis, np.int64)), name="ci"
+    )
+    one = helper.make_node(
+        "Constant", [], ["one"], value=numpy_helper.from_array(np.array(1, np.int64)), name="c1"
+    )
     gather = helper.make_node("Gather", ["s", "i"], ["d"], axis=0, name="gather")
     eq = helper.make_node("Equal", ["d", "one"], ["cond"], name="eq")
     then_b = branch(
         [
-            helper.make_node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([axis], np.int64))),
+            helper.make_node(
+                "Constant", [], ["axes"], value=numpy_helper.from_array(np.array([axis], np.int64))
+            ),
             helper.make_node("Squeeze", ["x", "axes"], ["y_then"], name="sq"),
         ],
         [("y_then", F, None)],
@@ -141,7 +183,9 @@ def test_nested_if(rng):
     inner_else = branch([helper.make_node("Cos", ["x"], ["r"])], [("r", F, None)])
     then_b = branch(
         [
-            helper.make_node("If", ["c2"], ["i"], then_branch=inner_then, else_branch=inner_else, name="inner"),
+            helper.make_node(
+                "If", ["c2"], ["i"], then_branch=inner_then, else_branch=inner_else, name="inner"
+            ),
             helper.make_node("Add", ["i", "x"], ["r"]),
         ],
         [("r", F, None)],
@@ -164,7 +208,9 @@ def test_nested_if(rng):
 def test_constant_condition_is_folded(rng, value):
     then_b = branch(
         [
-            helper.make_node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([1], np.int64))),
+            helper.make_node(
+                "Constant", [], ["axes"], value=numpy_helper.from_array(np.array([1], np.int64))
+            ),
             helper.make_node("Squeeze", ["x", "axes"], ["r"]),
         ],
         [("r", F, None)],
@@ -218,7 +264,8 @@ class Squeeze1(torch.nn.Module):
 def test_torch_exported_squeeze_makes_an_if(rng):
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated; it is the one that writes If
+        # the TorchScript exporter is deprecated; it is the one that writes If
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             Squeeze1(),
             (torch.zeros(2, 1, 3),),
@@ -255,7 +302,9 @@ def test_malformed_branches_are_clear_errors():
     two = branch([helper.make_node("Neg", ["x"], ["r"])], [("r", F, None), ("x", F, None)])
     with pytest.raises(hepinfer.ModelFormatError, match="else_branch has 2 outputs, the If has 1"):
         Model.load(bad_if(else_branch=two).SerializeToString())
-    with pytest.raises(hepinfer.ModelFormatError, match="output 0 is float32 in then_branch but int64 in else_branch"):
+    with pytest.raises(
+        hepinfer.ModelFormatError, match="output 0 is float32 in then_branch but int64 in else_branch"
+    ):
         Model.load(bad_if().SerializeToString())
     missing = branch([helper.make_node("Neg", ["x"], ["r"])], [("q", F, None)])
     with pytest.raises(hepinfer.ModelFormatError, match="else_branch output 'q' is never produced"):

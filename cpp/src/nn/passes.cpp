@@ -115,6 +115,18 @@ void fold_constants(Graph& g) {
   };
   for (Node& n : g.nodes) {
     finalize_node(g, n);
+    // the select of an If on a constant condition reads the taken branch only
+    bool cond = false;
+    if (n.run == run_if_select && const_bool(n.in[0], cond)) {
+      const std::size_t k_out = n.out.size();
+      for (std::size_t k = 0; k < k_out; ++k) {
+        int& from = n.in[(cond ? 1 + k_out : 1) + k];
+        const int to = n.in[(cond ? 1 : 1 + k_out) + k];
+        if (from >= 0) --uses[static_cast<std::size_t>(from)];
+        if (to >= 0) ++uses[static_cast<std::size_t>(to)];
+        from = to;
+      }
+    }
     // inside an If branch: guards on a constant condition are resolved; a node of the branch not
     // taken is dropped, one whose guards are not all known stays (it must not run before they are)
     if (!n.guards.empty()) {
@@ -134,18 +146,6 @@ void fold_constants(Graph& g) {
       if (!n.guards.empty()) {
         kept.push_back(std::move(n));
         continue;
-      }
-    }
-    // the select of an If on a constant condition reads the taken branch only
-    bool cond = false;
-    if (n.run == run_if_select && const_bool(n.in[0], cond)) {
-      const std::size_t k_out = n.out.size();
-      for (std::size_t k = 0; k < k_out; ++k) {
-        int& from = n.in[(cond ? 1 + k_out : 1) + k];
-        const int to = n.in[(cond ? 1 : 1 + k_out) + k];
-        if (from >= 0) --uses[static_cast<std::size_t>(from)];
-        if (to >= 0) ++uses[static_cast<std::size_t>(to)];
-        from = to;
       }
     }
     bool all_const = true;
