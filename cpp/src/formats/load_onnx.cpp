@@ -492,7 +492,8 @@ struct Inliner {
         for (const auto& name : on0.inputs) local.inputs.push_back(name.empty() ? name : resolve(name));
         for (const auto& name : on0.inputs)
           if (!name.empty() && !defined.count(resolve(name)))
-            fail_node(source, local, "input '" + name + "' is not produced by any earlier node, initializer or graph input");
+            fail_node(source, local,
+                      "input '" + name + "' is not produced by any earlier node, initializer or graph input");
         for (const auto& name : on0.outputs) local.outputs.push_back(name.empty() ? name : rename(name));
         onp = &local;
       }

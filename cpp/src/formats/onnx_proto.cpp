@@ -242,7 +242,10 @@ void read_node(Reader r, Node& n, int depth) {
       case 2: n.outputs.push_back(r.string(f, w)); break;
       case 3: n.name = r.string(f, w); break;
       case 4: n.op_type = r.string(f, w); break;
-      case 5: n.attributes.emplace_back(); read_attribute(r.sub(f, w, "AttributeProto"), n.attributes.back(), depth); break;
+      case 5:
+        n.attributes.emplace_back();
+        read_attribute(r.sub(f, w, "AttributeProto"), n.attributes.back(), depth);
+        break;
       case 7: n.domain = r.string(f, w); break;
       default: r.skip(f, w);
     }
