@@ -346,3 +346,33 @@ def test_sub_graphs_of_other_ops_are_refused():
     )
     with pytest.raises(hepinfer.ModelFormatError, match="only If is supported"):
         Model.load(m.SerializeToString())
+
+
+def test_threads_taking_different_branches_at_once(rng):
+    """Guards live in each thread's workspace: threads sharing one model take either branch."""
+    import threading
+
+    m = squeeze_if_one()
+    model = Model.load(m.SerializeToString())
+    xs = [randn(rng, 3, 1 + i % 3, 3) for i in range(8)]
+    refs = [run_ort(m, {"x": x})[0] for x in xs]
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(50):
+                got = model.predict({"x": xs[i]})
+                assert got.shape == refs[i].shape
+                np.testing.assert_allclose(got, refs[i], rtol=1e-6)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    # and one call split over threads by rows
+    x = randn(rng, 300, 1, 3)
+    np.testing.assert_allclose(model.predict({"x": x}, n_threads=2), run_ort(m, {"x": x})[0], rtol=1e-6)
