@@ -315,6 +315,14 @@ def test_malformed_branches_are_clear_errors():
     unsupported = branch([helper.make_node("Loop", ["x"], ["r"], name="lp")], [("r", F, None)])
     with pytest.raises(hepinfer.ModelFormatError, match="'Loop' is not supported"):
         Model.load(bad_if(else_branch=unsupported).SerializeToString())
+    twice = branch(
+        [helper.make_node("Neg", ["x"], ["r"]), helper.make_node("Abs", ["x"], ["r"], name="abs")],
+        [("r", F, None)],
+    )
+    with pytest.raises(
+        hepinfer.ModelFormatError, match="abs' \\(Abs\\): output 'r' is defined twice in the branch"
+    ):
+        Model.load(bad_if(else_branch=twice).SerializeToString())
     with pytest.raises(hepinfer.ModelFormatError, match="else_branch is not a graph"):
         Model.load(bad_if(else_branch=3).SerializeToString())
     # a correct pair for contrast

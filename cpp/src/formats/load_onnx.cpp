@@ -494,7 +494,11 @@ struct Inliner {
           if (!name.empty() && !defined.count(resolve(name)))
             fail_node(source, local,
                       "input '" + name + "' is not produced by any earlier node, initializer or graph input");
-        for (const auto& name : on0.outputs) local.outputs.push_back(name.empty() ? name : rename(name));
+        for (const auto& name : on0.outputs) {
+          if (!name.empty() && scopes.back().renamed.count(name))
+            fail_node(source, local, "output '" + name + "' is defined twice in the branch");
+          local.outputs.push_back(name.empty() ? name : rename(name));
+        }
         onp = &local;
       }
       const onnx::Node& on = *onp;
