@@ -340,6 +340,52 @@ def _onnx_seeds(out: Path) -> int:
                 init("one", np.ones((1, 1), np.float32)),
             ],
         )
+    # If on a runtime condition (the TorchScript exporter's squeeze of a dimension it cannot see),
+    # nested one level, with a branch initializer: the sub-graph reader and the inlining
+    then_inner = helper.make_graph(
+        [helper.make_node("Squeeze", ["x3", "ax"], ["r"])],
+        "then_inner",
+        [],
+        [helper.make_tensor_value_info("r", f32, ["batch", 3])],
+        initializer=[init("ax", np.array([1], np.int64))],
+    )
+    else_inner = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x3", "ax1"], ["r"], keepdims=0)],
+        "else_inner",
+        [],
+        [helper.make_tensor_value_info("r", f32, ["batch", 3])],
+    )
+    then_outer = helper.make_graph(
+        [helper.make_node("If", ["c"], ["r"], then_branch=then_inner, else_branch=else_inner)],
+        "then_outer",
+        [],
+        [helper.make_tensor_value_info("r", f32, ["batch", 3])],
+    )
+    else_outer = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x3"], ["t"]),
+            helper.make_node("ReduceMax", ["t"], ["r"], axes=[1], keepdims=0),
+        ],
+        "else_outer",
+        [],
+        [helper.make_tensor_value_info("r", f32, ["batch", 3])],
+    )
+    save(
+        "if_squeeze",
+        [
+            helper.make_node("Shape", ["x3"], ["s"]),
+            helper.make_node("Gather", ["s", "i1"], ["d"], axis=0),
+            helper.make_node("Equal", ["d", "one_i"], ["c"]),
+            helper.make_node("If", ["c"], ["y"], then_branch=then_outer, else_branch=else_outer, name="if"),
+        ],
+        [helper.make_tensor_value_info("x3", f32, ["batch", "k", 3])],
+        [helper.make_tensor_value_info("y", f32, ["batch", 3])],
+        [
+            init("i1", np.array(1, np.int64)),
+            init("one_i", np.array(1, np.int64)),
+            init("ax1", np.array([1], np.int64)),
+        ],
+    )
     return len(list(out.iterdir()))
 
 

@@ -572,15 +572,19 @@ def _nested_if_graph(depth: int) -> bytes:
     return b"".join(reversed(prefixes))
 
 
-@pytest.mark.parametrize("depth", [1, 100, 20000])
+@pytest.mark.parametrize("depth", [1, 8, 9, 100, 20000])
 def test_onnx_nested_subgraphs_are_rejected_not_walked(depth):
     # a valid model, plus (protobuf merges repeated fields) a second GraphProto chunk adding
-    # an If node whose sub-graphs nest `depth` levels deep: the reader skips sub-graphs
-    # without descending into them, and the If node is rejected
+    # an If node whose sub-graphs nest `depth` levels deep: the reader descends at most 8
+    # levels (deeper is a malformed file, found without walking the rest), and an If with a
+    # then_branch only is rejected by the import
     base = _onnx_model([helper.make_node("Identity", ["x"], ["y"])], [])
     deep = _nested_if_graph(depth)
     model = base + _varint(7 << 3 | 2) + _varint(len(deep)) + deep
-    rejects(Model.load, model, "(If)")
+    if depth <= 8:
+        rejects(Model.load, model, "(If)", "has no else_branch attribute")
+    else:
+        rejects(Model.load, model, "sub-graphs nested deeper than 8 levels")
 
 
 def test_onnx_unknown_domain_is_rejected():

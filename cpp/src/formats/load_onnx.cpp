@@ -211,7 +211,9 @@ class Attrs {
   Attrs(const onnx::Node& n, const std::string& source) : n_(n), source_(source) {
     for (const auto& a : n.attributes) {
       if (!a.ref_attr_name.empty()) fail("attribute '" + a.name + "' refers to a function attribute");
-      if (a.n_graphs) fail("attribute '" + a.name + "' holds a sub-graph (control flow is not supported)");
+      if (a.n_graphs) fail("attribute '" + a.name + "' holds a list of sub-graphs (not supported)");
+      if (a.g && n.op_type != "If")
+        fail("attribute '" + a.name + "' holds a sub-graph (of the control-flow operators only If is supported)");
     }
   }
   [[noreturn]] void fail(const std::string& msg) const { fail_node(source_, n_, msg); }
@@ -426,7 +428,8 @@ bool default_domain(const onnx::Node& on) { return on.domain.empty() || on.domai
 void check_operators(const std::vector<onnx::Node>& nodes, const std::string& source) {
   std::vector<const onnx::Node*> bad;
   for (const auto& on : nodes)
-    if (!default_domain(on) || (on.op_type != "Constant" && !op_table().count(on.op_type))) bad.push_back(&on);
+    if (!default_domain(on) || (on.op_type != "Constant" && on.op_type != "If" && !op_table().count(on.op_type)))
+      bad.push_back(&on);
   if (bad.empty()) return;
   if (bad.size() == 1) {
     const onnx::Node& on = *bad[0];
@@ -445,6 +448,153 @@ void check_operators(const std::vector<onnx::Node>& nodes, const std::string& so
   throw ModelFormatError(source + ": " + std::to_string(bad.size()) +
                          " nodes use operators that hepinfer does not support: " + list);
 }
+
+/// Adds ONNX nodes to the graph. The nodes of an If's branches are inlined: each runs under
+/// a guard (the If's condition and the branch's polarity, plus the guards of enclosing Ifs), its
+/// outputs are renamed to names unique in the graph (a branch's names may repeat outer ones;
+/// outer-scope names are read as they are), and a select node (run_if_select) copies the taken
+/// branch's outputs into the If's outputs.
+struct Inliner {
+  Builder& b;
+  const std::string& source;
+  std::set<std::string>& defined;
+  struct Scope {
+    std::string prefix;  // of node names in the branch: "<if name>/then_branch/"
+    std::unordered_map<std::string, std::string> renamed;
+  };
+  std::vector<Scope> scopes;
+  int counter;
+
+  std::string resolve(const std::string& name) const {
+    for (auto it = scopes.rbegin(); it != scopes.rend(); ++it) {
+      const auto f = it->renamed.find(name);
+      if (f != it->renamed.end()) return f->second;
+    }
+    return name;
+  }
+  /// A graph-unique name for the branch-local `name`, recorded in the innermost scope.
+  std::string rename(const std::string& name) {
+    std::string r = name + " (" + scopes.back().prefix.substr(0, scopes.back().prefix.size() - 1) + ")";
+    while (b.ids.count(r) || defined.count(r)) r = name + " (" + scopes.back().prefix + std::to_string(++counter) + ")";
+    scopes.back().renamed[name] = r;
+    return r;
+  }
+
+  void add(const std::vector<onnx::Node>& nodes, const std::vector<Guard>& guards) {
+    for (const auto& on0 : nodes) {
+      onnx::Node local;
+      const onnx::Node* onp = &on0;
+      if (!scopes.empty()) {  // inside a branch: names resolved and renamed
+        local.name = scopes.back().prefix + (on0.name.empty() ? on0.op_type : on0.name);
+        local.op_type = on0.op_type;
+        local.domain = on0.domain;
+        local.attributes = on0.attributes;
+        for (const auto& name : on0.inputs) local.inputs.push_back(name.empty() ? name : resolve(name));
+        for (const auto& name : on0.inputs)
+          if (!name.empty() && !defined.count(resolve(name)))
+            fail_node(source, local,
+                      "input '" + name + "' is not produced by any earlier node, initializer or graph input");
+        for (const auto& name : on0.outputs) {
+          if (!name.empty() && scopes.back().renamed.count(name))
+            fail_node(source, local, "output '" + name + "' is defined twice in the branch");
+          local.outputs.push_back(name.empty() ? name : rename(name));
+        }
+        onp = &local;
+      }
+      const onnx::Node& on = *onp;
+      for (const auto& name : on.inputs)
+        if (!name.empty() && !defined.count(name))
+          fail_node(source, on, "input '" + name + "' is not produced by any earlier node, initializer or graph input");
+      if (on.op_type == "If") {
+        add_if(on, guards);
+        continue;
+      }
+      Node n;
+      for (const auto& name : on.inputs) n.in.push_back(name.empty() ? -1 : b.id_of(name));
+      bool is_node = translate(b, on, b.g.opset, n);
+      define_outputs(on, is_node);
+      if (!is_node) continue;
+      n.out.clear();
+      for (const auto& name : on.outputs) n.out.push_back(name.empty() ? -1 : b.id_of(name));
+      if (n.name.empty()) n.name = on.outputs.empty() ? "?" : on.outputs[0];
+      n.guards = guards;
+      b.g.nodes.push_back(std::move(n));
+    }
+  }
+
+  void define_outputs(const onnx::Node& on, bool is_node) {
+    for (const auto& name : on.outputs) {
+      if (name.empty()) continue;
+      if (defined.count(name) && is_node) fail_node(source, on, "output '" + name + "' is defined twice");
+      defined.insert(name);
+    }
+  }
+
+  void add_if(const onnx::Node& on, const std::vector<Guard>& guards) {
+    Attrs at(on, source);
+    const onnx::Attribute* br[2] = {at.get("then_branch"), at.get("else_branch")};
+    at.finish();
+    const char* br_name[2] = {"then_branch", "else_branch"};
+    for (int k = 0; k < 2; ++k) {
+      if (!br[k]) at.fail(std::string("has no ") + br_name[k] + " attribute");
+      if (!br[k]->g || (br[k]->type != onnx::kAttrGraph && br[k]->type != onnx::kAttrUndefined))
+        at.fail(std::string("attribute ") + br_name[k] + " is not a graph");
+    }
+    if (on.inputs.size() != 1 || on.inputs[0].empty())
+      at.fail("needs exactly one input (the condition), has " + std::to_string(on.inputs.size()));
+    if (on.outputs.empty()) at.fail("has no outputs");
+    const std::size_t k_out = on.outputs.size();
+    for (int k = 0; k < 2; ++k) {
+      const onnx::Graph& bg = *br[k]->g;
+      if (bg.outputs.size() != k_out)
+        at.fail(std::string(br_name[k]) + " has " + std::to_string(bg.outputs.size()) + " outputs, the If has " +
+                std::to_string(k_out));
+      if (!bg.inputs.empty()) at.fail(std::string(br_name[k]) + " declares inputs (an If branch takes none)");
+      if (bg.n_sparse_initializers) at.fail(std::string(br_name[k]) + " has sparse initializers (not supported)");
+      check_operators(bg.nodes, source);
+    }
+    for (std::size_t j = 0; j < k_out; ++j) {
+      const onnx::ValueInfo &t = br[0]->g->outputs[j], &e = br[1]->g->outputs[j];
+      if (t.is_tensor && e.is_tensor && t.elem_type != onnx::kUndefined && e.elem_type != onnx::kUndefined &&
+          t.elem_type != e.elem_type)
+        at.fail("output " + std::to_string(j) + " is " + onnx::data_type_name(t.elem_type) + " in then_branch but " +
+                onnx::data_type_name(e.elem_type) + " in else_branch");
+    }
+    const int cond = b.id_of(on.inputs[0]);
+    Node sel;
+    sel.op = Op::Kernel;
+    sel.run = run_if_select;
+    sel.op_type = "If";
+    sel.name = on.name.empty() ? on.outputs[0] : on.name;
+    sel.in.assign(1 + 2 * k_out, -1);
+    sel.in[0] = cond;
+    for (int k = 0; k < 2; ++k) {
+      const onnx::Graph& bg = *br[k]->g;
+      scopes.push_back(Scope{sel.name + "/" + br_name[k] + "/", {}});
+      for (const auto& t : bg.initializers) {
+        if (t.name.empty()) at.fail(std::string("an initializer of ") + br_name[k] + " has no name");
+        const std::string name = rename(t.name);
+        b.add_constant(name, tensor_value(t, source, b.data_dir, b.g.constant_storage));
+        defined.insert(name);
+      }
+      std::vector<Guard> inner = guards;
+      inner.push_back(Guard{cond, k == 0});
+      add(bg.nodes, inner);
+      for (std::size_t j = 0; j < k_out; ++j) {
+        const std::string& name = bg.outputs[j].name;
+        const std::string r = resolve(name);
+        if (name.empty() || !defined.count(r))
+          at.fail(std::string(br_name[k]) + " output '" + name + "' is never produced");
+        sel.in[1 + static_cast<std::size_t>(k) * k_out + j] = b.id_of(r);
+      }
+      scopes.pop_back();
+    }
+    define_outputs(on, true);
+    for (const auto& name : on.outputs) sel.out.push_back(name.empty() ? -1 : b.id_of(name));
+    sel.guards = guards;
+    b.g.nodes.push_back(std::move(sel));
+  }
+};
 
 TensorInfo info_of(const onnx::ValueInfo& v, const std::string& source, const char* what) {
   TensorInfo t;
@@ -492,24 +642,8 @@ std::shared_ptr<Graph> build(const onnx::Model& m, const std::string& source, co
   check_operators(m.graph.nodes, source);
   std::set<std::string> defined;
   for (const auto& kv : b.ids) defined.insert(kv.first);
-  for (const auto& on : m.graph.nodes) {
-    for (const auto& name : on.inputs)
-      if (!name.empty() && !defined.count(name))
-        fail_node(source, on, "input '" + name + "' is not produced by any earlier node, initializer or graph input");
-    Node n;
-    for (const auto& name : on.inputs) n.in.push_back(name.empty() ? -1 : b.id_of(name));
-    bool is_node = translate(b, on, g.opset, n);
-    for (const auto& name : on.outputs) {
-      if (name.empty()) continue;
-      if (defined.count(name) && is_node) fail_node(source, on, "output '" + name + "' is defined twice");
-      defined.insert(name);
-    }
-    if (!is_node) continue;
-    n.out.clear();
-    for (const auto& name : on.outputs) n.out.push_back(name.empty() ? -1 : b.id_of(name));
-    if (n.name.empty()) n.name = on.outputs.empty() ? "?" : on.outputs[0];
-    g.nodes.push_back(std::move(n));
-  }
+  Inliner in{b, source, defined, {}, 0};
+  in.add(m.graph.nodes, {});
   for (const auto& vi : m.graph.outputs) {
     if (!defined.count(vi.name)) throw ModelFormatError(source + ": graph output '" + vi.name + "' is never produced");
     g.outputs.push_back(info_of(vi, source, "output"));
@@ -542,10 +676,12 @@ OnnxValueSummary value_summary(const nn::onnx::ValueInfo& v) {
 }
 }  // namespace
 
-bool supports_operator(const std::string& op_type) { return op_type == "Constant" || nn::op_table().count(op_type) > 0; }
+bool supports_operator(const std::string& op_type) {
+  return op_type == "Constant" || op_type == "If" || nn::op_table().count(op_type) > 0;
+}
 
 std::vector<std::string> supported_operators() {
-  std::vector<std::string> r{"Constant"};
+  std::vector<std::string> r{"Constant", "If"};
   for (const auto& kv : nn::op_table()) r.push_back(kv.first);
   std::sort(r.begin(), r.end());
   return r;

@@ -205,7 +205,9 @@ void read_tensor(Reader r, Tensor& t) {
   }
 }
 
-void read_attribute(Reader r, Attribute& a) {
+void read_graph(Reader r, Graph& g, int depth);
+
+void read_attribute(Reader r, Attribute& a, int depth) {
   std::uint32_t f, w;
   while (r.next(f, w)) {
     switch (f) {
@@ -214,7 +216,13 @@ void read_attribute(Reader r, Attribute& a) {
       case 3: a.i = static_cast<std::int64_t>(r.scalar_varint(f, w)); break;
       case 4: a.s = r.string(f, w); break;
       case 5: read_tensor(r.sub(f, w, "TensorProto"), a.t); break;
-      case 6: ++a.n_graphs; r.skip(f, w); break;
+      case 6:
+        if (depth >= kMaxGraphDepth)
+          r.fail("sub-graphs nested deeper than " + std::to_string(kMaxGraphDepth) + " levels", f);
+        if (a.g) r.fail("a second sub-graph", f);
+        a.g = std::make_shared<Graph>();
+        read_graph(r.sub(f, w, "GraphProto"), *a.g, depth + 1);
+        break;
       case 7: r.repeated_float(f, w, a.floats); break;
       case 8: r.repeated_varint(f, w, a.ints); break;
       case 9: a.strings.push_back(r.string(f, w)); break;
@@ -226,7 +234,7 @@ void read_attribute(Reader r, Attribute& a) {
   }
 }
 
-void read_node(Reader r, Node& n) {
+void read_node(Reader r, Node& n, int depth) {
   std::uint32_t f, w;
   while (r.next(f, w)) {
     switch (f) {
@@ -234,7 +242,10 @@ void read_node(Reader r, Node& n) {
       case 2: n.outputs.push_back(r.string(f, w)); break;
       case 3: n.name = r.string(f, w); break;
       case 4: n.op_type = r.string(f, w); break;
-      case 5: n.attributes.emplace_back(); read_attribute(r.sub(f, w, "AttributeProto"), n.attributes.back()); break;
+      case 5:
+        n.attributes.emplace_back();
+        read_attribute(r.sub(f, w, "AttributeProto"), n.attributes.back(), depth);
+        break;
       case 7: n.domain = r.string(f, w); break;
       default: r.skip(f, w);
     }
@@ -290,11 +301,11 @@ void read_value_info(Reader r, ValueInfo& v) {
   }
 }
 
-void read_graph(Reader r, Graph& g) {
+void read_graph(Reader r, Graph& g, int depth) {
   std::uint32_t f, w;
   while (r.next(f, w)) {
     switch (f) {
-      case 1: g.nodes.emplace_back(); read_node(r.sub(f, w, "NodeProto"), g.nodes.back()); break;
+      case 1: g.nodes.emplace_back(); read_node(r.sub(f, w, "NodeProto"), g.nodes.back(), depth); break;
       case 2: g.name = r.string(f, w); break;
       case 5: g.initializers.emplace_back(); read_tensor(r.sub(f, w, "TensorProto"), g.initializers.back()); break;
       case 11: g.inputs.emplace_back(); read_value_info(r.sub(f, w, "ValueInfoProto"), g.inputs.back()); break;
@@ -326,7 +337,7 @@ Model parse_model(const unsigned char* data, std::size_t size, const std::string
       case 1: m.ir_version = static_cast<std::int64_t>(r.scalar_varint(f, w)); break;
       case 2: m.producer_name = r.string(f, w); break;
       case 3: m.producer_version = r.string(f, w); break;
-      case 7: m.has_graph = true; read_graph(r.sub(f, w, "GraphProto"), m.graph); break;
+      case 7: m.has_graph = true; read_graph(r.sub(f, w, "GraphProto"), m.graph, 0); break;
       case 8: m.opsets.emplace_back(); read_opset(r.sub(f, w, "OperatorSetIdProto"), m.opsets.back()); break;
       case 25: ++m.n_functions; r.skip(f, w); break;
       default: r.skip(f, w);

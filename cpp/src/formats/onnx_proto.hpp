@@ -4,6 +4,7 @@
 // ModelFormatError naming the message, field and byte offset.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -62,6 +63,11 @@ enum AttributeType : std::int32_t {
   kAttrTypeProtos = 14,
 };
 
+struct Graph;
+
+/// Sub-graphs (GRAPH attributes, the branches of If) nest at most this deep.
+constexpr int kMaxGraphDepth = 8;
+
 struct Attribute {
   std::string name;
   std::int32_t type = kAttrUndefined;
@@ -73,7 +79,8 @@ struct Attribute {
   std::vector<std::int64_t> ints;
   std::vector<std::string> strings;
   std::string ref_attr_name;
-  int n_graphs = 0;  // sub-graphs are not read (no control flow support)
+  std::shared_ptr<Graph> g;  // a GRAPH attribute (field g), parsed
+  int n_graphs = 0;          // GRAPHS lists: counted, not read (no op that hepinfer reads has them)
 };
 
 struct Node {

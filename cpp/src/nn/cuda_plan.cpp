@@ -801,6 +801,10 @@ std::shared_ptr<const DevicePlan> make_plan(std::shared_ptr<const Graph> graph, 
   p->host_value.assign(nv, 0);
   for (std::size_t i = 0; i < nv; ++i) p->host_value[i] = g.meta[i].is_constant ? 1 : 0;
   for (const Node& n : g.nodes) {
+    if (!n.guards.empty())
+      throw DeviceError(g.source + ": " + node_label(n) +
+                        ": a node inside an If branch is not supported on CUDA yet (the If's condition is only known "
+                        "at run time)");
     bool host = n.op == Op::ShapeOf || n.op == Op::Size;
     if (!host) {
       host = true;

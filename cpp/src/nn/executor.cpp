@@ -55,9 +55,39 @@ void Graph::release(std::unique_ptr<Workspace> ws) const {
   if (pool_.size() < 64) pool_.push_back(std::move(ws));
 }
 
+bool guards_met(const Node& n, const Workspace& ws) {
+  for (const Guard& gd : n.guards) {
+    const Value& c = ws.values[static_cast<std::size_t>(gd.cond)];
+    if (c.type != ElementType::Bool || c.numel != 1)
+      throw OpError("the condition of its If is " + std::string(element_type_name(c.type)) + " of shape " +
+                    c.shape.str() + ", not a single bool");
+    if ((c.b()[0] != 0) != gd.when) return false;
+  }
+  return true;
+}
+
+void run_if_select(const Node& n, Workspace& ws) {
+  const Value& c = ws.values[static_cast<std::size_t>(n.in[0])];
+  if (c.type != ElementType::Bool || c.numel != 1)
+    throw OpError("the condition is " + std::string(element_type_name(c.type)) + " of shape " + c.shape.str() +
+                  ", not a single bool");
+  const std::size_t k_out = n.out.size();
+  const std::size_t base = c.b()[0] ? 1 : 1 + k_out;
+  for (std::size_t k = 0; k < k_out; ++k) {
+    if (n.out[k] < 0) continue;
+    const Value& src = ws.values[static_cast<std::size_t>(n.in[base + k])];
+    Value& dst = ws.values[static_cast<std::size_t>(n.out[k])];
+    // a copy, not an alias: the branch's value may share its slot with values of the other branch
+    void* d = dst.alloc(src.type, src.shape);
+    const std::size_t bytes = src.numel * element_size(src.type);
+    if (bytes) std::memcpy(d, src.data, bytes);
+  }
+}
+
 void Graph::run(Workspace& ws) const {
   for (const Node& n : nodes) {
     try {
+      if (!n.guards.empty() && !guards_met(n, ws)) continue;
       run_node(n, ws);
     } catch (const OpError& e) {
       throw InputError(printable("node '" + n.name + "' (" + n.op_type + "): " + e.what()));
@@ -256,7 +286,7 @@ void dry_run(const Graph& g, const std::string& source_name) {
       for (std::size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
         try {
-          run_node(n, *ws);
+          if (n.guards.empty() || guards_met(n, *ws)) run_node(n, *ws);
         } catch (const BudgetError&) {
           break;  // the check would cost more than the budget: the rest is checked at predict
         } catch (const DataError&) {

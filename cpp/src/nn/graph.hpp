@@ -253,6 +253,15 @@ struct Workspace;
 /// Evaluates one node on the workspace values (throws OpError).
 using RunFn = void (*)(const Node&, Workspace&);
 
+/// A condition under which a node runs: the bool scalar value `cond` equals `when`. The nodes of
+/// an ONNX If's branches are inlined into the graph (formats/load_onnx.cpp) with one guard per
+/// enclosing If; the executor skips a node whose guards are not all met.
+struct Guard {
+  int cond = -1;
+  bool when = true;
+  bool operator==(const Guard& o) const noexcept { return cond == o.cond && when == o.when; }
+};
+
 struct Node {
   Op op = Op::Identity;
   RunFn run = nullptr;  // the kernel, set by the op's import handler (see op_import.hpp)
@@ -273,6 +282,7 @@ struct Node {
   std::shared_ptr<const PackedDense> dense;
   std::shared_ptr<const Value> constant;  // ConstantOfShape value; BatchNorm per-channel (a, b)
   std::vector<float> f0, f1;
+  std::vector<Guard> guards;  // empty: always runs
 };
 
 /// Per-thread scratch memory: one Value per graph value and buffers shared by values whose
@@ -324,6 +334,12 @@ std::vector<const InputTensor*> order_inputs(const Graph& g, const std::vector<I
 /// Evaluates one node: calls node.run (executor.cpp). Inputs/outputs are ws.values[node.in/out].
 /// Throws OpError.
 void run_node(const Node& node, Workspace& ws);
+/// Whether every guard of `n` is met (executor.cpp). Throws OpError for a condition that is not
+/// a single bool.
+bool guards_met(const Node& n, const Workspace& ws);
+/// The select that ends an inlined If (ops_control.cpp): in = {cond, then outputs..., else
+/// outputs...}; copies the taken branch's outputs into out.
+void run_if_select(const Node& node, Workspace& ws);
 /// The kernel of a Dense node (ops_linear.cpp), which the fuse pass makes of a Gemm/MatMul.
 void run_dense(const Node& node, Workspace& ws);
 

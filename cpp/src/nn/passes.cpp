@@ -106,8 +106,48 @@ void fold_constants(Graph& g) {
   std::size_t live = 0;
   auto bytes_of = [](const std::shared_ptr<std::vector<I64>>& b) { return b->size() * sizeof(I64); };
   std::vector<Node> kept;
+  auto const_bool = [&](int id, bool& out) {
+    const Value* c = g.constants[static_cast<std::size_t>(id)].get();
+    if (!g.meta[static_cast<std::size_t>(id)].is_constant || !c) return false;
+    if (c->type != ElementType::Bool || c->numel != 1) return false;  // an error at predict, named there
+    out = c->b()[0] != 0;
+    return true;
+  };
   for (Node& n : g.nodes) {
     finalize_node(g, n);
+    // the select of an If on a constant condition reads the taken branch only
+    bool cond = false;
+    if (n.run == run_if_select && const_bool(n.in[0], cond)) {
+      const std::size_t k_out = n.out.size();
+      for (std::size_t k = 0; k < k_out; ++k) {
+        int& from = n.in[(cond ? 1 + k_out : 1) + k];
+        const int to = n.in[(cond ? 1 : 1 + k_out) + k];
+        if (from >= 0) --uses[static_cast<std::size_t>(from)];
+        if (to >= 0) ++uses[static_cast<std::size_t>(to)];
+        from = to;
+      }
+    }
+    // inside an If branch: guards on a constant condition are resolved; a node of the branch not
+    // taken is dropped, one whose guards are not all known stays (it must not run before they are)
+    if (!n.guards.empty()) {
+      bool taken = true;
+      std::vector<Guard> open;
+      for (const Guard& gd : n.guards) {
+        bool c = false;
+        if (!const_bool(gd.cond, c)) open.push_back(gd);
+        else if (c != gd.when) taken = false;
+      }
+      if (!taken) {
+        for (int id : n.in)
+          if (id >= 0) --uses[static_cast<std::size_t>(id)];
+        continue;
+      }
+      n.guards = std::move(open);
+      if (!n.guards.empty()) {
+        kept.push_back(std::move(n));
+        continue;
+      }
+    }
     bool all_const = true;
     for (int id : n.in)
       if (id >= 0 && !g.meta[static_cast<std::size_t>(id)].is_constant) all_const = false;
@@ -263,7 +303,7 @@ void fuse(Graph& g) {
           const int pi = producer[static_cast<std::size_t>(a)];
           if (pi < 0 || uses[static_cast<std::size_t>(a)] != 1) continue;
           Node& p = g.nodes[static_cast<std::size_t>(pi)];
-          if (p.op != Op::Dense || p.act != Act::None || p.i0 == 2) continue;
+          if (p.op != Op::Dense || p.act != Act::None || p.i0 == 2 || p.guards != c.guards) continue;
           const Value& bias = *g.constants[static_cast<std::size_t>(o)];
           if (bias.type != ElementType::Float32 || bias.shape.rank != 1 ||
               bias.numel != static_cast<std::size_t>(p.dense->N))
@@ -279,7 +319,7 @@ void fuse(Graph& g) {
         const int pi = a >= 0 ? producer[static_cast<std::size_t>(a)] : -1;
         if (pi >= 0 && uses[static_cast<std::size_t>(a)] == 1) {
           Node& p = g.nodes[static_cast<std::size_t>(pi)];
-          if ((p.op == Op::Dense || p.op == Op::Conv) && p.act == Act::None) {
+          if ((p.op == Op::Dense || p.op == Op::Conv) && p.act == Act::None && p.guards == c.guards) {
             p.act = c.act;
             p.alpha = c.alpha;
             p.beta = c.beta;
