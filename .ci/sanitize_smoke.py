@@ -162,7 +162,7 @@ def networks() -> None:
             except hepinfer.Error:
                 pass
         print(f"  network {name}: output {np.shape(y)}", flush=True)
-    expect_error(lambda: Model.load(DATA / "onnx" / "unsupported_einsum.onnx"), ModelFormatError)
+    expect_error(lambda: Model.load(DATA / "onnx" / "unsupported_hardmax.onnx"), ModelFormatError)
 
 
 def disco() -> None:
