@@ -43,8 +43,7 @@ double median(std::vector<double> v) {
 volatile float g_sink = 0.0f;  // keeps the results observable
 
 void usage(const char* argv0) {
-  std::fprintf(stderr,
-               "usage: %s MODEL.onnx [--calls N] [--batch-rows N] [--threads N] [--repeats N] [--json]\n",
+  std::fprintf(stderr, "usage: %s MODEL.onnx [--calls N] [--batch-rows N] [--threads N] [--repeats N] [--json]\n",
                argv0);
 }
 
@@ -177,19 +176,21 @@ int main(int argc, char** argv) {
     std::printf("model              %s\n", model_path.c_str());
     std::printf("inputs / outputs   %zu / %zu per row, %zu nodes\n", n_in, n_out, model.n_nodes());
     std::printf("load               %.3f ms\n", load_s * 1e3);
-    std::printf("single event       %.1f ns/call median of %lld blocks of %lld calls "
-                "(min %.1f, p10 %.1f, p90 %.1f, mean %.1f)\n",
-                single_median_ns, n_blocks, kBlock, sorted.front(), single_p10, single_p90, single_mean_ns);
+    std::printf(
+        "single event       %.1f ns/call median of %lld blocks of %lld calls "
+        "(min %.1f, p10 %.1f, p90 %.1f, mean %.1f)\n",
+        single_median_ns, n_blocks, kBlock, sorted.front(), single_p10, single_p90, single_mean_ns);
     for (std::size_t k = 0; k < batch_ns_per_row.size(); ++k)
-      std::printf("batch %lld rows     %.2f ns/row with %d thread(s) (%.3g rows/s)\n", batch_rows,
-                  batch_ns_per_row[k], thread_counts[k], 1e9 / batch_ns_per_row[k]);
+      std::printf("batch %lld rows     %.2f ns/row with %d thread(s) (%.3g rows/s)\n", batch_rows, batch_ns_per_row[k],
+                  thread_counts[k], 1e9 / batch_ns_per_row[k]);
     if (json) {
-      std::printf("{\"model_path\": \"%s\", \"n_inputs\": %zu, \"n_outputs\": %zu, \"load_ms\": %.4f, "
-                  "\"calls\": %lld, \"single_row_ns_median\": %.3f, \"single_row_ns_mean\": %.3f, "
-                  "\"single_row_ns_p10\": %.3f, \"single_row_ns_p90\": %.3f, \"single_row_ns_min\": %.3f, "
-                  "\"batch_rows\": %lld",
-                  json_escape(model_path).c_str(), n_in, n_out, load_s * 1e3, n_blocks * kBlock, single_median_ns,
-                  single_mean_ns, single_p10, single_p90, sorted.front(), batch_rows);
+      std::printf(
+          "{\"model_path\": \"%s\", \"n_inputs\": %zu, \"n_outputs\": %zu, \"load_ms\": %.4f, "
+          "\"calls\": %lld, \"single_row_ns_median\": %.3f, \"single_row_ns_mean\": %.3f, "
+          "\"single_row_ns_p10\": %.3f, \"single_row_ns_p90\": %.3f, \"single_row_ns_min\": %.3f, "
+          "\"batch_rows\": %lld",
+          json_escape(model_path).c_str(), n_in, n_out, load_s * 1e3, n_blocks * kBlock, single_median_ns,
+          single_mean_ns, single_p10, single_p90, sorted.front(), batch_rows);
       for (std::size_t k = 0; k < batch_ns_per_row.size(); ++k)
         std::printf(", \"batch_ns_per_row_threads_%d\": %.4f", thread_counts[k], batch_ns_per_row[k]);
       std::printf("}\n");

@@ -16,14 +16,16 @@ void register_nn(py::module_& m);
 void register_deploy(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "hepinfer C++ core (tree ensembles, jagged kernels, distance correlation, ONNX networks; see the hepinfer package for the Python API)";
+  m.doc() =
+      "hepinfer C++ core (tree ensembles, jagged kernels, distance correlation, ONNX networks; see the hepinfer "
+      "package for the Python API)";
   m.attr("__version__") = HEPINFER_VERSION;
 
   // hepinfer.Error is the base of all; format and input errors are also ValueErrors, device
   // errors RuntimeErrors, so users may catch either.
   static py::exception<hepinfer::Error> error(m, "Error", PyExc_Exception);
-  static py::exception<hepinfer::ModelFormatError> format_error(
-      m, "ModelFormatError", py::make_tuple(error, py::handle(PyExc_ValueError)));
+  static py::exception<hepinfer::ModelFormatError> format_error(m, "ModelFormatError",
+                                                                py::make_tuple(error, py::handle(PyExc_ValueError)));
   static py::exception<hepinfer::InputError> input_error(m, "InputError",
                                                          py::make_tuple(error, py::handle(PyExc_ValueError)));
   static py::exception<hepinfer::DeviceError> device_error(m, "DeviceError",
@@ -50,9 +52,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("built_with_cuda", &hepinfer::built_with_cuda, "True when this build contains the CUDA kernels.");
   m.def("cuda_device_count", &hepinfer::cuda_device_count, "Number of visible CUDA devices.");
-  m.def(
-      "check_device", [](const std::string& spec) { hepinfer::parse_device(spec); }, py::arg("device"),
-      "Raise DeviceError unless `device` (\"cpu\", \"cuda\", \"cuda:N\") can be used.");
+  m.def("check_device", [](const std::string& spec) { hepinfer::parse_device(spec); }, py::arg("device"),
+        "Raise DeviceError unless `device` (\"cpu\", \"cuda\", \"cuda:N\") can be used.");
 
   register_forest(m);
   register_jagged(m);

@@ -139,16 +139,15 @@ py::dict forest_ir(const hepinfer::Forest& forest) {
 }  // namespace
 
 void register_deploy(py::module_& m) {
-  m.def(
-      "split_threshold",
-      [](double t, int op, bool float32) -> double {
-        if (op != 0 && op != 1) throw hepinfer::InputError("split op must be 0 (<) or 1 (<=), not " + std::to_string(op));
-        const auto o = op == 0 ? hepinfer::NodeIR::Op::Less : hepinfer::NodeIR::Op::LessEqual;
-        return float32 ? static_cast<double>(hepinfer::split_threshold_float32(t, o)) : hepinfer::split_threshold_float64(t, o);
-      },
-      py::arg("threshold"), py::arg("op"), py::arg("float32") = true,
-      "The threshold c with 'left iff x < c' equal to 'left iff x OP threshold' (op 0: <, 1: <=) for "
-      "every float32 x (float32=True) or double x: the engines' rule, for code generation and exports.");
+  m.def("split_threshold",
+        [](double t, int op, bool float32) -> double {
+    if (op != 0 && op != 1) throw hepinfer::InputError("split op must be 0 (<) or 1 (<=), not " + std::to_string(op));
+    const auto o = op == 0 ? hepinfer::NodeIR::Op::Less : hepinfer::NodeIR::Op::LessEqual;
+    return float32 ? static_cast<double>(hepinfer::split_threshold_float32(t, o))
+                   : hepinfer::split_threshold_float64(t, o);
+  }, py::arg("threshold"), py::arg("op"), py::arg("float32") = true,
+        "The threshold c with 'left iff x < c' equal to 'left iff x OP threshold' (op 0: <, 1: <=) for "
+        "every float32 x (float32=True) or double x: the engines' rule, for code generation and exports.");
   m.def("forest_ir", &forest_ir, py::arg("forest"),
         "The loader-independent description of a forest (hepinfer::ForestIR) as a dict of numpy "
         "columns, for code generation and exports.");

@@ -102,8 +102,7 @@ py::tuple stats_device(std::uintptr_t x, std::size_t dx, std::uintptr_t y, std::
 
 void register_disco(py::module_& m) {
   m.def("distance_stats", &stats, py::arg("x"), py::arg("y"), py::arg("weights") = py::none(),
-        py::arg("unbiased") = false, py::arg("n_threads") = 1, py::arg("gradient") = false,
-        py::arg("device") = "cpu",
+        py::arg("unbiased") = false, py::arg("n_threads") = 1, py::arg("gradient") = false, py::arg("device") = "cpu",
         "Squared distance covariances and correlation of x and y (1-D or (n, d) arrays), optionally with the "
         "gradients of dCor^2 and dCov^2(x, y) with respect to x. Returns (dcov_xy, dcov_xx, dcov_yy, dcor2, "
         "grad_dcor2 or None, grad_dcov or None). device=\"cuda[:N]\" copies the arrays to that GPU.");

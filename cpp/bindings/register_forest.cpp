@@ -52,8 +52,7 @@ bool is_f64(const py::array& a) { return a.dtype().equal(py::dtype::of<double>()
 
 void require_float(const py::array& X, const char* name) {
   if (!is_f32(X) && !is_f64(X))
-    throw InputError(std::string(name) + " must be float32 or float64, got dtype " +
-                     std::string(py::str(X.dtype())));
+    throw InputError(std::string(name) + " must be float32 or float64, got dtype " + std::string(py::str(X.dtype())));
 }
 
 py::array_t<double> predict(const Forest& f, const py::array& X, const std::string& output, int n_threads,
@@ -147,29 +146,26 @@ py::array_t<double> predict_gpu(const hepinfer::ForestGPU& g, const Forest& f, c
 
 void register_forest(py::module_& m) {
   py::class_<Forest>(m, "Forest", "A tree ensemble (XGBoost, LightGBM or TMVA BDT), immutable after load.")
-      .def_static(
-          "load",
-          [](const std::string& path, const std::string& format, const std::string& tmva_cut_op) {
-            hepinfer::LoadOptions opt;
-            opt.format = format;
-            opt.tmva_cut_op = parse_cut_op(tmva_cut_op);
-            py::gil_scoped_release release;
-            return Forest::load(path, opt);
-          },
-          py::arg("path"), py::arg("format") = "auto", py::arg("tmva_cut_op") = ">=")
-      .def_static(
-          "load_from_memory",
-          [](const py::bytes& content, const std::string& format, const std::string& tmva_cut_op,
-             const std::string& source_name) {
-            hepinfer::LoadOptions opt;
-            opt.format = format;
-            opt.tmva_cut_op = parse_cut_op(tmva_cut_op);
-            std::string data = content;
-            py::gil_scoped_release release;
-            return Forest::load_from_memory(data, opt, source_name);
-          },
-          py::arg("content"), py::arg("format") = "auto", py::arg("tmva_cut_op") = ">=",
-          py::arg("source_name") = "<memory>")
+      .def_static("load",
+                  [](const std::string& path, const std::string& format, const std::string& tmva_cut_op) {
+    hepinfer::LoadOptions opt;
+    opt.format = format;
+    opt.tmva_cut_op = parse_cut_op(tmva_cut_op);
+    py::gil_scoped_release release;
+    return Forest::load(path, opt);
+  }, py::arg("path"), py::arg("format") = "auto", py::arg("tmva_cut_op") = ">=")
+      .def_static("load_from_memory",
+                  [](const py::bytes& content, const std::string& format, const std::string& tmva_cut_op,
+                     const std::string& source_name) {
+    hepinfer::LoadOptions opt;
+    opt.format = format;
+    opt.tmva_cut_op = parse_cut_op(tmva_cut_op);
+    std::string data = content;
+    py::gil_scoped_release release;
+    return Forest::load_from_memory(data, opt, source_name);
+  },
+                  py::arg("content"), py::arg("format") = "auto",
+                  py::arg("tmva_cut_op") = ">=", py::arg("source_name") = "<memory>")
       .def_property_readonly("n_features", &Forest::n_features)
       .def_property_readonly("n_classes", &Forest::n_classes)
       .def_property_readonly("n_trees", &Forest::n_trees)
@@ -191,35 +187,35 @@ void register_forest(py::module_& m) {
   };
   py::class_<GPUHandle>(m, "ForestGPU", "A Forest uploaded to a CUDA device (bit-identical decisions and margins).")
       .def(py::init([](const Forest& f, const std::string& device) {
-             const hepinfer::Device d = hepinfer::parse_device(device);
-             if (d.kind != hepinfer::Device::Kind::CUDA)
-               throw hepinfer::DeviceError("ForestGPU needs a CUDA device, got \"" + device + "\"");
-             py::gil_scoped_release release;
-             return new GPUHandle{f, hepinfer::ForestGPU(f, d)};
-           }),
+    const hepinfer::Device d = hepinfer::parse_device(device);
+    if (d.kind != hepinfer::Device::Kind::CUDA)
+      throw hepinfer::DeviceError("ForestGPU needs a CUDA device, got \"" + device + "\"");
+    py::gil_scoped_release release;
+    return new GPUHandle{f, hepinfer::ForestGPU(f, d)};
+  }),
            py::arg("forest"), py::arg("device"))
       .def_property_readonly("device_index", [](const GPUHandle& h) { return h.gpu.device().index; })
-      .def("n_outputs", [](const GPUHandle& h, const std::string& output) { return h.gpu.n_outputs(parse_output(output)); },
+      .def("n_outputs",
+           [](const GPUHandle& h, const std::string& output) { return h.gpu.n_outputs(parse_output(output)); },
            py::arg("output") = "probability")
-      .def("predict", [](const GPUHandle& h, const py::array& X, const std::string& output) {
-             return predict_gpu(h.gpu, h.forest, X, output);
-           },
-           py::arg("X"), py::arg("output") = "probability",
+      .def("predict",
+           [](const GPUHandle& h, const py::array& X, const std::string& output) {
+    return predict_gpu(h.gpu, h.forest, X, output);
+  }, py::arg("X"), py::arg("output") = "probability",
            "Host rows (numpy float32/float64) in, numpy out; the rows are copied to the device.")
       .def("predict_device",
            [](const GPUHandle& h, std::uintptr_t rows, std::size_t n_rows, const std::string& dtype, std::uintptr_t out,
               const std::string& output, std::uintptr_t stream) {
-             const Output o = parse_output(output);
-             py::gil_scoped_release release;
-             if (dtype == "float32")
-               h.gpu.predict_device(reinterpret_cast<const float*>(rows), n_rows, reinterpret_cast<double*>(out), o,
-                                    reinterpret_cast<void*>(stream));
-             else if (dtype == "float64")
-               h.gpu.predict_device(reinterpret_cast<const double*>(rows), n_rows, reinterpret_cast<double*>(out), o,
-                                    reinterpret_cast<void*>(stream));
-             else
-               throw InputError("dtype must be \"float32\" or \"float64\", not \"" + dtype + "\"");
-           },
+    const Output o = parse_output(output);
+    py::gil_scoped_release release;
+    if (dtype == "float32")
+      h.gpu.predict_device(reinterpret_cast<const float*>(rows), n_rows, reinterpret_cast<double*>(out), o,
+                           reinterpret_cast<void*>(stream));
+    else if (dtype == "float64")
+      h.gpu.predict_device(reinterpret_cast<const double*>(rows), n_rows, reinterpret_cast<double*>(out), o,
+                           reinterpret_cast<void*>(stream));
+    else throw InputError("dtype must be \"float32\" or \"float64\", not \"" + dtype + "\"");
+  },
            py::arg("rows"), py::arg("n_rows"), py::arg("dtype"), py::arg("out"), py::arg("output") = "probability",
            py::arg("stream") = 0,
            "Device memory by address: rows (n_rows x n_features, C-contiguous) in, out (n_rows x n_outputs "

@@ -48,8 +48,8 @@ PyJagged make_view(const py::array& offsets, const std::vector<py::array>& colum
     hepinfer::JaggedColumn col;
     col.name = names[c];
     if (a.ndim() != 1)
-      throw InputError("column \"" + names[c] + "\" must be 1-dimensional content, got " +
-                       std::to_string(a.ndim()) + " dimensions");
+      throw InputError("column \"" + names[c] + "\" must be 1-dimensional content, got " + std::to_string(a.ndim()) +
+                       " dimensions");
     if (is_dtype(a, py::dtype::of<float>())) col.dtype = hepinfer::ValueType::Float32;
     else if (is_dtype(a, py::dtype::of<double>())) col.dtype = hepinfer::ValueType::Float64;
     else throw InputError("column \"" + names[c] + "\" must be float32 or float64, got " + dtype_name(a));
@@ -62,8 +62,8 @@ PyJagged make_view(const py::array& offsets, const std::vector<py::array>& colum
     col.data = a.data();
     cols.push_back(std::move(col));
   }
-  PyJagged out{JaggedView(static_cast<std::size_t>(offsets.shape(0) - 1), offsets.data(), it, std::move(cols)),
-               offsets, columns};
+  PyJagged out{JaggedView(static_cast<std::size_t>(offsets.shape(0) - 1), offsets.data(), it, std::move(cols)), offsets,
+               columns};
   out.view.validate();
   return out;
 }
@@ -265,9 +265,8 @@ py::array delta_r(const py::array& eta1, const py::array& phi1, const py::array&
       hepinfer::delta_r(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<const float*>(c),
                         static_cast<const float*>(d), static_cast<std::size_t>(n), static_cast<float*>(o), n_threads);
     else
-      hepinfer::delta_r(static_cast<const double*>(a), static_cast<const double*>(b),
-                        static_cast<const double*>(c), static_cast<const double*>(d), static_cast<std::size_t>(n),
-                        static_cast<double*>(o), n_threads);
+      hepinfer::delta_r(static_cast<const double*>(a), static_cast<const double*>(b), static_cast<const double*>(c),
+                        static_cast<const double*>(d), static_cast<std::size_t>(n), static_cast<double*>(o), n_threads);
   }
   return out;
 }
@@ -302,29 +301,25 @@ void register_jagged(py::module_& m) {
       .def_property_readonly("n_columns", [](const PyJagged& j) { return j.view.n_columns(); })
       .def_property_readonly("names",
                              [](const PyJagged& j) {
-                               std::vector<std::string> n;
-                               for (const auto& c : j.view.columns()) n.push_back(c.name);
-                               return n;
-                             })
+    std::vector<std::string> n;
+    for (const auto& c : j.view.columns()) n.push_back(c.name);
+    return n;
+  })
       .def_property_readonly("column_dtypes",
                              [](const PyJagged& j) {
-                               std::vector<std::string> n;
-                               for (const auto& c : j.view.columns())
-                                 n.push_back(c.dtype == hepinfer::ValueType::Float32 ? "float32" : "float64");
-                               return n;
-                             })
+    std::vector<std::string> n;
+    for (const auto& c : j.view.columns()) n.push_back(c.dtype == hepinfer::ValueType::Float32 ? "float32" : "float64");
+    return n;
+  })
       .def_property_readonly("content_begin", [](const PyJagged& j) { return j.view.content_begin(); })
       .def_property_readonly("content_end", [](const PyJagged& j) { return j.view.content_end(); })
-      .def_property_readonly(
-          "offsets_address", [](const PyJagged& j) { return reinterpret_cast<std::uintptr_t>(j.view.offsets()); },
-          "Address of the offsets buffer the view reads (to check that nothing was copied).")
-      .def(
-          "column_address",
-          [](const PyJagged& j, std::size_t c) {
-            if (c >= j.view.n_columns()) throw InputError("column index out of range");
-            return reinterpret_cast<std::uintptr_t>(j.view.column(c).data);
-          },
-          py::arg("column"), "Address of a content column's buffer the view reads.");
+      .def_property_readonly("offsets_address",
+                             [](const PyJagged& j) { return reinterpret_cast<std::uintptr_t>(j.view.offsets()); },
+                             "Address of the offsets buffer the view reads (to check that nothing was copied).")
+      .def("column_address", [](const PyJagged& j, std::size_t c) {
+    if (c >= j.view.n_columns()) throw InputError("column index out of range");
+    return reinterpret_cast<std::uintptr_t>(j.view.column(c).data);
+  }, py::arg("column"), "Address of a content column's buffer the view reads.");
 
   m.def("jagged_pad", &pad, py::arg("view"), py::arg("length"), py::arg("fill"), py::arg("dtype"),
         py::arg("layout") = "events", py::arg("n_threads") = 1);

@@ -14,9 +14,9 @@
 #include "hepinfer/nn_device_reference.hpp"  // the CUDA executor's plan on the host (tests)
 
 namespace py = pybind11;
+using hepinfer::DeviceModel;
 using hepinfer::ElementType;
 using hepinfer::InputError;
-using hepinfer::DeviceModel;
 using hepinfer::Model;
 
 namespace {
@@ -69,7 +69,6 @@ hepinfer::InputTensor as_input(const Model& m, std::size_t k, const py::array& a
   return x;
 }
 
-
 // The graph's outputs as a list of numpy arrays (copied out of the engine's buffers).
 py::list outputs_to_list(const std::vector<hepinfer::OutputTensor>& outs) {
   py::list result;
@@ -108,7 +107,8 @@ py::array_t<float> predict_rows(const Model& m, const py::array& x, int n_thread
   for (py::ssize_t i = 1; i < x.ndim(); ++i)
     if (x.shape(i) != ti.shape[static_cast<std::size_t>(i)])
       throw InputError("input '" + ti.name + "' has " + std::to_string(x.shape(i)) + " entries along dimension " +
-                       std::to_string(i) + "; the model expects " + std::to_string(ti.shape[static_cast<std::size_t>(i)]));
+                       std::to_string(i) + "; the model expects " +
+                       std::to_string(ti.shape[static_cast<std::size_t>(i)]));
   (void)per_in;
   const auto n_rows = static_cast<std::size_t>(x.ndim() ? x.shape(0) : 0);
   const auto& to = m.outputs().at(0);
@@ -177,7 +177,8 @@ using Particles = std::vector<std::pair<std::string, std::vector<py::array>>>;
 using Jets = std::vector<std::pair<std::string, py::array>>;
 
 // Offsets + per-particle columns + per-jet arrays as JaggedJets (views of the numpy arrays).
-hepinfer::JaggedJets jagged_jets(const Model& m, const py::array& offsets, const Particles& particles, const Jets& jets) {
+hepinfer::JaggedJets jagged_jets(const Model& m, const py::array& offsets, const Particles& particles,
+                                 const Jets& jets) {
   hepinfer::JaggedJets jj;
   if (offsets.dtype().equal(py::dtype::of<std::int64_t>())) jj.offsets_type = hepinfer::IndexType::Int64;
   else if (offsets.dtype().equal(py::dtype::of<std::int32_t>())) jj.offsets_type = hepinfer::IndexType::Int32;
@@ -249,7 +250,8 @@ py::dict cuda_array_interface(const DeviceArray& a) {
 }
 
 /// Inputs given as (device pointer, shape) pairs of C-contiguous float32 device memory.
-py::list predict_on_device(const DeviceModel& dm, const std::vector<std::pair<std::uintptr_t, std::vector<std::int64_t>>>& xs,
+py::list predict_on_device(const DeviceModel& dm,
+                           const std::vector<std::pair<std::uintptr_t, std::vector<std::int64_t>>>& xs,
                            std::uintptr_t stream) {
   const auto& infos = dm.model().inputs();
   if (xs.size() != infos.size())
@@ -281,7 +283,7 @@ py::tuple jagged_layout(const Model& m, const std::string& mask, bool detect_mas
   for (const auto& x : layout.inputs) {
     const char* role = x.role == hepinfer::JaggedInputInfo::Role::Jet        ? "jet"
                        : x.role == hepinfer::JaggedInputInfo::Role::Particle ? "particle"
-                                                                              : "mask";
+                                                                             : "mask";
     inputs.append(py::make_tuple(text(x.name), role, x.particle_axis, x.n_features));
   }
   return py::make_tuple(inputs, layout.min_length);
@@ -306,7 +308,8 @@ py::dict summary_dict(const hepinfer::OnnxSummary& r) {
     return out;
   };
   py::list nodes;
-  for (const auto& n : r.nodes) nodes.append(py::make_tuple(text(n.name), text(n.op_type), text(n.domain), n.supported));
+  for (const auto& n : r.nodes)
+    nodes.append(py::make_tuple(text(n.name), text(n.op_type), text(n.domain), n.supported));
   py::dict d;
   d["producer"] = text(r.producer);
   d["ir_version"] = r.ir_version;
@@ -333,69 +336,60 @@ bool simple_rows(const Model& m) {
 }  // namespace
 
 void register_nn(py::module_& m) {
-  m.def(
-      "describe_onnx",
-      [](const std::string& path) {
-        hepinfer::OnnxSummary r;
-        {
-          py::gil_scoped_release release;
-          r = hepinfer::describe_onnx(path);
-        }
-        return summary_dict(r);
-      },
-      py::arg("path"), "What an ONNX file declares (inputs, outputs, nodes with support), without loading it.");
-  m.def(
-      "describe_onnx_bytes",
-      [](const py::bytes& content, const std::string& source) {
-        std::string c = content;
-        hepinfer::OnnxSummary r;
-        {
-          py::gil_scoped_release release;
-          r = hepinfer::describe_onnx_from_memory(c, source);
-        }
-        return summary_dict(r);
-      },
-      py::arg("content"), py::arg("source") = "<bytes>");
-  m.def("nn_supported_operators", &hepinfer::supported_operators, "Operators the NN engine implements (default domain).");
-  m.def(
-      "nn_cpu_kernels",
-      [] {
-        const auto& k = hepinfer::nn::cpu_kernels();
-        py::dict d;
-        d["kernels"] = k.kernels;
-        d["reason"] = k.reason;
-        d["vendor"] = k.vendor;
-        d["cpu"] = k.cpu;
-        d["family"] = k.family;
-        d["model"] = k.model;
-        return d;
-      },
-      "The NN engine's CPU kernels chosen for this process (avx512 / avx2 / portable), why, and the CPU "
-      "(cpuid vendor, brand, family, model). HEPINFER_NN_KERNELS=avx512|avx2|portable overrides the choice.");
+  m.def("describe_onnx", [](const std::string& path) {
+    hepinfer::OnnxSummary r;
+    {
+      py::gil_scoped_release release;
+      r = hepinfer::describe_onnx(path);
+    }
+    return summary_dict(r);
+  }, py::arg("path"), "What an ONNX file declares (inputs, outputs, nodes with support), without loading it.");
+  m.def("describe_onnx_bytes", [](const py::bytes& content, const std::string& source) {
+    std::string c = content;
+    hepinfer::OnnxSummary r;
+    {
+      py::gil_scoped_release release;
+      r = hepinfer::describe_onnx_from_memory(c, source);
+    }
+    return summary_dict(r);
+  }, py::arg("content"), py::arg("source") = "<bytes>");
+  m.def("nn_supported_operators", &hepinfer::supported_operators,
+        "Operators the NN engine implements (default domain).");
+  m.def("nn_cpu_kernels",
+        [] {
+    const auto& k = hepinfer::nn::cpu_kernels();
+    py::dict d;
+    d["kernels"] = k.kernels;
+    d["reason"] = k.reason;
+    d["vendor"] = k.vendor;
+    d["cpu"] = k.cpu;
+    d["family"] = k.family;
+    d["model"] = k.model;
+    return d;
+  },
+        "The NN engine's CPU kernels chosen for this process (avx512 / avx2 / portable), why, and the CPU "
+        "(cpuid vendor, brand, family, model). HEPINFER_NN_KERNELS=avx512|avx2|portable overrides the choice.");
   py::class_<Model>(m, "Model", "An ONNX neural network, immutable after load.")
-      .def_static(
-          "load",
-          [](const std::string& path, const std::string& external_data_dir, bool optimize) {
-            hepinfer::ModelOptions opt;
-            opt.external_data_dir = external_data_dir;
-            opt.optimize = optimize;
-            py::gil_scoped_release release;
-            return Model::load(path, opt);
-          },
-          py::arg("path"), py::arg("external_data_dir") = "", py::arg("optimize") = true)
-      .def_static(
-          "load_from_memory",
-          [](const py::bytes& content, const std::string& source_name, const std::string& external_data_dir,
-             bool optimize) {
-            hepinfer::ModelOptions opt;
-            opt.external_data_dir = external_data_dir;
-            opt.optimize = optimize;
-            std::string data = content;
-            py::gil_scoped_release release;
-            return Model::load_from_memory(data, opt, source_name);
-          },
-          py::arg("content"), py::arg("source_name") = "<memory>", py::arg("external_data_dir") = "",
-          py::arg("optimize") = true)
+      .def_static("load",
+                  [](const std::string& path, const std::string& external_data_dir, bool optimize) {
+    hepinfer::ModelOptions opt;
+    opt.external_data_dir = external_data_dir;
+    opt.optimize = optimize;
+    py::gil_scoped_release release;
+    return Model::load(path, opt);
+  }, py::arg("path"), py::arg("external_data_dir") = "", py::arg("optimize") = true)
+      .def_static("load_from_memory",
+                  [](const py::bytes& content, const std::string& source_name, const std::string& external_data_dir,
+                     bool optimize) {
+    hepinfer::ModelOptions opt;
+    opt.external_data_dir = external_data_dir;
+    opt.optimize = optimize;
+    std::string data = content;
+    py::gil_scoped_release release;
+    return Model::load_from_memory(data, opt, source_name);
+  },
+                  py::arg("content"), py::arg("source_name") = "<memory>", py::arg("external_data_dir") = "",
+                  py::arg("optimize") = true)
       .def_property_readonly("inputs", [](const Model& mo) { return describe(mo.inputs()); })
       .def_property_readonly("outputs", [](const Model& mo) { return describe(mo.outputs()); })
       .def_property_readonly("producer", [](const Model& mo) { return text(mo.producer()); })
@@ -411,76 +405,71 @@ void register_nn(py::module_& m) {
            py::arg("n_threads") = 1)
       .def("jagged_layout", &jagged_layout, py::arg("mask") = "", py::arg("detect_mask") = true,
            py::arg("particle_axis") = 0, py::arg("min_length") = -1)
-      .def(
-          "to_device",
-          [](const Model& mo, const std::string& device) {
-            const hepinfer::Device d = hepinfer::parse_device(device);
-            py::gil_scoped_release release;
-            return mo.to(d);
-          },
-          py::arg("device"))
+      .def("to_device",
+           [](const Model& mo, const std::string& device) {
+    const hepinfer::Device d = hepinfer::parse_device(device);
+    py::gil_scoped_release release;
+    return mo.to(d);
+  }, py::arg("device"))
       // the CUDA executor's plan run by its host reference backend (tests without a GPU)
-      .def(
-          "_device_plan_reference",
-          [](const Model& mo, const std::vector<py::array>& arrays) {
-            const auto xs = host_inputs(mo, arrays);
-            std::vector<hepinfer::OutputTensor> outs;
-            {
-              py::gil_scoped_release release;
-              hepinfer::nn::gpu::host_reference_predict(mo, xs, outs);
-            }
-            return outputs_to_list(outs);
-          },
-          py::arg("inputs"))
-      .def(
-          "_device_plan_reference_jagged",
-          [](const Model& mo, const py::array& offsets, const Particles& particles, const Jets& jets,
-             const std::string& mask, bool detect_mask, int particle_axis, std::int64_t min_length, float pad_value) {
-            const hepinfer::JaggedJets jj = jagged_jets(mo, offsets, particles, jets);
-            const auto opt = jagged_options(mask, detect_mask, particle_axis, min_length, pad_value, 1, 1);
-            std::vector<hepinfer::OutputTensor> outs;
-            {
-              py::gil_scoped_release release;
-              hepinfer::nn::gpu::host_reference_predict_jagged(mo, jj, outs, opt);
-            }
-            return outputs_to_list(outs);
-          },
-          py::arg("offsets"), py::arg("particles"), py::arg("jets"), py::arg("mask") = "", py::arg("detect_mask") = true,
-          py::arg("particle_axis") = 0, py::arg("min_length") = -1, py::arg("pad_value") = 0.0f);
+      .def("_device_plan_reference",
+           [](const Model& mo, const std::vector<py::array>& arrays) {
+    const auto xs = host_inputs(mo, arrays);
+    std::vector<hepinfer::OutputTensor> outs;
+    {
+      py::gil_scoped_release release;
+      hepinfer::nn::gpu::host_reference_predict(mo, xs, outs);
+    }
+    return outputs_to_list(outs);
+  }, py::arg("inputs"))
+      .def("_device_plan_reference_jagged",
+           [](const Model& mo, const py::array& offsets, const Particles& particles, const Jets& jets,
+              const std::string& mask, bool detect_mask, int particle_axis, std::int64_t min_length, float pad_value) {
+    const hepinfer::JaggedJets jj = jagged_jets(mo, offsets, particles, jets);
+    const auto opt = jagged_options(mask, detect_mask, particle_axis, min_length, pad_value, 1, 1);
+    std::vector<hepinfer::OutputTensor> outs;
+    {
+      py::gil_scoped_release release;
+      hepinfer::nn::gpu::host_reference_predict_jagged(mo, jj, outs, opt);
+    }
+    return outputs_to_list(outs);
+  },
+           py::arg("offsets"), py::arg("particles"), py::arg("jets"), py::arg("mask") = "",
+           py::arg("detect_mask") = true, py::arg("particle_axis") = 0, py::arg("min_length") = -1,
+           py::arg("pad_value") = 0.0f);
 
   py::class_<DeviceArray>(m, "DeviceArray", "A float32 output in CUDA device memory (__cuda_array_interface__).")
       .def_property_readonly("__cuda_array_interface__", &cuda_array_interface)
-      .def_property_readonly("shape", [](const DeviceArray& a) { return a.t.shape; })
-      .def_property_readonly("device", [](const DeviceArray& a) { return a.t.device; });
+      .def_property_readonly("shape", [](const DeviceArray& a) {
+    return a.t.shape;
+  }).def_property_readonly("device", [](const DeviceArray& a) { return a.t.device; });
 
   py::class_<DeviceModel>(m, "DeviceModel", "A Model on a CUDA device (Model.to_device).")
       .def_property_readonly("device", [](const DeviceModel& dm) { return dm.device().index; })
-      .def(
-          "predict",
-          [](const DeviceModel& dm, const std::vector<py::array>& arrays) {
-            const auto xs = host_inputs(dm.model(), arrays);
-            std::vector<hepinfer::OutputTensor> outs;
-            {
-              py::gil_scoped_release release;
-              dm.predict(xs, outs);
-            }
-            return outputs_to_list(outs);
-          },
-          py::arg("inputs"))
+      .def("predict",
+           [](const DeviceModel& dm, const std::vector<py::array>& arrays) {
+    const auto xs = host_inputs(dm.model(), arrays);
+    std::vector<hepinfer::OutputTensor> outs;
+    {
+      py::gil_scoped_release release;
+      dm.predict(xs, outs);
+    }
+    return outputs_to_list(outs);
+  }, py::arg("inputs"))
       .def("predict_on_device", &predict_on_device, py::arg("inputs"), py::arg("stream") = 0)
-      .def(
-          "predict_jagged",
-          [](const DeviceModel& dm, const py::array& offsets, const Particles& particles, const Jets& jets,
-             const std::string& mask, bool detect_mask, int particle_axis, std::int64_t min_length, float pad_value) {
-            const hepinfer::JaggedJets jj = jagged_jets(dm.model(), offsets, particles, jets);
-            const auto opt = jagged_options(mask, detect_mask, particle_axis, min_length, pad_value, 1, 1);
-            std::vector<hepinfer::OutputTensor> outs;
-            {
-              py::gil_scoped_release release;
-              dm.predict_jagged(jj, outs, opt);
-            }
-            return outputs_to_list(outs);
-          },
-          py::arg("offsets"), py::arg("particles"), py::arg("jets"), py::arg("mask") = "", py::arg("detect_mask") = true,
-          py::arg("particle_axis") = 0, py::arg("min_length") = -1, py::arg("pad_value") = 0.0f);
+      .def("predict_jagged",
+           [](const DeviceModel& dm, const py::array& offsets, const Particles& particles, const Jets& jets,
+              const std::string& mask, bool detect_mask, int particle_axis, std::int64_t min_length, float pad_value) {
+    const hepinfer::JaggedJets jj = jagged_jets(dm.model(), offsets, particles, jets);
+    const auto opt = jagged_options(mask, detect_mask, particle_axis, min_length, pad_value, 1, 1);
+    std::vector<hepinfer::OutputTensor> outs;
+    {
+      py::gil_scoped_release release;
+      dm.predict_jagged(jj, outs, opt);
+    }
+    return outputs_to_list(outs);
+  },
+           py::arg("offsets"), py::arg("particles"), py::arg("jets"), py::arg("mask") = "",
+           py::arg("detect_mask") = true, py::arg("particle_axis") = 0, py::arg("min_length") = -1,
+           py::arg("pad_value") = 0.0f);
 }

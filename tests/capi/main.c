@@ -289,12 +289,12 @@ int main(int argc, char** argv) {
   if (out == NULL || margins == NULL || rows_f == NULL || leaves == NULL) return 1;
   for (j = 0; j < n_rows * (size_t)n_features; ++j) rows_f[j] = (float)rows[j];
 
-  status = hepinfer_forest_predict_double(forest, rows, n_rows, (size_t)n_features, HEPINFER_OUTPUT_PROBABILITY, 2,
-                                          out, n_rows * (size_t)n_outputs);
+  status = hepinfer_forest_predict_double(forest, rows, n_rows, (size_t)n_features, HEPINFER_OUTPUT_PROBABILITY, 2, out,
+                                          n_rows * (size_t)n_outputs);
   if (status != HEPINFER_OK) return fprintf(stderr, "%s\n", hepinfer_last_error()), 1;
   for (r = 0; r < n_rows; ++r) print_values("batch", out + r * (size_t)n_outputs, (size_t)n_outputs);
-  status = hepinfer_forest_predict_float(forest, rows_f, n_rows, (size_t)n_features, HEPINFER_OUTPUT_MARGIN, 1,
-                                         margins, n_rows * (size_t)n_margins);
+  status = hepinfer_forest_predict_float(forest, rows_f, n_rows, (size_t)n_features, HEPINFER_OUTPUT_MARGIN, 1, margins,
+                                         n_rows * (size_t)n_margins);
   if (status != HEPINFER_OK) return fprintf(stderr, "%s\n", hepinfer_last_error()), 1;
   for (r = 0; r < n_rows; ++r) print_values("margin", margins + r * (size_t)n_margins, (size_t)n_margins);
   for (r = 0; r < n_rows; ++r) {
@@ -316,7 +316,8 @@ int main(int argc, char** argv) {
   }
 
   /* error paths: each must give its status and a message, and leave the outputs alone */
-  expect(hepinfer_forest_load("/nonexistent/model.json", NULL, NULL, &bad), HEPINFER_ERROR_MODEL_FORMAT, "missing file");
+  expect(hepinfer_forest_load("/nonexistent/model.json", NULL, NULL, &bad), HEPINFER_ERROR_MODEL_FORMAT,
+         "missing file");
   if (bad != NULL) ++failures;
   expect(hepinfer_forest_load_from_memory(garbage, sizeof garbage - 1, NULL, NULL, &bad), HEPINFER_ERROR_MODEL_FORMAT,
          "garbage model");

@@ -7,7 +7,10 @@
 #include <vector>
 
 namespace check {
-inline int& failures() { static int n = 0; return n; }
+inline int& failures() {
+  static int n = 0;
+  return n;
+}
 inline std::vector<std::pair<std::string, std::function<void()>>>& registry() {
   static std::vector<std::pair<std::string, std::function<void()>>> r;
   return r;
@@ -34,39 +37,39 @@ inline int run_all() {
 }
 }  // namespace check
 
-#define TEST_CASE(name)                                             \
-  static void name();                                               \
-  static check::Register name##_registered(#name, name);            \
+#define TEST_CASE(name)                                  \
+  static void name();                                    \
+  static check::Register name##_registered(#name, name); \
   static void name()
 
-#define CHECK(cond)                                                                     \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::printf("  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);          \
-      ++check::failures();                                                              \
-    }                                                                                   \
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      std::printf("  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+      ++check::failures();                                                   \
+    }                                                                        \
   } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                                          \
-  do {                                                                                                 \
-    const double va_ = (a), vb_ = (b);                                                                 \
-    if (!(std::fabs(va_ - vb_) <= (tol))) {                                                            \
-      std::printf("  %s:%d: %s = %.17g vs %s = %.17g\n", __FILE__, __LINE__, #a, va_, #b, vb_);        \
-      ++check::failures();                                                                             \
-    }                                                                                                  \
+#define CHECK_NEAR(a, b, tol)                                                                   \
+  do {                                                                                          \
+    const double va_ = (a), vb_ = (b);                                                          \
+    if (!(std::fabs(va_ - vb_) <= (tol))) {                                                     \
+      std::printf("  %s:%d: %s = %.17g vs %s = %.17g\n", __FILE__, __LINE__, #a, va_, #b, vb_); \
+      ++check::failures();                                                                      \
+    }                                                                                           \
   } while (0)
 
-#define CHECK_THROWS(expr, Type, fragment)                                                             \
-  do {                                                                                                 \
-    bool thrown_ = false;                                                                              \
-    try {                                                                                              \
-      (void)(expr);                                                                                    \
-    } catch (const Type& e_) {                                                                         \
-      thrown_ = std::string(e_.what()).find(fragment) != std::string::npos;                            \
+#define CHECK_THROWS(expr, Type, fragment)                                                                      \
+  do {                                                                                                          \
+    bool thrown_ = false;                                                                                       \
+    try {                                                                                                       \
+      (void)(expr);                                                                                             \
+    } catch (const Type& e_) {                                                                                  \
+      thrown_ = std::string(e_.what()).find(fragment) != std::string::npos;                                     \
       if (!thrown_) std::printf("  %s:%d: message '%s' lacks '%s'\n", __FILE__, __LINE__, e_.what(), fragment); \
-    }                                                                                                  \
-    if (!thrown_) {                                                                                    \
-      std::printf("  %s:%d: %s did not throw %s\n", __FILE__, __LINE__, #expr, #Type);                 \
-      ++check::failures();                                                                             \
-    }                                                                                                  \
+    }                                                                                                           \
+    if (!thrown_) {                                                                                             \
+      std::printf("  %s:%d: %s did not throw %s\n", __FILE__, __LINE__, #expr, #Type);                          \
+      ++check::failures();                                                                                      \
+    }                                                                                                           \
   } while (0)

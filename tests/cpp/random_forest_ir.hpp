@@ -18,8 +18,8 @@ using hepinfer::ForestIR;
 using hepinfer::NodeIR;
 using hepinfer::TreeIR;
 
-inline NodeIR split(std::int32_t feature, double threshold, std::int32_t left, std::int32_t right,
-                    bool default_left, NodeIR::Op op = NodeIR::Op::Less) {
+inline NodeIR split(std::int32_t feature, double threshold, std::int32_t left, std::int32_t right, bool default_left,
+                    NodeIR::Op op = NodeIR::Op::Less) {
   NodeIR n;
   n.kind = NodeIR::Kind::Numerical;
   n.feature = feature;
@@ -37,7 +37,7 @@ inline NodeIR leaf(double v) {
 }
 
 inline ForestIR random_forest(std::mt19937& rng, int n_features, int n_trees, int n_groups, bool specials,
-                       bool float32_inputs, int max_depth) {
+                              bool float32_inputs, int max_depth) {
   std::uniform_real_distribution<double> u(-2, 2);
   std::uniform_int_distribution<int> feat(0, n_features - 1);
   ForestIR ir;
@@ -68,7 +68,7 @@ inline ForestIR random_forest(std::mt19937& rng, int n_features, int n_trees, in
       }
       const auto l = static_cast<std::int32_t>(tree.nodes.size());
       const auto tk = static_cast<unsigned>(rng() % 40);
-      const double thr = tk == 0 ? std::numeric_limits<double>::infinity()
+      const double thr = tk == 0   ? std::numeric_limits<double>::infinity()
                          : tk == 1 ? -std::numeric_limits<double>::infinity()
                                    : u(rng);
       NodeIR n = split(feat(rng), thr, l, l + 1, rng() % 2 == 0, rng() % 2 ? NodeIR::Op::Less : NodeIR::Op::LessEqual);

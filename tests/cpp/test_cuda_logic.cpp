@@ -34,13 +34,12 @@ std::string g_data_dir;
 template <typename T, typename In>
 void gpu_logic_row(const gpu::View& v, bool float32_inputs, const In* row, bool probability, double* out) {
   std::vector<T> staged(static_cast<std::size_t>(std::max(1, v.n_features)));
-  for (int j = 0; j < v.n_features; ++j) staged[static_cast<std::size_t>(j)] = gpu::stage_value<T>(row[j], float32_inputs);
+  for (int j = 0; j < v.n_features; ++j)
+    staged[static_cast<std::size_t>(j)] = gpu::stage_value<T>(row[j], float32_inputs);
   std::vector<double> m(static_cast<std::size_t>(v.n_groups));
   gpu::row_margins(v, staged.data(), 1, m.data());
-  if (probability)
-    gpu::row_transform(v, m.data(), out);
-  else
-    std::memcpy(out, m.data(), m.size() * sizeof(double));
+  if (probability) gpu::row_transform(v, m.data(), out);
+  else std::memcpy(out, m.data(), m.size() * sizeof(double));
 }
 
 /// Compares the GPU logic with Forest::predict (margins and outputs, float and double rows): returns mismatches.
@@ -59,10 +58,8 @@ int compare_forest(const Forest& f, const std::vector<double>& X, std::size_t n)
     f.predict(Xf.data(), n, cpu_f.data(), o, 1);
     const bool as_double = !L.float32_inputs;  // double rows of a double-comparing model stay double
     for (std::size_t r = 0; r < n; ++r) {
-      if (as_double)
-        gpu_logic_row<double>(v, L.float32_inputs, X.data() + r * nf, prob != 0, row_out.data());
-      else
-        gpu_logic_row<float>(v, L.float32_inputs, X.data() + r * nf, prob != 0, row_out.data());
+      if (as_double) gpu_logic_row<double>(v, L.float32_inputs, X.data() + r * nf, prob != 0, row_out.data());
+      else gpu_logic_row<float>(v, L.float32_inputs, X.data() + r * nf, prob != 0, row_out.data());
       for (std::size_t k = 0; k < no; ++k)
         if (std::memcmp(&row_out[k], &cpu_d[r * no + k], sizeof(double)) != 0 &&
             !(std::isnan(row_out[k]) && std::isnan(cpu_d[r * no + k])))
@@ -81,9 +78,9 @@ int compare_forest(const Forest& f, const std::vector<double>& X, std::size_t n)
 
 TEST_CASE(forest_logic_matches_cpu_engine_on_random_forests) {
   std::mt19937 rng(20261204);
-  const Postprocess posts[] = {Postprocess::Identity, Postprocess::Sigmoid, Postprocess::Softmax, Postprocess::ArgMax,
-                               Postprocess::TMVAGrad, Postprocess::Exp,     Postprocess::SignedSquare,
-                               Postprocess::Log1pExp};
+  const Postprocess posts[] = {Postprocess::Identity,     Postprocess::Sigmoid,  Postprocess::Softmax,
+                               Postprocess::ArgMax,       Postprocess::TMVAGrad, Postprocess::Exp,
+                               Postprocess::SignedSquare, Postprocess::Log1pExp};
   for (int trial = 0; trial < 40; ++trial) {
     const bool specials = trial % 3 == 1;
     const bool f32 = trial % 2 == 0;
@@ -199,8 +196,8 @@ TEST_CASE(disco_logic_matches_cpu_engine) {
     std::size_t n;
   };
   const Case cases[] = {{1, 1, false, false, false, 200}, {1, 1, true, false, true, 257},
-                        {1, 1, false, true, true, 130},  {2, 3, true, false, false, 150},
-                        {3, 1, false, true, false, 90},  {1, 1, true, false, false, 2}};
+                        {1, 1, false, true, true, 130},   {2, 3, true, false, false, 150},
+                        {3, 1, false, true, false, 90},   {1, 1, true, false, false, 2}};
   for (const Case& cs : cases) {
     std::vector<double> x(cs.n * static_cast<std::size_t>(cs.dx)), y(cs.n * static_cast<std::size_t>(cs.dy)), w;
     for (double& v : x) v = cs.ties ? std::round(nd(rng) * 2) : nd(rng);

@@ -22,9 +22,24 @@ std::string g_data_dir = ".";
 bool same_float(float a, float b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
 
 std::vector<float> probe_values() {
-  std::vector<float> xs = {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, -0.5f, 2.0f, -3.25f, 19.9f, 20.5f, -30.0f, 80.0f, -90.0f,
-                           1e-8f, -1e-8f, std::numeric_limits<float>::infinity(),
-                           -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  std::vector<float> xs = {0.0f,
+                           -0.0f,
+                           1.0f,
+                           -1.0f,
+                           0.5f,
+                           -0.5f,
+                           2.0f,
+                           -3.25f,
+                           19.9f,
+                           20.5f,
+                           -30.0f,
+                           80.0f,
+                           -90.0f,
+                           1e-8f,
+                           -1e-8f,
+                           std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity(),
+                           std::numeric_limits<float>::quiet_NaN()};
   std::mt19937 gen(7);
   std::normal_distribution<float> d(0.0f, 4.0f);
   for (int i = 0; i < 200; ++i) xs.push_back(d(gen));
@@ -58,7 +73,8 @@ TEST_CASE(binary_compare_and_reductions) {
   CHECK(gpu::bin_apply(gpu::bin::Pow, -3.0f, 2.0f) == 9.0f);
   CHECK(std::isnan(gpu::bin_apply(gpu::bin::Max, nan, 1.0f)) && std::isnan(gpu::bin_apply(gpu::bin::Min, 1.0f, nan)));
   CHECK(gpu::bin_apply(gpu::bin::Max, -1.0f, 2.0f) == 2.0f && gpu::bin_apply(gpu::bin::Min, -1.0f, 2.0f) == -1.0f);
-  CHECK(gpu::cmp_apply(gpu::cmp::LessOrEqual, 1.0f, 1.0f) == 1.0f && gpu::cmp_apply(gpu::cmp::Less, 1.0f, 1.0f) == 0.0f);
+  CHECK(gpu::cmp_apply(gpu::cmp::LessOrEqual, 1.0f, 1.0f) == 1.0f &&
+        gpu::cmp_apply(gpu::cmp::Less, 1.0f, 1.0f) == 0.0f);
   CHECK(gpu::ew_apply(gpu::EwOp::Where, 0, 0, 0, 0.0f, 5.0f, 7.0f) == 7.0f);
   CHECK(gpu::ew_apply(gpu::EwOp::ToInt, 0, 0, 0, -2.7f, 0, 0) == -2.0f);
   // segment reductions: sum in row order, mean over the segment length, NaN-propagating max

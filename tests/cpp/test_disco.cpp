@@ -39,10 +39,8 @@ Ref reference(const std::vector<double>& x, const std::vector<double>& y, const 
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t j = 0; j < n; ++j) {
         double& e = a[i * n + j];
-        if (unbiased)
-          e = i == j ? 0.0 : e - r[i] / (nd - 2) - r[j] / (nd - 2) + t / ((nd - 1) * (nd - 2));
-        else
-          e = e - r[i] - r[j] + t;
+        if (unbiased) e = i == j ? 0.0 : e - r[i] / (nd - 2) - r[j] / (nd - 2) + t / ((nd - 1) * (nd - 2));
+        else e = e - r[i] - r[j] + t;
       }
     return a;
   };
@@ -166,7 +164,8 @@ TEST_CASE(radix_sort_path_matches_quadratic_path) {
       const double* wp = weighted ? w.data() : nullptr;
       std::vector<double> g(n), gc(n), g2(n), gc2(n);
       const auto got = disco::distance_correlation_1d(x.data(), y.data(), wp, n, Options(), g.data(), gc.data());
-      const auto ref = disco::distance_correlation_nd(x.data(), 1, y.data(), 1, wp, n, Options(), g2.data(), gc2.data());
+      const auto ref =
+          disco::distance_correlation_nd(x.data(), 1, y.data(), 1, wp, n, Options(), g2.data(), gc2.data());
       const double scale = std::sqrt(std::fabs(ref.dcov_xx * ref.dcov_yy));
       CHECK(close(got.dcov_xy, ref.dcov_xy, 1e-10, scale));
       CHECK(close(got.dcov_xx, ref.dcov_xx, 1e-10, ref.dcov_xx));

@@ -229,8 +229,9 @@ TEST_CASE(random_forests_match_reference) {
     int bad = 0;
     for (std::size_t r = 0; r < n; ++r) {
       std::vector<std::int32_t> ref_leaves;
-      const auto ref = ref_margins(ir, std::vector<double>(X.begin() + static_cast<std::ptrdiff_t>(r * nf),
-                                                           X.begin() + static_cast<std::ptrdiff_t>((r + 1) * nf)),
+      const auto ref = ref_margins(ir,
+                                   std::vector<double>(X.begin() + static_cast<std::ptrdiff_t>(r * nf),
+                                                       X.begin() + static_cast<std::ptrdiff_t>((r + 1) * nf)),
                                    &ref_leaves);
       std::vector<double> xf(nf);
       for (std::size_t j = 0; j < nf; ++j) xf[j] = static_cast<double>(Xf[r * nf + j]);

@@ -68,25 +68,25 @@ bool same(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == 
 TEST_CASE(validation_names_column_and_event) {
   std::vector<double> content(10, 1.0);
   std::vector<std::int64_t> bad_order{0, 4, 3, 10};
-  CHECK_THROWS(JaggedView(3, bad_order.data(), IndexType::Int64, {{"pt", content.data(), ValueType::Float64, 1, 10}})
-                   .validate(),
-               InputError, "offsets decrease at event 1");
+  CHECK_THROWS(
+      JaggedView(3, bad_order.data(), IndexType::Int64, {{"pt", content.data(), ValueType::Float64, 1, 10}}).validate(),
+      InputError, "offsets decrease at event 1");
   std::vector<std::int32_t> beyond{0, 4, 9, 12};
-  CHECK_THROWS(JaggedView(3, beyond.data(), IndexType::Int32, {{"pt", content.data(), ValueType::Float64, 1, 10}})
-                   .validate(),
-               InputError, "column \"pt\" has 10 values but the offsets reach 12 at event 2");
+  CHECK_THROWS(
+      JaggedView(3, beyond.data(), IndexType::Int32, {{"pt", content.data(), ValueType::Float64, 1, 10}}).validate(),
+      InputError, "column \"pt\" has 10 values but the offsets reach 12 at event 2");
   std::vector<std::int32_t> negative{-2, 4};
   CHECK_THROWS(JaggedView(1, negative.data(), IndexType::Int32, {}).validate(), InputError, "negative");
   // Columns of different lengths: the short one is named.
   std::vector<std::uint32_t> ok{2, 5, 9};
-  CHECK_THROWS(JaggedView(2, ok.data(), IndexType::UInt32,
-                          {{"pt", content.data(), ValueType::Float64, 1, 10},
-                           {"eta", content.data(), ValueType::Float64, 1, 7}})
-                   .validate(),
-               InputError, "column \"eta\" has 7 values");
-  CHECK_THROWS(JaggedView(2, ok.data(), IndexType::UInt32, {{"pt", content.data(), ValueType::Float64, 0, 10}})
-                   .validate(),
-               InputError, "stride");
+  CHECK_THROWS(
+      JaggedView(2, ok.data(), IndexType::UInt32,
+                 {{"pt", content.data(), ValueType::Float64, 1, 10}, {"eta", content.data(), ValueType::Float64, 1, 7}})
+          .validate(),
+      InputError, "column \"eta\" has 7 values");
+  CHECK_THROWS(
+      JaggedView(2, ok.data(), IndexType::UInt32, {{"pt", content.data(), ValueType::Float64, 0, 10}}).validate(),
+      InputError, "stride");
   CHECK_THROWS(JaggedView(2, nullptr, IndexType::UInt32, {}).validate(), InputError, "null");
   JaggedView good(2, ok.data(), IndexType::UInt32, {{"pt", content.data(), ValueType::Float64, 1, 10}});
   good.validate();
@@ -108,44 +108,46 @@ TEST_CASE(top_k_and_leading_match_stable_sort) {
     const JaggedView v = view_of(d);
     v.validate();
     for (std::size_t key : {std::size_t{0}, std::size_t{2}})  // float64 pt (ties, NaN) and float32 phi
-    for (bool descending : {true, false}) {
-      for (std::size_t k : {std::size_t{0}, std::size_t{1}, std::size_t{4}, std::size_t{9}, std::size_t{400}}) {
-        const std::size_t n = v.n_events();
-        std::vector<std::int64_t> index(n * k), cnt(n), lead_index(n * k);
-        const SortOrder order = descending ? SortOrder::Descending : SortOrder::Ascending;
-        top_k_indices(v, key, k, order, index.data(), cnt.data(), 3);
-        // leading: (n_events, k, 3 columns) float32.
-        std::vector<float> dense(n * k * 3);
-        std::vector<std::uint8_t> mask(n * k);
-        leading(v, key, k, order, -1.0, dense.data(), PaddedLayout{static_cast<std::ptrdiff_t>(k * 3), 3, 1},
-                mask.data(), lead_index.data(), 2);
-        CHECK(lead_index == index);
-        for (std::size_t e = 0; e < n; ++e) {
-          std::vector<double> keys;
-          for (std::size_t i = v.begin(e); i < v.end(e); ++i) keys.push_back(v.value<double>(key, i));
-          const auto ref = reference_order(keys, descending);
-          const std::size_t m = std::min(k, ref.size());
-          CHECK(cnt[e] == static_cast<std::int64_t>(m));
-          for (std::size_t j = 0; j < k; ++j) {
-            const std::int64_t want = j < m ? ref[j] : -1;
-            CHECK(index[e * k + j] == want);
-            CHECK(mask[e * k + j] == (j < m ? 1 : 0));
-            for (std::size_t c = 0; c < 3; ++c) {
-              const double expect = j < m ? static_cast<float>(v.value<double>(c, v.begin(e) + static_cast<std::size_t>(want)))
-                                          : -1.0;
-              CHECK(same(dense[(e * k + j) * 3 + c], expect));
+      for (bool descending : {true, false}) {
+        for (std::size_t k : {std::size_t{0}, std::size_t{1}, std::size_t{4}, std::size_t{9}, std::size_t{400}}) {
+          const std::size_t n = v.n_events();
+          std::vector<std::int64_t> index(n * k), cnt(n), lead_index(n * k);
+          const SortOrder order = descending ? SortOrder::Descending : SortOrder::Ascending;
+          top_k_indices(v, key, k, order, index.data(), cnt.data(), 3);
+          // leading: (n_events, k, 3 columns) float32.
+          std::vector<float> dense(n * k * 3);
+          std::vector<std::uint8_t> mask(n * k);
+          leading(v, key, k, order, -1.0, dense.data(), PaddedLayout{static_cast<std::ptrdiff_t>(k * 3), 3, 1},
+                  mask.data(), lead_index.data(), 2);
+          CHECK(lead_index == index);
+          for (std::size_t e = 0; e < n; ++e) {
+            std::vector<double> keys;
+            for (std::size_t i = v.begin(e); i < v.end(e); ++i) keys.push_back(v.value<double>(key, i));
+            const auto ref = reference_order(keys, descending);
+            const std::size_t m = std::min(k, ref.size());
+            CHECK(cnt[e] == static_cast<std::int64_t>(m));
+            for (std::size_t j = 0; j < k; ++j) {
+              const std::int64_t want = j < m ? ref[j] : -1;
+              CHECK(index[e * k + j] == want);
+              CHECK(mask[e * k + j] == (j < m ? 1 : 0));
+              for (std::size_t c = 0; c < 3; ++c) {
+                const double expect =
+                    j < m ? static_cast<float>(v.value<double>(c, v.begin(e) + static_cast<std::size_t>(want))) : -1.0;
+                CHECK(same(dense[(e * k + j) * 3 + c], expect));
+              }
             }
           }
+          // gather: the jagged selection of eta.
+          std::vector<double> selected(
+              static_cast<std::size_t>(std::accumulate(cnt.begin(), cnt.end(), std::int64_t{0})));
+          gather(v, 1, index.data(), cnt.data(), k, selected.data(), 2);
+          std::size_t pos = 0;
+          for (std::size_t e = 0; e < n; ++e)
+            for (std::int64_t j = 0; j < cnt[e]; ++j)
+              CHECK(selected[pos++] ==
+                    d.eta[v.begin(e) + static_cast<std::size_t>(index[e * k + static_cast<std::size_t>(j)])]);
         }
-        // gather: the jagged selection of eta.
-        std::vector<double> selected(static_cast<std::size_t>(std::accumulate(cnt.begin(), cnt.end(), std::int64_t{0})));
-        gather(v, 1, index.data(), cnt.data(), k, selected.data(), 2);
-        std::size_t pos = 0;
-        for (std::size_t e = 0; e < n; ++e)
-          for (std::int64_t j = 0; j < cnt[e]; ++j)
-            CHECK(selected[pos++] == d.eta[v.begin(e) + static_cast<std::size_t>(index[e * k + static_cast<std::size_t>(j)])]);
       }
-    }
   }
 }
 
@@ -201,8 +203,8 @@ TEST_CASE(four_vectors_round_trip_and_conventions) {
     const double m = std::fabs(g(gen)) / 3;
     E[i] = std::sqrt(px[i] * px[i] + py[i] * py[i] + pz[i] * pz[i] + m * m);
   }
-  px[0] = py[0] = 0;             // pt = 0, pz != 0: eta = +-inf
-  px[1] = py[1] = pz[1] = 0;     // all zero: eta = 0 (as `vector`)
+  px[0] = py[0] = 0;                                                        // pt = 0, pz != 0: eta = +-inf
+  px[1] = py[1] = pz[1] = 0;                                                // all zero: eta = 0 (as `vector`)
   E[2] = std::sqrt(px[2] * px[2] + py[2] * py[2] + pz[2] * pz[2]) * 0.999;  // m2 < 0: negative mass
   std::vector<double> pt(n), eta(n), phi(n), m(n), x(n), y(n), z(n), t(n);
   to_pt_eta_phi_m(px.data(), py.data(), pz.data(), E.data(), n, pt.data(), eta.data(), phi.data(), m.data(), 2);

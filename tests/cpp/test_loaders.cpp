@@ -86,8 +86,8 @@ TEST_CASE(xgboost_json_malformed) {
   CHECK_THROWS(Forest::load_from_memory(std::string("")), ModelFormatError, "empty");
   CHECK_THROWS(Forest::load_from_memory(std::string("\x01\x02garbage")), ModelFormatError, "unrecognised");
   // UBJ that stops early
-  CHECK_THROWS(Forest::load_from_memory(std::string("{L\x00\x00\x00\x00\x00\x00\x00\x07learn", 15)),
-               ModelFormatError, "");
+  CHECK_THROWS(Forest::load_from_memory(std::string("{L\x00\x00\x00\x00\x00\x00\x00\x07learn", 15)), ModelFormatError,
+               "");
   CHECK_THROWS(Forest::load("/nonexistent/model.json"), ModelFormatError, "cannot open");
   LoadOptions opt;
   opt.format = "onnx";

@@ -116,23 +116,22 @@ std::string model(const std::vector<std::string>& nodes, const std::vector<std::
 
 Model masked_mean_model() {
   return Model::load_from_memory(
-      model(
-          {node("Unsqueeze", {"mask", "axes2"}, {"m3"}), node("Mul", {"x", "m3"}, {"xm"}),
-           node("ReduceSum", {"xm", "axes1"}, {"s"}, {{"keepdims", 0}}),
-           node("ReduceSum", {"mask", "axes1"}, {"c"}, {{"keepdims", 1}}), node("Div", {"s", "c"}, {"mean"}),
-           node("Add", {"mean", "jet"}, {"y"})},
-          {tensor<std::int64_t>("axes2", kInt64, {1}, {2}), tensor<std::int64_t>("axes1", kInt64, {1}, {1})},
-          {value_info("x", kFloat, {"batch", "n", "2"}), value_info("mask", kFloat, {"batch", "n"}),
-           value_info("jet", kFloat, {"batch", "1"})},
-          {value_info("y", kFloat, {"batch", "2"})}),
+      model({node("Unsqueeze", {"mask", "axes2"}, {"m3"}), node("Mul", {"x", "m3"}, {"xm"}),
+             node("ReduceSum", {"xm", "axes1"}, {"s"}, {{"keepdims", 0}}),
+             node("ReduceSum", {"mask", "axes1"}, {"c"}, {{"keepdims", 1}}), node("Div", {"s", "c"}, {"mean"}),
+             node("Add", {"mean", "jet"}, {"y"})},
+            {tensor<std::int64_t>("axes2", kInt64, {1}, {2}), tensor<std::int64_t>("axes1", kInt64, {1}, {1})},
+            {value_info("x", kFloat, {"batch", "n", "2"}), value_info("mask", kFloat, {"batch", "n"}),
+             value_info("jet", kFloat, {"batch", "1"})},
+            {value_info("y", kFloat, {"batch", "2"})}),
       {}, "masked_mean");
 }
 
 Model top3_model() {
   return Model::load_from_memory(
       model({node("Gather", {"x", "zero"}, {"x0"}, {{"axis", 2}}), node("Mul", {"x0", "mask"}, {"a"}),
-             node("Sub", {"mask", "one"}, {"mm1"}), node("Mul", {"mm1", "big"}, {"p"}), node("Add", {"a", "p"}, {"key"}),
-             node("TopK", {"key", "k"}, {"y", "idx"}, {{"axis", 1}})},
+             node("Sub", {"mask", "one"}, {"mm1"}), node("Mul", {"mm1", "big"}, {"p"}),
+             node("Add", {"a", "p"}, {"key"}), node("TopK", {"key", "k"}, {"y", "idx"}, {{"axis", 1}})},
             {tensor<std::int64_t>("zero", kInt64, {}, {0}), tensor<float>("one", kFloat, {}, {1.0f}),
              tensor<float>("big", kFloat, {}, {1e9f}), tensor<std::int64_t>("k", kInt64, {1}, {3})},
             {value_info("x", kFloat, {"batch", "n", "2"}), value_info("mask", kFloat, {"batch", "n"})},
@@ -168,8 +167,8 @@ JaggedJets view(const Jets& j, std::size_t n_jets) {
   jj.offsets = j.offsets.data();
   jj.offsets_type = IndexType::Int64;
   const std::size_t n = j.x.size() / 2;
-  jj.particles.push_back({"x",
-                          {{"eta", j.x.data(), ValueType::Float32, 2, n}, {"phi", j.x.data() + 1, ValueType::Float32, 2, n}}});
+  jj.particles.push_back(
+      {"x", {{"eta", j.x.data(), ValueType::Float32, 2, n}, {"phi", j.x.data() + 1, ValueType::Float32, 2, n}}});
   InputTensor t;
   t.name = "jet";
   t.shape = {static_cast<std::int64_t>(n_jets), 1};
@@ -223,7 +222,8 @@ TEST_CASE(masked_mean_matches_direct_computation) {
   jj.offsets = off32.data();
   jj.offsets_type = IndexType::Int32;
   const std::size_t n = x64.size() / 2;
-  jj.particles[0].features = {{"", x64.data(), ValueType::Float64, 2, n}, {"", x64.data() + 1, ValueType::Float64, 2, n}};
+  jj.particles[0].features = {{"", x64.data(), ValueType::Float64, 2, n},
+                              {"", x64.data() + 1, ValueType::Float64, 2, n}};
   jj.jets[0].data = j.jet.data() + 2;
   std::vector<OutputTensor> out2;
   m.predict_jagged(jj, out2);

@@ -82,26 +82,26 @@ void add_forest_work(std::vector<Work>& work, const std::string& label, const st
     const std::size_t n = batch_rows(b);
     auto rows = std::make_shared<const std::vector<float>>(make_rows(n, nf, 1000u + static_cast<std::uint32_t>(b)));
     const int inner = b % 3 == 0 ? 3 : 1;
-    work.push_back({label + " batch " + std::to_string(b), [forest, rows, n, nf, inner](std::vector<unsigned char>& out) {
-                      const std::size_t k = static_cast<std::size_t>(forest->n_outputs());
-                      std::vector<double> p(n * k), m(n * static_cast<std::size_t>(forest->n_outputs(Output::Margin)));
-                      std::vector<std::int32_t> leaf(n * forest->n_trees());
-                      forest->predict(rows->data(), n, p.data(), Output::Probability, inner);
-                      forest->predict(rows->data(), n, m.data(), Output::Margin, inner);
-                      forest->predict_leaf(rows->data(), RowLayout{n, static_cast<std::ptrdiff_t>(nf), 1}, leaf.data(),
-                                           inner);
-                      std::vector<double> xd(rows->begin(), rows->end());
-                      std::vector<double> pd(n * k), one(k);
-                      forest->predict(xd.data(), n, pd.data(), Output::Probability, 1);
-                      for (std::size_t i = 0; i < n; ++i) {
-                        forest->predict_one(rows->data() + i * nf, one.data());
-                        append(out, one.data(), k);
-                      }
-                      append(out, p.data(), p.size());
-                      append(out, m.data(), m.size());
-                      append(out, leaf.data(), leaf.size());
-                      append(out, pd.data(), pd.size());
-                    }});
+    work.push_back(
+        {label + " batch " + std::to_string(b), [forest, rows, n, nf, inner](std::vector<unsigned char>& out) {
+      const std::size_t k = static_cast<std::size_t>(forest->n_outputs());
+      std::vector<double> p(n * k), m(n * static_cast<std::size_t>(forest->n_outputs(Output::Margin)));
+      std::vector<std::int32_t> leaf(n * forest->n_trees());
+      forest->predict(rows->data(), n, p.data(), Output::Probability, inner);
+      forest->predict(rows->data(), n, m.data(), Output::Margin, inner);
+      forest->predict_leaf(rows->data(), RowLayout{n, static_cast<std::ptrdiff_t>(nf), 1}, leaf.data(), inner);
+      std::vector<double> xd(rows->begin(), rows->end());
+      std::vector<double> pd(n * k), one(k);
+      forest->predict(xd.data(), n, pd.data(), Output::Probability, 1);
+      for (std::size_t i = 0; i < n; ++i) {
+        forest->predict_one(rows->data() + i * nf, one.data());
+        append(out, one.data(), k);
+      }
+      append(out, p.data(), p.size());
+      append(out, m.data(), m.size());
+      append(out, leaf.data(), leaf.size());
+      append(out, pd.data(), pd.size());
+    }});
   }
 }
 
@@ -115,23 +115,24 @@ void add_nn_work(std::vector<Work>& work, const std::string& label, const std::s
     for (float& v : *x)
       if (v != v) v = 0.25f;  // networks propagate NaN everywhere: keep the inputs finite
     const int inner = b % 2 == 0 ? 2 : 1;
-    work.push_back({label + " batch " + std::to_string(b), [model, x, n, per_in, per_out, inner](std::vector<unsigned char>& out) {
-                      std::vector<float> y(n * per_out);
-                      model->predict(x->data(), n, y.data(), inner);
-                      append(out, y.data(), y.size());
-                      std::vector<float> one(per_out);
-                      for (std::size_t i = 0; i < n && i < 5; ++i) {
-                        model->predict_one(x->data() + i * per_in, one.data());
-                        append(out, one.data(), one.size());
-                      }
-                      const std::vector<std::int64_t> shape = model->inputs()[0].shape;
-                      std::vector<std::int64_t> s(shape);
-                      s[0] = static_cast<std::int64_t>(n);
-                      std::vector<InputTensor> in{{"", ElementType::Float32, s, x->data()}};
-                      std::vector<OutputTensor> res;
-                      model->predict(in, res, 1);
-                      append(out, res[0].bytes.data(), res[0].bytes.size());
-                    }});
+    work.push_back(
+        {label + " batch " + std::to_string(b), [model, x, n, per_in, per_out, inner](std::vector<unsigned char>& out) {
+      std::vector<float> y(n * per_out);
+      model->predict(x->data(), n, y.data(), inner);
+      append(out, y.data(), y.size());
+      std::vector<float> one(per_out);
+      for (std::size_t i = 0; i < n && i < 5; ++i) {
+        model->predict_one(x->data() + i * per_in, one.data());
+        append(out, one.data(), one.size());
+      }
+      const std::vector<std::int64_t> shape = model->inputs()[0].shape;
+      std::vector<std::int64_t> s(shape);
+      s[0] = static_cast<std::int64_t>(n);
+      std::vector<InputTensor> in{{"", ElementType::Float32, s, x->data()}};
+      std::vector<OutputTensor> res;
+      model->predict(in, res, 1);
+      append(out, res[0].bytes.data(), res[0].bytes.size());
+    }});
   }
 }
 
@@ -149,24 +150,23 @@ void add_disco_work(std::vector<Work>& work) {
     for (double& v : *w) v = unif(gen);
     const int inner = b % 2 == 0 ? 3 : 1;
     work.push_back({"disco batch " + std::to_string(b), [x, y, w, n, inner](std::vector<unsigned char>& out) {
-                      disco::Options opt;
-                      opt.n_threads = inner;
-                      std::vector<double> g1(n), g2(n), gn(2 * n);
-                      const disco::Result r1 = disco::distance_correlation_1d(x->data(), y->data(), w->data(), n, opt,
-                                                                             g1.data(), g2.data());
-                      disco::Options ub;
-                      ub.unbiased = true;
-                      const disco::Result r2 = disco::distance_correlation_1d(x->data(), y->data(), nullptr, n, ub, g1.data());
-                      const disco::Result r3 =
-                          disco::distance_correlation_nd(x->data(), 2, y->data(), 1, w->data(), n, opt, gn.data());
-                      for (const disco::Result& r : {r1, r2, r3}) {
-                        const double v[4] = {r.dcov_xy, r.dcov_xx, r.dcov_yy, r.dcor2};
-                        append(out, v, 4);
-                      }
-                      append(out, g1.data(), n);
-                      append(out, g2.data(), n);
-                      append(out, gn.data(), 2 * n);
-                    }});
+      disco::Options opt;
+      opt.n_threads = inner;
+      std::vector<double> g1(n), g2(n), gn(2 * n);
+      const disco::Result r1 =
+          disco::distance_correlation_1d(x->data(), y->data(), w->data(), n, opt, g1.data(), g2.data());
+      disco::Options ub;
+      ub.unbiased = true;
+      const disco::Result r2 = disco::distance_correlation_1d(x->data(), y->data(), nullptr, n, ub, g1.data());
+      const disco::Result r3 = disco::distance_correlation_nd(x->data(), 2, y->data(), 1, w->data(), n, opt, gn.data());
+      for (const disco::Result& r : {r1, r2, r3}) {
+        const double v[4] = {r.dcov_xy, r.dcov_xx, r.dcov_yy, r.dcor2};
+        append(out, v, 4);
+      }
+      append(out, g1.data(), n);
+      append(out, g2.data(), n);
+      append(out, gn.data(), 2 * n);
+    }});
   }
 }
 
@@ -187,53 +187,52 @@ void add_jagged_work(std::vector<Work>& work) {
       (*content)[3 * i + 2] = normal(gen) * 2;
     }
     const int inner = b % 2 == 0 ? 4 : 1;
-    work.push_back({"jagged batch " + std::to_string(b), [offsets, content, n_events, n, inner](std::vector<unsigned char>& out) {
-                      std::vector<JaggedColumn> cols;
-                      const char* names[] = {"pt", "eta", "phi"};
-                      for (std::size_t c = 0; c < 3; ++c)
-                        cols.push_back({names[c], content->data() + c, ValueType::Float32, 3, n});
-                      const JaggedView view(n_events, offsets->data(), IndexType::Int64, cols);
-                      view.validate();
-                      const std::size_t k = 4;
-                      std::vector<float> padded(n_events * k * 3);
-                      std::vector<std::uint8_t> mask(n_events * k);
-                      std::vector<std::int64_t> index(n_events * k), counts(n_events), idx2(n_events * k);
-                      const PaddedLayout layout{static_cast<std::ptrdiff_t>(k * 3), 3, 1};
-                      leading(view, 0, k, SortOrder::Descending, -1.0, padded.data(), layout, mask.data(), index.data(),
-                              inner);
-                      top_k_indices(view, 0, k, SortOrder::Descending, idx2.data(), counts.data(), inner);
-                      std::int64_t total = 0;
-                      for (std::int64_t c : counts) total += c;
-                      std::vector<double> gathered(static_cast<std::size_t>(total));
-                      gather(view, 1, idx2.data(), counts.data(), k, gathered.data(), inner);
-                      std::vector<double> sum(n_events), mx(n_events);
-                      reduce(view, 0, Reduction::Sum, 0.0, sum.data(), inner);
-                      reduce(view, 1, Reduction::Max, -9.0, mx.data(), inner);
-                      std::vector<double> mdr(n);
-                      std::vector<std::int64_t> midx(n);
-                      min_delta_r(view, 1, 2, view, 1, 2, 99.0, mdr.data(), midx.data(), inner);
-                      std::vector<float> px(n), py(n), pz(n), en(n);
-                      std::vector<float> mass(n, 0.105f);
-                      std::vector<float> pt(n), eta(n), phi(n);
-                      for (std::size_t i = 0; i < n; ++i) {
-                        pt[i] = (*content)[3 * i];
-                        eta[i] = (*content)[3 * i + 1];
-                        phi[i] = (*content)[3 * i + 2];
-                      }
-                      to_px_py_pz_e(pt.data(), eta.data(), phi.data(), mass.data(), n, px.data(), py.data(), pz.data(),
-                                    en.data(), inner);
-                      append(out, padded.data(), padded.size());
-                      append(out, mask.data(), mask.size());
-                      append(out, index.data(), index.size());
-                      append(out, idx2.data(), idx2.size());
-                      append(out, gathered.data(), gathered.size());
-                      append(out, sum.data(), sum.size());
-                      append(out, mx.data(), mx.size());
-                      append(out, mdr.data(), mdr.size());
-                      append(out, midx.data(), midx.size());
-                      append(out, px.data(), n);
-                      append(out, en.data(), n);
-                    }});
+    work.push_back(
+        {"jagged batch " + std::to_string(b), [offsets, content, n_events, n, inner](std::vector<unsigned char>& out) {
+      std::vector<JaggedColumn> cols;
+      const char* names[] = {"pt", "eta", "phi"};
+      for (std::size_t c = 0; c < 3; ++c) cols.push_back({names[c], content->data() + c, ValueType::Float32, 3, n});
+      const JaggedView view(n_events, offsets->data(), IndexType::Int64, cols);
+      view.validate();
+      const std::size_t k = 4;
+      std::vector<float> padded(n_events * k * 3);
+      std::vector<std::uint8_t> mask(n_events * k);
+      std::vector<std::int64_t> index(n_events * k), counts(n_events), idx2(n_events * k);
+      const PaddedLayout layout{static_cast<std::ptrdiff_t>(k * 3), 3, 1};
+      leading(view, 0, k, SortOrder::Descending, -1.0, padded.data(), layout, mask.data(), index.data(), inner);
+      top_k_indices(view, 0, k, SortOrder::Descending, idx2.data(), counts.data(), inner);
+      std::int64_t total = 0;
+      for (std::int64_t c : counts) total += c;
+      std::vector<double> gathered(static_cast<std::size_t>(total));
+      gather(view, 1, idx2.data(), counts.data(), k, gathered.data(), inner);
+      std::vector<double> sum(n_events), mx(n_events);
+      reduce(view, 0, Reduction::Sum, 0.0, sum.data(), inner);
+      reduce(view, 1, Reduction::Max, -9.0, mx.data(), inner);
+      std::vector<double> mdr(n);
+      std::vector<std::int64_t> midx(n);
+      min_delta_r(view, 1, 2, view, 1, 2, 99.0, mdr.data(), midx.data(), inner);
+      std::vector<float> px(n), py(n), pz(n), en(n);
+      std::vector<float> mass(n, 0.105f);
+      std::vector<float> pt(n), eta(n), phi(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        pt[i] = (*content)[3 * i];
+        eta[i] = (*content)[3 * i + 1];
+        phi[i] = (*content)[3 * i + 2];
+      }
+      to_px_py_pz_e(pt.data(), eta.data(), phi.data(), mass.data(), n, px.data(), py.data(), pz.data(), en.data(),
+                    inner);
+      append(out, padded.data(), padded.size());
+      append(out, mask.data(), mask.size());
+      append(out, index.data(), index.size());
+      append(out, idx2.data(), idx2.size());
+      append(out, gathered.data(), gathered.size());
+      append(out, sum.data(), sum.size());
+      append(out, mx.data(), mx.size());
+      append(out, mdr.data(), mdr.size());
+      append(out, midx.data(), midx.size());
+      append(out, px.data(), n);
+      append(out, en.data(), n);
+    }});
   }
 }
 
@@ -254,26 +253,27 @@ void add_capi_work(std::vector<Work>& work, const std::string& file) {
     auto rows = std::make_shared<const std::vector<float>>(
         make_rows(n, static_cast<std::size_t>(nf), 5000u + static_cast<std::uint32_t>(b)));
     const int inner = b % 2 == 0 ? 2 : 1;
-    work.push_back({"C API batch " + std::to_string(b), [forest, rows, n, nf, k, inner](std::vector<unsigned char>& out) {
-                      const auto nfu = static_cast<std::size_t>(nf);
-                      const auto ku = static_cast<std::size_t>(k);
-                      std::vector<double> p(n * ku);
-                      const int st = hepinfer_forest_predict_float(forest.get(), rows->data(), n, nfu,
-                                                                   HEPINFER_OUTPUT_PROBABILITY, inner, p.data(), p.size());
-                      append(out, &st, 1);
-                      append(out, p.data(), p.size());
-                      std::vector<double> one(ku);
-                      const int st1 = hepinfer_forest_predict_one_float(forest.get(), rows->data(), nfu,
-                                                                        HEPINFER_OUTPUT_MARGIN, one.data(), one.size());
-                      append(out, &st1, 1);
-                      append(out, one.data(), one.size());
-                      // an error path on every call: the per-thread last-error string must be this thread's
-                      const int bad = hepinfer_forest_predict_float(forest.get(), rows->data(), n, nfu + 1,
-                                                                    HEPINFER_OUTPUT_PROBABILITY, 1, p.data(), p.size());
-                      append(out, &bad, 1);
-                      const std::string msg = hepinfer_last_error();
-                      out.insert(out.end(), msg.begin(), msg.end());
-                    }});
+    work.push_back(
+        {"C API batch " + std::to_string(b), [forest, rows, n, nf, k, inner](std::vector<unsigned char>& out) {
+      const auto nfu = static_cast<std::size_t>(nf);
+      const auto ku = static_cast<std::size_t>(k);
+      std::vector<double> p(n * ku);
+      const int st = hepinfer_forest_predict_float(forest.get(), rows->data(), n, nfu, HEPINFER_OUTPUT_PROBABILITY,
+                                                   inner, p.data(), p.size());
+      append(out, &st, 1);
+      append(out, p.data(), p.size());
+      std::vector<double> one(ku);
+      const int st1 = hepinfer_forest_predict_one_float(forest.get(), rows->data(), nfu, HEPINFER_OUTPUT_MARGIN,
+                                                        one.data(), one.size());
+      append(out, &st1, 1);
+      append(out, one.data(), one.size());
+      // an error path on every call: the per-thread last-error string must be this thread's
+      const int bad = hepinfer_forest_predict_float(forest.get(), rows->data(), n, nfu + 1, HEPINFER_OUTPUT_PROBABILITY,
+                                                    1, p.data(), p.size());
+      append(out, &bad, 1);
+      const std::string msg = hepinfer_last_error();
+      out.insert(out.end(), msg.begin(), msg.end());
+    }});
   }
 }
 

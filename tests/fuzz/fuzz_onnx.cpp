@@ -126,7 +126,9 @@ void evaluate(const hepinfer::Model& model, fuzz::Values& values) {
     }
     total += n;
     if (total > fuzz::kMaxValues) return;
-    const std::size_t width = x.type == hepinfer::ElementType::Float32 ? 4 : x.type == hepinfer::ElementType::Int64 ? 8 : 1;
+    const std::size_t width = x.type == hepinfer::ElementType::Float32 ? 4
+                              : x.type == hepinfer::ElementType::Int64 ? 8
+                                                                       : 1;
     std::vector<unsigned char> bytes(n * width + 8);
     for (std::size_t i = 0; i < n; ++i) {
       const double v = values.value();
@@ -136,7 +138,7 @@ void evaluate(const hepinfer::Model& model, fuzz::Values& values) {
       } else if (x.type == hepinfer::ElementType::Int64) {
         // mostly small indices (Gather, Reshape shapes...), sometimes out of any range
         const std::int64_t k = (values.next() % 8 == 0) ? static_cast<std::int64_t>(values.next())
-                                                          : static_cast<std::int64_t>(values.next() % 7) - 3;
+                                                        : static_cast<std::int64_t>(values.next() % 7) - 3;
         std::memcpy(bytes.data() + 8 * i, &k, 8);
       } else {
         bytes[i] = static_cast<unsigned char>(values.next() & 1);

@@ -18,10 +18,10 @@ int main(int argc, char** argv) {
     ROOT::EnableImplicitMT(2);
     ROOT::RDataFrame df("Events", argv[1]);
     // column types as stored in the file: typed call operators for compiled Define
-    const hepinfer::rdf::Predictor<double, float, int, float> bdt(
-        argv[2], {"jet_mass", "jet_pt", "n_constituents", "tau21"});
-    const hepinfer::rdf::Predictor<float, double, float, int> mlp(
-        argv[3], {"jet_pt", "jet_mass", "tau21", "n_constituents"});
+    const hepinfer::rdf::Predictor<double, float, int, float> bdt(argv[2],
+                                                                  {"jet_mass", "jet_pt", "n_constituents", "tau21"});
+    const hepinfer::rdf::Predictor<float, double, float, int> mlp(argv[3],
+                                                                  {"jet_pt", "jet_mass", "tau21", "n_constituents"});
     df.Define("bdt", bdt, bdt.columns())
         .Define("mlp", mlp, mlp.columns())
         .Snapshot("Scores", argv[4], {"event", "bdt", "mlp"});

@@ -65,8 +65,8 @@ Result distance_correlation_nd(const double* x, std::size_t dx, const double* y,
 /// or distance_correlation_nd; Device::Kind::CUDA copies the host arrays to that GPU, runs
 /// distance_correlation_device and copies the gradients back.
 Result distance_correlation(const double* x, std::size_t dx, const double* y, std::size_t dy, const double* w,
-                           std::size_t n, Device device, const Options& options = Options(),
-                           double* grad_dcor2 = nullptr, double* grad_dcov = nullptr);
+                            std::size_t n, Device device, const Options& options = Options(),
+                            double* grad_dcor2 = nullptr, double* grad_dcov = nullptr);
 
 /// On a CUDA device, with every pointer (x: n x dx, y: n x dy, w: n or null, the gradients: n x dx
 /// or null) in device memory of `device` (torch/cupy tensors). Inputs are checked on the device
@@ -76,9 +76,8 @@ Result distance_correlation(const double* x, std::size_t dx, const double* y, st
 /// and gradients agree with the CPU functions to rounding (the summation order differs).
 /// `stream` is a cudaStream_t (null: a stream of this call); the call returns when done.
 /// Throws DeviceError("... built without CUDA ...") in CPU-only builds.
-Result distance_correlation_device(const double* x, std::size_t dx, const double* y, std::size_t dy,
-                                   const double* w, std::size_t n, Device device,
-                                   const Options& options = Options(), double* grad_dcor2 = nullptr,
-                                   double* grad_dcov = nullptr, void* stream = nullptr);
+Result distance_correlation_device(const double* x, std::size_t dx, const double* y, std::size_t dy, const double* w,
+                                   std::size_t n, Device device, const Options& options = Options(),
+                                   double* grad_dcor2 = nullptr, double* grad_dcov = nullptr, void* stream = nullptr);
 
 }  // namespace hepinfer::disco

@@ -83,22 +83,20 @@ class Forest {
 
   /// Evaluate rows. `out` receives n_rows * n_outputs(output) values, row-major.
   /// n_threads <= 0 uses all hardware threads; results are bit-identical for any n_threads.
-  void predict(const float* data, const RowLayout& layout, double* out,
-               Output output = Output::Probability, int n_threads = 1) const;
-  void predict(const double* data, const RowLayout& layout, double* out,
-               Output output = Output::Probability, int n_threads = 1) const;
+  void predict(const float* data, const RowLayout& layout, double* out, Output output = Output::Probability,
+               int n_threads = 1) const;
+  void predict(const double* data, const RowLayout& layout, double* out, Output output = Output::Probability,
+               int n_threads = 1) const;
   /// Contiguous row-major shorthand.
-  void predict(const float* rows, std::size_t n_rows, double* out,
-               Output output = Output::Probability, int n_threads = 1) const;
-  void predict(const double* rows, std::size_t n_rows, double* out,
-               Output output = Output::Probability, int n_threads = 1) const;
+  void predict(const float* rows, std::size_t n_rows, double* out, Output output = Output::Probability,
+               int n_threads = 1) const;
+  void predict(const double* rows, std::size_t n_rows, double* out, Output output = Output::Probability,
+               int n_threads = 1) const;
 
   /// The index (within its tree, in the source model's own numbering) of the
   /// leaf each row reaches in each tree: n_rows * n_trees int32 values.
-  void predict_leaf(const float* data, const RowLayout& layout, std::int32_t* out,
-                    int n_threads = 1) const;
-  void predict_leaf(const double* data, const RowLayout& layout, std::int32_t* out,
-                    int n_threads = 1) const;
+  void predict_leaf(const float* data, const RowLayout& layout, std::int32_t* out, int n_threads = 1) const;
+  void predict_leaf(const double* data, const RowLayout& layout, std::int32_t* out, int n_threads = 1) const;
 
   /// One event (n_features contiguous values); writes n_outputs values. Allocates nothing.
   void predict_one(const float* row, double* out, Output output = Output::Probability) const;

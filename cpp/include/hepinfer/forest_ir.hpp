@@ -43,21 +43,22 @@ struct NodeIR {
   Op op = Op::Less;
   bool default_left = false;
   bool zero_is_missing = false;
-  bool cat_negative_right = false; ///< Categorical: all x < 0 go right (XGBoost), not only x <= -1
-  std::int32_t feature = -1;   ///< input column (Numerical, Categorical)
-  std::int32_t left = -1;      ///< index of left child within the tree
-  std::int32_t right = -1;     ///< index of right child within the tree
-  double threshold = 0.0;      ///< Numerical / Linear
-  std::uint32_t cat_begin = 0; ///< Categorical: range in ForestIR::categories
+  bool cat_negative_right = false;  ///< Categorical: all x < 0 go right (XGBoost), not only x <= -1
+  std::int32_t feature = -1;        ///< input column (Numerical, Categorical)
+  std::int32_t left = -1;           ///< index of left child within the tree
+  std::int32_t right = -1;          ///< index of right child within the tree
+  double threshold = 0.0;           ///< Numerical / Linear
+  std::uint32_t cat_begin = 0;      ///< Categorical: range in ForestIR::categories
   std::uint32_t cat_end = 0;
-  std::uint32_t lin_begin = 0; ///< Linear: offset in ForestIR::linear (n_features+1 values)
-  double value = 0.0;          ///< Leaf value
-  std::int32_t leaf_id = -1;   ///< Leaf: its index in the source library's numbering (pred_leaf); -1 = position in `nodes`
+  std::uint32_t lin_begin = 0;  ///< Linear: offset in ForestIR::linear (n_features+1 values)
+  double value = 0.0;           ///< Leaf value
+  std::int32_t leaf_id =
+      -1;  ///< Leaf: its index in the source library's numbering (pred_leaf); -1 = position in `nodes`
 };
 
 struct TreeIR {
-  std::vector<NodeIR> nodes;   ///< nodes[0] is the root
-  std::int32_t group = 0;      ///< output column this tree adds to
+  std::vector<NodeIR> nodes;  ///< nodes[0] is the root
+  std::int32_t group = 0;     ///< output column this tree adds to
 };
 
 /// A per-row transformation of the inputs applied before the trees (TMVA's
@@ -81,14 +82,14 @@ struct TransformIR {
 
 /// What turns the per-group margins into the reported output.
 enum class Postprocess : std::uint8_t {
-  Identity,       ///< output = margin
-  Sigmoid,        ///< output = 1 / (1 + exp(-scale * margin)), scale = ForestIR::sigmoid_scale
-  Softmax,        ///< output_k = exp(m_k) / sum_j exp(m_j)
-  ArgMax,         ///< multi:softmax: the index of the largest margin (one column)
-  TMVAGrad,       ///< output = 2 / (1 + exp(-2 margin)) - 1
-  Exp,            ///< output = exp(margin) (log-link regressions: poisson, gamma, tweedie)
-  SignedSquare,   ///< output = sign(margin) * margin^2 (LightGBM reg_sqrt)
-  Log1pExp,       ///< output = log(1 + exp(margin)) (LightGBM cross_entropy_lambda)
+  Identity,      ///< output = margin
+  Sigmoid,       ///< output = 1 / (1 + exp(-scale * margin)), scale = ForestIR::sigmoid_scale
+  Softmax,       ///< output_k = exp(m_k) / sum_j exp(m_j)
+  ArgMax,        ///< multi:softmax: the index of the largest margin (one column)
+  TMVAGrad,      ///< output = 2 / (1 + exp(-2 margin)) - 1
+  Exp,           ///< output = exp(margin) (log-link regressions: poisson, gamma, tweedie)
+  SignedSquare,  ///< output = sign(margin) * margin^2 (LightGBM reg_sqrt)
+  Log1pExp,      ///< output = log(1 + exp(margin)) (LightGBM cross_entropy_lambda)
 };
 
 /// Where a ForestIR came from; used in messages and for format-specific options.
@@ -96,22 +97,23 @@ enum class SourceFormat : std::uint8_t { XGBoost, LightGBM, TMVA, Other };
 
 struct ForestIR {
   SourceFormat source = SourceFormat::Other;
-  std::string source_name;                 ///< file path or "<memory>", for messages
+  std::string source_name;  ///< file path or "<memory>", for messages
   std::int32_t n_features = 0;
-  std::int32_t n_groups = 1;               ///< number of margin columns
-  std::vector<std::string> feature_names;  ///< empty or n_features names
+  std::int32_t n_groups = 1;                     ///< number of margin columns
+  std::vector<std::string> feature_names;        ///< empty or n_features names
   std::vector<std::string> feature_expressions;  ///< TMVA: the expression of each variable, else empty
-  std::vector<double> base_margin;         ///< n_groups values added to the margins
+  std::vector<double> base_margin;               ///< n_groups values added to the margins
   Postprocess postprocess = Postprocess::Identity;
   double sigmoid_scale = 1.0;
-  double margin_divisor = 1.0;             ///< outputs (not margins) use margin/margin_divisor (LightGBM rf)              ///< Sigmoid: 1/(1+exp(-sigmoid_scale*m)) (LightGBM sigmoid:<s>)
-  bool float32_inputs = true;              ///< round inputs to float32 before comparing
-  bool float32_accumulate = false;         ///< sum leaves in float32, tree by tree, as XGBoost does
+  double margin_divisor =
+      1.0;  ///< outputs (not margins) use margin/margin_divisor (LightGBM rf)              ///< Sigmoid: 1/(1+exp(-sigmoid_scale*m)) (LightGBM sigmoid:<s>)
+  bool float32_inputs = true;       ///< round inputs to float32 before comparing
+  bool float32_accumulate = false;  ///< sum leaves in float32, tree by tree, as XGBoost does
   std::vector<TreeIR> trees;
-  std::vector<std::uint32_t> categories;   ///< bitset words for categorical splits
-  std::vector<double> linear;              ///< coefficient blocks for linear splits
-  std::vector<TransformIR> transforms;     ///< applied in order before the trees
-  std::string objective;                   ///< e.g. "binary:logistic", "lightgbm:binary", "tmva:AdaBoost"
+  std::vector<std::uint32_t> categories;  ///< bitset words for categorical splits
+  std::vector<double> linear;             ///< coefficient blocks for linear splits
+  std::vector<TransformIR> transforms;    ///< applied in order before the trees
+  std::string objective;                  ///< e.g. "binary:logistic", "lightgbm:binary", "tmva:AdaBoost"
 
   /// Throws ModelFormatError if indices are out of range, trees have cycles,
   /// unreachable nodes or absurd sizes.

@@ -103,18 +103,16 @@ HEPINFER_C_API int hepinfer_forest_predict_double(const hepinfer_forest* forest,
                                                   size_t out_size);
 /** One event: `row` holds n_features values; `out` receives n_outputs values. Allocates
  * nothing after the first call on a thread (the low-latency path). */
-HEPINFER_C_API int hepinfer_forest_predict_one_float(const hepinfer_forest* forest, const float* row,
-                                                     size_t n_features, int output, double* out, size_t out_size);
+HEPINFER_C_API int hepinfer_forest_predict_one_float(const hepinfer_forest* forest, const float* row, size_t n_features,
+                                                     int output, double* out, size_t out_size);
 HEPINFER_C_API int hepinfer_forest_predict_one_double(const hepinfer_forest* forest, const double* row,
                                                       size_t n_features, int output, double* out, size_t out_size);
 /** The leaf each row reaches in each tree (the source library's leaf numbering, as
  * xgboost's pred_leaf): n_rows * n_trees values in `out` (room for `out_size`). */
-HEPINFER_C_API int hepinfer_forest_predict_leaf_float(const hepinfer_forest* forest, const float* rows,
-                                                      size_t n_rows, size_t n_features, int n_threads, int32_t* out,
-                                                      size_t out_size);
-HEPINFER_C_API int hepinfer_forest_predict_leaf_double(const hepinfer_forest* forest, const double* rows,
-                                                       size_t n_rows, size_t n_features, int n_threads, int32_t* out,
-                                                       size_t out_size);
+HEPINFER_C_API int hepinfer_forest_predict_leaf_float(const hepinfer_forest* forest, const float* rows, size_t n_rows,
+                                                      size_t n_features, int n_threads, int32_t* out, size_t out_size);
+HEPINFER_C_API int hepinfer_forest_predict_leaf_double(const hepinfer_forest* forest, const double* rows, size_t n_rows,
+                                                       size_t n_features, int n_threads, int32_t* out, size_t out_size);
 
 #ifdef __cplusplus
 }

@@ -38,11 +38,11 @@ enum class ValueType : std::uint8_t { Float32, Float64 };
 /// One content column of a jagged array (e.g. Jet_pt). Element i (an absolute index
 /// into the content, as the offsets give) lives at data[i * stride].
 struct JaggedColumn {
-  std::string name;                 ///< used in error messages ("pt", "Jet_pt", "column 2")
-  const void* data = nullptr;       ///< first element of the content buffer
+  std::string name;            ///< used in error messages ("pt", "Jet_pt", "column 2")
+  const void* data = nullptr;  ///< first element of the content buffer
   ValueType dtype = ValueType::Float64;
-  std::ptrdiff_t stride = 1;        ///< in elements, > 0 (1: contiguous; n_columns: interleaved)
-  std::size_t size = 0;             ///< number of addressable elements
+  std::ptrdiff_t stride = 1;  ///< in elements, > 0 (1: contiguous; n_columns: interleaved)
+  std::size_t size = 0;       ///< number of addressable elements
 };
 
 /// A non-owning view of a jagged array: n_events lists sharing one offsets array,
@@ -129,17 +129,17 @@ void pad(const JaggedView& view, std::size_t length, double fill, double* out, c
 /// Per-event order of objects by column `key_column` (stable, NaN last), keeping at
 /// most k per event. Writes `counts` (n_events: min(count(e), k)) and `index`
 /// (n_events * k, row-major; local indices 0..count(e)-1 within the event, -1 in unused slots).
-void top_k_indices(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order,
-                   std::int64_t* index, std::int64_t* counts, int n_threads = 1);
+void top_k_indices(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order, std::int64_t* index,
+                   std::int64_t* counts, int n_threads = 1);
 
 /// The common feature build in one pass: the k leading objects by `key_column`,
 /// every column of `view`, padded with `fill`, as a dense array in `layout`, plus
 /// `mask` (n_events * k) and optionally `index` (n_events * k local indices, -1 for
 /// padding; may be null).
-void leading(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order, double fill,
-             float* out, const PaddedLayout& layout, std::uint8_t* mask, std::int64_t* index, int n_threads = 1);
-void leading(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order, double fill,
-             double* out, const PaddedLayout& layout, std::uint8_t* mask, std::int64_t* index, int n_threads = 1);
+void leading(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order, double fill, float* out,
+             const PaddedLayout& layout, std::uint8_t* mask, std::int64_t* index, int n_threads = 1);
+void leading(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order, double fill, double* out,
+             const PaddedLayout& layout, std::uint8_t* mask, std::int64_t* index, int n_threads = 1);
 
 /// Gathers a jagged selection: given `counts` and `index` from top_k_indices (k slots
 /// per event), writes column `col` of the selected objects contiguously (sum(counts)
@@ -158,8 +158,7 @@ enum class Reduction : std::uint8_t {
 };
 /// out[e] = reduction of column `col` over event e; `empty_value` for events
 /// without objects (Max, Min, Mean; Sum gives 0).
-void reduce(const JaggedView& view, std::size_t col, Reduction op, double empty_value, double* out,
-            int n_threads = 1);
+void reduce(const JaggedView& view, std::size_t col, Reduction op, double empty_value, double* out, int n_threads = 1);
 /// out[e] = count(e).
 void counts(const JaggedView& view, std::int64_t* out, int n_threads = 1);
 
@@ -169,14 +168,14 @@ void counts(const JaggedView& view, std::int64_t* out, int n_threads = 1);
 /// the `vector` package:
 /// pt = hypot(px, py); phi = atan2(py, px); eta = asinh(pz / pt) (so +-inf when pt == 0
 /// and pz != 0, NaN when pt == pz == 0); m = sign(m2) * sqrt(|m2|) with m2 = E^2 - p^2.
-void to_pt_eta_phi_m(const float* px, const float* py, const float* pz, const float* energy, std::size_t n,
-                     float* pt, float* eta, float* phi, float* mass, int n_threads = 1);
+void to_pt_eta_phi_m(const float* px, const float* py, const float* pz, const float* energy, std::size_t n, float* pt,
+                     float* eta, float* phi, float* mass, int n_threads = 1);
 void to_pt_eta_phi_m(const double* px, const double* py, const double* pz, const double* energy, std::size_t n,
                      double* pt, double* eta, double* phi, double* mass, int n_threads = 1);
 /// px = pt cos(phi), py = pt sin(phi), pz = pt sinh(eta), E = sqrt(max(p^2 + m|m|, 0))
 /// (a negative mass stands for a negative m2, as in `vector`).
-void to_px_py_pz_e(const float* pt, const float* eta, const float* phi, const float* mass, std::size_t n,
-                   float* px, float* py, float* pz, float* energy, int n_threads = 1);
+void to_px_py_pz_e(const float* pt, const float* eta, const float* phi, const float* mass, std::size_t n, float* px,
+                   float* py, float* pz, float* energy, int n_threads = 1);
 void to_px_py_pz_e(const double* pt, const double* eta, const double* phi, const double* mass, std::size_t n,
                    double* px, double* py, double* pz, double* energy, int n_threads = 1);
 
@@ -186,8 +185,8 @@ double delta_phi(double phi1, double phi2) noexcept;
 /// Elementwise Delta R = sqrt(Delta eta^2 + Delta phi^2) of aligned arrays (n values).
 void delta_r(const float* eta1, const float* phi1, const float* eta2, const float* phi2, std::size_t n, float* out,
              int n_threads = 1);
-void delta_r(const double* eta1, const double* phi1, const double* eta2, const double* phi2, std::size_t n,
-             double* out, int n_threads = 1);
+void delta_r(const double* eta1, const double* phi1, const double* eta2, const double* phi2, std::size_t n, double* out,
+             int n_threads = 1);
 
 /// For each object of `a` (per event), the smallest Delta R to an object of `b` in the
 /// same event and that object's local index. a and b must have the same n_events;

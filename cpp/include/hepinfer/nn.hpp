@@ -186,7 +186,7 @@ struct OnnxNodeSummary {
 struct OnnxSummary {
   std::string producer;
   std::int64_t ir_version = 0;
-  std::int64_t opset = -1;  ///< default-domain opset, -1 if none is imported
+  std::int64_t opset = -1;                        ///< default-domain opset, -1 if none is imported
   std::vector<OnnxValueSummary> inputs, outputs;  ///< inputs exclude initializers listed as inputs
   std::vector<OnnxNodeSummary> nodes;
   std::uint64_t n_parameters = 0;  ///< elements in all initializers (external data included)

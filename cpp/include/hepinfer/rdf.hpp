@@ -116,10 +116,10 @@ class Engine {
       : forest_(std::make_unique<Forest>(std::move(forest))), columns_(std::move(columns)), options_(options) {
     const auto nf = static_cast<std::size_t>(forest_->n_features());
     if (columns_.size() != nf)
-      throw InputError("hepinfer::rdf: " + std::to_string(columns_.size()) + " columns given (" + join(columns_) +
-                       ") but the model takes " + std::to_string(nf) + " features" +
-                       (forest_->feature_names().empty() ? std::string()
-                                                         : " (" + join(forest_->feature_names()) + ")"));
+      throw InputError(
+          "hepinfer::rdf: " + std::to_string(columns_.size()) + " columns given (" + join(columns_) +
+          ") but the model takes " + std::to_string(nf) + " features" +
+          (forest_->feature_names().empty() ? std::string() : " (" + join(forest_->feature_names()) + ")"));
     order_.resize(nf);
     for (std::size_t i = 0; i < nf; ++i) order_[i] = i;
     const auto& names = forest_->feature_names();
@@ -134,9 +134,9 @@ class Engine {
       }
       if (!missing.empty() || !unknown.empty())
         throw InputError("hepinfer::rdf: the columns do not match the model's feature names: missing " +
-                         (missing.empty() ? std::string("none") : join(missing)) + "; not features of the model: " +
-                         (unknown.empty() ? std::string("none") : join(unknown)) + " (model features: " +
-                         join(names) + ")");
+                         (missing.empty() ? std::string("none") : join(missing)) +
+                         "; not features of the model: " + (unknown.empty() ? std::string("none") : join(unknown)) +
+                         " (model features: " + join(names) + ")");
       std::vector<std::string> sorted = columns_;
       std::sort(sorted.begin(), sorted.end());
       if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
@@ -149,9 +149,10 @@ class Engine {
       : model_(std::make_unique<Model>(std::move(model))), columns_(std::move(columns)), options_(options) {
     if (model_->inputs().size() != 1 || model_->outputs().size() != 1 ||
         model_->inputs()[0].type != ElementType::Float32 || model_->outputs()[0].type != ElementType::Float32)
-      throw InputError("hepinfer::rdf: networks with one float input and one float output are supported; this one has " +
-                       std::to_string(model_->inputs().size()) + " inputs and " +
-                       std::to_string(model_->outputs().size()) + " outputs");
+      throw InputError(
+          "hepinfer::rdf: networks with one float input and one float output are supported; this one has " +
+          std::to_string(model_->inputs().size()) + " inputs and " + std::to_string(model_->outputs().size()) +
+          " outputs");
     if (columns_.empty()) throw InputError("hepinfer::rdf: no columns given");
     const TensorInfo& in = model_->inputs()[0];
     const std::size_t per_row = model_->input_size_per_row();
@@ -217,14 +218,15 @@ class Engine {
       }
     } else {
       if (forest_ || n_particles_ == 0)
-        throw InputError("hepinfer::rdf: RVec columns are for networks over particles [batch, n_particles, "
-                         "n_features]; this model takes one number per column");
+        throw InputError(
+            "hepinfer::rdf: RVec columns are for networks over particles [batch, n_particles, "
+            "n_features]; this model takes one number per column");
       const std::array<std::size_t, n> sizes{static_cast<std::size_t>(values.size())...};
       for (std::size_t i = 1; i < n; ++i)
         if (sizes[i] != sizes[0])
-          throw InputError("hepinfer::rdf: the particle columns of one event have different lengths (" +
-                           columns_[0] + ": " + std::to_string(sizes[0]) + ", " + columns_[i] + ": " +
-                           std::to_string(sizes[i]) + ")");
+          throw InputError("hepinfer::rdf: the particle columns of one event have different lengths (" + columns_[0] +
+                           ": " + std::to_string(sizes[0]) + ", " + columns_[i] + ": " + std::to_string(sizes[i]) +
+                           ")");
       // padded particles must be zero; only the model's n_inputs_ floats are cleared (not 4 KB)
       std::array<float, 1024> small;
       std::vector<float> large;
@@ -270,8 +272,8 @@ class Engine {
   Options options_;
   std::vector<std::size_t> order_;  // column i -> model feature order_[i] (forests)
   std::size_t n_outputs_ = 0;
-  std::size_t n_inputs_ = 0;       // floats per event (networks)
-  std::size_t n_particles_ = 0;    // > 0: particle-list network
+  std::size_t n_inputs_ = 0;     // floats per event (networks)
+  std::size_t n_particles_ = 0;  // > 0: particle-list network
   bool particles_first_ = true;
 };
 
@@ -379,14 +381,14 @@ class Predictor<> : public detail::PredictorBase {
   }
 };
 
-Predictor(const std::string&, std::vector<std::string>)->Predictor<>;
-Predictor(const std::string&, std::vector<std::string>, const Options&)->Predictor<>;
-Predictor(const char*, std::vector<std::string>)->Predictor<>;
-Predictor(const char*, std::vector<std::string>, const Options&)->Predictor<>;
-Predictor(Forest, std::vector<std::string>)->Predictor<>;
-Predictor(Forest, std::vector<std::string>, const Options&)->Predictor<>;
-Predictor(Model, std::vector<std::string>)->Predictor<>;
-Predictor(Model, std::vector<std::string>, const Options&)->Predictor<>;
+Predictor(const std::string&, std::vector<std::string>) -> Predictor<>;
+Predictor(const std::string&, std::vector<std::string>, const Options&) -> Predictor<>;
+Predictor(const char*, std::vector<std::string>) -> Predictor<>;
+Predictor(const char*, std::vector<std::string>, const Options&) -> Predictor<>;
+Predictor(Forest, std::vector<std::string>) -> Predictor<>;
+Predictor(Forest, std::vector<std::string>, const Options&) -> Predictor<>;
+Predictor(Model, std::vector<std::string>) -> Predictor<>;
+Predictor(Model, std::vector<std::string>, const Options&) -> Predictor<>;
 
 /// Every output of the model per event (multiclass probabilities, several network outputs).
 template <typename... Columns>
@@ -409,8 +411,8 @@ class MultiPredictor : public detail::PredictorBase {
  private:
   void check() const {
     if (sizeof...(Columns) != columns().size())
-      throw InputError("hepinfer::rdf::MultiPredictor: " + std::to_string(sizeof...(Columns)) +
-                       " column types but " + std::to_string(columns().size()) + " column names");
+      throw InputError("hepinfer::rdf::MultiPredictor: " + std::to_string(sizeof...(Columns)) + " column types but " +
+                       std::to_string(columns().size()) + " column names");
   }
 };
 
@@ -430,14 +432,14 @@ class MultiPredictor<> : public detail::PredictorBase {
   }
 };
 
-MultiPredictor(const std::string&, std::vector<std::string>)->MultiPredictor<>;
-MultiPredictor(const std::string&, std::vector<std::string>, const Options&)->MultiPredictor<>;
-MultiPredictor(const char*, std::vector<std::string>)->MultiPredictor<>;
-MultiPredictor(const char*, std::vector<std::string>, const Options&)->MultiPredictor<>;
-MultiPredictor(Forest, std::vector<std::string>)->MultiPredictor<>;
-MultiPredictor(Forest, std::vector<std::string>, const Options&)->MultiPredictor<>;
-MultiPredictor(Model, std::vector<std::string>)->MultiPredictor<>;
-MultiPredictor(Model, std::vector<std::string>, const Options&)->MultiPredictor<>;
+MultiPredictor(const std::string&, std::vector<std::string>) -> MultiPredictor<>;
+MultiPredictor(const std::string&, std::vector<std::string>, const Options&) -> MultiPredictor<>;
+MultiPredictor(const char*, std::vector<std::string>) -> MultiPredictor<>;
+MultiPredictor(const char*, std::vector<std::string>, const Options&) -> MultiPredictor<>;
+MultiPredictor(Forest, std::vector<std::string>) -> MultiPredictor<>;
+MultiPredictor(Forest, std::vector<std::string>, const Options&) -> MultiPredictor<>;
+MultiPredictor(Model, std::vector<std::string>) -> MultiPredictor<>;
+MultiPredictor(Model, std::vector<std::string>, const Options&) -> MultiPredictor<>;
 
 }  // namespace rdf
 }  // namespace hepinfer

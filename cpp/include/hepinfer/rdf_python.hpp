@@ -21,7 +21,7 @@ inline hepinfer::rdf::Predictor<>* new_predictor(const std::string& path, const 
 
 /// A MultiPredictor<> (every output as an RVec) for the model at `path`.
 inline hepinfer::rdf::MultiPredictor<>* new_multi_predictor(const std::string& path,
-                                                           const std::vector<std::string>& columns, bool margin) {
+                                                            const std::vector<std::string>& columns, bool margin) {
   hepinfer::rdf::Options options;
   options.forest_output = margin ? hepinfer::Output::Margin : hepinfer::Output::Probability;
   return new hepinfer::rdf::MultiPredictor<>(path, columns, options);

@@ -91,8 +91,8 @@ void check_features(const hepinfer::Forest& f, std::size_t n_features) {
 
 void check_room(std::size_t needed, std::size_t out_size) {
   if (out_size < needed)
-    throw hepinfer::InputError("out has room for " + std::to_string(out_size) + " values, " +
-                               std::to_string(needed) + " are needed");
+    throw hepinfer::InputError("out has room for " + std::to_string(out_size) + " values, " + std::to_string(needed) +
+                               " are needed");
 }
 
 std::size_t checked_product(std::size_t a, std::size_t b) {
@@ -117,8 +117,8 @@ int predict_rows(const char* function, const hepinfer_forest* forest, const T* r
 }
 
 template <typename T>
-int predict_one(const char* function, const hepinfer_forest* forest, const T* row, std::size_t n_features,
-                int output, double* out, std::size_t out_size) noexcept {
+int predict_one(const char* function, const hepinfer_forest* forest, const T* row, std::size_t n_features, int output,
+                double* out, std::size_t out_size) noexcept {
   HEPINFER_REQUIRE(forest);
   HEPINFER_REQUIRE(row);
   HEPINFER_REQUIRE(out);
@@ -219,8 +219,8 @@ int hepinfer_forest_predict_float(const hepinfer_forest* forest, const float* ro
   return predict_rows(__func__, forest, rows, n_rows, n_features, output, n_threads, out, out_size);
 }
 
-int hepinfer_forest_predict_double(const hepinfer_forest* forest, const double* rows, size_t n_rows,
-                                   size_t n_features, int output, int n_threads, double* out, size_t out_size) {
+int hepinfer_forest_predict_double(const hepinfer_forest* forest, const double* rows, size_t n_rows, size_t n_features,
+                                   int output, int n_threads, double* out, size_t out_size) {
   return predict_rows(__func__, forest, rows, n_rows, n_features, output, n_threads, out, out_size);
 }
 
@@ -229,8 +229,8 @@ int hepinfer_forest_predict_one_float(const hepinfer_forest* forest, const float
   return predict_one(__func__, forest, row, n_features, output, out, out_size);
 }
 
-int hepinfer_forest_predict_one_double(const hepinfer_forest* forest, const double* row, size_t n_features,
-                                       int output, double* out, size_t out_size) {
+int hepinfer_forest_predict_one_double(const hepinfer_forest* forest, const double* row, size_t n_features, int output,
+                                       double* out, size_t out_size) {
   return predict_one(__func__, forest, row, n_features, output, out, out_size);
 }
 

@@ -83,10 +83,8 @@ class DeviceBuffer {
       : n_(n), stream_(stream), async_(stream_ordered) {
     if (n == 0) return;
     void* p = nullptr;
-    if (async_)
-      HEPINFER_CUDA_CHECK(cudaMallocAsync(&p, n * sizeof(T), stream_));
-    else
-      HEPINFER_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
+    if (async_) HEPINFER_CUDA_CHECK(cudaMallocAsync(&p, n * sizeof(T), stream_));
+    else HEPINFER_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
     ptr_ = static_cast<T*>(p);
   }
   ~DeviceBuffer() { release(); }
@@ -112,10 +110,8 @@ class DeviceBuffer {
   /// Copy n host elements in (synchronously when no stream was given).
   void upload(const T* host, std::size_t n) {
     if (n == 0) return;
-    if (stream_)
-      HEPINFER_CUDA_CHECK(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice, stream_));
-    else
-      HEPINFER_CUDA_CHECK(cudaMemcpy(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice));
+    if (stream_) HEPINFER_CUDA_CHECK(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice, stream_));
+    else HEPINFER_CUDA_CHECK(cudaMemcpy(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice));
   }
   /// Copy n elements out to the host (waits for the copy).
   void download(T* host, std::size_t n) const {
@@ -131,10 +127,8 @@ class DeviceBuffer {
  private:
   void release() noexcept {
     if (!ptr_) return;
-    if (async_)
-      cudaFreeAsync(ptr_, stream_);
-    else
-      cudaFree(ptr_);
+    if (async_) cudaFreeAsync(ptr_, stream_);
+    else cudaFree(ptr_);
     ptr_ = nullptr;
   }
   T* ptr_ = nullptr;
@@ -144,8 +138,6 @@ class DeviceBuffer {
 };
 
 /// Blocks of `threads` covering n items (at least one block so empty launches are skipped by callers).
-inline unsigned blocks_for(long long n, int threads) {
-  return static_cast<unsigned>((n + threads - 1) / threads);
-}
+inline unsigned blocks_for(long long n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
 }  // namespace hepinfer::cuda

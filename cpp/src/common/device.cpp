@@ -31,7 +31,8 @@ Device parse_device(const std::string& spec) {
     d.index = static_cast<int>(idx);
   }
   if (!built_with_cuda())
-    throw DeviceError("device '" + spec + "' requested but hepinfer was built without CUDA (rebuild with HEPINFER_CUDA=ON)");
+    throw DeviceError("device '" + spec +
+                      "' requested but hepinfer was built without CUDA (rebuild with HEPINFER_CUDA=ON)");
   const int n = cuda_device_count();
   if (d.index >= n)
     throw DeviceError("device '" + spec + "' requested but " + std::to_string(n) + " CUDA device(s) are visible");

@@ -20,7 +20,7 @@ std::string read_file(const std::string& path, const std::string& cannot_open) {
     std::string out(static_cast<std::size_t>(end), '\0');
     in.read(&out[0], static_cast<std::streamsize>(end));
     if (in.bad()) throw ModelFormatError(path + ": error while reading the model file");
-    out.resize(static_cast<std::size_t>(in.gcount()));  // the file shrank meanwhile
+    out.resize(static_cast<std::size_t>(in.gcount()));              // the file shrank meanwhile
     if (!in.eof() && in.peek() != std::char_traits<char>::eof()) {  // or grew
       std::ostringstream rest;
       rest << in.rdbuf();

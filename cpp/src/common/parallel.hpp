@@ -48,16 +48,13 @@ void parallel_for(std::size_t n, std::size_t chunk, std::size_t n_workers, Body&
   }
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stop{false};
-  run_workers(
-      n_workers,
-      [&](std::size_t w) {
-        while (!stop.load(std::memory_order_relaxed)) {
-          const std::size_t c = next.fetch_add(1, std::memory_order_relaxed);
-          if (c >= n_chunks) break;
-          body(w, c * chunk, std::min(n, (c + 1) * chunk));
-        }
-      },
-      &stop);
+  run_workers(n_workers, [&](std::size_t w) {
+    while (!stop.load(std::memory_order_relaxed)) {
+      const std::size_t c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= n_chunks) break;
+      body(w, c * chunk, std::min(n, (c + 1) * chunk));
+    }
+  }, &stop);
 }
 
 /// Test hook: after `n` successful thread starts within one run_workers call, every further

@@ -36,10 +36,8 @@ struct Sum {
   double s = 0.0, c = 0.0;
   void add(double v) {
     const double t = s + v;
-    if (std::fabs(s) >= std::fabs(v))
-      c += (s - t) + v;
-    else
-      c += (v - t) + s;
+    if (std::fabs(s) >= std::fabs(v)) c += (s - t) + v;
+    else c += (v - t) + s;
     s = t;
   }
   double value() const { return s + c; }
@@ -174,7 +172,8 @@ class RadixHistogram {
 /// result (a or tmp).
 KeyIdx* sort_pairs(KeyIdx* a, KeyIdx* tmp, std::size_t n, RadixHistogram& hist) {
   if (!hist.used()) {
-    std::sort(a, a + n, [](const KeyIdx& l, const KeyIdx& r) { return l.key < r.key || (l.key == r.key && l.idx < r.idx); });
+    std::sort(a, a + n,
+              [](const KeyIdx& l, const KeyIdx& r) { return l.key < r.key || (l.key == r.key && l.idx < r.idx); });
     return a;
   }
   constexpr std::size_t kBuckets = RadixHistogram::kBuckets, kMask = RadixHistogram::kMask;
@@ -301,7 +300,8 @@ void sweep(SweepItem<WithGrad>* src, SweepItem<WithGrad>* dst, std::size_t lo, s
   for (; b >= kLeafBits; --b) {
     const std::size_t half = std::size_t{1} << b;
     double level = 0;
-    for (std::size_t g = lo; g < hi; g += 2 * half) level += split_group(src, dst, g, std::min(hi, g + half), std::min(hi, g + 2 * half));
+    for (std::size_t g = lo; g < hi; g += 2 * half)
+      level += split_group(src, dst, g, std::min(hi, g + half), std::min(hi, g + 2 * half));
     sum.add(level);
     std::swap(src, dst);
   }
@@ -364,8 +364,8 @@ void dcor_gradient(const Result& r, const double* gc, const double* gxx, std::si
 
 }  // namespace
 
-Result distance_correlation_1d(const double* x, const double* y, const double* w, std::size_t n,
-                               const Options& options, double* grad_dcor2, double* grad_dcov) {
+Result distance_correlation_1d(const double* x, const double* y, const double* w, std::size_t n, const Options& options,
+                               double* grad_dcor2, double* grad_dcov) {
   const double W = checked_weight_sum(w, n, options);
   check_finite(x, n, 1, "x");
   check_finite(y, n, 1, "y");

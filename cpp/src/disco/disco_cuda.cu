@@ -36,14 +36,15 @@ constexpr std::size_t kSharedBytes = 48 * 1024;
 constexpr unsigned long long kNone = ~0ull;
 
 // ---- input checks: first non-finite x / y element, first non-finite or negative weight
-__global__ void check_kernel(const double* x, long long nx, const double* y, long long ny, const double* w,
-                             long long n, unsigned long long* first) {
+__global__ void check_kernel(const double* x, long long nx, const double* y, long long ny, const double* w, long long n,
+                             unsigned long long* first) {
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < nx || i < ny || i < n;
        i += stride) {
     if (i < nx && !isfinite(x[i])) atomicMin(first + 0, static_cast<unsigned long long>(i));
     if (i < ny && !isfinite(y[i])) atomicMin(first + 1, static_cast<unsigned long long>(i));
-    if (w != nullptr && i < n && (!isfinite(w[i]) || w[i] < 0)) atomicMin(first + 2, static_cast<unsigned long long>(i));
+    if (w != nullptr && i < n && (!isfinite(w[i]) || w[i] < 0))
+      atomicMin(first + 2, static_cast<unsigned long long>(i));
   }
 }
 
@@ -156,10 +157,9 @@ __global__ void __launch_bounds__(kThreads)
     for (int k = 0; k < m; ++k) {
       const double* s = sm + static_cast<long long>(k) * width;
       if (kPass2)
-        g::pass2_pair(xi, s, dx, yi, s + dx, dy, s[dx + dy], rai, s[dx + dy + 1], rbi, s[dx + dy + 2], ca, cb, acc,
-                      gci, gxxi);
-      else
-        g::pass1_pair(xi, s, dx, yi, s + dx, dy, s[dx + dy], ra, rb);
+        g::pass2_pair(xi, s, dx, yi, s + dx, dy, s[dx + dy], rai, s[dx + dy + 1], rbi, s[dx + dy + 2], ca, cb, acc, gci,
+                      gxxi);
+      else g::pass1_pair(xi, s, dx, yi, s + dx, dy, s[dx + dy], ra, rb);
     }
   }
   if (!active) return;
@@ -178,8 +178,8 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-__global__ void grad_kernel(const double* gc, const double* gxx, const double* w, long long n, int dx,
-                            g::Centring c, g::Value r, double* grad_dcor2, double* grad_dcov) {
+__global__ void grad_kernel(const double* gc, const double* gxx, const double* w, long long n, int dx, g::Centring c,
+                            g::Value r, double* grad_dcor2, double* grad_dcov) {
   const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= n * dx) return;
   const double wi = w != nullptr ? w[k / dx] : 1.0;
@@ -220,15 +220,18 @@ void launch_sweep(int dx, int dy, const double* x, const double* y, const double
   const int width = dx + dy + (kPass2 ? 3 : 1);
   long long tile = static_cast<long long>(kSharedBytes / (sizeof(double) * static_cast<std::size_t>(width)));
   tile = std::min<long long>(tile, kThreads);
-  if (tile < 1) throw DeviceError("distance correlation on the GPU: x and y have too many columns (" +
-                                  std::to_string(dx) + " + " + std::to_string(dy) + ") for a shared-memory tile");
+  if (tile < 1)
+    throw DeviceError("distance correlation on the GPU: x and y have too many columns (" + std::to_string(dx) + " + " +
+                      std::to_string(dy) + ") for a shared-memory tile");
   const std::size_t smem = static_cast<std::size_t>(tile) * static_cast<std::size_t>(width) * sizeof(double);
   const unsigned grid = cuda::blocks_for(n, kThreads);
   const int t = static_cast<int>(tile);
   if (dx == 1 && dy == 1)
-    sweep_kernel<1, 1, kPass2><<<grid, kThreads, smem, s>>>(x, dx, y, dy, w, n, t, Ra, Rb, rdiv, ca, cb, oa, ob, oc, gc, gxx);
+    sweep_kernel<1, 1, kPass2>
+        <<<grid, kThreads, smem, s>>>(x, dx, y, dy, w, n, t, Ra, Rb, rdiv, ca, cb, oa, ob, oc, gc, gxx);
   else
-    sweep_kernel<0, 0, kPass2><<<grid, kThreads, smem, s>>>(x, dx, y, dy, w, n, t, Ra, Rb, rdiv, ca, cb, oa, ob, oc, gc, gxx);
+    sweep_kernel<0, 0, kPass2>
+        <<<grid, kThreads, smem, s>>>(x, dx, y, dy, w, n, t, Ra, Rb, rdiv, ca, cb, oa, ob, oc, gc, gxx);
   HEPINFER_CUDA_CHECK_LAUNCH("sweep_kernel");
 }
 
@@ -237,7 +240,8 @@ Result run(const double* x, std::size_t dx_, const double* y, std::size_t dy_, c
   if (dx_ == 0) throw InputError("x must have at least one column");
   if (dy_ == 0) throw InputError("y must have at least one column");
   if (o.unbiased) {
-    if (n_ < 4) throw InputError("the unbiased distance correlation needs at least 4 events, got " + std::to_string(n_));
+    if (n_ < 4)
+      throw InputError("the unbiased distance correlation needs at least 4 events, got " + std::to_string(n_));
     if (w != nullptr) throw InputError("the unbiased (U-centred) distance correlation does not support weights");
   } else if (n_ < 2) {
     throw InputError("the distance correlation needs at least 2 events, got " + std::to_string(n_));
@@ -253,8 +257,8 @@ Result run(const double* x, std::size_t dx_, const double* y, std::size_t dy_, c
   const unsigned long long none[3] = {kNone, kNone, kNone};
   first.upload(none, 3);
   const long long longest = std::max(n * dx, n * dy);
-  check_kernel<<<static_cast<unsigned>(std::min<long long>(1024, (longest + kThreads - 1) / kThreads)), kThreads, 0, s>>>(
-      x, n * dx, y, n * dy, w, n, first.get());
+  check_kernel<<<static_cast<unsigned>(std::min<long long>(1024, (longest + kThreads - 1) / kThreads)), kThreads, 0,
+                 s>>>(x, n * dx, y, n * dy, w, n, first.get());
   HEPINFER_CUDA_CHECK_LAUNCH("check_kernel");
   unsigned long long bad[3];
   first.download(bad, 3);
@@ -270,7 +274,8 @@ Result run(const double* x, std::size_t dx_, const double* y, std::size_t dy_, c
     if (bad[a] == kNone) continue;
     std::string where = std::to_string(bad[a] / static_cast<unsigned long long>(dims[a]));
     if (dims[a] > 1) where += ", " + std::to_string(bad[a] % static_cast<unsigned long long>(dims[a]));
-    throw InputError(std::string(names[a]) + "[" + where + "] is not finite (" + fmt(read_one(arrays[a] + bad[a], s)) + ")");
+    throw InputError(std::string(names[a]) + "[" + where + "] is not finite (" + fmt(read_one(arrays[a] + bad[a], s)) +
+                     ")");
   }
 
   cuda::DeviceBuffer<double> partial(static_cast<std::size_t>(kReduceBlocks) * kMaxTerms, s, true);
@@ -320,7 +325,7 @@ Result run(const double* x, std::size_t dx_, const double* y, std::size_t dy_, c
   const g::Value v = g::assemble(tot, cen);
   if (want_grad) {
     grad_kernel<<<cuda::blocks_for(n * dx, kThreads), kThreads, 0, s>>>(gc.get(), gxx.get(), w, n, dx, cen, v,
-                                                                         grad_dcor2, grad_dcov);
+                                                                        grad_dcor2, grad_dcov);
     HEPINFER_CUDA_CHECK_LAUNCH("grad_kernel");
   }
   HEPINFER_CUDA_CHECK(cudaStreamSynchronize(s));
@@ -356,7 +361,8 @@ Result from_host(const double* x, std::size_t dx, const double* y, std::size_t d
   cuda::DeviceGuard guard(device);
   cuda::StreamGuard s;
   cuda::DeviceBuffer<double> dx_buf(n * dx, s.get(), true), dy_buf(n * dy, s.get(), true),
-      dw_buf(w ? n : 0, s.get(), true), g1(grad_dcor2 ? n * dx : 0, s.get(), true), g2(grad_dcov ? n * dx : 0, s.get(), true);
+      dw_buf(w ? n : 0, s.get(), true), g1(grad_dcor2 ? n * dx : 0, s.get(), true),
+      g2(grad_dcov ? n * dx : 0, s.get(), true);
   dx_buf.upload(x, n * dx);
   dy_buf.upload(y, n * dy);
   if (w) dw_buf.upload(w, n);

@@ -18,8 +18,8 @@ Result from_host(const double* x, std::size_t dx, const double* y, std::size_t d
 namespace hepinfer::disco {
 
 Result distance_correlation(const double* x, std::size_t dx, const double* y, std::size_t dy, const double* w,
-                           std::size_t n, Device device, const Options& options, double* grad_dcor2,
-                           double* grad_dcov) {
+                            std::size_t n, Device device, const Options& options, double* grad_dcor2,
+                            double* grad_dcov) {
   if (device.kind == Device::Kind::CPU) {
     if (dx == 1 && dy == 1) return distance_correlation_1d(x, y, w, n, options, grad_dcor2, grad_dcov);
     return distance_correlation_nd(x, dx, y, dy, w, n, options, grad_dcor2, grad_dcov);

@@ -55,8 +55,8 @@ struct Pass2 {
 /// centring constants. With gc/gxx (dx values each) the gradient sums of row i are updated
 /// (pairs at distance 0 contribute nothing: d|t|/dt = 0 at t = 0).
 HEPINFER_HD void pass2_pair(const double* xi, const double* xj, int dx, const double* yi, const double* yj, int dy,
-                            double wj, double rai, double raj, double rbi, double rbj, double ca, double cb,
-                            Pass2& acc, double* gc, double* gxx) {
+                            double wj, double rai, double raj, double rbi, double rbj, double ca, double cb, Pass2& acc,
+                            double* gc, double* gxx) {
   const double a = pair_distance(xi, xj, dx);
   const double b = pair_distance(yi, yj, dy);
   const double wa = wj * a;
@@ -76,9 +76,9 @@ HEPINFER_HD void pass2_pair(const double* xi, const double* xj, int dx, const do
 
 /// The eight weighted sums over events that assemble() needs.
 struct Totals {
-  double Ta = 0, Tb = 0;                       ///< sum w_i R^a_i, sum w_i R^b_i
+  double Ta = 0, Tb = 0;                            ///< sum w_i R^a_i, sum w_i R^b_i
   double cross_ab = 0, cross_aa = 0, cross_bb = 0;  ///< sum w_i R^a_i R^b_i, ...
-  double Sxy = 0, Sxx = 0, Syy = 0;            ///< sum w_i S^xy_i, ...
+  double Sxy = 0, Sxx = 0, Syy = 0;                 ///< sum w_i S^xy_i, ...
 };
 
 /// Distance covariances and dCor^2 from the totals (the CPU engine's assemble()).

@@ -37,7 +37,7 @@ constexpr std::uint32_t kSpecial = 2u;
 constexpr std::uint32_t kLeaf = 4u;
 constexpr int kSpecialShift = 3;
 constexpr std::size_t kBlockRows = 128;
-constexpr int kMaxCompleteDepth = 10; // trees up to this depth may use the complete-tree layout
+constexpr int kMaxCompleteDepth = 10;  // trees up to this depth may use the complete-tree layout
 
 template <typename T>
 struct CNode {
@@ -73,15 +73,15 @@ struct Forest::Impl {
   std::vector<CNode<float>> nodes_f;
   std::vector<CNode<double>> nodes_d;  // only when the model compares in double
   std::vector<std::uint32_t> roots;
-  std::vector<std::int32_t> depth;     // steps from root to deepest leaf
+  std::vector<std::int32_t> depth;  // steps from root to deepest leaf
   std::vector<std::int32_t> group;
-  std::vector<double> value;           // per node (leaves)
-  std::vector<std::int32_t> leaf_id;   // per node (leaves)
+  std::vector<double> value;          // per node (leaves)
+  std::vector<std::int32_t> leaf_id;  // per node (leaves)
   std::vector<SpecialSplit> specials;
   bool has_transforms = false;
-  detail::CompleteTrees complete;          // float-threshold complete layout of eligible trees
-  std::vector<std::int32_t> complete_slot; // per tree: slot in `complete`, or -1
-  bool all_complete = false;               // every tree t is in `complete` at slot t
+  detail::CompleteTrees complete;           // float-threshold complete layout of eligible trees
+  std::vector<std::int32_t> complete_slot;  // per tree: slot in `complete`, or -1
+  bool all_complete = false;                // every tree t is in `complete` at slot t
 
   void compile();
   void compile_complete();
@@ -125,9 +125,13 @@ struct Forest::Impl {
 };
 
 template <>
-const std::vector<CNode<float>>& Forest::Impl::nodes<float>() const { return nodes_f; }
+const std::vector<CNode<float>>& Forest::Impl::nodes<float>() const {
+  return nodes_f;
+}
 template <>
-const std::vector<CNode<double>>& Forest::Impl::nodes<double>() const { return nodes_d; }
+const std::vector<CNode<double>>& Forest::Impl::nodes<double>() const {
+  return nodes_d;
+}
 
 void Forest::Impl::compile() {
   n_features = ir.n_features;
@@ -138,7 +142,8 @@ void Forest::Impl::compile() {
 
   std::size_t total = 0;
   for (const TreeIR& t : ir.trees) total += t.nodes.size();
-  if (total >= std::numeric_limits<std::uint32_t>::max() / 2) throw ModelFormatError(ir.source_name + ": too many nodes");
+  if (total >= std::numeric_limits<std::uint32_t>::max() / 2)
+    throw ModelFormatError(ir.source_name + ": too many nodes");
   nodes_f.resize(total);
   if (want_double) nodes_d.resize(total);
   value.assign(total, 0.0);
@@ -185,8 +190,7 @@ void Forest::Impl::compile() {
       if (special) {
         flags |= kSpecial | (static_cast<std::uint32_t>(specials.size()) << kSpecialShift);
         specials.push_back({node.kind, node.op, node.default_left, node.zero_is_missing, node.cat_negative_right,
-                            node.feature, node.threshold,
-                            node.cat_begin, node.cat_end, node.lin_begin});
+                            node.feature, node.threshold, node.cat_begin, node.cat_end, node.lin_begin});
       }
       const std::int32_t feat = node.kind == NodeIR::Kind::Linear ? 0 : node.feature;
       nf = {special ? 0.0f : strict_float_threshold(node.threshold, node.op), feat, l, flags};
@@ -251,7 +255,11 @@ void Forest::Impl::compile_complete() {
   complete.thr.assign(n_slots * complete.n_internal + 32, std::numeric_limits<float>::quiet_NaN());
   complete.leaf.assign(n_slots * complete.n_leaves, 0.0);
   complete.leaf_id.assign(n_slots * complete.n_leaves, 0);
-  struct Item { std::int32_t node; std::uint32_t pos; int level; };
+  struct Item {
+    std::int32_t node;
+    std::uint32_t pos;
+    int level;
+  };
   std::vector<Item> stack;
   for (std::size_t t = 0; t < ir.trees.size(); ++t) {
     if (complete_slot[t] < 0) continue;
@@ -300,7 +308,8 @@ void Forest::Impl::compile_complete() {
   // single-row path; anything else would make that path inexact, so it is not used then
   bool leaves_are_float = ir.float32_accumulate;
   for (double v : complete.leaf) leaves_are_float = leaves_are_float && static_cast<double>(static_cast<float>(v)) == v;
-  if (leaves_are_float) for (double v : complete.leaf) complete.leaf_f.push_back(static_cast<float>(v));
+  if (leaves_are_float)
+    for (double v : complete.leaf) complete.leaf_f.push_back(static_cast<float>(v));
   else all_complete = all_complete && !ir.float32_accumulate;
 }
 
@@ -449,7 +458,8 @@ Acc Forest::Impl::sum_complete_trees(const Acc* lv, const float* x, std::size_t 
     for (std::size_t k = 0; k < 8; ++k) m += lv[(t + k) * nl + static_cast<std::size_t>(li[k])];
   }
   for (; t < n_trees; ++t)
-    m += lv[t * nl + static_cast<std::size_t>(detail::complete_walk_one(complete, static_cast<std::uint32_t>(t), x, cs))];
+    m += lv[t * nl +
+            static_cast<std::size_t>(detail::complete_walk_one(complete, static_cast<std::uint32_t>(t), x, cs))];
   return m;
 }
 
@@ -611,7 +621,9 @@ void Forest::Impl::finish(const double* margins, std::size_t nr, double* out, Ou
     m_in = out;
   }
   switch (ir.postprocess) {
-    case Postprocess::Identity: if (m_in != out) std::memcpy(out, m_in, nr * ng * sizeof(double)); break;
+    case Postprocess::Identity:
+      if (m_in != out) std::memcpy(out, m_in, nr * ng * sizeof(double));
+      break;
     case Postprocess::Sigmoid:
       if (ir.sigmoid_scale == 1.0) {
         for (std::size_t i = 0; i < nr * ng; ++i) out[i] = 1.0 / (1.0 + std::exp(-m_in[i]));
@@ -690,8 +702,8 @@ void Forest::Impl::run(const In* data, const RowLayout& layout, double* out, std
   // Enough work per thread to pay for starting it.
   const std::size_t work_units = n * std::max<std::size_t>(1, n_trees);
   const std::size_t n_blocks = (n + kBlockRows - 1) / kBlockRows;
-  const std::size_t nt = std::min({parallel::resolve_threads(n_threads), std::max<std::size_t>(1, work_units / 20000),
-                                   n_blocks});
+  const std::size_t nt =
+      std::min({parallel::resolve_threads(n_threads), std::max<std::size_t>(1, work_units / 20000), n_blocks});
   if (nt <= 1) {
     work(0, n);
     return;
@@ -788,8 +800,8 @@ namespace {
 template <typename In>
 double predict_one_scalar(const Forest::Impl& impl, const In* row, Output output) {
   if (impl.n_outputs(output) != 1)
-    throw InputError("predict_one(row) returns one value but this model has " +
-                     std::to_string(impl.n_outputs(output)) + " outputs; use predict_one(row, out)");
+    throw InputError("predict_one(row) returns one value but this model has " + std::to_string(impl.n_outputs(output)) +
+                     " outputs; use predict_one(row, out)");
   double out;
   predict_one_impl(impl, row, &out, output);
   return out;

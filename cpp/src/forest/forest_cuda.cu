@@ -21,7 +21,7 @@ namespace hepinfer {
 
 namespace {
 
-constexpr int kLocalGroups = 8;            // margins of up to this many outputs stay in registers
+constexpr int kLocalGroups = 8;  // margins of up to this many outputs stay in registers
 constexpr std::size_t kSharedBytes = 48 * 1024;
 
 template <typename T>
@@ -102,8 +102,8 @@ ForestGPU::ForestGPU(const Forest& forest, Device device) {
     throw DeviceError("ForestGPU needs a CUDA device, got \"cpu\" (use Forest::predict on the CPU)");
   const int n_dev = cuda_device_count();
   if (device.index < 0 || device.index >= n_dev)
-    throw DeviceError("ForestGPU on cuda:" + std::to_string(device.index) + " requested but " +
-                      std::to_string(n_dev) + " CUDA device(s) are visible");
+    throw DeviceError("ForestGPU on cuda:" + std::to_string(device.index) + " requested but " + std::to_string(n_dev) +
+                      " CUDA device(s) are visible");
   auto impl = std::make_shared<Impl>();
   impl->device = device;
   impl->host = gpu::build_layout(forest.ir());
@@ -153,8 +153,8 @@ void ForestGPU::Impl::run_device(const In* rows, std::size_t n_rows, double* out
   const bool staged = static_cast<std::size_t>(threads) * stride * item <= kSharedBytes;
   if (!staged) threads = 128;
   const std::size_t smem = staged ? static_cast<std::size_t>(threads) * stride * item : 0;
-  cuda::DeviceBuffer<double> scratch(host.n_groups > kLocalGroups ? n_rows * static_cast<std::size_t>(host.n_groups) : 0,
-                                     stream, true);
+  cuda::DeviceBuffer<double> scratch(
+      host.n_groups > kLocalGroups ? n_rows * static_cast<std::size_t>(host.n_groups) : 0, stream, true);
   const unsigned grid = cuda::blocks_for(n, threads);
   const int f32 = host.float32_inputs ? 1 : 0;
   const int prob = probability ? 1 : 0;
@@ -162,8 +162,7 @@ void ForestGPU::Impl::run_device(const In* rows, std::size_t n_rows, double* out
     const double* r = reinterpret_cast<const double*>(rows);
     if (staged)
       forest_kernel<double, double, true><<<grid, threads, smem, stream>>>(view, r, n, f32, prob, scratch.get(), out);
-    else
-      forest_kernel<double, double, false><<<grid, threads, 0, stream>>>(view, r, n, f32, prob, scratch.get(), out);
+    else forest_kernel<double, double, false><<<grid, threads, 0, stream>>>(view, r, n, f32, prob, scratch.get(), out);
   } else if (staged) {
     forest_kernel<float, In, true><<<grid, threads, smem, stream>>>(view, rows, n, f32, prob, scratch.get(), out);
   } else if constexpr (std::is_same<In, float>::value) {
@@ -174,7 +173,8 @@ void ForestGPU::Impl::run_device(const In* rows, std::size_t n_rows, double* out
     const long long count = n * nf;
     convert_kernel<float><<<cuda::blocks_for(count, 256), 256, 0, stream>>>(rows, conv.get(), count, f32);
     HEPINFER_CUDA_CHECK_LAUNCH("convert_kernel");
-    forest_kernel<float, float, false><<<grid, threads, 0, stream>>>(view, conv.get(), n, f32, prob, scratch.get(), out);
+    forest_kernel<float, float, false>
+        <<<grid, threads, 0, stream>>>(view, conv.get(), n, f32, prob, scratch.get(), out);
     HEPINFER_CUDA_CHECK_LAUNCH("forest_kernel");
     HEPINFER_CUDA_CHECK(cudaStreamSynchronize(stream));
     return;
@@ -185,8 +185,8 @@ void ForestGPU::Impl::run_device(const In* rows, std::size_t n_rows, double* out
 
 namespace {
 template <typename In>
-void predict_device_impl(const ForestGPU::Impl& impl, const In* rows, std::size_t n_rows, double* out,
-                         Output output, void* stream) {
+void predict_device_impl(const ForestGPU::Impl& impl, const In* rows, std::size_t n_rows, double* out, Output output,
+                         void* stream) {
   if (n_rows == 0) return;
   if (rows == nullptr || out == nullptr) throw InputError("ForestGPU::predict_device: null rows or out pointer");
   cuda::DeviceGuard guard(impl.device.index);
@@ -210,7 +210,8 @@ void predict_host_impl(const ForestGPU::Impl& impl, const In* data, const RowLay
     const In* src = data + static_cast<std::ptrdiff_t>(r) * layout.row_stride;
     for (std::size_t j = 0; j < nf; ++j) packed[r * nf + j] = src[static_cast<std::ptrdiff_t>(j) * layout.col_stride];
   }
-  const std::size_t no = static_cast<std::size_t>(gpu::n_outputs(gpu::host_view(impl.host), output == Output::Probability));
+  const std::size_t no =
+      static_cast<std::size_t>(gpu::n_outputs(gpu::host_view(impl.host), output == Output::Probability));
   cuda::DeviceGuard guard(impl.device.index);
   cuda::StreamGuard s;
   cuda::DeviceBuffer<In> d_rows(packed.size(), s.get(), true);

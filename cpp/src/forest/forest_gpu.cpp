@@ -19,8 +19,9 @@ using detail::strict_float_threshold;
 
 Layout build_layout(const ForestIR& ir) {
   if (!ir.transforms.empty())
-    throw DeviceError(ir.source_name +
-                      ": TMVA variable transformations are not evaluated on the GPU; use the CPU engine for this model");
+    throw DeviceError(
+        ir.source_name +
+        ": TMVA variable transformations are not evaluated on the GPU; use the CPU engine for this model");
   Layout L;
   L.n_features = ir.n_features;
   L.n_groups = ir.n_groups;
@@ -32,10 +33,12 @@ Layout build_layout(const ForestIR& ir) {
   L.categories = ir.categories;
   L.linear = ir.linear;
   L.base_margin = ir.base_margin;
-  if (L.base_margin.size() != static_cast<std::size_t>(ir.n_groups)) L.base_margin.assign(static_cast<std::size_t>(ir.n_groups), 0.0);
+  if (L.base_margin.size() != static_cast<std::size_t>(ir.n_groups))
+    L.base_margin.assign(static_cast<std::size_t>(ir.n_groups), 0.0);
   std::size_t total = 0;
   for (const TreeIR& t : ir.trees) total += t.nodes.size();
-  if (total >= std::numeric_limits<std::uint32_t>::max() / 2) throw DeviceError(ir.source_name + ": too many nodes for the GPU layout");
+  if (total >= std::numeric_limits<std::uint32_t>::max() / 2)
+    throw DeviceError(ir.source_name + ": too many nodes for the GPU layout");
   L.nodes.resize(total);
   L.thr_d.assign(total, 0.0);
   L.value.assign(total, 0.0);
@@ -70,7 +73,8 @@ Layout build_layout(const ForestIR& ir) {
       if (special) {
         flags |= kNodeSpecial | (static_cast<std::uint32_t>(L.specials.size()) << kNodeSpecialShift);
         L.specials.push_back({static_cast<std::uint8_t>(node.kind), static_cast<std::uint8_t>(node.op),
-                              static_cast<std::uint8_t>(node.default_left), static_cast<std::uint8_t>(node.zero_is_missing),
+                              static_cast<std::uint8_t>(node.default_left),
+                              static_cast<std::uint8_t>(node.zero_is_missing),
                               static_cast<std::uint8_t>(node.cat_negative_right), node.feature, node.threshold,
                               node.cat_begin, node.cat_end, node.lin_begin});
       }

@@ -101,10 +101,21 @@ struct View {
 };
 
 inline View host_view(const Layout& l) {
-  return View{l.nodes.data(),      l.thr_d.data(),      l.value.data(),      l.roots.data(),
-              l.group.data(),      l.specials.data(),   l.categories.data(), l.linear.data(),
-              l.base_margin.data(), static_cast<std::uint32_t>(l.roots.size()), l.n_features,
-              l.n_groups,          l.float32_accumulate ? 1 : 0, l.postprocess, l.sigmoid_scale,
+  return View{l.nodes.data(),
+              l.thr_d.data(),
+              l.value.data(),
+              l.roots.data(),
+              l.group.data(),
+              l.specials.data(),
+              l.categories.data(),
+              l.linear.data(),
+              l.base_margin.data(),
+              static_cast<std::uint32_t>(l.roots.size()),
+              l.n_features,
+              l.n_groups,
+              l.float32_accumulate ? 1 : 0,
+              l.postprocess,
+              l.sigmoid_scale,
               l.margin_divisor};
 }
 
@@ -159,7 +170,8 @@ HEPINFER_HD bool node_goes_left(const View& f, std::uint32_t idx, const T* row, 
 template <typename T>
 HEPINFER_HD std::uint32_t walk_tree(const View& f, std::uint32_t t, const T* row, int cs) {
   std::uint32_t idx = f.roots[t];
-  while (!(f.nodes[idx].flags & kNodeLeaf)) idx = f.nodes[idx].left + static_cast<std::uint32_t>(!node_goes_left(f, idx, row, cs));
+  while (!(f.nodes[idx].flags & kNodeLeaf))
+    idx = f.nodes[idx].left + static_cast<std::uint32_t>(!node_goes_left(f, idx, row, cs));
   return idx;
 }
 
@@ -224,8 +236,7 @@ HEPINFER_HD void row_transform(const View& f, const double* m_raw, double* out) 
       out[0] = static_cast<double>(best);
       break;
     }
-    default:
-      break;
+    default: break;
   }
 }
 

@@ -10,7 +10,7 @@
 namespace hepinfer {
 
 namespace {
-constexpr std::size_t kMaxTotalNodes = std::size_t{1} << 28;   // 268M nodes: far beyond any real forest
+constexpr std::size_t kMaxTotalNodes = std::size_t{1} << 28;  // 268M nodes: far beyond any real forest
 constexpr std::int32_t kMaxFeatures = 1 << 24;
 constexpr std::int32_t kMaxGroups = 1 << 16;
 }  // namespace
@@ -20,17 +20,19 @@ void ForestIR::validate() const {
   auto fail = [&](const std::string& where, const std::string& what) {
     throw ModelFormatError(src + ": " + where + ": " + what);
   };
-  if (n_features < 0 || n_features > kMaxFeatures) fail("model", "absurd number of features " + std::to_string(n_features));
+  if (n_features < 0 || n_features > kMaxFeatures)
+    fail("model", "absurd number of features " + std::to_string(n_features));
   if (n_groups < 1 || n_groups > kMaxGroups) fail("model", "absurd number of outputs " + std::to_string(n_groups));
   if (base_margin.size() != static_cast<std::size_t>(n_groups))
-    fail("model", "base margin has " + std::to_string(base_margin.size()) + " values for " +
-                      std::to_string(n_groups) + " outputs");
+    fail("model", "base margin has " + std::to_string(base_margin.size()) + " values for " + std::to_string(n_groups) +
+                      " outputs");
   for (double b : base_margin)
     if (std::isnan(b)) fail("model", "base margin is NaN");
   if (!(sigmoid_scale > 0.0) || !std::isfinite(sigmoid_scale)) fail("model", "sigmoid scale must be positive");
   if (!(margin_divisor > 0.0) || !std::isfinite(margin_divisor)) fail("model", "margin divisor must be positive");
   if (!feature_names.empty() && feature_names.size() != static_cast<std::size_t>(n_features))
-    fail("model", std::to_string(feature_names.size()) + " feature names for " + std::to_string(n_features) + " features");
+    fail("model",
+         std::to_string(feature_names.size()) + " feature names for " + std::to_string(n_features) + " features");
 
   std::size_t total = 0;
   for (std::size_t t = 0; t < trees.size(); ++t) {
@@ -40,7 +42,8 @@ void ForestIR::validate() const {
     if (n == 0) fail(where, "has no nodes");
     total += n;
     if (total > kMaxTotalNodes) fail("model", "more than " + std::to_string(kMaxTotalNodes) + " nodes in total");
-    if (tree.group < 0 || tree.group >= n_groups) fail(where, "output group " + std::to_string(tree.group) + " out of range");
+    if (tree.group < 0 || tree.group >= n_groups)
+      fail(where, "output group " + std::to_string(tree.group) + " out of range");
     // every node but the root must have exactly one parent, and all must be reachable from the root
     std::vector<std::uint8_t> parents(n, 0);
     for (std::size_t i = 0; i < n; ++i) {
@@ -101,7 +104,8 @@ void ForestIR::validate() const {
     if ((tr.kind == TransformIR::Kind::Linear || tr.kind == TransformIR::Kind::CenteredLinear) &&
         tr.matrix.size() != nf * nf)
       fail(where, "matrix is not " + std::to_string(nf) + " x " + std::to_string(nf));
-    if ((tr.kind == TransformIR::Kind::Affine || tr.kind == TransformIR::Kind::CenteredLinear) && tr.offset.size() != nf)
+    if ((tr.kind == TransformIR::Kind::Affine || tr.kind == TransformIR::Kind::CenteredLinear) &&
+        tr.offset.size() != nf)
       fail(where, "offset has the wrong length");
     if (tr.kind == TransformIR::Kind::Affine && tr.scale.size() != nf) fail(where, "scale has the wrong length");
   }

@@ -24,7 +24,8 @@ void walk_rows_scalar(const CompleteTrees& trees, std::uint32_t slot, const floa
         idx[k] = 2 * idx[k] + 2 - static_cast<std::uint32_t>(x < t[idx[k]]);
       }
     }
-    for (int k = 0; k < 8; ++k) out[r + static_cast<std::size_t>(k)] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
+    for (int k = 0; k < 8; ++k)
+      out[r + static_cast<std::size_t>(k)] = static_cast<std::int32_t>(idx[k] - trees.n_internal);
     if (acc) {
       const float* lv = trees.leaf_f.data() + static_cast<std::size_t>(slot) * trees.n_leaves;
       for (std::size_t k = 0; k < 8; ++k) acc[r + k] += lv[out[r + k]];
@@ -81,8 +82,8 @@ HEPINFER_AVX2 inline __m256i level_select(int l, __m256i p, const int* base) {
 // vectors loaded from the tree (L1-resident), so only the input values need gathers there;
 // deeper levels gather the node fields too. The block is column-major, so at the root (one
 // feature for every lane) the inputs are one contiguous load.
-HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot, const float* block,
-                                  std::size_t cap, std::size_t n_rows, std::int32_t* out, float* acc) noexcept {
+HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot, const float* block, std::size_t cap,
+                                  std::size_t n_rows, std::int32_t* out, float* acc) noexcept {
   const float* lv = acc ? trees.leaf_f.data() + static_cast<std::size_t>(slot) * trees.n_leaves : nullptr;
   const int* f = trees.feat.data() + static_cast<std::size_t>(slot) * trees.n_internal;
   const float* t = trees.thr.data() + static_cast<std::size_t>(slot) * trees.n_internal;
@@ -129,8 +130,9 @@ HEPINFER_AVX2 void walk_rows_avx2(const CompleteTrees& trees, std::uint32_t slot
           x = _mm256_blendv_ps(_mm256_loadu_ps(base + static_cast<std::size_t>(f[first]) * cap),
                                _mm256_loadu_ps(base + static_cast<std::size_t>(f[first + 1]) * cap), b0);
           if (l == 2) {
-            const __m256 x23 = _mm256_blendv_ps(_mm256_loadu_ps(base + static_cast<std::size_t>(f[first + 2]) * cap),
-                                                _mm256_loadu_ps(base + static_cast<std::size_t>(f[first + 3]) * cap), b0);
+            const __m256 x23 =
+                _mm256_blendv_ps(_mm256_loadu_ps(base + static_cast<std::size_t>(f[first + 2]) * cap),
+                                 _mm256_loadu_ps(base + static_cast<std::size_t>(f[first + 3]) * cap), b0);
             x = _mm256_blendv_ps(x, x23, _mm256_castsi256_ps(_mm256_slli_epi32(p, 30)));  // bit 1 -> sign
           }
         } else {

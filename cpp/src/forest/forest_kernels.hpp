@@ -19,23 +19,23 @@
 namespace hepinfer::detail {
 
 struct CompleteTrees {
-  int depth = 0;                    ///< D
-  std::uint32_t n_internal = 0;     ///< 2^D - 1 nodes per tree
-  std::uint32_t n_leaves = 0;       ///< 2^D leaf slots per tree
-  std::vector<std::int32_t> feat;   ///< [slot * n_internal + i]: column in the expanded row (+32 padding)
-  std::vector<float> thr;           ///< [slot * n_internal + i] (+32 padding: kernels load a level's 8..32 nodes at once)
+  int depth = 0;                   ///< D
+  std::uint32_t n_internal = 0;    ///< 2^D - 1 nodes per tree
+  std::uint32_t n_leaves = 0;      ///< 2^D leaf slots per tree
+  std::vector<std::int32_t> feat;  ///< [slot * n_internal + i]: column in the expanded row (+32 padding)
+  std::vector<float> thr;  ///< [slot * n_internal + i] (+32 padding: kernels load a level's 8..32 nodes at once)
   struct Pair {
     std::int32_t col;
     float thr;
   };
-  std::vector<Pair> pairs;          ///< feat and thr interleaved, for the one-row walkers
+  std::vector<Pair> pairs;  ///< feat and thr interleaved, for the one-row walkers
   /// The same pairs for whole groups of kLanes consecutive slots, node-major and tree-minor:
   /// [(g * n_internal + i) * kLanes + k] is node i of slot kLanes * g + k (complete_walk_group).
   static constexpr int kLanes = 16;
   std::vector<Pair> lanes;
-  std::vector<double> leaf;         ///< [slot * n_leaves + j]
-  std::vector<float> leaf_f;        ///< float copy of `leaf` (float32-accumulating models only)
-  std::vector<std::int32_t> leaf_id;///< [slot * n_leaves + j]: the source library's leaf index
+  std::vector<double> leaf;           ///< [slot * n_leaves + j]
+  std::vector<float> leaf_f;          ///< float copy of `leaf` (float32-accumulating models only)
+  std::vector<std::int32_t> leaf_id;  ///< [slot * n_leaves + j]: the source library's leaf index
 };
 
 /// True when the CPU executes AVX2 (checked once).

@@ -37,8 +37,8 @@ inline bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\
 
 /// Characters of a number token (strtod decides whether the token is a number).
 inline bool is_number_char(char d) {
-  return (d >= '0' && d <= '9') || d == '-' || d == '+' || d == '.' || d == 'e' || d == 'E' || d == 'i' ||
-         d == 'n' || d == 'f' || d == 'I' || d == 'N' || d == 'F' || d == 'a' || d == 'A' || d == 't' || d == 'y';
+  return (d >= '0' && d <= '9') || d == '-' || d == '+' || d == '.' || d == 'e' || d == 'E' || d == 'i' || d == 'n' ||
+         d == 'f' || d == 'I' || d == 'N' || d == 'F' || d == 'a' || d == 'A' || d == 't' || d == 'y';
 }
 
 inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -113,7 +113,10 @@ class TextParser {
     if (c == '{') {
       ++pos_;
       skip_ws();
-      if (peek() == '}') { ++pos_; return; }
+      if (peek() == '}') {
+        ++pos_;
+        return;
+      }
       while (true) {
         skip_ws();
         if (peek() != '"') fail("expected a member name");
@@ -126,12 +129,18 @@ class TextParser {
         char d = peek();
         ++pos_;
         if (d == '}') break;
-        if (d != ',') { --pos_; fail("expected ',' or '}'"); }
+        if (d != ',') {
+          --pos_;
+          fail("expected ',' or '}'");
+        }
       }
     } else if (c == '[') {
       ++pos_;
       skip_ws();
-      if (peek() == ']') { ++pos_; return; }
+      if (peek() == ']') {
+        ++pos_;
+        return;
+      }
       while (true) {
         skip_ws();
         parse_value(depth + 1);
@@ -139,7 +148,10 @@ class TextParser {
         char d = peek();
         ++pos_;
         if (d == ']') break;
-        if (d != ',') { --pos_; fail("expected ',' or ']'"); }
+        if (d != ',') {
+          --pos_;
+          fail("expected ',' or ']'");
+        }
       }
     } else if (c == '"') {
       parse_string(nullptr);
@@ -368,9 +380,11 @@ class UbjParser {
   }
   static std::size_t type_size(char t) {
     switch (t) {
-      case 'i': case 'U': return 1;
+      case 'i':
+      case 'U': return 1;
       case 'I': return 2;
-      case 'l': case 'd': return 4;
+      case 'l':
+      case 'd': return 4;
       default: return 8;
     }
   }
@@ -379,17 +393,22 @@ class UbjParser {
   void skip_value(char t, int depth) {
     if (depth > kMaxDepth) fail("nesting deeper than " + std::to_string(kMaxDepth));
     switch (t) {
-      case 'Z': case 'T': case 'F': return;
-      case 'i': case 'U': case 'I': case 'l': case 'L': case 'd': case 'D': case 'H':
-        read_number(t);
-        return;
+      case 'Z':
+      case 'T':
+      case 'F': return;
+      case 'i':
+      case 'U':
+      case 'I':
+      case 'l':
+      case 'L':
+      case 'd':
+      case 'D':
+      case 'H': read_number(t); return;
       case 'C':
         need(1);
         ++pos_;
         return;
-      case 'S':
-        read_string_view();
-        return;
+      case 'S': read_string_view(); return;
       case '[': skip_array(depth); return;
       case '{': skip_object(depth); return;
       default: fail(std::string("unknown type marker '") + t + "'");
@@ -429,7 +448,8 @@ class UbjParser {
       // each element takes at least one byte unless typed with a zero-size marker (null/true/false,
       // which XGBoost never writes): bound those by the bytes left too, so that a 10-byte header
       // cannot ask for a walk over gigabytes of nothing
-      if (elem_type == 0 || (elem_type != 'Z' && elem_type != 'T' && elem_type != 'F')) need(static_cast<std::size_t>(count));
+      if (elem_type == 0 || (elem_type != 'Z' && elem_type != 'T' && elem_type != 'F'))
+        need(static_cast<std::size_t>(count));
       else if (static_cast<std::size_t>(count) > s_.size() - pos_ + 4096)
         fail("typed array of " + std::to_string(count) + " zero-size elements is longer than the whole file");
       for (std::int64_t i = 0; i < count; ++i) skip_value(elem_type ? elem_type : next_marker(), depth + 1);
@@ -456,7 +476,10 @@ class UbjParser {
     }
     while (true) {
       need(1);
-      if (s_[pos_] == '}') { ++pos_; break; }
+      if (s_[pos_] == '}') {
+        ++pos_;
+        break;
+      }
       read_string_view();
       skip_value(next_marker(), depth + 1);
     }
@@ -493,12 +516,14 @@ JsonValue::JsonValue(const JsonDocument* doc, std::size_t pos, char marker) : do
   if (doc->ubjson()) {
     switch (marker) {
       case 'Z': type = Type::Null; break;
-      case 'T': case 'F': type = Type::Bool; break;
-      case 'C': case 'S': type = Type::String; break;
+      case 'T':
+      case 'F': type = Type::Bool; break;
+      case 'C':
+      case 'S': type = Type::String; break;
       case '{': type = Type::Object; break;
       case '[':
         type = pos + 1 < s.size() && s[pos] == '$' && UbjParser::is_numeric_type(s[pos + 1]) ? Type::NumberArray
-                                                                                           : Type::Array;
+                                                                                             : Type::Array;
         break;
       default: type = Type::Number; break;
     }
@@ -507,7 +532,8 @@ JsonValue::JsonValue(const JsonDocument* doc, std::size_t pos, char marker) : do
       case '{': type = Type::Object; break;
       case '[': type = Type::Array; break;
       case '"': type = Type::String; break;
-      case 't': case 'f': type = Type::Bool; break;
+      case 't':
+      case 'f': type = Type::Bool; break;
       case 'n': type = pos + 1 < s.size() && s[pos + 1] == 'u' ? Type::Null : Type::Number; break;  // null, nan
       default: type = Type::Number; break;
     }

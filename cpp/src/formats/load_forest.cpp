@@ -18,11 +18,13 @@ std::string detect_format(const std::string& content, const std::string& source_
     i = 3;
   if (!content.empty() && content[0] == '{') {
     std::size_t j = 1;
-    while (j < content.size() && (content[j] == ' ' || content[j] == '\n' || content[j] == '\r' || content[j] == '\t')) ++j;
+    while (j < content.size() && (content[j] == ' ' || content[j] == '\n' || content[j] == '\r' || content[j] == '\t'))
+      ++j;
     if (j < content.size() && (content[j] == '"' || content[j] == '}')) return "xgboost-json";
     return "xgboost-ubj";
   }
-  while (i < content.size() && (content[i] == ' ' || content[i] == '\n' || content[i] == '\r' || content[i] == '\t')) ++i;
+  while (i < content.size() && (content[i] == ' ' || content[i] == '\n' || content[i] == '\r' || content[i] == '\t'))
+    ++i;
   if (i < content.size() && content[i] == '{') return "xgboost-json";
   if (i < content.size() && content[i] == '<') return "tmva";
   if (content.compare(i, 4, "tree") == 0 || content.find("\nTree=") != std::string::npos) return "lightgbm";
@@ -32,7 +34,8 @@ std::string detect_format(const std::string& content, const std::string& source_
                          "TMVA BDT XML weight file)");
 }
 
-Forest Forest::load_from_memory(const std::string& content, const LoadOptions& options, const std::string& source_name) {
+Forest Forest::load_from_memory(const std::string& content, const LoadOptions& options,
+                                const std::string& source_name) {
   std::string format = options.format;
   if (format == "auto") format = detect_format(content, source_name);
   if (format == "xgboost-json" || format == "json") return from_ir(load_xgboost_json(content, source_name));

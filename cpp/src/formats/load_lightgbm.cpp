@@ -195,7 +195,8 @@ class KeyVals {
   void add(const Line& line, std::string_view key) {
     // line numbers are for messages only: clamp, past 4G lines (a file of more than 4 GB)
     const auto number = static_cast<std::uint32_t>(std::min<std::size_t>(line.number, UINT32_MAX));
-    items_.push_back({static_cast<std::size_t>(key.data() - text_.data()), static_cast<std::uint32_t>(key.size()), number});
+    items_.push_back(
+        {static_cast<std::size_t>(key.data() - text_.data()), static_cast<std::uint32_t>(key.size()), number});
   }
 
   /// Sorts the keys; fails on the first (in file order) repetition of a key.
@@ -217,7 +218,8 @@ class KeyVals {
   /// Whether `k` is a key; its entry into *out when out is not null.
   bool find(std::string_view k, Entry* out) const {
     const auto end = items_.begin() + static_cast<std::ptrdiff_t>(sorted_);
-    auto it = std::lower_bound(items_.begin(), end, k, [this](const Item& x, std::string_view kk) { return key(x) < kk; });
+    auto it =
+        std::lower_bound(items_.begin(), end, k, [this](const Item& x, std::string_view kk) { return key(x) < kk; });
     if (it == end || key(*it) != k) return false;
     if (out != nullptr) *out = Entry{value(*it), it->line};
     return true;
@@ -227,7 +229,7 @@ class KeyVals {
   struct Item {
     std::size_t key_offset;  ///< of the (trimmed) key in the text
     std::uint32_t key_size;
-    std::uint32_t line;      ///< 1-based line number
+    std::uint32_t line;  ///< 1-based line number
   };
   std::string_view key(const Item& it) const { return std::string_view(text_.data() + it.key_offset, it.key_size); }
   /// what follows the line's '=' (empty without one), '\r' of "\r\n" dropped
@@ -308,8 +310,8 @@ class Section {
       }
       if (out[i] < lo || out[i] > hi) {
         fail(source_, place(key, e.line),
-             "value #" + std::to_string(i) + " = " + std::to_string(out[i]) + " out of range [" +
-                 std::to_string(lo) + ", " + std::to_string(hi) + "]");
+             "value #" + std::to_string(i) + " = " + std::to_string(out[i]) + " out of range [" + std::to_string(lo) +
+                 ", " + std::to_string(hi) + "]");
       }
       ++i;
     });
@@ -400,7 +402,8 @@ ObjectiveInfo parse_objective(const std::string& source, const Section& header, 
     if (it != params.end()) {
       long long k = 0;
       if (!parse_int(it->second, &k) || k != num_class) {
-        fail(source, where, "objective num_class:" + it->second + " disagrees with num_class=" + std::to_string(num_class));
+        fail(source, where,
+             "objective num_class:" + it->second + " disagrees with num_class=" + std::to_string(num_class));
       }
     }
   };
@@ -478,8 +481,8 @@ void parse_tree(const Section& sec, std::int32_t n_features, ForestIR* ir, TreeI
   if (num_cat > 0) {
     const Entry& ct = sec.get("cat_threshold");
     const std::size_t n_words = count_ws(ct.value);
-    cat_boundaries = sec.get_ints("cat_boundaries", static_cast<std::size_t>(num_cat) + 1, 0,
-                                  static_cast<long long>(n_words));
+    cat_boundaries =
+        sec.get_ints("cat_boundaries", static_cast<std::size_t>(num_cat) + 1, 0, static_cast<long long>(n_words));
     if (cat_boundaries.front() != 0 || static_cast<std::size_t>(cat_boundaries.back()) != n_words) {
       fail(source, sec.place("cat_boundaries", sec.get("cat_boundaries").line),
            "must start at 0 and end at the number of cat_threshold words (" + std::to_string(n_words) + ")");
@@ -647,9 +650,9 @@ ForestIR load_lightgbm_text(const std::string& text, const std::string& source_n
     const Entry& fn = header.get("feature_names");
     const std::size_t n_names = count_ws(fn.value);
     if (n_names != static_cast<std::size_t>(ir.n_features)) {
-      fail(source, header.place("feature_names", fn.line),
-           "expected " + std::to_string(ir.n_features) + " names (max_feature_idx+1), found " +
-               std::to_string(n_names));
+      fail(
+          source, header.place("feature_names", fn.line),
+          "expected " + std::to_string(ir.n_features) + " names (max_feature_idx+1), found " + std::to_string(n_names));
     }
     ir.feature_names.reserve(n_names);
     for_each_token(fn.value, [&ir](std::string_view n) { ir.feature_names.emplace_back(n); });

@@ -86,7 +86,9 @@ ExternalFile external_file(const std::string& path, const std::string& data_dir,
 /// Converts an ONNX tensor into a constant Value with its own storage.
 std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& where, const std::string& data_dir,
                                     std::vector<std::shared_ptr<std::vector<I64>>>& storage) {
-  auto fail = [&](const std::string& msg) -> void { throw ModelFormatError(where + ": tensor '" + t.name + "': " + msg); };
+  auto fail = [&](const std::string& msg) -> void {
+    throw ModelFormatError(where + ": tensor '" + t.name + "': " + msg);
+  };
   ElementType et;
   if (!elem_type_of(t.data_type, et))
     fail(std::string("element type ") + onnx::data_type_name(t.data_type) + " (" + std::to_string(t.data_type) +
@@ -125,7 +127,9 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
     const std::string path = data_dir.empty() ? location : data_dir + "/" + location;
     // Checked before anything is read: the expected byte count (a length that cannot be this
     // tensor's is refused whatever the file holds), then the file itself (see external_file).
-    const std::size_t expected = n * (t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et));
+    const std::size_t expected = n * (t.data_type == onnx::kInt32  ? 4
+                                      : t.data_type == onnx::kBool ? 1
+                                                                   : element_size(et));
     try {
       checked_numel(et, s);  // the per-tensor load limit, before reading gigabytes from a file
     } catch (const OpError& e) {
@@ -149,7 +153,8 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
     external.resize(length);
     f.seekg(static_cast<std::streamoff>(offset));
     if (length && !f.read(&external[0], static_cast<std::streamsize>(length)))
-      fail("cannot read " + std::to_string(length) + " bytes at offset " + std::to_string(offset) + " of '" + path + "'");
+      fail("cannot read " + std::to_string(length) + " bytes at offset " + std::to_string(offset) + " of '" + path +
+           "'");
     raw = &external;
   }
   const std::size_t es_onnx = t.data_type == onnx::kInt32 ? 4 : t.data_type == onnx::kBool ? 1 : element_size(et);
@@ -165,7 +170,8 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
       case onnx::kInt64: have = t.int64_data.size(); break;
       default: have = t.int32_data.size(); break;  // int32, bool
     }
-    if (have != n) fail("holds " + std::to_string(have) + " values, expected " + std::to_string(n) + " for shape " + s.str());
+    if (have != n)
+      fail("holds " + std::to_string(have) + " values, expected " + std::to_string(n) + " for shape " + s.str());
   }
 
   auto v = std::make_shared<Value>();
@@ -184,7 +190,8 @@ std::shared_ptr<Value> tensor_value(const onnx::Tensor& t, const std::string& wh
       std::memcpy(dst, raw->data(), n * es_onnx);
     }
     if (et == ElementType::Bool)
-      for (std::size_t i = 0; i < n; ++i) static_cast<unsigned char*>(dst)[i] = static_cast<unsigned char*>(dst)[i] != 0;
+      for (std::size_t i = 0; i < n; ++i)
+        static_cast<unsigned char*>(dst)[i] = static_cast<unsigned char*>(dst)[i] != 0;
     return v;
   }
   switch (t.data_type) {
@@ -233,13 +240,15 @@ class Attrs {
   I64 i(const char* name, I64 def) {
     const auto* a = get(name);
     if (!a) return def;
-    if (a->type != onnx::kAttrInt && a->type != onnx::kAttrUndefined) fail(std::string("attribute ") + name + " is not an int");
+    if (a->type != onnx::kAttrInt && a->type != onnx::kAttrUndefined)
+      fail(std::string("attribute ") + name + " is not an int");
     return a->i;
   }
   float f(const char* name, float def) {
     const auto* a = get(name);
     if (!a) return def;
-    if (a->type != onnx::kAttrFloat && a->type != onnx::kAttrUndefined) fail(std::string("attribute ") + name + " is not a float");
+    if (a->type != onnx::kAttrFloat && a->type != onnx::kAttrUndefined)
+      fail(std::string("attribute ") + name + " is not a float");
     return a->f;
   }
   std::string s(const char* name, const std::string& def) {
@@ -690,7 +699,8 @@ std::vector<std::string> supported_operators() {
 OnnxSummary describe_onnx_from_memory(const std::string& content, const std::string& source_name) {
   OnnxSummary r;
   try {
-    const auto m = nn::onnx::parse_model(reinterpret_cast<const unsigned char*>(content.data()), content.size(), source_name);
+    const auto m =
+        nn::onnx::parse_model(reinterpret_cast<const unsigned char*>(content.data()), content.size(), source_name);
     r.producer = m.producer_name + (m.producer_version.empty() ? "" : " " + m.producer_version);
     r.ir_version = m.ir_version;
     for (const auto& [domain, version] : m.opsets)
@@ -717,7 +727,6 @@ OnnxSummary describe_onnx_from_memory(const std::string& content, const std::str
 OnnxSummary describe_onnx(const std::string& path) {
   return describe_onnx_from_memory(nn::read_file(path, "model file"), path);
 }
-
 
 Model Model::load(const std::string& path, const ModelOptions& options) {
   const std::string content = nn::read_file(path, "model file");
@@ -749,7 +758,8 @@ Model Model::load_from_memory(const std::string& content, const ModelOptions& op
   const LoadSizeGuard size_guard;
   std::shared_ptr<nn::Graph> g;
   try {
-    const auto m = nn::onnx::parse_model(reinterpret_cast<const unsigned char*>(content.data()), content.size(), source_name);
+    const auto m =
+        nn::onnx::parse_model(reinterpret_cast<const unsigned char*>(content.data()), content.size(), source_name);
     g = nn::build(m, source_name, options, options.external_data_dir);
   } catch (const ModelFormatError& e) {
     throw ModelFormatError(nn::printable(e.what()));

@@ -49,15 +49,14 @@ namespace {
 using detail::XmlDocument;
 using detail::XmlElement;
 
-constexpr long long kMaxVars = 1 << 20;              // variables in a weight file
-constexpr long long kMaxTrees = 10'000'000;          // trees in a weight file
-constexpr std::size_t kMaxTransformCells = 1u << 24; // n_features^2 for a matrix transform
-constexpr std::size_t kMaxLinearValues = 1u << 27;   // Fisher coefficient storage (doubles)
+constexpr long long kMaxVars = 1 << 20;               // variables in a weight file
+constexpr long long kMaxTrees = 10'000'000;           // trees in a weight file
+constexpr std::size_t kMaxTransformCells = 1u << 24;  // n_features^2 for a matrix transform
+constexpr std::size_t kMaxLinearValues = 1u << 27;    // Fisher coefficient storage (doubles)
 
 class Loader {
  public:
-  Loader(const std::string& text, const std::string& source, TMVACutOp op)
-      : text_(text), src_(source), op_(op) {}
+  Loader(const std::string& text, const std::string& source, TMVACutOp op) : text_(text), src_(source), op_(op) {}
 
   ForestIR run();
 
@@ -131,8 +130,14 @@ class Loader {
     s = trim(s);
     std::string l(s);
     for (char& c : l) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    if (l == "1" || l == "true" || l == "t" || l == "yes") { out = true; return true; }
-    if (l == "0" || l == "false" || l == "f" || l == "no") { out = false; return true; }
+    if (l == "1" || l == "true" || l == "t" || l == "yes") {
+      out = true;
+      return true;
+    }
+    if (l == "0" || l == "false" || l == "f" || l == "no") {
+      out = false;
+      return true;
+    }
     return false;
   }
 
@@ -256,8 +261,7 @@ std::vector<std::int32_t> Loader::read_selection(const XmlElement& sel, const ch
   for (const XmlElement e : blk->children()) {
     const std::string ew = where + ", " + block + " " + place(e);
     const std::string type = need(e, "Type", ew);
-    if (type != "Variable")
-      fail(ew, "transformation of a " + type + " is not supported (only input variables)");
+    if (type != "Variable") fail(ew, "transformation of a " + type + " is not supported (only input variables)");
     const std::optional<std::string> label = e.attr("Label");
     const std::optional<std::string> expr = e.attr("Expression");
     if (!label && !expr) fail(ew, "neither Label nor Expression given");
@@ -335,8 +339,7 @@ void Loader::read_transformations(const XmlElement& root) {
       for (std::size_t k = 0; k < m; ++k) {
         const auto row = static_cast<std::size_t>(put[k]);
         for (std::size_t j = 0; j < n; ++j) tr.matrix[row * n + j] = 0.0;
-        for (std::size_t j = 0; j < m; ++j)
-          tr.matrix[row * n + static_cast<std::size_t>(get[j])] += v[k * m + j];
+        for (std::size_t j = 0; j < m; ++j) tr.matrix[row * n + static_cast<std::size_t>(get[j])] += v[k * m + j];
       }
     } else if (name == "PCA") {
       // VariablePCATransform::X2P: p_i = sum_j (x_j - mean_j) E(j, i), last class
@@ -353,8 +356,7 @@ void Loader::read_transformations(const XmlElement& root) {
       }
       if (means.empty() || !means.back()) fail(where, "no <Statistics> (mean values)");
       const std::size_t cls = means.size() - 1;
-      if (vecs.size() <= cls || !vecs[cls])
-        fail(where, "no <Eigenvectors> for class index " + std::to_string(cls));
+      if (vecs.size() <= cls || !vecs[cls]) fail(where, "no <Eigenvectors> for class index " + std::to_string(cls));
       const XmlElement& me = *means[cls];
       const XmlElement& ev = *vecs[cls];
       const std::string mw = where + ", " + place(me);
@@ -380,8 +382,7 @@ void Loader::read_transformations(const XmlElement& root) {
       }
       for (std::size_t i = 0; i < m; ++i) {
         const auto row = static_cast<std::size_t>(put[i]);
-        for (std::size_t j = 0; j < m; ++j)
-          tr.matrix[row * n + static_cast<std::size_t>(get[j])] += e[j * m + i];
+        for (std::size_t j = 0; j < m; ++j) tr.matrix[row * n + static_cast<std::size_t>(get[j])] += e[j * m + i];
       }
     } else {
       // VariableNormalizeTransform: y = (x - min) * Float_t(1/(max-min)) * 2 - 1, last class block
@@ -416,8 +417,7 @@ void Loader::read_transformations(const XmlElement& root) {
         const float mn = mins[cls][k];
         const float mx = maxs[cls][k];
         const float width = mx - mn;  // Float_t arithmetic as in TMVA
-        if (!(width > 0.0f))
-          fail(where, "range of input " + std::to_string(k) + " is empty (Max <= Min)");
+        if (!(width > 0.0f)) fail(where, "range of input " + std::to_string(k) + " is empty (Max <= Min)");
         const auto scale = static_cast<float>(1.0 / static_cast<double>(width));
         off[static_cast<std::size_t>(get[k])] = static_cast<double>(mn);
         scl[static_cast<std::size_t>(get[k])] = 2.0 * static_cast<double>(scale);
@@ -445,8 +445,8 @@ void Loader::read_transformations(const XmlElement& root) {
   if (const std::optional<std::string> nt = trs->attr("NTransformations")) {
     long long v = 0;
     if (!parse_int(*nt, v) || v != static_cast<long long>(ir_.transforms.size()))
-      fail(place(*trs), "NTransformations=" + *nt + " but " + std::to_string(ir_.transforms.size()) +
-                            " <Transform> entries");
+      fail(place(*trs),
+           "NTransformations=" + *nt + " but " + std::to_string(ir_.transforms.size()) + " <Transform> entries");
   }
 }
 
@@ -490,7 +490,8 @@ void Loader::read_tree(const XmlElement& bt, std::size_t itree, TreeIR& tree) {
         a.fisher.push_back(need_double(e, cname.c_str(), nw));
       }
     }
-    a.ivar = need_int(e, "IVar", nw, std::numeric_limits<std::int16_t>::min(), std::numeric_limits<std::int16_t>::max());
+    a.ivar =
+        need_int(e, "IVar", nw, std::numeric_limits<std::int16_t>::min(), std::numeric_limits<std::int16_t>::max());
     a.cut = need_float(e, "Cut", nw);
     {
       const std::string ct = need(e, "cType", nw);
@@ -505,7 +506,8 @@ void Loader::read_tree(const XmlElement& bt, std::size_t itree, TreeIR& tree) {
       a.purity = ns / (ns + nb);  // Float_t arithmetic as in TMVA
       if (!std::isfinite(a.purity)) fail(nw, "purity nS/(nS+nB) is not finite");
     }
-    a.ntype = need_int(e, "nType", nw, std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max());
+    a.ntype =
+        need_int(e, "nType", nw, std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max());
     {
       const std::string ps = need(e, "pos", nw);
       a.pos = ps.empty() ? 'u' : ps[0];
@@ -592,8 +594,7 @@ void Loader::read_weights(const XmlElement& root) {
   const long long ntrees = need_int(*w, "NTrees", where, 0, kMaxTrees);
   if (w->has_attr("TreeType"))  // before TMVA 4.1.0
     tree_analysis_type_ = static_cast<int>(need_int(*w, "TreeType", where, 0, 3));
-  else
-    tree_analysis_type_ = static_cast<int>(need_int(*w, "AnalysisType", where, 0, 3));
+  else tree_analysis_type_ = static_cast<int>(need_int(*w, "AnalysisType", where, 0, 3));
   if (tree_analysis_type_ > 1)
     fail(where, "tree AnalysisType " + std::to_string(tree_analysis_type_) + " (multiclass) is not supported");
   const std::size_t n_children = w->children().size();
@@ -639,15 +640,14 @@ ForestIR Loader::run() {
     fail("weight file",
          "root element is <" + std::string(root.name()) + ">, not <MethodSetup> (not a TMVA weight file)");
   const std::string method = need(root, "Method", "<MethodSetup>");
-  if (method.rfind("BDT::", 0) != 0 && method != "BDT")
-    fail("<MethodSetup>", "method \"" + method + "\" is not a BDT");
+  if (method.rfind("BDT::", 0) != 0 && method != "BDT") fail("<MethodSetup>", "method \"" + method + "\" is not a BDT");
 
   read_general_info(root);
   read_options(root);
 
   if (!analysis_type_info_.empty() && analysis_type_info_ != "Classification")
-    fail("<GeneralInfo>", "AnalysisType \"" + analysis_type_info_ +
-                              "\" is not supported (only classification BDTs are)");
+    fail("<GeneralInfo>",
+         "AnalysisType \"" + analysis_type_info_ + "\" is not supported (only classification BDTs are)");
   if (const std::optional<XmlElement> classes = doc_->child(root, "Classes")) {
     if (const std::optional<std::string> nc = classes->attr("NClass")) {
       long long v = 0;
@@ -663,7 +663,8 @@ ForestIR Loader::run() {
   } else if (boost_type_ == "AdaCost") {
     use_yes_no_leaf_ = false;
   } else if (boost_type_ != "AdaBoost" && boost_type_ != "Bagging" && boost_type_ != "Grad") {
-    fail("option BoostType", "\"" + boost_type_ + "\" is not supported (AdaBoost, RealAdaBoost, AdaCost, Bagging, Grad are)");
+    fail("option BoostType",
+         "\"" + boost_type_ + "\" is not supported (AdaBoost, RealAdaBoost, AdaCost, Bagging, Grad are)");
   }
 
   switch (op_) {

@@ -71,8 +71,7 @@ std::vector<double> parse_base_score(const JsonValue& v, const JsonReader& r) {
     std::size_t comma = s.find(',', start);
     if (comma == std::string::npos) comma = s.size();
     double d;
-    if (!detail::parse_double(s.data() + start, s.data() + comma, d))
-      r.fail(path, "malformed base_score '" + s + "'");
+    if (!detail::parse_double(s.data() + start, s.data() + comma, d)) r.fail(path, "malformed base_score '" + s + "'");
     out.push_back(d);
     start = comma + 1;
   }
@@ -97,9 +96,9 @@ double apply_link(double p, Link link) {
 TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& path, std::int32_t n_features,
                  std::vector<std::uint32_t>* bitsets) {
   // the members this reads, found in one pass over the tree (the first of duplicate keys wins)
-  static constexpr const char* kKeys[] = {"left_children", "right_children", "split_indices", "split_conditions",
-                                          "default_left", "split_type", "tree_param", "categories",
-                                          "categories_nodes", "categories_segments", "categories_sizes"};
+  static constexpr const char* kKeys[] = {
+      "left_children", "right_children", "split_indices",    "split_conditions",    "default_left",    "split_type",
+      "tree_param",    "categories",     "categories_nodes", "categories_segments", "categories_sizes"};
   constexpr std::size_t kNumKeys = sizeof(kKeys) / sizeof(kKeys[0]);
   std::optional<JsonValue> found[kNumKeys];
   if (!t.is_object()) r.fail(path, "expected an object");
@@ -151,7 +150,8 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
   // node -> its first entry in categories_nodes (cat_nodes.size() when it has none), in linear time
   std::vector<std::size_t> cat_entry(any_categorical ? n : 0, cat_nodes.size());
   for (std::size_t k = cat_nodes.size(); k-- > 0;)
-    if (cat_nodes[k] >= 0 && cat_nodes[k] < static_cast<std::int64_t>(n)) cat_entry[static_cast<std::size_t>(cat_nodes[k])] = k;
+    if (cat_nodes[k] >= 0 && cat_nodes[k] < static_cast<std::int64_t>(n))
+      cat_entry[static_cast<std::size_t>(cat_nodes[k])] = k;
 
   TreeIR tree;
   tree.nodes.resize(n);
@@ -169,8 +169,8 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
         right[i] >= static_cast<std::int64_t>(n))
       r.fail(np, "child index out of range");
     if (split_index[i] < 0 || split_index[i] >= n_features)
-      r.fail(np, "split feature " + std::to_string(split_index[i]) + " out of range (num_feature = " +
-                     std::to_string(n_features) + ")");
+      r.fail(np, "split feature " + std::to_string(split_index[i]) +
+                     " out of range (num_feature = " + std::to_string(n_features) + ")");
     if (!split_type.empty() && split_type[i] == 1) {
       const std::size_t k = cat_entry[i];
       if (k == cat_nodes.size()) r.fail(np, "categorical split without a category list in categories_nodes");
@@ -179,7 +179,8 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
         r.fail(np, "category list out of range of `categories` (truncated model?)");
       std::int64_t max_cat = -1;
       for (std::int64_t j = seg; j < seg + size; ++j) {
-        if (cat_values[j] < 0 || cat_values[j] >= (1 << 24)) r.fail(np, "invalid category " + std::to_string(cat_values[j]));
+        if (cat_values[j] < 0 || cat_values[j] >= (1 << 24))
+          r.fail(np, "invalid category " + std::to_string(cat_values[j]));
         max_cat = std::max(max_cat, cat_values[j]);
       }
       const std::size_t words = static_cast<std::size_t>(max_cat + 1 + 31) / 32;
@@ -203,8 +204,7 @@ TreeIR load_tree(const JsonValue& t, const JsonReader& r, const std::string& pat
       node.default_left = dleft[i] == 0;
       continue;
     }
-    if (!split_type.empty() && split_type[i] != 0)
-      r.fail(np, "unknown split_type " + std::to_string(split_type[i]));
+    if (!split_type.empty() && split_type[i] != 0) r.fail(np, "unknown split_type " + std::to_string(split_type[i]));
     node.kind = NodeIR::Kind::Numerical;
     node.op = NodeIR::Op::Less;
     node.feature = static_cast<std::int32_t>(split_index[i]);
@@ -238,7 +238,8 @@ ForestIR load_xgboost_doc(const detail::JsonDocument& document, const std::strin
   if (n_features < 0 || n_features > (1 << 24)) r.fail("learner/learner_model_param/num_feature", "absurd value");
   ir.n_features = static_cast<std::int32_t>(n_features);
   std::int64_t num_class = 0;
-  if (const std::optional<JsonValue> nc = lmp.find("num_class")) num_class = r.integer(*nc, "learner/learner_model_param/num_class");
+  if (const std::optional<JsonValue> nc = lmp.find("num_class"))
+    num_class = r.integer(*nc, "learner/learner_model_param/num_class");
   if (num_class < 0 || num_class > 100000) r.fail("learner/learner_model_param/num_class", "absurd value");
   if (const std::optional<JsonValue> nt = lmp.find("num_target")) {
     if (r.integer(*nt, "learner/learner_model_param/num_target") > 1)
@@ -260,8 +261,8 @@ ForestIR load_xgboost_doc(const detail::JsonDocument& document, const std::strin
     const std::size_t n_names = fn->size();
     if (fn->is_array() && n_names > 0) {
       if (n_names != static_cast<std::size_t>(n_features))
-        r.fail("learner/feature_names", "has " + std::to_string(n_names) + " names for " +
-                                            std::to_string(n_features) + " features");
+        r.fail("learner/feature_names",
+               "has " + std::to_string(n_names) + " names for " + std::to_string(n_features) + " features");
       fn->for_each_item([&](const JsonValue& name) {
         ir.feature_names.push_back(r.string(name, "learner/feature_names"));
         return true;
@@ -271,7 +272,8 @@ ForestIR load_xgboost_doc(const detail::JsonDocument& document, const std::strin
 
   // gbtree, or dart (gbtree inside, with per-tree weights)
   const JsonValue gb = r.member(learner, "gradient_booster", "learner");
-  const std::string gb_name = r.string(r.member(gb, "name", "learner/gradient_booster"), "learner/gradient_booster/name");
+  const std::string gb_name =
+      r.string(r.member(gb, "name", "learner/gradient_booster"), "learner/gradient_booster/name");
   std::optional<JsonValue> model;
   std::vector<double> tree_weights;
   if (gb_name == "gbtree") {
@@ -279,18 +281,21 @@ ForestIR load_xgboost_doc(const detail::JsonDocument& document, const std::strin
   } else if (gb_name == "dart") {
     const JsonValue inner = r.member(gb, "gbtree", "learner/gradient_booster");
     model = r.member(inner, "model", "learner/gradient_booster/gbtree");
-    tree_weights = r.numbers(r.member(gb, "weight_drop", "learner/gradient_booster"), "learner/gradient_booster/weight_drop");
+    tree_weights =
+        r.numbers(r.member(gb, "weight_drop", "learner/gradient_booster"), "learner/gradient_booster/weight_drop");
   } else {
-    r.fail("learner/gradient_booster/name", "booster '" + gb_name + "' is not a tree booster (gblinear is not supported)");
+    r.fail("learner/gradient_booster/name",
+           "booster '" + gb_name + "' is not a tree booster (gblinear is not supported)");
   }
   const std::string mpath = "learner/gradient_booster/model";
   const JsonValue trees = r.member(*model, "trees", mpath);
-  if (!trees.is_array() || trees.type == JsonValue::Type::NumberArray) r.fail(mpath + "/trees", "expected an array of trees");
+  if (!trees.is_array() || trees.type == JsonValue::Type::NumberArray)
+    r.fail(mpath + "/trees", "expected an array of trees");
   const std::size_t n_trees = trees.size();
   const auto tree_info = r.integers(r.member(*model, "tree_info", mpath), mpath + "/tree_info");
   if (tree_info.size() != n_trees)
-    r.fail(mpath + "/tree_info", "has " + std::to_string(tree_info.size()) + " entries for " +
-                                     std::to_string(n_trees) + " trees");
+    r.fail(mpath + "/tree_info",
+           "has " + std::to_string(tree_info.size()) + " entries for " + std::to_string(n_trees) + " trees");
   if (const std::optional<JsonValue> gp = model->find("gbtree_model_param")) {
     if (const std::optional<JsonValue> nt = gp->find("num_trees")) {
       if (r.integer(*nt, mpath + "/gbtree_model_param/num_trees") != static_cast<std::int64_t>(n_trees))

@@ -185,7 +185,10 @@ void read_tensor(Reader r, Tensor& t) {
     switch (f) {
       case 1: r.repeated_varint(f, w, t.dims); break;
       case 2: t.data_type = static_cast<std::int32_t>(r.scalar_varint(f, w)); break;
-      case 3: t.has_segment = true; r.skip(f, w); break;
+      case 3:
+        t.has_segment = true;
+        r.skip(f, w);
+        break;
       case 4: r.repeated_float(f, w, t.float_data); break;
       case 5: r.repeated_varint(f, w, t.int32_data); break;
       case 7: r.repeated_varint(f, w, t.int64_data); break;
@@ -226,7 +229,10 @@ void read_attribute(Reader r, Attribute& a, int depth) {
       case 7: r.repeated_float(f, w, a.floats); break;
       case 8: r.repeated_varint(f, w, a.ints); break;
       case 9: a.strings.push_back(r.string(f, w)); break;
-      case 11: ++a.n_graphs; r.skip(f, w); break;
+      case 11:
+        ++a.n_graphs;
+        r.skip(f, w);
+        break;
       case 20: a.type = static_cast<std::int32_t>(r.scalar_varint(f, w)); break;
       case 21: a.ref_attr_name = r.string(f, w); break;
       default: r.skip(f, w);
@@ -305,13 +311,31 @@ void read_graph(Reader r, Graph& g, int depth) {
   std::uint32_t f, w;
   while (r.next(f, w)) {
     switch (f) {
-      case 1: g.nodes.emplace_back(); read_node(r.sub(f, w, "NodeProto"), g.nodes.back(), depth); break;
+      case 1:
+        g.nodes.emplace_back();
+        read_node(r.sub(f, w, "NodeProto"), g.nodes.back(), depth);
+        break;
       case 2: g.name = r.string(f, w); break;
-      case 5: g.initializers.emplace_back(); read_tensor(r.sub(f, w, "TensorProto"), g.initializers.back()); break;
-      case 11: g.inputs.emplace_back(); read_value_info(r.sub(f, w, "ValueInfoProto"), g.inputs.back()); break;
-      case 12: g.outputs.emplace_back(); read_value_info(r.sub(f, w, "ValueInfoProto"), g.outputs.back()); break;
-      case 13: g.value_info.emplace_back(); read_value_info(r.sub(f, w, "ValueInfoProto"), g.value_info.back()); break;
-      case 15: ++g.n_sparse_initializers; r.skip(f, w); break;
+      case 5:
+        g.initializers.emplace_back();
+        read_tensor(r.sub(f, w, "TensorProto"), g.initializers.back());
+        break;
+      case 11:
+        g.inputs.emplace_back();
+        read_value_info(r.sub(f, w, "ValueInfoProto"), g.inputs.back());
+        break;
+      case 12:
+        g.outputs.emplace_back();
+        read_value_info(r.sub(f, w, "ValueInfoProto"), g.outputs.back());
+        break;
+      case 13:
+        g.value_info.emplace_back();
+        read_value_info(r.sub(f, w, "ValueInfoProto"), g.value_info.back());
+        break;
+      case 15:
+        ++g.n_sparse_initializers;
+        r.skip(f, w);
+        break;
       default: r.skip(f, w);
     }
   }
@@ -337,9 +361,18 @@ Model parse_model(const unsigned char* data, std::size_t size, const std::string
       case 1: m.ir_version = static_cast<std::int64_t>(r.scalar_varint(f, w)); break;
       case 2: m.producer_name = r.string(f, w); break;
       case 3: m.producer_version = r.string(f, w); break;
-      case 7: m.has_graph = true; read_graph(r.sub(f, w, "GraphProto"), m.graph, 0); break;
-      case 8: m.opsets.emplace_back(); read_opset(r.sub(f, w, "OperatorSetIdProto"), m.opsets.back()); break;
-      case 25: ++m.n_functions; r.skip(f, w); break;
+      case 7:
+        m.has_graph = true;
+        read_graph(r.sub(f, w, "GraphProto"), m.graph, 0);
+        break;
+      case 8:
+        m.opsets.emplace_back();
+        read_opset(r.sub(f, w, "OperatorSetIdProto"), m.opsets.back());
+        break;
+      case 25:
+        ++m.n_functions;
+        r.skip(f, w);
+        break;
       default: r.skip(f, w);
     }
   }

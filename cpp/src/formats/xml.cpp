@@ -183,8 +183,8 @@ class XmlParser {
     if (s_.size() >= std::numeric_limits<std::uint32_t>::max())
       throw ModelFormatError(src_ + ": XML documents of 4 GiB or more are not supported");
     // UTF-8 byte order mark
-    if (s_.size() >= 3 && static_cast<unsigned char>(s_[0]) == 0xEF &&
-        static_cast<unsigned char>(s_[1]) == 0xBB && static_cast<unsigned char>(s_[2]) == 0xBF)
+    if (s_.size() >= 3 && static_cast<unsigned char>(s_[0]) == 0xEF && static_cast<unsigned char>(s_[1]) == 0xBB &&
+        static_cast<unsigned char>(s_[2]) == 0xBF)
       pos_ = 3;
     skip_misc(true);
     if (pos_ >= s_.size()) fail("no root element (empty or truncated document)");
@@ -411,8 +411,7 @@ class XmlParser {
       if (quote != '"' && quote != '\'') fail("attribute value of " + an + " in " + where + " is not quoted");
       ++pos_;
       for (;;) {
-        if (pos_ >= s_.size())
-          fail("unterminated value of attribute " + an + " in " + where + " (truncated file?)");
+        if (pos_ >= s_.size()) fail("unterminated value of attribute " + an + " in " + where + " (truncated file?)");
         const char v = s_[pos_];
         if (v == quote) {
           ++pos_;

@@ -95,9 +95,7 @@ class XmlDocument {
   /// The first child element of `parent` named `name`, or nullopt.
   std::optional<XmlElement> child(const XmlElement& parent, std::string_view name) const;
   /// All child elements of `parent` named `name`, in document order.
-  XmlElement::Children children(const XmlElement& parent, std::string_view name) const {
-    return parent.children(name);
-  }
+  XmlElement::Children children(const XmlElement& parent, std::string_view name) const { return parent.children(name); }
 
  private:
   friend class XmlElement;
@@ -128,7 +126,6 @@ class XmlDocument {
 /// ModelFormatError("<source_name>: XML error at line N: ...") on any syntax error,
 /// on nesting deeper than `max_depth`, or on more than `max_elements` elements.
 std::unique_ptr<XmlDocument> parse_xml(std::string_view text, const std::string& source_name,
-                                       std::size_t max_depth = 10000,
-                                       std::size_t max_elements = std::size_t{1} << 27);
+                                       std::size_t max_depth = 10000, std::size_t max_elements = std::size_t{1} << 27);
 
 }  // namespace hepinfer::detail

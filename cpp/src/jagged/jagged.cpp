@@ -83,7 +83,7 @@ inline std::uint64_t order_key(double x, bool descending) noexcept {
   std::uint64_t b;
   std::memcpy(&b, &x, sizeof b);
   b = (b >> 63) != 0 ? ~b : (b | (std::uint64_t{1} << 63));  // monotone in x
-  return descending ? ~b : b;  // never all ones: +-inf map below it
+  return descending ? ~b : b;                                // never all ones: +-inf map below it
 }
 
 /// The same for float32 keys, in 32 bits.
@@ -182,8 +182,8 @@ void check_column(const JaggedView& v, std::size_t col, const char* what) {
 }
 
 template <class Out>
-void pad_impl(const JaggedView& v, std::size_t length, double fill, Out* out, const PaddedLayout& L,
-              std::uint8_t* mask, int n_threads) {
+void pad_impl(const JaggedView& v, std::size_t length, double fill, Out* out, const PaddedLayout& L, std::uint8_t* mask,
+              int n_threads) {
   const Out f = static_cast<Out>(fill);
   with_offsets(v, [&](auto* off) {
     parallel_for(v.n_events(), n_threads, kEventsPerThread, [&](std::size_t e0, std::size_t e1) {
@@ -288,8 +288,8 @@ void gather_impl(const JaggedView& v, std::size_t col, const std::int64_t* index
   for (std::size_t e = 0; e < n_events; ++e) {
     if (cnt[e] < 0 || static_cast<std::size_t>(cnt[e]) > std::min(k, v.count(e)))
       throw InputError("selection count " + std::to_string(cnt[e]) + " of event " + event_text(e) +
-                       " is out of range (event has " + std::to_string(v.count(e)) + " objects, k = " +
-                       std::to_string(k) + ")");
+                       " is out of range (event has " + std::to_string(v.count(e)) +
+                       " objects, k = " + std::to_string(k) + ")");
     start[e + 1] = start[e] + static_cast<std::size_t>(cnt[e]);
   }
   for (std::size_t e = 0; e < n_events; ++e)
@@ -314,8 +314,8 @@ void gather_impl(const JaggedView& v, std::size_t col, const std::int64_t* index
 // Four-vectors are computed in the input's precision (float32 math for float32 arrays, as
 // numpy and `vector` do), with the `vector` package's formulas.
 template <class T>
-void to_ptetaphim_impl(const T* px, const T* py, const T* pz, const T* E, std::size_t n, T* pt, T* eta, T* phi,
-                       T* mass, int n_threads) {
+void to_ptetaphim_impl(const T* px, const T* py, const T* pz, const T* E, std::size_t n, T* pt, T* eta, T* phi, T* mass,
+                       int n_threads) {
   parallel_for(n, n_threads, kValuesPerThread, [&](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1; ++i) {
       // Squares in double: E^2 - p^2 cancels badly in float32 for light objects.
@@ -334,8 +334,8 @@ void to_ptetaphim_impl(const T* px, const T* py, const T* pz, const T* E, std::s
 }
 
 template <class T>
-void to_pxpypze_impl(const T* pt, const T* eta, const T* phi, const T* mass, std::size_t n, T* px, T* py, T* pz,
-                     T* E, int n_threads) {
+void to_pxpypze_impl(const T* pt, const T* eta, const T* phi, const T* mass, std::size_t n, T* px, T* py, T* pz, T* E,
+                     int n_threads) {
   parallel_for(n, n_threads, kValuesPerThread, [&](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1; ++i) {
       const T r = pt[i], f = phi[i];
@@ -350,8 +350,7 @@ void to_pxpypze_impl(const T* pt, const T* eta, const T* phi, const T* mass, std
 }
 
 template <class T>
-void delta_r_impl(const T* eta1, const T* phi1, const T* eta2, const T* phi2, std::size_t n, T* out,
-                  int n_threads) {
+void delta_r_impl(const T* eta1, const T* phi1, const T* eta2, const T* phi2, std::size_t n, T* out, int n_threads) {
   parallel_for(n, n_threads, kValuesPerThread, [&](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1; ++i) {
       const double de = static_cast<double>(eta1[i]) - static_cast<double>(eta2[i]);
@@ -377,13 +376,12 @@ void JaggedView::validate() const {
   with_offsets(*this, [&](auto* off) {
     using I = std::remove_const_t<std::remove_pointer_t<decltype(off)>>;
     if constexpr (std::is_signed_v<I>) {
-      if (off[0] < 0)
-        throw InputError("jagged array: offsets[0] = " + std::to_string(off[0]) + " is negative");
+      if (off[0] < 0) throw InputError("jagged array: offsets[0] = " + std::to_string(off[0]) + " is negative");
     }
     for (std::size_t e = 0; e < n_events_; ++e)
       if (off[e + 1] < off[e])
-        throw InputError("jagged array: offsets decrease at event " + event_text(e) + " (offsets[" +
-                         std::to_string(e) + "] = " + std::to_string(off[e]) + " > offsets[" + std::to_string(e + 1) +
+        throw InputError("jagged array: offsets decrease at event " + event_text(e) + " (offsets[" + std::to_string(e) +
+                         "] = " + std::to_string(off[e]) + " > offsets[" + std::to_string(e + 1) +
                          "] = " + std::to_string(off[e + 1]) + ")");
   });
   // With no events nothing is read: only the offsets' sign and order matter.
@@ -412,8 +410,8 @@ void pad(const JaggedView& view, std::size_t length, double fill, double* out, c
   pad_impl(view, length, fill, out, layout, mask, n_threads);
 }
 
-void top_k_indices(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order,
-                   std::int64_t* index, std::int64_t* cnt, int n_threads) {
+void top_k_indices(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order, std::int64_t* index,
+                   std::int64_t* cnt, int n_threads) {
   check_column(view, key_column, "key");
   const bool descending = order == SortOrder::Descending;
   with_offsets(view, [&](auto* off) {
@@ -429,17 +427,17 @@ void leading(const JaggedView& view, std::size_t key_column, std::size_t k, Sort
              const PaddedLayout& layout, std::uint8_t* mask, std::int64_t* index, int n_threads) {
   leading_impl(view, key_column, k, order, fill, out, layout, mask, index, n_threads);
 }
-void leading(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order, double fill,
-             double* out, const PaddedLayout& layout, std::uint8_t* mask, std::int64_t* index, int n_threads) {
+void leading(const JaggedView& view, std::size_t key_column, std::size_t k, SortOrder order, double fill, double* out,
+             const PaddedLayout& layout, std::uint8_t* mask, std::int64_t* index, int n_threads) {
   leading_impl(view, key_column, k, order, fill, out, layout, mask, index, n_threads);
 }
 
-void gather(const JaggedView& view, std::size_t col, const std::int64_t* index, const std::int64_t* cnt,
-            std::size_t k, float* out, int n_threads) {
+void gather(const JaggedView& view, std::size_t col, const std::int64_t* index, const std::int64_t* cnt, std::size_t k,
+            float* out, int n_threads) {
   gather_impl(view, col, index, cnt, k, out, n_threads);
 }
-void gather(const JaggedView& view, std::size_t col, const std::int64_t* index, const std::int64_t* cnt,
-            std::size_t k, double* out, int n_threads) {
+void gather(const JaggedView& view, std::size_t col, const std::int64_t* index, const std::int64_t* cnt, std::size_t k,
+            double* out, int n_threads) {
   gather_impl(view, col, index, cnt, k, out, n_threads);
 }
 
@@ -512,8 +510,8 @@ void delta_r(const float* eta1, const float* phi1, const float* eta2, const floa
              int n_threads) {
   delta_r_impl(eta1, phi1, eta2, phi2, n, out, n_threads);
 }
-void delta_r(const double* eta1, const double* phi1, const double* eta2, const double* phi2, std::size_t n,
-             double* out, int n_threads) {
+void delta_r(const double* eta1, const double* phi1, const double* eta2, const double* phi2, std::size_t n, double* out,
+             int n_threads) {
   delta_r_impl(eta1, phi1, eta2, phi2, n, out, n_threads);
 }
 
@@ -524,8 +522,8 @@ void min_delta_r(const JaggedView& a, std::size_t a_eta, std::size_t a_phi, cons
   check_column(b, b_eta, "eta (second collection)");
   check_column(b, b_phi, "phi (second collection)");
   if (a.n_events() != b.n_events())
-    throw InputError("min_delta_r: the collections have different numbers of events (" +
-                     std::to_string(a.n_events()) + " and " + std::to_string(b.n_events()) + ")");
+    throw InputError("min_delta_r: the collections have different numbers of events (" + std::to_string(a.n_events()) +
+                     " and " + std::to_string(b.n_events()) + ")");
   const std::size_t base = a.content_begin();
   parallel_for(a.n_events(), n_threads, kEventsPerThread, [&](std::size_t e0, std::size_t e1) {
     std::vector<double> beta, bphi;

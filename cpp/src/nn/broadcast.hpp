@@ -82,7 +82,7 @@ void strided_copy_t(T* dst, const T* src, const Shape& os, const I64* st, I64 ba
   I64 s[1][kMaxRank] = {};
   for (int i = 0; i < os.rank; ++i) s[0][i] = st[i];
   const I64 b[1] = {base};
-  for_each_index<1>(os, s, b, [&](std::size_t o0, const I64* off, const I64 (&str)[1][kMaxRank], I64 inner, int last) {
+  for_each_index<1>(os, s, b, [&](std::size_t o0, const I64* off, const I64(&str)[1][kMaxRank], I64 inner, int last) {
     const I64 sl = str[0][last];
     const T* p = src + off[0];
     T* d = dst + o0;

@@ -57,14 +57,15 @@ struct Window3 {
 /// (ceil_mode: the pooling rule, a last window must start inside the input or its left
 /// padding). Throws OpError when the attributes do not fit the input's rank or the window is
 /// larger than the padded input.
-inline Window3 make_window(const Node& n, int sd, const I64* in, const I64* k, bool ceil_mode, bool use_dilations = true) {
-  if (sd < 1 || sd > 3)
-    throw OpError(std::to_string(sd) + " spatial dimensions; 1-D to 3-D windows are supported");
+inline Window3 make_window(const Node& n, int sd, const I64* in, const I64* k, bool ceil_mode,
+                           bool use_dilations = true) {
+  if (sd < 1 || sd > 3) throw OpError(std::to_string(sd) + " spatial dimensions; 1-D to 3-D windows are supported");
   const auto usd = static_cast<std::size_t>(sd);
   if ((!n.v1.empty() && n.v1.size() != usd) || (!n.v2.empty() && n.v2.size() != 2 * usd) ||
       (!n.v3.empty() && n.v3.size() != usd))
-    throw OpError("strides, pads or dilations are given for a different number of spatial dimensions than the input's " +
-                  std::to_string(sd));
+    throw OpError(
+        "strides, pads or dilations are given for a different number of spatial dimensions than the input's " +
+        std::to_string(sd));
   Window3 w;
   const int off = 3 - sd;
   for (int i = 0; i < sd; ++i) {

@@ -10,7 +10,8 @@ namespace hepinfer {
 
 namespace {
 [[noreturn]] void no_cuda() {
-  throw DeviceError("this model was asked to run on CUDA but hepinfer was built without CUDA (rebuild with HEPINFER_CUDA=ON)");
+  throw DeviceError(
+      "this model was asked to run on CUDA but hepinfer was built without CUDA (rebuild with HEPINFER_CUDA=ON)");
 }
 }  // namespace
 
@@ -23,7 +24,9 @@ void DeviceModel::predict(const std::vector<InputTensor>&, std::vector<OutputTen
 void DeviceModel::predict_on_device(const std::vector<InputTensor>&, std::vector<DeviceTensor>&, std::uintptr_t) const {
   no_cuda();
 }
-void DeviceModel::predict_jagged(const JaggedJets&, std::vector<OutputTensor>&, const JaggedOptions&) const { no_cuda(); }
+void DeviceModel::predict_jagged(const JaggedJets&, std::vector<OutputTensor>&, const JaggedOptions&) const {
+  no_cuda();
+}
 
 #else
 

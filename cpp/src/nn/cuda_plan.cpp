@@ -150,12 +150,13 @@ struct DVal {
 
 struct Segments {
   I64 jets = 0, rows = 0;
-  const I64* offsets = nullptr;      // backend memory, jets + 1
+  const I64* offsets = nullptr;              // backend memory, jets + 1
   const std::int32_t* jet_of_row = nullptr;  // backend memory, rows
 };
 
 I64 norm_axis(I64 a, int rank, const Node& n) {
-  if (a < -rank || a >= std::max(rank, 1)) throw InputError(node_label(n) + ": axis " + std::to_string(a) + " is out of range");
+  if (a < -rank || a >= std::max(rank, 1))
+    throw InputError(node_label(n) + ": axis " + std::to_string(a) + " is out of range");
   return a < 0 ? a + rank : a;
 }
 
@@ -244,7 +245,8 @@ class Exec {
   static std::vector<I64> ints(const Value& v) {
     std::vector<I64> r(v.numel);
     for (std::size_t i = 0; i < v.numel; ++i)
-      r[i] = v.type == ElementType::Int64 ? v.i64()[i] : static_cast<I64>(v.type == ElementType::Float32 ? v.f()[i] : v.b()[i]);
+      r[i] = v.type == ElementType::Int64 ? v.i64()[i]
+                                          : static_cast<I64>(v.type == ElementType::Float32 ? v.f()[i] : v.b()[i]);
     return r;
   }
   DVal& out(const Node& n, std::size_t k = 0) { return v_[static_cast<std::size_t>(n.out[k])]; }
@@ -329,7 +331,8 @@ class Exec {
         o.stride[i] = j >= 0 && x.shape[j] != 1 ? cs[j] : 0;
       }
       if (r_log == R && x.shape[0] != 1) {
-        if (x.shape[0] != seg_.jets) bad_shape(n, "a per-jet operand of shape " + x.shape.str() + " for " + std::to_string(seg_.jets) + " jets");
+        if (x.shape[0] != seg_.jets)
+          bad_shape(n, "a per-jet operand of shape " + x.shape.str() + " for " + std::to_string(seg_.jets) + " jets");
         o.rows = RowMode::ByJet;
         o.stride[0] = cs[0];
       } else {
@@ -433,8 +436,8 @@ class Exec {
     if (x.particle && r < 3) unsupported(n, "a dense layer across the particle axis");
     if (n.i0 == 2 && r != 2) bad_shape(n, "Gemm needs a 2-D input, got " + x.shape.str());
     if (x.shape[r - 1] != w.K)
-      bad_shape(n, "input " + x.shape.str() + " has " + std::to_string(x.shape[r - 1]) + " features, the weights take " +
-                       std::to_string(w.K));
+      bad_shape(n, "input " + x.shape.str() + " has " + std::to_string(x.shape[r - 1]) +
+                       " features, the weights take " + std::to_string(w.K));
     DVal o = x;
     o.type = ElementType::Float32;
     o.shape[r - 1] = w.N;
@@ -476,7 +479,8 @@ class Exec {
       if (x->particle != f.particle) unsupported(n, "concatenating per-jet and per-particle tensors");
       if (x->shape.rank != r) bad_shape(n, "inputs of different ranks");
       for (int i = 0; i < r; ++i)
-        if (i != axis && x->shape[i] != f.shape[i]) bad_shape(n, "input shapes " + f.shape.str() + " and " + x->shape.str() + " differ");
+        if (i != axis && x->shape[i] != f.shape[i])
+          bad_shape(n, "input shapes " + f.shape.str() + " and " + x->shape.str() + " differ");
     }
     if (f.particle && axis < 2) unsupported(n, "a concatenation along the jet or particle axis");
     if (jagged_ && axis == 0) unsupported(n, "a concatenation along the jet axis");
@@ -551,7 +555,8 @@ class Exec {
           for (I64 a : axes) {
             const I64 i = norm_axis(a, r, n);
             if (x.particle && i < 2) unsupported(n, "squeezing the jet or particle axis");
-            if (x.shape[static_cast<int>(i)] != 1) bad_shape(n, "cannot squeeze axis " + std::to_string(a) + " of " + x.shape.str());
+            if (x.shape[static_cast<int>(i)] != 1)
+              bad_shape(n, "cannot squeeze axis " + std::to_string(a) + " of " + x.shape.str());
             drop[i] = true;
           }
         }
@@ -644,7 +649,8 @@ class Exec {
     if (x.particle) unsupported(n, "batch normalisation of a per-particle tensor (channel axis = particle axis)");
     const int r = x.shape.rank;
     const auto C = static_cast<I64>(n.f0.size());
-    if (r < 2 || x.shape[1] != C) bad_shape(n, "input " + x.shape.str() + " does not have " + std::to_string(C) + " channels");
+    if (r < 2 || x.shape[1] != C)
+      bad_shape(n, "input " + x.shape.str() + " does not have " + std::to_string(C) + " channels");
     Elementwise e;
     e.rank = r;
     I64 inner = 1;
@@ -710,7 +716,9 @@ void check_shape(const TensorInfo& t, const std::vector<I64>& shape, std::map<st
     std::string got = "(", want = "(";
     for (std::size_t i = 0; i < shape.size(); ++i) got += (i ? ", " : "") + std::to_string(shape[i]);
     for (std::size_t i = 0; i < t.shape.size(); ++i)
-      want += (i ? ", " : "") + (t.shape[i] >= 0 ? std::to_string(t.shape[i]) : t.dim_names[i].empty() ? "?" : t.dim_names[i]);
+      want += (i ? ", " : "") + (t.shape[i] >= 0          ? std::to_string(t.shape[i])
+                                 : t.dim_names[i].empty() ? "?"
+                                                          : t.dim_names[i]);
     throw InputError("input '" + t.name + "' has shape " + got + "); the model expects " + want + ")");
   }
 }
@@ -731,7 +739,9 @@ void download(Exec& ex, const Graph& g, std::vector<OutputTensor>& outputs) {
   std::vector<const DVal*> vals;
   for (std::size_t k = 0; k < g.outputs.size(); ++k) {
     const DVal& v = ex.output(k);
-    if (v.particle) throw InputError("output '" + g.outputs[k].name + "' has a particle axis; jagged evaluation gives one row per jet");
+    if (v.particle)
+      throw InputError("output '" + g.outputs[k].name +
+                       "' has a particle axis; jagged evaluation gives one row per jet");
     vals.push_back(&v);
     host[k].resize(v.shape.numel());
     if (!host[k].empty()) ex.backend().to_host(host[k].data(), v.data, host[k].size() * sizeof(float));
@@ -766,8 +776,10 @@ void run_dense(Exec& ex, const Graph& g, const std::vector<InputTensor>& inputs,
     const InputTensor& x = *ordered[i];
     const TensorInfo& t = g.inputs[i];
     if (x.type != t.type)
-      throw InputError("input '" + t.name + "' must be " + element_type_name(t.type) + ", got " + element_type_name(x.type));
-    if (x.shape.size() > static_cast<std::size_t>(nn::kMaxRank)) throw InputError("input '" + t.name + "' has rank above 8");
+      throw InputError("input '" + t.name + "' must be " + element_type_name(t.type) + ", got " +
+                       element_type_name(x.type));
+    if (x.shape.size() > static_cast<std::size_t>(nn::kMaxRank))
+      throw InputError("input '" + t.name + "' has rank above 8");
     check_shape(t, x.shape, dims);
     DVal d;
     d.type = x.type;
@@ -895,7 +907,8 @@ void execute_jagged(const DevicePlan& plan, Backend& backend, const JaggedLayout
     const std::size_t i = index_of(ji.name, "per-particle input");
     const JaggedInputInfo& info = layout.inputs[i];
     if (info.role != Role::Particle)
-      throw InputError("input '" + ji.name + "' is " + (info.role == Role::Mask ? "the mask (built from the offsets)" : "a per-jet input"));
+      throw InputError("input '" + ji.name + "' is " +
+                       (info.role == Role::Mask ? "the mask (built from the offsets)" : "a per-jet input"));
     if (given[i]) throw InputError("input '" + ji.name + "' is given twice");
     if (ji.features.size() != info.n_features)
       throw InputError("input '" + ji.name + "' takes " + std::to_string(info.n_features) + " value(s) per particle, " +
@@ -905,14 +918,16 @@ void execute_jagged(const DevicePlan& plan, Backend& backend, const JaggedLayout
   std::vector<const InputTensor*> jet_in(n_inputs, nullptr);
   for (const InputTensor& x : jets.jets) {
     const std::size_t i = index_of(x.name, "per-jet input");
-    if (layout.inputs[i].role != Role::Jet) throw InputError("input '" + x.name + "' has a particle axis; give it as jagged columns");
+    if (layout.inputs[i].role != Role::Jet)
+      throw InputError("input '" + x.name + "' has a particle axis; give it as jagged columns");
     if (jet_in[i]) throw InputError("input '" + x.name + "' is given twice");
     jet_in[i] = &x;
   }
   for (std::size_t i = 0; i < n_inputs; ++i) {
     const Role r = layout.inputs[i].role;
     if ((r == Role::Particle && !given[i]) || (r == Role::Jet && !jet_in[i]))
-      throw InputError(std::string(r == Role::Particle ? "per-particle" : "per-jet") + " input '" + g.inputs[i].name + "' is missing");
+      throw InputError(std::string(r == Role::Particle ? "per-particle" : "per-jet") + " input '" + g.inputs[i].name +
+                       "' is missing");
     if (r != Role::Jet && layout.inputs[i].particle_axis != 1)
       throw DeviceError("input '" + g.inputs[i].name + "' has its particle axis at position " +
                         std::to_string(layout.inputs[i].particle_axis) +
@@ -931,7 +946,8 @@ void execute_jagged(const DevicePlan& plan, Backend& backend, const JaggedLayout
   std::vector<I64> offsets(static_cast<std::size_t>(B) + 1, 0);
   for (I64 j = 0; j < B; ++j)
     offsets[static_cast<std::size_t>(j) + 1] =
-        offsets[static_cast<std::size_t>(j)] + std::max<I64>(static_cast<I64>(view.count(static_cast<std::size_t>(j))), min_len);
+        offsets[static_cast<std::size_t>(j)] +
+        std::max<I64>(static_cast<I64>(view.count(static_cast<std::size_t>(j))), min_len);
   const I64 rows = offsets.back();
   if (rows >= (I64{1} << 31)) throw InputError("more than 2^31 particles in one call; split the jets");
   std::vector<std::int32_t> jet_of_row(static_cast<std::size_t>(std::max<I64>(rows, 1)), 0);
@@ -958,10 +974,13 @@ void execute_jagged(const DevicePlan& plan, Backend& backend, const JaggedLayout
     if (info.role == Role::Jet) {
       const InputTensor& x = *jet_in[i];
       if (x.type != t.type)
-        throw InputError("input '" + t.name + "' must be " + element_type_name(t.type) + ", got " + element_type_name(x.type));
+        throw InputError("input '" + t.name + "' must be " + element_type_name(t.type) + ", got " +
+                         element_type_name(x.type));
       bool ok = x.shape.size() == t.shape.size() && !x.shape.empty() && x.shape[0] == B;
       for (std::size_t k = 1; ok && k < t.shape.size(); ++k) ok = x.shape[k] == t.shape[k];
-      if (!ok) throw InputError("per-jet input '" + t.name + "' does not have the model's shape with " + std::to_string(B) + " jets");
+      if (!ok)
+        throw InputError("per-jet input '" + t.name + "' does not have the model's shape with " + std::to_string(B) +
+                         " jets");
       for (I64 s : x.shape) d.shape.push(s);
       const std::size_t n = d.shape.numel();
       if (!x.data && n) throw InputError("per-jet input '" + t.name + "' has no data");

@@ -62,8 +62,8 @@ class Backend {
                        bool log) = 0;
   /// y[s, i] = reduce over rows r of segment s of x[r, i] (i < inner). Segment s holds rows
   /// offsets[s] .. offsets[s+1]-1, or s*len .. (s+1)*len-1 when offsets is null.
-  virtual void reduce(const float* x, float* y, const std::int64_t* offsets, std::int64_t segments,
-                      std::int64_t len, std::int64_t inner, int op) = 0;
+  virtual void reduce(const float* x, float* y, const std::int64_t* offsets, std::int64_t segments, std::int64_t len,
+                      std::int64_t inner, int op) = 0;
   /// dst[o * dst_stride + j] = src[o * src_stride + j] for o < outer, j < chunk.
   virtual void copy2d(const float* src, float* dst, std::int64_t outer, std::int64_t chunk, std::int64_t src_stride,
                       std::int64_t dst_stride) = 0;
@@ -77,11 +77,11 @@ std::unique_ptr<Backend> make_host_backend();
 /// A graph prepared for a backend: weights and constant operands uploaded once.
 struct DevicePlan {
   std::shared_ptr<const Graph> graph;
-  std::vector<char> host_value;                   // per value id: computed on the host (shapes, constants)
-  std::vector<DenseWeights> dense;                // per node index (Dense nodes)
-  std::vector<const float*> constant;             // per value id: uploaded constant used by a device node
+  std::vector<char> host_value;        // per value id: computed on the host (shapes, constants)
+  std::vector<DenseWeights> dense;     // per node index (Dense nodes)
+  std::vector<const float*> constant;  // per value id: uploaded constant used by a device node
   std::vector<std::pair<const float*, const float*>> batchnorm;  // per node index: scale, shift
-  std::vector<std::shared_ptr<void>> storage;     // owners of the uploaded memory
+  std::vector<std::shared_ptr<void>> storage;                    // owners of the uploaded memory
 };
 
 /// Makes the plan (checks every node's op; uploads through `backend`). Throws DeviceError naming
@@ -110,7 +110,6 @@ void execute_on_backend(const DevicePlan& plan, Backend& backend, const std::vec
 /// Jagged evaluation of a set model (Deep Sets / PFN) with particles as Particle tensors.
 void execute_jagged(const DevicePlan& plan, Backend& backend, const JaggedLayout& layout, const JaggedJets& jets,
                     const JaggedOptions& options, std::vector<OutputTensor>& outputs);
-
 
 #ifdef HEPINFER_WITH_CUDA
 /// The CUDA backend (cpp/cuda/nn_kernels.cu) on device `device`: a stream of its own that first

@@ -169,7 +169,8 @@ I64 block_rows(const Graph& g, const Workspace& ws, I64 rows) {
   return static_cast<I64>(std::clamp<std::size_t>(kBlockBytes / per_row, 4, 4096));
 }
 
-bool run_rows(const Graph& g, const std::vector<const InputTensor*>& xs, I64 r0, I64 r1, std::vector<OutputTensor>& part) {
+bool run_rows(const Graph& g, const std::vector<const InputTensor*>& xs, I64 r0, I64 r1,
+              std::vector<OutputTensor>& part) {
   struct Lease {
     const Graph& g;
     std::unique_ptr<Workspace> ws;
@@ -303,7 +304,8 @@ void dry_run(const Graph& g, const std::string& source_name) {
           }
       }
     } catch (const InputError& e) {
-      throw ModelFormatError(source_name + ": the graph cannot be evaluated with its declared input shapes: " + e.what());
+      throw ModelFormatError(source_name +
+                             ": the graph cannot be evaluated with its declared input shapes: " + e.what());
     }
   }
 }

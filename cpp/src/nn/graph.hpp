@@ -204,10 +204,47 @@ enum class Op : std::uint16_t {
 };
 
 enum class Act : std::uint8_t {
-  None, Relu, LeakyRelu, Elu, Selu, Gelu, GeluTanh, Sigmoid, Tanh, Exp, Log, Sqrt, Abs, Neg, Erf, Reciprocal,
-  Floor, Ceil, Softplus, Clip, HardSigmoid, Sin, Cos, Sign, Round,
+  None,
+  Relu,
+  LeakyRelu,
+  Elu,
+  Selu,
+  Gelu,
+  GeluTanh,
+  Sigmoid,
+  Tanh,
+  Exp,
+  Log,
+  Sqrt,
+  Abs,
+  Neg,
+  Erf,
+  Reciprocal,
+  Floor,
+  Ceil,
+  Softplus,
+  Clip,
+  HardSigmoid,
+  Sin,
+  Cos,
+  Sign,
+  Round,
   // ops_misc.cpp's element-wise ops (not on the CUDA path, see cuda_plan.cpp)
-  Mish, HardSwish, Softsign, Celu, ThresholdedRelu, Shrink, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh
+  Mish,
+  HardSwish,
+  Softsign,
+  Celu,
+  ThresholdedRelu,
+  Shrink,
+  Tan,
+  Asin,
+  Acos,
+  Atan,
+  Sinh,
+  Cosh,
+  Asinh,
+  Acosh,
+  Atanh
 };
 enum class BinOp : std::uint8_t { Add, Sub, Mul, Div, Pow, Max, Min, Mod };
 enum class CmpOp : std::uint8_t { Equal, Less, Greater, LessOrEqual, GreaterOrEqual };
@@ -223,14 +260,16 @@ struct CacheAligned {
   CacheAligned() noexcept = default;
   template <class U>
   CacheAligned(const CacheAligned<U>&) noexcept {}
-  T* allocate(std::size_t n) {
-    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
-  }
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
   void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t{64}); }
   template <class U>
-  bool operator==(const CacheAligned<U>&) const noexcept { return true; }
+  bool operator==(const CacheAligned<U>&) const noexcept {
+    return true;
+  }
   template <class U>
-  bool operator!=(const CacheAligned<U>&) const noexcept { return false; }
+  bool operator!=(const CacheAligned<U>&) const noexcept {
+    return false;
+  }
 };
 using AlignedFloats = std::vector<float, CacheAligned<float>>;
 
@@ -239,11 +278,11 @@ using AlignedFloats = std::vector<float, CacheAligned<float>>;
 /// pack_dense() once the biases are final; `bias` then has one entry per panel column.
 struct PackedDense {
   std::int64_t K = 0, N = 0, ldb = 0;
-  std::vector<float> w;       // K * ldb
-  std::vector<float> bias;    // ldb (zeros where no bias); panel-padded after pack_dense()
-  AlignedFloats panels;       // packed_panels_size(K, N), 64-byte aligned
-  std::vector<float> cols;    // N <= kDotColumns: the N columns, each K contiguous floats
-  bool finite = false;        // every weight finite: zero inputs may be skipped (gemm_packed)
+  std::vector<float> w;     // K * ldb
+  std::vector<float> bias;  // ldb (zeros where no bias); panel-padded after pack_dense()
+  AlignedFloats panels;     // packed_panels_size(K, N), 64-byte aligned
+  std::vector<float> cols;  // N <= kDotColumns: the N columns, each K contiguous floats
+  bool finite = false;      // every weight finite: zero inputs may be skipped (gemm_packed)
 };
 /// Dense layers with at most this many outputs run as dot products (gemm_columns).
 constexpr std::int64_t kDotColumns = 4;
@@ -346,9 +385,8 @@ void run_dense(const Node& node, Workspace& ws);
 // ---- kernels (kernels.cpp)
 /// C[m, n] = act(sum_k A[m, k] * B[k, n] + bias) for m < M, n < N. Row-major with leading
 /// dimensions lda, ldb, ldc. bias_col: per column n (may be null); bias_row: per row m (may be null).
-void gemm(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* B,
-          std::size_t ldb, float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act,
-          float alpha, float beta);
+void gemm(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* B, std::size_t ldb,
+          float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha, float beta);
 /// Columns per packed panel of B.
 constexpr std::size_t kPanel = 16;
 /// Floats needed to pack a [K, N] matrix: ceil(N / kPanel) panels of K x kPanel.

@@ -66,8 +66,7 @@ Plan analyse(const nn::Graph& g, const JaggedOptions& o) {
       if (t.shape[i] < 0) symbolic.push_back(static_cast<int>(i));
     int axis = -1;
     if (o.particle_axis > 0) {
-      if (o.particle_axis < static_cast<int>(t.shape.size()) &&
-          t.shape[static_cast<std::size_t>(o.particle_axis)] < 0)
+      if (o.particle_axis < static_cast<int>(t.shape.size()) && t.shape[static_cast<std::size_t>(o.particle_axis)] < 0)
         axis = o.particle_axis;
       for (int s : symbolic)
         if (s != axis)
@@ -139,7 +138,8 @@ Plan analyse(const nn::Graph& g, const JaggedOptions& o) {
   }
   for (std::size_t i = 0; i < g.inputs.size(); ++i)
     if (plan.inputs[i].info.role == Role::Particle && g.inputs[i].type != ElementType::Float32)
-      throw InputError(src + ": per-particle input '" + g.inputs[i].name + "' is " + element_type_name(g.inputs[i].type) +
+      throw InputError(src + ": per-particle input '" + g.inputs[i].name + "' is " +
+                       element_type_name(g.inputs[i].type) +
                        "; jagged evaluation fills float32 per-particle inputs only");
   // outputs must have one row per jet and no particle dimension
   for (const TensorInfo& t : g.outputs) {
@@ -182,10 +182,10 @@ struct Run {
   const Plan& plan;
   const JaggedOptions& opt;
   const JaggedView& view;
-  std::vector<std::size_t> first_column;            // per graph input: its first column in view
-  std::vector<const InputTensor*> jet_inputs;       // per graph input (per-jet ones)
-  std::vector<std::size_t> jet_row_bytes;           // per graph input (per-jet ones)
-  const std::vector<std::size_t>& order;            // jets sorted by length
+  std::vector<std::size_t> first_column;       // per graph input: its first column in view
+  std::vector<const InputTensor*> jet_inputs;  // per graph input (per-jet ones)
+  std::vector<std::size_t> jet_row_bytes;      // per graph input (per-jet ones)
+  const std::vector<std::size_t>& order;       // jets sorted by length
   std::vector<OutputTensor>& outputs;
   std::vector<std::size_t> out_row_bytes;
 
@@ -205,7 +205,9 @@ struct Run {
       v.type = t.type;
       v.shape.rank = 0;
       for (std::size_t d = 0; d < t.shape.size(); ++d)
-        v.shape.push(d == 0 ? static_cast<I64>(B) : static_cast<int>(d) == ip.info.particle_axis ? c.length : t.shape[d]);
+        v.shape.push(d == 0                                         ? static_cast<I64>(B)
+                     : static_cast<int>(d) == ip.info.particle_axis ? c.length
+                                                                    : t.shape[d]);
       v.numel = v.shape.numel();
       auto& buf = bufs[i];
       const std::size_t words = (v.numel * nn::element_size(t.type) + 7) / 8 + 1;
@@ -250,8 +252,7 @@ struct Run {
               if (n) {
                 if (col.dtype == ValueType::Float32)
                   copy_column(static_cast<const float*>(col.data) + off, col.stride, n, d, ip.inner);
-                else
-                  copy_column(static_cast<const double*>(col.data) + off, col.stride, n, d, ip.inner);
+                else copy_column(static_cast<const double*>(col.data) + off, col.stride, n, d, ip.inner);
               }
               for (std::size_t p = n; p < L; ++p) d[p * ip.inner] = opt.pad_value;
             }
@@ -293,9 +294,10 @@ struct Run {
           for (std::size_t d = 1; d < o.shape.size(); ++d) want.push(o.shape[d]);
           nn::Shape got;
           for (int d = 1; d < v.shape.rank; ++d) got.push(v.shape[d]);
-          throw InputError("output '" + o.name + "' has rows of shape " + got.str() + " for jets of length " +
-                           std::to_string(c.length) + " but " + want.str() +
-                           " for others; jagged evaluation needs outputs that do not depend on the number of particles");
+          throw InputError(
+              "output '" + o.name + "' has rows of shape " + got.str() + " for jets of length " +
+              std::to_string(c.length) + " but " + want.str() +
+              " for others; jagged evaluation needs outputs that do not depend on the number of particles");
         }
       }
       if (dummy) continue;
@@ -361,8 +363,7 @@ void Model::predict_jagged(const JaggedJets& jets, std::vector<OutputTensor>& ou
     if (x.type != t.type)
       throw InputError("input '" + t.name + "' must be " + element_type_name(t.type) + ", got " +
                        element_type_name(x.type));
-    bool ok = x.shape.size() == t.shape.size() && !x.shape.empty() &&
-              x.shape[0] == static_cast<I64>(jets.n_jets);
+    bool ok = x.shape.size() == t.shape.size() && !x.shape.empty() && x.shape[0] == static_cast<I64>(jets.n_jets);
     for (std::size_t d = 1; ok && d < t.shape.size(); ++d) ok = x.shape[d] == t.shape[d];
     if (!ok) {
       std::string s = "(";
@@ -399,8 +400,7 @@ void Model::predict_jagged(const JaggedJets& jets, std::vector<OutputTensor>& ou
   // jets sorted by evaluation length, cut into chunks of at most chunk_particles values
   const std::size_t n_jets = jets.n_jets;
   std::vector<I64> length(n_jets);
-  for (std::size_t e = 0; e < n_jets; ++e)
-    length[e] = std::max(static_cast<I64>(view.count(e)), plan.min_length);
+  for (std::size_t e = 0; e < n_jets; ++e) length[e] = std::max(static_cast<I64>(view.count(e)), plan.min_length);
   std::vector<std::size_t> order(n_jets);
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return length[a] < length[b]; });
@@ -418,7 +418,8 @@ void Model::predict_jagged(const JaggedJets& jets, std::vector<OutputTensor>& ou
 
   outputs.resize(g.outputs.size());
   for (std::size_t k = 0; k < g.outputs.size(); ++k) outputs[k].name = g.outputs[k].name;
-  Run run{g, plan, options, view, first_column, jet_inputs, jet_row_bytes, order, outputs, std::vector<std::size_t>(g.outputs.size(), 0)};
+  Run run{g,          plan,          options, view,    first_column,
+          jet_inputs, jet_row_bytes, order,   outputs, std::vector<std::size_t>(g.outputs.size(), 0)};
 
   struct Lease {
     const nn::Graph& graph;

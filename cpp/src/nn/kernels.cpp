@@ -42,8 +42,7 @@ float activate_one(float x, Act act, float alpha, float beta) {
     case Act::Elu: return x < 0.0f ? alpha * (std::exp(x) - 1.0f) : x;
     case Act::Selu: return x > 0.0f ? beta * x : beta * (alpha * std::exp(x) - alpha);
     case Act::Gelu: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
-    case Act::GeluTanh:
-      return 0.5f * x * (1.0f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case Act::GeluTanh: return 0.5f * x * (1.0f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
     case Act::Sigmoid: return x >= 0.0f ? 1.0f / (1.0f + std::exp(-x)) : std::exp(x) / (1.0f + std::exp(x));
     case Act::Tanh: return std::tanh(x);
     case Act::Exp: return std::exp(x);
@@ -197,9 +196,7 @@ void activate(float* x, std::size_t n, Act act, float alpha, float beta) {
   }
 }
 
-std::size_t packed_panels_size(std::size_t K, std::size_t N) noexcept {
-  return (N + kPanel - 1) / kPanel * K * kPanel;
-}
+std::size_t packed_panels_size(std::size_t K, std::size_t N) noexcept { return (N + kPanel - 1) / kPanel * K * kPanel; }
 
 void pack_panels(std::size_t K, std::size_t N, const float* B, std::size_t ldb, float* dst) {
   for (std::size_t j0 = 0; j0 < N; j0 += kPanel) {
@@ -413,7 +410,8 @@ HEPINFER_NN_AVX2 void row_panels_avx2(std::size_t K, const float* a, const float
 
 /// The non-zero entries of a[0, K) (NaN counts as non-zero) -> val/idx; returns their number.
 /// val and idx hold K + 16 entries.
-HEPINFER_NN_AVX512 inline std::size_t gather_nonzero_avx512(const float* a, std::size_t K, float* val, std::uint32_t* idx) {
+HEPINFER_NN_AVX512 inline std::size_t gather_nonzero_avx512(const float* a, std::size_t K, float* val,
+                                                            std::uint32_t* idx) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 zero = _mm512_setzero_ps();
   std::size_t n = 0;
@@ -444,8 +442,8 @@ HEPINFER_NN_AVX2 inline std::size_t gather_nonzero(const float* a, std::size_t K
 /// A (gathered by `gather`). The epilogue is the dense tiles': + bias_col, then the activation.
 template <int NP, class Gather>
 HEPINFER_NN_AVX2 inline __attribute__((always_inline)) void sparse_rows_body(
-    std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* panels, std::size_t stride,
-    float* C, std::size_t ldc, std::size_t ncols, const float* bias, Act act, float alpha, float beta, float* val,
+    std::size_t rows, std::size_t K, const float* A, std::size_t lda, const float* panels, std::size_t stride, float* C,
+    std::size_t ldc, std::size_t ncols, const float* bias, Act act, float alpha, float beta, float* val,
     std::uint32_t* idx, Gather gather) {
   const bool full = ncols >= static_cast<std::size_t>(NP) * kPanel;
   __m256 bv[NP][2];
@@ -521,8 +519,8 @@ HEPINFER_NN_AVX2 bool mostly_zero(const float* A, std::size_t rows, std::size_t 
   for (std::size_t i = 0; i < r; ++i) {
     const float* a = A + i * lda;
     for (std::size_t k = 0; k < K8; k += 8)
-      zeros += static_cast<std::size_t>(
-          __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a + k), zero, _CMP_EQ_OQ)))));
+      zeros += static_cast<std::size_t>(__builtin_popcount(
+          static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a + k), zero, _CMP_EQ_OQ)))));
     for (std::size_t k = K8; k < K; ++k) zeros += a[k] == 0.0f ? 1 : 0;
   }
   return zeros * 10 >= r * K * 4;
@@ -547,7 +545,7 @@ void sparse_rows(std::size_t rows, std::size_t N, std::size_t K, const float* A,
     const float* bc = bias_col ? bias_col + j0 : nullptr;
     const std::size_t nc = std::min<std::size_t>(N - j0, 4 * kPanel);
     float* c = C + j0;
-#define HEPINFER_SPARSE_ROWS(NP)                                                                               \
+#define HEPINFER_SPARSE_ROWS(NP)                                                                                       \
   (wide ? sparse_rows_avx512<NP>(rows, K, A, lda, b, stride, c, ldc, nc, bc, act, alpha, beta, val.data(), idx.data()) \
         : sparse_rows_avx2<NP>(rows, K, A, lda, b, stride, c, ldc, nc, bc, act, alpha, beta, val.data(), idx.data()))
     switch (std::min<std::size_t>(4, np - p)) {
@@ -568,8 +566,8 @@ void sparse_rows(std::size_t rows, std::size_t N, std::size_t K, const float* A,
 // (or from C, where an earlier K block left its partial sum), so the values are those of the
 // 8-wide tiles and of the zero-skipping rows, bit for bit, whatever the blocking.
 
-constexpr std::size_t kMR512 = 12;   // rows per tile
-constexpr std::size_t kKBlock512 = 256;  // K per block: a panel pair (K x 32 floats) stays in L1
+constexpr std::size_t kMR512 = 12;        // rows per tile
+constexpr std::size_t kKBlock512 = 256;   // K per block: a panel pair (K x 32 floats) stays in L1
 constexpr std::size_t kRowBlock512 = 96;  // rows per block: their K block of A (~100 KiB) stays in L2
 
 template <int MR, int NP>
@@ -787,8 +785,8 @@ constexpr int kPortable = 0, kAvx2 = 1, kAvx512 = 2;
 
 struct KernelChoice {
   CpuKernels info;
-  int level = kPortable;      // the GEMM tiles: kPortable / kAvx2 / kAvx512
-  bool avx512_isa = false;    // AVX-512 instructions allowed at all (the zero-skipping gather)
+  int level = kPortable;    // the GEMM tiles: kPortable / kAvx2 / kAvx512
+  bool avx512_isa = false;  // AVX-512 instructions allowed at all (the zero-skipping gather)
 };
 
 #ifdef HEPINFER_NN_X86
@@ -799,12 +797,15 @@ bool wide_fma(const std::string& vendor, int family, int model) {
   if (vendor == "AuthenticAMD") return family >= 26;  // Zen 5 (family 1Ah) and later
   if (vendor == "GenuineIntel" && family == 6) {
     switch (model) {
-      case 85:             // Skylake-SP / Cascade Lake / Cooper Lake (and Skylake-X)
-      case 106: case 108:  // Ice Lake-SP / -D
-      case 143:            // Sapphire Rapids
-      case 207:            // Emerald Rapids
-      case 173: case 174:  // Granite Rapids
-      case 87: case 133:   // Xeon Phi
+      case 85:  // Skylake-SP / Cascade Lake / Cooper Lake (and Skylake-X)
+      case 106:
+      case 108:  // Ice Lake-SP / -D
+      case 143:  // Sapphire Rapids
+      case 207:  // Emerald Rapids
+      case 173:
+      case 174:  // Granite Rapids
+      case 87:
+      case 133:  // Xeon Phi
         return true;
       default: return false;  // client cores (Ice/Tiger/Rocket Lake) and unknown models
     }
@@ -835,7 +836,8 @@ KernelChoice choose_kernels() {
   }
   if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u) {
     unsigned r[12];
-    for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+    for (unsigned i = 0; i < 3; ++i)
+      __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
     char brand[49] = {};
     std::memcpy(brand, r, 48);
     std::string name = brand;
@@ -997,9 +999,8 @@ void gemm_packed(std::size_t M, std::size_t N, std::size_t K, const float* A, st
   }
 }
 
-void gemm(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* B,
-          std::size_t ldb, float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act,
-          float alpha, float beta) {
+void gemm(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda, const float* B, std::size_t ldb,
+          float* C, std::size_t ldc, const float* bias_col, const float* bias_row, Act act, float alpha, float beta) {
   if (M == 0 || N == 0) return;
   const bool avx2 = cpu_has_avx2_fma();
   // K in blocks of kc so that a packed panel (kc x 16 floats) stays in L1

@@ -86,8 +86,8 @@ void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTe
   // row block t is task t; blocks of threads that could not start run on the others
   parallel::parallel_for(static_cast<std::size_t>(nt), 1, static_cast<std::size_t>(nt),
                          [&](std::size_t, std::size_t t0, std::size_t t1) {
-                           for (std::size_t t = t0; t < t1; ++t) work(static_cast<int>(t));
-                         });
+    for (std::size_t t = t0; t < t1; ++t) work(static_cast<int>(t));
+  });
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
   for (std::size_t i = 0; i < g.outputs.size(); ++i) {
@@ -99,12 +99,14 @@ void Model::predict(const std::vector<InputTensor>& inputs, std::vector<OutputTe
     o.shape[0] = 0;
     std::size_t bytes = 0;
     for (const auto& p : parts) {
-      if (p[i].shape.size() != first.shape.size() || !std::equal(p[i].shape.begin() + 1, p[i].shape.end(), first.shape.begin() + 1))
+      if (p[i].shape.size() != first.shape.size() ||
+          !std::equal(p[i].shape.begin() + 1, p[i].shape.end(), first.shape.begin() + 1))
         throw InputError("output '" + o.name + "' changes shape between row blocks; use n_threads=1");
       o.shape[0] += p[i].shape[0];
       bytes += p[i].bytes.size();
     }
-    if (o.shape[0] != batch) throw InputError("output '" + o.name + "' does not have one row per input row; use n_threads=1");
+    if (o.shape[0] != batch)
+      throw InputError("output '" + o.name + "' does not have one row per input row; use n_threads=1");
     o.bytes.resize(bytes);
     std::size_t pos = 0;
     for (const auto& p : parts) {
@@ -121,7 +123,8 @@ std::size_t per_row(const TensorInfo& t, const char* what) {
   std::size_t n = 1;
   for (std::size_t i = 1; i < t.shape.size(); ++i) {
     if (t.shape[i] < 0)
-      throw InputError(std::string("the model's ") + what + " '" + t.name + "' has a symbolic dimension after the batch");
+      throw InputError(std::string("the model's ") + what + " '" + t.name +
+                       "' has a symbolic dimension after the batch");
     n *= static_cast<std::size_t>(t.shape[i]);
   }
   return n;
@@ -179,7 +182,8 @@ void Model::predict(const float* x, std::size_t n_rows, float* out, int n_thread
     nn::Value& v = lease.ws->values[static_cast<std::size_t>(g.input_ids[0])];
     v.type = ElementType::Float32;
     v.shape.rank = 0;
-    for (std::size_t i = 0; i < ti.shape.size(); ++i) v.shape.push(i == 0 ? static_cast<std::int64_t>(rows) : ti.shape[i]);
+    for (std::size_t i = 0; i < ti.shape.size(); ++i)
+      v.shape.push(i == 0 ? static_cast<std::int64_t>(rows) : ti.shape[i]);
     v.numel = rows * per_in;
     v.data = x + done * per_in;
     g.run(*lease.ws);
@@ -194,7 +198,8 @@ void Model::predict(const float* x, std::size_t n_rows, float* out, int n_thread
                        std::to_string(rows * per_out));
     }
     if (o.numel) std::memcpy(out + done * per_out, o.data, o.numel * 4);
-    if (blocked && done == 0) block = static_cast<std::size_t>(nn::block_rows(g, *lease.ws, static_cast<std::int64_t>(rows)));
+    if (blocked && done == 0)
+      block = static_cast<std::size_t>(nn::block_rows(g, *lease.ws, static_cast<std::int64_t>(rows)));
     done += rows;
   } while (done < n_rows);
 }

@@ -18,8 +18,31 @@ constexpr int kMaxRank = 8;
 // cuda_plan.cpp) so that this header does not depend on graph.hpp.
 namespace act {
 enum : int {
-  None, Relu, LeakyRelu, Elu, Selu, Gelu, GeluTanh, Sigmoid, Tanh, Exp, Log, Sqrt, Abs, Neg, Erf, Reciprocal,
-  Floor, Ceil, Softplus, Clip, HardSigmoid, Sin, Cos, Sign, Round
+  None,
+  Relu,
+  LeakyRelu,
+  Elu,
+  Selu,
+  Gelu,
+  GeluTanh,
+  Sigmoid,
+  Tanh,
+  Exp,
+  Log,
+  Sqrt,
+  Abs,
+  Neg,
+  Erf,
+  Reciprocal,
+  Floor,
+  Ceil,
+  Softplus,
+  Clip,
+  HardSigmoid,
+  Sin,
+  Cos,
+  Sign,
+  Round
 };
 }
 namespace bin {
@@ -109,17 +132,17 @@ HEPINFER_HD float logic_apply(int op, float x, float y) {
 /// What an elementwise step computes from up to three operands (every device tensor is float32;
 /// bool and int64 values are held as 0/1 and integral floats).
 enum class EwOp : int {
-  Copy,       // a
-  Unary,      // act_apply(code, a)
-  Binary,     // bin_apply(code, a, b)
-  Compare,    // cmp_apply(code, a, b)
-  Logical,    // logic_apply(code, a, b)
-  Not,        // a == 0
-  Where,      // a != 0 ? b : c
-  MulAdd,     // a * b + c (BatchNormalization)
-  Scale,      // a / alpha (Mean of n inputs)
-  ToBool,     // a != 0
-  ToInt,      // trunc(a)
+  Copy,     // a
+  Unary,    // act_apply(code, a)
+  Binary,   // bin_apply(code, a, b)
+  Compare,  // cmp_apply(code, a, b)
+  Logical,  // logic_apply(code, a, b)
+  Not,      // a == 0
+  Where,    // a != 0 ? b : c
+  MulAdd,   // a * b + c (BatchNormalization)
+  Scale,    // a / alpha (Mean of n inputs)
+  ToBool,   // a != 0
+  ToInt,    // trunc(a)
 };
 
 HEPINFER_HD float ew_apply(EwOp op, int code, float alpha, float beta, float a, float b, float c) {
@@ -173,7 +196,8 @@ HEPINFER_HD float ew_element(const Elementwise& e, std::int64_t i) {
     const std::int64_t idx = d == 0 ? rest : rest % e.shape[d];
     rest = d == 0 ? 0 : rest / e.shape[d];
     for (int k = 0; k < e.n_in; ++k) {
-      if (d == 0 && e.in[k].rows == RowMode::ByJet) off[k] += static_cast<std::int64_t>(e.jet_of_row[idx]) * e.in[k].stride[0];
+      if (d == 0 && e.in[k].rows == RowMode::ByJet)
+        off[k] += static_cast<std::int64_t>(e.jet_of_row[idx]) * e.in[k].stride[0];
       else off[k] += idx * e.in[k].stride[d];
     }
   }

@@ -96,15 +96,15 @@ using OpTable = std::unordered_map<std::string, ImportFn>;
 const OpTable& op_table();
 
 // ---- one per family file; each adds its handlers to the table
-void add_conv_ops(OpTable& t);  // ops_conv.cpp
+void add_conv_ops(OpTable& t);         // ops_conv.cpp
 void add_elementwise_ops(OpTable& t);  // ops_elementwise.cpp
-void add_shape_ops(OpTable& t);  // ops_shape.cpp
-void add_linear_ops(OpTable& t);  // ops_linear.cpp
-void add_reduce_ops(OpTable& t);  // ops_reduce.cpp
-void add_rnn_ops(OpTable& t);  // ops_rnn.cpp
-void add_pool_ops(OpTable& t);  // ops_pool.cpp
-void add_resize_ops(OpTable& t);  // ops_resize.cpp
-void add_index_ops(OpTable& t);  // ops_index.cpp
-void add_misc_ops(OpTable& t);  // ops_misc.cpp
+void add_shape_ops(OpTable& t);        // ops_shape.cpp
+void add_linear_ops(OpTable& t);       // ops_linear.cpp
+void add_reduce_ops(OpTable& t);       // ops_reduce.cpp
+void add_rnn_ops(OpTable& t);          // ops_rnn.cpp
+void add_pool_ops(OpTable& t);         // ops_pool.cpp
+void add_resize_ops(OpTable& t);       // ops_resize.cpp
+void add_index_ops(OpTable& t);        // ops_index.cpp
+void add_misc_ops(OpTable& t);         // ops_misc.cpp
 
 }  // namespace hepinfer::nn

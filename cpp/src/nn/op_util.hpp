@@ -30,15 +30,13 @@ inline Value& out(const Node& n, Workspace& ws, std::size_t k) { return *opt_out
 inline const char* type_name(ElementType t) { return element_type_name(t); }
 
 inline void require_type(const Value& v, ElementType t, const char* what) {
-  if (v.type != t)
-    throw OpError(std::string(what) + " must be " + type_name(t) + ", got " + type_name(v.type));
+  if (v.type != t) throw OpError(std::string(what) + " must be " + type_name(t) + ", got " + type_name(v.type));
 }
 
 inline I64 norm_axis(I64 axis, int rank, const char* what = "axis") {
   const I64 a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= std::max(rank, 0))
-    throw OpError(std::string(what) + " " + std::to_string(axis) + " is out of range for rank " +
-                  std::to_string(rank));
+    throw OpError(std::string(what) + " " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
   return a;
 }
 

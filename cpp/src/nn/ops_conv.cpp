@@ -125,7 +125,8 @@ void pad_planes(const Window3& w, const float* xg, I64 Cg, float* pad) {
 /// im2col_panels from zero-padded planes xp [Cg][Dp][Hp][Wp] (pad_planes, or the input itself
 /// when there is no padding): every tap reads inside the planes, so the copy has no bounds
 /// checks or special cases at all, one load and one store per element.
-HEPINFER_NO_MEMCPY_IDIOM void im2col_panels_padded(const Window3& w, const float* xp, I64 Cg, I64 p0, I64 p1, float* panels) {
+HEPINFER_NO_MEMCPY_IDIOM void im2col_panels_padded(const Window3& w, const float* xp, I64 Cg, I64 p0, I64 p1,
+                                                   float* panels) {
   I64 Dp, Hp, Wp;
   padded_sizes(w, Dp, Hp, Wp);
   const I64 Ho = w.out[1], Wo = w.out[2], Kc = Cg * w.n_k(), ps = Kc * 16, blk = p1 - p0;
@@ -204,11 +205,12 @@ HEPINFER_CONV_AVX512 void conv_tile_avx512(I64 K, const float* A, I64 lda, const
 }
 
 template <int NP>
-HEPINFER_CONV_AVX512 void conv_rows_avx512(I64 M, I64 K, const float* A, I64 lda, const float* panels, I64 ps,
-                                           float* C, I64 ldc, I64 ncols, const float* bias_row, bool relu) {
+HEPINFER_CONV_AVX512 void conv_rows_avx512(I64 M, I64 K, const float* A, I64 lda, const float* panels, I64 ps, float* C,
+                                           I64 ldc, I64 ncols, const float* bias_row, bool relu) {
   I64 i = 0;
   for (; i + 8 <= M; i += 8)
-    conv_tile_avx512<8, NP>(K, A + i * lda, lda, panels, ps, C + i * ldc, ldc, ncols, bias_row ? bias_row + i : nullptr, relu);
+    conv_tile_avx512<8, NP>(K, A + i * lda, lda, panels, ps, C + i * ldc, ldc, ncols, bias_row ? bias_row + i : nullptr,
+                            relu);
   const float* br = bias_row ? bias_row + i : nullptr;
   A += i * lda;
   C += i * ldc;
@@ -298,8 +300,7 @@ void check_float_inputs(const Value& x, const Value& w, const Value* bias) {
   if (bias) require_type(*bias, ElementType::Float32, "B");
   if (x.shape.rank < 3 || x.shape.rank > 5)
     throw OpError("X must be [N, C, spatial...] with 1 to 3 spatial dimensions, got shape " + x.shape.str());
-  if (w.shape.rank != x.shape.rank)
-    throw OpError("W " + w.shape.str() + " must have the rank of X " + x.shape.str());
+  if (w.shape.rank != x.shape.rank) throw OpError("W " + w.shape.str() + " must have the rank of X " + x.shape.str());
 }
 
 void check_kernel_shape(const Node& n, const Value& w) {
@@ -320,7 +321,8 @@ void run_conv(const Node& n, Workspace& ws) {
   const I64 Nb = x.shape[0], C = x.shape[1], Mo = w.shape[0], G = n.i0;
   if (G < 1 || C % G != 0 || Mo % G != 0 || w.shape[1] * G != C)
     throw OpError("X has " + std::to_string(C) + " channels; W " + w.shape.str() + " with group " + std::to_string(G) +
-                  " needs " + std::to_string(w.shape[1] * G) + (Mo % G ? " and output channels divisible by group" : ""));
+                  " needs " + std::to_string(w.shape[1] * G) +
+                  (Mo % G ? " and output channels divisible by group" : ""));
   if (bias && (bias->shape.rank != 1 || bias->shape[0] != Mo))
     throw OpError("B has shape " + bias->shape.str() + "; expected [" + std::to_string(Mo) + "]");
   const int sd = x.shape.rank - 2;
@@ -469,8 +471,8 @@ void run_conv_transpose(const Node& n, Workspace& ws) {
   check_float_inputs(x, w, bias);
   const I64 Nb = x.shape[0], C = x.shape[1], G = n.i0;
   if (G < 1 || w.shape[0] != C || C % G != 0)
-    throw OpError("X has " + std::to_string(C) + " channels; W " + w.shape.str() + " (for ConvTranspose [C, M/group, k...]) with group " +
-                  std::to_string(G) + " does not fit");
+    throw OpError("X has " + std::to_string(C) + " channels; W " + w.shape.str() +
+                  " (for ConvTranspose [C, M/group, k...]) with group " + std::to_string(G) + " does not fit");
   const I64 Cg = C / G, Mg = w.shape[1], Mo = Mg * G;
   if (bias && (bias->shape.rank != 1 || bias->shape[0] != Mo))
     throw OpError("B has shape " + bias->shape.str() + "; expected [" + std::to_string(Mo) + "]");
@@ -478,8 +480,10 @@ void run_conv_transpose(const Node& n, Workspace& ws) {
   const auto usd = static_cast<size_t>(sd);
   if ((!n.v0.empty() && n.v0.size() != usd) || (!n.v1.empty() && n.v1.size() != usd) ||
       (!n.v2.empty() && n.v2.size() != 2 * usd) || (!n.v3.empty() && n.v3.size() != usd))
-    throw OpError("strides, pads, dilations or output_padding are given for a different number of spatial dimensions than the input's " +
-                  std::to_string(sd));
+    throw OpError(
+        "strides, pads, dilations or output_padding are given for a different number of spatial dimensions than the "
+        "input's " +
+        std::to_string(sd));
   const Value* oshape = n.constant.get();
   if (oshape && oshape->numel != usd && oshape->numel != usd + 2)
     throw OpError("output_shape has " + std::to_string(oshape->numel) + " values for " + std::to_string(sd) +

@@ -43,7 +43,7 @@ void binary_loop(const Value& a, const Value& b, Value& o, ElementType out_type,
   bcast_strides(os, a.shape, st[0]);
   bcast_strides(os, b.shape, st[1]);
   const I64 base[2] = {0, 0};
-  for_each_index<2>(os, st, base, [&](std::size_t o0, const I64* off, const I64 (&s)[2][kMaxRank], I64 inner, int last) {
+  for_each_index<2>(os, st, base, [&](std::size_t o0, const I64* off, const I64(&s)[2][kMaxRank], I64 inner, int last) {
     const T* xa = pa + off[0];
     const T* xb = pb + off[1];
     const I64 sa = s[0][last], sb = s[1][last];
@@ -104,7 +104,8 @@ void op_binary(const Node& n, Workspace& ws) {
     const I64 base[2] = {0, 0};
     const float* pa = a.f();
     const I64* pi = b.i64();
-    for_each_index<2>(os, st, base, [&](std::size_t o0, const I64* off, const I64 (&s)[2][kMaxRank], I64 inner, int last) {
+    for_each_index<2>(os, st, base,
+                      [&](std::size_t o0, const I64* off, const I64(&s)[2][kMaxRank], I64 inner, int last) {
       for (I64 j = 0; j < inner; ++j)
         dst[o0 + static_cast<std::size_t>(j)] =
             std::pow(pa[off[0] + j * s[0][last]], static_cast<float>(pi[off[1] + j * s[1][last]]));
@@ -120,7 +121,9 @@ void op_binary(const Node& n, Workspace& ws) {
       case BinOp::Sub: binary_loop<float, float>(a, b, o, a.type, [](float x, float y) { return x - y; }); return;
       case BinOp::Mul: binary_loop<float, float>(a, b, o, a.type, [](float x, float y) { return x * y; }); return;
       case BinOp::Div: binary_loop<float, float>(a, b, o, a.type, [](float x, float y) { return x / y; }); return;
-      default: binary_loop<float, float>(a, b, o, a.type, [op](float x, float y) { return apply_bin(op, x, y); }); return;
+      default:
+        binary_loop<float, float>(a, b, o, a.type, [op](float x, float y) { return apply_bin(op, x, y); });
+        return;
     }
   }
   if (a.type == ElementType::Int64) {
@@ -151,8 +154,8 @@ void op_variadic(const Node& n, Workspace& ws) {
     const BinOp op = n.bin;
     const bool first = k == 0;
     auto body = [&](auto* d, const auto* s) {
-      for_each_index<1>(os, st, base, [&](std::size_t o0, const I64* off, const I64 (&str)[1][kMaxRank], I64 inner,
-                                          int last) {
+      for_each_index<1>(os, st, base,
+                        [&](std::size_t o0, const I64* off, const I64(&str)[1][kMaxRank], I64 inner, int last) {
         for (I64 j = 0; j < inner; ++j) {
           auto x = s[off[0] + j * str[0][last]];
           auto& y = d[o0 + static_cast<std::size_t>(j)];
@@ -195,8 +198,7 @@ void op_compare(const Node& n, Workspace& ws) {
     binary_loop<float, U8>(a, b, o, ElementType::Bool, [op](float x, float y) { return U8(apply_cmp(op, x, y)); });
   else if (a.type == ElementType::Int64)
     binary_loop<I64, U8>(a, b, o, ElementType::Bool, [op](I64 x, I64 y) { return U8(apply_cmp(op, x, y)); });
-  else
-    binary_loop<U8, U8>(a, b, o, ElementType::Bool, [op](U8 x, U8 y) { return U8(apply_cmp(op, x, y)); });
+  else binary_loop<U8, U8>(a, b, o, ElementType::Bool, [op](U8 x, U8 y) { return U8(apply_cmp(op, x, y)); });
 }
 
 void op_logical(const Node& n, Workspace& ws) {
@@ -232,7 +234,8 @@ void op_where(const Node& n, Workspace& ws) {
   const I64 base[3] = {0, 0, 0};
   auto body = [&](auto* d, const auto* px, const auto* py) {
     const U8* pc = c.b();
-    for_each_index<3>(os, st, base, [&](std::size_t o0, const I64* off, const I64 (&s)[3][kMaxRank], I64 inner, int last) {
+    for_each_index<3>(os, st, base,
+                      [&](std::size_t o0, const I64* off, const I64(&s)[3][kMaxRank], I64 inner, int last) {
       for (I64 j = 0; j < inner; ++j)
         d[o0 + static_cast<std::size_t>(j)] =
             pc[off[0] + j * s[0][last]] ? px[off[1] + j * s[1][last]] : py[off[2] + j * s[2][last]];
@@ -246,13 +249,15 @@ void op_where(const Node& n, Workspace& ws) {
 void op_unary(const Node& n, Workspace& ws) {
   const Value& a = in(n, ws, 0);
   Value& o = out(n, ws, 0);
-  if (a.type == ElementType::Int64 && (n.act == Act::Neg || n.act == Act::Abs || n.act == Act::Relu ||
-                                       n.act == Act::Sign)) {
+  if (a.type == ElementType::Int64 &&
+      (n.act == Act::Neg || n.act == Act::Abs || n.act == Act::Relu || n.act == Act::Sign)) {
     I64* d = static_cast<I64*>(o.alloc(a.type, a.shape));
     for (std::size_t i = 0; i < a.numel; ++i) {
       const I64 v = a.i64()[i];
-      d[i] = n.act == Act::Neg ? -v : n.act == Act::Abs ? (v < 0 ? -v : v) : n.act == Act::Relu ? std::max<I64>(v, 0)
-                                                                                                 : (v > 0) - (v < 0);
+      d[i] = n.act == Act::Neg    ? -v
+             : n.act == Act::Abs  ? (v < 0 ? -v : v)
+             : n.act == Act::Relu ? std::max<I64>(v, 0)
+                                  : (v > 0) - (v < 0);
     }
     return;
   }
@@ -276,21 +281,24 @@ void op_cast(const Node& n, Workspace& ws) {
   };
   switch (n.to) {
     case ElementType::Float32:
-      if (a.type == ElementType::Int64) conv(static_cast<float*>(d), [&](std::size_t i) { return static_cast<float>(a.i64()[i]); });
+      if (a.type == ElementType::Int64)
+        conv(static_cast<float*>(d), [&](std::size_t i) { return static_cast<float>(a.i64()[i]); });
       else conv(static_cast<float*>(d), [&](std::size_t i) { return a.b()[i] ? 1.0f : 0.0f; });
       break;
     case ElementType::Int64:
       if (a.type == ElementType::Float32)
         conv(static_cast<I64*>(d), [&](std::size_t i) {
           const float v = a.f()[i];
-          return v != v ? std::numeric_limits<I64>::min()
-                        : v >= 9.2233720368547758e18f ? std::numeric_limits<I64>::min()
-                        : v < -9.2233720368547758e18f ? std::numeric_limits<I64>::min() : static_cast<I64>(v);
+          return v != v                        ? std::numeric_limits<I64>::min()
+                 : v >= 9.2233720368547758e18f ? std::numeric_limits<I64>::min()
+                 : v < -9.2233720368547758e18f ? std::numeric_limits<I64>::min()
+                                               : static_cast<I64>(v);
         });
       else conv(static_cast<I64*>(d), [&](std::size_t i) { return static_cast<I64>(a.b()[i] != 0); });
       break;
     case ElementType::Bool:
-      if (a.type == ElementType::Float32) conv(static_cast<U8*>(d), [&](std::size_t i) { return U8(a.f()[i] != 0.0f); });
+      if (a.type == ElementType::Float32)
+        conv(static_cast<U8*>(d), [&](std::size_t i) { return U8(a.f()[i] != 0.0f); });
       else conv(static_cast<U8*>(d), [&](std::size_t i) { return U8(a.i64()[i] != 0); });
       break;
   }
@@ -308,13 +316,29 @@ void op_identity(const Node& n, Workspace& ws) {
 // ---- import handlers
 
 const std::map<std::string, Act>& unary_ops() {
-  static const std::map<std::string, Act> m = {
-      {"Neg", Act::Neg},         {"Relu", Act::Relu},       {"LeakyRelu", Act::LeakyRelu}, {"Elu", Act::Elu},
-      {"Selu", Act::Selu},       {"Gelu", Act::Gelu},       {"Sigmoid", Act::Sigmoid},     {"Tanh", Act::Tanh},
-      {"Exp", Act::Exp},         {"Log", Act::Log},         {"Sqrt", Act::Sqrt},           {"Abs", Act::Abs},
-      {"Erf", Act::Erf},         {"Reciprocal", Act::Reciprocal}, {"Floor", Act::Floor},   {"Ceil", Act::Ceil},
-      {"Softplus", Act::Softplus}, {"HardSigmoid", Act::HardSigmoid}, {"Sin", Act::Sin},    {"Cos", Act::Cos},
-      {"Sign", Act::Sign},       {"Round", Act::Round},     {"Clip", Act::Clip}};
+  static const std::map<std::string, Act> m = {{"Neg", Act::Neg},
+                                               {"Relu", Act::Relu},
+                                               {"LeakyRelu", Act::LeakyRelu},
+                                               {"Elu", Act::Elu},
+                                               {"Selu", Act::Selu},
+                                               {"Gelu", Act::Gelu},
+                                               {"Sigmoid", Act::Sigmoid},
+                                               {"Tanh", Act::Tanh},
+                                               {"Exp", Act::Exp},
+                                               {"Log", Act::Log},
+                                               {"Sqrt", Act::Sqrt},
+                                               {"Abs", Act::Abs},
+                                               {"Erf", Act::Erf},
+                                               {"Reciprocal", Act::Reciprocal},
+                                               {"Floor", Act::Floor},
+                                               {"Ceil", Act::Ceil},
+                                               {"Softplus", Act::Softplus},
+                                               {"HardSigmoid", Act::HardSigmoid},
+                                               {"Sin", Act::Sin},
+                                               {"Cos", Act::Cos},
+                                               {"Sign", Act::Sign},
+                                               {"Round", Act::Round},
+                                               {"Clip", Act::Clip}};
   return m;
 }
 const std::map<std::string, BinOp>& binary_ops() {

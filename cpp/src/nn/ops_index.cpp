@@ -107,7 +107,8 @@ void run_scatter_nd(const Node& n, Workspace& ws) {
   const int r = data.shape.rank, q = idx.shape.rank;
   if (q < 1) throw OpError("indices must have rank >= 1");
   const I64 kdim = idx.shape[q - 1];
-  if (kdim > r) throw OpError("indices' last dimension " + std::to_string(kdim) + " exceeds the rank of data " + std::to_string(r));
+  if (kdim > r)
+    throw OpError("indices' last dimension " + std::to_string(kdim) + " exceeds the rank of data " + std::to_string(r));
   // updates shape = indices.shape[:-1] + data.shape[k:]
   Shape us;
   for (int i = 0; i < q - 1; ++i) us.push(idx.shape[i]);
@@ -117,7 +118,8 @@ void run_scatter_nd(const Node& n, Workspace& ws) {
   if (data.numel) std::memcpy(dst, data.data, data.numel * element_size(data.type));
   std::size_t slice = 1;
   for (int i = static_cast<int>(kdim); i < r; ++i) slice *= static_cast<std::size_t>(data.shape[i]);
-  const std::size_t n_upd = kdim ? idx.numel / static_cast<std::size_t>(kdim) : upd.numel / std::max<std::size_t>(slice, 1);
+  const std::size_t n_upd =
+      kdim ? idx.numel / static_cast<std::size_t>(kdim) : upd.numel / std::max<std::size_t>(slice, 1);
   dispatch(data.type, [&](auto tag) {
     using T = decltype(tag);
     T* d = static_cast<T*>(dst);
@@ -127,7 +129,8 @@ void run_scatter_nd(const Node& n, Workspace& ws) {
       for (I64 a = 0; a < kdim; ++a) {
         const I64 dim = data.shape[static_cast<int>(a)];
         off = off * static_cast<std::size_t>(dim) +
-              static_cast<std::size_t>(wrap_index(idx.i64()[j * static_cast<std::size_t>(kdim) + static_cast<std::size_t>(a)], dim, "index"));
+              static_cast<std::size_t>(wrap_index(
+                  idx.i64()[j * static_cast<std::size_t>(kdim) + static_cast<std::size_t>(a)], dim, "index"));
       }
       for (int a = static_cast<int>(kdim); a < r; ++a) off *= static_cast<std::size_t>(data.shape[a]);
       for (std::size_t e = 0; e < slice; ++e) reduce_into(d[off + e], u[j * slice + e], n.i0);
@@ -155,12 +158,13 @@ void run_scatter_elements(const Node& n, Workspace& ws) {
   const int r = data.shape.rank;
   if (r < 1) throw OpError("data must have rank >= 1");
   if (idx.shape.rank != r || !(idx.shape == upd.shape))
-    throw OpError("indices " + idx.shape.str() + " and updates " + upd.shape.str() + " must have one shape of data's rank " +
-                  std::to_string(r));
+    throw OpError("indices " + idx.shape.str() + " and updates " + upd.shape.str() +
+                  " must have one shape of data's rank " + std::to_string(r));
   const int axis = static_cast<int>(norm_axis(n.axis, r));
   for (int i = 0; i < r; ++i)
     if (i != axis && idx.shape[i] > data.shape[i])
-      throw OpError("indices " + idx.shape.str() + " exceed data " + data.shape.str() + " along axis " + std::to_string(i));
+      throw OpError("indices " + idx.shape.str() + " exceed data " + data.shape.str() + " along axis " +
+                    std::to_string(i));
   void* dst = out(n, ws, 0).alloc(data.type, data.shape);
   if (data.numel) std::memcpy(dst, data.data, data.numel * element_size(data.type));
   I64 dstr[kMaxRank];
@@ -310,7 +314,8 @@ void run_onehot(const Node& n, Workspace& ws) {
   const Value& vals = in(n, ws, 2);
   if (idx.type == ElementType::Bool) throw OpError("indices must be numeric");
   if (dv.numel != 1) throw OpError("depth must hold one value, got shape " + dv.shape.str());
-  if (vals.numel != 2 || vals.shape.rank != 1) throw OpError("values must be [off_value, on_value], got shape " + vals.shape.str());
+  if (vals.numel != 2 || vals.shape.rank != 1)
+    throw OpError("values must be [off_value, on_value], got shape " + vals.shape.str());
   const I64 depth = dv.type == ElementType::Float32 ? static_cast<I64>(dv.f()[0]) : scalar_int(dv, "depth");
   if (depth < 1) throw DataError("depth must be >= 1, got " + std::to_string(depth));
   const int r = idx.shape.rank + 1;

@@ -32,7 +32,8 @@ void op_dense(const Node& n, Workspace& ws) {
   Shape os = a.shape;
   os[os.rank - 1] = p.N;
   float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
-  const std::size_t M = p.K ? a.numel / static_cast<std::size_t>(p.K) : os.numel() / std::max<std::size_t>(1, static_cast<std::size_t>(p.N));
+  const std::size_t M = p.K ? a.numel / static_cast<std::size_t>(p.K)
+                            : os.numel() / std::max<std::size_t>(1, static_cast<std::size_t>(p.N));
   const auto K = static_cast<std::size_t>(p.K), N = static_cast<std::size_t>(p.N);
   if (p.N <= kDotColumns && p.cols.size() == K * N && p.bias.size() >= N)
     gemm_columns(M, N, K, a.f(), K, p.cols.data(), d, N, p.bias.data(), n.act, n.alpha, n.beta);
@@ -83,7 +84,8 @@ void op_gemm(const Node& n, Workspace& ws) {
     I64 st[1][kMaxRank];
     bcast_strides(os, c->shape, st[0]);
     const I64 base[1] = {0};
-    for_each_index<1>(os, st, base, [&](std::size_t o0, const I64* off, const I64 (&s)[1][kMaxRank], I64 inner, int last) {
+    for_each_index<1>(os, st, base,
+                      [&](std::size_t o0, const I64* off, const I64(&s)[1][kMaxRank], I64 inner, int last) {
       for (I64 j = 0; j < inner; ++j) d[o0 + static_cast<std::size_t>(j)] += beta * c->f()[off[0] + j * s[0][last]];
     });
   }
@@ -127,7 +129,8 @@ void op_matmul(const Node& n, Workspace& ws) {
     gemm(M, N, K, a.f(), K, b.f(), N, d, N, nullptr, nullptr, Act::None, 0.0f, 0.0f);
     return;
   }
-  for_each_index<2>(batch, st, base, [&](std::size_t o0, const I64* off, const I64 (&s)[2][kMaxRank], I64 inner, int last) {
+  for_each_index<2>(batch, st, base,
+                    [&](std::size_t o0, const I64* off, const I64(&s)[2][kMaxRank], I64 inner, int last) {
     for (I64 j = 0; j < inner; ++j) {
       const float* A = a.f() + static_cast<std::size_t>(off[0] + j * s[0][last]) * M * K;
       const float* B = b.f() + static_cast<std::size_t>(off[1] + j * s[1][last]) * K * N;

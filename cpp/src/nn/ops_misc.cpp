@@ -88,7 +88,7 @@ void run_mod(const Node& n, Workspace& ws) {
         d[i] = 0;
         return;
       }
-      I64 r = x % y;  // sign of x (C fmod)
+      I64 r = x % y;                                      // sign of x (C fmod)
       if (!fm && r != 0 && ((r < 0) != (y < 0))) r += y;  // sign of y (Python %)
       d[i] = r;
     });
@@ -116,8 +116,7 @@ void run_isnan_isinf(const Node& n, Workspace& ws) {
   if (n.i0 == 0) {
     for (std::size_t i = 0; i < x.numel; ++i) d[i] = p[i] != p[i];
   } else {
-    for (std::size_t i = 0; i < x.numel; ++i)
-      d[i] = std::isinf(p[i]) && (p[i] > 0 ? n.i1 != 0 : n.i2 != 0);
+    for (std::size_t i = 0; i < x.numel; ++i) d[i] = std::isinf(p[i]) && (p[i] > 0 ? n.i1 != 0 : n.i2 != 0);
   }
 }
 
@@ -338,7 +337,8 @@ View make_view(const Value& v, const std::vector<I64>& term, I64 n_ell) {
       w.strides.push_back(dim == 1 ? 0 : st[i]);
     } else {
       const auto k = static_cast<std::size_t>(it - w.labels.begin());
-      if (w.dims[k] != dim) throw OpError("a repeated label has dimensions " + std::to_string(w.dims[k]) + " and " + std::to_string(dim));
+      if (w.dims[k] != dim)
+        throw OpError("a repeated label has dimensions " + std::to_string(w.dims[k]) + " and " + std::to_string(dim));
       w.strides[k] += st[i];
     }
   }
@@ -420,7 +420,8 @@ void einsum_typed(const Node& n, Workspace& ws, ElementType type) {
     const I64 named = static_cast<I64>(terms[k].size()) - has_ell;
     const I64 r = vals[k]->shape.rank - named;
     if (r < 0 || (!has_ell && r != 0))
-      throw OpError("operand " + std::to_string(k) + " " + vals[k]->shape.str() + " does not match its term in the equation");
+      throw OpError("operand " + std::to_string(k) + " " + vals[k]->shape.str() +
+                    " does not match its term in the equation");
     ell_rank[k] = r;
     n_ell = std::max(n_ell, r);
   }

@@ -154,7 +154,8 @@ void run_max_pool(const Node& n, Workspace& ws) {
     std::vector<I64> runs;
     const I64 *kw_lo, *kw_hi;
     last_axis_runs(w, runs, kw_lo, kw_hi);
-    for (I64 pl = 0; pl < planes; ++pl) pool_plane_lines<true>(w, table, kw_lo, kw_hi, x.f() + pl * Pin, d + pl * P, false);
+    for (I64 pl = 0; pl < planes; ++pl)
+      pool_plane_lines<true>(w, table, kw_lo, kw_hi, x.f() + pl * Pin, d + pl * P, false);
     return;
   }
   for (I64 pl = 0; pl < planes; ++pl) {

@@ -139,10 +139,10 @@ void op_reduce(const Node& n, Workspace& ws) {
   if (a.type == ElementType::Float32) {
     float* d = static_cast<float*>(out(n, ws, 0).alloc(a.type, os));
     const ReduceOp op = n.reduce;
-    const float init = op == ReduceOp::Max   ? -std::numeric_limits<float>::infinity()
-                       : op == ReduceOp::Min ? std::numeric_limits<float>::infinity()
+    const float init = op == ReduceOp::Max    ? -std::numeric_limits<float>::infinity()
+                       : op == ReduceOp::Min  ? std::numeric_limits<float>::infinity()
                        : op == ReduceOp::Prod ? 1.0f
-                                             : 0.0f;
+                                              : 0.0f;
     for (std::size_t i = 0; i < on; ++i) d[i] = init;
     // iterate over the input; the output offset uses strides of `full` with 0 for reduced dims
     I64 ost[kMaxRank], st[2][kMaxRank];
@@ -155,7 +155,8 @@ void op_reduce(const Node& n, Workspace& ws) {
     }
     const I64 base[2] = {0, 0};
     const float* x = a.f();
-    for_each_index<2>(a.shape, st, base, [&](std::size_t, const I64* off, const I64 (&s)[2][kMaxRank], I64 inner, int last) {
+    for_each_index<2>(a.shape, st, base,
+                      [&](std::size_t, const I64* off, const I64(&s)[2][kMaxRank], I64 inner, int last) {
       float* dd = d + off[0];
       const float* xx = x + off[1];
       const I64 so = s[0][last];
@@ -198,9 +199,10 @@ void op_reduce(const Node& n, Workspace& ws) {
     const ReduceOp op = n.reduce;
     if (op != ReduceOp::Sum && op != ReduceOp::Max && op != ReduceOp::Min && op != ReduceOp::Prod)
       throw OpError("this reduction of int64 tensors is not supported");
-    const I64 init = op == ReduceOp::Max ? std::numeric_limits<I64>::min()
-                     : op == ReduceOp::Min ? std::numeric_limits<I64>::max()
-                     : op == ReduceOp::Prod ? 1 : 0;
+    const I64 init = op == ReduceOp::Max    ? std::numeric_limits<I64>::min()
+                     : op == ReduceOp::Min  ? std::numeric_limits<I64>::max()
+                     : op == ReduceOp::Prod ? 1
+                                            : 0;
     for (std::size_t i = 0; i < on; ++i) d[i] = init;
     I64 ost[kMaxRank];
     contiguous_strides(full, ost);
@@ -210,7 +212,10 @@ void op_reduce(const Node& n, Workspace& ws) {
       for (int i = 0; i < r; ++i) off += red[i] ? 0 : cnt[i] * ost[i];
       const I64 v = a.i64()[e];
       I64& y = d[off];
-      y = op == ReduceOp::Sum ? y + v : op == ReduceOp::Prod ? y * v : op == ReduceOp::Max ? std::max(y, v) : std::min(y, v);
+      y = op == ReduceOp::Sum    ? y + v
+          : op == ReduceOp::Prod ? y * v
+          : op == ReduceOp::Max  ? std::max(y, v)
+                                 : std::min(y, v);
       for (int i = r - 1; i >= 0; --i) {
         if (++cnt[i] < a.shape[i]) break;
         cnt[i] = 0;
@@ -362,10 +367,13 @@ void run_softmax(const Node& n, Workspace& ws) { op_softmax(n, ws, false); }
 void run_log_softmax(const Node& n, Workspace& ws) { op_softmax(n, ws, true); }
 
 const std::map<std::string, ReduceOp>& reduce_ops() {
-  static const std::map<std::string, ReduceOp> m = {
-      {"ReduceSum", ReduceOp::Sum},   {"ReduceMean", ReduceOp::Mean}, {"ReduceMax", ReduceOp::Max},
-      {"ReduceMin", ReduceOp::Min},   {"ReduceProd", ReduceOp::Prod}, {"ReduceL2", ReduceOp::L2},
-      {"ReduceSumSquare", ReduceOp::SumSquare}};
+  static const std::map<std::string, ReduceOp> m = {{"ReduceSum", ReduceOp::Sum},
+                                                    {"ReduceMean", ReduceOp::Mean},
+                                                    {"ReduceMax", ReduceOp::Max},
+                                                    {"ReduceMin", ReduceOp::Min},
+                                                    {"ReduceProd", ReduceOp::Prod},
+                                                    {"ReduceL2", ReduceOp::L2},
+                                                    {"ReduceSumSquare", ReduceOp::SumSquare}};
   return m;
 }
 

@@ -120,7 +120,8 @@ void run_resize(const Node& n, Workspace& ws) {
   const size_t total = os.numel();
   if (total == 0) return;
   for (int i = 0; i < r; ++i)
-    if (x.shape[i] == 0) throw OpError("X " + x.shape.str() + " is empty along axis " + std::to_string(i) + " but the result is not");
+    if (x.shape[i] == 0)
+      throw OpError("X " + x.shape.str() + " is empty along axis " + std::to_string(i) + " but the result is not");
   // taps per axis: T[i] taps for each output index, in scratch (indices) and scratch (weights)
   I64 T[kMaxRank], toff[kMaxRank];
   I64 ntaps = 0;
@@ -253,21 +254,21 @@ void import_resize(ImportContext& at, Node& n) {
   at.need_inputs(1, 4);
   n.axis = 2;
   const std::string ct = at.s("coordinate_transformation_mode", "half_pixel");
-  n.i1 = ct == "half_pixel" ? kHalfPixel
-         : ct == "asymmetric" ? kAsymmetric
-         : ct == "pytorch_half_pixel" ? kPytorchHalfPixel
-         : ct == "align_corners" ? kAlignCorners
+  n.i1 = ct == "half_pixel"             ? kHalfPixel
+         : ct == "asymmetric"           ? kAsymmetric
+         : ct == "pytorch_half_pixel"   ? kPytorchHalfPixel
+         : ct == "align_corners"        ? kAlignCorners
          : ct == "half_pixel_symmetric" ? kHalfPixelSymmetric
-                                          : -1;
+                                        : -1;
   if (n.i1 < 0)
     at.fail("coordinate_transformation_mode '" + ct + "' is not supported" +
             (ct == "tf_crop_and_resize" ? " (it needs the roi input)" : ""));
   const std::string nm = at.s("nearest_mode", "round_prefer_floor");
-  n.i2 = nm == "round_prefer_floor" ? kRoundPreferFloor
+  n.i2 = nm == "round_prefer_floor"  ? kRoundPreferFloor
          : nm == "round_prefer_ceil" ? kRoundPreferCeil
-         : nm == "floor" ? kFloor
-         : nm == "ceil" ? kCeil
-                        : -1;
+         : nm == "floor"             ? kFloor
+         : nm == "ceil"              ? kCeil
+                                     : -1;
   if (n.i2 < 0) at.fail("nearest_mode '" + nm + "' is not supported");
   n.f0 = {at.f("cubic_coeff_a", -0.75f), static_cast<float>(at.i("exclude_outside", 0))};
   at.ignore("extrapolation_value");  // used by tf_crop_and_resize only

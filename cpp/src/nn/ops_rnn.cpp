@@ -37,7 +37,17 @@ std::size_t acts_of(Cell c) { return c == Cell::LSTM ? 3 : c == Cell::GRU ? 2 : 
 
 /// The activation functions the ONNX recurrent ops name.
 enum class RAct : std::int64_t {
-  Sigmoid, Tanh, Relu, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, Softsign, Softplus
+  Sigmoid,
+  Tanh,
+  Relu,
+  Affine,
+  LeakyRelu,
+  ThresholdedRelu,
+  ScaledTanh,
+  HardSigmoid,
+  Elu,
+  Softsign,
+  Softplus
 };
 
 struct RActInfo {
@@ -116,10 +126,10 @@ void pack_transposed(std::size_t K, std::size_t N, const float* W, float* dst) {
 /// Rb of the h gate; otherwise zero, and rbias_used false).
 struct Weights {
   std::size_t w_size = 0, r_size = 0, rh_size = 0, bias_size = 0;  // floats per direction
-  const float* w = nullptr;   // D * w_size
-  const float* r = nullptr;   // D * r_size
-  const float* rh = nullptr;  // D * rh_size (GRU, linear_before_reset = 0)
-  const float* xbias = nullptr, *rbias = nullptr;  // D * bias_size each
+  const float* w = nullptr;                                        // D * w_size
+  const float* r = nullptr;                                        // D * r_size
+  const float* rh = nullptr;                                       // D * rh_size (GRU, linear_before_reset = 0)
+  const float *xbias = nullptr, *rbias = nullptr;                  // D * bias_size each
   bool rbias_used = false;
   bool finite = false;
 };
@@ -133,7 +143,8 @@ std::size_t packed_size(Cell cell, bool lbr, std::size_t D, std::size_t I, std::
 }
 
 /// The pointers into a block of packed_size floats at `base` (as pack_weights fills it).
-Weights layout_weights(Cell cell, bool lbr, std::size_t D, std::size_t I, std::size_t H, const float* base, bool has_b) {
+Weights layout_weights(Cell cell, bool lbr, std::size_t D, std::size_t I, std::size_t H, const float* base,
+                       bool has_b) {
   const std::size_t G = gates_of(cell), GH = G * H;
   const bool split = cell == Cell::GRU && !lbr;
   Weights wt;
@@ -378,7 +389,8 @@ void run_rnn(const Node& n, Workspace& ws) {
   auto check = [&](const Value* v, const char* what, const Shape& want) {
     if (!v) return;
     require_type(*v, ElementType::Float32, what);
-    if (!(v->shape == want)) throw OpError(std::string(what) + " has shape " + v->shape.str() + ", expected " + want.str());
+    if (!(v->shape == want))
+      throw OpError(std::string(what) + " has shape " + v->shape.str() + ", expected " + want.str());
   };
   const Value& W = in(n, ws, 1);
   const Value& R = in(n, ws, 2);
@@ -417,8 +429,8 @@ void run_rnn(const Node& n, Workspace& ws) {
     lens = lens_v->i64();
     for (std::size_t b = 0; b < Bt; ++b)
       if (lens[b] < 0 || static_cast<std::size_t>(lens[b]) > S)
-        throw DataError("sequence_lens[" + std::to_string(b) + "] = " + std::to_string(lens[b]) +
-                        " is outside [0, " + std::to_string(S) + "]");
+        throw DataError("sequence_lens[" + std::to_string(b) + "] = " + std::to_string(lens[b]) + " is outside [0, " +
+                        std::to_string(S) + "]");
   }
 
   // outputs
@@ -478,8 +490,8 @@ void run_rnn(const Node& n, Workspace& ws) {
   for (std::size_t d = 0; d < D; ++d) {
     const bool rev = p.reverse_only || d == 1;
     // the input projection of every step and batch entry: one GEMM
-    gemm_packed(rows, GH, I, x.f(), I, wt.w + d * wt.w_size, xp + d * xp_size, GH, wt.xbias + d * wt.bias_size,
-                nullptr, Act::None, 0.0f, 0.0f, wt.finite);
+    gemm_packed(rows, GH, I, x.f(), I, wt.w + d * wt.w_size, xp + d * xp_size, GH, wt.xbias + d * wt.bias_size, nullptr,
+                Act::None, 0.0f, 0.0f, wt.finite);
     if (h0) load_state(p, d, h0->f(), h);
     else std::fill(h, h + Bt * H, 0.0f);
     if (cell == Cell::LSTM) {
@@ -502,7 +514,8 @@ void run_rnn(const Node& n, Workspace& ws) {
 /// Checks the attributes and inputs common to the three ops and fills the node.
 void import_rnn(ImportContext& at, Node& n, Cell cell) {
   const std::string& op = at.op_type();
-  if (at.opset() < 7) at.fail(op + " is supported from opset 7 (the model has opset " + std::to_string(at.opset()) + ")");
+  if (at.opset() < 7)
+    at.fail(op + " is supported from opset 7 (the model has opset " + std::to_string(at.opset()) + ")");
   const std::size_t n_in = cell == Cell::LSTM ? 8 : 6;
   at.need_inputs(3, n_in);
   at.need_outputs(cell == Cell::LSTM ? 3 : 2);
@@ -587,7 +600,8 @@ void import_rnn(ImportContext& at, Node& n, Cell cell) {
     return true;
   };
   const std::string expect = "hidden_size " + std::to_string(H) + " and direction " + dir;
-  if (W && (W->type != ElementType::Float32 || W->shape.rank != 3 || !shape_is(W, {D, GHs, static_cast<std::size_t>(W->shape[2])})))
+  if (W && (W->type != ElementType::Float32 || W->shape.rank != 3 ||
+            !shape_is(W, {D, GHs, static_cast<std::size_t>(W->shape[2])})))
     at.fail("W has shape " + W->shape.str() + "; " + expect + " need [" + std::to_string(D) + ", " +
             std::to_string(GHs) + ", input_size] (float32)");
   if (R && (R->type != ElementType::Float32 || !shape_is(R, {D, GHs, static_cast<std::size_t>(H)})))

@@ -151,8 +151,8 @@ void op_transpose(const Node& n, Workspace& ws) {
   const int r = a.shape.rank;
   I64 perm[kMaxRank];
   if (n.has_v0) {
-    if (static_cast<int>(n.v0.size()) != r) throw OpError("perm has " + std::to_string(n.v0.size()) +
-                                                         " entries for an input of rank " + std::to_string(r));
+    if (static_cast<int>(n.v0.size()) != r)
+      throw OpError("perm has " + std::to_string(n.v0.size()) + " entries for an input of rank " + std::to_string(r));
     bool seen[kMaxRank] = {};
     for (int i = 0; i < r; ++i) {
       const I64 p = n.v0[static_cast<std::size_t>(i)];
@@ -187,7 +187,8 @@ void op_transpose(const Node& n, Workspace& ws) {
     if (ng == 2 && gs[0] > gs[1]) {
       B = 1, R = static_cast<std::size_t>(gsize[1]), C = static_cast<std::size_t>(gsize[0]);
     } else if (ng == 3 && gs[0] < gs[2] && gs[2] < gs[1]) {
-      B = static_cast<std::size_t>(gsize[0]), R = static_cast<std::size_t>(gsize[2]), C = static_cast<std::size_t>(gsize[1]);
+      B = static_cast<std::size_t>(gsize[0]), R = static_cast<std::size_t>(gsize[2]),
+      C = static_cast<std::size_t>(gsize[1]);
     }
     if (B > 0) {
       float* d = static_cast<float*>(out(n, ws, 0).alloc(a.type, os));
@@ -239,8 +240,8 @@ void op_gather(const Node& n, Workspace& ws) {
   for (std::size_t o = 0; o < outer; ++o)
     for (std::size_t j = 0; j < ni; ++j) {
       const I64 k = fix_index(idx.i64()[j], dim);
-      std::memcpy(d + (o * ni + j) * inner, a.b() + (o * static_cast<std::size_t>(dim) + static_cast<std::size_t>(k)) * inner,
-                  inner);
+      std::memcpy(d + (o * ni + j) * inner,
+                  a.b() + (o * static_cast<std::size_t>(dim) + static_cast<std::size_t>(k)) * inner, inner);
     }
 }
 
@@ -308,7 +309,8 @@ void op_gather_nd(const Node& n, Workspace& ws) {
       const I64* t = ip + (bb * per_batch_idx + j) * static_cast<std::size_t>(last);
       I64 off = 0;
       for (I64 k = 0; k < last; ++k) off += fix_index(t[k], a.shape[static_cast<int>(b + k)]) * st[b + k];
-      std::memcpy(d + (bb * per_batch_idx + j) * slice, a.b() + (bb * data_batch + static_cast<std::size_t>(off)) * slice, slice);
+      std::memcpy(d + (bb * per_batch_idx + j) * slice,
+                  a.b() + (bb * data_batch + static_cast<std::size_t>(off)) * slice, slice);
     }
 }
 
@@ -417,8 +419,8 @@ void op_expand(const Node& n, Workspace& ws) {
 /// Tile: the input block is copied once per output position of each dimension, innermost
 /// first, then each finished block is replicated with whole-block copies.
 template <typename T>
-void tile_block(T* dst, const T* src, const Shape& is, const Shape& os, const I64* rep, const I64* ist,
-                const I64* ost, int dim) {
+void tile_block(T* dst, const T* src, const Shape& is, const Shape& os, const I64* rep, const I64* ist, const I64* ost,
+                int dim) {
   const auto a = static_cast<std::size_t>(is[dim]);
   const auto reps = static_cast<std::size_t>(rep[dim]);
   if (dim == is.rank - 1) {
@@ -429,8 +431,8 @@ void tile_block(T* dst, const T* src, const Shape& is, const Shape& os, const I6
     std::memcpy(dst, src, a * sizeof(T));
   } else {
     for (std::size_t i = 0; i < a; ++i)
-      tile_block(dst + i * static_cast<std::size_t>(ost[dim]), src + i * static_cast<std::size_t>(ist[dim]), is, os, rep,
-                 ist, ost, dim + 1);
+      tile_block(dst + i * static_cast<std::size_t>(ost[dim]), src + i * static_cast<std::size_t>(ist[dim]), is, os,
+                 rep, ist, ost, dim + 1);
   }
   const std::size_t block = a * static_cast<std::size_t>(ost[dim]);
   for (std::size_t k = 1; k < reps; ++k) std::memcpy(dst + k * block, dst, block * sizeof(T));
@@ -514,7 +516,8 @@ void op_range(const Node& n, Workspace& ws) {
   if (s.type == ElementType::Int64) {
     const I64 a = s.i64()[0], b = l.i64()[0], step = dl.i64()[0];
     if (step == 0) throw OpError("delta is 0");
-    const I64 cnt = std::max<I64>(0, static_cast<I64>(std::ceil(static_cast<double>(b - a) / static_cast<double>(step))));
+    const I64 cnt =
+        std::max<I64>(0, static_cast<I64>(std::ceil(static_cast<double>(b - a) / static_cast<double>(step))));
     os.push(cnt);
     I64* d = static_cast<I64*>(out(n, ws, 0).alloc(s.type, os));
     for (I64 i = 0; i < cnt; ++i) d[i] = a + i * step;
@@ -551,7 +554,8 @@ void op_split(const Node& n, Workspace& ws) {
     if (n.i0 == 0 && dim % static_cast<I64>(no) != 0)
       throw OpError("axis of size " + std::to_string(dim) + " cannot be split evenly into " + std::to_string(no));
   }
-  if (sizes.size() != no) throw OpError("split has " + std::to_string(sizes.size()) + " sizes for " + std::to_string(no) + " outputs");
+  if (sizes.size() != no)
+    throw OpError("split has " + std::to_string(sizes.size()) + " sizes for " + std::to_string(no) + " outputs");
   I64 total = 0;
   for (I64 s : sizes) {
     if (s < 0) throw OpError("negative split size");

@@ -243,7 +243,8 @@ void fuse(Graph& g) {
                            : nullptr;
       if (n.in.size() > 2 && n.in[2] >= 0 && !C) continue;
       const I64 K = n.i1 ? B.shape[1] : B.shape[0], N = n.i1 ? B.shape[0] : B.shape[1];
-      if (C && !(C->numel == 1 || (C->numel == static_cast<std::size_t>(N) && C->shape[C->shape.rank - 1] == N))) continue;
+      if (C && !(C->numel == 1 || (C->numel == static_cast<std::size_t>(N) && C->shape[C->shape.rank - 1] == N)))
+        continue;
       if (C && C->type != ElementType::Float32) continue;
       auto p = std::make_shared<PackedDense>();
       p->K = K;
@@ -253,8 +254,7 @@ void fuse(Graph& g) {
       p->bias.assign(static_cast<std::size_t>(p->ldb), 0.0f);
       for (I64 k = 0; k < K; ++k)
         for (I64 j = 0; j < N; ++j)
-          p->w[static_cast<std::size_t>(k * p->ldb + j)] =
-              n.alpha * B.f()[n.i1 ? j * K + k : k * N + j];
+          p->w[static_cast<std::size_t>(k * p->ldb + j)] = n.alpha * B.f()[n.i1 ? j * K + k : k * N + j];
       if (C && n.beta != 0.0f)
         for (I64 j = 0; j < N; ++j) p->bias[static_cast<std::size_t>(j)] = n.beta * C->f()[C->numel == 1 ? 0 : j];
       n.op = Op::Dense;
@@ -413,7 +413,8 @@ void plan_buffers(Graph& g) {
   std::vector<int> root(nv);
   for (std::size_t i = 0; i < nv; ++i) root[i] = static_cast<int>(i);
   auto find = [&](int x) {
-    while (root[static_cast<std::size_t>(x)] != x) x = root[static_cast<std::size_t>(x)] = root[static_cast<std::size_t>(root[static_cast<std::size_t>(x)])];
+    while (root[static_cast<std::size_t>(x)] != x)
+      x = root[static_cast<std::size_t>(x)] = root[static_cast<std::size_t>(root[static_cast<std::size_t>(x)])];
     return x;
   };
   for (const Node& n : g.nodes)
@@ -424,9 +425,13 @@ void plan_buffers(Graph& g) {
   std::vector<int> end(nv, -1);
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     for (int id : g.nodes[i].in)
-      if (id >= 0) end[static_cast<std::size_t>(find(id))] = std::max(end[static_cast<std::size_t>(find(id))], static_cast<int>(i));
+      if (id >= 0)
+        end[static_cast<std::size_t>(find(id))] =
+            std::max(end[static_cast<std::size_t>(find(id))], static_cast<int>(i));
     for (int id : g.nodes[i].out)
-      if (id >= 0) end[static_cast<std::size_t>(find(id))] = std::max(end[static_cast<std::size_t>(find(id))], static_cast<int>(i));
+      if (id >= 0)
+        end[static_cast<std::size_t>(find(id))] =
+            std::max(end[static_cast<std::size_t>(find(id))], static_cast<int>(i));
   }
   for (int id : g.output_ids) end[static_cast<std::size_t>(find(id))] = inf;
   std::vector<int> free_slots;
