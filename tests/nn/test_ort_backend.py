@@ -9,7 +9,6 @@ from __future__ import annotations
 import pickle
 import sys
 import threading
-import warnings
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hepinfer
 from hepinfer.nn import JaggedInputInfo, MissingDependencyError, Model
+from tests.nn.jet_models import export
 
 RTOL, ATOL = 1e-5, 2e-6
 HINT = '(Model.load(path, backend="onnxruntime") runs it through onnxruntime)'
@@ -120,25 +120,6 @@ def masked_hardmax_model():
     )
 
 
-def export(module, args, path, input_names, dynamic):
-    """TorchScript ONNX export (opset 17) with the given symbolic axes per input."""
-    axes = {n: dict(d) for n, d in zip(input_names, dynamic)}
-    axes["y"] = {0: "batch"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=input_names,
-            output_names=["y"],
-            dynamic_axes=axes,
-            dynamo=False,
-            opset_version=17,
-        )
-    return str(path)
-
-
 class PFN(torch.nn.Module):
     """Phi per particle, masked sum over particles, F on the sum (and an optional per-jet input)."""
 
@@ -188,6 +169,10 @@ class EdgeNet(torch.nn.Module):
 @pytest.fixture(scope="module")
 def torch_models(tmp_path_factory):
     """{name: path}: a masked PFN, one with a per-jet input, and an EdgeConv net (k = 4)."""
+
+    def str_export(*args):
+        return str(export(*args))
+
     from tests.seeding import stable_seed
 
     seed = stable_seed("tests/nn/test_ort_backend.py::torch_models") % (1 << 31)
@@ -196,17 +181,17 @@ def torch_models(tmp_path_factory):
     d = tmp_path_factory.mktemp("ort_backend")
     dyn = [{0: "batch", 1: "n_particles"}] * 2
     return {
-        "pfn": export(
+        "pfn": str_export(
             PFN().eval(), (torch.randn(3, 9, 4), torch.ones(3, 9)), d / "pfn.onnx", ["particles", "mask"], dyn
         ),
-        "pfn_jet": export(
+        "pfn_jet": str_export(
             PFN(jet_feat=2).eval(),
             (torch.randn(3, 9, 4), torch.ones(3, 9), torch.randn(3, 2)),
             d / "pfn_jet.onnx",
             ["particles", "mask", "jet"],
             [*dyn, {0: "batch"}],
         ),
-        "edge": export(
+        "edge": str_export(
             EdgeNet(4).eval(),
             (torch.randn(2, 2, 9), torch.randn(2, 4, 9), torch.ones(2, 1, 9)),
             d / "edge.onnx",
