@@ -222,10 +222,12 @@ def _dask_client(spec: Optional[str]) -> Iterator[Any]:
                 n_workers=workers,
                 threads_per_worker=1,
                 dashboard_address=None,
-                # the workers' warnings while the cluster is torn down (a run stopped by Ctrl-C or
-                # SIGTERM: "failed to communicate with scheduler during heartbeat" with a traceback)
-                # are noise on the user's terminal; errors still show
-                silence_logs=logging.ERROR,
+                # the workers' logs while the cluster is torn down (a run stopped by Ctrl-C or
+                # SIGTERM) are noise on the user's terminal: "failed to communicate with scheduler
+                # during heartbeat" is logged at ERROR with a traceback when the scheduler closes
+                # mid-heartbeat. A failure that matters reaches the client as an exception (a task's
+                # own error, KilledWorker for a worker that died) and is reported from there.
+                silence_logs=logging.CRITICAL,
             ) as cluster,
             distributed.Client(cluster) as client,
         ):
