@@ -398,6 +398,22 @@ void register_nn(py::module_& m) {
       .def_property_readonly("batch_separable", &Model::batch_separable)
       .def_property_readonly("simple_rows", &simple_rows)
       .def("predict", &predict, py::arg("inputs"), py::arg("n_threads") = 1)
+      .def("profile",
+           [](const Model& mo, const std::vector<py::array>& arrays, int repeats) {
+    if (arrays.size() != mo.inputs().size())
+      throw InputError("the model has " + std::to_string(mo.inputs().size()) + " inputs, " +
+                       std::to_string(arrays.size()) + " were given");
+    std::vector<hepinfer::InputTensor> xs;
+    for (std::size_t k = 0; k < arrays.size(); ++k) xs.push_back(as_input(mo, k, arrays[k]));
+    std::vector<hepinfer::NodeTime> times;
+    {
+      py::gil_scoped_release release;
+      times = mo.profile(xs, repeats);
+    }
+    py::list out;
+    for (const auto& t : times) out.append(py::make_tuple(text(t.name), text(t.op_type), t.seconds, t.ran));
+    return out;
+  }, py::arg("inputs"), py::arg("repeats") = 10)
       .def("predict_rows", &predict_rows, py::arg("x"), py::arg("n_threads") = 1)
       .def("predict_jagged", &predict_jagged, py::arg("offsets"), py::arg("particles"), py::arg("jets"),
            py::arg("mask") = "", py::arg("detect_mask") = true, py::arg("particle_axis") = 0,

@@ -1,7 +1,8 @@
 """The ``hepinfer`` command line.
 
 hepinfer demo [--events N] [--generate N] [--out DIR]   W/QCD taggers trained, decorrelated, exported and run
-hepinfer info MODEL                       what a model file holds (forest, or ONNX: ops, native or not)
+hepinfer info MODEL [--profile]           what a model file holds (forest, or ONNX: ops, native or not;
+                                          --profile: where the time of one evaluation goes)
 hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
 hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
               [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"] [--dask local:4]
@@ -70,6 +71,66 @@ def _cmd_info_onnx(args: argparse.Namespace) -> int:
         print(f"loads        no: {e}")
         return 1
     print(f"loads        yes ({m.n_nodes} nodes after folding and fusion)")
+    if args.profile:
+        return _print_profile(m, args)
+    return 0
+
+
+def _profile_inputs(m: Any, batch: int, dims: dict[str, int]) -> dict[str, np.ndarray]:
+    """Random inputs of the model's declared shapes: the first dimension, where symbolic, is the
+    batch; other symbolic dimensions come from --dim NAME=VALUE. float32 normal, int64 zeros,
+    bool all true (masks: every particle present)."""
+    rng = np.random.default_rng(1)
+    feeds: dict[str, np.ndarray] = {}
+    for t in m.inputs:
+        if t.shape is None:
+            raise ValueError(f"input '{t.name}' has no declared shape; --profile needs one")
+        shape = []
+        for i, d in enumerate(t.shape):
+            if isinstance(d, int):
+                shape.append(d)
+            elif isinstance(d, str) and d in dims:
+                shape.append(dims[d])
+            elif i == 0:
+                shape.append(batch)
+            else:
+                raise ValueError(
+                    f"input '{t.name}' has the symbolic dimension {d or '?'} at axis {i}: give --dim {d or 'NAME'}=VALUE"
+                )
+        if t.dtype == "float32":
+            feeds[t.name] = rng.standard_normal(shape).astype(np.float32)
+        elif t.dtype == "bool":
+            feeds[t.name] = np.ones(shape, dtype=bool)
+        else:
+            feeds[t.name] = np.zeros(shape, dtype=np.int64)
+    return feeds
+
+
+def _print_profile(m: Any, args: argparse.Namespace) -> int:
+    dims: dict[str, int] = {}
+    for spec in args.dim:
+        name, sep, value = spec.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ValueError(f"--dim takes NAME=VALUE with a non-negative integer value, got {spec!r}")
+        dims[name.strip()] = int(value)
+    times = m.profile(_profile_inputs(m, args.batch, dims), repeats=args.repeats)
+    total = sum(t.seconds for t in times) or 1e-30
+    print(
+        f"profile      batch {args.batch}, one thread, median of {args.repeats} evaluations: {total * 1e6:,.1f} µs in {len(times)} nodes"
+    )
+    by_op: dict[str, list[float]] = {}
+    for t in times:
+        entry = by_op.setdefault(t.op_type, [0.0, 0.0])
+        entry[0] += t.seconds
+        entry[1] += 1
+    print("by operator")
+    for op, (sec, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {op:<28} {int(count):>5}  {sec * 1e6:>11,.1f} µs  {100 * sec / total:5.1f} %")
+    print(f"slowest nodes (top {args.top})")
+    for t in sorted(times, key=lambda t: -t.seconds)[: args.top]:
+        print(
+            f"  {t.name or '?':<40} {t.op_type:<20} {t.seconds * 1e6:>11,.1f} µs  {100 * t.seconds / total:5.1f} %"
+        )
     return 0
 
 
@@ -332,6 +393,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="ONNX: time every node on random inputs (one thread) and list where the time goes",
+    )
+    p.add_argument("--batch", type=int, default=1, help="--profile: the batch size (default 1)")
+    p.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="--profile: the size of a symbolic dimension (repeatable)",
+    )
+    p.add_argument("--repeats", type=int, default=20, help="--profile: evaluations timed (default 20)")
+    p.add_argument("--top", type=int, default=15, help="--profile: slowest nodes listed (default 15)")
     p.add_argument("--tmva-cut-op", default=">=", choices=[">=", ">", "auto"])
 
     p = sub.add_parser("predict", help="score the rows of a CSV file")

@@ -41,6 +41,7 @@ __all__ = [
     "Model",
     "ModelSummary",
     "NodeSummary",
+    "NodeTime",
     "TensorInfo",
     "describe",
     "supported_operators",
@@ -96,6 +97,17 @@ class NodeSummary(NamedTuple):
     op_type: str
     domain: str
     supported: bool
+
+
+class NodeTime(NamedTuple):
+    """The time one node of the loaded graph took in one evaluation (:meth:`Model.profile`):
+    the median over the repeats. Fused nodes keep their first ONNX node's name and show the
+    chain as ``op_type`` (``"Conv+Relu"``); ``ran`` is False for nodes an ``If`` skipped."""
+
+    name: str
+    op_type: str
+    seconds: float
+    ran: bool
 
 
 class ModelSummary(NamedTuple):
@@ -602,6 +614,22 @@ class Model:
         if len(out) == 1:
             return out[0]
         return {t.name: o for t, o in zip(self._outputs, out)}
+
+    def profile(self, x: Any, *more: Any, repeats: int = 10) -> list[NodeTime]:
+        """Where the time of one evaluation goes: each node's median wall time over ``repeats``
+        evaluations of the inputs (given as to :meth:`predict`), in graph order, one thread.
+
+        The batch runs in one piece; :meth:`predict` runs batches of 256 rows or more of a
+        batch-separable model in row blocks, so there the sum over nodes can exceed its time.
+        Only the hepinfer backend on the CPU has per-node times.
+        """
+        if self._device is not None or not isinstance(self._core, _core.Model):
+            raise ValueError(
+                f"profile needs the hepinfer backend on the CPU; this model runs on {self.backend}/{self.device}"
+            )
+        if int(repeats) < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
+        return [NodeTime(*t) for t in self._core.profile(self._arrays(x, more), int(repeats))]
 
     def __call__(self, x: Any, *more: Any, n_threads: int = 1) -> Union[np.ndarray, dict[str, np.ndarray]]:
         return self.predict(x, *more, n_threads=n_threads)

@@ -17,22 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hepinfer
 from hepinfer.nn import Model
+from tests.nn.onnx_graphs import branch, make, squeeze_if_one
 
 F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
-
-
-def make(nodes, inputs, outputs, inits=()):
-    """An opset-17 ModelProto; inputs/outputs are (name, elem_type, shape) triples."""
-    g = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), name=k) for k, v in dict(inits).items()],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    return m
 
 
 def run_ort(m, feeds):
@@ -56,43 +43,6 @@ def compare(m, feeds):
 
 def randn(rng, *shape):
     return np.asarray(rng.standard_normal(shape), dtype=np.float32)
-
-
-def branch(nodes, outputs, inits=()):
-    """A branch graph; outputs are (name, elem_type, shape) triples."""
-    return helper.make_graph(
-        nodes,
-        "branch",
-        [],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), name=k) for k, v in dict(inits).items()],
-    )
-
-
-def squeeze_if_one(axis=1):
-    """The TorchScript exporter's squeeze(axis) on a dimension unknown at export."""
-    shape = helper.make_node("Shape", ["x"], ["s"], name="shape")
-    idx = helper.make_node(
-        "Constant", [], ["i"], value=numpy_helper.from_array(np.array(axis, np.int64)), name="ci"
-    )
-    one = helper.make_node(
-        "Constant", [], ["one"], value=numpy_helper.from_array(np.array(1, np.int64)), name="c1"
-    )
-    gather = helper.make_node("Gather", ["s", "i"], ["d"], axis=0, name="gather")
-    eq = helper.make_node("Equal", ["d", "one"], ["cond"], name="eq")
-    then_b = branch(
-        [
-            helper.make_node(
-                "Constant", [], ["axes"], value=numpy_helper.from_array(np.array([axis], np.int64))
-            ),
-            helper.make_node("Squeeze", ["x", "axes"], ["y_then"], name="sq"),
-        ],
-        [("y_then", F, None)],
-    )
-    else_b = branch([helper.make_node("Identity", ["x"], ["y_else"], name="id")], [("y_else", F, None)])
-    iff = helper.make_node("If", ["cond"], ["y"], then_branch=then_b, else_branch=else_b, name="if")
-    relu = helper.make_node("Relu", ["y"], ["z"], name="relu")
-    return make([shape, idx, one, gather, eq, iff, relu], [("x", F, ["n", "k", 3])], [("z", F, None)])
 
 
 def test_runtime_condition_both_branches_in_one_process(rng):

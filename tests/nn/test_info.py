@@ -3,47 +3,18 @@ building the model, with every node marked native or not (issue 16)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import hepinfer  # noqa: E402
 from hepinfer.cli import main  # noqa: E402
 from hepinfer.nn import describe, supported_operators  # noqa: E402
-
-
-def _mlp(rng: np.random.Generator, unsupported: bool = False) -> onnx.ModelProto:
-    w1 = numpy_helper.from_array(rng.normal(size=(6, 8)).astype(np.float32), "w1")
-    b1 = numpy_helper.from_array(rng.normal(size=(8,)).astype(np.float32), "b1")
-    w2 = numpy_helper.from_array(rng.normal(size=(8, 3)).astype(np.float32), "w2")
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h0"], name="mm1"),
-        helper.make_node("Add", ["h0", "b1"], ["h1"], name="add1"),
-        helper.make_node("Relu", ["h1"], ["h2"], name="relu1"),
-        helper.make_node("MatMul", ["h2", "w2"], ["z"], name="mm2"),
-    ]
-    if unsupported:
-        nodes.append(helper.make_node("Hardmax", ["z"], ["hm"], name="hardmax", axis=-1))
-        nodes.append(helper.make_node("Custom", ["hm"], ["y"], name="custom", domain="com.example"))
-    else:
-        nodes.append(helper.make_node("Softmax", ["z"], ["y"], name="softmax", axis=-1))
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
-        [w1, b1, w2],
-    )
-    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.example", 1)] if unsupported else [])
-    m = helper.make_model(graph, opset_imports=opsets, producer_name="test", producer_version="1.0")
-    m.ir_version = 8
-    return m
+from tests.nn.onnx_graphs import small_mlp  # noqa: E402
 
 
 def test_describe_supported_model(rng):
-    m = _mlp(rng)
+    m = small_mlp(rng)
     s = describe(m)
     assert s.producer == "test 1.0"
     assert s.opset == 17 and s.ir_version == 8
@@ -58,7 +29,7 @@ def test_describe_supported_model(rng):
 
 
 def test_describe_lists_unsupported_nodes(rng, tmp_path):
-    m = _mlp(rng, unsupported=True)
+    m = small_mlp(rng, unsupported=True)
     path = tmp_path / "m.onnx"
     onnx.save(m, str(path))
     s = describe(path)
@@ -75,14 +46,14 @@ def test_supported_operators_match_describe(rng):
     ops = supported_operators()
     assert ops == sorted(ops) and {"MatMul", "Gemm", "Conv", "Softmax", "Constant"} <= set(ops)
     assert "Hardmax" not in ops
-    s = describe(_mlp(rng))
+    s = describe(small_mlp(rng))
     assert all((n.op_type in ops) == n.supported for n in s.nodes)
 
 
 def test_cli_info_onnx(rng, tmp_path, capsys):
     good, bad = tmp_path / "good.onnx", tmp_path / "bad.onnx"
-    onnx.save(_mlp(rng), str(good))
-    onnx.save(_mlp(rng, unsupported=True), str(bad))
+    onnx.save(small_mlp(rng), str(good))
+    onnx.save(small_mlp(rng, unsupported=True), str(bad))
     assert main(["info", str(good)]) == 0
     out = capsys.readouterr().out
     assert "opset 17" in out and "x: float32[batch, 6]" in out and "y: float32[batch, 3]" in out

@@ -169,6 +169,14 @@ struct JaggedLayout {
   std::int64_t min_length = 1;          ///< shortest length a jet is evaluated at
 };
 
+/// Where the time of one evaluation goes: one entry per node of the loaded (fused) graph.
+struct NodeTime {
+  std::string name;     ///< the node's name (a fused node keeps the name of its first ONNX node)
+  std::string op_type;  ///< the ONNX op type, or the fused chain ("Conv+Relu")
+  double seconds = 0;   ///< median over the repeats of the node's wall time in one evaluation
+  bool ran = false;     ///< false for a node that an If's branch skipped in every repeat
+};
+
 /// A graph input or output as the file declares it (any element type, for description only).
 struct OnnxValueSummary {
   std::string name;
@@ -256,6 +264,13 @@ class Model {
   /// How predict_jagged would treat each input (per jet, per particle, mask) under `options`;
   /// throws InputError where the model does not qualify (no symbolic particle axis, ...).
   JaggedLayout jagged_layout(const JaggedOptions& options = {}) const;
+
+  /// Evaluates `inputs` `repeats` times (after one warm-up) on the calling thread, the whole
+  /// batch in one piece, and returns each node's median time in graph order. predict runs a
+  /// batch of 256 rows or more of a batch-separable model in row blocks instead, so that its
+  /// intermediates stay in cache: the per-node sum can then exceed predict's time. Inputs are
+  /// checked as in predict; repeats must be at least 1.
+  std::vector<NodeTime> profile(const std::vector<InputTensor>& inputs, int repeats = 10) const;
 
   /// The model prepared for a CUDA device (weights uploaded once; see DeviceModel). Throws
   /// DeviceError when hepinfer was built without CUDA ("... built without CUDA"), when the

@@ -1,6 +1,7 @@
 // The executor of a loaded graph: workspaces, binding inputs, running the nodes (in one piece
 // or in row blocks of a batch-separable graph), storing outputs, and the load-time dry run.
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -94,6 +95,23 @@ void Graph::run(Workspace& ws) const {
     }
   }
 }
+void Graph::run_timed(Workspace& ws, std::vector<double>& seconds, std::vector<char>& ran) const {
+  seconds.resize(nodes.size(), 0.0);
+  ran.resize(nodes.size(), 0);
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    try {
+      if (!n.guards.empty() && !guards_met(n, ws)) continue;
+      const auto t0 = std::chrono::steady_clock::now();
+      run_node(n, ws);
+      seconds[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ran[i] = 1;
+    } catch (const OpError& e) {
+      throw InputError(printable("node '" + n.name + "' (" + n.op_type + "): " + e.what()));
+    }
+  }
+}
+
 void check_input(const TensorInfo& t, const InputTensor& x, std::map<std::string, I64>& dims) {
   if (x.type != t.type)
     throw InputError("input '" + t.name + "' must be " + element_type_name(t.type) + ", got " +

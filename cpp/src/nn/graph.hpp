@@ -360,6 +360,9 @@ class Graph {
   void release(std::unique_ptr<Workspace> ws) const;
   /// Runs every node; graph inputs must already be bound in ws.values[input_ids[i]].
   void run(Workspace& ws) const;
+  /// As run, adding each node's wall time in seconds to seconds[i] (node i; nodes an If skips
+  /// add nothing and are not marked in ran[i]).
+  void run_timed(Workspace& ws, std::vector<double>& seconds, std::vector<char>& ran) const;
 
  private:
   mutable std::mutex pool_mutex_;

@@ -206,4 +206,43 @@ void Model::predict(const float* x, std::size_t n_rows, float* out, int n_thread
 
 void Model::predict_one(const float* x, float* out) const { predict(x, 1, out, 1); }
 
+std::vector<NodeTime> Model::profile(const std::vector<InputTensor>& inputs, int repeats) const {
+  if (repeats < 1) throw InputError("profile needs repeats >= 1, got " + std::to_string(repeats));
+  const nn::Graph& g = *graph_;
+  const std::vector<const InputTensor*> ordered = nn::order_inputs(g, inputs);
+  std::map<std::string, std::int64_t> dims;
+  for (std::size_t i = 0; i < ordered.size(); ++i) nn::check_input(g.inputs[i], *ordered[i], dims);
+  struct Lease {
+    const nn::Graph& g;
+    std::unique_ptr<nn::Workspace> ws;
+    ~Lease() { g.release(std::move(ws)); }
+  } lease{g, g.acquire()};
+  nn::bind(g, *lease.ws, ordered, 0, -1);
+  g.run(*lease.ws);  // warm-up: buffers sized, weights and code in cache
+  const std::size_t n = g.nodes.size();
+  std::vector<std::vector<double>> samples(n);
+  std::vector<char> ran_any(n, 0);
+  std::vector<double> seconds;
+  std::vector<char> ran;
+  for (int r = 0; r < repeats; ++r) {
+    seconds.assign(n, 0.0);
+    ran.assign(n, 0);
+    g.run_timed(*lease.ws, seconds, ran);
+    for (std::size_t i = 0; i < n; ++i) {
+      samples[i].push_back(seconds[i]);
+      ran_any[i] = static_cast<char>(ran_any[i] | ran[i]);
+    }
+  }
+  std::vector<NodeTime> result(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& v = samples[i];
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    result[i].name = g.nodes[i].name;
+    result[i].op_type = g.nodes[i].op_type;
+    result[i].seconds = v[v.size() / 2];
+    result[i].ran = ran_any[i] != 0;
+  }
+  return result;
+}
+
 }  // namespace hepinfer
