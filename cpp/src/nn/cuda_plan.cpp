@@ -18,7 +18,7 @@ namespace gpu {
 // the codes of nn_math.cuh are the engine's enums
 static_assert(act::Round == static_cast<int>(Act::Round) && act::Clip == static_cast<int>(Act::Clip) &&
               act::Relu == static_cast<int>(Act::Relu) && act::Sigmoid == static_cast<int>(Act::Sigmoid));
-static_assert(bin::Mod == static_cast<int>(BinOp::Mod) && bin::Pow == static_cast<int>(BinOp::Pow));
+static_assert(bin::Min == static_cast<int>(BinOp::Min) && bin::Pow == static_cast<int>(BinOp::Pow));
 static_assert(cmp::GreaterOrEqual == static_cast<int>(CmpOp::GreaterOrEqual));
 static_assert(logic::Xor == static_cast<int>(LogicOp::Xor));
 static_assert(red::SumSquare == static_cast<int>(ReduceOp::SumSquare) && red::Mean == static_cast<int>(ReduceOp::Mean));
@@ -365,7 +365,6 @@ class Exec {
         return;
       }
       case Op::Binary: {
-        if (n.bin == BinOp::Mod) unsupported(n, "Mod");
         const auto ops = inputs(n);
         set(n, elementwise(n, ops, EwOp::Binary, static_cast<int>(n.bin), 0, 0, ops[0]->type));
         return;

@@ -246,7 +246,7 @@ enum class Act : std::uint8_t {
   Acosh,
   Atanh
 };
-enum class BinOp : std::uint8_t { Add, Sub, Mul, Div, Pow, Max, Min, Mod };
+enum class BinOp : std::uint8_t { Add, Sub, Mul, Div, Pow, Max, Min };  // Mod: its own kernel (ops_misc)
 enum class CmpOp : std::uint8_t { Equal, Less, Greater, LessOrEqual, GreaterOrEqual };
 enum class LogicOp : std::uint8_t { And, Or, Xor };
 enum class ReduceOp : std::uint8_t { Sum, Mean, Max, Min, Prod, L2, SumSquare };

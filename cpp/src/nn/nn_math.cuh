@@ -46,7 +46,7 @@ enum : int {
 };
 }
 namespace bin {
-enum : int { Add, Sub, Mul, Div, Pow, Max, Min, Mod };
+enum : int { Add, Sub, Mul, Div, Pow, Max, Min };
 }
 namespace cmp {
 enum : int { Equal, Less, Greater, LessOrEqual, GreaterOrEqual };

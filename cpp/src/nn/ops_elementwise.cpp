@@ -74,7 +74,6 @@ T apply_bin(BinOp op, T x, T y) {
         if (x != x || y != y) return std::numeric_limits<T>::quiet_NaN();
       }
       return x < y ? x : y;
-    case BinOp::Mod: return x;
   }
   return x;
 }
