@@ -634,13 +634,9 @@ def _assemble(
         mask = np.concatenate([p.mask for p in parts if p.mask is not None])
     regression = config.loss.kind in REGRESSION_LOSSES
     if plan.label_from_files:
-        raw = np.concatenate(
-            [
-                np.full(p.n_events, label)
-                for label, ps in collected
-                for p in ps
-            ]
-        ).astype(np.float64)
+        raw = np.concatenate([np.full(p.n_events, label) for label, ps in collected for p in ps]).astype(
+            np.float64
+        )
     else:
         raw = _concat(parts, "data.target").astype(np.float64)
     label = None
