@@ -20,6 +20,7 @@ uproot = pytest.importorskip("uproot")
 ak = pytest.importorskip("awkward")
 
 import hepinfer.train as T  # noqa: E402
+from hepinfer.io import ReadError  # noqa: E402
 from hepinfer.train.config import RunConfig, default_config_text, key_docs, ordered_classes  # noqa: E402
 from hepinfer.train.data import row_hash  # noqa: E402
 
@@ -132,6 +133,66 @@ def test_cli_trains_on_an_rntuple_with_its_own_branch_names(tmp_path, rng):
     assert "hash of the features" in summary["data"] and summary["class_names"] == ["background", "signal"]
 
 
+def test_trained_model_scores_with_the_same_expressions(tmp_path, rng):
+    """Features are the expressions hepinfer.score takes: scoring the file with the run's
+    features and aliases gives the trained forest's predictions on the training inputs."""
+    import hepinfer
+
+    path = write_rntuple(tmp_path / "jets.root", user_jets(rng, 300))
+    cfg = run_toml(
+        tmp_path,
+        f'output = "{(tmp_path / "out").as_posix()}"\n[data]\nsource = "{path.as_posix()}:jets"\n'
+        'features = ["mass", "max_of(c_pt) / pt", "r"]\nmass = "mass"\n'
+        '[data.aliases]\nr = "sum_of(c_pt * hypot(c_eta - eta, c_phi - phi)) / pt"\n'
+        '[model]\nkind = "bdt"\n[bdt]\nn_trees = 15\n',
+    )
+    assert T.main([str(cfg)]) == 0
+    config = T.load_config(cfg)
+    data = T.load_data(config)
+    forest = hepinfer.Forest.load(tmp_path / "out" / "model.json")
+    scores = hepinfer.score(
+        forest, str(path), tree="jets", features=config.data.features, aliases=config.data.aliases
+    )
+    np.testing.assert_allclose(scores, forest.predict(data.features.astype(np.float32)), rtol=1e-6)
+
+
+def test_builtin_samples_take_expressions_too():
+    pytest.importorskip("hepinfer.datasets")
+    config = T.load_config(
+        {
+            "model": {"kind": "pfn"},
+            "data": {
+                "n_signal": 30,
+                "n_background": 30,
+                "max_particles": 5,
+                "particle_features": ["log(constituent_pt)"],
+            },
+        }
+    )
+    data = T.load_data(config)
+    builtin = T.load_data(
+        T.load_config(
+            {**config.to_dict(), "data": {**config.to_dict()["data"], "particle_features": ["log_pt"]}}
+        )
+    )
+    assert data.event_origin == "branch 'event'"
+    np.testing.assert_allclose(data.particles, builtin.particles, rtol=1e-5)
+    np.testing.assert_array_equal(data.mask, builtin.mask)
+    flat = T.load_data(
+        T.load_config(
+            {"data": {"n_signal": 30, "n_background": 30, "features": ["jet_mass / jet_pt", "tau21"]}}
+        )
+    )
+    np.testing.assert_allclose(flat.features[:, 0], flat.mass / builtin_pt(config), rtol=1e-6)
+
+
+def builtin_pt(config):
+    import hepinfer.datasets as hd
+
+    d = config.data
+    return hd.generate_toy_jets(d.n_signal, d.n_background, seed=config.seed, library="np")["jet_pt"]
+
+
 def test_errors_name_key_file_and_branch_without_a_traceback(tmp_path, rng, capsys):
     path = write_rntuple(tmp_path / "file.root", user_jets(rng, 30))
     cfg = run_toml(
@@ -159,6 +220,17 @@ def test_errors_name_key_file_and_branch_without_a_traceback(tmp_path, rng, caps
     )
     assert T.main([str(cfg)]) == 2  # data.mass defaults to the generator's jet_mass
     assert "'jet_mass'" in capsys.readouterr().err
+    with pytest.raises(
+        ReadError, match=r"file.root: tree 'jets' has no branch 'mas' \(needed for feature 'data.mass'\)"
+    ):
+        T.load_data(
+            T.load_config(
+                {
+                    "model": {"kind": "pfn"},
+                    "data": {"source": str(path), "particle_features": ["c_pt"], "mass": "mas"},
+                }
+            )
+        )
 
 
 def test_spec_globs_and_many_files_with_a_cut(tmp_path, rng):

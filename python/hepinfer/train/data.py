@@ -224,7 +224,7 @@ def _pad(
 def _root_parts(
     files: Any, tree: Optional[str], plan: _Plan, config: RunConfig, step: Union[int, str]
 ) -> Iterator[_Part]:
-    from hepinfer.io import _iterate_jagged, _sources, iterate
+    from hepinfer.io import _iterate_jagged, _sources, check_branches, iterate, open_tree
 
     if not plan.particle:
         for chunk in iterate(
@@ -233,6 +233,12 @@ def _root_parts(
             yield _Part(dict(chunk.arrays))
         return
     for source in _sources(files, tree):
+        # the per-jet columns ride along as ids, which the jagged reader does not check
+        opened = open_tree(source)
+        try:
+            check_branches(source, opened, plan.flat, plan.aliases or None)
+        finally:
+            opened.file.close()
         for jc in _iterate_jagged(
             source,
             {"data.particle_features": plan.particle},
