@@ -79,6 +79,62 @@ def test_uproot_writes_an_rntuple(tmp_path, rng):
         assert f.classname_of("jets") == "ROOT::RNTuple"
 
 
+_ROOT_WRITER = r"""
+import sys, warnings
+warnings.simplefilter("ignore")
+import ROOT
+ROOT.gInterpreter.Declare('''
+#include <ROOT/RNTupleModel.hxx>
+#include <ROOT/RNTupleWriter.hxx>
+#include <string>
+#include <vector>
+void hepinfer_test_write_rntuple(const std::string &path, int n) {
+    auto model = ROOT::RNTupleModel::Create();
+    auto pt = model->MakeField<float>("pt");
+    auto label = model->MakeField<std::int32_t>("label");
+    auto c_pt = model->MakeField<std::vector<float>>("c_pt");
+    auto writer = ROOT::RNTupleWriter::Recreate(std::move(model), "jets", path);
+    for (int i = 0; i < n; ++i) {
+        *pt = 300.0f + i;
+        *label = i % 2;
+        c_pt->clear();
+        for (int k = 0; k < 1 + i % 4; ++k) c_pt->push_back(*pt / (k + 2));
+        writer->Fill();
+    }
+}
+''')
+ROOT.hepinfer_test_write_rntuple(sys.argv[1], int(sys.argv[2]))
+"""
+
+
+def test_reads_an_rntuple_written_by_root(tmp_path):
+    """An RNTuple written by ROOT itself (not by uproot's writer), where ROOT is installed."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("ROOT") is None:
+        pytest.skip("ROOT (PyROOT) is not installed")
+    path = tmp_path / "root_rntuple.root"
+    subprocess.run([sys.executable, "-c", _ROOT_WRITER, str(path), "40"], check=True, timeout=300)
+    base = {"source": f"{path}:jets", "mass": "", "max_particles": 4}
+    flat = T.load_data(
+        T.load_config({"data": {**base, "features": ["pt", "num(c_pt)", "sum_of(c_pt) / pt"]}})
+    )
+    i = np.arange(40)
+    n = 1 + i % 4
+    np.testing.assert_array_equal(flat.label, i % 2)
+    np.testing.assert_array_equal(flat.features[:, :2], np.column_stack([300.0 + i, n]))
+    expected = np.array([sum(1 / (k + 2) for k in range(m)) for m in n])
+    np.testing.assert_allclose(flat.features[:, 2], expected, rtol=1e-6)
+    pfn = T.load_data(
+        T.load_config({"model": {"kind": "pfn"}, "data": {**base, "particle_features": ["c_pt / pt"]}})
+    )
+    assert pfn.mask is not None and pfn.particles is not None
+    np.testing.assert_array_equal(pfn.mask.sum(axis=1), n)
+    np.testing.assert_allclose(pfn.particles[3, :, 0], [1 / 2, 1 / 3, 1 / 4, 1 / 5], rtol=1e-6)
+
+
 @pytest.mark.parametrize("writer", [write_rntuple, write_ttree])
 def test_load_features_as_expressions_from_the_named_tree(tmp_path, rng, writer):
     """Finding 1: `tree` is honoured and the user's own branch names and expressions are read
