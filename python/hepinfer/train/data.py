@@ -431,8 +431,7 @@ def _parquet_tables(path: str, plan: _Plan, batch: int) -> Iterator[Any]:
     fields = set(pf.schema_arrow.names)
     wanted = [*plan.flat.values(), *plan.particle, *([plan.cut] if plan.cut else [])]
     columns = _used_fields(wanted, plan.aliases, fields)
-    missing_check = {k: v for k, v in plan.flat.items()}
-    _check_names(missing_check, plan.aliases, sorted(fields), path)
+    _check_names(plan.flat, plan.aliases, sorted(fields), path)
     for record_batch in pf.iter_batches(batch_size=batch, columns=columns):
         yield ak.from_arrow(record_batch)
 
