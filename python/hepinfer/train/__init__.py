@@ -9,11 +9,9 @@
     >>> from hepinfer.export import export_onnx
     >>> export_onnx(train.WithSigmoid(model), x[:10], "model.onnx")   # checked with onnxruntime
 
-Command line: ``hepinfer train config.toml`` (``hepinfer train --print-config`` lists every option
-with its meaning; :mod:`hepinfer.train.config`) runs :func:`run`: read the sample
-(:func:`hepinfer.train.data.load_data`: ROOT TTrees/RNTuples, parquet, npz or arrays), split it by
-event number, train, evaluate on the test fold, export (ONNX for networks, xgboost JSON for BDTs)
-and write ``summary.json``.
+Command line: ``hepinfer train config.toml`` (see :mod:`hepinfer.train.config` for the options)
+runs :func:`run`: read the sample, split it by event number, train, evaluate on the test fold,
+export (ONNX for networks, xgboost JSON for BDTs) and write ``summary.json``.
 
 Needs torch (networks), xgboost (BDTs, reweighting), onnx + onnxruntime (export checks), tqdm.
 """
