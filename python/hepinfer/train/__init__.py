@@ -170,9 +170,7 @@ def build_model(config: RunConfig, n_inputs: int) -> Any:
 
 def run(config: RunConfig, data: Optional[TrainingData] = None) -> dict[str, Any]:
     """Execute a training run described by ``config``; returns (and writes to
-    ``<output>/summary.json``) the test-fold metrics and the paths written. ``data``: the
-    events, as :func:`hepinfer.train.data.load_data` gives them (read from ``config.data``
-    when ``None``; pass it to train on arrays from Python)."""
+    ``<output>/summary.json``) the test-fold metrics and the paths written."""
     import torch
 
     d, t, lo = config.data, config.training, config.loss

@@ -576,6 +576,9 @@ def load_data(config: RunConfig, arrays: Any = None) -> TrainingData:
     :class:`TrainingData`. ``arrays`` replaces the files: an awkward Array of records, a pandas
     DataFrame or a dict of columns (or, with ``data.classes``, a dict class name -> such a table).
 
+    ``hepinfer.train.run(config, data)`` trains on the result (``run(config)`` calls this
+    itself); load once and pass it on to train several models on the same events.
+
     Raises :class:`~hepinfer.train.config.ConfigError` (or :class:`hepinfer.io.ReadError`, a
     :class:`hepinfer.InputError`) naming the key, the file and the branch at fault.
     """
