@@ -88,7 +88,6 @@ __all__ = [
     "Sample",
     "Standardize",
     "Trainer",
-    "TrainingData",
     "WithSigmoid",
     "binary_cross_entropy",
     "build_model",
