@@ -27,10 +27,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from hepinfer.datasets.schema import CONSTITUENT_FEATURES, padded_constituents
+from hepinfer._core import Error
 from hepinfer.metrics import roc_auc
 from hepinfer.train.bdt import BDTResult, rebalance_weights, split_by_event_number, train_bdt
-from hepinfer.train.config import ConfigError, RunConfig, load_config, parse_config
+from hepinfer.train.config import ConfigError, RunConfig, default_config_text, load_config, parse_config
+from hepinfer.train.data import TrainingData, describe, load_data
 from hepinfer.train.decorrelation import (
     DisCo,
     MoDE,
@@ -99,6 +100,7 @@ __all__ = [
     "gaussian_nll",
     "gradient_reversal",
     "load_config",
+    "load_data",
     "main",
     "masked_sum",
     "mean_squared_error",
@@ -165,73 +167,15 @@ def build_model(config: RunConfig, n_inputs: int) -> Any:
     raise ConfigError(f"model.kind: {m.kind!r} is not a torch model (loss {lo.kind!r})")
 
 
-def _load_columns(config: RunConfig) -> dict[str, np.ndarray]:
-    d = config.data
-    if d.source in ("toy", "pythia"):
-        try:
-            import hepinfer.datasets as hd
-        except ImportError as e:  # pragma: no cover
-            raise ConfigError(f"data.source = {d.source!r} needs hepinfer.datasets ({e})") from None
-        if d.source == "toy":
-            return hd.generate_toy_jets(d.n_signal, d.n_background, seed=config.seed, library="np")
-        return hd.load_jets(library="np")
-    path = d.source
-    if not os.path.exists(path):
-        raise ConfigError(f"data.source: {path!r} is neither 'toy', 'pythia' nor an existing file")
-    if path.endswith(".npz"):
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    if path.endswith(".root"):
-        import hepinfer.datasets as hd
-
-        return hd.load_jets(path, library="np")
-    if path.endswith(".parquet"):
-        import pandas as pd
-
-        frame = pd.read_parquet(path)
-        return {str(c): frame[c].to_numpy() for c in frame.columns}
-    raise ConfigError(f"data.source: {path!r} must be a .root, .npz or .parquet file")
-
-
-def _column(columns: dict[str, np.ndarray], name: str, key: str) -> np.ndarray:
-    if name not in columns:
-        raise ConfigError(
-            f"{key}: column {name!r} is not in the sample (it has {', '.join(sorted(columns))})"
-        )
-    return np.asarray(columns[name])
-
-
-def _particles(
-    columns: dict[str, np.ndarray], names: Sequence[str], max_particles: int
-) -> tuple[np.ndarray, np.ndarray]:
-    for n in names:
-        if n not in CONSTITUENT_FEATURES:
-            raise ConfigError(f"data.particle_features: unknown {n!r}; use {', '.join(CONSTITUENT_FEATURES)}")
-    needed = {"constituent_offsets", "constituent_pt"}
-    needed |= {
-        f"constituent_{b}"
-        for n, b in (("log_energy", "energy"), ("deta", "eta"), ("dphi", "phi"), ("charge", "charge"))
-        if n in names
-    }
-    needed |= {f"jet_{b}" for n, b in (("pt_fraction", "pt"), ("deta", "eta"), ("dphi", "phi")) if n in names}
-    for name in sorted(needed):
-        _column(columns, name, "data.particle_features")
-    return padded_constituents(columns, max_particles, names)
-
-
-def run(config: RunConfig) -> dict[str, Any]:
+def run(config: RunConfig, data: Optional[TrainingData] = None) -> dict[str, Any]:
     """Execute a training run described by ``config``; returns (and writes to
     ``<output>/summary.json``) the test-fold metrics and the paths written."""
     import torch
 
     d, t, lo = config.data, config.training, config.loss
     os.makedirs(config.output, exist_ok=True)
-    columns = _load_columns(config)
-    target = _column(columns, d.target, "data.target").astype(np.float64)
-    n = len(target)
-    weight = _column(columns, d.weight, "data.weight").astype(np.float64) if d.weight else np.ones(n)
-    events = _column(columns, d.event_number, "data.event_number") if d.event_number else np.arange(n)
-    mass = _column(columns, d.mass, "data.mass").astype(np.float64)
+    data = load_data(config) if data is None else data
+    target, weight, events, mass = data.target, data.weight, data.event, data.mass
     train_mask, val_mask, test_mask = split_by_event_number(
         events, d.n_folds, validation_fold=d.validation_fold, test_fold=d.test_fold
     )
@@ -240,17 +184,17 @@ def run(config: RunConfig) -> dict[str, Any]:
         "n_train": int(train_mask.sum()),
         "n_validation": int(val_mask.sum()),
         "n_test": int(test_mask.sum()),
+        "data": describe(data),
+        "class_names": data.class_names,
     }
     particle_model = config.model.kind in ("deepsets", "pfn", "efn", "particlenet")
     if particle_model:
-        x, pmask = _particles(columns, d.particle_features, d.max_particles)
-        inputs_all: tuple[np.ndarray, ...] = (x, pmask.astype(np.float32))
+        assert data.particles is not None and data.mask is not None
+        inputs_all: tuple[np.ndarray, ...] = (data.particles, data.mask.astype(np.float32))
     else:
-        feats = np.column_stack([_column(columns, f, "data.features") for f in d.features]).astype(np.float64)
-        if d.parameter:
-            feats, _ = parameterise(
-                feats, _column(columns, d.parameter, "data.parameter"), target, seed=config.seed
-            )
+        feats = data.features
+        if data.parameter is not None:
+            feats, _ = parameterise(feats, data.parameter, target, seed=config.seed)
         inputs_all = (np.nan_to_num(feats, nan=-1.0).astype(np.float32),)
 
     if config.model.kind == "bdt":
@@ -296,7 +240,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             tensors,
             torch.as_tensor(target, dtype=torch.float32),
             torch.as_tensor(w, dtype=torch.float32),
-            torch.as_tensor(mass, dtype=torch.float32),
+            None if mass is None else torch.as_tensor(mass, dtype=torch.float32),
         )
         trainer = Trainer(
             model,
@@ -344,15 +288,15 @@ def run(config: RunConfig) -> dict[str, Any]:
             )
             example = tuple(a[np.flatnonzero(test_mask)[:16]] for a in tensors)
             summary["onnx"] = export_onnx(wrapped, example, os.path.join(config.output, "model.onnx"))
-    y_test, w_test, m_test = target[test_mask], weight[test_mask], mass[test_mask]
+    y_test, w_test = target[test_mask], weight[test_mask]
     if lo.kind in ("bce", "focal") or config.model.kind == "bdt":
         summary["test_auc"] = roc_auc(score, y_test, w_test)
         bkg = y_test < 0.5
-        if 1 < bkg.sum() <= 20000:
+        if mass is not None and 1 < bkg.sum() <= 20000:
             summary["test_background_dcor2_mass"] = float(
                 distance_correlation_squared(
                     torch.as_tensor(np.asarray(score, dtype=np.float64)[bkg]),
-                    torch.as_tensor(m_test[bkg]),
+                    torch.as_tensor(mass[test_mask][bkg]),
                     torch.as_tensor(w_test[bkg]),
                 )
             )
@@ -366,12 +310,30 @@ def run(config: RunConfig) -> dict[str, Any]:
     return summary
 
 
+_HELP_EPILOG = """\
+configuration keys: `hepinfer train --print-config` prints every key with its default and a
+comment saying what it does (valid TOML: save it as run.toml and edit). README section
+"Training on your own files" has a complete example on a ROOT file; the keys' documentation
+lives in hepinfer.train.config (help(hepinfer.train.config.DataConfig), ...).
+"""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``hepinfer train CONFIG [--set section.key=value ...] [--output DIR] [--resume]``."""
+    """``hepinfer train CONFIG [--set section.key=value ...] [--output DIR] [--resume]``;
+    ``hepinfer train --print-config [CONFIG]`` prints the (default or given) configuration."""
     parser = argparse.ArgumentParser(
-        prog="hepinfer train", description="Train a model from a TOML configuration."
+        prog="hepinfer train",
+        description="Train a model from a TOML configuration.",
+        epilog=_HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="TOML (or YAML, with PyYAML) configuration file")
+    parser.add_argument("config", nargs="?", help="TOML (or YAML, with PyYAML) configuration file")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the full configuration (the defaults, or CONFIG with --set applied) as TOML with a "
+        "comment per key, and exit",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -391,10 +353,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides.append("training.resume=true")
     if args.device:
         overrides.append(f"device={json.dumps(args.device)}")
+    if args.config is None and not args.print_config:
+        parser.error("give a CONFIG file (or --print-config for a commented default one)")
     try:
+        if args.print_config:
+            config = load_config(args.config, overrides) if args.config else load_config({}, overrides)
+            sys.stdout.write(default_config_text(config))
+            return 0
         config = load_config(args.config, overrides)
         summary = run(config)
-    except ConfigError as e:
+    except Error as e:  # ConfigError, hepinfer.io.ReadError, ...: the message names key, file, branch
         print(f"hepinfer train: {e}", file=sys.stderr)
         return 2
     shown = {k: v for k, v in summary.items() if k.startswith("test_") or k in ("onnx", "model", "weights")}

@@ -5,17 +5,18 @@ Every option has a default; unknown keys, wrong types and values out of range ra
 TOML is read with the standard library's ``tomllib`` (Python >= 3.11) or the ``tomli`` package
 on 3.9/3.10; ``.yaml``/``.yml`` files are read when PyYAML is installed.
 
-Example::
+Every key is documented where it is defined (the string under each field below);
+``hepinfer train --print-config`` (:func:`default_config_text`) prints them all as commented TOML
+that loads back, and README's "Training on your own files" has complete examples. A short one::
 
     seed = 1
-    device = "cpu"
     output = "runs/w-tagger"
 
     [data]
-    source = "toy"                  # "toy", "pythia" or a .parquet/.root/.npz file
-    n_signal = 5000
-    n_background = 5000
-    features = ["tau21", "tau32", "n_constituents"]
+    source = "jets.root"            # "toy", "pythia", ROOT files (TTree/RNTuple), .parquet, .npz
+    tree = "jets"
+    features = ["mass", "n_const", "max_of(c_pt) / pt"]
+    mass = "mass"
 
     [model]
     kind = "mlp"
@@ -27,8 +28,6 @@ Example::
 
     [loss]
     kind = "bce"
-    decorrelation = "disco"
-    decorrelation_strength = 10.0
 """
 
 from __future__ import annotations
@@ -50,7 +49,10 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "TrainingConfig",
+    "default_config_text",
+    "key_docs",
     "load_config",
+    "ordered_classes",
     "parse_config",
 ]
 
@@ -61,38 +63,79 @@ class ConfigError(Error, ValueError):
 
 MODEL_KINDS = ("mlp", "deepsets", "pfn", "efn", "particlenet", "autoencoder", "gaussian", "bdt")
 LOSS_KINDS = ("bce", "cross_entropy", "focal", "mse", "gaussian_nll", "reconstruction")
+#: Models that read per-particle inputs (``data.particle_features``) rather than ``data.features``.
+PARTICLE_MODELS = ("deepsets", "pfn", "efn", "particlenet")
+#: Losses whose ``data.target`` is a value to predict rather than a class index.
+REGRESSION_LOSSES = ("mse", "gaussian_nll")
 DECORRELATIONS = ("none", "disco", "mode", "adversary")
 
 
 @dataclass
 class DataConfig:
-    """Where the events come from and which columns the model sees."""
+    """Where the events come from and which columns the model sees (hepinfer.train.data reads them).
+    Expressions use the language of hepinfer.score: numpy functions (log, sqrt, arctan2, where,
+    ...), num/first/nth/max_of/min_of/sum_of/mean_of of jagged branches, and data.aliases."""
 
-    source: str = "toy"
-    """``"toy"`` (hepinfer.datasets.generate_toy_jets), ``"pythia"`` (hepinfer.datasets W vs QCD
-    sample) or the path of a ``.parquet``, ``.root`` (tree ``tree``) or ``.npz`` file."""
+    source: Union[str, list[str]] = "toy"
+    """"toy" (hepinfer.datasets.generate_toy_jets), "pythia" (the hepinfer.datasets W vs QCD
+    sample), or input files: a path, a glob pattern ("data/*.root"), a "file.root:tree" spec, or a
+    list of those. ROOT files (TTree or RNTuple), .parquet or .npz. Leave it at "toy" when the
+    files are given per class in [data.classes]."""
+    tree: str = ""
+    """Name of the TTree or RNTuple in the ROOT files ("" = each file's only tree; a
+    "file.root:tree" spec in source wins)."""
+    classes: dict[str, list[str]] = field(default_factory=dict)
+    """Label by file instead of by branch: class name = [files or patterns], e.g.
+    background = ["qcd*.root"] and signal = ["w*.root"]. Classes are numbered 0, 1, ... in the
+    order listed, except that with two classes one named "signal" is class 1 (the score of a
+    binary classifier is the probability of class 1)."""
+    class_names: list[str] = field(default_factory=list)
+    """Names of the label values 0, 1, ... when the label comes from data.target ([] = "background",
+    "signal" for two classes, else "class_0", "class_1", ...)."""
     n_signal: int = 5000
+    """source = "toy": number of signal jets generated."""
     n_background: int = 5000
+    """source = "toy": number of background jets generated."""
     features: list[str] = field(default_factory=lambda: ["tau21", "tau32", "n_constituents"])
-    """High-level input columns (MLP, BDT, autoencoder, Gaussian regression)."""
+    """Per-event inputs of the MLP, BDT, autoencoder and Gaussian regression: branch names or
+    expressions as hepinfer.score takes them ("sqrt(px**2 + py**2)", "max_of(c_pt)", aliases)."""
     particle_features: list[str] = field(default_factory=lambda: ["pt_fraction", "deta", "dphi"])
-    """Per-constituent inputs of the constituent networks, built from the jagged constituents:
-    ``pt_fraction``, ``log_pt``, ``log_energy``, ``deta``, ``dphi``, ``charge``."""
+    """Per-particle inputs of the set and graph networks (deepsets, pfn, efn, particlenet): jagged
+    branches or expressions of them and of per-jet branches ("log(c_pt)", "c_eta - eta"). On the
+    hepinfer.datasets samples the names pt_fraction, log_pt, log_energy, deta, dphi and charge are
+    built in (efn needs pt_fraction, deta and dphi; particlenet deta and dphi as coordinates)."""
     max_particles: int = 50
+    """Particles kept per jet (the first ones; the rest are dropped), zero-padded to this length."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Named expressions usable in every other expression, e.g. { pt_rel = "c_pt / pt" }."""
+    cut: str = ""
+    """Event selection expression; events where it is false are not read ("" = all events)."""
     target: str = "label"
+    """The label: a branch or expression giving the class index 0, 1, ... (classification) or
+    the value to predict (loss.kind = "mse" or "gaussian_nll"). Unused with data.classes."""
     mass: str = "jet_mass"
-    """The variable to decorrelate from (DisCo, MoDE, adversary)."""
+    """The variable to decorrelate from (DisCo, MoDE, adversary) and to report dCor² against: a
+    branch or expression ("" = none; a decorrelation then refuses to run)."""
     weight: str = ""
-    """Column with event weights ("" = all 1)."""
-    event_number: str = "event"
-    """Column with the event number used for the split ("" = the row index)."""
+    """Event weights: a branch or expression ("" = all 1)."""
+    event_number: str = "auto"
+    """The event number that splits events into folds (event % n_folds): a branch or expression;
+    "auto" = a branch named event, eventNumber, EventNumber, event_number or evt if the sample has
+    one; "" (or "auto" without such a branch) = a stable hash of each event's feature values."""
     n_folds: int = 5
+    """Folds of the event-number split (>= 3: training, validation and test)."""
     validation_fold: int = 0
+    """The fold used for validation (early stopping, model selection)."""
     test_fold: int = 1
+    """The fold used for the test metrics in summary.json."""
     parameter: str = ""
     """Parameterised classifier: the column with the physics parameter θ (e.g. a signal mass);
     background events get θ drawn from the signal events' θ values."""
-    tree: str = "tree"
+    chunk_size: str = "100 MB"
+    """How much is read at a time: a size ("100 MB") or a number of events ("100000")."""
+    max_events: int = 5_000_000
+    """Refuse (with an error, never by truncating) samples of more selected events than this
+    (0 = no limit): a guard for the memory the training sample takes."""
 
 
 @dataclass
@@ -222,6 +265,28 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         if not ok:
             raise ConfigError(f"{key}: expected a list of lists of integers, got {value!r}")
         return [list(b) for b in value]
+    if ann == "Union[str, list[str]]":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigError(f"{key}: expected a string or a non-empty list of strings, got {value!r}")
+    if ann == "dict[str, str]":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f'{key}: expected a table of strings (name = "expression"), got {value!r}')
+        return {str(k): v for k, v in value.items()}
+    if ann == "dict[str, list[str]]":
+        if not isinstance(value, dict):
+            raise ConfigError(f'{key}: expected a table (class = ["files", ...]), got {value!r}')
+        out: dict[str, list[str]] = {}
+        for k, v in value.items():
+            files = [v] if isinstance(v, str) else v
+            if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+                raise ConfigError(
+                    f"{key}.{k}: expected a file pattern or a non-empty list of them, got {v!r}"
+                )
+            out[str(k)] = list(files)
+        return out
     if ann == "dict[str, Any]":
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {value!r}")
@@ -263,6 +328,31 @@ def _validate(c: RunConfig) -> None:
     _check(d.n_signal >= 0, "data.n_signal", f"must be >= 0, got {d.n_signal}")
     _check(d.n_background >= 0, "data.n_background", f"must be >= 0, got {d.n_background}")
     _check(len(d.features) > 0, "data.features", "needs at least one column")
+    _check(d.source != "" or bool(d.classes), "data.source", "give the input files (or data.classes)")
+    _check(
+        not d.classes or d.source in ("toy", ""),
+        "data.classes",
+        f"give the files either in data.source ({d.source!r}) or per class in data.classes, not both",
+    )
+    _check(
+        not d.classes or len(d.classes) >= 2,
+        "data.classes",
+        f"needs at least two classes, got {list(d.classes)}",
+    )
+    _check(d.max_events >= 0, "data.max_events", f"must be >= 0 (0 = no limit), got {d.max_events}")
+    _check(
+        len(set(d.class_names)) == len(d.class_names),
+        "data.class_names",
+        f"names must differ, got {d.class_names}",
+    )
+    _check(
+        bool(d.chunk_size.strip()), "data.chunk_size", "give a size such as '100 MB' or a number of events"
+    )
+    _check(
+        lo.decorrelation == "none" or bool(d.mass),
+        "data.mass",
+        f"loss.decorrelation = {lo.decorrelation!r} needs the variable to decorrelate from",
+    )
     _check(len(d.particle_features) > 0, "data.particle_features", "needs at least one column")
     _check(d.max_particles >= 1, "data.max_particles", f"must be >= 1, got {d.max_particles}")
     _check(
@@ -438,3 +528,150 @@ def _read_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text  # a bare word is a string
+
+
+def ordered_classes(data: DataConfig) -> list[str]:
+    """The class names in label order (label ``i`` is ``ordered_classes(...)[i]``): from
+    ``data.classes`` (in the order listed, except that of two classes one named "signal" is
+    class 1), else ``data.class_names`` ([] when the label branch's values decide: see
+    :attr:`hepinfer.train.data.TrainingData.class_names`)."""
+    if data.classes:
+        names = list(data.classes)
+        signal = [n for n in names if n.lower() == "signal"]
+        if len(names) == 2 and len(signal) == 1:
+            names.remove(signal[0])
+            names.append(signal[0])
+        return names
+    return list(data.class_names)
+
+
+# ---------------------------------------------------------------------------------- documentation
+
+#: The meaning of keys whose dataclass field has no docstring (a docstring, where a field has
+#: one, is what :func:`default_config_text` prints).
+_KEY_DOCS: dict[str, str] = {
+    "seed": "Seed of the toy generator, the weight initialisation and the batch order.",
+    "device": '"cpu", "cuda" or "cuda:N".',
+    "output": "Folder for the model, summary.json, checkpoints and plots.",
+    "export_onnx": "Export networks to <output>/model.onnx (checked against onnxruntime).",
+    "model.kind": "One of " + ", ".join(MODEL_KINDS) + ".",
+    "model.hidden": "Hidden layer widths (MLP, autoencoder, Gaussian; the per-particle network phi of deepsets/pfn/efn).",
+    "model.latent": "Latent width: the pooled particle representation (deepsets/pfn/efn) or the autoencoder's bottleneck.",
+    "model.rho_hidden": "Hidden widths of the network after pooling (deepsets, pfn, efn, particlenet).",
+    "model.blocks": "ParticleNet: the EdgeConv blocks, each a list of channel widths.",
+    "model.activation": "relu, elu, gelu, tanh or silu.",
+    "model.dropout": "Dropout probability in [0, 1).",
+    "training.epochs": "Passes over the training sample.",
+    "training.learning_rate": "Adam learning rate.",
+    "training.weight_decay": "AdamW weight decay (0 = plain Adam).",
+    "training.progress": "Show a progress bar.",
+    "training.checkpoint_every": "Write <output>/checkpoint.pt every this many epochs (0 = never).",
+    "loss.kind": "One of " + ", ".join(LOSS_KINDS) + ".",
+    "loss.focal_gamma": 'Focusing parameter γ of loss.kind = "focal".',
+    "loss.decorrelation": "One of " + ", ".join(DECORRELATIONS) + " (decorrelates the score from data.mass).",
+    "loss.adversary_steps": "Adversary updates per classifier step.",
+    "loss.adversary_learning_rate": "Learning rate of the adversary.",
+    "loss.adversary_pretrain_epochs": "Epochs the adversary trains alone before the classifier.",
+    "bdt.n_trees": "Maximum number of boosting rounds.",
+    "bdt.max_depth": "Maximum tree depth.",
+    "bdt.learning_rate": "Shrinkage η.",
+    "bdt.early_stopping_rounds": "Stop when the validation loss has not improved for this many rounds (0 = off).",
+    "bdt.subsample": "Fraction of events sampled per tree, in (0, 1].",
+}
+
+
+def _field_docstrings(cls: type) -> dict[str, str]:
+    """{field: docstring} from the string literal that follows each field in the class body."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):  # pragma: no cover - no source (zipped, frozen)
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, after in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def key_docs() -> dict[str, str]:
+    """The meaning of every configuration key (``"data.source"``, ``"seed"``, ...): the
+    comments of :func:`default_config_text`."""
+    out: dict[str, str] = {}
+    top = _field_docstrings(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in _SECTIONS:
+            out[f.name] = top.get(f.name, _KEY_DOCS.get(f.name, ""))
+    for section, cls in _SECTIONS.items():
+        docs = _field_docstrings(cls)
+        for f in dataclasses.fields(cls):
+            key = f"{section}.{f.name}"
+            out[key] = docs.get(f.name, _KEY_DOCS.get(key, ""))
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {value!r}")  # pragma: no cover
+
+
+def _comment(text: str) -> list[str]:
+    return [f"# {line}".rstrip() for line in (text or "(undocumented)").splitlines()]
+
+
+def default_config_text(config: Optional[RunConfig] = None) -> str:
+    """The whole configuration as TOML, every key with a comment saying what it does:
+    ``hepinfer train --print-config``. It loads back (:func:`load_config`) to ``config`` (the
+    defaults when ``None``)."""
+    config = config or RunConfig()
+    docs = key_docs()
+    lines = [
+        "# hepinfer train configuration: every key with its default value.",
+        "# Run with: hepinfer train run.toml [--set section.key=value ...]",
+        "",
+    ]
+    values = config.to_dict()
+    for f in dataclasses.fields(RunConfig):
+        if f.name in _SECTIONS:
+            continue
+        lines += _comment(docs[f.name])
+        lines.append(f"{f.name} = {_toml_value(values[f.name])}")
+    for section, cls in _SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        doc = _class_doc(cls)
+        if doc:
+            lines += _comment(doc)
+        for f in dataclasses.fields(cls):
+            lines += _comment(docs[f"{section}.{f.name}"])
+            lines.append(f"{f.name} = {_toml_value(values[section][f.name])}")
+    return "\n".join(lines) + "\n"
+
+
+def _class_doc(cls: type) -> str:
+    import inspect
+
+    doc = cls.__doc__ or ""
+    return "" if doc.startswith(f"{cls.__name__}(") else inspect.cleandoc(doc)
