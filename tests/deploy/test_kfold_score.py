@@ -86,3 +86,13 @@ def test_event_branch_errors(setup, tmp_path):
         f["Events"] = {k: v for k, v in data[0].items() if k != "event"}
     with pytest.raises(hepinfer.io.ReadError, match="no_event.root.*event"):
         hepinfer.score(folder, [str(path)], tree="Events")
+
+
+def test_cli_score_with_a_bundle(setup, tmp_path):
+    from hepinfer.cli import main
+
+    folder, paths, files, data = setup
+    out = tmp_path / "cli.root"
+    assert main(["score", str(folder), *files, "-o", str(out), "--tree", "Events", "--no-progress"]) == 0
+    with uproot.open(out) as f:
+        np.testing.assert_array_equal(f["scores"]["score"].array(library="np"), want_scores(paths, data))
