@@ -14,6 +14,7 @@ void register_jagged(py::module_& m);
 void register_disco(py::module_& m);
 void register_nn(py::module_& m);
 void register_deploy(py::module_& m);
+void register_kfold(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() =
@@ -60,4 +61,5 @@ PYBIND11_MODULE(_core, m) {
   register_disco(m);
   register_nn(m);
   register_deploy(m);
+  register_kfold(m);
 }

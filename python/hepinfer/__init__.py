@@ -4,6 +4,7 @@
     >>> forest = hepinfer.Forest.load("model.json")      # XGBoost, LightGBM or TMVA BDT
     >>> scores = forest.predict(X)                         # numpy, pandas, dict or awkward
     >>> model = hepinfer.Model.load("tagger.onnx")        # neural networks from ONNX
+    >>> bundle = hepinfer.KFold.load("tagger_kfold")      # k-fold: each event scored by the model not trained on it
     >>> hepinfer.score(forest, "events_*.root", tree="Events", output="scores.root")
     >>> hepinfer.distance_correlation(score, mass)         # exact DisCo in O(n log n)
 
@@ -30,6 +31,7 @@ from hepinfer._core import (
 from hepinfer._core import __version__ as _core_version
 from hepinfer.disco import distance_correlation
 from hepinfer.forest import Forest
+from hepinfer.kfold import KFold
 from hepinfer.nn import Model
 from hepinfer.scoring import score
 
@@ -57,6 +59,7 @@ __all__ = [
     "Error",
     "Forest",
     "InputError",
+    "KFold",
     "Model",
     "ModelFormatError",
     "__version__",

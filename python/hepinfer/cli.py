@@ -436,7 +436,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "model",
         help="model file (XGBoost .json/.ubj, LightGBM .txt, TMVA .weights.xml; or ONNX .onnx with one "
         "(events, features) input, given its branches with --features, or a set/graph network given its "
-        "jagged branches with --jagged-features)",
+        "jagged branches with --jagged-features; or a k-fold bundle, the folder holding kfold.json: each event "
+        "scored by the member of its fold, from the bundle's event-number branch)",
     )
     p.add_argument("files", nargs="+", help="ROOT files, glob patterns or file.root:tree specs")
     p.add_argument(

@@ -104,7 +104,10 @@ class Forest:
             ``">"`` (ROOT <= 6.16) or ``"auto"`` (by the ROOT release recorded in the file).
         """
         if isinstance(source, (str, os.PathLike)):
+            from hepinfer.kfold import refuse_bundle
+
             path = os.fspath(source)
+            refuse_bundle(path, "Forest.load")
             st = os.stat(path) if os.path.exists(path) else None
             core = _core.Forest.load(path, format, tmva_cut_op)
             pandas_categorical = None

@@ -415,6 +415,9 @@ class Model:
         ext = os.fspath(external_data_dir) if external_data_dir is not None else ""
         try:
             if isinstance(source, (str, os.PathLike)):
+                from hepinfer.kfold import refuse_bundle
+
+                refuse_bundle(source, "Model.load")
                 core = _core.Model.load(os.fspath(source), ext)
             elif isinstance(source, (bytes, bytearray, memoryview)):
                 core = _core.Model.load_from_memory(bytes(source), "<bytes>", ext)

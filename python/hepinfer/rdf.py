@@ -11,6 +11,8 @@ the expression that ``RDataFrame.Define`` jit-compiles::
     df = bdt.define(df, "bdt_score")                   # = df.Define("bdt_score", bdt.expression())
     pfn = hepinfer.rdf.Predictor("pfn.onnx", ["pf_pt", "pf_eta", "pf_phi"])   # RVec columns: particles
     scores = pfn.define(df, "pfn_score").AsNumpy(["pfn_score"])
+    kfold = hepinfer.rdf.Predictor("tagger_kfold", ["jet_pt", "jet_mass", "tau21"])   # + the "event" column
+    df = kfold.define(df, "kfold_score")               # each event scored by the member of its fold
 
 The model is loaded once in C++ and shared by every RDataFrame slot (ImplicitMT); the event
 loop runs without Python. Scores equal ``hepinfer.Forest.predict`` / ``hepinfer.Model.predict``
@@ -120,7 +122,10 @@ class Predictor:
     ----------
     model:
         Model file: ``.onnx`` for a network, otherwise a forest (XGBoost JSON/UBJ, LightGBM text,
-        TMVA XML).
+        TMVA XML); or a k-fold bundle (a folder with ``kfold.json``, see :mod:`hepinfer.kfold`):
+        each event is scored by the member of its fold, read from the bundle's event-number
+        column (an integer column), which the expression passes last (``self.columns`` ends
+        with it).
     columns:
         RDataFrame columns, one per model feature (scalars), or one ``RVec`` per particle feature
         for a network over particles. For a forest that records feature names these must be
@@ -131,6 +136,9 @@ class Predictor:
         ``"probability"`` (default) or ``"margin"`` (forests: before the objective's link).
     all_outputs:
         Return every output of the event as ``RVec<float>`` instead of one float.
+    event_number:
+        k-fold bundles: the column holding the event number (default: the manifest's
+        ``event_number``).
 
     Raises hepinfer.InputError when the columns do not fit the model and
     hepinfer.ModelFormatError for a bad model file.
@@ -144,6 +152,7 @@ class Predictor:
         output_index: Optional[int] = None,
         output: str = "probability",
         all_outputs: bool = False,
+        event_number: Optional[str] = None,
     ) -> None:
         if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
             raise InputError("columns must be a sequence of column names (str)")
@@ -151,9 +160,18 @@ class Predictor:
             raise InputError(f'output must be "probability" or "margin", not {output!r}')
         if all_outputs and output_index is not None:
             raise InputError("give either output_index or all_outputs=True, not both")
+        from hepinfer.kfold import is_bundle
+
         path = os.fspath(model)
-        if not Path(path).is_file():
+        kfold = is_bundle(path)
+        if not kfold and not Path(path).is_file():
             raise InputError(f"model file {path} does not exist")
+        if kfold and all_outputs:
+            raise InputError(
+                "all_outputs=True is not available for k-fold bundles: choose one output with output_index"
+            )
+        if event_number is not None and not kfold:
+            raise InputError(f"event_number= is for k-fold bundles; {path} is a single model")
         declare()
         ROOT = _root()
         names = ROOT.std.vector["std::string"]()
@@ -163,7 +181,14 @@ class Predictor:
         self.model_path: str = path
         self.all_outputs: bool = all_outputs
         try:
-            if all_outputs:
+            if kfold:
+                index = -1 if output_index is None else int(output_index)
+                obj = ROOT.hepinfer_rdf_python.new_kfold_predictor(
+                    path, names, event_number or "", index, output == "margin"
+                )
+                self._type = "hepinfer::rdf::KFoldPredictor<>"
+                self.columns = [str(c) for c in obj.columns()]  # the features, then the event number
+            elif all_outputs:
                 obj = ROOT.hepinfer_rdf_python.new_multi_predictor(path, names, output == "margin")
                 self._type = "hepinfer::rdf::MultiPredictor<>"
             else:

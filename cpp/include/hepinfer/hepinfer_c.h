@@ -64,6 +64,9 @@ typedef enum hepinfer_output {
 
 /** An immutable tree ensemble (XGBoost, LightGBM or TMVA BDT). */
 typedef struct hepinfer_forest hepinfer_forest;
+/** An immutable k-fold bundle (hepinfer/kfold.hpp): k models, each event scored by the one of
+ * its fold, event_number mod k. */
+typedef struct hepinfer_kfold hepinfer_kfold;
 
 /** The message of the last failed call on this thread ("" if none failed yet). The pointer
  * stays valid until the next failing hepinfer call on the same thread. */
@@ -113,6 +116,30 @@ HEPINFER_C_API int hepinfer_forest_predict_leaf_float(const hepinfer_forest* for
                                                       size_t n_features, int n_threads, int32_t* out, size_t out_size);
 HEPINFER_C_API int hepinfer_forest_predict_leaf_double(const hepinfer_forest* forest, const double* rows, size_t n_rows,
                                                        size_t n_features, int n_threads, int32_t* out, size_t out_size);
+
+/** Load a k-fold bundle: a folder holding kfold.json, or the manifest file itself (see
+ * hepinfer/kfold.hpp for its format). On success *kfold receives a new handle to release with
+ * hepinfer_kfold_free. */
+HEPINFER_C_API int hepinfer_kfold_load(const char* path, hepinfer_kfold** kfold);
+/** Release a handle (NULL is allowed and does nothing). */
+HEPINFER_C_API void hepinfer_kfold_free(hepinfer_kfold* kfold);
+/** Number of folds (and member models). */
+HEPINFER_C_API int hepinfer_kfold_n_folds(const hepinfer_kfold* kfold, int32_t* n_folds);
+/** Number of input features each row must have. */
+HEPINFER_C_API int hepinfer_kfold_n_features(const hepinfer_kfold* kfold, int32_t* n_features);
+/** Number of values per row hepinfer_kfold_predict_* write for `output` (forest members; networks
+ * give their output whatever `output` is). */
+HEPINFER_C_API int hepinfer_kfold_n_outputs(const hepinfer_kfold* kfold, int output, int32_t* n_outputs);
+/** The fold of an event: event_number mod n_folds, in [0, n_folds). */
+HEPINFER_C_API int hepinfer_kfold_fold_of(const hepinfer_kfold* kfold, int64_t event_number, int32_t* fold);
+/** Evaluate `n_rows` rows of `n_features` values (row-major), row i with the member of the fold
+ * of event_numbers[i]; `out` (room for `out_size` doubles) receives n_rows * n_outputs values. */
+HEPINFER_C_API int hepinfer_kfold_predict_float(const hepinfer_kfold* kfold, const float* rows, size_t n_rows,
+                                                size_t n_features, const int64_t* event_numbers, int output,
+                                                int n_threads, double* out, size_t out_size);
+HEPINFER_C_API int hepinfer_kfold_predict_double(const hepinfer_kfold* kfold, const double* rows, size_t n_rows,
+                                                 size_t n_features, const int64_t* event_numbers, int output,
+                                                 int n_threads, double* out, size_t out_size);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hepinfer/rdf.hpp"
+#include "hepinfer/rdf_kfold.hpp"
 
 namespace hepinfer_rdf_python {
 
@@ -25,6 +26,18 @@ inline hepinfer::rdf::MultiPredictor<>* new_multi_predictor(const std::string& p
   hepinfer::rdf::Options options;
   options.forest_output = margin ? hepinfer::Output::Margin : hepinfer::Output::Probability;
   return new hepinfer::rdf::MultiPredictor<>(path, columns, options);
+}
+
+/// A KFoldPredictor<> for the k-fold bundle at `path`: the feature columns, then `event_column`
+/// ("" = the manifest's event-number branch).
+inline hepinfer::rdf::KFoldPredictor<>* new_kfold_predictor(const std::string& path,
+                                                            const std::vector<std::string>& columns,
+                                                            const std::string& event_column, int output_index,
+                                                            bool margin) {
+  hepinfer::rdf::Options options;
+  options.output_index = output_index;
+  options.forest_output = margin ? hepinfer::Output::Margin : hepinfer::Output::Probability;
+  return new hepinfer::rdf::KFoldPredictor<>(path, columns, options, event_column);
 }
 
 }  // namespace hepinfer_rdf_python

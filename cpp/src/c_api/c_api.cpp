@@ -9,9 +9,14 @@
 
 #include "hepinfer/errors.hpp"
 #include "hepinfer/forest.hpp"
+#include "hepinfer/kfold.hpp"
 
 struct hepinfer_forest {
   hepinfer::Forest forest;
+};
+
+struct hepinfer_kfold {
+  hepinfer::KFold kfold;
 };
 
 namespace {
@@ -146,6 +151,26 @@ int predict_leaf(const char* function, const hepinfer_forest* forest, const T* r
   });
 }
 
+template <typename T>
+int kfold_predict(const char* function, const hepinfer_kfold* kfold, const T* rows, std::size_t n_rows,
+                  std::size_t n_features, const std::int64_t* event_numbers, int output, int n_threads, double* out,
+                  std::size_t out_size) noexcept {
+  HEPINFER_REQUIRE(kfold);
+  if (n_rows > 0) {
+    HEPINFER_REQUIRE(rows);
+    HEPINFER_REQUIRE(event_numbers);
+    HEPINFER_REQUIRE(out);
+  }
+  return guarded(function, [&] {
+    const hepinfer::Output o = parse_output(output);
+    if (n_features != kfold->kfold.n_features())
+      throw hepinfer::InputError("rows have " + std::to_string(n_features) + " features but the k-fold model expects " +
+                                 std::to_string(kfold->kfold.n_features()));
+    check_room(checked_product(n_rows, kfold->kfold.n_outputs(o)), out_size);
+    if (n_rows > 0) kfold->kfold.predict(rows, n_rows, event_numbers, out, o, n_threads);
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -242,6 +267,58 @@ int hepinfer_forest_predict_leaf_float(const hepinfer_forest* forest, const floa
 int hepinfer_forest_predict_leaf_double(const hepinfer_forest* forest, const double* rows, size_t n_rows,
                                         size_t n_features, int n_threads, int32_t* out, size_t out_size) {
   return predict_leaf(__func__, forest, rows, n_rows, n_features, n_threads, out, out_size);
+}
+
+int hepinfer_kfold_load(const char* path, hepinfer_kfold** kfold) {
+  const char* function = __func__;
+  HEPINFER_REQUIRE(path);
+  HEPINFER_REQUIRE(kfold);
+  return guarded(function, [&] { *kfold = new hepinfer_kfold{hepinfer::KFold::load(path)}; });
+}
+
+void hepinfer_kfold_free(hepinfer_kfold* kfold) { delete kfold; }
+
+int hepinfer_kfold_n_folds(const hepinfer_kfold* kfold, int32_t* n_folds) {
+  const char* function = __func__;
+  HEPINFER_REQUIRE(kfold);
+  HEPINFER_REQUIRE(n_folds);
+  *n_folds = kfold->kfold.n_folds();
+  return HEPINFER_OK;
+}
+
+int hepinfer_kfold_n_features(const hepinfer_kfold* kfold, int32_t* n_features) {
+  const char* function = __func__;
+  HEPINFER_REQUIRE(kfold);
+  HEPINFER_REQUIRE(n_features);
+  *n_features = static_cast<int32_t>(kfold->kfold.n_features());
+  return HEPINFER_OK;
+}
+
+int hepinfer_kfold_n_outputs(const hepinfer_kfold* kfold, int output, int32_t* n_outputs) {
+  const char* function = __func__;
+  HEPINFER_REQUIRE(kfold);
+  HEPINFER_REQUIRE(n_outputs);
+  return guarded(function, [&] { *n_outputs = static_cast<int32_t>(kfold->kfold.n_outputs(parse_output(output))); });
+}
+
+int hepinfer_kfold_fold_of(const hepinfer_kfold* kfold, int64_t event_number, int32_t* fold) {
+  const char* function = __func__;
+  HEPINFER_REQUIRE(kfold);
+  HEPINFER_REQUIRE(fold);
+  *fold = kfold->kfold.fold_of(static_cast<std::int64_t>(event_number));
+  return HEPINFER_OK;
+}
+
+int hepinfer_kfold_predict_float(const hepinfer_kfold* kfold, const float* rows, size_t n_rows, size_t n_features,
+                                 const int64_t* event_numbers, int output, int n_threads, double* out,
+                                 size_t out_size) {
+  return kfold_predict(__func__, kfold, rows, n_rows, n_features, event_numbers, output, n_threads, out, out_size);
+}
+
+int hepinfer_kfold_predict_double(const hepinfer_kfold* kfold, const double* rows, size_t n_rows, size_t n_features,
+                                  const int64_t* event_numbers, int output, int n_threads, double* out,
+                                  size_t out_size) {
+  return kfold_predict(__func__, kfold, rows, n_rows, n_features, event_numbers, output, n_threads, out, out_size);
 }
 
 }  // extern "C"

@@ -58,6 +58,52 @@ class _ForestModel:
         return self.forest.predict(dict(inputs), output=self.output_kind, n_threads=self.n_threads)
 
 
+class _KFoldModel:
+    """A k-fold bundle (:class:`hepinfer.KFold`) seen through the scoring protocol: its inputs are
+    the members' features and, last, the bundle's event-number branch, which picks the member
+    that scores each event (``event_number mod k``); see :meth:`expressions`."""
+
+    def __init__(
+        self, kfold: Any, output_kind: str, n_threads: Optional[int], output_names: Optional[Sequence[str]]
+    ) -> None:
+        self.kfold = kfold
+        self.output_kind = output_kind
+        self.n_threads = n_threads
+        self.feature_names = list(kfold.feature_names)
+        self.event_input = kfold.event_number
+        self.input_names = [*self.feature_names, self.event_input]
+        k = kfold.n_outputs(output_kind)
+        if output_names is not None:
+            names = [str(n) for n in output_names]
+            if len(names) != k:
+                raise InputError(
+                    f"output_names has {len(names)} names but the model gives {k} outputs per event"
+                )
+        else:
+            names = ["score"] if k == 1 else [f"score_{i}" for i in range(k)]
+        self.output_names = names
+
+    def expressions(self, features: Any) -> dict[str, str]:
+        """model input -> branch or expression: the features as :func:`score` takes them for a
+        forest (``None``, a list in the bundle's feature order, or a dict), and the event number
+        from the bundle's branch unless a dict names it (``{"event": "eventNumber"}``)."""
+        event = self.event_input
+        if isinstance(features, Mapping) and self.event_input in features:
+            features = dict(features)
+            event = str(features.pop(self.event_input))
+        exprs = _feature_expressions(self.feature_names, features)
+        exprs[self.event_input] = event
+        return exprs
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        X = {name: inputs[name] for name in self.feature_names}
+        events = inputs[self.event_input]
+        try:
+            return self.kfold.predict(X, events, output=self.output_kind, n_threads=self.n_threads)
+        except InputError as err:
+            raise InputError(f"k-fold model, event-number branch {self.event_input!r}: {err}") from None
+
+
 class _GenericModel:
     """Any object with input names and ``predict(dict)``."""
 
@@ -307,7 +353,7 @@ def as_scoring_model(
     nn_backend: Optional[str] = None,
 ) -> Any:
     """An object following :class:`ScoringModel` for ``model``: a :class:`hepinfer.Forest`, a
-    model file path or bytes, an xgboost/lightgbm booster, a :class:`hepinfer.nn.Model` (or an
+    k-fold bundle (:class:`hepinfer.KFold` or its folder / manifest path), a model file path or bytes, an xgboost/lightgbm booster, a :class:`hepinfer.nn.Model` (or an
     ``.onnx`` path) with one ``(events, features)`` input, or any object that already follows
     the protocol (``input_names``/``feature_names``/``inputs`` and ``predict(dict)``).
 
@@ -315,13 +361,19 @@ def as_scoring_model(
     loads an ``.onnx`` path with that backend; for a loaded network it must be the one it was
     loaded with, and it is refused for other models. ``None``: hepinfer's engine for paths."""
     from hepinfer.forest import Forest
+    from hepinfer.kfold import KFold, is_bundle
 
     if isinstance(model, (_NetworkModel, _JaggedNetworkModel)):
         _check_nn_backend(model.model, nn_backend)
         return model
-    if isinstance(model, (_ForestModel, _GenericModel)):
+    if isinstance(model, (_ForestModel, _GenericModel, _KFoldModel)):
         _check_nn_backend(model, nn_backend)
         return model
+    if is_bundle(model):
+        model = KFold.load(model)
+    if isinstance(model, KFold):
+        _check_nn_backend(model, nn_backend)
+        return _KFoldModel(model, output_kind, n_threads, output_names)
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
         from hepinfer.nn import Model
 

@@ -21,6 +21,7 @@ from hepinfer.scoring.models import (
     _ForestModel,
     _GenericModel,
     _JaggedNetworkModel,
+    _KFoldModel,
     _NetworkModel,
     as_scoring_model,
 )
@@ -79,6 +80,7 @@ class ModelHolder:
         following :class:`ScoringModel`, or a loaded :class:`hepinfer.Forest` (pickled as its
         model file's bytes)."""
         from hepinfer.forest import Forest
+        from hepinfer.kfold import KFold, is_bundle
 
         options: dict[str, Any] = {
             "output_kind": output_kind,
@@ -92,6 +94,10 @@ class ModelHolder:
             model = model.forest
         if isinstance(model, (_NetworkModel, _JaggedNetworkModel)):
             model = model.model  # a network travels as itself (options are applied again there)
+        if isinstance(model, _KFoldModel):
+            model = model.kfold  # a k-fold bundle travels as its files (options applied again there)
+        if is_bundle(model):
+            model = KFold.load(model)
         if isinstance(model, (str, os.PathLike)):
             kind = "onnx" if os.fspath(model).lower().endswith(".onnx") else "forest"
             with open(os.fspath(model), "rb") as fh:

@@ -163,7 +163,10 @@ def _make_plan(
                 f"has no feature names: give features=[{len(scorer.input_names)} branches or expressions] in the "
                 "order it was trained on"
             )
-        exprs = named = _feature_expressions(scorer.input_names, features)
+        if isinstance(getattr(scorer, "event_input", None), str):  # k-fold: the features + the event number
+            exprs = named = scorer.expressions(features)
+        else:
+            exprs = named = _feature_expressions(scorer.input_names, features)
     if aliases is not None and not isinstance(aliases, Mapping):
         raise InputError(f"aliases must be a dict {{name: expression}}, not {type(aliases).__name__}")
     if cut is not None and not isinstance(cut, str):

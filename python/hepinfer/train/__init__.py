@@ -11,7 +11,8 @@
 
 Command line: ``hepinfer train config.toml`` (see :mod:`hepinfer.train.config` for the options)
 runs :func:`run`: read the sample, split it by event number, train, evaluate on the test fold,
-export (ONNX for networks, xgboost JSON for BDTs) and write ``summary.json``.
+export (ONNX for networks, xgboost JSON for BDTs) and write ``summary.json``; with
+``training.n_folds = k``, k such runs and a k-fold bundle (:mod:`hepinfer.train.kfold`).
 
 Needs torch (networks), xgboost (BDTs, reweighting), onnx + onnxruntime (export checks), tqdm.
 """
@@ -170,6 +171,10 @@ def build_model(config: RunConfig, n_inputs: int) -> Any:
 def run(config: RunConfig, data: Optional[TrainingData] = None) -> dict[str, Any]:
     """Execute a training run described by ``config``; returns (and writes to
     ``<output>/summary.json``) the test-fold metrics and the paths written."""
+    if config.training.n_folds:  # k-fold cross-training: k single runs and the bundle
+        from hepinfer.train.kfold import run_kfold
+
+        return run_kfold(config, run)
     import torch
 
     d, t, lo = config.data, config.training, config.loss

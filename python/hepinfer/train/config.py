@@ -166,6 +166,12 @@ class TrainingConfig:
     checkpoint_every: int = 1
     resume: bool = False
     """Continue from ``<output>/checkpoint.pt`` if it exists."""
+    n_folds: int = 0
+    """k-fold cross-training (TMVA's CrossValidation): 0 = off; k >= 3 trains k models, model i
+    applied to the events with ``data.event_number mod k == i`` and trained without them (fold
+    i + 1 validates it), written as one bundle (``<output>/kfold.json``, see
+    :mod:`hepinfer.train.kfold`) that ``hepinfer.KFold`` and ``hepinfer.score`` load as one model.
+    Overrides ``data.n_folds``, ``data.test_fold`` and ``data.validation_fold``."""
 
 
 @dataclass
@@ -380,6 +386,11 @@ def _validate(c: RunConfig) -> None:
     _check(t.learning_rate > 0, "training.learning_rate", f"must be > 0, got {t.learning_rate}")
     _check(t.weight_decay >= 0, "training.weight_decay", f"must be >= 0, got {t.weight_decay}")
     _check(t.patience >= 0, "training.patience", f"must be >= 0, got {t.patience}")
+    _check(
+        t.n_folds == 0 or t.n_folds >= 3,
+        "training.n_folds",
+        f"must be 0 (off) or >= 3 (applied, validation and training folds), got {t.n_folds}",
+    )
     _check(t.checkpoint_every >= 0, "training.checkpoint_every", f"must be >= 0, got {t.checkpoint_every}")
     _check(lo.kind in LOSS_KINDS, "loss.kind", f"must be one of {', '.join(LOSS_KINDS)}; got {lo.kind!r}")
     _check(lo.focal_gamma >= 0, "loss.focal_gamma", f"must be >= 0, got {lo.focal_gamma}")
