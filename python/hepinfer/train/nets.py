@@ -7,8 +7,8 @@ constituent networks, a dynamic number of particles).
 Conventions
 -----------
 * Classifiers return **logits** of shape ``(batch, n_outputs)``; the score is ``sigmoid(logit)``
-  (binary) or ``softmax`` (several classes). :class:`WithSigmoid` wraps a classifier so that the
-  exported model returns probabilities.
+  (binary) or ``softmax`` (several classes). :class:`WithSigmoid` and :class:`WithSoftmax` wrap
+  a classifier so that the exported model returns probabilities.
 * Constituent networks take ``(particles, mask)``: ``particles`` of shape
   ``(batch, n_particles, n_features)`` zero-padded, ``mask`` of shape ``(batch, n_particles)``
   (1 for a real particle, 0 for padding, any float or bool dtype). Padded particles never
@@ -36,6 +36,7 @@ __all__ = [
     "ReconstructionError",
     "Standardize",
     "WithSigmoid",
+    "WithSoftmax",
     "masked_sum",
     "pad_particles",
 ]
@@ -131,6 +132,18 @@ class WithSigmoid(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.classifier(*inputs))
+
+
+class WithSoftmax(nn.Module):
+    """Wraps an ``n``-class classifier (logits ``(batch, n)``) so that it returns the class
+    probabilities ``softmax(logits)`` ``(batch, n)`` (what gets exported)."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.classifier(*inputs), dim=-1)
 
 
 def _float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
