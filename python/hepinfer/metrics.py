@@ -414,9 +414,11 @@ def multiclass_summary(
 
 
 def weighted_quantile(values: npt.ArrayLike, q: Any, weight: Optional[npt.ArrayLike] = None) -> Any:
-    """Quantile(s) ``q`` in [0, 1] of ``values`` with event weights (>= 0): the inverse of the
-    weighted empirical distribution function, interpolated between the midpoints of the events'
-    weight steps; without weights the same as ``numpy.quantile(values, q)`` (linear method)."""
+    """Quantile(s) ``q`` in [0, 1] of ``values`` with event weights (>= 0), interpolated
+    linearly between the sorted values placed at their cumulative weight before them, divided
+    by the total less the last event's weight: with equal weights exactly
+    ``numpy.quantile(values, q)`` (its default linear method), and unchanged when all weights
+    are scaled. Events of weight 0 are left out."""
     v = _vec(values, "values")
     if v.size == 0:
         raise InputError("values is empty")
@@ -430,8 +432,10 @@ def weighted_quantile(values: npt.ArrayLike, q: Any, weight: Optional[npt.ArrayL
     v, w = v[order], w[order]
     keep = w > 0
     v, w = v[keep], w[keep]
-    cum = np.cumsum(w)
-    position = (cum - 0.5 * w) / cum[-1]  # the midpoint of each event's step
+    if v.size == 1:
+        return np.full(qa.shape, v[0]) if qa.ndim else float(v[0])
+    before = np.cumsum(w) - w
+    position = before / before[-1]
     return np.interp(qa, position, v)
 
 
