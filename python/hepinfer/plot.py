@@ -178,7 +178,7 @@ def roc_curve(
         ax.set_ylabel(r"background rejection $1/\varepsilon_B$")
         if title:
             ax.set_title(title)
-        ax.legend()
+        ax.legend(loc="best")
         ax.grid(alpha=0.3, which="both")
         return _save(fig, path)
 
@@ -226,7 +226,7 @@ def score_distributions(
             ax.set_xlabel("score")
             ax.set_yscale("log")
         axes[0].set_ylabel("normalised")
-        axes[0].legend()
+        axes[0].legend(loc="best")
         return _save(fig, path)
 
 
@@ -458,7 +458,7 @@ def multiclass_roc(
         ax.set_ylabel(r"rejection of the other classes $1/\varepsilon_{\mathrm{rest}}$")
         if title:
             ax.set_title(title)
-        ax.legend()
+        ax.legend(loc="best")  # given: matplotlib warns when the default "best" takes over a second
         ax.grid(alpha=0.3, which="both")
         return _save(fig, path)
 
@@ -558,7 +558,7 @@ def prediction_vs_truth(
             )
         left.set_xlabel(f"true {name}")
         left.set_ylabel(f"predicted {name}")
-        left.legend()
+        left.legend(loc="best")
         residual = q - t
         right.hist(
             residual,
@@ -571,7 +571,7 @@ def prediction_vs_truth(
         )
         right.set_xlabel(f"predicted - true {name}")
         right.set_ylabel("events")
-        right.legend()
+        right.legend(loc="best")
         if title:
             fig.suptitle(title)
         return _save(fig, path)

@@ -286,3 +286,80 @@ def test_rebalance_classes(rng):
     np.testing.assert_allclose(T.rebalance_classes(binary, w[:100]), T.rebalance_weights(binary, w[:100]))
     with pytest.raises(ValueError, match="class 2 has 0"):
         T.rebalance_classes(np.array([0, 1, 1, 0]), None, 3)
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def random_probabilities(rng, n, k):
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True), y
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_one_vs_rest_auc_and_confusion_matrix_match_sklearn(rng, weighted):
+    sk = pytest.importorskip("sklearn.metrics")
+    from hepinfer import metrics
+
+    p, y = random_probabilities(rng, 700, 4)
+    w = rng.uniform(0.2, 3.0, len(y)) if weighted else None
+    expected = sk.roc_auc_score(y, p, multi_class="ovr", average=None, sample_weight=w)
+    np.testing.assert_allclose(metrics.one_vs_rest_auc(p, y, w), expected, rtol=1e-12)
+    for normalize in (None, "true", "pred", "all"):
+        want = sk.confusion_matrix(y, p.argmax(axis=1), labels=range(4), sample_weight=w, normalize=normalize)
+        np.testing.assert_allclose(
+            metrics.confusion_matrix(y, p, 4, w, normalize=normalize), want, rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            metrics.confusion_matrix(y, p.argmax(axis=1), 4, w, normalize=normalize), want, rtol=1e-12
+        )
+
+
+def test_one_vs_rest_rejection_is_the_binary_rejection_of_each_column(rng):
+    from hepinfer import metrics
+
+    p, y = random_probabilities(rng, 500, 3)
+    w = rng.uniform(0.5, 2.0, len(y))
+    got = metrics.one_vs_rest_rejection(p, y, 0.4, w)
+    for c in range(3):
+        mine = y == c
+        want = metrics.background_rejection(p[mine, c], p[~mine, c], 0.4, w[mine], w[~mine])
+        assert got[c] == want
+    missing = metrics.one_vs_rest_rejection(p, np.where(y == 2, 0, y), 0.5)
+    assert np.isnan(missing[2]) and np.isfinite(missing[:2]).all()
+
+
+def test_multiclass_summary_and_its_errors(rng):
+    from hepinfer import InputError, metrics
+
+    p, y = random_probabilities(rng, 300, 3)
+    s = metrics.multiclass_summary(p, y, ["a", "b", "c"])
+    assert s["accuracy"] == np.mean(p.argmax(axis=1) == y)
+    assert list(s["per_class"]) == ["a", "b", "c"]
+    np.testing.assert_allclose(s["per_class"]["b"]["auc"], metrics.roc_auc(p[:, 1], y == 1))
+    with pytest.raises(InputError, match=r"label\[4\] = 3.0 is not a class index in \[0, 3\)"):
+        metrics.multiclass_summary(p, np.where(np.arange(300) == 4, 3, y))
+    bad = p.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(InputError, match=r"probabilities\[2, 1\] is not finite"):
+        metrics.one_vs_rest_auc(bad, y)
+    with pytest.raises(InputError, match="2 class names for 3"):
+        metrics.multiclass_summary(p, y, ["a", "b"])
+    with pytest.raises(InputError, match="shape"):
+        metrics.one_vs_rest_auc(p[:, 0], y)
+
+
+def test_multiclass_plots_write_files(rng, tmp_path):
+    pytest.importorskip("matplotlib")
+    from hepinfer import plot
+
+    p, y = random_probabilities(rng, 300, 3)
+    assert (tmp_path / "roc.png").samefile(
+        plot.multiclass_roc(y, p, tmp_path / "roc.png", classes=list("abc"))
+    )
+    path = plot.confusion_matrix(y, p, tmp_path / "cm.png", weight=rng.uniform(0.5, 1.5, 300))
+    assert (tmp_path / "cm.png").stat().st_size > 1000 and path.endswith("cm.png")
+    with pytest.raises(ValueError, match="class indices"):
+        plot.confusion_matrix(y + 1, p, tmp_path / "bad.png")

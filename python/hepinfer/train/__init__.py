@@ -67,6 +67,7 @@ from hepinfer.train.nets import (
     ParticleNetLite,
     ReconstructionError,
     Standardize,
+    TargetScaled,
     WithSigmoid,
     WithSoftmax,
     masked_sum,
@@ -94,6 +95,7 @@ __all__ = [
     "RunConfig",
     "Sample",
     "Standardize",
+    "TargetScaled",
     "Trainer",
     "WithSigmoid",
     "WithSoftmax",
@@ -182,6 +184,14 @@ def build_model(config: RunConfig, n_inputs: int, n_classes: Optional[int] = Non
         n_outputs = int(n_classes)
     else:
         n_outputs = 1
+    network = _network(config, n_inputs, n_outputs)
+    if lo.kind == "mse" and not isinstance(network, (Autoencoder, GaussianRegressor)):
+        return TargetScaled(network)  # learns the standardised target, predicts in its units
+    return network
+
+
+def _network(config: RunConfig, n_inputs: int, n_outputs: int) -> Any:
+    m, lo = config.model, config.loss
     if m.kind == "mlp":
         return MLP(n_inputs, m.hidden, n_outputs, activation=m.activation, dropout=m.dropout)
     if m.kind in ("deepsets", "pfn"):
@@ -414,7 +424,7 @@ def _train_network(
     scaler = getattr(model, "scaler", None)
     if scaler is not None:
         scaler.fit(tensors[0][tr], tensors[1][tr] if particle_model else None)
-    if config.model.kind == "gaussian":
+    if hasattr(model, "fit_target"):  # the Gaussian head, or an MSE regression (TargetScaled)
         model.fit_target(torch.as_tensor(target[tr]))
     sample = Sample(
         tensors,

@@ -35,6 +35,7 @@ __all__ = [
     "ParticleNetLite",
     "ReconstructionError",
     "Standardize",
+    "TargetScaled",
     "WithSigmoid",
     "WithSoftmax",
     "masked_sum",
@@ -144,6 +145,39 @@ class WithSoftmax(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.classifier(*inputs), dim=-1)
+
+
+class TargetScaled(nn.Module):
+    """Wraps a regression network so that it learns the standardised target: ``forward``
+    returns ``network(*inputs) * target_std + target_mean``, in the target's own units (the
+    buffers travel with the state dict and the ONNX export). Set them with :meth:`fit_target`
+    on the training targets; without it a network starting near 0 needs many epochs to reach
+    targets of size 100 (a jet mass in GeV)."""
+
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+
+    @property
+    def scaler(self) -> Optional[nn.Module]:
+        """The wrapped network's input :class:`Standardize` (fitted by the caller)."""
+        return getattr(self.network, "scaler", None)
+
+    @torch.no_grad()
+    def fit_target(self, y: torch.Tensor) -> "TargetScaled":
+        y = y.double().reshape(-1)
+        self.target_mean.fill_(float(y.mean()) if y.numel() else 0.0)
+        std = float(y.std()) if y.numel() > 1 else 1.0
+        self.target_std.fill_(std if std > 0 else 1.0)
+        return self
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.network(*inputs) * self.target_std + self.target_mean
 
 
 def _float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
