@@ -363,3 +363,27 @@ def test_multiclass_plots_write_files(rng, tmp_path):
     assert (tmp_path / "cm.png").stat().st_size > 1000 and path.endswith("cm.png")
     with pytest.raises(ValueError, match="class indices"):
         plot.confusion_matrix(y + 1, p, tmp_path / "bad.png")
+
+
+def test_onnx_metadata_reader_matches_onnx_and_export_checks_the_columns(tmp_path):
+    """score() reads the stored output columns without the onnx package: its small protobuf
+    walker gives what onnx itself reads; export_onnx refuses names that do not fit the output."""
+    onnx = pytest.importorskip("onnx")
+    from hepinfer.export import export_onnx
+    from hepinfer.scoring.models import onnx_metadata, stored_output_columns
+
+    torch.manual_seed(0)
+    model = T.WithSoftmax(T.MLP(3, (4,), 3))
+    x = torch.randn(8, 3)
+    path = export_onnx(
+        model, x, tmp_path / "m.onnx", output_columns=["score_a", "score_b", "score_c"], classes="abc"
+    )
+    proto = onnx.load(path)
+    assert onnx_metadata(path) == {p.key: p.value for p in proto.metadata_props}
+    assert stored_output_columns(path) == ["score_a", "score_b", "score_c"]
+    assert json.loads(onnx_metadata(path)["hepinfer.classes"]) == ["a", "b", "c"]
+    assert stored_output_columns(export_onnx(model, x, tmp_path / "plain.onnx")) is None
+    (tmp_path / "junk.onnx").write_bytes(b"\xff\xff\xff")
+    assert onnx_metadata(tmp_path / "junk.onnx") == {}
+    with pytest.raises(ValueError, match="output_columns has 2 names but the model returns 1 output"):
+        export_onnx(model, x, tmp_path / "bad.onnx", output_columns=["a", "b"])

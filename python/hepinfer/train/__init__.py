@@ -13,6 +13,15 @@ Command line: ``hepinfer train config.toml`` (see :mod:`hepinfer.train.config` f
 runs :func:`run`: read the sample, split it by event number, train, evaluate on the test fold,
 export (ONNX for networks, xgboost JSON for BDTs) and write ``summary.json``.
 
+``loss.kind`` says what is trained (:func:`task_of`): a binary tagger (``bce``, ``focal``), an
+``n``-class tagger (``cross_entropy``: the label holds class indices ``0 .. n-1``; networks get
+``n`` outputs and are exported with a softmax, BDTs use ``multi:softprob``; the summary has the
+accuracy, the confusion matrix and the one-vs-rest AUC and rejection per class, with
+``roc.png`` and ``confusion_matrix.png``) or a regression of ``data.target`` (``mse``: networks
+and ``reg:squarederror`` BDTs; ``gaussian_nll``: the Gaussian head; the summary has bias and
+resolution, with ``prediction_vs_truth.png``). The exported files name their output columns
+(``score_<class>``, ``prediction``), and :func:`hepinfer.score` names its branches after them.
+
 Needs torch (networks), xgboost (BDTs, reweighting), onnx + onnxruntime (export checks), tqdm.
 """
 
