@@ -157,6 +157,11 @@ def test_bdt_multi_softprob_through_the_cli_forest_and_score(rng, tmp_path):
     np.testing.assert_allclose(np.column_stack(list(scores.values())), expected, rtol=1e-5, atol=1e-6)
     loaded = scored_branches(forest, root, tmp_path)  # a loaded Forest carries no names: numbered
     assert list(loaded) == ["score_0", "score_1", "score_2"]
+    dask = pytest.importorskip("dask")
+    with dask.config.set(scheduler="synchronous"):  # the file's bytes travel to the workers: same names
+        on_dask = hepinfer.score(str(out / "model.json"), str(root), dask=True, return_summary=True)
+    assert on_dask.output_names == list(scores)
+    np.testing.assert_allclose(on_dask.scores, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_train_bdt_api_with_class_names(rng, tmp_path):

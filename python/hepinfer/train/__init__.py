@@ -537,13 +537,16 @@ def _evaluate(
             )
     elif task == "anomaly":
         out["test_auc"] = roc_auc(score, y_test, w_test)  # anomaly score: signal should be high
-    elif task == "multiclass":
+    elif task in ("multiclass", "regression") and np.any(w_test < 0):
+        # quantiles, rejections and confusion fractions need weights >= 0
+        out["test_weights_note"] = "the sample has negative event weights: these metrics use |weight|"
+    if task == "multiclass":
         assert classes is not None
         probabilities = np.asarray(score, dtype=np.float64).reshape(len(y_test), len(classes))
         found = multiclass_summary(probabilities, y_test, classes, np.abs(w_test))
         out.update({f"test_{k}": v for k, v in found.items()})
         plots.update(_multiclass_plots(config.output, probabilities, y_test, classes, np.abs(w_test)))
-    else:
+    elif task == "regression":
         columns = np.asarray(score, dtype=np.float64).reshape(len(y_test), -1)
         prediction = columns[:, 0]
         found = regression_summary(prediction, y_test, np.abs(w_test))
