@@ -7,11 +7,19 @@
   :class:`ExportError`.
 * :func:`export_forest`: an xgboost Booster → xgboost JSON, loaded back with
   :class:`hepinfer.Forest` and compared with xgboost's own predictions.
+
+Both can store what each output column is (``output_columns``, e.g. ``score_qcd, score_w,
+score_top`` for a 3-class tagger) and the class names: in the ONNX file's ``metadata_props``
+(keys ``hepinfer.output_columns`` and ``hepinfer.classes``, JSON lists) or the xgboost JSON's
+``learner.attributes`` (``hepinfer_output_columns``, ``hepinfer_classes``). :func:`hepinfer.score`
+names its output branches after them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any, Optional, Union
@@ -20,7 +28,12 @@ import numpy as np
 
 from hepinfer._core import Error
 
-__all__ = ["ExportError", "export_forest", "export_onnx", "max_relative_difference"]
+__all__ = ["ExportError", "export_forest", "export_onnx", "max_relative_difference", "output_column_names"]
+
+ONNX_OUTPUT_COLUMNS_KEY = "hepinfer.output_columns"
+ONNX_CLASSES_KEY = "hepinfer.classes"
+XGBOOST_OUTPUT_COLUMNS_KEY = "hepinfer_output_columns"
+XGBOOST_CLASSES_KEY = "hepinfer_classes"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -41,6 +54,27 @@ def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:
         return float("inf")
     ok = ~np.isnan(b)
     return float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), 1.0), initial=0.0))
+
+
+def output_column_names(classes: Sequence[str], prefix: str = "score_") -> list[str]:
+    """Branch names for the per-class outputs: ``score_<class>``, every character other than a
+    letter, digit or ``_`` replaced by ``_`` (``"W+jets"`` -> ``score_W_jets``); where two
+    classes would get the same name, or a name is empty, ``score_<index>`` for all."""
+    names = [prefix + re.sub(r"[^A-Za-z0-9_]", "_", str(c)) for c in classes]
+    if len(set(names)) != len(names) or any(n == prefix for n in names):
+        names = [f"{prefix}{i}" for i in range(len(names))]
+    return names
+
+
+def _columns_metadata(
+    output_columns: Optional[Sequence[str]], classes: Optional[Sequence[str]]
+) -> dict[str, str]:
+    meta = {}
+    if output_columns is not None:
+        meta["output_columns"] = json.dumps([str(c) for c in output_columns])
+    if classes is not None:
+        meta["classes"] = json.dumps([str(c) for c in classes])
+    return meta
 
 
 def _resized(inputs: Sequence[Any], particle_axis: bool) -> list[Any]:
@@ -83,6 +117,8 @@ def export_onnx(
     opset: int = 17,
     rtol: float = 1e-5,
     check_hepinfer: bool = True,
+    output_columns: Optional[Sequence[str]] = None,
+    classes: Optional[Sequence[str]] = None,
 ) -> str:
     """Write a torch module to ONNX and verify the file.
 
@@ -101,6 +137,10 @@ def export_onnx(
         Largest allowed ``|onnx - torch| / max(|torch|, 1)``.
     check_hepinfer
         Also run the file with :class:`hepinfer.nn.Model` when hepinfer has it.
+    output_columns, classes
+        What each column of the (one) output is and the class names, stored in the file's
+        ``metadata_props`` (see the module documentation); ``output_columns`` must have one
+        name per column.
 
     Returns the path. Raises :class:`ExportError` when a runtime disagrees with torch.
     """
@@ -126,6 +166,13 @@ def export_onnx(
     with torch.no_grad():
         reference = model(*inputs)
     n_outputs = len(reference) if isinstance(reference, (tuple, list)) else 1
+    if output_columns is not None:
+        width = 1 if n_outputs > 1 or reference.ndim < 2 else int(reference.shape[-1])
+        if n_outputs > 1 or len(output_columns) != width:
+            raise ValueError(
+                f"output_columns has {len(output_columns)} names but the model returns {n_outputs} output(s) "
+                f"of {width} column(s)"
+            )
     output_names = (
         list(output_names)
         if output_names is not None
@@ -153,6 +200,13 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
+    metadata = _columns_metadata(output_columns, classes)
+    if metadata:
+        import onnx
+
+        proto = onnx.load(path)
+        onnx.helper.set_model_props(proto, {f"hepinfer.{k}": v for k, v in metadata.items()})
+        onnx.save(proto, path)
     _verify_onnx(
         model, path, [inputs, tuple(_resized(inputs, bool(particle_axis)))], input_names, rtol, check_hepinfer
     )
@@ -193,13 +247,22 @@ def _verify_onnx(
 
 
 def export_forest(
-    booster: Any, path: PathLike, X_check: Any = None, *, rtol: float = 1e-5, seed: int = 0
+    booster: Any,
+    path: PathLike,
+    X_check: Any = None,
+    *,
+    rtol: float = 1e-5,
+    seed: int = 0,
+    output_columns: Optional[Sequence[str]] = None,
+    classes: Optional[Sequence[str]] = None,
 ) -> str:
     """Save an xgboost Booster as JSON and verify it with :class:`hepinfer.Forest`.
 
     ``X_check`` (rows to compare on; default: 1000 standard-normal rows with some NaN) is
     scored by xgboost and by the reloaded file; a difference beyond ``rtol`` raises
-    :class:`ExportError`. Returns the path.
+    :class:`ExportError` (for a ``multi:softprob`` model every class probability is compared).
+    ``output_columns`` and ``classes`` are stored as attributes of a copy of the booster (see
+    the module documentation). Returns the path.
     """
     import xgboost as xgb
 
@@ -211,6 +274,10 @@ def export_forest(
     if not path.endswith(".json"):
         raise ValueError(f"export_forest writes xgboost JSON; the path must end in .json, got {path!r}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    metadata = _columns_metadata(output_columns, classes)
+    if metadata:
+        booster = booster.copy()
+        booster.set_attr(**{f"hepinfer_{k}": v for k, v in metadata.items()})
     booster.save_model(path)
     if X_check is None:
         rng = np.random.default_rng(seed)
@@ -218,8 +285,14 @@ def export_forest(
         X_check[rng.random(X_check.shape) < 0.05] = np.nan
     X_check = np.asarray(X_check, dtype=np.float32)
     expected = booster.predict(xgb.DMatrix(X_check, feature_names=booster.feature_names))
-    got = Forest.load(path).predict(X_check)
-    d = max_relative_difference(np.asarray(got).reshape(expected.shape), expected)
+    forest = Forest.load(path)
+    got = np.asarray(forest.predict(X_check))
+    if got.size != expected.size:
+        raise ExportError(
+            f"{path}: hepinfer.Forest gives {got.shape[1] if got.ndim == 2 else 1} output(s) per event, "
+            f"xgboost {expected.shape[1] if expected.ndim == 2 else 1}"
+        )
+    d = max_relative_difference(got.reshape(expected.shape), expected)
     if not d <= rtol:
         raise ExportError(f"{path}: hepinfer.Forest differs from xgboost by {d:.3g} (relative) > {rtol:g}")
     return path

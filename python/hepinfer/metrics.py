@@ -278,3 +278,197 @@ def calibration_curve(
         bin_edges=edges,
         bin_index=filled,
     )
+
+
+# ------------------------------------------------------------------------------------------
+# Several classes and regressions: one-vs-rest ROC, AUC and rejection per class, the confusion
+# matrix, and the resolution and bias of a regression.
+
+__all__ += [
+    "confusion_matrix",
+    "multiclass_summary",
+    "one_vs_rest_auc",
+    "one_vs_rest_rejection",
+    "regression_summary",
+    "weighted_quantile",
+]
+
+
+def _class_probabilities(
+    probabilities: Any, label: Any, weight: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probabilities (n, k), integer labels (n,), weights (n,)) checked."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise InputError(f"probabilities must have shape (events, classes) with >= 2 classes, got {p.shape}")
+    bad = np.argwhere(~np.isfinite(p))
+    if bad.size:
+        raise InputError(f"probabilities[{bad[0][0]}, {bad[0][1]}] is not finite")
+    y = _vec(label, "label", p.shape[0])
+    wrong = np.flatnonzero((y != np.round(y)) | (y < 0) | (y >= p.shape[1]))
+    if wrong.size:
+        raise InputError(f"label[{wrong[0]}] = {y[wrong[0]]} is not a class index in [0, {p.shape[1]})")
+    w = _weights(weight, p.shape[0], "weight")
+    return p, y.astype(np.int64), w
+
+
+def one_vs_rest_auc(
+    probabilities: npt.ArrayLike, label: npt.ArrayLike, weight: Optional[npt.ArrayLike] = None
+) -> np.ndarray:
+    """The AUC of each class against all the others, scored by its own probability column:
+    ``auc[c] = roc_auc(probabilities[:, c], label == c)`` (NaN for a class without events),
+    as ``sklearn.metrics.roc_auc_score(..., multi_class="ovr", average=None)``."""
+    p, y, w = _class_probabilities(probabilities, label, weight)
+    return np.array([roc_auc(p[:, c], y == c, w) for c in range(p.shape[1])])
+
+
+def one_vs_rest_rejection(
+    probabilities: npt.ArrayLike,
+    label: npt.ArrayLike,
+    signal_efficiency: float = 0.5,
+    weight: Optional[npt.ArrayLike] = None,
+) -> np.ndarray:
+    """For each class ``c``: the rejection 1/eps of all other classes together at the cut on
+    ``probabilities[:, c]`` keeping ``signal_efficiency`` of class ``c`` (the cut convention of
+    :func:`background_rejection`; NaN when class ``c`` or the rest has no events)."""
+    p, y, w = _class_probabilities(probabilities, label, weight)
+    out = np.full(p.shape[1], np.nan)
+    for c in range(p.shape[1]):
+        mine = y == c
+        if mine.any() and (~mine).any() and w[mine].sum() > 0 and w[~mine].sum() > 0:
+            out[c] = background_rejection(p[mine, c], p[~mine, c], signal_efficiency, w[mine], w[~mine])
+    return out
+
+
+def confusion_matrix(
+    label: npt.ArrayLike,
+    predicted: npt.ArrayLike,
+    n_classes: Optional[int] = None,
+    weight: Optional[npt.ArrayLike] = None,
+    normalize: Optional[str] = None,
+) -> np.ndarray:
+    """``matrix[true, predicted]``: the (weighted) number of events of class ``true`` assigned to
+    class ``predicted``. ``predicted`` is a class index per event, or class probabilities
+    ``(n, k)`` (then the most probable class). ``normalize``: ``None`` (sums of weights),
+    ``"true"`` (each row sums to 1: the fraction of each true class assigned to each class),
+    ``"pred"`` (each column sums to 1) or ``"all"``; as :func:`sklearn.metrics.confusion_matrix`
+    with ``labels=range(n_classes)``. Empty rows or columns stay 0 when normalised."""
+    pred = np.asarray(predicted)
+    if pred.ndim == 2:
+        k_pred = pred.shape[1]
+        pred = np.argmax(_class_probabilities(pred, np.zeros(pred.shape[0]), None)[0], axis=1)
+    else:
+        k_pred = None
+    y = _vec(label, "label")
+    pv = _vec(pred, "predicted", y.size)
+    k = (
+        int(n_classes)
+        if n_classes is not None
+        else (k_pred or int(max(y.max(initial=-1), pv.max(initial=-1))) + 1)
+    )
+    for name, v in (("label", y), ("predicted", pv)):
+        wrong = np.flatnonzero((v != np.round(v)) | (v < 0) | (v >= k))
+        if wrong.size:
+            raise InputError(f"{name}[{wrong[0]}] = {v[wrong[0]]} is not a class index in [0, {k})")
+    w = np.ones(y.size) if weight is None else _vec(weight, "weight", y.size)
+    m = np.bincount(y.astype(np.int64) * k + pv.astype(np.int64), weights=w, minlength=k * k).reshape(k, k)
+    if normalize is None:
+        return m
+    if normalize == "true":
+        total = m.sum(axis=1, keepdims=True)
+    elif normalize == "pred":
+        total = m.sum(axis=0, keepdims=True)
+    elif normalize == "all":
+        total = np.array(m.sum())
+    else:
+        raise InputError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
+    return np.divide(m, total, out=np.zeros_like(m), where=total != 0)
+
+
+def multiclass_summary(
+    probabilities: npt.ArrayLike,
+    label: npt.ArrayLike,
+    classes: Optional[list[str]] = None,
+    weight: Optional[npt.ArrayLike] = None,
+    signal_efficiency: float = 0.5,
+) -> dict[str, Any]:
+    """The figures of merit of an ``n``-class classifier: ``accuracy`` (weighted fraction of
+    events whose most probable class is the true one), ``confusion_matrix`` (rows: true class,
+    normalised to 1), and per class (by name, default ``class_<i>``) the one-vs-rest ``auc`` and
+    ``rejection`` at ``signal_efficiency``."""
+    p, y, w = _class_probabilities(probabilities, label, weight)
+    names = [f"class_{i}" for i in range(p.shape[1])] if classes is None else [str(c) for c in classes]
+    if len(names) != p.shape[1]:
+        raise InputError(f"{len(names)} class names for {p.shape[1]} probability columns")
+    auc = one_vs_rest_auc(p, y, w)
+    rejection = one_vs_rest_rejection(p, y, signal_efficiency, w)
+    predicted = np.argmax(p, axis=1)
+    return {
+        "accuracy": float(w[predicted == y].sum() / w.sum()),
+        "confusion_matrix": confusion_matrix(y, predicted, p.shape[1], w, normalize="true").tolist(),
+        "per_class": {
+            n: {"auc": float(auc[i]), f"rejection_at_{signal_efficiency:g}": float(rejection[i])}
+            for i, n in enumerate(names)
+        },
+    }
+
+
+def weighted_quantile(values: npt.ArrayLike, q: Any, weight: Optional[npt.ArrayLike] = None) -> Any:
+    """Quantile(s) ``q`` in [0, 1] of ``values`` with event weights (>= 0), interpolated
+    linearly between the sorted values placed at their cumulative weight before them, divided
+    by the total less the last event's weight: with equal weights exactly
+    ``numpy.quantile(values, q)`` (its default linear method), and unchanged when all weights
+    are scaled. Events of weight 0 are left out."""
+    v = _vec(values, "values")
+    if v.size == 0:
+        raise InputError("values is empty")
+    qa = np.asarray(q, dtype=np.float64)
+    if np.any((qa < 0) | (qa > 1)) or not np.all(np.isfinite(qa)):
+        raise InputError(f"quantiles must lie in [0, 1], got {q!r}")
+    if weight is None:
+        return np.quantile(v, qa)
+    w = _weights(weight, v.size, "weight")
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    keep = w > 0
+    v, w = v[keep], w[keep]
+    if v.size == 1:
+        return np.full(qa.shape, v[0]) if qa.ndim else float(v[0])
+    before = np.cumsum(w) - w
+    position = before / before[-1]
+    return np.interp(qa, position, v)
+
+
+def regression_summary(
+    prediction: npt.ArrayLike, truth: npt.ArrayLike, weight: Optional[npt.ArrayLike] = None
+) -> dict[str, float]:
+    """How well a regression reproduces ``truth``, from the residual ``r = prediction - truth``:
+    ``bias`` (weighted mean of r), ``resolution`` (weighted standard deviation of r), ``rmse``,
+    ``median_bias`` and ``robust_resolution`` (half the 16-84 % inter-quantile range of r: the
+    Gaussian σ, insensitive to tails), and the same five for the relative residual
+    ``r / truth`` (``relative_*``, over events with ``truth != 0``; NaN when there are none)."""
+    p = _vec(prediction, "prediction")
+    t = _vec(truth, "truth", p.size)
+    w = _weights(weight, p.size, "weight")
+
+    def five(r: np.ndarray, ww: np.ndarray) -> dict[str, float]:
+        if r.size == 0 or not ww.sum() > 0:
+            return dict.fromkeys(
+                ("bias", "resolution", "rmse", "median_bias", "robust_resolution"), float("nan")
+            )
+        mean = float(np.average(r, weights=ww))
+        q16, q50, q84 = weighted_quantile(r, [0.16, 0.5, 0.84], ww)
+        return {
+            "bias": mean,
+            "resolution": float(np.sqrt(np.average((r - mean) ** 2, weights=ww))),
+            "rmse": float(np.sqrt(np.average(r**2, weights=ww))),
+            "median_bias": float(q50),
+            "robust_resolution": float(0.5 * (q84 - q16)),
+        }
+
+    out = five(p - t, w)
+    nonzero = t != 0
+    out.update(
+        {f"relative_{k}": v for k, v in five((p[nonzero] - t[nonzero]) / t[nonzero], w[nonzero]).items()}
+    )
+    return out

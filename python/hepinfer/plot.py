@@ -6,6 +6,9 @@
     >>> plot.mass_sculpting(mass, label, {"MLP": s_mlp, "MLP + DisCo": s_disco}, "sculpting.png")
     >>> plot.jsd_vs_rejection({"MLP": (r50, inv_jsd), ...}, "jsd_vs_rejection.png")
     >>> plot.calibration(label, {"BDT": s_bdt, "MLP": s_mlp}, "calibration.png")
+    >>> plot.multiclass_roc(label, probabilities, "roc.png", classes=["QCD", "W", "top"])
+    >>> plot.confusion_matrix(label, probabilities, "confusion.png", classes=["QCD", "W", "top"])
+    >>> plot.prediction_vs_truth(truth, prediction, "regression.png")
 
 Every function draws on its own ``matplotlib.figure.Figure`` rendered by the Agg backend (no
 pyplot state, no display needed, safe to call from several threads) and returns the path written.
@@ -26,9 +29,12 @@ import numpy.typing as npt
 
 __all__ = [
     "calibration",
+    "confusion_matrix",
     "efficiency_curve",
     "jsd_vs_rejection",
     "mass_sculpting",
+    "multiclass_roc",
+    "prediction_vs_truth",
     "roc_curve",
     "score_distributions",
 ]
@@ -172,7 +178,7 @@ def roc_curve(
         ax.set_ylabel(r"background rejection $1/\varepsilon_B$")
         if title:
             ax.set_title(title)
-        ax.legend()
+        ax.legend(loc="best")
         ax.grid(alpha=0.3, which="both")
         return _save(fig, path)
 
@@ -220,7 +226,7 @@ def score_distributions(
             ax.set_xlabel("score")
             ax.set_yscale("log")
         axes[0].set_ylabel("normalised")
-        axes[0].legend()
+        axes[0].legend(loc="best")
         return _save(fig, path)
 
 
@@ -388,4 +394,184 @@ def calibration(
         bottom.yaxis.set_minor_formatter(NullFormatter())  # decades only: the panel is short
         bottom.set_xlabel("score (mean in each bin)")
         bottom.set_ylabel("events" if weight is None else "sum of weights")
+        return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------
+# several classes and regressions
+
+
+def _class_inputs(
+    label: npt.ArrayLike, probabilities: npt.ArrayLike, classes: Optional[Sequence[str]]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probabilities must have shape (events, classes) with >= 2 classes, got {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probabilities hold NaN or inf")
+    y = np.asarray(label).reshape(-1)
+    if y.shape != (p.shape[0],):
+        raise ValueError(f"label has {y.size} entries, probabilities {p.shape[0]} rows")
+    if y.size == 0:
+        raise ValueError("label is empty")
+    if np.any((y != np.round(y)) | (y < 0) | (y >= p.shape[1])):
+        raise ValueError(f"label must hold class indices in [0, {p.shape[1]})")
+    names = [f"class {i}" for i in range(p.shape[1])] if classes is None else [str(c) for c in classes]
+    if len(names) != p.shape[1]:
+        raise ValueError(f"{len(names)} class names for {p.shape[1]} probability columns")
+    return y.astype(np.int64), p, names
+
+
+def multiclass_roc(
+    label: npt.ArrayLike,
+    probabilities: npt.ArrayLike,
+    path: PathLike,
+    *,
+    classes: Optional[Sequence[str]] = None,
+    weight: Optional[npt.ArrayLike] = None,
+    title: Optional[str] = None,
+) -> str:
+    """One-vs-rest ROC curves of an ``n``-class classifier: for each class, the rejection
+    1/eps of all other classes against the efficiency of this class, cutting on this class's
+    probability column (log scale), with the one-vs-rest AUC in the legend. Classes without
+    events (or without any other class) are left out."""
+    from hepinfer.metrics import roc_auc
+
+    y, p, names = _class_inputs(label, probabilities, classes)
+    with _style():
+        fig = _figure()
+        ax = fig.add_subplot()
+        for c, name in enumerate(names):
+            mine = y == c
+            if not mine.any() or mine.all():
+                continue
+            eff_s, eff_b = efficiency_curve(mine, p[:, c], weight)
+            keep = eff_b > 0
+            auc = roc_auc(p[:, c], mine, weight)
+            ax.plot(eff_s[keep], 1.0 / eff_b[keep], label=f"{name} vs rest (AUC {auc:.3f})")
+        eff = np.linspace(0.02, 1.0, 50)
+        ax.plot(eff, 1.0 / eff, ls=":", color="grey", label="random")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel(r"efficiency of the class $\varepsilon_c$")
+        ax.set_ylabel(r"rejection of the other classes $1/\varepsilon_{\mathrm{rest}}$")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="best")  # given: matplotlib warns when the default "best" takes over a second
+        ax.grid(alpha=0.3, which="both")
+        return _save(fig, path)
+
+
+def confusion_matrix(
+    label: npt.ArrayLike,
+    probabilities: npt.ArrayLike,
+    path: PathLike,
+    *,
+    classes: Optional[Sequence[str]] = None,
+    weight: Optional[npt.ArrayLike] = None,
+    title: Optional[str] = None,
+) -> str:
+    """The confusion matrix of an ``n``-class classifier (each event assigned to its most probable
+    class), normalised per true class: each row shows where the events of one class end up
+    (:func:`hepinfer.metrics.confusion_matrix` with ``normalize="true"``), the fractions written
+    in the cells."""
+    from hepinfer.metrics import confusion_matrix as matrix_of
+
+    y, p, names = _class_inputs(label, probabilities, classes)
+    m = matrix_of(y, p, p.shape[1], weight, normalize="true")
+    k = len(names)
+    with _style():
+        fig = _figure(1.2 * k + 2.8, 1.1 * k + 1.8)
+        ax = fig.add_subplot()
+        image = ax.imshow(m, vmin=0.0, vmax=1.0, cmap="Blues")
+        fig.colorbar(image, ax=ax, label="fraction of the true class")
+        for i in range(k):
+            for j in range(k):
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    color="white" if m[i, j] > 0.5 else "black",
+                )
+        ax.set_xticks(range(k), names, rotation=30 if k > 3 else 0)
+        ax.set_yticks(range(k), names)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.minorticks_off()
+        if title:
+            ax.set_title(title)
+        return _save(fig, path)
+
+
+def prediction_vs_truth(
+    truth: npt.ArrayLike,
+    prediction: npt.ArrayLike,
+    path: PathLike,
+    *,
+    weight: Optional[npt.ArrayLike] = None,
+    bins: int = 40,
+    name: str = "target",
+    title: Optional[str] = None,
+) -> str:
+    """A regression's prediction against the truth: left, the 2-D histogram with the diagonal
+    and the median prediction in bins of truth (bars: the 16-84 % band); right, the
+    distribution of the residual ``prediction - truth`` with its bias and resolution
+    (:func:`hepinfer.metrics.regression_summary`) in the legend."""
+    from hepinfer.metrics import regression_summary, weighted_quantile
+
+    t = np.asarray(truth, dtype=np.float64).reshape(-1)
+    q = np.asarray(prediction, dtype=np.float64).reshape(-1)
+    if q.shape != t.shape:
+        raise ValueError(f"prediction has {q.size} entries, truth has {t.size}")
+    if t.size == 0:
+        raise ValueError("truth is empty")
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(q))):
+        raise ValueError("truth or prediction holds NaN or inf")
+    w = np.ones(t.size) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    found = regression_summary(q, t, w)
+    lo = float(min(t.min(), q.min()))
+    hi = float(max(t.max(), q.max()))
+    hi = hi if hi > lo else lo + 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    with _style():
+        fig = _figure(11.0, 4.8)
+        left, right = fig.subplots(1, 2)
+        left.hist2d(t, q, bins=[edges, edges], weights=w, cmin=1e-12, cmap="viridis")
+        left.plot([lo, hi], [lo, hi], ls="--", color="grey", label="prediction = truth")
+        profile = np.linspace(lo, hi, min(bins, 20) + 1)
+        index = np.clip(np.searchsorted(profile, t, side="right") - 1, 0, len(profile) - 2)
+        centres, medians, low, high = [], [], [], []
+        for b in range(len(profile) - 1):
+            inside = (index == b) & (w > 0)
+            if inside.sum() >= 5:
+                q16, q50, q84 = weighted_quantile(q[inside], [0.16, 0.5, 0.84], w[inside])
+                centres.append(0.5 * (profile[b] + profile[b + 1]))
+                medians.append(q50)
+                low.append(q50 - q16)
+                high.append(q84 - q50)
+        if centres:
+            left.errorbar(
+                centres, medians, yerr=[low, high], fmt="o", color="red", ms=3, label="median, 16-84 %"
+            )
+        left.set_xlabel(f"true {name}")
+        left.set_ylabel(f"predicted {name}")
+        left.legend(loc="best")
+        residual = q - t
+        right.hist(
+            residual,
+            bins,
+            weights=w,
+            histtype="step",
+            lw=1.5,
+            label=f"bias {found['bias']:.3g}, resolution {found['resolution']:.3g}\n"
+            f"median {found['median_bias']:.3g}, robust σ {found['robust_resolution']:.3g}",
+        )
+        right.set_xlabel(f"predicted - true {name}")
+        right.set_ylabel("events")
+        right.legend(loc="best")
+        if title:
+            fig.suptitle(title)
         return _save(fig, path)

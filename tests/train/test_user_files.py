@@ -554,11 +554,6 @@ def test_label_must_be_class_indices(tmp_path, rng):
     assert data.class_names == ["qcd", "w"] and data.mass is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17 finding 4: build_model gives one output, cross_entropy needs one per class "
-    "(the multiclass work owns build_model; the data layer delivers labels 0..C-1 and class names)",
-)
 def test_cli_cross_entropy_with_two_classes_trains(tmp_path, rng):
     path = write_ttree(tmp_path / "jets.root", user_jets(rng, 200))
     cfg = run_toml(
@@ -568,6 +563,8 @@ def test_cli_cross_entropy_with_two_classes_trains(tmp_path, rng):
         "[training]\nepochs = 2\nbatch_size = 0\nprogress = false\nlearning_rate = 0.01\n",
     )
     assert T.main([str(cfg)]) == 0
+    summary = json.loads((tmp_path / "ce" / "summary.json").read_text())
+    assert summary["task"] == "multiclass" and summary["n_classes"] == 2
 
 
 # ---------------------------------------------------------------------------------- documentation

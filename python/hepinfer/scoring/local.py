@@ -90,7 +90,9 @@ def score(
         ``file_index`` (position of the input file), ``entry`` (entry number in its tree), the
         event identifiers ``run``/``luminosityBlock``/``event`` when the inputs have them
         (NanoAOD spellings and common others, see ``hepinfer.io.EVENT_ID_BRANCHES``) and one
-        branch per model output (``score``, or ``score_0..score_k``, or ``output_names``), plus a
+        branch per model output (``score``, or ``score_0..score_k``, or ``output_names``, or the
+        output columns a file written by ``hepinfer train`` stores: ``score_<class>`` per class
+        of a multiclass model, ``prediction`` of a regression), plus a
         ``hepinfer_inputs`` string listing the input files and events scored from each, a
         ``hepinfer_failures`` tree when files failed (``file_index``, ``path``, ``tree``,
         ``entry``, ``message``), and last the ``hepinfer_status`` string: ``"complete"``,

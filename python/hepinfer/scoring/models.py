@@ -4,6 +4,7 @@ expressions to model inputs."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Protocol, Union, runtime_checkable
@@ -151,6 +152,9 @@ class _NetworkModel:
         self.input = str(inputs[0].name)
         self.input_names = [f"{self.input}[{j}]" for j in range(int(shape[1]))]
         names = list(output_names) if output_names is not None else list(model.output_names)
+        width = _one_output_width(model)
+        if output_names is None and width is not None and width > 1:
+            names = [f"score_{j}" for j in range(width)]  # one branch per column of the one output
         self.output_names = [str(n) for n in names]
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> Any:
@@ -161,6 +165,92 @@ class _NetworkModel:
         if isinstance(result, np.ndarray) and result.ndim == 2 and result.shape[1] == 1:
             return result.reshape(-1)  # one score per event, as Forest.predict gives it
         return result
+
+
+def _one_output_width(model: Any) -> Optional[int]:
+    outs = model.outputs
+    width = outs[0].shape[-1] if len(outs) == 1 and outs[0].shape else None
+    return width if isinstance(width, int) else None
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        shift += 7
+        if b < 0x80:
+            return value, i
+
+
+def _protobuf_fields(data: bytes) -> Any:
+    """(field number, wire type, value) of one protobuf message's top-level fields (value: an
+    int, or the bytes of a length-delimited field)."""
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(data, i)
+            yield field, wire, value
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            n, i = _varint(data, i)
+            if i + n > len(data):
+                raise ValueError("truncated field")
+            yield field, wire, data[i : i + n]
+            i += n
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+
+
+def onnx_metadata(path: Union[str, os.PathLike]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (key -> value) without the onnx package: the
+    top-level fields of the ModelProto are walked (field 14 holds the key/value pairs) and the
+    graph is skipped. ``{}`` for a file that cannot be read this way."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        out = {}
+        for field, wire, value in _protobuf_fields(data):
+            if field == 14 and wire == 2:
+                entry = {k: v for k, w, v in _protobuf_fields(value) if w == 2}
+                out[entry.get(1, b"").decode("utf-8")] = entry.get(2, b"").decode("utf-8")
+        return out
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+
+
+def stored_output_columns(path: Union[str, os.PathLike]) -> Optional[list[str]]:
+    """The output column names stored in a model file by :mod:`hepinfer.export` (ONNX
+    ``metadata_props`` ``hepinfer.output_columns``; xgboost JSON ``learner.attributes``
+    ``hepinfer_output_columns``), or ``None``."""
+    text: Optional[str] = None
+    path = os.fspath(path)
+    if path.lower().endswith(".onnx"):
+        text = onnx_metadata(path).get("hepinfer.output_columns")
+    elif path.lower().endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                learner = json.load(f).get("learner", {})
+            text = (learner.get("attributes") or {}).get("hepinfer_output_columns")
+        except (OSError, ValueError, AttributeError):
+            return None
+    if not isinstance(text, str):
+        return None
+    try:
+        names = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        return None
+    return names
 
 
 def _is_row_network(model: Any) -> bool:
@@ -226,9 +316,8 @@ class _JaggedNetworkModel:
             )
         self.input_names = [*self.particle_inputs, *self.jet_inputs]
         names = list(output_names) if output_names is not None else list(model.output_names)
-        outs = model.outputs
-        width = outs[0].shape[-1] if len(outs) == 1 and outs[0].shape else None
-        if output_names is None and isinstance(width, int) and width > 1:
+        width = _one_output_width(model)
+        if output_names is None and width is not None and width > 1:
             names = [f"score_{j}" for j in range(width)]  # one branch per column of the one output
         self.output_names = [str(n) for n in names]
 
@@ -359,7 +448,32 @@ def as_scoring_model(
 
     ``nn_backend`` (``"hepinfer"`` or ``"onnxruntime"``, see :meth:`hepinfer.nn.Model.load`)
     loads an ``.onnx`` path with that backend; for a loaded network it must be the one it was
-    loaded with, and it is refused for other models. ``None``: hepinfer's engine for paths."""
+    loaded with, and it is refused for other models. ``None``: hepinfer's engine for paths.
+
+    Output names: ``output_names`` when given; else, for a model file written by
+    :mod:`hepinfer.export` (``hepinfer train``), the output columns stored in it
+    (``score_<class>`` per class of a multiclass tagger, ``prediction``/``width`` of a
+    regression) when their number matches the model's; else ``score`` for one output per event
+    and ``score_0 .. score_<k-1>`` for k."""
+
+    path = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    stored = stored_output_columns(path) if path is not None and output_names is None else None
+    scorer = _as_scoring_model(
+        model, output_kind=output_kind, n_threads=n_threads, output_names=output_names, nn_backend=nn_backend
+    )
+    if stored is not None:
+        _apply_stored_names(scorer, stored)
+    return scorer
+
+
+def _as_scoring_model(
+    model: Any,
+    *,
+    output_kind: str,
+    n_threads: Optional[int],
+    output_names: Optional[Sequence[str]],
+    nn_backend: Optional[str],
+) -> Any:
     from hepinfer.forest import Forest
     from hepinfer.kfold import KFold, is_bundle
 
@@ -391,6 +505,24 @@ def as_scoring_model(
             return _NetworkModel(model, n_threads, output_names)
         return _JaggedNetworkModel(model, n_threads, output_names)
     return _GenericModel(model, output_names)
+
+
+def _apply_stored_names(scorer: Any, stored: list[str]) -> None:
+    """Name the outputs of the scoring model of a file by the names stored in it, where they fit
+    the model's outputs (a forest's columns, a network's one output)."""
+    if isinstance(scorer, _ForestModel):
+        fits = (
+            scorer.forest.n_outputs(scorer.output_kind) == len(stored) and scorer.output_kind == "probability"
+        )
+    elif isinstance(scorer, (_NetworkModel, _JaggedNetworkModel)):
+        width = _one_output_width(scorer.model)
+        fits = len(scorer.model.outputs) == 1 and (
+            width == len(stored) or (width is None and len(stored) == 1)
+        )
+    else:
+        fits = False
+    if fits:
+        scorer.output_names = list(stored)
 
 
 def split_features(text: str) -> list[str]:

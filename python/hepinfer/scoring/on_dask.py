@@ -24,6 +24,7 @@ from hepinfer.scoring.models import (
     _KFoldModel,
     _NetworkModel,
     as_scoring_model,
+    stored_output_columns,
 )
 from hepinfer.scoring.output import _Block, _Failure, collect
 from hepinfer.scoring.plan import ScoreOptions, _evaluate, _Plan, _read_plan, prepare
@@ -99,6 +100,11 @@ class ModelHolder:
         if is_bundle(model):
             model = KFold.load(model)
         if isinstance(model, (str, os.PathLike)):
+            if output_names is None and stored_output_columns(model) is not None:
+                # the bytes travel without their path: name the outputs here, as score() locally
+                options["output_names"] = as_scoring_model(
+                    model, output_kind=output_kind, n_threads=n_threads, nn_backend=nn_backend
+                ).output_names
             kind = "onnx" if os.fspath(model).lower().endswith(".onnx") else "forest"
             with open(os.fspath(model), "rb") as fh:
                 return cls(kind, fh.read(), **options)

@@ -1,7 +1,10 @@
 """Boosted decision trees through xgboost, with HEP conventions.
 
 * Event weights everywhere (negative weights allowed in the sums).
-* Class re-balancing: signal weights scaled so that Σw(signal) = Σw(background).
+* Binary classifiers (``binary:logistic``), ``n``-class classifiers (``multi:softprob``: one
+  probability per class) and regressions (``reg:squarederror``): ``task=``.
+* Class re-balancing: signal weights scaled so that Σw(signal) = Σw(background) (with several
+  classes: every class scaled to the Σw of class 0).
 * A deterministic train / validation / test split by event number (``event % k``), so the same
   event always lands in the same fold whatever the file order.
 * Early stopping on the validation fold; the saved model holds exactly the best iteration's trees.
@@ -19,7 +22,11 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-__all__ = ["BDTResult", "rebalance_weights", "split_by_event_number", "train_bdt"]
+from hepinfer.export import output_column_names
+
+__all__ = ["BDTResult", "rebalance_classes", "rebalance_weights", "split_by_event_number", "train_bdt"]
+
+TASKS = ("binary", "multiclass", "regression")
 
 
 def split_by_event_number(
@@ -66,6 +73,51 @@ def rebalance_weights(label: Any, weight: Any = None) -> np.ndarray:
     return w
 
 
+def class_labels(label: Any, n_classes: Optional[int] = None, what: str = "label") -> tuple[np.ndarray, int]:
+    """``(label as int64, n_classes)`` for a class-index label: integers ``0 .. C-1``, ``C >= 2``
+    (``n_classes`` given: the labels must lie below it; ``None``: ``C = max(label) + 1``).
+    Raises ``ValueError`` naming the first bad entry."""
+    y = np.asarray(label).reshape(-1)
+    if y.dtype.kind == "b":
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iuf":
+        raise ValueError(f"{what} must hold class indices 0, 1, ..., got dtype {y.dtype}")
+    bad = (
+        np.flatnonzero(~np.isfinite(y) | (y != np.round(y)) | (y < 0))
+        if y.dtype.kind == "f"
+        else np.flatnonzero(y < 0)
+    )
+    if bad.size:
+        raise ValueError(f"{what}[{int(bad[0])}] = {y[bad[0]]} is not a class index 0, 1, ...")
+    y = y.astype(np.int64)
+    top = int(y.max()) + 1 if y.size else 0
+    if n_classes is None:
+        n_classes = max(top, 2)
+    elif top > n_classes:
+        bad_index = int(np.flatnonzero(y >= n_classes)[0])
+        raise ValueError(f"{what}[{bad_index}] = {y[bad_index]} but there are only {n_classes} classes")
+    if n_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {n_classes}")
+    return y, int(n_classes)
+
+
+def rebalance_classes(label: Any, weight: Any = None, n_classes: Optional[int] = None) -> np.ndarray:
+    """Event weights with every class ``c >= 1`` scaled so that its Σw equals that of class 0
+    (for two classes the same as :func:`rebalance_weights`).
+
+    Raises ``ValueError`` when a class is missing or its weights sum to zero or less.
+    """
+    y, k = class_labels(label, n_classes)
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1).copy()
+    if len(w) != len(y):
+        raise ValueError(f"weight has {len(w)} entries, label {len(y)}")
+    sums = np.bincount(y, weights=w, minlength=k)
+    if not np.all(sums > 0):
+        c = int(np.flatnonzero(~(sums > 0))[0])
+        raise ValueError(f"re-balancing needs a positive weight sum for every class; class {c} has {sums[c]}")
+    return w * (sums[0] / sums)[y]
+
+
 @dataclass
 class BDTResult:
     """What :func:`train_bdt` returns."""
@@ -80,18 +132,35 @@ class BDTResult:
     importance: dict[str, dict[str, float]] = field(default_factory=dict)
     """``importance[type][feature]`` for type in gain, weight, cover, total_gain, total_cover
     (features never used get 0)."""
+    task: str = "binary"
+    """``"binary"``, ``"multiclass"`` or ``"regression"``."""
+    classes: Optional[list[str]] = None
+    """The class names in label order (classifiers); stored in the saved JSON."""
+
+    @property
+    def output_columns(self) -> list[str]:
+        """What each column of :meth:`predict` is: ``score_<class>`` per class (multiclass),
+        ``score`` (binary) or ``prediction`` (regression)."""
+        if self.task == "multiclass":
+            return output_column_names(self.classes or [])
+        return ["prediction"] if self.task == "regression" else ["score"]
 
     def predict(self, X: Any) -> np.ndarray:
+        """Signal probability ``(n,)`` (binary), class probabilities ``(n, n_classes)``
+        (multiclass) or the prediction ``(n,)`` (regression)."""
         import xgboost as xgb
 
         return self.booster.predict(xgb.DMatrix(np.asarray(X), feature_names=self.feature_names))
 
     def save(self, path: Union[str, "os.PathLike[str]"], X_check: Any = None) -> str:
         """Save as xgboost JSON and verify with :class:`hepinfer.Forest` (see
-        :func:`hepinfer.export.export_forest`)."""
+        :func:`hepinfer.export.export_forest`); the class names and output columns go into the
+        file's attributes, where :func:`hepinfer.score` finds them."""
         from hepinfer.export import export_forest
 
-        return export_forest(self.booster, path, X_check)
+        return export_forest(
+            self.booster, path, X_check, output_columns=self.output_columns, classes=self.classes
+        )
 
 
 def train_bdt(
@@ -114,13 +183,19 @@ def train_bdt(
     n_threads: Optional[int] = None,
     params: Optional[dict[str, Any]] = None,
     verbose: bool = False,
+    task: str = "binary",
+    classes: Optional[Sequence[str]] = None,
 ) -> BDTResult:
-    """Train a binary xgboost classifier (``binary:logistic``).
+    """Train an xgboost BDT: a binary classifier (``task="binary"``, ``binary:logistic``, label
+    0/1), an ``n``-class classifier (``"multiclass"``, ``multi:softprob``, label ``0 .. n-1``;
+    ``classes`` names them, default ``class_0 ...``, and sets ``n`` when some class is absent)
+    or a regression (``"regression"``, ``reg:squarederror``, label = the target value).
 
     ``X`` is ``(n_events, n_features)`` (numpy or a DataFrame, whose columns name the features);
-    ``event_number`` defaults to the row index. Weights are re-balanced on the training and
-    validation folds when ``rebalance``; the validation fold drives early stopping
-    (``early_stopping_rounds = 0`` turns it off). ``params`` are passed to xgboost on top.
+    ``event_number`` defaults to the row index. Classifier weights are re-balanced on the
+    training and validation folds when ``rebalance`` (:func:`rebalance_classes`); the validation
+    fold drives early stopping (``early_stopping_rounds = 0`` turns it off) on the log-loss
+    (``mlogloss``, ``rmse`` for regressions). ``params`` are passed to xgboost on top.
     """
     import xgboost as xgb
 
@@ -129,11 +204,22 @@ def train_bdt(
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (events, features), got shape {X.shape}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
     y = np.asarray(label, dtype=np.float64).reshape(-1)
     if len(y) != len(X):
         raise ValueError(f"label has {len(y)} entries, X has {len(X)} rows")
-    if not np.all((y == 0) | (y == 1)):
+    n_classes = 1
+    if task == "binary" and not np.all((y == 0) | (y == 1)):
         raise ValueError("label must be 0 (background) or 1 (signal)")
+    if task == "multiclass":
+        y_int, n_classes = class_labels(y, None if classes is None else len(classes))
+        y = y_int.astype(np.float64)
+        classes = list(classes) if classes is not None else [f"class_{c}" for c in range(n_classes)]
+    elif task == "regression" and not np.all(np.isfinite(y)):
+        raise ValueError(
+            f"label[{int(np.flatnonzero(~np.isfinite(y))[0])}] (the regression target) is not finite"
+        )
     w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
     if len(w) != len(y):
         raise ValueError(f"weight has {len(w)} entries, X has {len(X)} rows")
@@ -146,19 +232,33 @@ def train_bdt(
     )
     if not train.any() or not validation.any():
         raise ValueError("the training or validation fold is empty; give more events or fewer folds")
-    w_train = rebalance_weights(y[train], w[train]) if rebalance else w[train]
-    w_val = rebalance_weights(y[validation], w[validation]) if rebalance else w[validation]
+
+    def balanced(part: np.ndarray) -> np.ndarray:
+        if not rebalance or task == "regression":
+            return w[part]
+        if task == "binary":
+            return rebalance_weights(y[part], w[part])
+        return rebalance_classes(y[part], w[part], n_classes)
+
+    w_train, w_val = balanced(train), balanced(validation)
     dtrain = xgb.DMatrix(X[train], label=y[train], weight=w_train, feature_names=names)
     dval = xgb.DMatrix(X[validation], label=y[validation], weight=w_val, feature_names=names)
-    p = {
-        "objective": "binary:logistic",
-        "eval_metric": ["auc", "logloss"],  # early stopping watches the last one
+    objective, metrics = {
+        "binary": ("binary:logistic", ["auc", "logloss"]),  # early stopping watches the last one
+        "multiclass": ("multi:softprob", ["merror", "mlogloss"]),
+        "regression": ("reg:squarederror", ["rmse"]),
+    }[task]
+    p: dict[str, Any] = {
+        "objective": objective,
+        "eval_metric": metrics,
         "max_depth": max_depth,
         "eta": learning_rate,
         "subsample": subsample,
         "seed": seed,
         "tree_method": "hist",
     }
+    if task == "multiclass":
+        p["num_class"] = n_classes
     if n_threads is not None:
         p["nthread"] = n_threads
     p.update(params or {})
@@ -182,4 +282,13 @@ def train_bdt(
     for kind in ("gain", "weight", "cover", "total_gain", "total_cover"):
         scores = booster.get_score(importance_type=kind)
         importance[kind] = {name: float(scores.get(name, 0.0)) for name in names}  # type: ignore[arg-type]
-    return BDTResult(booster, names, best, evals_result, (train, validation, test), importance)
+    return BDTResult(
+        booster,
+        names,
+        best,
+        evals_result,
+        (train, validation, test),
+        importance,
+        task=task,
+        classes=list(classes) if task == "multiclass" and classes is not None else None,
+    )

@@ -177,6 +177,10 @@ class TrainingConfig:
 @dataclass
 class LossConfig:
     kind: str = "bce"
+    """``bce``/``focal`` (binary: label 0/1), ``cross_entropy`` (n classes: label 0 .. n-1, one
+    softmax output per class), ``mse`` (regression of ``data.target``), ``gaussian_nll``
+    (``model.kind = "gaussian"``: mean and width) or ``reconstruction`` (autoencoder). BDTs:
+    ``bce`` = binary:logistic, ``cross_entropy`` = multi:softprob, ``mse`` = reg:squarederror."""
     focal_gamma: float = 2.0
     decorrelation: str = "none"
     decorrelation_strength: float = 0.0
@@ -437,6 +441,13 @@ def _validate(c: RunConfig) -> None:
             m.kind in ("autoencoder", "gaussian"),
             "model.kind",
             f"loss.kind = {lo.kind!r} needs a matching model",
+        )
+    if m.kind == "bdt":
+        _check(
+            lo.kind in ("bce", "cross_entropy", "mse"),
+            "loss.kind",
+            "model.kind = 'bdt' trains with 'bce' (binary:logistic), 'cross_entropy' (multi:softprob) "
+            f"or 'mse' (reg:squarederror), not {lo.kind!r}",
         )
     _check(b.n_trees >= 1, "bdt.n_trees", f"must be >= 1, got {b.n_trees}")
     _check(b.max_depth >= 1, "bdt.max_depth", f"must be >= 1, got {b.max_depth}")

@@ -82,6 +82,8 @@ class TrainingData:
     particle_feature_names: list[str] = field(default_factory=list)
     event_origin: str = ""
     """Where ``event`` comes from: ``"branch 'event'"`` or ``"hash of the features"``."""
+    event_expression: str = ""
+    """The branch (or expression) the event numbers were read from; ``""`` when they are hashes."""
     sources: list[str] = field(default_factory=list)
     """The files read (or ``"toy"``, ``"pythia"``, ``"arrays"``)."""
 
@@ -679,6 +681,7 @@ def _assemble(
         mask=mask,
         particle_feature_names=list(d.particle_features) if plan.particle else [],
         event_origin=origin,
+        event_expression=plan.flat.get("data.event_number", ""),
         sources=sources,
     )
 
@@ -690,7 +693,7 @@ def _labels(config: RunConfig, raw: np.ndarray) -> tuple[np.ndarray, list[str]]:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ConfigError(
-            f"data.target: {d.target!r} must give class indices 0, 1, ... for a classifier; event {i} has {raw[i]!r}"
+            f"data.target: {d.target!r} must give class indices 0, 1, ... for a classifier; event {i} has {float(raw[i]):g}"
         )
     label = raw.astype(np.int64)
     top = int(label.max()) if len(label) else 0

@@ -21,11 +21,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from hepinfer.train.config import ConfigError, RunConfig
+from hepinfer.train.data import TrainingData, load_data
 
 __all__ = ["KFOLD_MODEL_KINDS", "run_kfold"]
 
@@ -59,23 +60,33 @@ def _check(config: RunConfig) -> None:
     if not d.event_number:
         raise ConfigError(
             "training.n_folds: needs data.event_number (a column of integers): the bundle picks each "
-            "event's model by it when applied, so the row index cannot stand in for it"
+            "event's model by it when applied, so a hash of the row cannot stand in for it"
         )
     if config.model.kind != "bdt" and not config.export_onnx:
         raise ConfigError("training.n_folds: network members are exported as ONNX: export_onnx must be true")
 
 
-def run_kfold(config: RunConfig, run_one: Callable[[RunConfig], dict[str, Any]]) -> dict[str, Any]:
-    """Train the k members with ``run_one`` (:func:`hepinfer.train.run`), write the bundle and
-    return (and write to ``<output>/summary.json``) the summary."""
+def run_kfold(
+    config: RunConfig, run_one: Callable[..., dict[str, Any]], data: Optional[TrainingData] = None
+) -> dict[str, Any]:
+    """Train the k members with ``run_one`` (:func:`hepinfer.train.run`) on the sample read once,
+    write the bundle and return (and write to ``<output>/summary.json``) the summary."""
     from hepinfer.kfold import write_manifest
 
     _check(config)
     k, d = config.training.n_folds, config.data
+    data = load_data(config) if data is None else data
+    event_branch = data.event_expression
+    if not event_branch or not event_branch.isidentifier():
+        raise ConfigError(
+            f"training.n_folds: the events are split by {data.event_origin}; a k-fold bundle needs an "
+            'event-number branch (data.event_number = "event", say) that scoring reads to pick each '
+            "event's model"
+        )
     os.makedirs(config.output, exist_ok=True)
     members, folds = [], []
     for i in range(k):
-        s = run_one(fold_config(config, i))
+        s = run_one(fold_config(config, i), data)
         members.append(s["model"] if config.model.kind == "bdt" else s["onnx"])
         folds.append(
             {
@@ -85,7 +96,7 @@ def run_kfold(config: RunConfig, run_one: Callable[[RunConfig], dict[str, Any]])
             }
         )
     features = list(d.features) + ([d.parameter] if d.parameter else [])
-    manifest = write_manifest(config.output, members, features=features, event_number=d.event_number)
+    manifest = write_manifest(config.output, members, features=features, event_number=event_branch)
     summary: dict[str, Any] = {
         "config": config.to_dict(),
         "bundle": config.output,

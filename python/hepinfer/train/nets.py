@@ -7,8 +7,8 @@ constituent networks, a dynamic number of particles).
 Conventions
 -----------
 * Classifiers return **logits** of shape ``(batch, n_outputs)``; the score is ``sigmoid(logit)``
-  (binary) or ``softmax`` (several classes). :class:`WithSigmoid` wraps a classifier so that the
-  exported model returns probabilities.
+  (binary) or ``softmax`` (several classes). :class:`WithSigmoid` and :class:`WithSoftmax` wrap
+  a classifier so that the exported model returns probabilities.
 * Constituent networks take ``(particles, mask)``: ``particles`` of shape
   ``(batch, n_particles, n_features)`` zero-padded, ``mask`` of shape ``(batch, n_particles)``
   (1 for a real particle, 0 for padding, any float or bool dtype). Padded particles never
@@ -35,7 +35,9 @@ __all__ = [
     "ParticleNetLite",
     "ReconstructionError",
     "Standardize",
+    "TargetScaled",
     "WithSigmoid",
+    "WithSoftmax",
     "masked_sum",
     "pad_particles",
 ]
@@ -131,6 +133,51 @@ class WithSigmoid(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.classifier(*inputs))
+
+
+class WithSoftmax(nn.Module):
+    """Wraps an ``n``-class classifier (logits ``(batch, n)``) so that it returns the class
+    probabilities ``softmax(logits)`` ``(batch, n)`` (what gets exported)."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.classifier(*inputs), dim=-1)
+
+
+class TargetScaled(nn.Module):
+    """Wraps a regression network so that it learns the standardised target: ``forward``
+    returns ``network(*inputs) * target_std + target_mean``, in the target's own units (the
+    buffers travel with the state dict and the ONNX export). Set them with :meth:`fit_target`
+    on the training targets; without it a network starting near 0 needs many epochs to reach
+    targets of size 100 (a jet mass in GeV)."""
+
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+
+    @property
+    def scaler(self) -> Optional[nn.Module]:
+        """The wrapped network's input :class:`Standardize` (fitted by the caller)."""
+        return getattr(self.network, "scaler", None)
+
+    @torch.no_grad()
+    def fit_target(self, y: torch.Tensor) -> "TargetScaled":
+        y = y.double().reshape(-1)
+        self.target_mean.fill_(float(y.mean()) if y.numel() else 0.0)
+        std = float(y.std()) if y.numel() > 1 else 1.0
+        self.target_std.fill_(std if std > 0 else 1.0)
+        return self
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.network(*inputs) * self.target_std + self.target_mean
 
 
 def _float_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
