@@ -99,3 +99,18 @@ def test_kfold_config_errors(rng, tmp_path):
     ):
         with pytest.raises(T.ConfigError, match=match):
             T.run(T.load_config(cfg, overrides))
+
+
+def test_kfold_refuses_hashed_event_numbers(rng, tmp_path):
+    """Without an event-number branch the loader splits by a hash of the features, which the
+    bundle could not recompute when scoring: k-fold says so instead of writing a bundle that
+    names a branch the files do not have."""
+    n = 120
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    np.savez(tmp_path / "noevent.npz", jet_mass=rng.normal(60, 20, n), tau21=rng.random(n), label=y)
+    cfg = config_file(tmp_path, tmp_path / "noevent.npz", "bdt")
+    with pytest.raises(
+        T.ConfigError, match="split by hash of the features; a k-fold bundle needs an event-number branch"
+    ):
+        T.run(T.load_config(cfg, ["training.n_folds=3"]))
+    assert not (tmp_path / "bdt" / "kfold.json").exists()
