@@ -39,7 +39,7 @@ from hepinfer.train.decorrelation import (
     mode_loss,
     resolve_penalty,
 )
-from hepinfer.train.loop import History, Sample, Trainer
+from hepinfer.train.loop import History, Sample, Trainer, TrainingWarning
 from hepinfer.train.losses_extra import (
     MassAdversary,
     binary_cross_entropy,
@@ -87,6 +87,7 @@ __all__ = [
     "Sample",
     "Standardize",
     "Trainer",
+    "TrainingWarning",
     "WithSigmoid",
     "binary_cross_entropy",
     "build_model",
