@@ -65,6 +65,7 @@ from hepinfer.train.nets import (
     pad_particles,
 )
 from hepinfer.train.reweight import ClosureResult, ReweightResult, closure_check, parameterise, reweight
+from hepinfer.train.scan import StrengthScan, run_evidence, scan_config, scan_strength
 
 __all__ = [
     "MLP",
@@ -86,6 +87,7 @@ __all__ = [
     "RunConfig",
     "Sample",
     "Standardize",
+    "StrengthScan",
     "Trainer",
     "TrainingWarning",
     "WithSigmoid",
@@ -112,6 +114,9 @@ __all__ = [
     "reweight",
     "roc_auc",
     "run",
+    "run_evidence",
+    "scan_config",
+    "scan_strength",
     "split_by_event_number",
     "train_bdt",
 ]
@@ -305,7 +310,11 @@ def run(config: RunConfig) -> dict[str, Any]:
             focal_gamma=lo.focal_gamma,
             decorrelation=None if lo.decorrelation == "none" else lo.decorrelation,
             decorrelation_strength=lo.decorrelation_strength,
-            decorrelation_options={"order": lo.mode_order} if lo.decorrelation == "mode" else None,
+            decorrelation_options=(
+                {"order": lo.mode_order, "monotonic": lo.mode_monotonic}
+                if lo.decorrelation == "mode"
+                else None
+            ),
             fgsm_epsilon=lo.fgsm_epsilon,
             fgsm_weight=lo.fgsm_weight,
             adversary_steps=lo.adversary_steps,
@@ -316,6 +325,8 @@ def run(config: RunConfig) -> dict[str, Any]:
             learning_rate=t.learning_rate,
             weight_decay=t.weight_decay,
             patience=t.patience,
+            selection=t.selection,
+            min_inverse_jsd=t.min_inverse_jsd,
             seed=config.seed,
             device=config.device,
             progress=t.progress,
@@ -347,16 +358,11 @@ def run(config: RunConfig) -> dict[str, Any]:
             summary["onnx"] = export_onnx(wrapped, example, os.path.join(config.output, "model.onnx"))
     y_test, w_test, m_test = target[test_mask], weight[test_mask], mass[test_mask]
     if lo.kind in ("bce", "focal") or config.model.kind == "bdt":
-        summary["test_auc"] = roc_auc(score, y_test, w_test)
-        bkg = y_test < 0.5
-        if 1 < bkg.sum() <= 20000:
-            summary["test_background_dcor2_mass"] = float(
-                distance_correlation_squared(
-                    torch.as_tensor(np.asarray(score, dtype=np.float64)[bkg]),
-                    torch.as_tensor(m_test[bkg]),
-                    torch.as_tensor(w_test[bkg]),
-                )
-            )
+        # test-fold AUC, rejection and 1/JSD at 50 % signal efficiency, dCor²; ROC, score and
+        # mass-sculpting plots (hepinfer.train.scan.run_evidence)
+        summary.update(run_evidence(config.output, score, y_test, w_test, m_test, name=config.model.kind))
+        if "test_background_dcor2" in summary:  # the name of earlier summaries
+            summary["test_background_dcor2_mass"] = summary["test_background_dcor2"]
     elif config.model.kind == "autoencoder":
         summary["test_auc"] = roc_auc(score, y_test, w_test)  # anomaly score: signal should be high
     elif lo.kind in ("mse", "gaussian_nll"):
@@ -384,6 +390,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--output", help="output folder (overrides 'output')")
     parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint.pt")
     parser.add_argument("--device", help="'cpu' or 'cuda' (overrides 'device')")
+    parser.add_argument(
+        "--scan-strength",
+        metavar="L1,L2,...",
+        help="train once per decorrelation strength (and once without decorrelation), choose the "
+        "flattest one that keeps loss.strength_scan_min_rejection_fraction of the validation "
+        "rejection, and write the (rejection, 1/JSD) front to <output>/strength_scan.json/.png",
+    )
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     if args.output:
@@ -392,12 +405,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides.append("training.resume=true")
     if args.device:
         overrides.append(f"device={json.dumps(args.device)}")
+    if args.scan_strength:
+        try:
+            values = [float(v) for v in args.scan_strength.split(",") if v.strip()]
+        except ValueError:
+            parser.error(f"--scan-strength: expected numbers separated by commas, got {args.scan_strength!r}")
+        overrides.append(f"loss.strength_scan={json.dumps(values)}")
     try:
         config = load_config(args.config, overrides)
-        summary = run(config)
+        summary = scan_config(config) if config.loss.strength_scan else run(config)
     except ConfigError as e:
         print(f"hepinfer train: {e}", file=sys.stderr)
         return 2
-    shown = {k: v for k, v in summary.items() if k.startswith("test_") or k in ("onnx", "model", "weights")}
+    shown = {
+        k: v
+        for k, v in summary.items()
+        if k.startswith("test_")
+        or k in ("onnx", "model", "weights", "plots", "chosen_strength", "chosen_output")
+    }
     print(json.dumps(shown, indent=2))
     return 0
