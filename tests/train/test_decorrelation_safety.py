@@ -130,14 +130,18 @@ def test_adversary_with_validation_keeps_the_decorrelation_term(rng):
     assert "validation sample" in history.selection
 
 
-@pytest.mark.parametrize("decorrelation", ["disco", "mode"])
-def test_objective_selection_includes_the_penalty(rng, decorrelation):
+@pytest.mark.parametrize(
+    ("decorrelation", "options"),
+    [("disco", None), ("mode", None), ("mode", {"order": 2}), ("mode", {"order": 2, "monotonic": True})],
+)
+def test_objective_selection_includes_the_penalty(rng, decorrelation, options):
     X, y, mass = toy_jets(rng, 500)
     Xv, yv, mv = toy_jets(rng, 300)
     trainer = T.Trainer(
         mlp_for(X, 0),
         decorrelation=decorrelation,
         decorrelation_strength=2.0,
+        decorrelation_options=options,
         epochs=5,
         batch_size=128,
         learning_rate=1e-2,

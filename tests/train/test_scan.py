@@ -139,3 +139,18 @@ def test_cli_scan_strength_needs_numbers(rng, tmp_path):
     with pytest.raises(SystemExit):
         T.main([str(cfg), "--scan-strength", "one,two"])
     assert T.main([str(cfg), "--scan-strength", "-1"]) == 2  # a ConfigError: strengths must be > 0
+
+
+def test_scan_and_selection_config_keys_are_checked():
+    with pytest.raises(T.ConfigError, match=r"loss\.strength_scan: needs loss\.decorrelation"):
+        T.parse_config({"loss": {"strength_scan": [1.0]}})
+    with pytest.raises(T.ConfigError, match=r"loss\.strength_scan: expected a list of finite numbers"):
+        T.parse_config({"loss": {"decorrelation": "disco", "strength_scan": ["a"]}})
+    with pytest.raises(T.ConfigError, match=r"training\.selection: must be"):
+        T.parse_config({"training": {"selection": "best"}})
+    with pytest.raises(T.ConfigError, match=r"training\.selection: 'rejection' needs a binary"):
+        T.parse_config({"training": {"selection": "rejection"}, "loss": {"kind": "mse"}})
+    with pytest.raises(T.ConfigError, match=r"loss\.mode_monotonic: needs loss\.mode_order = 2"):
+        T.parse_config({"loss": {"decorrelation": "mode", "mode_monotonic": True}})
+    config = T.parse_config({"loss": {"decorrelation": "mode", "mode_order": 2, "mode_monotonic": True}})
+    assert config.loss.mode_order == 2 and config.loss.mode_monotonic

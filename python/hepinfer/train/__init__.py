@@ -4,7 +4,7 @@
     >>> result = train.train_bdt(X, y, weight, event_number)          # xgboost, split by event % 5
     >>> result.save("bdt.json")                                       # checked with hepinfer.Forest
     >>> model = train.MLP(n_inputs=3)
-    >>> trainer = train.Trainer(model, loss="bce", decorrelation="disco", decorrelation_strength=10)
+    >>> trainer = train.Trainer(model, loss="bce", decorrelation="disco", decorrelation_strength=1)
     >>> trainer.fit(train.Sample((x,), y, w, mass), validation)
     >>> from hepinfer.export import export_onnx
     >>> export_onnx(train.WithSigmoid(model), x[:10], "model.onnx")   # checked with onnxruntime

@@ -28,7 +28,7 @@ Example::
     [loss]
     kind = "bce"
     decorrelation = "disco"
-    decorrelation_strength = 10.0
+    decorrelation_strength = 1.0     # measured: 10 kills the classifier on the Pythia sample
 """
 
 from __future__ import annotations
@@ -370,6 +370,11 @@ def _validate(c: RunConfig) -> None:
         f"must be in [0, 1], got {lo.strength_scan_min_rejection_fraction}",
     )
     binary = lo.kind in ("bce", "focal")
+    _check(
+        t.selection != "rejection" or binary,
+        "training.selection",
+        f"'rejection' needs a binary classifier (loss.kind = 'bce' or 'focal'), not {lo.kind!r}",
+    )
     _check(
         lo.decorrelation == "none" or binary,
         "loss.decorrelation",

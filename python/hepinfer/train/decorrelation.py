@@ -163,7 +163,7 @@ class DisCo(torch.nn.Module):
 
     See :func:`disco_loss`. Typical use (background events only)::
 
-        disco = hepinfer.train.decorrelation.DisCo(lambda_=10.0)
+        disco = hepinfer.train.decorrelation.DisCo(lambda_=1.0)
         loss = bce(score, label) + disco(score[label == 0], mass[label == 0])
     """
 
