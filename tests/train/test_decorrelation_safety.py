@@ -1,7 +1,7 @@
 """Decorrelated training that cannot fail silently (issue 17): model selection by a stated
 objective for DisCo, MoDE and the adversary, the dead-classifier warning, the lazy progress bar.
 
-Samples are the tiny toys of tests/train/test_train.py (a falling background mass, a W-like
+Samples are the tiny toys of tests/train/toy_jets.py (a falling background mass, a W-like
 signal peak, a mass-independent "tau21"), trained for a few epochs on one thread.
 """
 
@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 from hepinfer import train as T
 from hepinfer.train import losses_extra as lx
-from tests.train.test_train import dcor2, make_sample, mlp_for, toy_jets
+from tests.train.toy_jets import dcor2, make_sample, mlp_for, toy_jets
 
 torch.set_num_threads(1)
 

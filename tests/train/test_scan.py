@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 
 from hepinfer import train as T
 from hepinfer.metrics import decorrelation_metrics
-from tests.train.test_train import make_sample, mlp_for, toy_jets
+from tests.train.toy_jets import make_sample, mlp_for, toy_jets
 
 torch.set_num_threads(1)
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepinfer._core import Error
 from hepinfer.disco import distance_correlation
 from hepinfer.metrics import decorrelation_metrics, roc_auc
 from hepinfer.train import losses_extra as lx
@@ -58,9 +59,10 @@ MIN_SCORE_SPREAD = 1e-3
 SIGNAL_EFFICIENCY = 0.5
 
 
-class TrainingWarning(UserWarning):
+class TrainingWarning(Error, UserWarning):
     """A training run finished but its result is suspect (a dead or collapsed decorrelated
-    classifier). Filter it like any warning:
+    classifier): a :class:`UserWarning` (and a :class:`hepinfer.Error`, so that it is hepinfer's
+    own class). Filter it like any warning:
     ``warnings.filterwarnings("error", category=hepinfer.train.TrainingWarning)``."""
 
 
