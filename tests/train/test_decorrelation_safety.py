@@ -181,7 +181,12 @@ def test_rejection_selection_respects_the_inverse_jsd_floor(rng):
     assert "1/JSD >= 5" in history.selection
 
 
-def test_selection_option_is_checked():
+def test_selection_option_is_checked(rng):
+    X, y, _mass = toy_jets(rng, 50)
+    with pytest.raises(ValueError, match="needs the mass of the validation sample"):
+        T.Trainer(mlp_for(X, 0), selection="rejection", progress=False).fit(
+            make_sample(X, y), make_sample(X, y)
+        )
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="selection must be one of"):
         T.Trainer(model, selection="best", progress=False)

@@ -412,6 +412,10 @@ class Trainer:
                     g = torch.Generator().manual_seed(s)
                     for idx in self._batches(len(train), g):
                         self._adversary_step(train.subset(idx.to(self.device)))
+        chooser = train if validation is None else validation
+        if self.selection == "rejection" and chooser.mass is None:
+            where = "training" if validation is None else "validation"
+            raise ValueError(f"selection 'rejection' needs the mass of the {where} sample (Sample.mass)")
         self.history.selection = self.describe_selection(validation is not None)
         bar = None
         if self.progress:  # tqdm is imported only when a bar is shown
