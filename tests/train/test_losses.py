@@ -142,8 +142,12 @@ def test_training_loop_decorrelates(rng, penalty):
 
 
 # ---------------------------------------------------------------- MoDE
-def _mode_dense(s, m, w, edges, order):
-    """Direct evaluation: integrate (F_m(s) - Fhat_m(s))^2 over s on the exact step functions."""
+def _mode_dense(s, m, w, edges, order, monotonic=False, eps=1e-4):
+    """Direct evaluation in float64 numpy: integrate sum_m p_m (F_m(s) - Fhat_m(s))^2 over s on the
+    exact step functions, Fhat the weighted least-squares polynomial fit (numpy polyfit) in the bin
+    centres mapped to [-1, 1]; monotonic: the quadratic part scaled down to the largest scale at
+    which the fit's slope keeps one sign on a dense grid of [-1, 1] (bisection), softly as in the
+    MoDE paper."""
     s, m, w = map(np.asarray, (s, m, w))
     nb = len(edges) - 1
     b = np.clip(np.searchsorted(edges[1:-1], m, side="right"), 0, nb - 1)
@@ -154,32 +158,78 @@ def _mode_dense(s, m, w, edges, order):
     for k in range(nb):
         if p[k] > 0:
             F[k] = [(w[(b == k) & (s <= g)]).sum() / (p[k] * W) for g in grid]
-    Fbar = p @ F
-    Fhat = np.tile(Fbar, (nb, 1))
-    if order == 1:
-        c = 0.5 * (edges[1:] + edges[:-1])
-        mu = c - p @ c
-        mu = mu / np.sqrt(p @ (mu * mu))
-        beta = (p * mu) @ F
-        Fhat = Fhat + mu[:, None] * beta[None, :]
+    c = 0.5 * (edges[1:] + edges[:-1])
+    x = 2 * (c - c[0]) / (c[-1] - c[0]) - 1
+    used = p > 0
+    P = np.polynomial.polynomial
+
+    def fit(degree):
+        coef = P.polyfit(x[used], F[used], degree, w=np.sqrt(p[used]))  # (degree + 1, n grid)
+        return coef, P.polyval(x, coef).T  # fitted values (nb, n grid)
+
+    _, Fhat = fit(order)
+    if monotonic:
+        coef1, f1 = fit(1)
+        coef2, f2 = fit(2)
+        dense = np.linspace(-1, 1, 2001)
+        for j in range(len(grid)):
+            d = f2[:, j] - f1[:, j]  # beta_2 e_2(x): the part of the quadratic fit beyond the line
+            size = np.sqrt(np.sum(p * d * d))
+            if size == 0:
+                continue
+            # slopes of the line and of the quadratic part on a dense grid that includes -1 and 1
+            line = P.polyval(dense, P.polyder(coef1[:, j]))
+            quad = P.polyval(dense, P.polyder(coef2[:, j])) - line
+
+            def monotone(t, line=line, quad=quad):
+                slope = line + t * quad
+                return bool(np.all(slope >= 0) or np.all(slope <= 0))
+
+            lo, hi = 0.0, 1e6
+            for _ in range(200):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if monotone(mid) else (lo, mid)
+            beta2 = np.sign(coef2[2, j]) * size
+            bound = lo * size
+            clipped = bound * np.tanh(beta2 / (bound + eps))
+            Fhat[:, j] = f1[:, j] + (clipped / beta2) * d
     # F is constant on [grid_i, grid_{i+1})
     dx = np.diff(grid)
     return float(np.sum(p[:, None] * (F - Fhat)[:, :-1] ** 2 * dx[None, :]))
 
 
-@pytest.mark.parametrize("order", [0, 1])
-def test_mode_matches_direct_integral(rng, order):
+@pytest.mark.parametrize(("order", "monotonic"), [(0, False), (1, False), (2, False), (2, True)])
+def test_mode_matches_direct_integral(rng, order, monotonic):
     n = 300
     s = rng.uniform(size=n)
-    m = rng.uniform(50, 150, size=n) + 30 * s
+    m = rng.uniform(50, 150, size=n) + 30 * s + 40 * (s - 0.5) ** 2
     w = rng.uniform(0.5, 2, size=n)
     edges = np.linspace(50, 180, 8)
-    got = losses.mode_loss(torch.tensor(s), m, w, order=order, bins=edges).item()
-    assert got == pytest.approx(_mode_dense(s, m, w, edges, order), rel=1e-9)
+    got = losses.mode_loss(torch.tensor(s), m, w, order=order, bins=edges, monotonic=monotonic).item()
+    want = _mode_dense(s, m, w, edges, order, monotonic)
+    # the bisection of the monotonic reference is exact to ~1e-12; the rest to rounding
+    assert got == pytest.approx(want, rel=1e-9 if not monotonic else 1e-7)
 
 
-@pytest.mark.parametrize("order", [0, 1])
-def test_mode_gradcheck(rng, order):
+def test_mode_monotonic_lies_between_orders_1_and_2(rng):
+    n = 2000
+    m = rng.uniform(0, 1, size=n)
+    # a response that falls then rises with the mass: only the quadratic (non-monotonic) fit follows it
+    s = torch.tensor(np.clip(4 * (m - 0.5) ** 2 + 0.2 * rng.uniform(size=n), 0, 1.2))
+    l1, l2 = (losses.mode_loss(s, m, order=k, bins=10).item() for k in (1, 2))
+    mono = losses.mode_loss(s, m, order=2, bins=10, monotonic=True).item()
+    assert l2 < mono <= l1
+    assert mono > 0.5 * l1  # the U-shape is mostly not allowed by a monotonic fit
+    # a monotonic, curved response is mostly allowed by the monotonic fit (the soft clip
+    # still shrinks the curvature a little, as in the paper)
+    s2 = torch.tensor(np.sqrt(m) + 0.05 * rng.uniform(size=n))
+    l1b, l2b = (losses.mode_loss(s2, m, order=k, bins=10).item() for k in (1, 2))
+    monob = losses.mode_loss(s2, m, order=2, bins=10, monotonic=True).item()
+    assert l2b < monob < l2b + 0.5 * (l1b - l2b)
+
+
+@pytest.mark.parametrize(("order", "monotonic"), [(0, False), (1, False), (2, False), (2, True)])
+def test_mode_gradcheck(rng, order, monotonic):
     # MoDE is piecewise smooth: its gradient jumps where two scores are equal (their order swaps).
     # Finite differences (eps = 1e-6) are only valid away from those kinks, so the scores are kept
     # at least 0.5 / n apart: one per cell of a grid of n cells, in the middle half of its cell.
@@ -187,7 +237,9 @@ def test_mode_gradcheck(rng, order):
     s = torch.tensor((rng.permutation(n) + rng.uniform(0.25, 0.75, size=n)) / n, requires_grad=True)
     m = rng.uniform(0, 1, size=n)
     w = rng.uniform(0.5, 2, size=n)
-    assert torch.autograd.gradcheck(lambda t: losses.mode_loss(t, m, w, order=order, bins=5), (s,))
+    assert torch.autograd.gradcheck(
+        lambda t: losses.mode_loss(t, m, w, order=order, bins=5, monotonic=monotonic), (s,)
+    )
 
 
 def test_mode_flat_vs_sculpted(rng):
@@ -209,7 +261,9 @@ def test_mode_flat_vs_sculpted(rng):
 def test_mode_bad_inputs(rng):
     s = torch.tensor(rng.uniform(size=10))
     with pytest.raises(hepinfer.InputError, match="order"):
-        losses.MoDE(order=2)
+        losses.MoDE(order=3)
+    with pytest.raises(hepinfer.InputError, match="monotonic=True needs order 2"):
+        losses.MoDE(order=1, monotonic=True)
     with pytest.raises(hepinfer.InputError, match="mass"):
         losses.mode_loss(s, np.zeros(9))
     with pytest.raises(hepinfer.InputError, match="mass"):

@@ -4,7 +4,7 @@
     >>> result = train.train_bdt(X, y, weight, event_number)          # xgboost, split by event % 5
     >>> result.save("bdt.json")                                       # checked with hepinfer.Forest
     >>> model = train.MLP(n_inputs=3)
-    >>> trainer = train.Trainer(model, loss="bce", decorrelation="disco", decorrelation_strength=10)
+    >>> trainer = train.Trainer(model, loss="bce", decorrelation="disco", decorrelation_strength=1)
     >>> trainer.fit(train.Sample((x,), y, w, mass), validation)
     >>> from hepinfer.export import export_onnx
     >>> export_onnx(train.WithSigmoid(model), x[:10], "model.onnx")   # checked with onnxruntime
@@ -57,7 +57,7 @@ from hepinfer.train.decorrelation import (
     mode_loss,
     resolve_penalty,
 )
-from hepinfer.train.loop import History, Sample, Trainer
+from hepinfer.train.loop import History, Sample, Trainer, TrainingWarning
 from hepinfer.train.losses_extra import (
     MassAdversary,
     binary_cross_entropy,
@@ -85,6 +85,7 @@ from hepinfer.train.nets import (
     pad_particles,
 )
 from hepinfer.train.reweight import ClosureResult, ReweightResult, closure_check, parameterise, reweight
+from hepinfer.train.scan import StrengthScan, run_evidence, scan_config, scan_strength
 
 __all__ = [
     "MLP",
@@ -107,7 +108,9 @@ __all__ = [
     "Sample",
     "Standardize",
     "TargetScaled",
+    "StrengthScan",
     "Trainer",
+    "TrainingWarning",
     "WithSigmoid",
     "WithSoftmax",
     "binary_cross_entropy",
@@ -136,6 +139,9 @@ __all__ = [
     "roc_auc",
     "run",
     "sample_classes",
+    "run_evidence",
+    "scan_config",
+    "scan_strength",
     "split_by_event_number",
     "task_of",
     "train_bdt",
@@ -404,7 +410,9 @@ def _train_network(
         focal_gamma=lo.focal_gamma,
         decorrelation=None if lo.decorrelation == "none" else lo.decorrelation,
         decorrelation_strength=lo.decorrelation_strength,
-        decorrelation_options={"order": lo.mode_order} if lo.decorrelation == "mode" else None,
+        decorrelation_options=(
+            {"order": lo.mode_order, "monotonic": lo.mode_monotonic} if lo.decorrelation == "mode" else None
+        ),
         fgsm_epsilon=lo.fgsm_epsilon,
         fgsm_weight=lo.fgsm_weight,
         adversary_steps=lo.adversary_steps,
@@ -415,6 +423,8 @@ def _train_network(
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         patience=t.patience,
+        selection=t.selection,
+        min_inverse_jsd=t.min_inverse_jsd,
         seed=config.seed,
         device=config.device,
         progress=t.progress,
@@ -475,23 +485,18 @@ def _evaluate(
     m_test: Optional[np.ndarray],
 ) -> dict[str, Any]:
     """The test-fold metrics (``test_*``) and plots of the run's task."""
-    import torch
-
     from hepinfer.metrics import multiclass_summary, regression_summary
 
     out: dict[str, Any] = {}
     plots: dict[str, str] = {}
     if task == "binary":
-        out["test_auc"] = roc_auc(score, y_test, w_test)
-        bkg = y_test < 0.5
-        if m_test is not None and 1 < bkg.sum() <= 20000:
-            out["test_background_dcor2_mass"] = float(
-                distance_correlation_squared(
-                    torch.as_tensor(np.asarray(score, dtype=np.float64)[bkg]),
-                    torch.as_tensor(m_test[bkg]),
-                    torch.as_tensor(w_test[bkg]),
-                )
-            )
+        # test-fold AUC, rejection and 1/JSD at 50 % signal efficiency, dCor²; ROC, score and
+        # mass-sculpting plots (hepinfer.train.scan.run_evidence)
+        evidence = run_evidence(config.output, score, y_test, w_test, m_test, name=config.model.kind)
+        plots.update(evidence.pop("plots", {}) or {})
+        out.update(evidence)
+        if "test_background_dcor2" in out:  # the name of earlier summaries
+            out["test_background_dcor2_mass"] = out["test_background_dcor2"]
     elif task == "anomaly":
         out["test_auc"] = roc_auc(score, y_test, w_test)  # anomaly score: signal should be high
     elif task in ("multiclass", "regression") and np.any(w_test < 0):
@@ -593,6 +598,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--output", help="output folder (overrides 'output')")
     parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint.pt")
     parser.add_argument("--device", help="'cpu' or 'cuda' (overrides 'device')")
+    parser.add_argument(
+        "--scan-strength",
+        metavar="L1,L2,...",
+        help="train once per decorrelation strength (and once without decorrelation), choose the "
+        "flattest one that keeps loss.strength_scan_min_rejection_fraction of the validation "
+        "rejection, and write the (rejection, 1/JSD) front to <output>/strength_scan.json/.png",
+    )
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     if args.output:
@@ -603,16 +615,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides.append(f"device={json.dumps(args.device)}")
     if args.config is None and not args.print_config:
         parser.error("give a CONFIG file (or --print-config for a commented default one)")
+    if args.scan_strength:
+        try:
+            values = [float(v) for v in args.scan_strength.split(",") if v.strip()]
+        except ValueError:
+            parser.error(f"--scan-strength: expected numbers separated by commas, got {args.scan_strength!r}")
+        overrides.append(f"loss.strength_scan={json.dumps(values)}")
     try:
         if args.print_config:
             config = load_config(args.config, overrides) if args.config else load_config({}, overrides)
             sys.stdout.write(default_config_text(config))
             return 0
         config = load_config(args.config, overrides)
-        summary = run(config)
+        summary = scan_config(config) if config.loss.strength_scan else run(config)
     except Error as e:  # ConfigError, hepinfer.io.ReadError, ...: the message names key, file, branch
         print(f"hepinfer train: {e}", file=sys.stderr)
         return 2
-    shown = {k: v for k, v in summary.items() if k.startswith("test_") or k in ("onnx", "model", "weights")}
+    shown = {
+        k: v
+        for k, v in summary.items()
+        if k.startswith("test_")
+        or k in ("onnx", "model", "weights", "plots", "chosen_strength", "chosen_output")
+    }
     print(json.dumps(shown, indent=2))
     return 0

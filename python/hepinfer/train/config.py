@@ -28,6 +28,8 @@ that loads back, and README's "Training on your own files" has complete examples
 
     [loss]
     kind = "bce"
+    decorrelation = "disco"
+    decorrelation_strength = 1.0     # measured: 10 kills the classifier on the Pythia sample
 """
 
 from __future__ import annotations
@@ -164,6 +166,15 @@ class TrainingConfig:
     """Scale signal weights so that their sum equals the background's."""
     progress: bool = True
     checkpoint_every: int = 1
+    selection: str = "auto"
+    """Which epoch's weights are kept (and what ``patience`` watches): ``"auto"`` (``"objective"``
+    with decorrelation, ``"loss"`` without), ``"objective"`` (the full loss including the
+    decorrelation term: plain + λ·penalty for DisCo/MoDE, plain + λ·dCor²(score, mass) for the
+    adversary, on the validation fold), ``"loss"`` (the validation loss; the adversary's NLL left
+    out) or ``"rejection"`` (the largest validation background rejection at 50 % signal
+    efficiency among epochs with 1/JSD >= ``min_inverse_jsd``). See hepinfer.train.loop."""
+    min_inverse_jsd: float = 0.0
+    """The 1/JSD floor of ``selection = "rejection"``."""
     resume: bool = False
     """Continue from ``<output>/checkpoint.pt`` if it exists."""
     n_folds: int = 0
@@ -193,7 +204,17 @@ class LossConfig:
     adversary_learning_rate: float = 1e-3
     adversary_pretrain_epochs: int = 0
     mode_order: int = 0
-    """MoDE: order of the allowed dependence on the mass (0 = flat)."""
+    """MoDE: order of the allowed dependence on the mass (0 = flat, 1 = linear, 2 = quadratic)."""
+    mode_monotonic: bool = False
+    """MoDE order 2: allow only quadratic dependences that are monotonic in the mass."""
+    strength_scan: list[float] = field(default_factory=list)
+    """Decorrelation strengths λ to scan (``hepinfer train --scan-strength 0.5,1,2,5``): one
+    training per λ, the (rejection, 1/JSD) front on the validation fold written to
+    ``<output>/strength_scan.json`` and ``.png``, and the run continued with the chosen λ
+    (see hepinfer.train.scan). Empty: train ``decorrelation_strength`` only."""
+    strength_scan_min_rejection_fraction: float = 0.5
+    """The scan keeps the flattest λ (largest validation 1/JSD) whose validation rejection is at
+    least this fraction of the undecorrelated (λ = 0) model's."""
 
 
 @dataclass
@@ -267,6 +288,13 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         ):
             raise ConfigError(f"{key}: expected a list of integers, got {value!r}")
         return list(value)
+    if ann == "list[float]":
+        ok = isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+        )
+        if not ok:
+            raise ConfigError(f"{key}: expected a list of finite numbers, got {value!r}")
+        return [float(v) for v in value]
     if ann == "list[list[int]]":
         ok = isinstance(value, list) and all(
             isinstance(b, list) and b and all(isinstance(v, int) and not isinstance(v, bool) for v in b)
@@ -417,8 +445,43 @@ def _validate(c: RunConfig) -> None:
         f"must be > 0, got {lo.adversary_learning_rate}",
     )
     _check(lo.adversary_pretrain_epochs >= 0, "loss.adversary_pretrain_epochs", "must be >= 0")
-    _check(lo.mode_order in (0, 1), "loss.mode_order", f"must be 0 (flat) or 1 (linear), got {lo.mode_order}")
+    _check(
+        lo.mode_order in (0, 1, 2),
+        "loss.mode_order",
+        f"must be 0 (flat), 1 (linear) or 2 (quadratic), got {lo.mode_order}",
+    )
+    _check(
+        not lo.mode_monotonic or lo.mode_order == 2,
+        "loss.mode_monotonic",
+        f"needs loss.mode_order = 2, got {lo.mode_order}",
+    )
+    _check(
+        t.selection in ("auto", "loss", "objective", "rejection"),
+        "training.selection",
+        f"must be 'auto', 'objective', 'loss' or 'rejection', got {t.selection!r}",
+    )
+    _check(t.min_inverse_jsd >= 0, "training.min_inverse_jsd", f"must be >= 0, got {t.min_inverse_jsd}")
+    _check(
+        all(v > 0 for v in lo.strength_scan),
+        "loss.strength_scan",
+        f"strengths must be > 0, got {lo.strength_scan}",
+    )
+    _check(
+        not lo.strength_scan or lo.decorrelation != "none",
+        "loss.strength_scan",
+        "needs loss.decorrelation = 'disco', 'mode' or 'adversary'",
+    )
+    _check(
+        0 <= lo.strength_scan_min_rejection_fraction <= 1,
+        "loss.strength_scan_min_rejection_fraction",
+        f"must be in [0, 1], got {lo.strength_scan_min_rejection_fraction}",
+    )
     binary = lo.kind in ("bce", "focal")
+    _check(
+        t.selection != "rejection" or binary,
+        "training.selection",
+        f"'rejection' needs a binary classifier (loss.kind = 'bce' or 'focal'), not {lo.kind!r}",
+    )
     _check(
         lo.decorrelation == "none" or binary,
         "loss.decorrelation",

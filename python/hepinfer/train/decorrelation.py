@@ -11,7 +11,8 @@ MoDE code path of the training loop is here (``hepinfer.losses`` is the older na
   ``device="auto"`` picks the GPU for CUDA scores up to ``GPU_AUTO_MAX_EVENTS`` events and the CPU
   otherwise.
 * :class:`MoDE` (Moment Decomposition, Kitouni, Nachman, Weisser & Williams, arXiv:2010.09745),
-  orders 0 (flat) and 1 (linear), in an exact sort-based O(n log n) form (see its docstring).
+  orders 0 (flat), 1 (linear), 2 (quadratic) and 2 monotonic, in an exact sort-based
+  O(n log n) form (see its docstring).
 * :func:`distance_correlation_squared`: the same dCor^2 in plain torch through the dense O(n^2)
   formula, a reference for small batches.
 * :func:`resolve_penalty`: the penalty the :class:`~hepinfer.train.Trainer` applies for
@@ -26,6 +27,7 @@ detached; a tensor that requires grad is accepted and receives no gradient).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -34,7 +36,15 @@ import torch
 from hepinfer import _core, _device
 from hepinfer._core import InputError
 
-__all__ = ["DisCo", "MoDE", "disco_loss", "distance_correlation_squared", "mode_loss", "resolve_penalty"]
+__all__ = [
+    "MODE_ORDERS",
+    "DisCo",
+    "MoDE",
+    "disco_loss",
+    "distance_correlation_squared",
+    "mode_loss",
+    "resolve_penalty",
+]
 
 #: ``f(score, mass, weight) -> scalar``: a decorrelation penalty of the training loop
 Penalty = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
@@ -153,7 +163,7 @@ class DisCo(torch.nn.Module):
 
     See :func:`disco_loss`. Typical use (background events only)::
 
-        disco = hepinfer.train.decorrelation.DisCo(lambda_=10.0)
+        disco = hepinfer.train.decorrelation.DisCo(lambda_=1.0)
         loss = bce(score, label) + disco(score[label == 0], mass[label == 0])
     """
 
@@ -183,25 +193,40 @@ class DisCo(torch.nn.Module):
 
 
 class MoDE(torch.nn.Module):
-    """Moment Decomposition (MoDE) penalty, orders 0 (flat) and 1 (linear in mass).
+    """Moment Decomposition (MoDE) penalty, orders 0 (flat), 1 (linear in mass), 2 (quadratic)
+    and 2 monotonic, as in Kitouni et al. (arXiv:2010.09745, the MoDe[0], MoDe[1], MoDe[2] and
+    monotonic MoDe[2] of the paper).
 
     MoDE asks the conditional CDF of the score in bins of mass, F_m(s), to equal its
     weighted least-squares projection onto polynomials of degree ``order`` in mass (bin
-    centres, Legendre-like basis orthonormal under the bin fractions p_m). Here the distance
-    is integrated exactly over the score axis,
+    centres x_m, mapped to [-1, 1]; Legendre-like basis e_0 = 1, e_1, e_2 orthonormal under the
+    bin fractions p_m, which for equal fractions and uniform centres are the Legendre
+    polynomials of the paper's reference implementation). Here the distance is integrated
+    exactly over the score axis,
     ``L = lambda_ * sum_m p_m * integral ds (F_m(s) - Fhat_m(s))^2``,
     which for empirical CDFs reduces to energy-distance sums: with c the (zero-sum)
     coefficients of F_m - Fhat_m on the events' step functions,
     ``integral (sum_i c_i H(s - s_i))^2 ds = -1/2 sum_ij c_i c_j |s_i - s_j|``.
     Order 0: ``L0 = 1/2 GMD(all) - sum_m p_m 1/2 GMD(bin m)`` (GMD: weighted mean |s_i - s_j|);
-    order 1: ``L1 = L0 - integral beta(s)^2 ds`` with beta the linear-in-mass coefficient.
-    Everything is sums of ``|s_i - s_j|`` over sorted scores: O(n log n) time, O(n) memory
-    (no n x n or n x bins^2 matrices); the gradient is torch autograd through the sort
+    order k: ``Lk = L(k-1) - integral beta_k(s)^2 ds`` with ``beta_k(s) = sum_m p_m e_k(x_m) F_m(s)``
+    the coefficient of e_k.
+    Monotonic (order 2, ``monotonic=True``): the quadratic coefficient is softly clipped, for each
+    s, to the interval in which the fitted ``beta_1 e_1(x) + beta_2 e_2(x)`` is monotonic in x on
+    [-1, 1] (``|2 c_2| <= |c_1|`` for its coefficients ``c_1 x + c_2 x^2``), with the paper's
+    ``bound * tanh(beta_2 / (bound + eps))``; the loss is then
+    ``L2 + integral (beta_2(s) - clipped(s))^2 ds``: the response may follow the mass linearly
+    and curve only as far as it stays monotonic (for Legendre polynomials the bound is the
+    reference implementation's ``|a_1| / 3``).
+    Everything is sums of ``|s_i - s_j|`` or step functions over sorted scores: O(n log n) time,
+    O(n) memory (no n x n or n x bins^2 matrices); the gradient is torch autograd through the sort
     (at exactly tied scores it depends on the sort order, elsewhere it is exact).
     The loss has the units of the score (use scores in [0, 1], e.g. after a sigmoid).
 
     Args:
-        order: 0 (flat: score distribution independent of mass) or 1 (allows a linear trend).
+        order: 0 (flat: score distribution independent of mass), 1 (allows a linear trend) or 2
+            (allows a quadratic one).
+        monotonic: with ``order=2``, allow only quadratic trends that are monotonic in mass.
+        eps: the small number of the monotonic clip (avoids 0/0 where the linear term vanishes).
         lambda_: strength.
         bins: number of equal-width mass bins between ``mass_range`` (default: the batch's
             min and max) or a 1-D sequence of bin edges; events outside are clipped into the
@@ -215,20 +240,98 @@ class MoDE(torch.nn.Module):
         lambda_: float = 1.0,
         bins: Union[int, Any] = 20,
         mass_range: Optional[tuple[float, float]] = None,
+        monotonic: bool = False,
+        eps: float = 1e-4,
     ):
         super().__init__()
-        if order not in (0, 1):
-            raise InputError(f"MoDE order must be 0 or 1, got {order}")
+        _check_mode_order(order, monotonic)
         self.order = int(order)
         self.lambda_ = float(lambda_)
         self.bins = bins
         self.mass_range = mass_range
+        self.monotonic = bool(monotonic)
+        self.eps = float(eps)
 
     def forward(self, score: Any, mass: Any, weights: Any = None) -> Any:
-        return mode_loss(score, mass, weights, self.order, self.lambda_, self.bins, self.mass_range)
+        return mode_loss(
+            score,
+            mass,
+            weights,
+            self.order,
+            self.lambda_,
+            self.bins,
+            self.mass_range,
+            monotonic=self.monotonic,
+            eps=self.eps,
+        )
 
     def extra_repr(self) -> str:
-        return f"order={self.order}, lambda_={self.lambda_}, bins={self.bins!r}"
+        extra = ", monotonic=True" if self.monotonic else ""
+        return f"order={self.order}, lambda_={self.lambda_}, bins={self.bins!r}{extra}"
+
+
+#: the MoDE orders implemented (0 flat, 1 linear, 2 quadratic; 2 also monotonic)
+MODE_ORDERS = (0, 1, 2)
+
+
+def _check_mode_order(order: int, monotonic: bool) -> None:
+    if order not in MODE_ORDERS:
+        raise InputError(f"MoDE order must be 0, 1 or 2, got {order}")
+    if monotonic and order != 2:
+        raise InputError(
+            f"MoDE monotonic=True needs order 2 (a quadratic fit to constrain), got order {order}"
+        )
+
+
+def _mode_basis(x: torch.Tensor, p: torch.Tensor, order: int) -> list[Optional[torch.Tensor]]:
+    """e_1..e_order on the bin centres x (in [-1, 1]): polynomials of degree k orthonormal under
+    the bin fractions p (Gram-Schmidt); None where the bins hold too few distinct masses."""
+    basis = [torch.ones_like(x)]
+    out: list[Optional[torch.Tensor]] = []
+    for k in range(1, order + 1):
+        v = x**k
+        for e in basis:
+            v = v - torch.sum(p * v * e) * e
+        norm2 = float(torch.sum(p * v * v))
+        if not norm2 > 1e-20:
+            out.append(None)
+            continue
+        v = v / math.sqrt(norm2)
+        basis.append(v)
+        out.append(v)
+    return out
+
+
+def _monotonic_excess(
+    sd: torch.Tensor,
+    c1: torch.Tensor,
+    c2: torch.Tensor,
+    e1: torch.Tensor,
+    e2: torch.Tensor,
+    x: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """integral (beta_2(s) - clip(beta_2(s)))^2 ds, beta_k(s) = sum_i c_k,i H(s - s_i), with the
+    clip to the interval of beta_2 in which beta_1 e_1 + beta_2 e_2 is monotonic on [-1, 1]."""
+    # monomial coefficients of e_1 = u1 x + u0 and e_2 = v2 x^2 + v1 x + v0 (exact: they are
+    # polynomials, so three points determine them)
+    u1 = (e1[-1] - e1[0]) / (x[-1] - x[0])
+    v = torch.linalg.solve(
+        torch.stack([x * x, x, torch.ones_like(x)], 1)[[0, len(x) // 2, -1]], e2[[0, len(x) // 2, -1]]
+    )
+    v2, v1 = v[0], v[1]
+    order = torch.argsort(sd.detach())
+    ss = sd[order]
+    beta1 = torch.cumsum(c1[order], 0)[:-1]  # on [s_(k), s_(k+1))
+    beta2 = torch.cumsum(c2[order], 0)[:-1]
+    width = ss[1:] - ss[:-1]
+    a = beta1 * u1
+    sign = torch.where(a >= 0, 1.0, -1.0).to(a.dtype)
+    hi = a.abs() / (2 * v2.abs() - sign * v1)
+    lo = a.abs() / (2 * v2.abs() + sign * v1)
+    bound = torch.where(beta2 >= 0, hi, lo)
+    clipped = bound * torch.tanh(beta2 / (bound + eps))
+    return torch.sum(width * (beta2 - clipped) ** 2)
 
 
 def _pair_sum(s: Any, c: Any) -> Any:
@@ -251,10 +354,12 @@ def mode_loss(
     lambda_: float = 1.0,
     bins: Union[int, Any] = 20,
     mass_range: Optional[tuple[float, float]] = None,
+    *,
+    monotonic: bool = False,
+    eps: float = 1e-4,
 ) -> torch.Tensor:
     """MoDE penalty (see :class:`MoDE`) as a function; gradient flows to ``score`` only."""
-    if order not in (0, 1):
-        raise InputError(f"MoDE order must be 0 or 1, got {order}")
+    _check_mode_order(order, monotonic)
     if not isinstance(score, torch.Tensor):
         raise InputError("score must be a torch.Tensor")
     s = score.reshape(-1) if score.ndim == 2 and score.shape[1] == 1 else score
@@ -313,14 +418,22 @@ def mode_loss(
     Wm = torch.where(Wb > 0, Wb, torch.ones_like(Wb))[bs]
     within = 2.0 * torch.sum(ws * ss * (before - after) / (W * Wm))
     loss = total - 0.5 * within
-    if order == 1:
+    if order >= 1:
         centres = 0.5 * (edges[1:] + edges[:-1])
-        mu = centres - torch.sum(p * centres)
-        var = torch.sum(p * mu * mu)
-        if float(var) > 0:
-            mu = mu / torch.sqrt(var)
-            v = w * mu[b] / W
-            loss = loss + 0.5 * _pair_sum(sd, v)
+        x = (
+            2 * (centres - centres[0]) / (centres[-1] - centres[0]) - 1
+            if n_bins > 1
+            else torch.zeros_like(centres)
+        )
+        basis = _mode_basis(x, p, order)
+        coefficients = [None if e is None else w * e[b] / W for e in basis]
+        for c in coefficients:
+            if c is not None:  # - integral beta_k(s)^2 ds = + 1/2 sum_ij c_i c_j |s_i - s_j|
+                loss = loss + 0.5 * _pair_sum(sd, c)
+        e1, e2 = basis[0], basis[-1]
+        c1, c2 = coefficients[0], coefficients[-1]
+        if monotonic and e1 is not None and e2 is not None and c1 is not None and c2 is not None:
+            loss = loss + _monotonic_excess(sd, c1, c2, e1, e2, x, eps)
     return (lambda_ * loss).to(score.dtype)
 
 

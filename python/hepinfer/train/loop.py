@@ -1,5 +1,27 @@
-"""The training loop for the torch models: losses, decorrelation, FGSM, early stopping,
-progress bars, checkpoints and exact resume.
+"""The training loop for the torch models: losses, decorrelation, FGSM, model selection and
+early stopping, progress bars, checkpoints and exact resume.
+
+Model selection (which epoch's weights :meth:`Trainer.fit` restores, and what early stopping
+watches) is an explicit objective, ``Trainer(selection=...)``, recorded per epoch as
+``record["selection"]`` (lower is better) and described in words in ``History.selection``:
+
+* ``"loss"``: the validation loss (the training loss without a validation sample): the plain loss
+  plus λ·penalty for DisCo/MoDE; for the adversary the plain loss only (its NLL is not a measure
+  of the classifier). The default without decorrelation.
+* ``"objective"``: the full loss *including the decorrelation term*, evaluated after each epoch on
+  the validation sample, or on the whole training sample (no gradient, no FGSM) when there is none:
+  ``plain + λ·penalty`` for DisCo / MoDE / a callable, and ``plain + λ·dCor²(score, mass)`` on the
+  background for the adversary, whose own NLL is replaced by the distance correlation because it
+  is lowest when the score predicts the mass best (the opposite of what is wanted). The default
+  with decorrelation.
+* ``"rejection"``: the largest background rejection 1/ε_B at 50 % signal efficiency among the
+  epochs whose 1/JSD (background mass passing vs failing that cut, ``mass_bins`` bins) is at least
+  ``min_inverse_jsd``; when no epoch reaches the floor, the epoch with the largest 1/JSD.
+
+A decorrelated classifier that ends dead (AUC of the selected epoch below ``MIN_AUC`` = 0.55 on the
+selection sample) or collapsed (standard deviation of its score below ``MIN_SCORE_SPREAD``) raises a
+:class:`TrainingWarning`: the strength is too large for the sample; scan it with
+:func:`hepinfer.train.scan.scan_strength` (``hepinfer train --scan-strength``).
 
 Reproducibility: every epoch runs with the random state seeded from ``(seed, epoch)`` (the
 caller's global torch random state is left untouched), so the same seed gives identical
@@ -10,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -18,12 +41,29 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepinfer._core import Error
 from hepinfer.disco import distance_correlation
-from hepinfer.metrics import roc_auc
+from hepinfer.metrics import decorrelation_metrics, roc_auc
 from hepinfer.train import losses_extra as lx
 from hepinfer.train.decorrelation import Penalty, resolve_penalty
 
-__all__ = ["History", "Sample", "Trainer", "resolve_penalty"]
+__all__ = ["SELECTIONS", "History", "Sample", "Trainer", "TrainingWarning", "resolve_penalty"]
+
+#: model-selection objectives of :class:`Trainer` (see the module docstring)
+SELECTIONS = ("auto", "loss", "objective", "rejection")
+#: a decorrelated classifier whose selected epoch has a lower AUC than this raises TrainingWarning
+MIN_AUC = 0.55
+#: ... as does one whose score has a smaller standard deviation than this (a collapsed score)
+MIN_SCORE_SPREAD = 1e-3
+#: signal efficiency of the working point where rejection and 1/JSD are measured every epoch
+SIGNAL_EFFICIENCY = 0.5
+
+
+class TrainingWarning(Error, UserWarning):
+    """A training run finished but its result is suspect (a dead or collapsed decorrelated
+    classifier): a :class:`UserWarning` (and a :class:`hepinfer.Error`, so that it is hepinfer's
+    own class). Filter it like any warning:
+    ``warnings.filterwarnings("error", category=hepinfer.train.TrainingWarning)``."""
 
 
 @dataclass
@@ -82,11 +122,17 @@ class Sample:
 @dataclass
 class History:
     """Per-epoch records: ``train_loss``, ``validation_loss`` and metrics (``validation_auc``,
-    ``validation_dcor2`` of score and mass on background when a mass is given)."""
+    ``validation_background_rejection`` and ``validation_inverse_jsd`` at 50 % signal efficiency,
+    ``validation_score_spread``, ``validation_dcor2`` of score and mass on background when a mass
+    is given; the same with the prefix ``train_sample_`` when the selection is evaluated on the
+    training sample) and ``selection``, the model-selection score (lower is better).
+    ``best_epoch`` (1-based) is the epoch with the lowest ``selection``; the attribute
+    ``selection`` says in words what it is."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     stopped_early: bool = False
+    selection: str = ""
 
     def column(self, name: str) -> list[float]:
         return [e[name] for e in self.epochs if name in e]
@@ -106,6 +152,9 @@ def _background_dcor2(score: np.ndarray, mass: np.ndarray, weight: Optional[np.n
         )
     )
 
+
+#: record entries shown on the progress bar
+_SHOWN = ("train_loss", "validation_loss", "validation_auc", "validation_dcor2", "validation_inverse_jsd")
 
 _LOSSES = ("bce", "cross_entropy", "focal", "mse", "gaussian_nll", "reconstruction")
 
@@ -135,7 +184,11 @@ class Trainer:
     batch_size
         Events per optimiser step; 0 = the whole sample.
     patience
-        Early stopping on the validation loss (0 = off); the best weights are restored.
+        Early stopping on the selection score (0 = off); the best epoch's weights are restored.
+    selection, min_inverse_jsd, mass_bins
+        The model-selection objective (``"auto"``: ``"objective"`` with decorrelation,
+        ``"loss"`` without; see the module docstring), the 1/JSD floor of ``"rejection"`` and the
+        number of mass bins of the JSD.
     seed, device, progress
         Random seed, ``"cpu"``/``"cuda"``, tqdm progress bar with the loss and metrics per epoch.
     checkpoint_path, checkpoint_every
@@ -163,6 +216,9 @@ class Trainer:
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         patience: int = 0,
+        selection: str = "auto",
+        min_inverse_jsd: float = 0.0,
+        mass_bins: int = 50,
         seed: int = 0,
         device: Union[str, torch.device] = "cpu",
         progress: bool = True,
@@ -175,6 +231,14 @@ class Trainer:
             decorrelation = None
         if decorrelation is not None and loss not in ("bce", "focal"):
             raise ValueError(f"decorrelation needs a binary classifier (loss 'bce' or 'focal'), not {loss!r}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {selection!r}")
+        if selection == "rejection" and loss not in ("bce", "focal"):
+            raise ValueError(
+                f"selection 'rejection' needs a binary classifier (loss 'bce' or 'focal'), not {loss!r}"
+            )
+        if not min_inverse_jsd >= 0 or mass_bins < 1:
+            raise ValueError("min_inverse_jsd must be >= 0 and mass_bins >= 1")
         if epochs < 1 or batch_size < 0 or learning_rate <= 0:
             raise ValueError("epochs must be >= 1, batch_size >= 0 and learning_rate > 0")
         self.device = torch.device(device)
@@ -189,6 +253,11 @@ class Trainer:
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.patience = int(patience)
+        if selection == "auto":
+            selection = "loss" if decorrelation is None else "objective"
+        self.selection = selection
+        self.min_inverse_jsd = float(min_inverse_jsd)
+        self.mass_bins = int(mass_bins)
         self.seed = int(seed)
         self.progress = bool(progress)
         self.checkpoint_path = None if checkpoint_path is None else os.fspath(checkpoint_path)
@@ -233,6 +302,8 @@ class Trainer:
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "patience": self.patience,
+            "selection": self.selection,
+            "min_inverse_jsd": self.min_inverse_jsd,
             "seed": self.seed,
         }
 
@@ -324,8 +395,6 @@ class Trainer:
         With ``resume=True`` and an existing checkpoint file the state is loaded first.
         Returns the :class:`History`.
         """
-        from tqdm.auto import tqdm
-
         if resume and self.checkpoint_path and os.path.exists(self.checkpoint_path):
             self.load_checkpoint(self.checkpoint_path)
         if len(train) == 0:
@@ -343,15 +412,24 @@ class Trainer:
                     g = torch.Generator().manual_seed(s)
                     for idx in self._batches(len(train), g):
                         self._adversary_step(train.subset(idx.to(self.device)))
-        bar = tqdm(
-            total=self.epochs, initial=self.epoch, disable=not self.progress, desc="training", unit="epoch"
-        )
+        chooser = train if validation is None else validation
+        if self.selection == "rejection" and chooser.mass is None:
+            where = "training" if validation is None else "validation"
+            raise ValueError(f"selection 'rejection' needs the mass of the {where} sample (Sample.mass)")
+        self.history.selection = self.describe_selection(validation is not None)
+        bar = None
+        if self.progress:  # tqdm is imported only when a bar is shown
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.epochs, initial=self.epoch, desc="training", unit="epoch")
         try:
             while self.epoch < self.epochs:
                 record = self._run_epoch(train, validation)
+                record["selection"] = self._selection_score(record)
                 self.history.epochs.append(record)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
-                bar.update(1)
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in _SHOWN})
+                    bar.update(1)
                 stop = self._early_stopping(record)
                 if (
                     self.checkpoint_path
@@ -363,10 +441,95 @@ class Trainer:
                     self.history.stopped_early = True
                     break
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         if restore_best and self._best_state is not None:
             self.model.load_state_dict(self._best_state)
+        self._warn_if_dead(restore_best)
         return self.history
+
+    # ------------------------------------------------------------------ model selection
+    @property
+    def decorrelating(self) -> bool:
+        """Whether a decorrelation term is trained (a penalty or the adversary with λ > 0)."""
+        return (self.penalty is not None or self.adversary is not None) and self.decorrelation_strength > 0
+
+    def _selection_prefix(self, record: dict[str, float]) -> str:
+        return "validation_" if "validation_loss" in record else "train_sample_"
+
+    def describe_selection(self, with_validation: bool) -> str:
+        """The model-selection objective in words (stored in ``History.selection``)."""
+        where = "validation sample" if with_validation else "training sample"
+        lam = f"{self.decorrelation_strength:g}"
+        if self.selection == "loss":
+            what = "validation loss" if with_validation else "mean training loss of the epoch"
+            if self.adversary is not None:
+                what += " (plain loss: the adversary's NLL is left out)"
+            elif self.decorrelating:
+                what += f" (plain loss + {lam}·{self.decorrelation_name} penalty)"
+            return f"minimum {what}"
+        if self.selection == "objective":
+            if self.adversary is not None:
+                term = f" + {lam}·dCor²(score, mass | background)"
+            elif self.decorrelating:
+                term = f" + {lam}·{self.decorrelation_name} penalty"
+            else:
+                term = ""
+            return f"minimum {self.loss}{term} on the {where}"
+        return (
+            f"maximum background rejection at {SIGNAL_EFFICIENCY:.0%} signal efficiency on the {where} "
+            f"among epochs with 1/JSD >= {self.min_inverse_jsd:g} (else the largest 1/JSD)"
+        )
+
+    def _selection_score(self, record: dict[str, float]) -> float:
+        """The epoch's model-selection score (lower is better; NaN counts as +inf)."""
+        if self.selection == "loss":
+            value = record.get("validation_loss", record["train_loss"])
+        else:
+            p = self._selection_prefix(record)
+            if self.selection == "objective":
+                value = record[f"{p}loss"]
+                if self.adversary is not None and self.decorrelating:
+                    value = record[f"{p}plain_loss"] + self.decorrelation_strength * record.get(
+                        f"{p}dcor2", math.nan
+                    )
+            else:
+                rejection = record.get(f"{p}background_rejection", math.nan)
+                inverse_jsd = record.get(f"{p}inverse_jsd", math.nan)
+                if inverse_jsd >= self.min_inverse_jsd:
+                    value = -rejection  # <= -1: any epoch above the floor beats those below
+                else:
+                    value = 1.0 / inverse_jsd if inverse_jsd > 0 else math.inf  # JSD >= 0
+        return math.inf if math.isnan(value) else float(value)
+
+    def _warn_if_dead(self, restored: bool) -> None:
+        if not self.decorrelating or self.loss not in ("bce", "focal") or not self.history.epochs:
+            return
+        best = self.history.best_epoch
+        record = (
+            self.history.epochs[best - 1]
+            if restored and 1 <= best <= len(self.history.epochs)
+            else self.history.epochs[-1]
+        )
+        p = self._selection_prefix(record)
+        auc, spread = record.get(f"{p}auc", math.nan), record.get(f"{p}score_spread", math.nan)
+        problems = []
+        if auc < MIN_AUC:
+            problems.append(f"AUC {auc:.3f} < {MIN_AUC}")
+        if spread < MIN_SCORE_SPREAD:
+            problems.append(f"score standard deviation {spread:.2g} < {MIN_SCORE_SPREAD:g} (collapsed)")
+        if problems:
+            where = "validation" if p == "validation_" else "training-sample"
+            warnings.warn(
+                TrainingWarning(
+                    f"decorrelated training ({self.decorrelation_name}, strength {self.decorrelation_strength:g}) "
+                    f"gave a dead classifier: {where} {' and '.join(problems)} at the selected epoch "
+                    f"{int(record['epoch'])}. The decorrelation strength is probably too large for this "
+                    "sample: lower it, or scan it with `hepinfer train --scan-strength 0.5,1,2,5` "
+                    "(hepinfer.train.scan_strength)."
+                ),
+                stacklevel=3,
+            )
 
     def _run_epoch(self, train: Sample, validation: Optional[Sample]) -> dict[str, float]:
         ctx, s = self._rng_context(self.epoch)
@@ -390,6 +553,9 @@ class Trainer:
         record: dict[str, float] = {"epoch": float(self.epoch), "train_loss": total_loss / total_w}
         if validation is not None:
             record.update(self.evaluate(validation))
+        elif self.selection != "loss" or self.decorrelating:
+            # the selection (and the dead-classifier check) need the metrics of the whole sample
+            record.update(self.evaluate(train, prefix="train_sample_"))
         return record
 
     @torch.no_grad()
@@ -402,19 +568,33 @@ class Trainer:
         if self.loss in ("bce", "focal"):
             score = torch.sigmoid(self._forward(sample.inputs).reshape(-1)).cpu().numpy()
             w = None if sample.weight is None else sample.weight.cpu().numpy()
-            out[f"{prefix}auc"] = roc_auc(score, sample.target.cpu().numpy(), w)
+            label = sample.target.reshape(-1).cpu().numpy()
+            out[f"{prefix}auc"] = roc_auc(score, label, w)
+            ww = np.ones(len(score)) if w is None else w.astype(np.float64)
+            mean = float(np.average(score, weights=ww)) if ww.sum() > 0 else math.nan
+            out[f"{prefix}score_spread"] = (
+                math.sqrt(float(np.average((score - mean) ** 2, weights=ww))) if ww.sum() > 0 else math.nan
+            )
             if sample.mass is not None:
-                bkg = sample.target.reshape(-1).cpu().numpy() < 0.5
+                bkg = label < 0.5
+                mass = sample.mass.cpu().numpy()
                 if bkg.sum() > 1:
                     out[f"{prefix}dcor2"] = _background_dcor2(
-                        score[bkg], sample.mass.cpu().numpy()[bkg], None if w is None else w[bkg]
+                        score[bkg], mass[bkg], None if w is None else w[bkg]
                     )
+                if bkg.any() and (~bkg).any() and ww[bkg].sum() > 0 and ww[~bkg].sum() > 0:
+                    wp = decorrelation_metrics(
+                        score, mass, ~bkg, ww, signal_efficiency=SIGNAL_EFFICIENCY, bins=self.mass_bins
+                    )
+                    # left out when undefined (no background on one side of the cut)
+                    for key in ("background_rejection", "inverse_jsd"):
+                        if not math.isnan(wp[key]):
+                            out[f"{prefix}{key}"] = float(wp[key])
         return out
 
     def _early_stopping(self, record: dict[str, float]) -> bool:
-        key = "validation_loss" if "validation_loss" in record else "train_loss"
-        value = record[key]
-        if value < self._best_loss:
+        value = record["selection"]
+        if value < self._best_loss or self._best_state is None:
             self._best_loss = value
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self._bad_epochs = 0
@@ -459,7 +639,11 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "settings": self.settings(),
-            "history": {"epochs": self.history.epochs, "best_epoch": self.history.best_epoch},
+            "history": {
+                "epochs": self.history.epochs,
+                "best_epoch": self.history.best_epoch,
+                "selection": self.history.selection,
+            },
             "best_loss": self._best_loss,
             "best_state": self._best_state,
             "bad_epochs": self._bad_epochs,
@@ -492,7 +676,11 @@ class Trainer:
             self.adversary.load_state_dict(state["adversary"])
             self.adversary_optimizer.load_state_dict(state["adversary_optimizer"])  # type: ignore[union-attr]
         self.epoch = int(state["epoch"])
-        self.history = History(list(state["history"]["epochs"]), int(state["history"]["best_epoch"]))
+        self.history = History(
+            list(state["history"]["epochs"]),
+            int(state["history"]["best_epoch"]),
+            selection=str(state["history"].get("selection", "")),
+        )
         self._best_loss = float(state["best_loss"])
         self._best_state = state["best_state"]
         self._bad_epochs = int(state["bad_epochs"])
