@@ -25,6 +25,7 @@
 
 #include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
+#include "nn/recurrent_cells.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -60,6 +61,7 @@ float activate_one(float x, Act act, float alpha, float beta) {
     case Act::Sin: return std::sin(x);
     case Act::Cos: return std::cos(x);
     case Act::Sign: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : x;
+    case Act::Silu: return x * (x >= 0.0f ? 1.0f / (1.0f + std::exp(-x)) : std::exp(x) / (1.0f + std::exp(x)));
     case Act::Round: return std::nearbyint(x);
     case Act::Mish: return x * std::tanh(x > 20.0f ? x : std::log1p(std::exp(x)));
     case Act::HardSwish: return x != x ? x : x * std::max(0.0f, std::min(1.0f, x * (1.0f / 6.0f) + 0.5f));
@@ -115,8 +117,56 @@ inline bool has_act_avx2(Act act) {
     case Act::Sigmoid:
     case Act::Tanh:
     case Act::Clip:
-    case Act::HardSigmoid: return true;
+    case Act::HardSigmoid:
+    case Act::Exp:
+    case Act::Softplus:
+    case Act::Silu: return true;
     default: return false;
+  }
+}
+
+/// sigmoid(x) on 8 values: e = exp(-|x|) <= 1; 1 / (1 + e) for x >= 0, e / (1 + e) below.
+HEPINFER_NN_AVX2 inline __m256 sigmoid_avx2(__m256 x) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 e = exp_avx2(_mm256_sub_ps(zero, ax));
+  const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+  return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+}
+
+/// log(1 + exp(x)) on 8 values as max(x, 0) + log1p(u), u = exp(-|x|) in (0, 1], with
+/// log1p(u) = 2 atanh(s), s = u / (2 + u) in (0, 1/3]: the odd series to s^15 (relative error
+/// < 2e-9, no cancellation for small u); x > 20 gives x (as activate_one).
+HEPINFER_NN_AVX2 inline __m256 softplus_avx2(__m256 x) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 u = exp_avx2(_mm256_sub_ps(zero, ax));
+  const __m256 s = _mm256_div_ps(u, _mm256_add_ps(u, _mm256_set1_ps(2.0f)));
+  const __m256 z = _mm256_mul_ps(s, s);
+  __m256 p = _mm256_set1_ps(1.0f / 15.0f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 13.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 11.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 9.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 7.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 5.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 3.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f));
+  const __m256 l = _mm256_mul_ps(_mm256_add_ps(s, s), p);
+  const __m256 r = _mm256_add_ps(_mm256_max_ps(x, zero), l);
+  return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, _mm256_set1_ps(20.0f), _CMP_GT_OQ));
+}
+
+/// Lanes of x where the vector form of `act` is not accurate (exp under- or overflow, NaN):
+/// act_avx2 recomputes them with activate_one.
+HEPINFER_NN_AVX2 inline int scalar_lanes_avx2(__m256 x, Act act) {
+  switch (act) {
+    case Act::Exp: {
+      const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ),
+                                      _mm256_cmp_ps(x, _mm256_set1_ps(88.0f), _CMP_LE_OQ));
+      return ~_mm256_movemask_ps(ok) & 0xff;
+    }
+    case Act::Softplus: return ~_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ)) & 0xff;
+    default: return 0;
   }
 }
 
@@ -131,12 +181,19 @@ HEPINFER_NN_AVX2 inline __m256 act_avx2(__m256 x, Act act, float alpha, float be
       const __m256 e = _mm256_mul_ps(_mm256_set1_ps(alpha), _mm256_sub_ps(exp_avx2(x), one));
       return _mm256_blendv_ps(x, e, _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
     }
-    case Act::Sigmoid: {
-      // e = exp(-|x|) <= 1; 1 / (1 + e) for x >= 0, e / (1 + e) below
-      const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-      const __m256 e = exp_avx2(_mm256_sub_ps(zero, ax));
-      const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
-      return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    case Act::Sigmoid: return sigmoid_avx2(x);
+    case Act::Silu: return _mm256_mul_ps(x, sigmoid_avx2(x));
+    case Act::Exp:
+    case Act::Softplus: {
+      const __m256 r = act == Act::Exp ? exp_avx2(x) : softplus_avx2(x);
+      const int bad = scalar_lanes_avx2(x, act);
+      if (__builtin_expect(bad == 0, 1)) return r;
+      alignas(32) float xs[8], rs[8];
+      _mm256_store_ps(xs, x);
+      _mm256_store_ps(rs, r);
+      for (int j = 0; j < 8; ++j)
+        if (bad & (1 << j)) rs[j] = activate_one(xs[j], act, alpha, beta);
+      return _mm256_load_ps(rs);
     }
     case Act::Tanh: {
       // |x| < 0.625: odd polynomial; above: 1 - 2 / (exp(2|x|) + 1); sign restored
@@ -174,6 +231,77 @@ HEPINFER_NN_AVX2 void activate_avx2(float* x, std::size_t n, Act act, float alph
 
 }  // namespace
 #endif
+
+#ifdef HEPINFER_NN_X86
+namespace {
+
+/// lstm_cell_default on 8 columns at a time; the last partial group through zero-padded copies.
+/// g and x: the four gates' 8 columns at g + q * gs and x + q * gs (x may be null).
+HEPINFER_NN_AVX2 inline void lstm_cols_avx2(const float* g, const float* x, std::size_t gs, float* c, float* h) {
+  __m256 v[4];
+#pragma GCC unroll 4
+  for (std::size_t q = 0; q < 4; ++q) {
+    v[q] = _mm256_loadu_ps(g + q * gs);
+    if (x) v[q] = _mm256_add_ps(v[q], _mm256_loadu_ps(x + q * gs));
+  }
+  const __m256 i = sigmoid_avx2(v[0]), o = sigmoid_avx2(v[1]), f = sigmoid_avx2(v[2]);
+  const __m256 cc = act_avx2(v[3], Act::Tanh, 0.0f, 0.0f);
+  const __m256 cn = _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(c)), _mm256_mul_ps(i, cc));
+  _mm256_storeu_ps(c, cn);
+  _mm256_storeu_ps(h, _mm256_mul_ps(o, act_avx2(cn, Act::Tanh, 0.0f, 0.0f)));
+}
+
+HEPINFER_NN_AVX2 void lstm_cell_avx2(std::size_t H, const float* g, const float* x, float* c, float* h, float* y) {
+  std::size_t j = 0;
+  for (; j + 8 <= H; j += 8) {
+    lstm_cols_avx2(g + j, x ? x + j : nullptr, H, c + j, h + j);
+    if (y) std::memcpy(y + j, h + j, 8 * sizeof(float));
+  }
+  if (j < H) {
+    const std::size_t n = H - j;
+    alignas(32) float gt[4 * 8] = {}, xt[4 * 8] = {}, ct[8] = {}, ht[8];
+    for (std::size_t q = 0; q < 4; ++q)
+      for (std::size_t k = 0; k < n; ++k) {
+        gt[q * 8 + k] = g[q * H + j + k];
+        if (x) xt[q * 8 + k] = x[q * H + j + k];
+      }
+    for (std::size_t k = 0; k < n; ++k) ct[k] = c[j + k];
+    lstm_cols_avx2(gt, x ? xt : nullptr, 8, ct, ht);
+    for (std::size_t k = 0; k < n; ++k) {
+      c[j + k] = ct[k];
+      h[j + k] = ht[k];
+      if (y) y[j + k] = ht[k];
+    }
+  }
+}
+
+}  // namespace
+#endif
+
+void lstm_cell_default(std::size_t H, const float* g, const float* x, float* c, float* h, float* y) {
+#ifdef HEPINFER_NN_X86
+  if (cpu_has_avx2_fma()) {
+    lstm_cell_avx2(H, g, x, c, h, y);
+    return;
+  }
+#endif
+  for (std::size_t j = 0; j < H; ++j) {
+    float gi = g[j], go = g[H + j], gf = g[2 * H + j], gc = g[3 * H + j];
+    if (x) {
+      gi += x[j];
+      go += x[H + j];
+      gf += x[2 * H + j];
+      gc += x[3 * H + j];
+    }
+    gi = activate_one(gi, Act::Sigmoid, 0.0f, 0.0f);
+    go = activate_one(go, Act::Sigmoid, 0.0f, 0.0f);
+    gf = activate_one(gf, Act::Sigmoid, 0.0f, 0.0f);
+    gc = activate_one(gc, Act::Tanh, 0.0f, 0.0f);
+    c[j] = gf * c[j] + gi * gc;
+    h[j] = go * activate_one(c[j], Act::Tanh, 0.0f, 0.0f);
+    if (y) y[j] = h[j];
+  }
+}
 
 void activate(float* x, std::size_t n, Act act, float alpha, float beta) {
 #ifdef HEPINFER_NN_X86
