@@ -84,6 +84,7 @@ float activate_one(float x, Act act, float alpha, float beta) {
 
 #ifdef HEPINFER_NN_X86
 #define HEPINFER_NN_AVX2 __attribute__((target("avx2,fma")))
+#define HEPINFER_NN_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,popcnt")))
 namespace {
 
 /// exp(x) for x in [-88.37, 88.37] (inputs are clamped there; NaN stays NaN): 2^n * p(r) with
@@ -275,11 +276,95 @@ HEPINFER_NN_AVX2 void lstm_cell_avx2(std::size_t H, const float* g, const float*
   }
 }
 
+// The same formulas 16 wide (AVX-512F only): the same operations in the same order, so the
+// values are those of the 8-wide forms bit for bit.
+HEPINFER_NN_AVX512 inline __m512 or512(__m512 a, __m512 b) {
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+HEPINFER_NN_AVX512 inline __m512 and512(__m512 a, __m512 b) {
+  return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+
+/// exp_avx2 on 16 values.
+HEPINFER_NN_AVX512 inline __m512 exp_avx512(__m512 x) {
+  // (the masked min/max: GCC 12's unmasked forms pass an undefined vector, see tile_avx512)
+  const auto all = static_cast<__mmask16>(0xFFFF);
+  x = _mm512_mask_min_ps(x, all, _mm512_set1_ps(88.3762626647949f), x);
+  x = _mm512_mask_max_ps(x, all, _mm512_set1_ps(-88.3762626647949f), x);
+  const __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i n = _mm512_cvttps_epi32(fx);
+  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+}
+
+/// sigmoid_avx2 on 16 values.
+HEPINFER_NN_AVX512 inline __m512 sigmoid_avx512(__m512 x) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  const __m512 ax = and512(_mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)), x);
+  const __m512 e = exp_avx512(_mm512_sub_ps(zero, ax));
+  const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ), s, _mm512_mul_ps(e, s));
+}
+
+/// act_avx2's tanh on 16 values.
+HEPINFER_NN_AVX512 inline __m512 tanh_avx512(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  const __m512 ax = and512(_mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)), x);
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+  const __m512 e = exp_avx512(_mm512_add_ps(ax, ax));
+  __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+  big = or512(big, and512(sign, x));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), big, small);
+}
+
+/// lstm_cell_default 16 columns at a time, the last group masked.
+HEPINFER_NN_AVX512 void lstm_cell_avx512(std::size_t H, const float* g, const float* x, float* c, float* h, float* y) {
+  for (std::size_t j = 0; j < H; j += 16) {
+    const auto m = static_cast<__mmask16>(H - j >= 16 ? 0xFFFFu : (1u << (H - j)) - 1u);
+    __m512 v[4];
+#pragma GCC unroll 4
+    for (std::size_t q = 0; q < 4; ++q) {
+      v[q] = _mm512_maskz_loadu_ps(m, g + q * H + j);
+      if (x) v[q] = _mm512_add_ps(v[q], _mm512_maskz_loadu_ps(m, x + q * H + j));
+    }
+    const __m512 i = sigmoid_avx512(v[0]), o = sigmoid_avx512(v[1]), f = sigmoid_avx512(v[2]);
+    const __m512 cc = tanh_avx512(v[3]);
+    const __m512 cn = _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(m, c + j)), _mm512_mul_ps(i, cc));
+    const __m512 hn = _mm512_mul_ps(o, tanh_avx512(cn));
+    _mm512_mask_storeu_ps(c + j, m, cn);
+    _mm512_mask_storeu_ps(h + j, m, hn);
+    if (y) _mm512_mask_storeu_ps(y + j, m, hn);
+  }
+}
+
+bool use_avx512_tiles() noexcept;  // the CPU's kernel choice (below)
+
 }  // namespace
 #endif
 
 void lstm_cell_default(std::size_t H, const float* g, const float* x, float* c, float* h, float* y) {
 #ifdef HEPINFER_NN_X86
+  if (use_avx512_tiles()) {
+    lstm_cell_avx512(H, g, x, c, h, y);
+    return;
+  }
   if (cpu_has_avx2_fma()) {
     lstm_cell_avx2(H, g, x, c, h, y);
     return;
@@ -533,8 +618,6 @@ HEPINFER_NN_AVX2 void row_panels_avx2(std::size_t K, const float* a, const float
 // list (AVX-512 compress where present, a branch-free loop otherwise), then up to four panels
 // (64 columns: eight independent accumulators, enough to hide the FMA latency) are summed
 // over that list.
-
-#define HEPINFER_NN_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,popcnt")))
 
 /// The non-zero entries of a[0, K) (NaN counts as non-zero) -> val/idx; returns their number.
 /// val and idx hold K + 16 entries.
