@@ -408,6 +408,14 @@ void remove_dead(Graph& g) {
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     if (keep[i]) kept.push_back(std::move(g.nodes[i]));
   g.nodes = std::move(kept);
+  // outputs nobody reads of the recurrent ops (which take every output as optional): not
+  // computed. DeepJet reads only Y_h: Y ([S, D, batch, H], 15 KB per row for its 150-wide LSTM)
+  // is neither written nor counted in the executor's row blocks.
+  for (Node& n : g.nodes) {
+    if (n.op_type != "LSTM" && n.op_type != "GRU" && n.op_type != "RNN") continue;
+    for (int& id : n.out)
+      if (id >= 0 && !live[static_cast<std::size_t>(id)]) id = -1;
+  }
 }
 
 namespace {
