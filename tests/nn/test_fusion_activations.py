@@ -23,7 +23,10 @@ F = TensorProto.FLOAT
 RTOL = 1e-5
 
 
-def make(nodes, n_in, n_out, inits):
+OPSET = {"Mish": 18, "GeluTanh": 20}  # the first opsets with Mish and Gelu(approximate="tanh")
+
+
+def make(nodes, n_in, n_out, inits, opset=17):
     g = helper.make_graph(
         nodes,
         "g",
@@ -31,7 +34,7 @@ def make(nodes, n_in, n_out, inits):
         [helper.make_tensor_value_info("y", F, ["batch", n_out])],
         initializer=[numpy_helper.from_array(v, name=k) for k, v in inits.items()],
     )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
     return m
 
@@ -46,9 +49,11 @@ def dense_act(act: str, n_in: int, n_out: int, scale: float, seed: int):
     nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1)]
     if act == "silu":
         nodes += [helper.make_node("Sigmoid", ["h"], ["s"]), helper.make_node("Mul", ["h", "s"], ["y"])]
+    elif act == "GeluTanh":
+        nodes.append(helper.make_node("Gelu", ["h"], ["y"], approximate="tanh"))
     else:
         nodes.append(helper.make_node(act, ["h"], ["y"]))
-    return make(nodes, n_in, n_out, inits)
+    return make(nodes, n_in, n_out, inits, OPSET.get(act, 17))
 
 
 def check(m, x: np.ndarray, atol: float = 1e-30, rtol: float = RTOL) -> None:
@@ -64,7 +69,7 @@ def check(m, x: np.ndarray, atol: float = 1e-30, rtol: float = RTOL) -> None:
     np.testing.assert_allclose(got[ok], ref[ok], rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("act", ["silu", "Softplus", "Exp"])
+@pytest.mark.parametrize("act", ["silu", "Softplus", "Exp", "Mish", "GeluTanh"])
 @pytest.mark.parametrize("n_in,n_out", [(17, 256), (5, 37), (64, 1), (33, 100)])
 def test_dense_activation_matches_onnxruntime(act: str, n_in: int, n_out: int) -> None:
     rng = np.random.default_rng(n_in * 100 + n_out)
@@ -98,6 +103,7 @@ EXACT = {
     "Softplus": lambda x: np.logaddexp(0.0, x),
     "Exp": np.exp,
     "Tanh": np.tanh,
+    "Mish": lambda x: x * np.tanh(np.logaddexp(0.0, x)),
 }
 
 
@@ -113,7 +119,7 @@ def test_standalone_activation_extremes(act: str) -> None:
             np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -1e-30], np.float32),
         ]
     ).reshape(-1, 1)
-    m = make([helper.make_node(act, ["x"], ["y"])], 1, 1, {})
+    m = make([helper.make_node(act, ["x"], ["y"])], 1, 1, {}, OPSET.get(act, 17))
     got = Model.load(m.SerializeToString()).predict({"x": x}).astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         ref = EXACT[act](x.astype(np.float64))
@@ -130,7 +136,7 @@ def test_kernel_sets_agree(kernels: str) -> None:
         "import numpy as np\n"
         "from tests.nn.test_fusion_activations import dense_act, check\n"
         "rng = np.random.default_rng(5)\n"
-        "for act in ('silu', 'Softplus', 'Exp'):\n"
+        "for act in ('silu', 'Softplus', 'Exp', 'Mish', 'GeluTanh'):\n"
         "    for batch in (1, 7, 50):\n"
         "        m = dense_act(act, 19, 45, 10.0, seed=3)\n"
         "        x = rng.standard_normal((batch, 19)).astype(np.float32)\n"

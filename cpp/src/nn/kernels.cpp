@@ -121,7 +121,9 @@ inline bool has_act_avx2(Act act) {
     case Act::HardSigmoid:
     case Act::Exp:
     case Act::Softplus:
-    case Act::Silu: return true;
+    case Act::Silu:
+    case Act::GeluTanh:
+    case Act::Mish: return true;
     default: return false;
   }
 }
@@ -166,7 +168,8 @@ HEPINFER_NN_AVX2 inline int scalar_lanes_avx2(__m256 x, Act act) {
                                       _mm256_cmp_ps(x, _mm256_set1_ps(88.0f), _CMP_LE_OQ));
       return ~_mm256_movemask_ps(ok) & 0xff;
     }
-    case Act::Softplus: return ~_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ)) & 0xff;
+    case Act::Softplus:
+    case Act::Mish: return ~_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ)) & 0xff;
     default: return 0;
   }
 }
@@ -184,9 +187,21 @@ HEPINFER_NN_AVX2 inline __m256 act_avx2(__m256 x, Act act, float alpha, float be
     }
     case Act::Sigmoid: return sigmoid_avx2(x);
     case Act::Silu: return _mm256_mul_ps(x, sigmoid_avx2(x));
+    case Act::GeluTanh: {
+      // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+      const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+      const __m256 u =
+          _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+      const __m256 t = act_avx2(u, Act::Tanh, 0.0f, 0.0f);
+      return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(one, t));
+    }
     case Act::Exp:
-    case Act::Softplus: {
-      const __m256 r = act == Act::Exp ? exp_avx2(x) : softplus_avx2(x);
+    case Act::Softplus:
+    case Act::Mish: {
+      // Mish: x tanh(softplus(x))
+      const __m256 r = act == Act::Exp        ? exp_avx2(x)
+                       : act == Act::Softplus ? softplus_avx2(x)
+                                              : _mm256_mul_ps(x, act_avx2(softplus_avx2(x), Act::Tanh, 0.0f, 0.0f));
       const int bad = scalar_lanes_avx2(x, act);
       if (__builtin_expect(bad == 0, 1)) return r;
       alignas(32) float xs[8], rs[8];
