@@ -7,6 +7,9 @@ computed in the graph), a DeepJet-like tagger, and the load errors."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -376,6 +379,80 @@ def test_wide_hidden(rng, op):
         **attrs,
     )
     compare(m, feeds, atol=1e-5)
+
+
+LSTM_VARIANTS = {
+    "default": {},  # sigmoid/tanh/tanh: the fused cell pass
+    "peephole_clip": {"peep": True, "clip": 0.6},
+    "input_forget": {"input_forget": 1},
+}
+
+
+def stacked_case(rng, op, n_in, variant, direction, layout, lens, weights_as_inputs=False):
+    """hidden 9 (one full 8-column group and a tail); n_in <= 9 takes the input projection into
+    the step GEMM against stacked [R; W] weights, n_in = 12 projects all steps first."""
+    kw = dict(LSTM_VARIANTS[variant]) if op == "LSTM" else {}
+    m, feeds = rnn_graph(
+        op,
+        rng,
+        seq=5,
+        batch=5,
+        n_in=n_in,
+        hidden=9,
+        direction=direction,
+        layout=layout,
+        lens=lens,
+        h0=True,
+        c0=True,
+        weights_as_inputs=weights_as_inputs,
+        **kw,
+    )
+    compare(m, feeds)
+
+
+@pytest.mark.parametrize(
+    "op_variant", ["LSTM-default", "LSTM-peephole_clip", "LSTM-input_forget", "RNN-default"]
+)
+@pytest.mark.parametrize("n_in", [1, 9, 12])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("lens", [None, [5, 2, 0, 1, 4]], ids=["full", "lens"])
+def test_stacked_input_and_fused_cell(rng, op_variant, n_in, direction, layout, lens):
+    op, variant = op_variant.split("-")
+    stacked_case(rng, op, n_in, variant, direction, layout, lens)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "RNN"])
+@pytest.mark.parametrize("n_in", [3, 12])
+def test_stacked_weights_computed_in_graph(rng, op, n_in):
+    stacked_case(rng, op, n_in, "default", "bidirectional", 0, [5, 2, 0, 1, 4], weights_as_inputs=True)
+
+
+def run_cases_on_kernels(seed: int) -> None:
+    """The stacked and fused LSTM/RNN paths and a DeepJet-sized LSTM on this process's kernels."""
+    rng = np.random.default_rng(seed)
+    for op, variant in [("LSTM", "default"), ("LSTM", "peephole_clip"), ("RNN", "default")]:
+        for n_in in (4, 12):
+            stacked_case(rng, op, n_in, variant, "bidirectional", 1, [5, 2, 0, 1, 4])
+    for batch in (0, 1, 37):
+        m, feeds = rnn_graph(
+            "LSTM", rng, seq=25, batch=batch, n_in=8, hidden=50, w_scale=0.15, h0=True, c0=True
+        )
+        if batch:
+            compare(m, feeds, atol=1e-5)
+        else:
+            got = predict_all(Model.load(m.SerializeToString()), feeds)
+            assert got[0].shape == (25, 1, 0, 50)
+
+
+@pytest.mark.parametrize("kernels", ["avx512", "avx2", "portable"])
+def test_kernel_sets(rng, kernels):
+    """Each kernel set (chosen once per process: a subprocess per set) against onnxruntime."""
+    code = f"from tests.nn.test_ops_rnn import run_cases_on_kernels; run_cases_on_kernels({int(rng.integers(1 << 30))})"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, HEPINFER_NN_KERNELS=kernels)
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
 
 
 ACTIVATIONS = [

@@ -184,7 +184,13 @@ I64 block_rows(const Graph& g, const Workspace& ws, I64 rows) {
   for (std::size_t i = 0; i < g.meta.size(); ++i)
     if (g.meta[i].slot >= 0) bytes += ws.values[i].numel * element_size(ws.values[i].type);
   const std::size_t per_row = std::max<std::size_t>(1, bytes / static_cast<std::size_t>(std::max<I64>(rows, 1)));
-  return static_cast<I64>(std::clamp<std::size_t>(kBlockBytes / per_row, 4, 4096));
+  // every block reads each layer's packed weights again (a recurrent node: at every step): a
+  // block must be tall enough to pay for that, at least one row per 4 KiB of the largest
+  // weights (a 1024x1024 layer: 1024 rows, DeepJet's LSTM: ~90) whatever its intermediates
+  std::size_t weights = 0;
+  for (const Node& n : g.nodes)
+    if (n.dense) weights = std::max(weights, n.dense->panels.size() * sizeof(float));
+  return static_cast<I64>(std::clamp<std::size_t>(std::max(kBlockBytes / per_row, weights / 4096), 4, 4096));
 }
 
 bool run_rows(const Graph& g, const std::vector<const InputTensor*>& xs, I64 r0, I64 r1,

@@ -228,6 +228,7 @@ enum class Act : std::uint8_t {
   Sin,
   Cos,
   Sign,
+  Silu,  // x * sigmoid(x): Dense + Sigmoid + Mul as torch exports SiLU (fuse pass)
   Round,
   // ops_misc.cpp's element-wise ops (not on the CUDA path, see cuda_plan.cpp)
   Mish,

@@ -25,6 +25,7 @@
 
 #include "hepinfer/nn.hpp"
 #include "nn/graph.hpp"
+#include "nn/recurrent_cells.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -60,6 +61,7 @@ float activate_one(float x, Act act, float alpha, float beta) {
     case Act::Sin: return std::sin(x);
     case Act::Cos: return std::cos(x);
     case Act::Sign: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : x;
+    case Act::Silu: return x * (x >= 0.0f ? 1.0f / (1.0f + std::exp(-x)) : std::exp(x) / (1.0f + std::exp(x)));
     case Act::Round: return std::nearbyint(x);
     case Act::Mish: return x * std::tanh(x > 20.0f ? x : std::log1p(std::exp(x)));
     case Act::HardSwish: return x != x ? x : x * std::max(0.0f, std::min(1.0f, x * (1.0f / 6.0f) + 0.5f));
@@ -82,6 +84,7 @@ float activate_one(float x, Act act, float alpha, float beta) {
 
 #ifdef HEPINFER_NN_X86
 #define HEPINFER_NN_AVX2 __attribute__((target("avx2,fma")))
+#define HEPINFER_NN_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,popcnt")))
 namespace {
 
 /// exp(x) for x in [-88.37, 88.37] (inputs are clamped there; NaN stays NaN): 2^n * p(r) with
@@ -115,8 +118,59 @@ inline bool has_act_avx2(Act act) {
     case Act::Sigmoid:
     case Act::Tanh:
     case Act::Clip:
-    case Act::HardSigmoid: return true;
+    case Act::HardSigmoid:
+    case Act::Exp:
+    case Act::Softplus:
+    case Act::Silu:
+    case Act::GeluTanh:
+    case Act::Mish: return true;
     default: return false;
+  }
+}
+
+/// sigmoid(x) on 8 values: e = exp(-|x|) <= 1; 1 / (1 + e) for x >= 0, e / (1 + e) below.
+HEPINFER_NN_AVX2 inline __m256 sigmoid_avx2(__m256 x) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 e = exp_avx2(_mm256_sub_ps(zero, ax));
+  const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+  return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+}
+
+/// log(1 + exp(x)) on 8 values as max(x, 0) + log1p(u), u = exp(-|x|) in (0, 1], with
+/// log1p(u) = 2 atanh(s), s = u / (2 + u) in (0, 1/3]: the odd series to s^15 (relative error
+/// < 2e-9, no cancellation for small u); x > 20 gives x (as activate_one).
+HEPINFER_NN_AVX2 inline __m256 softplus_avx2(__m256 x) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 u = exp_avx2(_mm256_sub_ps(zero, ax));
+  const __m256 s = _mm256_div_ps(u, _mm256_add_ps(u, _mm256_set1_ps(2.0f)));
+  const __m256 z = _mm256_mul_ps(s, s);
+  __m256 p = _mm256_set1_ps(1.0f / 15.0f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 13.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 11.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 9.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 7.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 5.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f / 3.0f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.0f));
+  const __m256 l = _mm256_mul_ps(_mm256_add_ps(s, s), p);
+  const __m256 r = _mm256_add_ps(_mm256_max_ps(x, zero), l);
+  return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, _mm256_set1_ps(20.0f), _CMP_GT_OQ));
+}
+
+/// Lanes of x where the vector form of `act` is not accurate (exp under- or overflow, NaN):
+/// act_avx2 recomputes them with activate_one.
+HEPINFER_NN_AVX2 inline int scalar_lanes_avx2(__m256 x, Act act) {
+  switch (act) {
+    case Act::Exp: {
+      const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ),
+                                      _mm256_cmp_ps(x, _mm256_set1_ps(88.0f), _CMP_LE_OQ));
+      return ~_mm256_movemask_ps(ok) & 0xff;
+    }
+    case Act::Softplus:
+    case Act::Mish: return ~_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ)) & 0xff;
+    default: return 0;
   }
 }
 
@@ -131,12 +185,31 @@ HEPINFER_NN_AVX2 inline __m256 act_avx2(__m256 x, Act act, float alpha, float be
       const __m256 e = _mm256_mul_ps(_mm256_set1_ps(alpha), _mm256_sub_ps(exp_avx2(x), one));
       return _mm256_blendv_ps(x, e, _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
     }
-    case Act::Sigmoid: {
-      // e = exp(-|x|) <= 1; 1 / (1 + e) for x >= 0, e / (1 + e) below
-      const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-      const __m256 e = exp_avx2(_mm256_sub_ps(zero, ax));
-      const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
-      return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    case Act::Sigmoid: return sigmoid_avx2(x);
+    case Act::Silu: return _mm256_mul_ps(x, sigmoid_avx2(x));
+    case Act::GeluTanh: {
+      // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+      const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+      const __m256 u =
+          _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+      const __m256 t = act_avx2(u, Act::Tanh, 0.0f, 0.0f);
+      return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(one, t));
+    }
+    case Act::Exp:
+    case Act::Softplus:
+    case Act::Mish: {
+      // Mish: x tanh(softplus(x))
+      const __m256 r = act == Act::Exp        ? exp_avx2(x)
+                       : act == Act::Softplus ? softplus_avx2(x)
+                                              : _mm256_mul_ps(x, act_avx2(softplus_avx2(x), Act::Tanh, 0.0f, 0.0f));
+      const int bad = scalar_lanes_avx2(x, act);
+      if (__builtin_expect(bad == 0, 1)) return r;
+      alignas(32) float xs[8], rs[8];
+      _mm256_store_ps(xs, x);
+      _mm256_store_ps(rs, r);
+      for (int j = 0; j < 8; ++j)
+        if (bad & (1 << j)) rs[j] = activate_one(xs[j], act, alpha, beta);
+      return _mm256_load_ps(rs);
     }
     case Act::Tanh: {
       // |x| < 0.625: odd polynomial; above: 1 - 2 / (exp(2|x|) + 1); sign restored
@@ -174,6 +247,161 @@ HEPINFER_NN_AVX2 void activate_avx2(float* x, std::size_t n, Act act, float alph
 
 }  // namespace
 #endif
+
+#ifdef HEPINFER_NN_X86
+namespace {
+
+/// lstm_cell_default on 8 columns at a time; the last partial group through zero-padded copies.
+/// g and x: the four gates' 8 columns at g + q * gs and x + q * gs (x may be null).
+HEPINFER_NN_AVX2 inline void lstm_cols_avx2(const float* g, const float* x, std::size_t gs, float* c, float* h) {
+  __m256 v[4];
+#pragma GCC unroll 4
+  for (std::size_t q = 0; q < 4; ++q) {
+    v[q] = _mm256_loadu_ps(g + q * gs);
+    if (x) v[q] = _mm256_add_ps(v[q], _mm256_loadu_ps(x + q * gs));
+  }
+  const __m256 i = sigmoid_avx2(v[0]), o = sigmoid_avx2(v[1]), f = sigmoid_avx2(v[2]);
+  const __m256 cc = act_avx2(v[3], Act::Tanh, 0.0f, 0.0f);
+  const __m256 cn = _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(c)), _mm256_mul_ps(i, cc));
+  _mm256_storeu_ps(c, cn);
+  _mm256_storeu_ps(h, _mm256_mul_ps(o, act_avx2(cn, Act::Tanh, 0.0f, 0.0f)));
+}
+
+HEPINFER_NN_AVX2 void lstm_cell_avx2(std::size_t H, const float* g, const float* x, float* c, float* h, float* y) {
+  std::size_t j = 0;
+  for (; j + 8 <= H; j += 8) {
+    lstm_cols_avx2(g + j, x ? x + j : nullptr, H, c + j, h + j);
+    if (y) std::memcpy(y + j, h + j, 8 * sizeof(float));
+  }
+  if (j < H) {
+    const std::size_t n = H - j;
+    alignas(32) float gt[4 * 8] = {}, xt[4 * 8] = {}, ct[8] = {}, ht[8];
+    for (std::size_t q = 0; q < 4; ++q)
+      for (std::size_t k = 0; k < n; ++k) {
+        gt[q * 8 + k] = g[q * H + j + k];
+        if (x) xt[q * 8 + k] = x[q * H + j + k];
+      }
+    for (std::size_t k = 0; k < n; ++k) ct[k] = c[j + k];
+    lstm_cols_avx2(gt, x ? xt : nullptr, 8, ct, ht);
+    for (std::size_t k = 0; k < n; ++k) {
+      c[j + k] = ct[k];
+      h[j + k] = ht[k];
+      if (y) y[j + k] = ht[k];
+    }
+  }
+}
+
+// The same formulas 16 wide (AVX-512F only): the same operations in the same order, so the
+// values are those of the 8-wide forms bit for bit.
+HEPINFER_NN_AVX512 inline __m512 or512(__m512 a, __m512 b) {
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+HEPINFER_NN_AVX512 inline __m512 and512(__m512 a, __m512 b) {
+  return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+}
+
+/// exp_avx2 on 16 values.
+HEPINFER_NN_AVX512 inline __m512 exp_avx512(__m512 x) {
+  // (the masked min/max: GCC 12's unmasked forms pass an undefined vector, see tile_avx512)
+  const auto all = static_cast<__mmask16>(0xFFFF);
+  x = _mm512_mask_min_ps(x, all, _mm512_set1_ps(88.3762626647949f), x);
+  x = _mm512_mask_max_ps(x, all, _mm512_set1_ps(-88.3762626647949f), x);
+  const __m512 fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i n = _mm512_cvttps_epi32(fx);
+  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+}
+
+/// sigmoid_avx2 on 16 values.
+HEPINFER_NN_AVX512 inline __m512 sigmoid_avx512(__m512 x) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  const __m512 ax = and512(_mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)), x);
+  const __m512 e = exp_avx512(_mm512_sub_ps(zero, ax));
+  const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ), s, _mm512_mul_ps(e, s));
+}
+
+/// act_avx2's tanh on 16 values.
+HEPINFER_NN_AVX512 inline __m512 tanh_avx512(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  const __m512 ax = and512(_mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)), x);
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+  const __m512 e = exp_avx512(_mm512_add_ps(ax, ax));
+  __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+  big = or512(big, and512(sign, x));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), big, small);
+}
+
+/// lstm_cell_default 16 columns at a time, the last group masked.
+HEPINFER_NN_AVX512 void lstm_cell_avx512(std::size_t H, const float* g, const float* x, float* c, float* h, float* y) {
+  for (std::size_t j = 0; j < H; j += 16) {
+    const auto m = static_cast<__mmask16>(H - j >= 16 ? 0xFFFFu : (1u << (H - j)) - 1u);
+    __m512 v[4];
+#pragma GCC unroll 4
+    for (std::size_t q = 0; q < 4; ++q) {
+      v[q] = _mm512_maskz_loadu_ps(m, g + q * H + j);
+      if (x) v[q] = _mm512_add_ps(v[q], _mm512_maskz_loadu_ps(m, x + q * H + j));
+    }
+    const __m512 i = sigmoid_avx512(v[0]), o = sigmoid_avx512(v[1]), f = sigmoid_avx512(v[2]);
+    const __m512 cc = tanh_avx512(v[3]);
+    const __m512 cn = _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(m, c + j)), _mm512_mul_ps(i, cc));
+    const __m512 hn = _mm512_mul_ps(o, tanh_avx512(cn));
+    _mm512_mask_storeu_ps(c + j, m, cn);
+    _mm512_mask_storeu_ps(h + j, m, hn);
+    if (y) _mm512_mask_storeu_ps(y + j, m, hn);
+  }
+}
+
+bool use_avx512_tiles() noexcept;  // the CPU's kernel choice (below)
+
+}  // namespace
+#endif
+
+void lstm_cell_default(std::size_t H, const float* g, const float* x, float* c, float* h, float* y) {
+#ifdef HEPINFER_NN_X86
+  if (use_avx512_tiles()) {
+    lstm_cell_avx512(H, g, x, c, h, y);
+    return;
+  }
+  if (cpu_has_avx2_fma()) {
+    lstm_cell_avx2(H, g, x, c, h, y);
+    return;
+  }
+#endif
+  for (std::size_t j = 0; j < H; ++j) {
+    float gi = g[j], go = g[H + j], gf = g[2 * H + j], gc = g[3 * H + j];
+    if (x) {
+      gi += x[j];
+      go += x[H + j];
+      gf += x[2 * H + j];
+      gc += x[3 * H + j];
+    }
+    gi = activate_one(gi, Act::Sigmoid, 0.0f, 0.0f);
+    go = activate_one(go, Act::Sigmoid, 0.0f, 0.0f);
+    gf = activate_one(gf, Act::Sigmoid, 0.0f, 0.0f);
+    gc = activate_one(gc, Act::Tanh, 0.0f, 0.0f);
+    c[j] = gf * c[j] + gi * gc;
+    h[j] = go * activate_one(c[j], Act::Tanh, 0.0f, 0.0f);
+    if (y) y[j] = h[j];
+  }
+}
 
 void activate(float* x, std::size_t n, Act act, float alpha, float beta) {
 #ifdef HEPINFER_NN_X86
@@ -405,8 +633,6 @@ HEPINFER_NN_AVX2 void row_panels_avx2(std::size_t K, const float* a, const float
 // list (AVX-512 compress where present, a branch-free loop otherwise), then up to four panels
 // (64 columns: eight independent accumulators, enough to hide the FMA latency) are summed
 // over that list.
-
-#define HEPINFER_NN_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,popcnt")))
 
 /// The non-zero entries of a[0, K) (NaN counts as non-zero) -> val/idx; returns their number.
 /// val and idx hold K + 16 entries.

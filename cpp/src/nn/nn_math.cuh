@@ -42,6 +42,7 @@ enum : int {
   Sin,
   Cos,
   Sign,
+  Silu,
   Round
 };
 }
@@ -85,6 +86,7 @@ HEPINFER_HD float act_apply(int a, float x, float alpha, float beta) {
     case act::Sin: return sinf(x);
     case act::Cos: return cosf(x);
     case act::Sign: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : x;
+    case act::Silu: return x * (x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x)));
     case act::Round: return nearbyintf(x);
     default: return x;
   }

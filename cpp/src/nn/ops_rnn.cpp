@@ -6,7 +6,9 @@
 // (in the memory order of X, so layout 0 and 1 are both one GEMM). Then one step at a time: one
 // GEMM of the hidden state [batch, hidden] by R^T [hidden, gates * hidden] for all gates fused,
 // followed by one pass over each batch row that adds the projection, applies the activations
-// and updates the state. Constant weights are packed into GEMM panels once at load; weights
+// and updates the state. LSTM and RNN with an input no wider than the state fold the first
+// stage into the second (stacked_input: one GEMM of [h, x_t] by [R; W]^T per step), and an
+// LSTM with the default activations updates each row in one vectorised pass (lstm_cell_default). Constant weights are packed into GEMM panels once at load; weights
 // computed in the graph are packed into the workspace on every call.
 //
 // sequence_lens (per batch entry) follows onnxruntime: entry b runs its first len_b steps (a
@@ -24,6 +26,7 @@
 #include "nn/graph.hpp"
 #include "nn/op_import.hpp"
 #include "nn/op_util.hpp"
+#include "nn/recurrent_cells.hpp"
 
 namespace hepinfer::nn {
 namespace {
@@ -119,6 +122,20 @@ void pack_transposed(std::size_t K, std::size_t N, const float* W, float* dst) {
   }
 }
 
+/// Packs B = [R^T; W^T] ([H + I, N]; R [N, H], W [N, I] row-major) as pack_panels would.
+void pack_stacked(std::size_t H, std::size_t I, std::size_t N, const float* R, const float* W, float* dst) {
+  const std::size_t K = H + I;
+  for (std::size_t j0 = 0; j0 < N; j0 += kPanel) {
+    const std::size_t w = std::min<std::size_t>(kPanel, N - j0);
+    for (std::size_t k = 0; k < K; ++k) {
+      float* d = dst + k * kPanel;
+      for (std::size_t j = 0; j < w; ++j) d[j] = k < H ? R[(j0 + j) * H + k] : W[(j0 + j) * I + (k - H)];
+      for (std::size_t j = w; j < kPanel; ++j) d[j] = 0.0f;
+    }
+    dst += K * kPanel;
+  }
+}
+
 /// The weights of one node as the kernel reads them: per direction the input weights W^T as
 /// panels [I, G*H], the recurrent weights R^T as panels [H, G*H] (GRU with
 /// linear_before_reset = 0: [H, 2H] for z, r and [H, H] for h apart), the bias added to the
@@ -130,16 +147,27 @@ struct Weights {
   const float* r = nullptr;                                        // D * r_size
   const float* rh = nullptr;                                       // D * rh_size (GRU, linear_before_reset = 0)
   const float *xbias = nullptr, *rbias = nullptr;                  // D * bias_size each
+  std::size_t rw_size = 0;                                         // floats per direction
+  const float* rw = nullptr;  // D * rw_size: [R^T; W^T] as panels [H + I, G*H] (stacked_input) or null
   bool rbias_used = false;
   bool finite = false;
 };
+
+/// Whether LSTM and RNN steps take their input projection in the step's GEMM, against R and W
+/// stacked ([h, x_t] [R; W]^T: K = H + I), instead of projecting all steps first: where the
+/// input is no wider than the state, the projection costs little more inside the step GEMM, and
+/// the projection of every step ([S * Bt, G * H]: 15 MB for DeepJet's LSTM at batch 256) is
+/// neither written nor read back. GRU keeps the projection apart (its h gate adds x W_h^T and
+/// the reset gate times h R_h^T separately).
+bool stacked_input(Cell cell, std::size_t I, std::size_t H) { return cell != Cell::GRU && I <= H; }
 
 /// Floats needed to pack the weights of one node (all directions).
 std::size_t packed_size(Cell cell, bool lbr, std::size_t D, std::size_t I, std::size_t H) {
   const std::size_t G = gates_of(cell), GH = G * H;
   const bool split = cell == Cell::GRU && !lbr;
   const std::size_t r = split ? packed_panels_size(H, 2 * H) + packed_panels_size(H, H) : packed_panels_size(H, GH);
-  return D * (packed_panels_size(I, GH) + r + 2 * lines(GH));
+  const std::size_t rw = stacked_input(cell, I, H) ? packed_panels_size(H + I, GH) : 0;
+  return D * (packed_panels_size(I, GH) + r + 2 * lines(GH) + rw);
 }
 
 /// The pointers into a block of packed_size floats at `base` (as pack_weights fills it).
@@ -158,6 +186,10 @@ Weights layout_weights(Cell cell, bool lbr, std::size_t D, std::size_t I, std::s
   wt.xbias = wt.r + D * (wt.r_size + wt.rh_size);
   wt.rbias = wt.xbias + D * wt.bias_size;
   wt.rbias_used = cell == Cell::GRU && lbr && has_b;
+  if (stacked_input(cell, I, H)) {
+    wt.rw_size = packed_panels_size(H + I, GH);
+    wt.rw = wt.rbias + D * wt.bias_size;
+  }
   return wt;
 }
 
@@ -179,6 +211,7 @@ void pack_weights(Cell cell, bool lbr, std::size_t D, std::size_t I, std::size_t
     const float* Rd = R + d * GH * H;
     for (std::size_t k = 0; k < GH * I; ++k) finite = finite && std::isfinite(Wd[k]);
     pack_transposed(I, GH, Wd, w + d * wt.w_size);
+    if (wt.rw) pack_stacked(H, I, GH, Rd, Wd, rb + D * wt.bias_size + d * wt.rw_size);
     if (split) {
       pack_transposed(H, 2 * H, Rd, r + d * wt.r_size);
       pack_transposed(H, H, Rd + 2 * H * H, rh + d * wt.rh_size);
@@ -221,19 +254,31 @@ inline void clip_to(float* x, std::size_t n, float c) {
 }
 
 /// Runs one direction: `rev` steps backwards through each sequence.
-/// xp: the input projection [rows, G*H] in X's row order; h, c: the state [Bt, H] (in, out);
-/// y: Y or null; lens: per batch entry steps (null: all S).
+/// xp: the input projection [rows, G*H] in X's row order, or null when the projection is part of
+/// the step's GEMM (stacked weights, see Weights): then every step copies the rows of X at the
+/// step into hx [Bt, H + I] beside the state, and h lives in hx; h, c: the state [Bt, H] (in,
+/// out); y: Y or null; lens: per batch entry steps (null: all S).
 void run_direction(const Params& p, const Weights& wt, std::size_t d, bool rev, const Fn* fn, const float* P,
-                   const float* xp, float* h, float* c, float* hr, float* rh, float* tmp, float* y, const I64* lens) {
-  const std::size_t S = p.S, Bt = p.Bt, H = p.H, GH = p.G * p.H;
-  const float* R = wt.r + d * wt.r_size;
+                   const float* X, const float* xp, float* h, float* c, float* hr, float* rh, float* tmp, float* hx,
+                   float* y, const I64* lens) {
+  const std::size_t S = p.S, Bt = p.Bt, H = p.H, I = p.I, GH = p.G * p.H;
+  const bool stacked = xp == nullptr;
+  const float* R = stacked ? wt.rw + d * wt.rw_size : wt.r + d * wt.r_size;
+  const std::size_t KR = stacked ? H + I : H;  // the step GEMM's K
   const float* Rh = wt.rh ? wt.rh + d * wt.rh_size : nullptr;
-  const float* rbias = wt.rbias_used ? wt.rbias + d * wt.bias_size : nullptr;
+  const float* rbias = stacked ? wt.xbias + d * wt.bias_size : wt.rbias_used ? wt.rbias + d * wt.bias_size : nullptr;
   const float* Pi = P ? P + d * 3 * H : nullptr;
   const float* Po = Pi ? Pi + H : nullptr;
   const float* Pf = Pi ? Pi + 2 * H : nullptr;
   const bool split = p.cell == Cell::GRU && !p.lbr;
+  const bool default_lstm = p.cell == Cell::LSTM && !Pi && !p.clip && !p.input_forget && fn[0].act == RAct::Sigmoid &&
+                            fn[1].act == RAct::Tanh && fn[2].act == RAct::Tanh;
   const std::size_t n_hr = split ? 2 * H : GH;
+  // the state: h [Bt, H], or in hx with row stride H + I
+  float* const hs = stacked ? hx : h;
+  const std::size_t ld = stacked ? H + I : H;
+  if (stacked)
+    for (std::size_t b = 0; b < Bt; ++b) std::copy(h + b * H, h + (b + 1) * H, hx + b * ld);
   // batch entries are independent: blocks of rows run every step in turn, so that a block's
   // state, gate sums and projection rows stay in L2 next to R (~512 KiB in all)
   const std::size_t row_bytes = (2 * n_hr + 4 * H) * sizeof(float);
@@ -241,8 +286,17 @@ void run_direction(const Params& p, const Weights& wt, std::size_t d, bool rev, 
   for (std::size_t b0 = 0; b0 < Bt; b0 += block) {
     const std::size_t b1 = std::min(Bt, b0 + block), nb = b1 - b0;
     for (std::size_t s = 0; s < S; ++s) {
+      if (stacked)  // this step's inputs beside the state
+        for (std::size_t b = b0; b < b1; ++b) {
+          const std::size_t len = lens ? static_cast<std::size_t>(lens[b]) : S;
+          if (s >= len) continue;
+          const std::size_t t = rev ? len - 1 - s : s;
+          const float* xr = X + (p.layout1 ? b * S + t : t * Bt + b) * I;
+          std::copy(xr, xr + I, hx + b * ld + H);
+        }
       // one GEMM for every gate of every row of the block (rows that have ended are computed and unused)
-      gemm_packed(nb, n_hr, H, h + b0 * H, H, R, hr + b0 * n_hr, n_hr, rbias, nullptr, Act::None, 0.0f, 0.0f, false);
+      gemm_packed(nb, n_hr, KR, hs + b0 * ld, ld, R, hr + b0 * n_hr, n_hr, rbias, nullptr, Act::None, 0.0f, 0.0f,
+                  false);
       // GRU with linear_before_reset = 0: the reset gate first, then (r * H) R_h^T
       if (split) {
         for (std::size_t b = b0; b < b1; ++b) {
@@ -268,16 +322,23 @@ void run_direction(const Params& p, const Weights& wt, std::size_t d, bool rev, 
         const std::size_t len = lens ? static_cast<std::size_t>(lens[b]) : S;
         if (s >= len) continue;
         const std::size_t t = rev ? len - 1 - s : s;
-        const float* x = xp + (p.layout1 ? b * S + t : t * Bt + b) * GH;
+        const float* x = stacked ? nullptr : xp + (p.layout1 ? b * S + t : t * Bt + b) * GH;
         float* g = hr + b * n_hr;
-        float* hb = h + b * H;
+        float* hb = hs + b * ld;
+        // Y [S, D, Bt, H] (layout 0) or [Bt, S, D, H] (layout 1)
+        float* yr = y ? y + (p.layout1 ? (b * S + t) * p.D + d : (t * p.D + d) * Bt + b) * H : nullptr;
+        if (default_lstm) {
+          lstm_cell_default(H, g, x, c + b * H, hb, yr);
+          continue;
+        }
         if (p.cell == Cell::LSTM) {
           float* cb = c + b * H;
           float* gi = g;
           float* go = g + H;
           float* gf = g + 2 * H;
           float* gc = g + 3 * H;
-          for (std::size_t j = 0; j < GH; ++j) g[j] += x[j];
+          if (x)
+            for (std::size_t j = 0; j < GH; ++j) g[j] += x[j];
           if (Pi) {
             for (std::size_t j = 0; j < H; ++j) gi[j] += Pi[j] * cb[j];
             if (!p.input_forget)
@@ -327,19 +388,18 @@ void run_direction(const Params& p, const Weights& wt, std::size_t d, bool rev, 
           apply(fn[1], hh, H);
           for (std::size_t j = 0; j < H; ++j) hb[j] = (1.0f - z[j]) * hh[j] + z[j] * hb[j];
         } else {
-          for (std::size_t j = 0; j < H; ++j) g[j] += x[j];
+          if (x)
+            for (std::size_t j = 0; j < H; ++j) g[j] += x[j];
           if (p.clip) clip_to(g, H, p.clip_v);
           apply(fn[0], g, H);
           std::copy(g, g + H, hb);
         }
-        if (y) {
-          // Y [S, D, Bt, H] (layout 0) or [Bt, S, D, H] (layout 1)
-          float* yr = y + (p.layout1 ? (b * S + t) * p.D + d : (t * p.D + d) * Bt + b) * H;
-          std::copy(hb, hb + H, yr);
-        }
+        if (yr) std::copy(hb, hb + H, yr);
       }
     }
   }
+  if (stacked)
+    for (std::size_t b = 0; b < Bt; ++b) std::copy(hx + b * ld, hx + b * ld + H, h + b * H);
 }
 
 /// Writes a state [Bt, H] of direction d into Y_h/Y_c: [D, Bt, H] (layout 0) or [Bt, D, H].
@@ -453,9 +513,11 @@ void run_rnn(const Node& n, Workspace& ws) {
   const bool split = cell == Cell::GRU && !p.lbr;
   const std::size_t n_hr = split ? 2 * H : GH;
   const std::size_t pack = n.dense ? 0 : lines(packed_size(cell, p.lbr, D, I, H));
-  const std::size_t xp_size = lines(rows * GH);
+  const bool stacked = stacked_input(cell, I, H);
+  const std::size_t xp_size = stacked ? 0 : lines(rows * GH);
   const std::size_t hr_size = lines(Bt * n_hr), st_size = lines(Bt * H);
-  const std::size_t total = pack + D * xp_size + hr_size + 4 * st_size + lines(H);
+  const std::size_t hx_size = stacked ? lines(Bt * (H + I)) : 0;
+  const std::size_t total = pack + D * xp_size + hr_size + 4 * st_size + lines(H) + hx_size;
   checked_numel(ElementType::Float32, shape3(total, 1, 1));
   std::vector<float>& sc = ws.scratch;
   if (sc.size() < total + 16) sc.resize(total + 16);
@@ -479,6 +541,7 @@ void run_rnn(const Node& n, Workspace& ws) {
   float* rh = c + st_size;
   float* gtmp = rh + st_size;  // GRU split: (r * H) R_h^T [Bt, H]
   float* tmp = gtmp + st_size;
+  float* hx = tmp + lines(H);  // stacked: [Bt, H + I]
 
   Fn fn[6];
   const std::size_t na = acts_of(cell);
@@ -489,17 +552,18 @@ void run_rnn(const Node& n, Workspace& ws) {
   }
   for (std::size_t d = 0; d < D; ++d) {
     const bool rev = p.reverse_only || d == 1;
-    // the input projection of every step and batch entry: one GEMM
-    gemm_packed(rows, GH, I, x.f(), I, wt.w + d * wt.w_size, xp + d * xp_size, GH, wt.xbias + d * wt.bias_size, nullptr,
-                Act::None, 0.0f, 0.0f, wt.finite);
+    // the input projection of every step and batch entry: one GEMM (stacked: in the steps' GEMMs)
+    if (!stacked)
+      gemm_packed(rows, GH, I, x.f(), I, wt.w + d * wt.w_size, xp + d * xp_size, GH, wt.xbias + d * wt.bias_size,
+                  nullptr, Act::None, 0.0f, 0.0f, wt.finite);
     if (h0) load_state(p, d, h0->f(), h);
     else std::fill(h, h + Bt * H, 0.0f);
     if (cell == Cell::LSTM) {
       if (c0) load_state(p, d, c0->f(), c);
       else std::fill(c, c + Bt * H, 0.0f);
     }
-    run_direction(p, wt, d, rev, fn + d * na, Pv ? Pv->f() : nullptr, xp + d * xp_size, h, c, hr, rh,
-                  split ? gtmp : tmp, y, lens);
+    run_direction(p, wt, d, rev, fn + d * na, Pv ? Pv->f() : nullptr, x.f(), stacked ? nullptr : xp + d * xp_size, h, c,
+                  hr, rh, split ? gtmp : tmp, hx, y, lens);
     // an entry that runs no step ends in a zero state, not its initial state (as onnxruntime)
     for (std::size_t b = 0; b < Bt; ++b)
       if (S == 0 || (lens && lens[b] == 0)) {

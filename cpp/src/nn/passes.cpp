@@ -314,6 +314,30 @@ void fuse(Graph& g) {
           src = pi;
           break;
         }
+      } else if (c.op == Op::Binary && c.bin == BinOp::Mul && c.in.size() == 2) {
+        // SiLU as torch exports it: y = Dense(x); Mul(y, Sigmoid(y)) -> Dense + Silu
+        for (int k = 0; k < 2 && src < 0; ++k) {
+          const int a = c.in[static_cast<std::size_t>(k)], sg = c.in[static_cast<std::size_t>(1 - k)];
+          if (a < 0 || sg < 0 || a == sg) continue;
+          const int pi = producer[static_cast<std::size_t>(a)], si = producer[static_cast<std::size_t>(sg)];
+          if (pi < 0 || si < 0 || uses[static_cast<std::size_t>(a)] != 2 || uses[static_cast<std::size_t>(sg)] != 1)
+            continue;
+          Node& p = g.nodes[static_cast<std::size_t>(pi)];
+          Node& sn = g.nodes[static_cast<std::size_t>(si)];
+          if (p.op != Op::Dense || p.act != Act::None || p.guards != c.guards) continue;
+          if (sn.op != Op::Unary || sn.act != Act::Sigmoid || sn.in.size() != 1 || sn.in[0] != a ||
+              sn.guards != c.guards)
+            continue;
+          p.act = Act::Silu;
+          p.alpha = p.beta = 0.0f;
+          p.name += "+" + sn.name;
+          p.op_type += "+" + sn.op_type;
+          sn.op = Op::Identity;
+          sn.op_type = "<removed>";
+          sn.in.clear();
+          sn.out.clear();
+          src = pi;
+        }
       } else if (is_elementwise_activation(c) && !c.in.empty()) {
         const int a = c.in[0];
         const int pi = a >= 0 ? producer[static_cast<std::size_t>(a)] : -1;
@@ -384,6 +408,14 @@ void remove_dead(Graph& g) {
   for (std::size_t i = 0; i < g.nodes.size(); ++i)
     if (keep[i]) kept.push_back(std::move(g.nodes[i]));
   g.nodes = std::move(kept);
+  // outputs nobody reads of the recurrent ops (which take every output as optional): not
+  // computed. DeepJet reads only Y_h: Y ([S, D, batch, H], 15 KB per row for its 150-wide LSTM)
+  // is neither written nor counted in the executor's row blocks.
+  for (Node& n : g.nodes) {
+    if (n.op_type != "LSTM" && n.op_type != "GRU" && n.op_type != "RNN") continue;
+    for (int& id : n.out)
+      if (id >= 0 && !live[static_cast<std::size_t>(id)]) id = -1;
+  }
 }
 
 namespace {
