@@ -2,6 +2,8 @@
 // per (batch, head) slice, the erf GELU and the row softmax shared with the Softmax op. AVX2/FMA
 // versions where the CPU has them (HEPINFER_NN_KERNELS=portable turns them off), plain C++ else.
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -113,6 +115,87 @@ HEPINFER_ATTN_AVX2 void gelu_avx2(const float* x, float* y, std::size_t n, float
   }
   for (; i < n; ++i) y[i] = x[i] * (std::erf(x[i] / c) + c1) * c2;
 }
+
+#define HEPINFER_ATTN_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+
+// exp8 and erf8 on 16 floats (the same constants and steps)
+HEPINFER_ATTN_AVX512 inline __m512 exp16(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.3f), hi = _mm512_set1_ps(88.7f);
+  __m512 xc = _mm512_min_ps(hi, x);
+  xc = _mm512_max_ps(lo, xc);
+  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+  y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), y, _mm512_setzero_ps());
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), y,
+                              _mm512_set1_ps(std::numeric_limits<float>::infinity()));
+}
+
+HEPINFER_ATTN_AVX512 inline __m512 erf16(__m512 a) {
+  const __m512 t = _mm512_abs_ps(a);
+  const __m512 s = _mm512_mul_ps(a, a);
+  __m512 r = _mm512_fmadd_ps(_mm512_set1_ps(-1.72853470e-5f), t, _mm512_set1_ps(3.83197126e-4f));
+  const __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(-3.88396438e-3f), t, _mm512_set1_ps(2.42546219e-2f));
+  r = _mm512_fmadd_ps(r, s, u);
+  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(-1.06777877e-1f));
+  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(-6.34846687e-1f));
+  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(-1.28717512e-1f));
+  r = _mm512_fmsub_ps(r, t, t);
+  const __m512 big_abs = _mm512_sub_ps(_mm512_set1_ps(1.0f), exp16(r));
+  // sign of a onto 1 - exp(r) (which is >= 0)
+  const __m512 big = _mm512_castsi512_ps(_mm512_or_si512(
+      _mm512_castps_si512(big_abs), _mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(INT32_MIN))));
+  __m512 q = _mm512_set1_ps(-5.96761703e-4f);
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(4.99119423e-3f));
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(-2.67681349e-2f));
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(1.12819925e-1f));
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(-3.76125336e-1f));
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(1.28379166e-1f));
+  const __m512 small = _mm512_fmadd_ps(q, a, a);
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, _mm512_set1_ps(0.927734375f), _CMP_GT_OQ), small, big);
+}
+
+HEPINFER_ATTN_AVX512 void gelu_avx512(const float* x, float* y, std::size_t n, float c, float c1, float c2) {
+  const __m512 vc = _mm512_set1_ps(c), v1 = _mm512_set1_ps(c1), v2 = _mm512_set1_ps(c2);
+  for (std::size_t i = 0; i < n; i += 16) {
+    const auto k = static_cast<__mmask16>(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    const __m512 e = erf16(_mm512_div_ps(v, vc));
+    _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_mul_ps(v, _mm512_add_ps(e, v1)), v2));
+  }
+}
+
+HEPINFER_ATTN_AVX512 void softmax_row_avx512(const float* x, float* d, std::size_t len) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  __m512 vm = _mm512_set1_ps(ninf);
+  for (std::size_t j = 0; j < len; j += 16) {
+    const auto k = static_cast<__mmask16>(len - j >= 16 ? 0xffff : (1u << (len - j)) - 1);
+    vm = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(ninf), k, x + j), vm);  // NaN ignored
+  }
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
+  __m512 vs = _mm512_setzero_ps();
+  for (std::size_t j = 0; j < len; j += 16) {
+    const auto k = static_cast<__mmask16>(len - j >= 16 ? 0xffff : (1u << (len - j)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), m)));
+    _mm512_mask_storeu_ps(d + j, k, e);
+    vs = _mm512_add_ps(vs, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vs));
+  for (std::size_t j = 0; j < len; j += 16) {
+    const auto k = static_cast<__mmask16>(len - j >= 16 ? 0xffff : (1u << (len - j)) - 1);
+    _mm512_mask_storeu_ps(d + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + j), inv));
+  }
+}
 #endif
 
 void softmax_row_portable(const float* x, float* d, std::size_t len) {
@@ -163,6 +246,10 @@ void broadcast_lead(Shape& lead, const Shape& s, const char* what) {
 
 void softmax_row(const float* x, float* d, std::size_t len) {
 #ifdef HEPINFER_ATTN_X86
+  if (cpu_has_avx2_fma() && cpu_has_avx512()) {
+    softmax_row_avx512(x, d, len);
+    return;
+  }
   if (cpu_has_avx2_fma()) {
     softmax_row_avx2(x, d, len);
     return;
@@ -181,6 +268,10 @@ void run_fused_gelu(const Node& n, Workspace& ws) {
   const float* a = x.f();
   const float c = n.alpha, c1 = n.beta, c2 = n.f0[0];
 #ifdef HEPINFER_ATTN_X86
+  if (cpu_has_avx2_fma() && cpu_has_avx512()) {
+    gelu_avx512(a, y, x.numel, c, c1, c2);
+    return;
+  }
   if (cpu_has_avx2_fma()) {
     gelu_avx2(a, y, x.numel, c, c1, c2);
     return;
