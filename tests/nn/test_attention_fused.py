@@ -317,3 +317,37 @@ def test_softmax_rows(rng, length):
     got, ref = run_both(data, {"x": x})
     np.testing.assert_allclose(got[0], ref[0], rtol=RTOL, atol=ATOL, equal_nan=True)
     assert np.isnan(got[0][2]).all() and np.isnan(got[0][3]).all()
+
+
+def test_torch_gelu_stays_a_gelu_for_the_device_plan(rng):
+    """torch's GELU constants (sqrt 2, 1, 0.5 as scalars) fuse into an ordinary Gelu activation,
+    which the CUDA plan runs too: its host reference backend agrees with onnxruntime."""
+    f32 = TensorProto.FLOAT
+    inits = [
+        helper.make_tensor("c", f32, [], [1.4142135]),
+        helper.make_tensor("one", f32, [], [1.0]),
+        helper.make_tensor("half", f32, [], [0.5]),
+    ]
+    nodes = [
+        helper.make_node("Div", ["x", "c"], ["a"]),
+        helper.make_node("Erf", ["a"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["e1"]),
+        helper.make_node("Mul", ["x", "e1"], ["xe"]),
+        helper.make_node("Mul", ["xe", "half"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "gelu",
+        [helper.make_tensor_value_info("x", f32, ["b", 9])],
+        [helper.make_tensor_value_info("y", f32, ["b", 9])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    x = np.asarray(rng.standard_normal((6, 9)) * 3, dtype=np.float32)
+    ref = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    hep = Model.load(data)
+    np.testing.assert_allclose(hep.predict(x), ref, rtol=RTOL, atol=ATOL)
+    (plan,) = hep._core._device_plan_reference([x])
+    np.testing.assert_allclose(np.asarray(plan).reshape(ref.shape), ref, rtol=RTOL, atol=ATOL)

@@ -19,7 +19,8 @@ void fuse_attention(Graph& g);
 /// in = {Q (..., t, d), Kt (..., d, s), V (..., s, dv), mask (broadcast to (..., t, s)) or -1};
 /// out = {softmax(Q Kt + mask, -1) V}. Leading dimensions broadcast as MatMul's do.
 void run_fused_attention(const Node& n, Workspace& ws);
-/// in = {x}; out = x * (erf(x / n.alpha) + n.beta) * n.f0[0].
+/// in = {x}; out = x * (erf(x / c) + c1) * c2 with {c, c1, c2} = n.f0; the output has at least
+/// rank n.i0 (the constants' rank).
 void run_fused_gelu(const Node& n, Workspace& ws);
 
 /// d[j] = exp(x[j] - max) / sum over the row, j < len (d may equal x). A row whose maximum

@@ -4,8 +4,11 @@
 //   out = MatMul(p, V)
 // (Q' and Kt' are the scaled query and transposed key; their Mul/Transpose nodes stay), and
 //   Mul(Mul(x, Add(Erf(Div(x, c)), c1)), c2)
-// with float scalar constants c, c1, c2 in any operand order. A fused node takes the place of
+// with float scalar constants c, c1, c2 in any operand order (with c = sqrt(2), c1 = 1, c2 = 0.5
+// and scalar constants the fused node is a Unary Gelu, which the CUDA plan knows too). A fused node takes the place of
 // the pattern's last node; the pattern's other nodes then have no use and remove_dead drops them.
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -126,15 +129,21 @@ bool fuse_one_gelu(Graph& g, const Uses& u, Node& erf) {
   if (!half || !is_binary(*half, BinOp::Mul) || half->guards != erf.guards) return false;
   const int k_half = half->in[0] == mul->out[0] ? 1 : 0;
   if (!scalar_constant(g, half->in[static_cast<std::size_t>(k_half)], c2, r2)) return false;
-  half->op = Op::Kernel;
   half->run = run_fused_gelu;
   half->in = {x};
-  half->alpha = c;
-  half->beta = c1;
-  half->f0 = {c2};
+  half->alpha = half->beta = 0.0f;
+  half->f0 = {c, c1, c2};
   half->i0 = std::max(r, std::max(r1, r2));
   half->name = div->name + "+" + erf.name + "+" + half->name;
   half->op_type = "Gelu(erf)";
+  if (half->i0 == 0 && c == static_cast<float>(std::sqrt(2.0)) && c1 == 1.0f && c2 == 0.5f) {
+    // torch's GELU exactly: an ordinary Gelu activation (which the CUDA plan also runs) whose
+    // CPU kernel is the vectorised one
+    half->op = Op::Unary;
+    half->act = Act::Gelu;
+  } else {
+    half->op = Op::Kernel;
+  }
   return true;
 }
 

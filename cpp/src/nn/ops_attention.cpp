@@ -266,7 +266,7 @@ void run_fused_gelu(const Node& n, Workspace& ws) {
   for (int i = 0; i < x.shape.rank; ++i) s.push(x.shape[i]);
   float* y = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, s));
   const float* a = x.f();
-  const float c = n.alpha, c1 = n.beta, c2 = n.f0[0];
+  const float c = n.f0[0], c1 = n.f0[1], c2 = n.f0[2];
 #ifdef HEPINFER_ATTN_X86
   if (cpu_has_avx2_fma() && cpu_has_avx512()) {
     gelu_avx512(a, y, x.numel, c, c1, c2);
