@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import warnings
 from typing import Any, Callable, Optional
 
@@ -209,11 +210,29 @@ def parity(engines: Engines, feeds: dict[str, np.ndarray]) -> dict[str, dict[str
     return out
 
 
+def fitted_repeats(calls: dict[str, Callable[[], Any]], repeats: int, budget: float) -> int:
+    """``repeats``, lowered (to 3 at least) so that one round of every call times repeats stays
+    within ``budget`` seconds: a large model at batch 256 (ParT: seconds per call and engine)
+    would otherwise take many minutes per table cell. One call of each is timed (a warm-up too)."""
+    one = 0.0
+    for fn in calls.values():
+        t0 = time.perf_counter()
+        fn()
+        one += time.perf_counter() - t0
+    return max(3, min(repeats, int(budget / max(one, 1e-9))))
+
+
 def time_batches(
-    nn_bench: Any, engines: Engines, batches: list[int], repeats: int, rng: np.random.Generator
+    nn_bench: Any,
+    engines: Engines,
+    batches: list[int],
+    repeats: int,
+    rng: np.random.Generator,
+    budget: float = float("inf"),
 ) -> dict[str, dict[str, float]]:
     """{batch: {engine: median seconds per call}}; one-thread engines timed apart from the
-    all-thread ones (idle pool threads would otherwise slow the one-thread runs)."""
+    all-thread ones (idle pool threads would otherwise slow the one-thread runs). Repeats are
+    lowered where they would take more than ``budget`` seconds (see fitted_repeats)."""
     import torch
 
     out: dict[str, dict[str, float]] = {}
@@ -221,7 +240,8 @@ def time_batches(
         feeds = engines.model.inputs(batch, rng)
         seconds: dict[str, float] = {}
         for nt in engines.threads:
-            med, _fast = nn_bench._time_all(engines.calls(feeds, nt), repeats)
+            calls = engines.calls(feeds, nt)
+            med, _fast = nn_bench._time_all(calls, fitted_repeats(calls, repeats, budget))
             seconds.update(med)
         torch.set_num_threads(engines.threads[-1])
         out[str(batch)] = seconds
@@ -229,15 +249,30 @@ def time_batches(
 
 
 def time_jagged(
-    nn_bench: Any, zoo: Any, engines: Engines, n_jets: int, batch: int, repeats: int, rng: np.random.Generator
+    nn_bench: Any,
+    zoo: Any,
+    engines: Engines,
+    n_jets: int,
+    batch: int,
+    repeats: int,
+    rng: np.random.Generator,
+    budget: float = float("inf"),
 ) -> dict[str, Any]:
     """jets/s of predict_jagged against the padded model for each engine, and parity of the
-    jagged scores with onnxruntime on the padded jets."""
+    jagged scores with onnxruntime on the padded jets. ``n_jets`` is lowered (to one batch at
+    least) where the padded runs of all engines would take more than ``budget`` seconds."""
     import torch
 
     from hepinfer.nn import Model
 
     layout = engines.model.jagged
+    probe = engines.model.inputs(batch, rng)
+    t0 = time.perf_counter()
+    engines.sessions[1].run(None, probe)
+    per_jet = (time.perf_counter() - t0) / batch  # onnxruntime, one thread, padded
+    # four engines (jagged, three padded) at each thread count, `repeats` rounds and a warm-up
+    cost = per_jet * 4 * len(engines.threads) * (repeats + 2)
+    n_jets = max(batch, min(n_jets, int(budget / max(cost, 1e-12)) // batch * batch))
     offsets = zoo.jets(n_jets, rng, layout.max_particles)
     content = layout.content(int(offsets[-1]), rng)
     feeds = zoo.padded(layout, offsets, content, layout.max_particles)
@@ -348,6 +383,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--jets", type=int, default=None, help="jagged jets (default 2000, --quick 256)")
     ap.add_argument("--threads", type=int, default=None, help="the 'all threads' count (default: cpu count)")
     ap.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        help="seconds a timing may take (per model, batch and thread count; fewer repeats and jagged "
+        "jets where it would take longer)",
+    )
+    ap.add_argument(
         "--dynamo",
         choices=("auto", "on", "off"),
         default="auto",
@@ -426,10 +468,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     ex["parity"] = parity(engines, probe)
                 print(f"{'':12s} parity vs onnxruntime: {ex['parity']}")
                 if ex["hep"] is not None and not use_dynamo:
-                    ex["seconds"] = time_batches(nn_bench, engines, batches, repeats, rng)
+                    ex["seconds"] = time_batches(nn_bench, engines, batches, repeats, rng, args.budget)
                     if name in jagged_names and model.jagged is not None:
                         row["jagged"] = time_jagged(
-                            nn_bench, zoo, engines, n_jets, 256, max(2, repeats // 2), rng
+                            nn_bench, zoo, engines, n_jets, 256, max(2, repeats // 2), rng, args.budget
                         )
             ex.pop("hep", None)
             row["exports"].append(ex)

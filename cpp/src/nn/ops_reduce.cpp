@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/attention.hpp"
 #include "nn/broadcast.hpp"
 #include "nn/graph.hpp"
 #include "nn/op_import.hpp"
@@ -31,6 +32,10 @@ void op_softmax(const Node& n, Workspace& ws, bool log) {
     else inner *= di;
   }
   const float* x = a.f();
+  if (inner == 1 && !log) {  // rows of contiguous values: the vectorised row softmax
+    for (std::size_t o = 0; o < outer; ++o) softmax_row(x + o * len, d + o * len, len);
+    return;
+  }
   for (std::size_t o = 0; o < outer; ++o) {
     for (std::size_t in_ = 0; in_ < inner; ++in_) {
       const std::size_t base = o * len * inner + in_;

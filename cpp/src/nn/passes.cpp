@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hepinfer/errors.hpp"
+#include "nn/attention.hpp"
 #include "nn/graph.hpp"
 #include "nn/passes.hpp"
 
@@ -507,6 +508,7 @@ void mark_batch_separable(Graph& g) {
 void run_passes(Graph& g, bool optimize) {
   fold_constants(g);
   if (optimize) fuse(g);
+  if (optimize) fuse_attention(g);
   remove_dead(g);
   plan_buffers(g);
   mark_batch_separable(g);
