@@ -557,8 +557,9 @@ def _predict_in_subprocess(env, model_path, x_path, out_path):
 
 @pytest.mark.parametrize("act", ["Relu", "Tanh"])
 def test_conv_avx512_tiles_equal_the_avx2_tiles(rng, tmp_path, act):
-    """The AVX-512 convolution tiles sum in the AVX2 tiles' order: identical bits with
-    HEPINFER_DISABLE_AVX512=1 (odd channel and position counts: partial tiles and panels)."""
+    """The convolution runs on the GEMM's per-CPU tiles, whose AVX-512 form sums in the AVX2
+    tiles' order: identical bits with HEPINFER_DISABLE_AVX512=1 (odd channel and position counts:
+    partial tiles and panels)."""
     x = randn(rng, 3, 5, 13, 11)
     m = make(
         [
