@@ -13,6 +13,9 @@
 // ConvTranspose is GEMM + col2im: col[Mg * K, P_in] = W_g^T X_g, scattered into the output.
 #include <algorithm>
 #include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #include <memory>
 #include <string>
 #include <vector>
@@ -241,6 +244,13 @@ constexpr I64 kRowFormChannels = 16;
 /// GEMM rows per chunk for a row length K: a chunk of A (~512 KiB) stays in L2.
 inline I64 rows_per_chunk(I64 K) { return std::max<I64>(12, (I64{1} << 17) / std::max<I64>(K, 1)); }
 
+/// `total` rows in chunks of at most about `max_rows`, of equal size in multiples of 12 (the
+/// GEMM's tile height: no chunk ends on a thin tile that the others do not have).
+inline I64 balanced_chunk(I64 total, I64 max_rows) {
+  const I64 chunks = (total + max_rows - 1) / max_rows;
+  return std::max<I64>(1, ((total + chunks - 1) / chunks + 11) / 12 * 12);
+}
+
 /// The floats of one group's packed right operand.
 inline size_t group_panels(const PackedDense& p) { return packed_panels_size(uz(p.K), uz(p.N)); }
 
@@ -284,6 +294,67 @@ std::shared_ptr<const PackedDense> pack_conv_transpose_weights(const Value& w, I
   return p;
 }
 
+/// dst[j * ldd + i] = src[i * lds + j] (+ bias[j] where bias is given) for i < rows, j < cols.
+void transpose_scalar(const float* src, I64 lds, I64 rows, I64 cols, float* dst, I64 ldd, const float* bias) {
+  for (I64 i0 = 0; i0 < rows; i0 += 16) {
+    const I64 i1 = std::min(rows, i0 + 16);
+    for (I64 j = 0; j < cols; ++j) {
+      const float b = bias ? bias[j] : 0.0f;
+      for (I64 i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j] + b;
+    }
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/// transpose_scalar in 8 x 8 blocks of AVX registers (the same values).
+__attribute__((target("avx2"))) void transpose_avx2(const float* src, I64 lds, I64 rows, I64 cols, float* dst, I64 ldd,
+                                                    const float* bias) {
+  const I64 r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+  for (I64 i = 0; i < r8; i += 8)
+    for (I64 j = 0; j < c8; j += 8) {
+      const float* s = src + i * lds + j;
+      __m256 r[8];
+      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(s + k * lds);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      __m256 o[8];
+      o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+      o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+      o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+      o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+      o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+      o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+      o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+      o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+      float* d = dst + j * ldd + i;
+      for (int k = 0; k < 8; ++k) {
+        const __m256 v = bias ? _mm256_add_ps(o[k], _mm256_set1_ps(bias[j + k])) : o[k];
+        _mm256_storeu_ps(d + k * ldd, v);
+      }
+    }
+  if (c8 < cols) transpose_scalar(src + c8, lds, r8, cols - c8, dst + c8 * ldd, ldd, bias ? bias + c8 : nullptr);
+  if (r8 < rows) transpose_scalar(src + r8 * lds, lds, rows - r8, cols, dst + r8, ldd, bias);
+}
+#endif
+
+/// dst[j * ldd + i] = src[i * lds + j] (+ bias[j] where bias is given): a block of a
+/// channel-first / channel-last conversion.
+void transpose(const float* src, I64 lds, I64 rows, I64 cols, float* dst, I64 ldd, const float* bias) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (cpu_has_avx2_fma()) {
+    transpose_avx2(src, lds, rows, cols, dst, ldd, bias);
+    return;
+  }
+#endif
+  transpose_scalar(src, lds, rows, cols, dst, ldd, bias);
+}
+
 /// Copies channels [c0, c0 + Cg) of events [b0, b1) of x [Nb][C][Di][Hi][Wi] into
 /// xh [b1 - b0][Dp][Hp][Wp][Cg], zero in the window's padding.
 void to_channels_last_padded(const Window3& w, const float* x, I64 C, I64 c0, I64 Cg, I64 b0, I64 b1, float* xh) {
@@ -304,12 +375,7 @@ void to_channels_last_padded(const Window3& w, const float* x, I64 C, I64 c0, I6
         }
         std::fill(row, row + w.pb[2] * Cg, 0.0f);
         std::fill(row + (w.pb[2] + Wi) * Cg, row + line, 0.0f);
-        float* dst = row + w.pb[2] * Cg;
-        const float* src = xb + (id * Hi + ih) * Wi;
-        for (I64 c = 0; c < Cg; ++c) {
-          const float* sc = src + c * pin;
-          for (I64 iw = 0; iw < Wi; ++iw) dst[iw * Cg + c] = sc[iw];
-        }
+        transpose(xb + (id * Hi + ih) * Wi, pin, Cg, Wi, row + w.pb[2] * Cg, Cg, nullptr);
       }
   }
 }
@@ -343,21 +409,12 @@ void im2col_rows(const Window3& w, const float* xh, I64 Cg, I64 r0, I64 r1, floa
 
 /// Writes rows [r0, r1) of a chunk's channel-last result Cm [r1 - r0][Mg] (row r: event
 /// b0 + r / P, position r % P), plus bias (may be null), into channels [m0, m0 + Mg) of
-/// out [Nb][Mo][P]; 16 positions at a time, so that the rows read stay in L1.
+/// out [Nb][Mo][P].
 void store_channels_first(const float* Cm, I64 Mg, I64 r0, I64 r1, I64 P, I64 Mo, I64 m0, I64 b0, const float* bias,
                           float* out) {
   for (I64 r = r0; r < r1;) {
     const I64 e = r / P, p = r % P, n = std::min(r1 - r, P - p);  // a run of positions of one event
-    float* ob = out + ((b0 + e) * Mo + m0) * P + p;
-    const float* c = Cm + (r - r0) * Mg;
-    for (I64 t0 = 0; t0 < n; t0 += 16) {
-      const I64 t1 = std::min(n, t0 + 16);
-      for (I64 m = 0; m < Mg; ++m) {
-        float* o = ob + m * P;
-        const float bm = bias ? bias[m] : 0.0f;
-        for (I64 t = t0; t < t1; ++t) o[t] = c[t * Mg + m] + bm;
-      }
-    }
+    transpose(Cm + (r - r0) * Mg, Mg, n, Mg, out + ((b0 + e) * Mo + m0) * P + p, P, bias);
     r += n;
   }
 }
@@ -372,7 +429,7 @@ void conv_rows(const Node& n, const Window3& win, const float* x, I64 Nb, I64 C,
   const I64 plane = Dp * Hp * Wp * Cg;
   const I64 R = rows_per_chunk(K);
   const I64 epc = std::clamp<I64>(R / P, 1, Nb);  // events per chunk
-  const I64 rows = std::min(R, epc * P);
+  const I64 rows = std::min(R + 11, epc * P);     // A's rows: a balanced chunk may pass R by up to 11
   const I64 nb = (Mg + 15) / 16 * 16;
   std::vector<float>& s = ws.scratch;
   const size_t need = uz(epc * plane + rows * K + rows * Mg + nb);
@@ -387,10 +444,10 @@ void conv_rows(const Node& n, const Window3& win, const float* x, I64 Nb, I64 C,
     if (bias) std::copy(bias + g * Mg, bias + (g + 1) * Mg, bp);
     const float* panels = pw.panels.data() + uz(g) * per;
     for (I64 b0 = 0; b0 < Nb; b0 += epc) {
-      const I64 b1 = std::min(Nb, b0 + epc), total = (b1 - b0) * P;
+      const I64 b1 = std::min(Nb, b0 + epc), total = (b1 - b0) * P, step = std::min(rows, balanced_chunk(total, R));
       to_channels_last_padded(win, x, C, g * Cg, Cg, b0, b1, xh);
-      for (I64 r0 = 0; r0 < total; r0 += rows) {
-        const I64 r1 = std::min(total, r0 + rows);
+      for (I64 r0 = 0; r0 < total; r0 += step) {
+        const I64 r1 = std::min(total, r0 + step);
         im2col_rows(win, xh, Cg, r0, r1, A);
         gemm_packed(uz(r1 - r0), uz(Mg), uz(K), A, uz(K), panels, Cm, uz(Mg), bias ? bp : nullptr, nullptr, n.act,
                     n.alpha, n.beta);
@@ -436,7 +493,7 @@ void conv_transpose_rows(const Node& n, const Window3& win, const float* x, I64 
   const I64 Cg = C / G, N = pw.N, nk = win.n_k(), Mg = N / nk, Mo = Mg * G, P = win.n_out(), Pin = win.n_in();
   const I64 R = rows_per_chunk(N);
   const I64 epc = std::clamp<I64>(R / std::max<I64>(Pin, 1), 1, Nb);  // events per chunk
-  const I64 rows = std::min(R, epc * Pin);
+  const I64 rows = std::min(R + 11, epc * Pin);
   std::vector<float>& s = ws.scratch;
   const size_t need = uz(epc * Pin * Cg + rows * N + epc * P * Mg);
   if (s.size() < need) s.resize(need);
@@ -449,14 +506,11 @@ void conv_transpose_rows(const Node& n, const Window3& win, const float* x, I64 
     for (I64 b0 = 0; b0 < Nb; b0 += epc) {
       const I64 b1 = std::min(Nb, b0 + epc), total = (b1 - b0) * Pin;
       for (I64 b = b0; b < b1; ++b)  // A [(event, input position)][c]: the input channel-last
-        for (I64 c = 0; c < Cg; ++c) {
-          const float* xc = x + (b * C + g * Cg + c) * Pin;
-          float* a = A + (b - b0) * Pin * Cg + c;
-          for (I64 i = 0; i < Pin; ++i) a[i * Cg] = xc[i];
-        }
+        transpose(x + (b * C + g * Cg) * Pin, Pin, Cg, Pin, A + (b - b0) * Pin * Cg, Cg, nullptr);
       std::fill(acc, acc + (b1 - b0) * P * Mg, 0.0f);
-      for (I64 r0 = 0; r0 < total; r0 += rows) {
-        const I64 r1 = std::min(total, r0 + rows);
+      const I64 step = std::min(rows, balanced_chunk(total, R));
+      for (I64 r0 = 0; r0 < total; r0 += step) {
+        const I64 r1 = std::min(total, r0 + step);
         gemm_packed(uz(r1 - r0), uz(N), uz(Cg), A + r0 * Cg, uz(Cg), panels, col, uz(N), nullptr, nullptr, Act::None,
                     0.0f, 0.0f);
         col2im_rows(win, col, Mg, r0, r1, acc);
