@@ -89,10 +89,11 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("spatial,kernel,attrs", CONV_CASES)
-@pytest.mark.parametrize("group,Mg", [(1, 16), (1, 40), (2, 17)])
+@pytest.mark.parametrize("group,Mg", [(1, 16), (1, 40), (2, 17), (1, 1), (2, 3)])
 @pytest.mark.parametrize("batch", [0, 1, 3])
 def test_conv_rows(rng, spatial, kernel, attrs, group, Mg, batch):
-    C = 6 * group
+    """Mg >= 16: packed panels; Mg <= 4 with C_g * taps >= 64: dot products (gemm_columns)."""
+    C = 8 * group
     x = randn(rng, batch, C, *spatial)
     m = one_node(
         "Conv", x, randn(rng, Mg * group, C // group, *kernel), randn(rng, Mg * group), group=group, **attrs
@@ -166,7 +167,8 @@ _PREDICT = (
 @pytest.mark.parametrize("kernels", ["avx512", "avx2", "portable"])
 def test_conv_rows_kernel_sets(rng, tmp_path, kernels):
     """Every GEMM kernel set (forced with HEPINFER_NN_KERNELS, clamped to what the CPU has) gives
-    onnxruntime's values for the row-form Conv, ConvTranspose and a pointwise Conv."""
+    onnxruntime's values for the row-form Conv (panels and dot products), ConvTranspose and a
+    pointwise Conv."""
     x = randn(rng, 5, 12, 9, 7)
     x[3, 2, 4, 4] = np.nan
     models = {
@@ -180,6 +182,7 @@ def test_conv_rows_kernel_sets(rng, tmp_path, kernels):
             output_padding=[1, 0],
         ),
         "pointwise": one_node("Conv", x, randn(rng, 21, 12, 1, 1), randn(rng, 21), act="Tanh"),
+        "columns": one_node("Conv", x, randn(rng, 2, 12, 3, 3), randn(rng, 2), act="Relu", pads=[0, 1, 1, 1]),
     }
     np.save(tmp_path / "x.npy", x)
     env = dict(os.environ, HEPINFER_NN_KERNELS=kernels)

@@ -1,16 +1,23 @@
 // Convolution family: Conv and ConvTranspose, 1-D to 3-D, import handlers and kernels (see
-// op_import.hpp).
+// op_import.hpp). Every GEMM runs on gemm_packed, i.e. on the tiles chosen for this CPU
+// (cpu_kernels(); HEPINFER_NN_KERNELS=avx512|avx2|portable).
 //
-// Conv runs as im2col + GEMM (gemm_packed): for every event and group,
-// out[Mg, P] = W[Mg, Cg * K] col[Cg * K, P] with P the output positions and K the kernel taps,
-// the weights read in place as the GEMM's left operand (so they need no packing) and the bias
-// and fused activation applied in the GEMM epilogue. The im2col matrix is built line by line (a
-// run of output positions along the last axis reads a run of input elements at the stride, so
-// only the ends of a line need bounds checks), straight into the panel layout the GEMM
-// micro-kernel reads, in blocks of output positions that keep it in L2. Pointwise convolutions
-// (kernel 1, stride 1, no padding) multiply the input planes directly; convolutions with one
-// output channel per group (depthwise) are summed directly, tap by tap, over whole lines.
-// ConvTranspose is GEMM + col2im: col[Mg * K, P_in] = W_g^T X_g, scattered into the output.
+// Conv with constant weights and at least kRowFormChannels output channels per group runs in the
+// row form (conv_rows): the weights are packed once at import as a dense layer's right operand
+// [(taps, C_g), M_g], and the im2col rows of the output positions of one or several events (the
+// batch folded into the rows) are its left operand; see "Convolutions with the output positions
+// as GEMM rows" below. Otherwise Conv is im2col + GEMM with the output positions as columns: for
+// every event and group, out[Mg, P] = W[Mg, Cg * K] col[Cg * K, P] with P the output positions
+// and K the kernel taps, the weights read in place as the GEMM's left operand and the bias and
+// fused activation applied in the GEMM epilogue. That im2col matrix is built line by line (a run
+// of output positions along the last axis reads a run of input elements at the stride, so only
+// the ends of a line need bounds checks), straight into the panel layout the GEMM micro-kernel
+// reads, in blocks of output positions that keep it in L2. Pointwise convolutions (kernel 1,
+// stride 1, no padding) multiply the input planes directly; convolutions with one output channel
+// per group (depthwise) are summed directly, tap by tap, over whole lines.
+// ConvTranspose with constant weights is the row form too (conv_transpose_rows: input positions
+// x (taps, output channels), then col2im on channel runs); with computed weights GEMM + col2im:
+// col[Mg * K, P_in] = W_g^T X_g, scattered into the output.
 #include <algorithm>
 #include <cstring>
 #if defined(__x86_64__) || defined(__i386__)
@@ -238,8 +245,19 @@ void check_kernel_shape(const Node& n, const Value& w) {
 // into a channel-last output (col2im on contiguous runs).
 
 /// Output channels per group from which the row form is used (below, the planes-as-columns form
-/// keeps its 16-wide panels full).
+/// keeps its 16-wide panels full), and the row form for at most kDotColumns output channels per
+/// group over at least kDotMinLength inputs (C_g times taps): each output a dot product of an
+/// im2col row with the weights (gemm_columns), where the 16-wide panels would be mostly padding.
 constexpr I64 kRowFormChannels = 16;
+constexpr I64 kDotMinLength = 64;
+
+/// Whether Conv weights [Mo][Cg][k...] with G groups run in the row form.
+inline bool conv_row_form(const Value& w, I64 G) {
+  I64 nk = 1;
+  for (int i = 2; i < w.shape.rank; ++i) nk *= w.shape[i];
+  const I64 Mg = w.shape[0] / G;
+  return Mg >= kRowFormChannels || (Mg >= 1 && Mg <= kDotColumns && w.shape[1] * nk >= kDotMinLength);
+}
 
 /// GEMM rows per chunk for a row length K: a chunk of A (~512 KiB) stays in L2.
 inline I64 rows_per_chunk(I64 K) { return std::max<I64>(12, (I64{1} << 17) / std::max<I64>(K, 1)); }
@@ -270,6 +288,14 @@ std::shared_ptr<const PackedDense> pack_conv_weights(const Value& w, I64 G) {
       for (I64 c = 0; c < Cg; ++c)
         for (I64 t = 0; t < nk; ++t) b[uz((t * Cg + c) * Mg + m)] = w.f()[((g * Mg + m) * Cg + c) * nk + t];
     pack_panels(uz(p->K), uz(Mg), b.data(), uz(Mg), p->panels.data() + uz(g) * per);
+  }
+  if (Mg <= kDotColumns) {  // gemm_columns: per group, Mg columns of K contiguous weights
+    p->cols.resize(uz(G * Mg * p->K));
+    for (I64 g = 0; g < G; ++g)
+      for (I64 m = 0; m < Mg; ++m)
+        for (I64 c = 0; c < Cg; ++c)
+          for (I64 t = 0; t < nk; ++t)
+            p->cols[uz(((g * Mg + m) * nk + t) * Cg + c)] = w.f()[((g * Mg + m) * Cg + c) * nk + t];
   }
   return p;
 }
@@ -449,8 +475,12 @@ void conv_rows(const Node& n, const Window3& win, const float* x, I64 Nb, I64 C,
       for (I64 r0 = 0; r0 < total; r0 += step) {
         const I64 r1 = std::min(total, r0 + step);
         im2col_rows(win, xh, Cg, r0, r1, A);
-        gemm_packed(uz(r1 - r0), uz(Mg), uz(K), A, uz(K), panels, Cm, uz(Mg), bias ? bp : nullptr, nullptr, n.act,
-                    n.alpha, n.beta);
+        if (!pw.cols.empty())
+          gemm_columns(uz(r1 - r0), uz(Mg), uz(K), A, uz(K), pw.cols.data() + uz(g * Mg * K), Cm, uz(Mg),
+                       bias ? bias + g * Mg : nullptr, n.act, n.alpha, n.beta);
+        else
+          gemm_packed(uz(r1 - r0), uz(Mg), uz(K), A, uz(K), panels, Cm, uz(Mg), bias ? bp : nullptr, nullptr, n.act,
+                      n.alpha, n.beta);
         store_channels_first(Cm, Mg, r0, r1, P, Mo, g * Mg, b0, nullptr, d);
       }
     }
@@ -545,17 +575,6 @@ void run_conv(const Node& n, Workspace& ws) {
   const I64 Cg = C / G, Mg = Mo / G, P = win.n_out(), Pin = win.n_in(), nk = win.n_k(), Kc = Cg * nk;
   if (Nb == 0 || P == 0 || Mo == 0) return;
   const float* bf = bias ? bias->f() : nullptr;
-  if (Mg == 1) {  // depthwise and single-channel outputs: direct sums, then bias and activation
-    for (I64 b = 0; b < Nb; ++b)
-      for (I64 g = 0; g < G; ++g) {
-        float* o = d + (b * Mo + g) * P;
-        conv_direct(win, x.f() + (b * C + g * Cg) * Pin, Cg, w.f() + g * Kc, o);
-        if (bf)
-          for (I64 p = 0; p < P; ++p) o[p] += bf[g];
-        activate(o, uz(P), n.act, n.alpha, n.beta);
-      }
-    return;
-  }
   bool pointwise = nk == 1;
   for (int j = 0; j < 3; ++j) pointwise = pointwise && win.s[j] == 1 && win.pb[j] == 0 && win.pe[j] == 0;
   I64 Dp, Hp, Wp;
@@ -566,6 +585,17 @@ void run_conv(const Node& n, Workspace& ws) {
   const PackedDense* pw = n.dense.get();
   if (!pointwise && use_padded && pw && pw->K == Kc && pw->N == Mg && Kc > 0) {
     conv_rows(n, win, x.f(), Nb, C, G, bf, d, ws);
+    return;
+  }
+  if (Mg == 1) {  // depthwise and single-channel outputs: direct sums, then bias and activation
+    for (I64 b = 0; b < Nb; ++b)
+      for (I64 g = 0; g < G; ++g) {
+        float* o = d + (b * Mo + g) * P;
+        conv_direct(win, x.f() + (b * C + g * Cg) * Pin, Cg, w.f() + g * Kc, o);
+        if (bf)
+          for (I64 p = 0; p < P; ++p) o[p] += bf[g];
+        activate(o, uz(P), n.act, n.alpha, n.beta);
+      }
     return;
   }
   // output positions per im2col block: the block ([Kc, blk] floats) stays within ~512 KiB
@@ -638,8 +668,7 @@ void import_conv(ImportContext& at, Node& n) {
     if (w->shape[0] % n.i0 != 0)
       at.fail("group " + std::to_string(n.i0) + " does not divide the " + std::to_string(w->shape[0]) +
               " output channels of W " + w->shape.str());
-    if (w->type == ElementType::Float32 && w->shape[0] / n.i0 >= kRowFormChannels)
-      n.dense = pack_conv_weights(*w, n.i0);
+    if (w->type == ElementType::Float32 && conv_row_form(*w, n.i0)) n.dense = pack_conv_weights(*w, n.i0);
   }
 }
 
