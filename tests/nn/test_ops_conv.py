@@ -245,6 +245,30 @@ def test_average_pool(rng, spatial, attrs, count_include_pad):
     compare(one_node("AveragePool", x, count_include_pad=count_include_pad, **attrs), {"x": x})
 
 
+@pytest.mark.parametrize(
+    "spatial,attrs",
+    [
+        ((3, 3), {"kernel_shape": [3, 3]}),
+        ((3, 3), {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+        ((3, 3), {"kernel_shape": [3, 3], "pads": [0, 0, 1, 1], "ceil_mode": 1}),
+        ((4, 2), {"kernel_shape": [3, 2], "strides": [2, 1]}),
+        ((5,), {"kernel_shape": [5]}),
+        ((2, 3, 2), {"kernel_shape": [2, 3, 2]}),
+    ],
+)
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_pool_windows_near_the_plane(rng, spatial, attrs, op, batch):
+    """Windows that are (or are almost) the whole plane: the one-pass form where the window is
+    exactly the unpadded plane, the general one otherwise. NaN propagates through the average
+    (onnxruntime's MaxPool drops or keeps a NaN depending on where it falls: not compared)."""
+    x = randn(rng, batch, 4, *spatial)
+    if batch and op == "AveragePool":
+        x.reshape(-1)[5] = np.nan
+    extra = {"count_include_pad": 1} if op == "AveragePool" else {}
+    compare(one_node(op, x, **attrs, **extra), {"x": x})
+
+
 def test_average_pool_dilations_opset19(rng):
     x = randn(rng, 2, 3, 11, 11)
     for cip in (0, 1):
@@ -557,8 +581,9 @@ def _predict_in_subprocess(env, model_path, x_path, out_path):
 
 @pytest.mark.parametrize("act", ["Relu", "Tanh"])
 def test_conv_avx512_tiles_equal_the_avx2_tiles(rng, tmp_path, act):
-    """The AVX-512 convolution tiles sum in the AVX2 tiles' order: identical bits with
-    HEPINFER_DISABLE_AVX512=1 (odd channel and position counts: partial tiles and panels)."""
+    """The convolution runs on the GEMM's per-CPU tiles, whose AVX-512 form sums in the AVX2
+    tiles' order: identical bits with HEPINFER_DISABLE_AVX512=1 (odd channel and position counts:
+    partial tiles and panels)."""
     x = randn(rng, 3, 5, 13, 11)
     m = make(
         [

@@ -1,21 +1,29 @@
 // Convolution family: Conv and ConvTranspose, 1-D to 3-D, import handlers and kernels (see
-// op_import.hpp).
+// op_import.hpp). Every GEMM runs on gemm_packed, i.e. on the tiles chosen for this CPU
+// (cpu_kernels(); HEPINFER_NN_KERNELS=avx512|avx2|portable).
 //
-// Conv runs as im2col + GEMM (gemm_packed): for every event and group,
-// out[Mg, P] = W[Mg, Cg * K] col[Cg * K, P] with P the output positions and K the kernel taps,
-// the weights read in place as the GEMM's left operand (so they need no packing) and the bias
-// and fused activation applied in the GEMM epilogue. The im2col matrix is built line by line (a
-// run of output positions along the last axis reads a run of input elements at the stride, so
-// only the ends of a line need bounds checks), straight into the panel layout the GEMM
-// micro-kernel reads, in blocks of output positions that keep it in L2. Pointwise convolutions
-// (kernel 1, stride 1, no padding) multiply the input planes directly; convolutions with one
-// output channel per group (depthwise) are summed directly, tap by tap, over whole lines.
-// ConvTranspose is GEMM + col2im: col[Mg * K, P_in] = W_g^T X_g, scattered into the output.
+// Conv with constant weights and at least kRowFormChannels output channels per group runs in the
+// row form (conv_rows): the weights are packed once at import as a dense layer's right operand
+// [(taps, C_g), M_g], and the im2col rows of the output positions of one or several events (the
+// batch folded into the rows) are its left operand; see "Convolutions with the output positions
+// as GEMM rows" below. Otherwise Conv is im2col + GEMM with the output positions as columns: for
+// every event and group, out[Mg, P] = W[Mg, Cg * K] col[Cg * K, P] with P the output positions
+// and K the kernel taps, the weights read in place as the GEMM's left operand and the bias and
+// fused activation applied in the GEMM epilogue. That im2col matrix is built line by line (a run
+// of output positions along the last axis reads a run of input elements at the stride, so only
+// the ends of a line need bounds checks), straight into the panel layout the GEMM micro-kernel
+// reads, in blocks of output positions that keep it in L2. Pointwise convolutions (kernel 1,
+// stride 1, no padding) multiply the input planes directly; convolutions with one output channel
+// per group (depthwise) are summed directly, tap by tap, over whole lines.
+// ConvTranspose with constant weights is the row form too (conv_transpose_rows: input positions
+// x (taps, output channels), then col2im on channel runs); with computed weights GEMM + col2im:
+// col[Mg * K, P_in] = W_g^T X_g, scattered into the output.
 #include <algorithm>
 #include <cstring>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -167,95 +175,10 @@ HEPINFER_NO_MEMCPY_IDIOM void im2col_panels_padded(const Window3& w, const float
         }
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-#define HEPINFER_CONV_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
-
-/// MR rows x NP panels (16 columns each) of C = A B + bias_row with AVX-512: one zmm
-/// accumulator per row and panel, k ascending with FMA (the order of the AVX2 tiles).
-template <int MR, int NP>
-HEPINFER_CONV_AVX512 void conv_tile_avx512(I64 K, const float* A, I64 lda, const float* panels, I64 ps, float* C,
-                                           I64 ldc, I64 ncols, const float* bias_row, bool relu) {
-  __m512 acc[MR][NP];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 2
-    for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_setzero_ps();
-  for (I64 k = 0; k < K; ++k) {
-    __m512 b[NP];
-#pragma GCC unroll 2
-    for (int p = 0; p < NP; ++p) b[p] = _mm512_loadu_ps(panels + p * ps + k * 16);
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
-#pragma GCC unroll 2
-      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_fmadd_ps(a, b[p], acc[r][p]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 2
-    for (int p = 0; p < NP; ++p) {
-      __m512 v = acc[r][p];
-      if (bias_row) v = _mm512_add_ps(v, _mm512_set1_ps(bias_row[r]));
-      if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // NaN stays (max returns its 2nd operand)
-      const I64 left = ncols - 16 * p;
-      if (left >= 16) _mm512_storeu_ps(C + r * ldc + 16 * p, v);
-      else if (left > 0) _mm512_mask_storeu_ps(C + r * ldc + 16 * p, static_cast<__mmask16>((1u << left) - 1u), v);
-    }
-}
-
-template <int NP>
-HEPINFER_CONV_AVX512 void conv_rows_avx512(I64 M, I64 K, const float* A, I64 lda, const float* panels, I64 ps, float* C,
-                                           I64 ldc, I64 ncols, const float* bias_row, bool relu) {
-  I64 i = 0;
-  for (; i + 8 <= M; i += 8)
-    conv_tile_avx512<8, NP>(K, A + i * lda, lda, panels, ps, C + i * ldc, ldc, ncols, bias_row ? bias_row + i : nullptr,
-                            relu);
-  const float* br = bias_row ? bias_row + i : nullptr;
-  A += i * lda;
-  C += i * ldc;
-  switch (M - i) {
-    case 7: conv_tile_avx512<7, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
-    case 6: conv_tile_avx512<6, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
-    case 5: conv_tile_avx512<5, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
-    case 4: conv_tile_avx512<4, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
-    case 3: conv_tile_avx512<3, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
-    case 2: conv_tile_avx512<2, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
-    case 1: conv_tile_avx512<1, NP>(K, A, lda, panels, ps, C, ldc, ncols, br, relu); break;
-    default: break;
-  }
-}
-#endif
-
-/// Whether conv_gemm runs the AVX-512 tiles for M rows.
-inline bool conv_gemm_uses_avx512(I64 M) {
-#if defined(__x86_64__) || defined(__i386__)
-  return M >= 4 && cpu_has_avx512();
-#else
-  (void)M;
-  return false;
-#endif
-}
-
 /// C[M, N] = act(A[M, K] B + bias_row) with B packed in 16-column panels (im2col_panels):
-/// gemm_packed, or on AVX-512 machines 8 x 32 tiles of zmm accumulators (the activation other
-/// than ReLU applied on each stored block of rows).
+/// gemm_packed, on the GEMM tiles chosen for this CPU (cpu_kernels()).
 void conv_gemm(I64 M, I64 N, I64 K, const float* A, const float* panels, float* C, I64 ldc, const float* bias_row,
                const Node& n) {
-#if defined(__x86_64__) || defined(__i386__)
-  if (conv_gemm_uses_avx512(M)) {
-    const I64 ps = K * 16;
-    const bool relu = n.act == Act::Relu;
-    for (I64 j0 = 0; j0 < N; j0 += 32) {
-      const I64 nc = std::min<I64>(32, N - j0);
-      if (nc > 16) conv_rows_avx512<2>(M, K, A, K, panels + (j0 / 16) * ps, ps, C + j0, ldc, nc, bias_row, relu);
-      else conv_rows_avx512<1>(M, K, A, K, panels + (j0 / 16) * ps, ps, C + j0, ldc, nc, bias_row, relu);
-    }
-    if (n.act != Act::None && !relu)
-      for (I64 r = 0; r < M; ++r) activate(C + r * ldc, uz(N), n.act, n.alpha, n.beta);
-    return;
-  }
-#endif
   gemm_packed(uz(M), uz(N), uz(K), A, uz(K), panels, C, uz(ldc), nullptr, bias_row, n.act, n.alpha, n.beta);
 }
 
@@ -310,6 +233,323 @@ void check_kernel_shape(const Node& n, const Value& w) {
   if (!ok) throw OpError("W " + w.shape.str() + " does not match kernel_shape");
 }
 
+// ---- Convolutions with the output positions as GEMM rows
+// With constant weights and several output channels per group, Conv and ConvTranspose run as
+// the product of a dense layer: the weights are packed once at import as the GEMM's right
+// operand (panels of 16 output columns, pack_conv_weights / pack_conv_transpose_weights), the
+// left operand's rows are output (Conv) or input (ConvTranspose) positions of a few events at
+// once, so that at batch 256 a small grid still makes a large GEMM, and the result
+// [position][channel] is written back channel-first. Conv's im2col rows come from a
+// channel-last, zero-padded copy of the input, where a row is k_d * k_h contiguous runs of
+// k_w * C_g floats (no bounds checks); ConvTranspose adds each row's taps (C_out floats each)
+// into a channel-last output (col2im on contiguous runs).
+
+/// Output channels per group from which the row form is used (below, the planes-as-columns form
+/// keeps its 16-wide panels full), and the row form for at most kDotColumns output channels per
+/// group over at least kDotMinLength inputs (C_g times taps): each output a dot product of an
+/// im2col row with the weights (gemm_columns), where the 16-wide panels would be mostly padding.
+constexpr I64 kRowFormChannels = 16;
+constexpr I64 kDotMinLength = 64;
+
+/// Whether Conv weights [Mo][Cg][k...] with G groups run in the row form.
+inline bool conv_row_form(const Value& w, I64 G) {
+  I64 nk = 1;
+  for (int i = 2; i < w.shape.rank; ++i) nk *= w.shape[i];
+  const I64 Mg = w.shape[0] / G;
+  return Mg >= kRowFormChannels || (Mg >= 1 && Mg <= kDotColumns && w.shape[1] * nk >= kDotMinLength);
+}
+
+/// GEMM rows per chunk for a row length K: a chunk of A (~512 KiB) stays in L2.
+inline I64 rows_per_chunk(I64 K) { return std::max<I64>(12, (I64{1} << 17) / std::max<I64>(K, 1)); }
+
+/// `total` rows in chunks of at most about `max_rows`, of equal size in multiples of 12 (the
+/// GEMM's tile height: no chunk ends on a thin tile that the others do not have).
+inline I64 balanced_chunk(I64 total, I64 max_rows) {
+  const I64 chunks = (total + max_rows - 1) / max_rows;
+  return std::max<I64>(1, ((total + chunks - 1) / chunks + 11) / 12 * 12);
+}
+
+/// The floats of one group's packed right operand.
+inline size_t group_panels(const PackedDense& p) { return packed_panels_size(uz(p.K), uz(p.N)); }
+
+/// Conv weights W [M][C_g][k...] as G right operands B_g [(taps, c)][M / G], packed.
+std::shared_ptr<const PackedDense> pack_conv_weights(const Value& w, I64 G) {
+  const I64 Mo = w.shape[0], Cg = w.shape[1], Mg = Mo / G;
+  I64 nk = 1;
+  for (int i = 2; i < w.shape.rank; ++i) nk *= w.shape[i];
+  auto p = std::make_shared<PackedDense>();
+  p->K = Cg * nk;
+  p->N = Mg;
+  const size_t per = group_panels(*p);
+  p->panels.assign(per * uz(G), 0.0f);
+  std::vector<float> b(uz(p->K * Mg));
+  for (I64 g = 0; g < G; ++g) {
+    for (I64 m = 0; m < Mg; ++m)
+      for (I64 c = 0; c < Cg; ++c)
+        for (I64 t = 0; t < nk; ++t) b[uz((t * Cg + c) * Mg + m)] = w.f()[((g * Mg + m) * Cg + c) * nk + t];
+    pack_panels(uz(p->K), uz(Mg), b.data(), uz(Mg), p->panels.data() + uz(g) * per);
+  }
+  if (Mg <= kDotColumns) {  // gemm_columns: per group, Mg columns of K contiguous weights
+    p->cols.resize(uz(G * Mg * p->K));
+    for (I64 g = 0; g < G; ++g)
+      for (I64 m = 0; m < Mg; ++m)
+        for (I64 c = 0; c < Cg; ++c)
+          for (I64 t = 0; t < nk; ++t)
+            p->cols[uz(((g * Mg + m) * nk + t) * Cg + c)] = w.f()[((g * Mg + m) * Cg + c) * nk + t];
+  }
+  return p;
+}
+
+/// ConvTranspose weights W [C][M_g][k...] as G right operands B_g [c][(taps, m)], packed.
+std::shared_ptr<const PackedDense> pack_conv_transpose_weights(const Value& w, I64 G) {
+  const I64 C = w.shape[0], Cg = C / G, Mg = w.shape[1];
+  I64 nk = 1;
+  for (int i = 2; i < w.shape.rank; ++i) nk *= w.shape[i];
+  auto p = std::make_shared<PackedDense>();
+  p->K = Cg;
+  p->N = nk * Mg;
+  const size_t per = group_panels(*p);
+  p->panels.assign(per * uz(G), 0.0f);
+  std::vector<float> b(uz(Cg * p->N));
+  for (I64 g = 0; g < G; ++g) {
+    for (I64 c = 0; c < Cg; ++c)
+      for (I64 m = 0; m < Mg; ++m)
+        for (I64 t = 0; t < nk; ++t) b[uz(c * p->N + t * Mg + m)] = w.f()[((g * Cg + c) * Mg + m) * nk + t];
+    pack_panels(uz(Cg), uz(p->N), b.data(), uz(p->N), p->panels.data() + uz(g) * per);
+  }
+  return p;
+}
+
+/// dst[j * ldd + i] = src[i * lds + j] (+ bias[j] where bias is given) for i < rows, j < cols.
+void transpose_scalar(const float* src, I64 lds, I64 rows, I64 cols, float* dst, I64 ldd, const float* bias) {
+  for (I64 i0 = 0; i0 < rows; i0 += 16) {
+    const I64 i1 = std::min(rows, i0 + 16);
+    for (I64 j = 0; j < cols; ++j) {
+      const float b = bias ? bias[j] : 0.0f;
+      for (I64 i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j] + b;
+    }
+  }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/// transpose_scalar in 8 x 8 blocks of AVX registers (the same values).
+__attribute__((target("avx2"))) void transpose_avx2(const float* src, I64 lds, I64 rows, I64 cols, float* dst, I64 ldd,
+                                                    const float* bias) {
+  const I64 r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+  for (I64 i = 0; i < r8; i += 8)
+    for (I64 j = 0; j < c8; j += 8) {
+      const float* s = src + i * lds + j;
+      __m256 r[8];
+      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(s + k * lds);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      __m256 o[8];
+      o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+      o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+      o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+      o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+      o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+      o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+      o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+      o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+      float* d = dst + j * ldd + i;
+      for (int k = 0; k < 8; ++k) {
+        const __m256 v = bias ? _mm256_add_ps(o[k], _mm256_set1_ps(bias[j + k])) : o[k];
+        _mm256_storeu_ps(d + k * ldd, v);
+      }
+    }
+  if (c8 < cols) transpose_scalar(src + c8, lds, r8, cols - c8, dst + c8 * ldd, ldd, bias ? bias + c8 : nullptr);
+  if (r8 < rows) transpose_scalar(src + r8 * lds, lds, rows - r8, cols, dst + r8, ldd, bias);
+}
+#endif
+
+/// dst[j * ldd + i] = src[i * lds + j] (+ bias[j] where bias is given): a block of a
+/// channel-first / channel-last conversion.
+void transpose(const float* src, I64 lds, I64 rows, I64 cols, float* dst, I64 ldd, const float* bias) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (cpu_has_avx2_fma()) {
+    transpose_avx2(src, lds, rows, cols, dst, ldd, bias);
+    return;
+  }
+#endif
+  transpose_scalar(src, lds, rows, cols, dst, ldd, bias);
+}
+
+/// Copies channels [c0, c0 + Cg) of events [b0, b1) of x [Nb][C][Di][Hi][Wi] into
+/// xh [b1 - b0][Dp][Hp][Wp][Cg], zero in the window's padding.
+void to_channels_last_padded(const Window3& w, const float* x, I64 C, I64 c0, I64 Cg, I64 b0, I64 b1, float* xh) {
+  I64 Dp, Hp, Wp;
+  padded_sizes(w, Dp, Hp, Wp);
+  const I64 Di = w.in[0], Hi = w.in[1], Wi = w.in[2], pin = w.n_in();
+  const I64 line = Wp * Cg, plane = Dp * Hp * line;
+  for (I64 b = b0; b < b1; ++b) {
+    float* e = xh + (b - b0) * plane;
+    const float* xb = x + (b * C + c0) * pin;
+    for (I64 dp = 0; dp < Dp; ++dp)
+      for (I64 hp = 0; hp < Hp; ++hp) {
+        float* row = e + (dp * Hp + hp) * line;
+        const I64 id = dp - w.pb[0], ih = hp - w.pb[1];
+        if (id < 0 || id >= Di || ih < 0 || ih >= Hi) {
+          std::fill(row, row + line, 0.0f);
+          continue;
+        }
+        std::fill(row, row + w.pb[2] * Cg, 0.0f);
+        std::fill(row + (w.pb[2] + Wi) * Cg, row + line, 0.0f);
+        transpose(xb + (id * Hi + ih) * Wi, pin, Cg, Wi, row + w.pb[2] * Cg, Cg, nullptr);
+      }
+  }
+}
+
+/// im2col rows [r0, r1) of a chunk (row r: event r / P of the chunk, output position r % P)
+/// from xh (to_channels_last_padded) into A [r1 - r0][K], K ordered (kd, kh, kw, c).
+void im2col_rows(const Window3& w, const float* xh, I64 Cg, I64 r0, I64 r1, float* A) {
+  I64 Dp, Hp, Wp;
+  padded_sizes(w, Dp, Hp, Wp);
+  const I64 P = w.n_out(), Ho = w.out[1], Wo = w.out[2], K = Cg * w.n_k();
+  const I64 line = Wp * Cg, plane = Dp * Hp * line;
+  const bool runs = w.d[2] == 1;  // the k_w taps of one (kd, kh) are one run of k_w * Cg floats
+  const size_t run = uz(runs ? w.k[2] * Cg : Cg) * sizeof(float);
+  for (I64 r = r0; r < r1; ++r) {
+    const I64 e = r / P, p = r % P;
+    const I64 od = p / (Ho * Wo), oh = p / Wo % Ho, ow = p % Wo;
+    const float* base = xh + e * plane + (od * w.s[0] * Hp + oh * w.s[1]) * line + ow * w.s[2] * Cg;
+    float* a = A + (r - r0) * K;
+    for (I64 kd = 0; kd < w.k[0]; ++kd)
+      for (I64 kh = 0; kh < w.k[1]; ++kh) {
+        const float* src = base + (kd * w.d[0] * Hp + kh * w.d[1]) * line;
+        if (runs) {
+          std::memcpy(a, src, run);
+          a += w.k[2] * Cg;
+        } else {
+          for (I64 kw = 0; kw < w.k[2]; ++kw, a += Cg) std::memcpy(a, src + kw * w.d[2] * Cg, run);
+        }
+      }
+  }
+}
+
+/// Writes rows [r0, r1) of a chunk's channel-last result Cm [r1 - r0][Mg] (row r: event
+/// b0 + r / P, position r % P), plus bias (may be null), into channels [m0, m0 + Mg) of
+/// out [Nb][Mo][P].
+void store_channels_first(const float* Cm, I64 Mg, I64 r0, I64 r1, I64 P, I64 Mo, I64 m0, I64 b0, const float* bias,
+                          float* out) {
+  for (I64 r = r0; r < r1;) {
+    const I64 e = r / P, p = r % P, n = std::min(r1 - r, P - p);  // a run of positions of one event
+    transpose(Cm + (r - r0) * Mg, Mg, n, Mg, out + ((b0 + e) * Mo + m0) * P + p, P, bias);
+    r += n;
+  }
+}
+
+/// Conv in the row form (see above); needs n.dense from pack_conv_weights.
+void conv_rows(const Node& n, const Window3& win, const float* x, I64 Nb, I64 C, I64 G, const float* bias, float* d,
+               Workspace& ws) {
+  const PackedDense& pw = *n.dense;
+  const I64 Cg = C / G, Mg = pw.N, Mo = Mg * G, P = win.n_out(), K = pw.K;
+  I64 Dp, Hp, Wp;
+  padded_sizes(win, Dp, Hp, Wp);
+  const I64 plane = Dp * Hp * Wp * Cg;
+  const I64 R = rows_per_chunk(K);
+  const I64 epc = std::clamp<I64>(R / P, 1, Nb);  // events per chunk
+  const I64 rows = std::min(R + 11, epc * P);     // A's rows: a balanced chunk may pass R by up to 11
+  const I64 nb = (Mg + 15) / 16 * 16;
+  std::vector<float>& s = ws.scratch;
+  const size_t need = uz(epc * plane + rows * K + rows * Mg + nb);
+  if (s.size() < need) s.resize(need);
+  float* xh = s.data();
+  float* A = xh + epc * plane;
+  float* Cm = A + rows * K;
+  float* bp = Cm + rows * Mg;
+  const size_t per = group_panels(pw);
+  for (I64 g = 0; g < G; ++g) {
+    std::fill(bp, bp + nb, 0.0f);
+    if (bias) std::copy(bias + g * Mg, bias + (g + 1) * Mg, bp);
+    const float* panels = pw.panels.data() + uz(g) * per;
+    for (I64 b0 = 0; b0 < Nb; b0 += epc) {
+      const I64 b1 = std::min(Nb, b0 + epc), total = (b1 - b0) * P, step = std::min(rows, balanced_chunk(total, R));
+      to_channels_last_padded(win, x, C, g * Cg, Cg, b0, b1, xh);
+      for (I64 r0 = 0; r0 < total; r0 += step) {
+        const I64 r1 = std::min(total, r0 + step);
+        im2col_rows(win, xh, Cg, r0, r1, A);
+        if (!pw.cols.empty())
+          gemm_columns(uz(r1 - r0), uz(Mg), uz(K), A, uz(K), pw.cols.data() + uz(g * Mg * K), Cm, uz(Mg),
+                       bias ? bias + g * Mg : nullptr, n.act, n.alpha, n.beta);
+        else
+          gemm_packed(uz(r1 - r0), uz(Mg), uz(K), A, uz(K), panels, Cm, uz(Mg), bias ? bp : nullptr, nullptr, n.act,
+                      n.alpha, n.beta);
+        store_channels_first(Cm, Mg, r0, r1, P, Mo, g * Mg, b0, nullptr, d);
+      }
+    }
+  }
+}
+
+/// Adds rows [r0, r1) of a chunk's col [r1 - r0][(taps, Mg)] (row r: event r / P_in of the
+/// chunk, input position r % P_in) into acc [event][P][Mg]: input position i and tap t land on
+/// output position i * s + t * d - pb.
+void col2im_rows(const Window3& w, const float* col, I64 Mg, I64 r0, I64 r1, float* acc) {
+  const I64 Pin = w.n_in(), P = w.n_out(), Hi = w.in[1], Wi = w.in[2], Ho = w.out[1], Wo = w.out[2];
+  const I64 N = w.n_k() * Mg;
+  for (I64 r = r0; r < r1; ++r) {
+    const I64 e = r / Pin, i = r % Pin;
+    const I64 id = i / (Hi * Wi), ih = i / Wi % Hi, iw = i % Wi;
+    const float* c = col + (r - r0) * N;
+    float* ae = acc + e * P * Mg;
+    for (I64 kd = 0; kd < w.k[0]; ++kd) {
+      const I64 od = id * w.s[0] + kd * w.d[0] - w.pb[0];
+      if (od < 0 || od >= w.out[0]) continue;
+      for (I64 kh = 0; kh < w.k[1]; ++kh) {
+        const I64 oh = ih * w.s[1] + kh * w.d[1] - w.pb[1];
+        if (oh < 0 || oh >= Ho) continue;
+        for (I64 kw = 0; kw < w.k[2]; ++kw) {
+          const I64 ow = iw * w.s[2] + kw * w.d[2] - w.pb[2];
+          if (ow < 0 || ow >= Wo) continue;
+          float* dst = ae + ((od * Ho + oh) * Wo + ow) * Mg;
+          const float* src = c + ((kd * w.k[1] + kh) * w.k[2] + kw) * Mg;
+          for (I64 m = 0; m < Mg; ++m) dst[m] += src[m];
+        }
+      }
+    }
+  }
+}
+
+/// ConvTranspose in the row form (see above); needs n.dense from pack_conv_transpose_weights.
+void conv_transpose_rows(const Node& n, const Window3& win, const float* x, I64 Nb, I64 C, I64 G, const float* bias,
+                         float* d, Workspace& ws) {
+  const PackedDense& pw = *n.dense;
+  const I64 Cg = C / G, N = pw.N, nk = win.n_k(), Mg = N / nk, Mo = Mg * G, P = win.n_out(), Pin = win.n_in();
+  const I64 R = rows_per_chunk(N);
+  const I64 epc = std::clamp<I64>(R / std::max<I64>(Pin, 1), 1, Nb);  // events per chunk
+  const I64 rows = std::min(R + 11, epc * Pin);
+  std::vector<float>& s = ws.scratch;
+  const size_t need = uz(epc * Pin * Cg + rows * N + epc * P * Mg);
+  if (s.size() < need) s.resize(need);
+  float* A = s.data();
+  float* col = A + epc * Pin * Cg;
+  float* acc = col + rows * N;
+  const size_t per = group_panels(pw);
+  for (I64 g = 0; g < G; ++g) {
+    const float* panels = pw.panels.data() + uz(g) * per;
+    for (I64 b0 = 0; b0 < Nb; b0 += epc) {
+      const I64 b1 = std::min(Nb, b0 + epc), total = (b1 - b0) * Pin;
+      for (I64 b = b0; b < b1; ++b)  // A [(event, input position)][c]: the input channel-last
+        transpose(x + (b * C + g * Cg) * Pin, Pin, Cg, Pin, A + (b - b0) * Pin * Cg, Cg, nullptr);
+      std::fill(acc, acc + (b1 - b0) * P * Mg, 0.0f);
+      const I64 step = std::min(rows, balanced_chunk(total, R));
+      for (I64 r0 = 0; r0 < total; r0 += step) {
+        const I64 r1 = std::min(total, r0 + step);
+        gemm_packed(uz(r1 - r0), uz(N), uz(Cg), A + r0 * Cg, uz(Cg), panels, col, uz(N), nullptr, nullptr, Act::None,
+                    0.0f, 0.0f);
+        col2im_rows(win, col, Mg, r0, r1, acc);
+      }
+      store_channels_first(acc, Mg, 0, (b1 - b0) * P, P, Mo, g * Mg, b0, bias ? bias + g * Mg : nullptr, d);
+    }
+  }
+}
+
 // Conv. node: v0 kernel_shape (may be empty), v1 strides, v2 pads, v3 dilations, i0 group,
 // i1 auto_pad; act/alpha/beta: a fused activation.
 void run_conv(const Node& n, Workspace& ws) {
@@ -335,6 +575,18 @@ void run_conv(const Node& n, Workspace& ws) {
   const I64 Cg = C / G, Mg = Mo / G, P = win.n_out(), Pin = win.n_in(), nk = win.n_k(), Kc = Cg * nk;
   if (Nb == 0 || P == 0 || Mo == 0) return;
   const float* bf = bias ? bias->f() : nullptr;
+  bool pointwise = nk == 1;
+  for (int j = 0; j < 3; ++j) pointwise = pointwise && win.s[j] == 1 && win.pb[j] == 0 && win.pe[j] == 0;
+  I64 Dp, Hp, Wp;
+  padded_sizes(win, Dp, Hp, Wp);
+  const bool padded = win.pb[0] + win.pe[0] + win.pb[1] + win.pe[1] + win.pb[2] + win.pe[2] > 0;
+  const I64 pad_size = padded ? Cg * Dp * Hp * Wp : 0;
+  const bool use_padded = pad_size <= 4 * Cg * Pin + (I64{1} << 16);
+  const PackedDense* pw = n.dense.get();
+  if (!pointwise && use_padded && pw && pw->K == Kc && pw->N == Mg && Kc > 0) {
+    conv_rows(n, win, x.f(), Nb, C, G, bf, d, ws);
+    return;
+  }
   if (Mg == 1) {  // depthwise and single-channel outputs: direct sums, then bias and activation
     for (I64 b = 0; b < Nb; ++b)
       for (I64 g = 0; g < G; ++g) {
@@ -346,24 +598,16 @@ void run_conv(const Node& n, Workspace& ws) {
       }
     return;
   }
-  bool pointwise = nk == 1;
-  for (int j = 0; j < 3; ++j) pointwise = pointwise && win.s[j] == 1 && win.pb[j] == 0 && win.pe[j] == 0;
   // output positions per im2col block: the block ([Kc, blk] floats) stays within ~512 KiB
   const I64 blk = pointwise ? P : std::min(P, std::max<I64>(64, (I64{1} << 17) / std::max<I64>(Kc, 1) / 16 * 16));
   std::vector<float>& col = ws.scratch;
   const I64 col_size = Kc * ((blk + 15) / 16) * 16;
   // the input planes zero-padded once per event and group (no padding: read in place), unless
   // the padding would make them much larger than the input
-  I64 Dp, Hp, Wp;
-  padded_sizes(win, Dp, Hp, Wp);
-  const bool padded = win.pb[0] + win.pe[0] + win.pb[1] + win.pe[1] + win.pb[2] + win.pe[2] > 0;
-  const I64 pad_size = padded ? Cg * Dp * Hp * Wp : 0;
-  const bool use_padded = pad_size <= 4 * Cg * Pin + (I64{1} << 16);
   const I64 need = col_size + (use_padded ? pad_size : 0);
-  const bool avx512_tiles = conv_gemm_uses_avx512(Mg);
-  if (pointwise && avx512_tiles) {
+  if (pointwise) {
     if (col.size() < packed_panels_size(uz(Cg), uz(P))) col.resize(packed_panels_size(uz(Cg), uz(P)));
-  } else if (!pointwise && col.size() < uz(need)) {
+  } else if (col.size() < uz(need)) {
     col.resize(uz(need));
   }
   for (I64 b = 0; b < Nb; ++b)
@@ -372,13 +616,9 @@ void run_conv(const Node& n, Workspace& ws) {
       const float* wg = w.f() + g * Mg * Kc;
       float* dg = d + (b * Mo + g * Mg) * P;
       const float* bg = bf ? bf + g * Mg : nullptr;
-      if (pointwise) {
-        if (avx512_tiles) {  // the planes packed into panels for the AVX-512 tiles
-          pack_panels(uz(Cg), uz(P), xg, uz(P), col.data());
-          conv_gemm(Mg, P, Cg, wg, col.data(), dg, P, bg, n);
-        } else {
-          gemm(uz(Mg), uz(P), uz(Cg), wg, uz(Cg), xg, uz(P), dg, uz(P), nullptr, bg, n.act, n.alpha, n.beta);
-        }
+      if (pointwise) {  // the input planes are the GEMM's right operand: packed into panels as they are
+        pack_panels(uz(Cg), uz(P), xg, uz(P), col.data());
+        conv_gemm(Mg, P, Cg, wg, col.data(), dg, P, bg, n);
         continue;
       }
       float* pad = col.data() + col_size;
@@ -428,6 +668,7 @@ void import_conv(ImportContext& at, Node& n) {
     if (w->shape[0] % n.i0 != 0)
       at.fail("group " + std::to_string(n.i0) + " does not divide the " + std::to_string(w->shape[0]) +
               " output channels of W " + w->shape.str());
+    if (w->type == ElementType::Float32 && conv_row_form(*w, n.i0)) n.dense = pack_conv_weights(*w, n.i0);
   }
 }
 
@@ -530,6 +771,11 @@ void run_conv_transpose(const Node& n, Workspace& ws) {
   float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
   const I64 P = win.n_out(), Pin = win.n_in(), nk = win.n_k();
   if (Nb == 0 || P == 0 || Mo == 0) return;
+  const PackedDense* pw = n.dense.get();
+  if (pw && pw->K == Cg && pw->N == nk * Mg && Pin > 0 && Cg > 0) {
+    conv_transpose_rows(n, win, x.f(), Nb, C, G, bias ? bias->f() : nullptr, d, ws);
+    return;
+  }
   // scratch: the group's transposed weights [Mg * nk, Cg], then col [Mg * nk, Pin]
   std::vector<float>& scratch = ws.scratch;
   const I64 wt_size = Mg * nk * Cg;
@@ -579,6 +825,7 @@ void import_conv_transpose(ImportContext& at, Node& n) {
     if (w->shape[0] % n.i0 != 0)
       at.fail("group " + std::to_string(n.i0) + " does not divide the " + std::to_string(w->shape[0]) +
               " input channels of W " + w->shape.str());
+    if (w->type == ElementType::Float32 && w->shape[1] >= 1) n.dense = pack_conv_transpose_weights(*w, n.i0);
   }
 }
 

@@ -136,6 +136,31 @@ void last_axis_runs(const Window3& w, std::vector<I64>& buf, const I64*& kw_lo, 
   kw_hi = buf.data() + w.k[2];
 }
 
+/// Whether every window is the whole input plane (one output per plane, no padding inside it):
+/// then MaxPool / AveragePool are global pools, one pass over each plane.
+bool window_is_plane(const Window3& w) {
+  for (int j = 0; j < 3; ++j)
+    if (w.out[j] != 1 || w.pb[j] != 0 || w.pe[j] != 0 || w.d[j] != 1 || w.k[j] != w.in[j]) return false;
+  return true;
+}
+
+/// Max (NaN propagates) or mean of each of `planes` planes of `sp` values.
+void pool_planes(const float* x, I64 planes, I64 sp, bool is_max, float* d) {
+  for (I64 pl = 0; pl < planes; ++pl) {
+    const float* xp = x + pl * sp;
+    if (is_max) {
+      float m = xp[0];
+      for (I64 i = 1; i < sp; ++i)
+        if (xp[i] > m || xp[i] != xp[i]) m = xp[i];  // NaN propagates (nothing compares above it)
+      d[pl] = m;
+    } else {
+      float s = 0.0f;
+      for (I64 i = 0; i < sp; ++i) s += xp[i];
+      d[pl] = s / static_cast<float>(sp);
+    }
+  }
+}
+
 // MaxPool. node: v0 kernel_shape, v1 strides, v2 pads, v3 dilations, i1 auto_pad, i0 ceil_mode,
 // i2 storage_order. Output 1 (optional): the flat index of each maximum in X.
 void run_max_pool(const Node& n, Workspace& ws) {
@@ -149,6 +174,10 @@ void run_max_pool(const Node& n, Workspace& ws) {
   I64* idx = iv ? static_cast<I64*>(iv->alloc(ElementType::Int64, os)) : nullptr;
   const I64 planes = x.shape[0] * x.shape[1], P = w.n_out(), Pin = w.n_in();
   const I64 Hi = w.in[1], Wi = w.in[2], Di = w.in[0];
+  if (!idx && planes > 0 && window_is_plane(w)) {
+    pool_planes(x.f(), planes, Pin, true, d);
+    return;
+  }
   const WindowTable table(w, ws.scratch_i);
   if (!idx) {
     std::vector<I64> runs;
@@ -196,6 +225,10 @@ void run_average_pool(const Node& n, Workspace& ws) {
   float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, pooled_shape(x, w)));
   const I64 planes = x.shape[0] * x.shape[1], P = w.n_out(), Pin = w.n_in();
   const bool include_pad = n.i2 != 0;
+  if (planes > 0 && window_is_plane(w)) {
+    pool_planes(x.f(), planes, Pin, false, d);
+    return;
+  }
   const WindowTable table(w, ws.scratch_i);
   std::vector<I64> runs;
   const I64 *kw_lo, *kw_hi;
@@ -245,19 +278,7 @@ void run_global_pool(const Node& n, Workspace& ws) {
   float* d = static_cast<float*>(out(n, ws, 0).alloc(ElementType::Float32, os));
   const I64 planes = x.shape[0] * x.shape[1];
   if (planes > 0 && sp == 0) throw OpError("X " + x.shape.str() + " has no spatial elements to pool");
-  for (I64 pl = 0; pl < planes; ++pl) {
-    const float* xp = x.f() + pl * sp;
-    if (n.i0) {
-      float m = xp[0];
-      for (I64 i = 1; i < sp; ++i)
-        if (xp[i] > m || xp[i] != xp[i]) m = xp[i];  // NaN propagates (nothing compares above it)
-      d[pl] = m;
-    } else {
-      float s = 0.0f;
-      for (I64 i = 0; i < sp; ++i) s += xp[i];
-      d[pl] = s / static_cast<float>(sp);
-    }
-  }
+  pool_planes(x.f(), planes, sp, n.i0 != 0, d);
 }
 
 void import_global_pool(ImportContext& at, Node& n) {
