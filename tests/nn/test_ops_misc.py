@@ -335,9 +335,23 @@ def test_nonzero_nan_and_all_zero():
 
 
 # ----------------------------------------------------------------------------- PRelu
-@pytest.mark.parametrize("slope_shape", [(1,), (5,), (3, 1), (2, 3, 5), ()])
+@pytest.mark.parametrize(
+    "slope_shape", [(1,), (5,), (3, 1), (2, 3, 5), (), (1, 1), (2, 1, 1), (3, 5), (2, 3, 1)]
+)
 def test_prelu(rng, slope_shape):
     x = with_specials(randn(rng, 2, 3, 5))
+    feeds = {"x": x}
+    compare(node_model("PRelu", feeds, inits=[("s", randn(rng, *slope_shape))]), feeds)
+
+
+@pytest.mark.parametrize("batch", [0, 1, 4])
+@pytest.mark.parametrize("slope_shape", [(16, 1, 1), (1, 1, 1), (16, 1, 11), (11,), (2, 16, 1, 11)])
+def test_prelu_per_channel_blocks(rng, batch, slope_shape):
+    """The block form (slopes along consecutive axes: per channel of a CNN, per feature) and the
+    per-element form it falls back to ([16, 1, 11]: two separate axes), NaN and ±inf included."""
+    if len(slope_shape) == 4 and batch != 2:
+        slope_shape = (batch, *slope_shape[1:]) if batch else (1, *slope_shape[1:])
+    x = with_specials(randn(rng, batch, 16, 7, 11))
     feeds = {"x": x}
     compare(node_model("PRelu", feeds, inits=[("s", randn(rng, *slope_shape))]), feeds)
 
