@@ -262,6 +262,11 @@ def run(config: RunConfig, data: Union[None, TrainingData, StreamingData] = None
     if config.training.n_folds:  # k-fold cross-training: k single runs and the bundle
         from hepinfer.train.kfold import run_kfold
 
+        if isinstance(data, StreamingData):
+            raise ConfigError(
+                "training.n_folds: k-fold cross-training holds the sample in memory; it does not stream "
+                "(data.memory_budget)"
+            )
         return run_kfold(config, run, data)
     d = config.data
     os.makedirs(config.output, exist_ok=True)
@@ -270,9 +275,9 @@ def run(config: RunConfig, data: Union[None, TrainingData, StreamingData] = None
     if isinstance(loaded, StreamingData):  # larger than data.memory_budget: chunk by chunk
         from hepinfer.train.streaming import train_streamed
 
-        summary, score, (y_test, w_test, m_test) = train_streamed(config, task, loaded)
-        summary.update(_evaluate(config, task, None, score, y_test, w_test, m_test))
-        return _write_summary(config, summary)
+        streamed, score, (y_test, w_test, m_test) = train_streamed(config, task, loaded)
+        streamed.update(_evaluate(config, task, None, score, y_test, w_test, m_test))
+        return _write_summary(config, streamed)
     data = loaded
     target, weight, events, mass = data.target, data.weight, data.event, data.mass
     train_mask, val_mask, test_mask = split_by_event_number(
