@@ -52,7 +52,7 @@ def config_for(tmp_path, path, kind, **sections):
             "memory_budget": BUDGET,
         },
         "model": {"kind": kind, "hidden": [16]},
-        "training": {"epochs": 2, "batch_size": 128, "progress": False},
+        "training": {"epochs": 2, "batch_size": 128, "learning_rate": 1e-2, "progress": False},
         "bdt": {"n_trees": 15, "max_depth": 3, "early_stopping_rounds": 0},
     }
     for section, values in sections.items():
@@ -102,11 +102,18 @@ def test_small_sample_stays_in_memory(tmp_path, jets_file):
 
 
 def test_mlp_streams_and_learns(tmp_path, jets_file, sizes):
-    summary = T.run(config_for(tmp_path, jets_file, "mlp"))
+    config = config_for(tmp_path, jets_file, "mlp")
+    summary = T.run(config)
     check_streamed(summary, sizes)
     assert summary["test_auc"] > 0.7
     assert len(summary["history"]) == 2 and "validation_auc" in summary["history"][0]
     assert summary["onnx"]
+    # the same run in memory (other mini-batches, same folds) ends about as good
+    config.data.memory_budget = ""
+    config.output = str(tmp_path / "in-memory")
+    in_memory = T.run(config)
+    assert "streamed" not in in_memory and in_memory["n_test"] == summary["n_test"]
+    assert abs(summary["test_auc"] - in_memory["test_auc"]) < 0.03
 
 
 def test_bdt_streams_through_external_memory(tmp_path, jets_file, sizes):
@@ -200,3 +207,40 @@ def test_particle_network_streams_jagged_branches(tmp_path, rng, sizes):
     assert summary["n_train"] + summary["n_validation"] + summary["n_test"] == n
     assert max(sizes["assembled"]) <= 150 and max(sizes["pieces"]) <= S.SHUFFLE_CHUNKS * 150
     assert summary["test_auc"] > 0.7  # signal jets are narrower and have fewer constituents
+
+
+def test_regression_streams_with_the_target_standardised(tmp_path, jets_file, sizes):
+    """An MSE regression of an expression of the features: the target's mean and width come from
+    the first pass, the test-fold RMSE is well below the target's spread."""
+    config = config_for(
+        tmp_path,
+        jets_file,
+        "mlp",
+        data={"target": "2 * x1 - x2", "features": ["x1", "x2"]},
+        loss={"kind": "mse"},
+        training={"epochs": 2, "learning_rate": 1e-2},
+    )
+    summary = T.run(config)
+    check_streamed(summary, sizes)
+    config.data.memory_budget = ""
+    whole = D.load_data(config)
+    assert summary["test_rmse"] < 0.3 * float(np.std(whole.target))
+
+
+def test_disco_streams_with_a_per_batch_term(tmp_path, jets_file, sizes):
+    """DisCo with mini-batches streams: the term is computed per mini-batch in training and on
+    the gathered validation outputs for model selection ("objective": loss + λ·penalty)."""
+    config = config_for(
+        tmp_path,
+        jets_file,
+        "mlp",
+        data={"features": ["x1", "x2"]},  # with the mass as input the first epoch is dead, in memory too
+        loss={"decorrelation": "disco", "decorrelation_strength": 0.5},
+        training={"epochs": 1, "batch_size": 256},
+    )
+    summary = T.run(config)
+    check_streamed(summary, sizes)
+    record = summary["history"][0]
+    assert record["validation_loss"] > record["validation_plain_loss"]  # the penalty is in
+    assert 0 <= record["validation_dcor2"] < 1
+    assert "test_background_dcor2" in summary
