@@ -13,7 +13,7 @@ uproot = pytest.importorskip("uproot")
 import hepinfer.train as T  # noqa: E402
 from hepinfer.train import data as D  # noqa: E402
 from hepinfer.train import streaming as S  # noqa: E402
-from hepinfer.train.bdt import split_by_event_number  # noqa: E402
+from hepinfer.train.bdt import rebalance_weights, split_by_event_number  # noqa: E402
 
 N_EVENTS = 4000
 CHUNK = 200  # events per chunk: 20 chunks
@@ -140,10 +140,24 @@ def test_fold_split_is_the_in_memory_one(tmp_path, jets_file):
     found = S.survey(config, streamed, "binary")
     train, validation, test = split_by_event_number(whole.event, 5, validation_fold=0, test_fold=1)
     assert found.n == [int(train.sum()), int(validation.sum()), int(test.sum())]
+    # the streamed test-fold scoring sees exactly the in-memory test events, in the same order
+    seen: list[np.ndarray] = []
+    score, (label, weight, mass), example = S._test_fold(
+        config, streamed, np.ones(3), lambda inputs: seen.append(inputs[0]) or inputs[0][:, 0], 5
+    )
+    inputs = np.nan_to_num(whole.features[test], nan=-1.0).astype(np.float32)
+    np.testing.assert_array_equal(np.concatenate(seen), inputs)
+    np.testing.assert_array_equal(score, inputs[:, 0])
+    np.testing.assert_array_equal(label, whole.target[test])
+    np.testing.assert_array_equal(weight, whole.weight[test])
+    assert mass is not None and whole.mass is not None
+    np.testing.assert_array_equal(mass, whole.mass[test])
+    np.testing.assert_array_equal(example[0], inputs[:5])
 
 
-def test_standardisation_matches_the_whole_training_fold(tmp_path, jets_file):
-    """The Standardize constants from the first pass's sums are those of the whole training fold."""
+def test_standardisation_and_rebalancing_match_the_whole_training_fold(tmp_path, jets_file):
+    """The Standardize constants from the first pass's sums, and the re-balanced weights, are
+    those of the whole training fold in memory."""
     config = config_for(tmp_path, jets_file, "mlp")
     streamed = D.open_data(config)
     assert isinstance(streamed, D.StreamingData)
@@ -156,6 +170,10 @@ def test_standardisation_matches_the_whole_training_fold(tmp_path, jets_file):
     x = whole.features[train].astype(np.float32).astype(np.float64)  # the network's float32 inputs
     np.testing.assert_allclose(mean, x.mean(0), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(std, x.std(0, ddof=1), rtol=1e-8)
+    # and the re-balanced weights are those of rebalance_weights on the whole training fold
+    factors = S._signal_factors(config, "binary", found)
+    streamed_weights = np.concatenate([r.weight for r in S._fold_rows(config, streamed, 0, factors, 3)])
+    np.testing.assert_allclose(streamed_weights, rebalance_weights(whole.target[train], whole.weight[train]))
 
 
 @pytest.mark.parametrize(
