@@ -563,15 +563,15 @@ def _check_budget(config: RunConfig, n: int, where: str) -> None:
 
 def _collect(
     parts: Iterator[_Part], config: RunConfig, where: str, counted: list[int], limit: int = 0
-) -> list[_Part]:
+) -> Optional[list[_Part]]:
     """The chunks of one input; ``limit`` > 0 (events that fit data.memory_budget) replaces the
-    data.max_events check: :class:`_OverBudget` is raised as soon as the sample passes it."""
-    out = []
+    data.max_events check: ``None`` as soon as the sample passes it (reading stops there)."""
+    out: list[_Part] = []
     for part in parts:
         counted[0] += part.n_events
         if limit:
             if counted[0] > limit:
-                raise _OverBudget
+                return None
         else:
             _check_budget(config, counted[0], where)
         out.append(part)
@@ -655,7 +655,11 @@ def load_data(config: RunConfig, arrays: Any = None) -> TrainingData:
     """
     plan, inputs, sources = _open_inputs(config, arrays)
     counted = [0]
-    collected = [(label, _collect(make(), config, where, counted)) for label, where, make in inputs]
+    collected = []
+    for label, where, make in inputs:
+        parts = _collect(make(), config, where, counted)
+        assert parts is not None  # without a limit, _check_budget raises instead
+        collected.append((label, parts))
     return _assemble(config, plan, collected, sources)
 
 
@@ -671,12 +675,12 @@ def open_data(config: RunConfig) -> Union[TrainingData, StreamingData]:
     per_event = bytes_per_event(config, plan)
     limit = max(1, memory_bytes(d.memory_budget) // per_event)
     counted = [0]
-    try:
-        collected = [
-            (label, _collect(make(), config, where, counted, limit)) for label, where, make in inputs
-        ]
-    except _OverBudget:
-        return StreamingData(config, plan, inputs, sources, per_event)
+    collected = []
+    for label, where, make in inputs:
+        parts = _collect(make(), config, where, counted, limit)
+        if parts is None:  # over the budget: what was read is dropped
+            return StreamingData(config, plan, inputs, sources, per_event)
+        collected.append((label, parts))
     return _assemble(config, plan, collected, sources)
 
 
@@ -688,10 +692,6 @@ def bytes_per_event(config: RunConfig, plan: Optional[_Plan] = None) -> int:
     if plan.particle:
         size += config.data.max_particles * (4 * len(plan.particle) + 1)
     return size
-
-
-class _OverBudget(Exception):
-    pass
 
 
 @dataclass
