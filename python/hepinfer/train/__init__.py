@@ -33,7 +33,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -48,7 +48,7 @@ from hepinfer.train.bdt import (
     train_bdt,
 )
 from hepinfer.train.config import ConfigError, RunConfig, default_config_text, load_config, parse_config
-from hepinfer.train.data import TrainingData, describe, load_data
+from hepinfer.train.data import StreamingData, TrainingData, describe, load_data, open_data
 from hepinfer.train.decorrelation import (
     DisCo,
     MoDE,
@@ -254,21 +254,35 @@ def _network(config: RunConfig, n_inputs: int, n_outputs: int) -> Any:
     raise ConfigError(f"model.kind: {m.kind!r} is not a torch model (loss {lo.kind!r})")
 
 
-def run(config: RunConfig, data: Optional[TrainingData] = None) -> dict[str, Any]:
+def run(config: RunConfig, data: Union[None, TrainingData, StreamingData] = None) -> dict[str, Any]:
     """Execute a training run described by ``config``; returns (and writes to
-    ``<output>/summary.json``) the test-fold metrics and the paths written."""
+    ``<output>/summary.json``) the test-fold metrics and the paths written. A sample larger
+    than ``data.memory_budget`` is streamed (:mod:`hepinfer.train.streaming`; the summary then
+    has ``streamed: true``)."""
     if config.training.n_folds:  # k-fold cross-training: k single runs and the bundle
         from hepinfer.train.kfold import run_kfold
 
+        if isinstance(data, StreamingData):
+            raise ConfigError(
+                "training.n_folds: k-fold cross-training holds the sample in memory; it does not stream "
+                "(data.memory_budget)"
+            )
         return run_kfold(config, run, data)
     d = config.data
     os.makedirs(config.output, exist_ok=True)
-    data = load_data(config) if data is None else data
+    loaded = open_data(config) if data is None else data
+    task = task_of(config)
+    if isinstance(loaded, StreamingData):  # larger than data.memory_budget: chunk by chunk
+        from hepinfer.train.streaming import train_streamed
+
+        streamed, score, (y_test, w_test, m_test) = train_streamed(config, task, loaded)
+        streamed.update(_evaluate(config, task, None, score, y_test, w_test, m_test))
+        return _write_summary(config, streamed)
+    data = loaded
     target, weight, events, mass = data.target, data.weight, data.event, data.mass
     train_mask, val_mask, test_mask = split_by_event_number(
         events, d.n_folds, validation_fold=d.validation_fold, test_fold=d.test_fold
     )
-    task = task_of(config)
     classes = sample_classes(config, target, data.class_names) if task == "multiclass" else None
     summary: dict[str, Any] = {
         "config": config.to_dict(),
@@ -306,6 +320,10 @@ def run(config: RunConfig, data: Optional[TrainingData] = None) -> dict[str, Any
             None if mass is None else mass[test_mask],
         )
     )
+    return _write_summary(config, summary)
+
+
+def _write_summary(config: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
     with open(os.path.join(config.output, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     return summary
@@ -369,7 +387,7 @@ def _train_network(
     signal probability, the class probabilities, the regression or the anomaly score)."""
     import torch
 
-    t, lo = config.training, config.loss
+    t = config.training
     train_mask, val_mask, test_mask = masks
     particle_model = len(inputs_all) == 2
     torch.manual_seed(config.seed)
@@ -404,7 +422,24 @@ def _train_network(
         torch.as_tensor(w, dtype=torch.float32),
         None if mass is None else torch.as_tensor(mass, dtype=torch.float32),
     )
-    trainer = Trainer(
+    trainer = _make_trainer(config, model)
+    history = trainer.fit(
+        sample.subset(torch.as_tensor(tr)),
+        sample.subset(torch.as_tensor(np.flatnonzero(val_mask))),
+        resume=t.resume,
+    )
+    trainer.model.cpu()
+    trainer.device = torch.device("cpu")
+    score = trainer.predict(sample.subset(torch.as_tensor(np.flatnonzero(test_mask))))
+    example = tuple(a[np.flatnonzero(test_mask)[:16]] for a in tensors)
+    _save_network(config, task, classes, trainer, history, example, summary)
+    return score
+
+
+def _make_trainer(config: RunConfig, model: Any) -> Trainer:
+    """The :class:`Trainer` of ``[training]`` and ``[loss]``, checkpointing into the output folder."""
+    t, lo = config.training, config.loss
+    return Trainer(
         model,
         loss=lo.kind,
         focal_gamma=lo.focal_gamma,
@@ -431,14 +466,22 @@ def _train_network(
         checkpoint_path=os.path.join(config.output, "checkpoint.pt"),
         checkpoint_every=t.checkpoint_every,
     )
-    history = trainer.fit(
-        sample.subset(torch.as_tensor(tr)),
-        sample.subset(torch.as_tensor(np.flatnonzero(val_mask))),
-        resume=t.resume,
-    )
-    model = trainer.model.cpu()
-    trainer.device = torch.device("cpu")
-    score = trainer.predict(sample.subset(torch.as_tensor(np.flatnonzero(test_mask))))
+
+
+def _save_network(
+    config: RunConfig,
+    task: str,
+    classes: Optional[list[str]],
+    trainer: Trainer,
+    history: History,
+    example: tuple[Any, ...],
+    summary: dict[str, Any],
+) -> None:
+    """Save the trained weights (``model.pt``) and export the ONNX file (checked on ``example``,
+    a few test events' inputs)."""
+    import torch
+
+    model = trainer.model
     weights_path = os.path.join(config.output, "model.pt")
     torch.save({"model": model.state_dict(), "config": config.to_dict(), "classes": classes}, weights_path)
     summary.update(weights=weights_path, history=history.epochs, best_epoch=history.best_epoch)
@@ -446,7 +489,6 @@ def _train_network(
         from hepinfer.export import export_onnx
 
         wrapped, output_columns = _exportable(config, task, classes, model)
-        example = tuple(a[np.flatnonzero(test_mask)[:16]] for a in tensors)
         summary["onnx"] = export_onnx(
             wrapped,
             example,
@@ -455,7 +497,6 @@ def _train_network(
             classes=classes,
         )
         summary["output_columns"] = output_columns
-    return score
 
 
 def _exportable(

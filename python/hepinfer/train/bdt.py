@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -24,7 +24,14 @@ import numpy as np
 
 from hepinfer.export import output_column_names
 
-__all__ = ["BDTResult", "rebalance_classes", "rebalance_weights", "split_by_event_number", "train_bdt"]
+__all__ = [
+    "BDTResult",
+    "rebalance_classes",
+    "rebalance_weights",
+    "split_by_event_number",
+    "train_bdt",
+    "train_bdt_streamed",
+]
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -243,6 +250,32 @@ def train_bdt(
     w_train, w_val = balanced(train), balanced(validation)
     dtrain = xgb.DMatrix(X[train], label=y[train], weight=w_train, feature_names=names)
     dval = xgb.DMatrix(X[validation], label=y[validation], weight=w_val, feature_names=names)
+    p = _booster_params(task, n_classes, max_depth, learning_rate, subsample, seed, n_threads, params)
+    booster, best, evals_result, importance = _boost(
+        p, dtrain, dval, names, n_trees, early_stopping_rounds, verbose
+    )
+    return BDTResult(
+        booster,
+        names,
+        best,
+        evals_result,
+        (train, validation, test),
+        importance,
+        task=task,
+        classes=list(classes) if task == "multiclass" and classes is not None else None,
+    )
+
+
+def _booster_params(
+    task: str,
+    n_classes: int,
+    max_depth: int,
+    learning_rate: float,
+    subsample: float,
+    seed: int,
+    n_threads: Optional[int],
+    params: Optional[dict[str, Any]],
+) -> dict[str, Any]:
     objective, metrics = {
         "binary": ("binary:logistic", ["auc", "logloss"]),  # early stopping watches the last one
         "multiclass": ("multi:softprob", ["merror", "mlogloss"]),
@@ -262,6 +295,22 @@ def train_bdt(
     if n_threads is not None:
         p["nthread"] = n_threads
     p.update(params or {})
+    return p
+
+
+def _boost(
+    p: dict[str, Any],
+    dtrain: Any,
+    dval: Any,
+    names: list[str],
+    n_trees: int,
+    early_stopping_rounds: int,
+    verbose: bool,
+) -> tuple[Any, int, dict[str, dict[str, list[float]]], dict[str, dict[str, float]]]:
+    """xgb.train with the validation fold for early stopping; (booster cut at the best
+    iteration, best iteration, evals_result, importance)."""
+    import xgboost as xgb
+
     evals_result: dict[str, dict[str, list[float]]] = {}
     booster = xgb.train(
         p,
@@ -282,13 +331,73 @@ def train_bdt(
     for kind in ("gain", "weight", "cover", "total_gain", "total_cover"):
         scores = booster.get_score(importance_type=kind)
         importance[kind] = {name: float(scores.get(name, 0.0)) for name in names}  # type: ignore[arg-type]
-    return BDTResult(
-        booster,
-        names,
-        best,
-        evals_result,
-        (train, validation, test),
-        importance,
-        task=task,
-        classes=list(classes) if task == "multiclass" and classes is not None else None,
+    return booster, best, evals_result, importance
+
+
+#: (X, label, weight) of one chunk, as :func:`train_bdt_streamed` reads them
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def train_bdt_streamed(
+    train_chunks: Callable[[], Iterator[Chunk]],
+    validation_chunks: Callable[[], Iterator[Chunk]],
+    *,
+    feature_names: Sequence[str],
+    cache_prefix: str,
+    task: str = "binary",
+    n_trees: int = 500,
+    max_depth: int = 6,
+    learning_rate: float = 0.1,
+    subsample: float = 1.0,
+    early_stopping_rounds: int = 20,
+    seed: int = 0,
+    n_threads: Optional[int] = None,
+    params: Optional[dict[str, Any]] = None,
+    verbose: bool = False,
+) -> BDTResult:
+    """:func:`train_bdt` on a sample that does not fit in memory: ``train_chunks()`` and
+    ``validation_chunks()`` yield the (already re-balanced) training and validation folds chunk
+    by chunk, every time they are called; xgboost reads them through a :class:`xgboost.DataIter`
+    into an :class:`xgboost.ExtMemQuantileDMatrix` (quantised pages cached on disk under
+    ``cache_prefix``), so no more than one chunk of raw values is held at a time. Binary
+    classifiers and regressions (``task``); ``BDTResult.split`` is empty (the folds were
+    chosen chunk by chunk by the caller)."""
+    import xgboost as xgb
+
+    if task not in ("binary", "regression"):
+        raise ValueError(f"a streamed BDT trains a binary classifier or a regression, not {task!r}")
+    names = list(feature_names)
+
+    class Chunks(xgb.DataIter):
+        def __init__(self, make: Callable[[], Iterator[Chunk]], prefix: str) -> None:
+            self._make = make
+            self._it: Optional[Iterator[Chunk]] = None
+            self.n_events = 0
+            super().__init__(cache_prefix=prefix)
+
+        def next(self, input_data: Callable[..., None]) -> bool:
+            if self._it is None:
+                self._it = self._make()
+                self.n_events = 0
+            for X, y, w in self._it:
+                if len(y):
+                    self.n_events += len(y)
+                    input_data(data=X, label=y, weight=w, feature_names=names)
+                    return True
+            return False
+
+        def reset(self) -> None:
+            self._it = None
+
+    train_iter = Chunks(train_chunks, cache_prefix + "-train")
+    dtrain = xgb.ExtMemQuantileDMatrix(train_iter, nthread=n_threads)
+    val_iter = Chunks(validation_chunks, cache_prefix + "-validation")
+    dval = xgb.ExtMemQuantileDMatrix(val_iter, ref=dtrain, nthread=n_threads)
+    if not train_iter.n_events or not val_iter.n_events:
+        raise ValueError("the training or validation fold is empty; give more events or fewer folds")
+    p = _booster_params(task, 1, max_depth, learning_rate, subsample, seed, n_threads, params)
+    booster, best, evals_result, importance = _boost(
+        p, dtrain, dval, names, n_trees, early_stopping_rounds, verbose
     )
+    empty = np.zeros(0, dtype=bool)
+    return BDTResult(booster, names, best, evals_result, (empty, empty, empty), importance, task=task)

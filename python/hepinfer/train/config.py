@@ -138,6 +138,17 @@ class DataConfig:
     max_events: int = 5_000_000
     """Refuse (with an error, never by truncating) samples of more selected events than this
     (0 = no limit): a guard for the memory the training sample takes."""
+    memory_budget: str = ""
+    """Stream the sample instead of holding it in memory when it would take more than this
+    ("2 GB", "500 MB"; "" = never stream: the whole sample is kept and data.max_events applies).
+    The size is estimated while reading: selected events x bytes per event of the needed columns
+    (8 per flat column, 4 per particle value plus 1 per particle slot). Above the budget,
+    `hepinfer train` reads the files again chunk by chunk every epoch (networks: mini-batches
+    from a shuffle buffer of a few chunks, so keep 4 x data.chunk_size well below the budget;
+    BDTs: xgboost's external-memory DMatrix) instead of refusing; data.max_events does not apply
+    then. Only ROOT/parquet/npz files stream (toy samples and arrays are already in memory), and
+    only single runs of binary classifiers and regressions (k-fold cross-training, multi-class
+    runs, the autoencoder, the adversary and data.parameter hold the sample in memory)."""
 
 
 @dataclass
@@ -351,6 +362,30 @@ def _fill(cls: Any, values: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+_BYTE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+}
+
+
+def memory_bytes(text: str) -> int:
+    """``"2 GB"`` -> 2e9 bytes (B, KB, MB, GB, TB, KiB, MiB, GiB; a bare number is bytes)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = m.group(2).upper() if m else ""
+    if m is None or unit not in _BYTE_UNITS or float(m.group(1)) <= 0:
+        raise ValueError(f"expected a positive size such as '2 GB' or '500 MB', got {text!r}")
+    return int(float(m.group(1)) * _BYTE_UNITS[unit])
+
+
 def _check(cond: bool, key: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {message}")
@@ -378,6 +413,11 @@ def _validate(c: RunConfig) -> None:
         f"needs at least two classes, got {list(d.classes)}",
     )
     _check(d.max_events >= 0, "data.max_events", f"must be >= 0 (0 = no limit), got {d.max_events}")
+    if d.memory_budget.strip():
+        try:
+            memory_bytes(d.memory_budget)
+        except ValueError as e:
+            raise ConfigError(f"data.memory_budget: {e}") from None
     _check(
         len(set(d.class_names)) == len(d.class_names),
         "data.class_names",

@@ -23,21 +23,39 @@ hash of their feature values (:func:`row_hash`), the same on every machine and e
 
 Memory: only the needed columns are kept, chunk by chunk; a sample of more than
 ``data.max_events`` selected events is refused with an error that says so (it is never
-truncated silently).
+truncated silently). With ``data.memory_budget`` set, :func:`open_data` returns a
+:class:`StreamingData` instead when the sample would take more than the budget, and
+:func:`hepinfer.train.run` trains on it chunk by chunk (:mod:`hepinfer.train.streaming`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from hepinfer._core import Error
-from hepinfer.train.config import PARTICLE_MODELS, REGRESSION_LOSSES, ConfigError, RunConfig, ordered_classes
+from hepinfer.train.config import (
+    PARTICLE_MODELS,
+    REGRESSION_LOSSES,
+    ConfigError,
+    RunConfig,
+    memory_bytes,
+    ordered_classes,
+)
 
-__all__ = ["BUILTIN_PARTICLE_FEATURES", "TrainingData", "load_data", "row_hash"]
+__all__ = [
+    "BUILTIN_PARTICLE_FEATURES",
+    "StreamingData",
+    "TrainingData",
+    "bytes_per_event",
+    "load_data",
+    "open_data",
+    "row_hash",
+]
 
 #: ``data.particle_features`` names understood on the samples of :mod:`hepinfer.datasets` (and on
 #: files written with its schema), as expressions of the schema's branches.
@@ -543,11 +561,19 @@ def _check_budget(config: RunConfig, n: int, where: str) -> None:
         )
 
 
-def _collect(parts: Iterator[_Part], config: RunConfig, where: str, counted: list[int]) -> list[_Part]:
-    out = []
+def _collect(
+    parts: Iterator[_Part], config: RunConfig, where: str, counted: list[int], limit: int = 0
+) -> Optional[list[_Part]]:
+    """The chunks of one input; ``limit`` > 0 (events that fit data.memory_budget) replaces the
+    data.max_events check: ``None`` as soon as the sample passes it (reading stops there)."""
+    out: list[_Part] = []
     for part in parts:
         counted[0] += part.n_events
-        _check_budget(config, counted[0], where)
+        if limit:
+            if counted[0] > limit:
+                return None
+        else:
+            _check_budget(config, counted[0], where)
         out.append(part)
     return out
 
@@ -573,33 +599,27 @@ def _groups(config: RunConfig, arrays: Any) -> list[tuple[Optional[int], str, An
     return [(None, f"data.source = {d.source!r}", d.source)]
 
 
-def load_data(config: RunConfig, arrays: Any = None) -> TrainingData:
-    """Read the events of ``config.data`` (see the module documentation) into a
-    :class:`TrainingData`. ``arrays`` replaces the files: an awkward Array of records, a pandas
-    DataFrame or a dict of columns (or, with ``data.classes``, a dict class name -> such a table).
+_PartSource = tuple[Optional[int], str, Callable[[], Iterator[_Part]]]
 
-    ``hepinfer.train.run(config, data)`` trains on the result (``run(config)`` calls this
-    itself); load once and pass it on to train several models on the same events.
 
-    Raises :class:`~hepinfer.train.config.ConfigError` (or :class:`hepinfer.io.ReadError`, a
-    :class:`hepinfer.InputError`) naming the key, the file and the branch at fault.
-    """
+def _open_inputs(config: RunConfig, arrays: Any) -> tuple[_Plan, list[_PartSource], list[str]]:
+    """The plan and, per group of inputs, (class index or None, description, a function that
+    reads its chunks afresh): one chunk -> :class:`_Part` is the step both the in-memory and the
+    streaming path use."""
     d = config.data
     step = _events_per_step(d.chunk_size)
-    groups = _groups(config, arrays)
-    counted = [0]
-    collected: list[tuple[Optional[int], list[_Part]]] = []
     sources: list[str] = []
     plan: Optional[_Plan] = None
-    for label, where, item in groups:
+    out: list[_PartSource] = []
+    for label, where, item in _groups(config, arrays):
+        make: Callable[[], Iterator[_Part]]
         if arrays is not None:
-            fields = _fields_of(item)
-            plan = plan or _plan(config, fields)
-            parts = _table_parts(iter([item]), plan, config, where)
+            plan = plan or _plan(config, _fields_of(item))
+            make = partial(_table_parts_of, item, plan, config, where)
             sources.append("arrays")
         elif label is None and d.source in ("toy", "pythia"):
             plan = plan or _plan(config, _generated_fields(config))
-            parts = _generated_parts(config, plan)
+            make = partial(_generated_parts, config, plan)
             sources.append(d.source)
         else:
             from hepinfer.io import expand_files
@@ -611,11 +631,92 @@ def load_data(config: RunConfig, arrays: Any = None) -> TrainingData:
                 key = "data.classes" if label is not None else "data.source"
                 raise ConfigError(f"{key}: {e}") from None
             plan = plan or _plan(config, _first_fields(files, d.tree or None))
-            parts = _file_parts(files, plan, config, step)
+            make = partial(_file_parts, files, plan, config, step)
             sources.extend(str(s) for s in expanded)
-        collected.append((label, _collect(parts, config, where, counted)))
+        out.append((label, where, make))
     assert plan is not None
+    return plan, out, sources
+
+
+def _table_parts_of(table: Any, plan: _Plan, config: RunConfig, where: str) -> Iterator[_Part]:
+    return _table_parts(iter([table]), plan, config, where)
+
+
+def load_data(config: RunConfig, arrays: Any = None) -> TrainingData:
+    """Read the events of ``config.data`` (see the module documentation) into a
+    :class:`TrainingData`. ``arrays`` replaces the files: an awkward Array of records, a pandas
+    DataFrame or a dict of columns (or, with ``data.classes``, a dict class name -> such a table).
+
+    ``hepinfer.train.run(config, data)`` trains on the result (``run(config)`` calls this
+    itself); load once and pass it on to train several models on the same events.
+
+    Raises :class:`~hepinfer.train.config.ConfigError` (or :class:`hepinfer.io.ReadError`, a
+    :class:`hepinfer.InputError`) naming the key, the file and the branch at fault.
+    """
+    plan, inputs, sources = _open_inputs(config, arrays)
+    counted = [0]
+    collected = []
+    for label, where, make in inputs:
+        parts = _collect(make(), config, where, counted)
+        assert parts is not None  # without a limit, _check_budget raises instead
+        collected.append((label, parts))
     return _assemble(config, plan, collected, sources)
+
+
+def open_data(config: RunConfig) -> Union[TrainingData, StreamingData]:
+    """:func:`load_data`, unless ``data.memory_budget`` is set and the sample turns out larger:
+    then a :class:`StreamingData` that reads the files again chunk by chunk. The size is checked
+    while reading (selected events x :func:`bytes_per_event`), so no more than the budget is
+    ever held; what was read is dropped when the budget is passed."""
+    d = config.data
+    if not d.memory_budget.strip() or (d.source in ("toy", "pythia") and not d.classes):
+        return load_data(config)
+    plan, inputs, sources = _open_inputs(config, None)
+    per_event = bytes_per_event(config, plan)
+    limit = max(1, memory_bytes(d.memory_budget) // per_event)
+    counted = [0]
+    collected = []
+    for label, where, make in inputs:
+        parts = _collect(make(), config, where, counted, limit)
+        if parts is None:  # over the budget: what was read is dropped
+            return StreamingData(config, plan, inputs, sources, per_event)
+        collected.append((label, parts))
+    return _assemble(config, plan, collected, sources)
+
+
+def bytes_per_event(config: RunConfig, plan: Optional[_Plan] = None) -> int:
+    """The in-memory size of one event of the sample: 8 bytes per flat column (features, label,
+    weight, event number, mass, ...), 4 per particle value and 1 per particle slot (the mask)."""
+    plan = plan or _plan(config, None)
+    size = 8 * (len(plan.flat) + 3)  # + target, weight, event as float64/int64 when computed
+    if plan.particle:
+        size += config.data.max_particles * (4 * len(plan.particle) + 1)
+    return size
+
+
+@dataclass
+class StreamingData:
+    """A sample too large for ``data.memory_budget``: :meth:`chunks` reads it again, chunk by
+    chunk (``data.chunk_size``), each chunk a :class:`TrainingData` built exactly as
+    :func:`load_data` builds the whole sample (same expressions, labels, event numbers or row
+    hashes), so the fold split by event number is the same event by event."""
+
+    config: RunConfig
+    plan: _Plan
+    inputs: list[_PartSource]
+    sources: list[str]
+    bytes_per_event: int
+
+    def chunks(self) -> Iterator[TrainingData]:
+        """The sample's chunks, in file order (empty chunks, e.g. after ``data.cut``, skipped)."""
+        for label, _, make in self.inputs:
+            for part in make():
+                if part.n_events:
+                    yield _assemble(self.config, self.plan, [(label, [part])], self.sources)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [self.plan.flat[k] for k in self.plan.flat_names("data.features[")]
 
 
 def _generated_fields(config: RunConfig) -> list[str]:

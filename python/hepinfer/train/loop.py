@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -47,7 +47,15 @@ from hepinfer.metrics import decorrelation_metrics, roc_auc
 from hepinfer.train import losses_extra as lx
 from hepinfer.train.decorrelation import Penalty, resolve_penalty
 
-__all__ = ["SELECTIONS", "History", "Sample", "Trainer", "TrainingWarning", "resolve_penalty"]
+__all__ = [
+    "SELECTIONS",
+    "History",
+    "Sample",
+    "StreamedSample",
+    "Trainer",
+    "TrainingWarning",
+    "resolve_penalty",
+]
 
 #: model-selection objectives of :class:`Trainer` (see the module docstring)
 SELECTIONS = ("auto", "loss", "objective", "rejection")
@@ -117,6 +125,23 @@ class Sample:
             move(self.weight),
             move(self.mass),
         )
+
+
+class StreamedSample:
+    """A sample too large to hold in memory, for :meth:`Trainer.fit`: ``chunks(epoch)`` yields
+    :class:`Sample` pieces (read afresh every epoch, shuffled as the caller sees fit, e.g. within
+    a buffer of file chunks; :mod:`hepinfer.train.streaming` builds them from ROOT files).
+
+    As training sample, every piece is cut into mini-batches (shuffled within the piece), so
+    ``batch_size = 0`` (full batch) is refused, and DisCo / MoDE penalties are computed per
+    mini-batch, as they are in memory with ``batch_size > 0``. As validation sample, the model's
+    outputs, labels, weights and masses are gathered piece by piece (not the inputs: a few
+    numbers per event) and the loss and metrics computed on them, so the validation fold need
+    not fit in memory either. ``has_mass`` says whether the pieces carry ``Sample.mass``."""
+
+    def __init__(self, chunks: Callable[[int], Iterable[Sample]], *, has_mass: bool = False) -> None:
+        self.chunks = chunks
+        self.has_mass = bool(has_mass)
 
 
 @dataclass
@@ -334,8 +359,12 @@ class Trainer:
 
     def objective(self, batch: Sample, *, adversarial: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(total loss to minimise, plain loss) for one batch."""
+        return self._objective_of(self._forward(batch.inputs), batch, adversarial=adversarial)
+
+    def _objective_of(
+        self, output: torch.Tensor, batch: Sample, *, adversarial: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = batch.inputs
-        output = self._forward(inputs)
         plain = self._main_loss(output, batch, inputs)
         total = plain
         if self.fgsm_epsilon > 0 and adversarial:
@@ -384,8 +413,8 @@ class Trainer:
     # ------------------------------------------------------------------ public
     def fit(
         self,
-        train: Sample,
-        validation: Optional[Sample] = None,
+        train: Union[Sample, StreamedSample],
+        validation: Union[None, Sample, StreamedSample] = None,
         *,
         resume: bool = False,
         restore_best: bool = True,
@@ -393,15 +422,21 @@ class Trainer:
         """Train for the configured number of epochs (continuing from ``self.epoch``).
 
         With ``resume=True`` and an existing checkpoint file the state is loaded first.
-        Returns the :class:`History`.
+        ``train`` and ``validation`` may be :class:`StreamedSample` (mini-batches only; not with
+        the adversary or the autoencoder). Returns the :class:`History`.
         """
         if resume and self.checkpoint_path and os.path.exists(self.checkpoint_path):
             self.load_checkpoint(self.checkpoint_path)
-        if len(train) == 0:
-            raise ValueError("the training sample is empty")
-        train = train.to(self.device)
-        validation = None if validation is None or len(validation) == 0 else validation.to(self.device)
+        if isinstance(train, StreamedSample):
+            self._check_streamable()
+        else:
+            if len(train) == 0:
+                raise ValueError("the training sample is empty")
+            train = train.to(self.device)
+        if isinstance(validation, Sample):
+            validation = None if len(validation) == 0 else validation.to(self.device)
         if self.adversary is not None and self.epoch == 0:
+            assert isinstance(train, Sample)
             if train.mass is None:
                 raise ValueError("decorrelation 'adversary' needs Sample.mass")
             self.adversary.fit_mass(train.mass[train.target.reshape(-1) < 0.5])
@@ -413,7 +448,8 @@ class Trainer:
                     for idx in self._batches(len(train), g):
                         self._adversary_step(train.subset(idx.to(self.device)))
         chooser = train if validation is None else validation
-        if self.selection == "rejection" and chooser.mass is None:
+        has_mass = chooser.has_mass if isinstance(chooser, StreamedSample) else chooser.mass is not None
+        if self.selection == "rejection" and not has_mass:
             where = "training" if validation is None else "validation"
             raise ValueError(f"selection 'rejection' needs the mass of the {where} sample (Sample.mass)")
         self.history.selection = self.describe_selection(validation is not None)
@@ -531,24 +567,33 @@ class Trainer:
                 stacklevel=3,
             )
 
-    def _run_epoch(self, train: Sample, validation: Optional[Sample]) -> dict[str, float]:
+    def _check_streamable(self) -> None:
+        if self.batch_size == 0:
+            raise ValueError(
+                "batch_size = 0 (full batch) needs the whole training sample in memory; a streamed "
+                "sample trains on mini-batches: give batch_size > 0"
+            )
+        if self.adversary is not None:
+            raise ValueError(
+                "decorrelation 'adversary' fits the whole training mass first; it does not stream"
+            )
+        if self.loss == "reconstruction":
+            raise ValueError("the autoencoder ('reconstruction' loss) does not train on a streamed sample")
+
+    def _run_epoch(
+        self, train: Union[Sample, StreamedSample], validation: Union[None, Sample, StreamedSample]
+    ) -> dict[str, float]:
         ctx, s = self._rng_context(self.epoch)
         self.model.train()
         total_loss, total_w = 0.0, 0.0
         with ctx:
             torch.manual_seed(s)
             g = torch.Generator().manual_seed(s)
-            for idx in self._batches(len(train), g):
-                batch = train.subset(idx.to(self.device))
-                if self.adversary is not None:
-                    self._adversary_step(batch)
-                    self.adversary_optimizer.zero_grad()  # type: ignore[union-attr]
-                self.optimizer.zero_grad()
-                loss, _ = self.objective(batch)
-                loss.backward()
-                self.optimizer.step()
-                total_loss += float(loss.detach()) * len(idx)
-                total_w += len(idx)
+            pieces = train.chunks(self.epoch) if isinstance(train, StreamedSample) else (train,)
+            for piece in pieces:
+                total_loss, total_w = self._train_piece(piece, g, total_loss, total_w)
+        if total_w == 0:
+            raise ValueError("the training sample is empty")
         self.epoch += 1
         record: dict[str, float] = {"epoch": float(self.epoch), "train_loss": total_loss / total_w}
         if validation is not None:
@@ -558,15 +603,62 @@ class Trainer:
             record.update(self.evaluate(train, prefix="train_sample_"))
         return record
 
+    def _train_piece(
+        self, train: Sample, g: torch.Generator, total_loss: float, total_w: float
+    ) -> tuple[float, float]:
+        """One pass of mini-batches over ``train`` (the whole sample, or one streamed piece)."""
+        if train.target.device != self.device:
+            train = train.to(self.device)
+        for idx in self._batches(len(train), g):
+            batch = train.subset(idx.to(self.device))
+            if self.adversary is not None:
+                self._adversary_step(batch)
+                self.adversary_optimizer.zero_grad()  # type: ignore[union-attr]
+            self.optimizer.zero_grad()
+            loss, _ = self.objective(batch)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += float(loss.detach()) * len(idx)
+            total_w += len(idx)
+        return total_loss, total_w
+
     @torch.no_grad()
-    def evaluate(self, sample: Sample, prefix: str = "validation_") -> dict[str, float]:
-        """Loss (with the decorrelation penalty, without FGSM) and metrics on a sample."""
+    def _streamed_outputs(self, sample: StreamedSample) -> tuple[torch.Tensor, Sample]:
+        """The model's outputs on every piece, with the pieces' labels, weights and masses
+        (``Sample.inputs`` holds the outputs: the inputs themselves are not kept)."""
+        outputs, targets, weights, masses = [], [], [], []
+        for piece in sample.chunks(-1):
+            if len(piece) == 0:
+                continue
+            piece = piece.to(self.device)
+            outputs.append(self._forward(piece.inputs))
+            targets.append(piece.target)
+            weights.append(torch.ones(len(piece)) if piece.weight is None else piece.weight)
+            if piece.mass is not None:
+                masses.append(piece.mass)
+        if not outputs:
+            raise ValueError("the streamed sample to evaluate is empty")
+        output = torch.cat(outputs)
+        mass = torch.cat(masses) if len(masses) == len(outputs) else None
+        return output, Sample((output,), torch.cat(targets), torch.cat(weights), mass)
+
+    @torch.no_grad()
+    def evaluate(
+        self, sample: Union[Sample, StreamedSample], prefix: str = "validation_"
+    ) -> dict[str, float]:
+        """Loss (with the decorrelation penalty, without FGSM) and metrics on a sample (a
+        :class:`StreamedSample` is scored piece by piece; the loss and metrics are then computed
+        on the gathered outputs, so they equal those of the same events in memory)."""
         self.model.eval()
-        sample = sample.to(self.device)
-        total, plain = self.objective(sample, adversarial=False)
+        if isinstance(sample, StreamedSample):
+            output, sample = self._streamed_outputs(sample)
+        else:
+            sample = sample.to(self.device)
+            output = self._forward(sample.inputs)
+        total, plain = self._objective_of(output, sample, adversarial=False)
         out = {f"{prefix}loss": float(total), f"{prefix}plain_loss": float(plain)}
         if self.loss in ("bce", "focal"):
-            score = torch.sigmoid(self._forward(sample.inputs).reshape(-1)).cpu().numpy()
+            score = torch.sigmoid(output.reshape(-1)).cpu().numpy()
             w = None if sample.weight is None else sample.weight.cpu().numpy()
             label = sample.target.reshape(-1).cpu().numpy()
             out[f"{prefix}auc"] = roc_auc(score, label, w)
