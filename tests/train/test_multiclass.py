@@ -268,7 +268,10 @@ def test_cli_rejects_labels_that_are_not_class_indices(rng, tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text(config_text(tmp_path, data, "mlp"))
     assert T.main([str(cfg)]) == 2
-    assert "data.target: 'label' must give class indices 0, 1, ... for a classifier; event 7 has 1.5" in capsys.readouterr().err
+    assert (
+        "data.target: 'label' must give class indices 0, 1, ... for a classifier; event 7 has 1.5"
+        in capsys.readouterr().err
+    )
 
 
 def test_build_model_gives_one_logit_per_class():
