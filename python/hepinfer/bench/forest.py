@@ -55,6 +55,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from hepinfer import Error
 from hepinfer.bench import add_output_arguments, import_reason, missing, output_path
 
 DEFAULT_BATCHES = "1,100,10000,100000,1000000"
@@ -251,7 +252,7 @@ def reference_predict(model: Model, X: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- engines
 
 
-class Unavailable(Exception):
+class Unavailable(Error, RuntimeError):
     """Engine cannot run this model (import, conversion or compilation failed)."""
 
 
