@@ -385,6 +385,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _interrupted(err, None)
 
 
+def entry() -> None:
+    """The ``hepinfer`` console script and ``python -m hepinfer``: :func:`main`, then exit with its
+    status. After Ctrl-C / SIGTERM (status 130 / 143) the exit handlers run and the process ends with
+    ``os._exit``: a KeyboardInterrupt that went through Python code run from C (``PyRun_String``, as
+    pybind11 modules such as torch's do while they import) leaves CPython's "unhandled
+    KeyboardInterrupt" flag set although ``main`` handled it, and the interpreter would then end by
+    killing itself with SIGINT (status -2 instead of 130)."""
+    code = main()
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        import atexit
+        import os
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["--cmake-dir"]:
         import hepinfer
