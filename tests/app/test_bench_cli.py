@@ -73,13 +73,16 @@ def test_bench_forest_tiny_outside_the_checkout(tmp_path):
     assert _checkout_state() == before_checkout
 
 
-def test_bench_disco_tiny_writes_into_the_current_directory(tmp_path):
+def test_bench_jagged_writes_into_the_current_directory(tmp_path):
+    pytest.importorskip("awkward")
     before_checkout = _checkout_state()
-    proc = _run(["bench", "disco", "--tiny"], tmp_path)
+    args = ["bench", "jagged", "--events", "3000", "--repeats", "1", "--threads", "1", "--no-file"]
+    proc = _run(args, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    doc = json.loads((tmp_path / "hepinfer-bench-disco.json").read_text())
-    assert [row["n"] for row in doc["value"]] == [1000, 4000]
-    assert all(row["hepinfer_s"] > 0 for row in doc["value"])
+    doc = json.loads((tmp_path / "hepinfer-bench-jagged.json").read_text())
+    assert doc["benchmark"] == "jagged" and doc["events"] == 3000
+    assert {r["operation"] for r in doc["results"]} >= {"leading4", "min_dr"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hepinfer-bench-jagged.json"]
     assert _checkout_state() == before_checkout
 
 
