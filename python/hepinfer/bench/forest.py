@@ -68,6 +68,7 @@ PACKAGES = [
     "hepinfer",
     "numpy",
     "xgboost",
+    "xgboost-cpu",  # the same module, CPU-only wheel (hepinfer[bench] on Linux)
     "lightgbm",
     "treelite",
     "tl2cgen",
