@@ -1,3 +1,3 @@
-from hepinfer.cli import main
+from hepinfer.cli import entry
 
-raise SystemExit(main())
+entry()

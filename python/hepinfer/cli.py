@@ -1,8 +1,8 @@
 """The ``hepinfer`` command line.
 
 hepinfer demo [--events N] [--generate N] [--out DIR]   W/QCD taggers trained, decorrelated, exported and run
-hepinfer info MODEL [--profile]           what a model file holds (forest, or ONNX: ops, native or not;
-                                          --profile: where the time of one evaluation goes)
+hepinfer info MODEL [--profile]           what a model holds (forest of any format; ONNX: ops, native or not,
+                                          --profile: where the time of one evaluation goes; k-fold bundle)
 hepinfer predict MODEL INPUT.csv [-o OUT.csv] [--output margin]
 hepinfer score MODEL FILE [FILE ...] --tree Events -o scores.root [--features f1,f2] [--chunk "50 MB"]
               [--aliases "lead=first(Jet_pt), r=sqrt(x**2 + y**2)"] [--cut "nJet >= 2"] [--dask local:4]
@@ -14,8 +14,12 @@ hepinfer score pfn.onnx FILE ... --tree jets -o scores.root --jagged-features pa
 hepinfer generate --signal N --background N -o jets.root   Pythia 8 + FastJet W/QCD jets
 hepinfer train CONFIG.toml [--set key=value] [--output DIR] [--resume]
 hepinfer codegen MODEL -o tagger.hpp [--name N] [--namespace NS] [--precision P] [--layout L]
-hepinfer bench forest|jagged|io|disco|nn|codegen|load [...]   a benchmark from benchmarks/
+hepinfer bench forest|nn|disco|io|jagged|codegen|load [--quick] [--out DIR] [...]   a benchmark
+                                          (hepinfer.bench; the competitors: pip install "hepinfer[bench]")
 hepinfer --cmake-dir                      folder to pass as -Dhepinfer_DIR to CMake
+hepinfer --version
+
+Ctrl-C stops any subcommand with one line on stderr and exit status 130 (no traceback).
 """
 
 from __future__ import annotations
@@ -134,11 +138,30 @@ def _print_profile(m: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_info_kfold(args: argparse.Namespace) -> int:
+    from hepinfer.kfold import KFold
+
+    b = KFold.load(args.model, tmva_cut_op=args.tmva_cut_op)
+    print(f"model        {args.model}")
+    print(f"format       hepinfer k-fold bundle ({b.n_folds} folds of {b.kind} members)")
+    print(f"event number {b.event_number} (fold = {b.event_number} mod {b.n_folds})")
+    print(f"features     {b.n_features}")
+    if b.feature_names:
+        print("names        " + ", ".join(b.feature_names))
+    print(f"outputs      {b.n_outputs()}")
+    for i, path in enumerate(b.member_paths):
+        print(f"{'members' if i == 0 else '':<12} fold {i}: {path}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from hepinfer.forest import Forest
+    from hepinfer.kfold import is_bundle
 
     if str(args.model).lower().endswith(".onnx"):
         return _cmd_info_onnx(args)
+    if is_bundle(args.model):
+        return _cmd_info_kfold(args)
 
     f = Forest.load(args.model, tmva_cut_op=args.tmva_cut_op)
     print(f"model        {args.model}")
@@ -246,7 +269,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 3 if summary.failures else 0
 
 
-def _interrupted(err: KeyboardInterrupt, args: argparse.Namespace) -> int:
+def _interrupted(err: KeyboardInterrupt, args: Optional[argparse.Namespace]) -> int:
     """One line on stderr for a run stopped by Ctrl-C or SIGTERM (no traceback): how far it got and
     that nothing was written; the exit status is 128 + the signal's number, as a shell reports it."""
     signum = int(getattr(err, "signum", signal.SIGINT))
@@ -302,23 +325,43 @@ def _dask_client(spec: Optional[str]) -> Iterator[Any]:
         yield client
 
 
-BENCHMARKS = ("forest", "jagged", "io", "disco", "nn", "codegen", "load")
+BENCHMARKS = ("forest", "nn", "disco", "io", "jagged", "codegen", "load")
 
 
-def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
-    import importlib.util
+def _bench_usage() -> str:
+    from hepinfer.bench import BENCHMARKS as described
 
-    name = f"{args.what}.py"
-    candidates = [Path.cwd() / "benchmarks" / name, Path(__file__).resolve().parents[2] / "benchmarks" / name]
-    for path in candidates:
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location(f"hepinfer_bench_{args.what}", path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return int(module.main(rest) or 0)
-    print(f"benchmarks/{name} not found: run from a checkout of hepinfer", file=sys.stderr)
-    return 2
+    lines = [
+        "usage: hepinfer bench NAME [--quick] [--out DIR | --json PATH] [options of NAME]",
+        "",
+        "Run a benchmark of the installed package (hepinfer.bench); `hepinfer bench NAME --help` lists its",
+        'options. The competitors come with pip install "hepinfer[bench]"; one that is missing is reported',
+        "with the package to install. Results: ./hepinfer-bench-NAME.json (--out DIR, --json PATH).",
+        "",
+        "benchmarks:",
+    ]
+    lines += [f"  {name:<9} {text}" for name, text in described.items()]
+    return "\n".join(lines)
+
+
+def _cmd_bench(argv: list[str]) -> int:
+    """``hepinfer bench NAME ...``: NAME's own parser gets the rest (so --help is NAME's)."""
+    from hepinfer.bench import run
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_bench_usage())
+        return 0 if argv else 2
+    if argv[0] not in BENCHMARKS:
+        print(_bench_usage(), file=sys.stderr)
+        print(f"\nhepinfer bench: unknown benchmark {argv[0]!r}", file=sys.stderr)
+        return 2
+    try:
+        return run(argv[0], argv[1:])
+    except SystemExit as exc:  # a benchmark's --help, usage error or `require` refusal
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        return 0 if exc.code is None else int(exc.code)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -334,7 +377,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The ``hepinfer`` command; returns the exit status. Ctrl-C anywhere (also while a subcommand
+    imports its libraries) ends with one line on stderr and status 130, never a traceback."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as err:  # the parser-based subcommands report their own (with the output)
+        return _interrupted(err, None)
+
+
+def entry() -> None:
+    """The ``hepinfer`` console script and ``python -m hepinfer``: :func:`main`, then exit with its
+    status. After Ctrl-C / SIGTERM (status 130 / 143) the exit handlers run and the process ends with
+    ``os._exit``: a KeyboardInterrupt that went through Python code run from C (``PyRun_String``, as
+    pybind11 modules such as torch's do while they import) leaves CPython's "unhandled
+    KeyboardInterrupt" flag set although ``main`` handled it, and the interpreter would then end by
+    killing itself with SIGINT (status -2 instead of 130)."""
+    code = main()
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        import atexit
+        import os
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["--cmake-dir"]:
         import hepinfer
 
@@ -358,8 +429,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from hepinfer.codegen import main as codegen_main
 
         return int(codegen_main(argv[1:]) or 0)
+    if argv[:1] == ["bench"]:
+        from hepinfer import Error
 
-    parser = argparse.ArgumentParser(prog="hepinfer", description="Fast ML inference for particle physics")
+        try:
+            return _cmd_bench(argv[1:])
+        except (Error, ValueError, OSError) as err:
+            print(f"hepinfer: error: {err}", file=sys.stderr)
+            return 1
+
+    import hepinfer
+
+    parser = argparse.ArgumentParser(
+        prog="hepinfer",
+        description="Fast ML inference for particle physics",
+        epilog="Ctrl-C stops any subcommand with one line on stderr and exit status 130.",
+    )
+    parser.add_argument("--version", action="version", version=hepinfer.__version__)
+    parser.add_argument(
+        "--cmake-dir",
+        action="store_true",
+        help="print the folder to pass as -Dhepinfer_DIR to CMake (C++ projects using hepinfer)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -391,7 +482,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="threads for scoring the ROOT file (default: all); training and the speed table use one",
     )
 
-    p = sub.add_parser("info", help="describe a model file")
+    p = sub.add_parser(
+        "info",
+        help="describe a model: a forest (XGBoost, LightGBM, TMVA), an ONNX network, a k-fold bundle",
+    )
     p.add_argument("model")
     p.add_argument(
         "--profile",
@@ -518,12 +612,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("train", help="train a model from a TOML configuration (hepinfer.train)")
     sub.add_parser("codegen", help="write a self-contained C++ header for a model (hepinfer.codegen)")
 
-    p = sub.add_parser("bench", help="run a benchmark (extra arguments go to it)")
-    p.add_argument("what", choices=list(BENCHMARKS))
+    sub.add_parser(
+        "bench",
+        help=f"run a benchmark: {', '.join(BENCHMARKS)} (hepinfer bench NAME --help: its options)",
+    )
 
-    args, rest = parser.parse_known_args(argv)
-    if args.command != "bench" and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
     from hepinfer import Error
 
     try:
@@ -533,8 +627,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_predict(args)
         if args.command == "score":
             return _cmd_score(args)
-        if args.command == "bench":
-            return _cmd_bench(args, rest)
         if args.command == "demo":
             return _cmd_demo(args)
     except (Error, ValueError, OSError) as err:
