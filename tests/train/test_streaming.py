@@ -161,7 +161,7 @@ def test_fold_split_is_the_in_memory_one(tmp_path, jets_file):
     # the streamed test-fold scoring sees exactly the in-memory test events, in the same order
     seen: list[np.ndarray] = []
     score, (label, weight, mass), example = S._test_fold(
-        config, streamed, np.ones(3), lambda inputs: seen.append(inputs[0]) or inputs[0][:, 0], 5
+        config, streamed, np.ones((3, 2)), lambda inputs: seen.append(inputs[0]) or inputs[0][:, 0], 5
     )
     inputs = np.nan_to_num(whole.features[test], nan=-1.0).astype(np.float32)
     np.testing.assert_array_equal(np.concatenate(seen), inputs)
@@ -189,7 +189,7 @@ def test_standardisation_and_rebalancing_match_the_whole_training_fold(tmp_path,
     np.testing.assert_allclose(mean, x.mean(0), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(std, x.std(0, ddof=1), rtol=1e-8)
     # and the re-balanced weights are those of rebalance_weights on the whole training fold
-    factors = S._signal_factors(config, "binary", found)
+    factors = S._class_factors(config, "binary", found)
     streamed_weights = np.concatenate([r.weight for r in S._fold_rows(config, streamed, 0, factors, 3)])
     np.testing.assert_allclose(streamed_weights, rebalance_weights(whole.target[train], whole.weight[train]))
 
@@ -198,7 +198,10 @@ def test_standardisation_and_rebalancing_match_the_whole_training_fold(tmp_path,
     ("sections", "message"),
     [
         ({"training": {"batch_size": 0}}, r"training.batch_size = 0 \(full-batch"),
-        ({"loss": {"kind": "cross_entropy"}}, r"does not support a multiclass run"),
+        (
+            {"model": {"kind": "autoencoder"}, "loss": {"kind": "reconstruction"}},
+            r"does not support an? anomaly run",
+        ),
         ({"loss": {"decorrelation": "adversary", "decorrelation_strength": 1.0}}, r"'adversary'"),
     ],
 )
@@ -208,6 +211,43 @@ def test_refusals_say_why(tmp_path, jets_file, sections, message):
         T.ConfigError, match=r"data.memory_budget: the sample is larger than '100 KB'.*" + message
     ):
         T.run(config)
+
+
+def three_class_jets(rng, n):
+    """Three classes separated by x1 (and x2), an event number."""
+    label = rng.integers(0, 3, n)
+    return {
+        "x1": rng.normal(2.0 * label - 2.0, 0.8),
+        "x2": rng.normal(label - 1.0, 1.0),
+        "mass": rng.exponential(40, n) + 10,
+        "label": label.astype(np.int32),
+        "event": rng.permutation(10 * n)[:n].astype(np.int64),
+    }
+
+
+@pytest.mark.parametrize("kind", ["mlp", "bdt"])
+def test_multiclass_streams(tmp_path, rng, sizes, kind):
+    """A three-class sample larger than the budget: per-class re-balancing from the first pass
+    equals rebalance_classes on the whole training fold, and the network (softmax export) and
+    the multi:softprob BDT learn the classes."""
+    path = tmp_path / "three.root"
+    with uproot.recreate(path) as f:
+        f["jets"] = three_class_jets(rng, N_EVENTS)
+    config = config_for(tmp_path, path, kind, loss={"kind": "cross_entropy"}, data={"mass": ""})
+    summary = T.run(config)
+    check_streamed(summary, sizes)
+    assert summary["task"] == "multiclass" and summary["n_classes"] == 3
+    assert min(c["auc"] for c in summary["test_per_class"].values()) > 0.8
+    streamed = D.open_data(config)
+    found = S.survey(config, streamed, "multiclass")
+    factors = S._class_factors(config, "multiclass", found)
+    config.data.memory_budget = ""
+    whole = D.load_data(config)
+    train, _, _ = split_by_event_number(whole.event, 5, validation_fold=0, test_fold=1)
+    streamed_weights = np.concatenate([r.weight for r in S._fold_rows(config, streamed, 0, factors, 3)])
+    np.testing.assert_allclose(
+        streamed_weights, T.rebalance_classes(whole.label[train], whole.weight[train], 3)
+    )
 
 
 def test_budget_must_be_a_size():

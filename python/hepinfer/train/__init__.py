@@ -276,7 +276,7 @@ def run(config: RunConfig, data: Union[None, TrainingData, StreamingData] = None
         from hepinfer.train.streaming import train_streamed
 
         streamed, score, (y_test, w_test, m_test) = train_streamed(config, task, loaded)
-        streamed.update(_evaluate(config, task, None, score, y_test, w_test, m_test))
+        streamed.update(_evaluate(config, task, streamed.get("classes"), score, y_test, w_test, m_test))
         return _write_summary(config, streamed)
     data = loaded
     target, weight, events, mass = data.target, data.weight, data.event, data.mass

@@ -345,6 +345,7 @@ def train_bdt_streamed(
     feature_names: Sequence[str],
     cache_prefix: str,
     task: str = "binary",
+    classes: Optional[Sequence[str]] = None,
     n_trees: int = 500,
     max_depth: int = 6,
     learning_rate: float = 0.1,
@@ -359,13 +360,16 @@ def train_bdt_streamed(
     ``validation_chunks()`` yield the (already re-balanced) training and validation folds chunk
     by chunk, every time they are called; xgboost reads them through a :class:`xgboost.DataIter`
     into an :class:`xgboost.ExtMemQuantileDMatrix` (quantised pages cached on disk under
-    ``cache_prefix``), so no more than one chunk of raw values is held at a time. Binary
-    classifiers and regressions (``task``); ``BDTResult.split`` is empty (the folds were
-    chosen chunk by chunk by the caller)."""
+    ``cache_prefix``), so no more than one chunk of raw values is held at a time. Binary and
+    multi-class classifiers (``classes``: the ordered class names, labels 0..n-1) and
+    regressions (``task``); ``BDTResult.split`` is empty (the folds were chosen chunk by chunk by
+    the caller)."""
     import xgboost as xgb
 
-    if task not in ("binary", "regression"):
-        raise ValueError(f"a streamed BDT trains a binary classifier or a regression, not {task!r}")
+    if task not in ("binary", "multiclass", "regression"):
+        raise ValueError(f"a streamed BDT trains a classifier or a regression, not {task!r}")
+    if task == "multiclass" and (classes is None or len(classes) < 2):
+        raise ValueError("a streamed multi-class BDT needs the class names (classes=[...], two or more)")
     names = list(feature_names)
 
     class Chunks(xgb.DataIter):
@@ -395,9 +399,19 @@ def train_bdt_streamed(
     dval = xgb.ExtMemQuantileDMatrix(val_iter, ref=dtrain, nthread=n_threads)
     if not train_iter.n_events or not val_iter.n_events:
         raise ValueError("the training or validation fold is empty; give more events or fewer folds")
-    p = _booster_params(task, 1, max_depth, learning_rate, subsample, seed, n_threads, params)
+    n_classes = len(classes) if task == "multiclass" and classes is not None else 1
+    p = _booster_params(task, n_classes, max_depth, learning_rate, subsample, seed, n_threads, params)
     booster, best, evals_result, importance = _boost(
         p, dtrain, dval, names, n_trees, early_stopping_rounds, verbose
     )
     empty = np.zeros(0, dtype=bool)
-    return BDTResult(booster, names, best, evals_result, (empty, empty, empty), importance, task=task)
+    return BDTResult(
+        booster,
+        names,
+        best,
+        evals_result,
+        (empty, empty, empty),
+        importance,
+        task=task,
+        classes=list(classes) if task == "multiclass" and classes is not None else None,
+    )

@@ -147,8 +147,8 @@ class DataConfig:
     from a shuffle buffer of a few chunks, so keep 4 x data.chunk_size well below the budget;
     BDTs: xgboost's external-memory DMatrix) instead of refusing; data.max_events does not apply
     then. Only ROOT/parquet/npz files stream (toy samples and arrays are already in memory), and
-    only single runs of binary classifiers and regressions (k-fold cross-training, multi-class
-    runs, the autoencoder, the adversary and data.parameter hold the sample in memory)."""
+    only single runs of binary and multi-class classifiers and regressions (k-fold
+    cross-training, the autoencoder, the adversary and data.parameter hold the sample in memory)."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ as in memory. What is held at a time:
 * the test fold is scored chunk by chunk; its scores, labels, weights and masses (again a few
   numbers per event) feed the same metrics and plots as in memory.
 
-Streams binary classifiers and regressions; multi-class runs, the autoencoder, the adversary and
+Streams binary and multi-class classifiers and regressions; the autoencoder, the adversary and
 parameterised classifiers (``data.parameter``) need the whole sample and are refused with a
 :class:`~hepinfer.train.config.ConfigError`.
 """
@@ -52,8 +52,8 @@ _TRAIN, _VALIDATION, _TEST = 0, 1, 2
 def _check_streamable(config: RunConfig, task: str) -> None:
     d, t, lo = config.data, config.training, config.loss
     why = ""
-    if task not in ("binary", "regression"):
-        why = f"a {task} run ({'model.kind' if task == 'anomaly' else 'loss.kind'} needs the whole sample)"
+    if task not in ("binary", "multiclass", "regression"):
+        why = f"{'an' if task[0] in 'aeiou' else 'a'} {task} run ({'model.kind' if task == 'anomaly' else 'loss.kind'} needs the whole sample)"
     elif d.parameter:
         why = "data.parameter (the parameterised classifier draws θ from all signal events)"
     elif lo.decorrelation == "adversary" and config.model.kind != "bdt":
@@ -88,12 +88,13 @@ def _folds(config: RunConfig, chunk: TrainingData) -> tuple[np.ndarray, np.ndarr
 @dataclass
 class Survey:
     """What the first pass over the chunks finds: events per fold, class weight sums of the
-    training and validation folds (``[fold][background, signal]``), sums for the mean and
+    training and validation folds (``[fold][class]``: background, signal for a binary
+    classifier; one column for a regression), sums for the mean and
     standard deviation of the training inputs (per input value; particles counted where the
     mask is set) and of the target."""
 
     n: list[int] = field(default_factory=lambda: [0, 0, 0])
-    class_weight: np.ndarray = field(default_factory=lambda: np.zeros((2, 2)))
+    class_weight: np.ndarray = field(default_factory=lambda: np.zeros((2, 1)))
     class_names: list[str] = field(default_factory=list)
     feature_names: list[str] = field(default_factory=list)
     x: Optional[np.ndarray] = None  # (3, n_values): count, sum, sum of squares
@@ -126,10 +127,17 @@ def survey(config: RunConfig, data: StreamingData, task: str) -> Survey:
         folds = _folds(config, chunk)
         for f in range(3):
             out.n[f] += int(folds[f].sum())
+        n_cols = {"binary": 2, "multiclass": max(len(out.class_names), 2)}.get(task, 1)
         for f in (_TRAIN, _VALIDATION):
-            sig = chunk.target[folds[f]] > 0.5
-            w = chunk.weight[folds[f]]
-            out.class_weight[f] += [w[~sig].sum(), w[sig].sum()]
+            idx = class_index(chunk.target[folds[f]], n_cols)
+            if len(idx) and int(idx.max()) >= out.class_weight.shape[1]:
+                grow = int(idx.max()) + 1 - out.class_weight.shape[1]
+                out.class_weight = np.pad(out.class_weight, ((0, 0), (0, grow)))
+            if out.class_weight.shape[1] < n_cols:
+                out.class_weight = np.pad(out.class_weight, ((0, 0), (0, n_cols - out.class_weight.shape[1])))
+            out.class_weight[f] += np.bincount(
+                idx, weights=chunk.weight[folds[f]], minlength=out.class_weight.shape[1]
+            )
         train = folds[_TRAIN]
         inputs = _inputs(chunk)
         values = inputs[0][train]
@@ -150,20 +158,44 @@ def survey(config: RunConfig, data: StreamingData, task: str) -> Survey:
     return out
 
 
-def _signal_factors(config: RunConfig, task: str, found: Survey) -> np.ndarray:
-    """Per fold (train, validation, test): the factor on signal weights that re-balances the
-    classes (:func:`~hepinfer.train.bdt.rebalance_weights` applied fold by fold)."""
-    factors = np.ones(3)
-    if not config.training.rebalance or task != "binary":
+def class_index(target: np.ndarray, n_cols: int) -> np.ndarray:
+    """The column of each event in the class factors: its class (signal = target > 0.5 for two
+    columns), 0 for a regression (one column)."""
+    if n_cols == 1:
+        return np.zeros(len(target), dtype=np.int64)
+    if n_cols == 2:
+        return (target > 0.5).astype(np.int64)
+    return target.astype(np.int64)
+
+
+def stream_classes(config: RunConfig, task: str, found: Survey) -> Optional[list[str]]:
+    """The ordered class names of a streamed multi-class run (as
+    :func:`hepinfer.train.sample_classes` gives them for a sample in memory)."""
+    if task != "multiclass":
+        return None
+    from hepinfer.train import sample_classes
+
+    seen = np.flatnonzero(found.class_weight.sum(axis=0) != 0)
+    return sample_classes(config, seen if len(seen) else np.zeros(1), found.class_names or None)
+
+
+def _class_factors(config: RunConfig, task: str, found: Survey) -> np.ndarray:
+    """Per fold (train, validation, test) and class: the factor on the weights that re-balances
+    the classes to class 0's weight sum (:func:`~hepinfer.train.bdt.rebalance_classes` applied
+    fold by fold; for two classes :func:`~hepinfer.train.bdt.rebalance_weights`)."""
+    factors = np.ones((3, found.class_weight.shape[1]))
+    if not config.training.rebalance or task not in ("binary", "multiclass"):
         return factors
     for f in (_TRAIN, _VALIDATION):
-        wb, ws = found.class_weight[f]
-        if not (ws > 0 and wb > 0):
+        sums = found.class_weight[f]
+        if not np.all(sums > 0):
+            c = int(np.flatnonzero(~(sums > 0))[0])
             raise ConfigError(
-                f"training.rebalance: re-balancing needs positive weight sums for both classes (signal {ws}, "
-                f"background {wb}) (set training.rebalance = false to train unbalanced)"
+                f"training.rebalance: re-balancing needs a positive weight sum for every class; class {c} "
+                f"has {sums[c]} in the {('training', 'validation')[f]} fold (set training.rebalance = false "
+                "to train unbalanced)"
             )
-        factors[f] = wb / ws
+        factors[f] = sums[0] / sums
     return factors
 
 
@@ -183,8 +215,7 @@ class _Rows:
 def _rows(config: RunConfig, chunk: TrainingData, fold: int, factors: np.ndarray) -> _Rows:
     keep = _folds(config, chunk)[fold]
     target = chunk.target[keep]
-    weight = chunk.weight[keep].copy()
-    weight[target > 0.5] *= factors[fold]
+    weight = chunk.weight[keep] * factors[fold][class_index(target, factors.shape[1])]
     return _Rows(
         tuple(a[keep] for a in _inputs(chunk)),
         target,
@@ -242,7 +273,8 @@ def train_streamed(
     mass) for :func:`hepinfer.train.run`'s metrics and plots."""
     _check_streamable(config, task)
     found = survey(config, data, task)
-    factors = _signal_factors(config, task, found)
+    factors = _class_factors(config, task, found)
+    classes = stream_classes(config, task, found)
     summary: dict[str, Any] = {
         "config": config.to_dict(),
         "task": task,
@@ -255,10 +287,12 @@ def train_streamed(
         "memory_budget": config.data.memory_budget,
         "bytes_per_event": data.bytes_per_event,
     }
+    if classes is not None:
+        summary.update(classes=classes, n_classes=len(classes))
     if config.model.kind == "bdt":
-        score, test = _train_bdt(config, task, data, factors, summary)
+        score, test = _train_bdt(config, task, classes, data, factors, summary)
     else:
-        score, test = _train_network(config, task, data, found, factors, summary)
+        score, test = _train_network(config, task, classes, data, found, factors, summary)
     return summary, score, test
 
 
@@ -270,7 +304,7 @@ def _test_fold(
     scores, targets, weights, masses = [], [], [], []
     kept: list[tuple[np.ndarray, ...]] = []
     n_kept = 0
-    no_rebalance = np.ones(3)  # test metrics use the events' own weights, as in memory
+    no_rebalance = np.ones_like(factors)  # test metrics use the events' own weights, as in memory
     for rows in _fold_rows(config, data, _TEST, no_rebalance, 1):
         scores.append(np.asarray(predict(rows.inputs)))
         targets.append(rows.target)
@@ -288,7 +322,12 @@ def _test_fold(
 
 
 def _train_bdt(
-    config: RunConfig, task: str, data: StreamingData, factors: np.ndarray, summary: dict[str, Any]
+    config: RunConfig,
+    task: str,
+    classes: Optional[list[str]],
+    data: StreamingData,
+    factors: np.ndarray,
+    summary: dict[str, Any],
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
     b = config.bdt
 
@@ -307,6 +346,7 @@ def _train_bdt(
             feature_names=data.feature_names,
             cache_prefix=cache,
             task=task,
+            classes=classes,
             n_trees=b.n_trees,
             max_depth=b.max_depth,
             learning_rate=b.learning_rate,
@@ -332,6 +372,7 @@ def _train_bdt(
 def _train_network(
     config: RunConfig,
     task: str,
+    classes: Optional[list[str]],
     data: StreamingData,
     found: Survey,
     factors: np.ndarray,
@@ -344,7 +385,7 @@ def _train_network(
 
     assert found.x is not None
     torch.manual_seed(config.seed)
-    model = build_model(config, found.x.shape[1])
+    model = build_model(config, found.x.shape[1], None if classes is None else len(classes))
     scaler = getattr(model, "scaler", None)
     if scaler is not None:
         mean, std = found.moments(found.x)
@@ -376,5 +417,7 @@ def _train_network(
     score, test, example = _test_fold(
         config, data, factors, lambda inputs: trainer.predict(tuple(torch.as_tensor(a) for a in inputs)), 16
     )
-    _save_network(config, task, None, trainer, history, tuple(torch.as_tensor(a) for a in example), summary)
+    _save_network(
+        config, task, classes, trainer, history, tuple(torch.as_tensor(a) for a in example), summary
+    )
     return score, test
