@@ -209,3 +209,18 @@ def test_progress_bar_is_shown(rng, capsys):
     trainer = T.Trainer(mlp_for(X, 0), epochs=2, batch_size=0, progress=True)
     trainer.fit(make_sample(X, y, mass))
     assert "training" in capsys.readouterr().err
+
+
+def test_decorrelation_on_a_bdt_is_refused_not_ignored():
+    """xgboost trains without the DisCo/MoDE/adversary term: asking for one on a BDT is an error
+    at config validation, not a silently undecorrelated model."""
+    from hepinfer.train import ConfigError, parse_config
+
+    for how in ("disco", "mode", "adversary"):
+        with pytest.raises(
+            ConfigError, match=r"loss.decorrelation: '" + how + "' is a term of a network's loss"
+        ):
+            parse_config(
+                {"model": {"kind": "bdt"}, "loss": {"decorrelation": how, "decorrelation_strength": 1.0}}
+            )
+    parse_config({"model": {"kind": "bdt"}, "loss": {"decorrelation": "none"}})

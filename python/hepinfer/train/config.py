@@ -552,6 +552,12 @@ def _validate(c: RunConfig) -> None:
             "model.kind = 'bdt' trains with 'bce' (binary:logistic), 'cross_entropy' (multi:softprob) "
             f"or 'mse' (reg:squarederror), not {lo.kind!r}",
         )
+        _check(
+            lo.decorrelation == "none",
+            "loss.decorrelation",
+            f"{lo.decorrelation!r} is a term of a network's loss; model.kind = 'bdt' trains xgboost without "
+            "it (set loss.decorrelation = 'none', or train a network: model.kind = 'mlp')",
+        )
     _check(b.n_trees >= 1, "bdt.n_trees", f"must be >= 1, got {b.n_trees}")
     _check(b.max_depth >= 1, "bdt.max_depth", f"must be >= 1, got {b.max_depth}")
     _check(b.learning_rate > 0, "bdt.learning_rate", f"must be > 0, got {b.learning_rate}")
