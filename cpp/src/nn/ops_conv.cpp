@@ -684,7 +684,15 @@ void import_conv(ImportContext& at, Node& n) {
     if (w->shape[0] % n.i0 != 0)
       at.fail("group " + std::to_string(n.i0) + " does not divide the " + std::to_string(w->shape[0]) +
               " output channels of W " + w->shape.str());
-    if (w->type == ElementType::Float32 && conv_row_form(*w, n.i0)) n.dense = pack_conv_weights(*w, n.i0);
+    // pointwise convolutions (1 x 1 kernel, stride 1, no padding) multiply W [M][C] by the input
+    // planes as they are and never read packed weights: none are packed for them, which also
+    // keeps the executor's row blocks (sized by the largest packed weights, block_rows) from
+    // growing to dozens of events for ParticleNet, whose intermediates are megabytes per event
+    bool pointwise = true;
+    for (int i = 2; i < w->shape.rank; ++i) pointwise = pointwise && w->shape[i] == 1;
+    for (I64 s : n.v1) pointwise = pointwise && s == 1;
+    for (I64 p : n.v2) pointwise = pointwise && p == 0;
+    if (w->type == ElementType::Float32 && !pointwise && conv_row_form(*w, n.i0)) n.dense = pack_conv_weights(*w, n.i0);
   }
 }
 
