@@ -13,7 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper
 
-from tests.nn.test_ops_conv import compare, make
+from tests.nn.ort_compare import compare, make
 
 F, I = TensorProto.FLOAT, TensorProto.INT64
 
