@@ -366,6 +366,83 @@ void op_layernorm(const Node& n, Workspace& ws) {
   for (std::size_t o = 0; o < outer; ++o) layernorm_row_portable(x + o * inner, d + o * inner, inner, sc, bs, eps);
 }
 
+/// The k best of row x [dim] (element j at x[j * stride]) by `better` (a total order on
+/// (value, index)) into kv / order, by insertion into the k best so far.
+template <class Better>
+void topk_row_general(const float* x, I64 dim, std::size_t k, float* kv, I64* order, const Better& better,
+                      std::size_t stride = 1) {
+  std::size_t cnt = 0;
+  if (k == 0) return;
+  for (I64 j = 0; j < dim; ++j) {
+    const float u = x[static_cast<std::size_t>(j) * stride];
+    if (cnt == k && !better(u, j, kv[k - 1], order[k - 1])) continue;
+    std::size_t pos = cnt < k ? cnt++ : k - 1;
+    while (pos > 0 && better(u, j, kv[pos - 1], order[pos - 1])) {
+      kv[pos] = kv[pos - 1];
+      order[pos] = order[pos - 1];
+      --pos;
+    }
+    kv[pos] = u;
+    order[pos] = j;
+  }
+}
+
+/// Smallest (largest = false) or largest k <= 64 of row x [dim] without NaN into kv / order in
+/// TopK's order (ties: lower index first), kv and order holding k slots each. The first k
+/// elements are insertion-sorted; after them 8 at a time are compared with the worst kept (a
+/// candidate mask that only shrinks as the threshold tightens), so most of a row costs one
+/// vector compare per 8 elements and only the candidates are inserted. Later elements have
+/// higher indices, so a strict comparison keeps the lower index first among equal values.
+template <bool Largest>
+void topk_row_insert(const float* x, I64 dim, std::size_t k, float* kv, I64* order, I64 j0, I64 j1) {
+  for (I64 j = j0; j < j1; ++j) {
+    const float u = x[j];
+    if (!(Largest ? u > kv[k - 1] : u < kv[k - 1])) continue;
+    std::size_t pos = k - 1;
+    while (pos > 0 && (Largest ? u > kv[pos - 1] : u < kv[pos - 1])) {
+      kv[pos] = kv[pos - 1];
+      order[pos] = order[pos - 1];
+      --pos;
+    }
+    kv[pos] = u;
+    order[pos] = j;
+  }
+  (void)dim;
+}
+
+#ifdef HEPINFER_LN_X86
+/// Whether row x [n] holds a NaN (AVX2).
+__attribute__((target("avx2"))) bool row_has_nan_avx2(const float* x, I64 n) {
+  I64 j = 0;
+  __m256 any = _mm256_setzero_ps();
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_loadu_ps(x + j);
+    any = _mm256_or_ps(any, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  bool nan = _mm256_movemask_ps(any) != 0;
+  for (; j < n; ++j) nan = nan || x[j] != x[j];
+  return nan;
+}
+
+/// topk_row_insert from element k on, 8 candidates at a time (AVX2); the row holds no NaN.
+template <bool Largest>
+__attribute__((target("avx2"))) void topk_row_avx2(const float* x, I64 dim, std::size_t k, float* kv, I64* order) {
+  I64 j = static_cast<I64>(k);
+  for (; j + 8 <= dim; j += 8) {
+    const __m256 v = _mm256_loadu_ps(x + j);
+    const __m256 t = _mm256_set1_ps(kv[k - 1]);
+    unsigned m = static_cast<unsigned>(
+        _mm256_movemask_ps(Largest ? _mm256_cmp_ps(v, t, _CMP_GT_OQ) : _mm256_cmp_ps(v, t, _CMP_LT_OQ)));
+    while (m) {
+      const I64 jj = j + __builtin_ctz(m);
+      m &= m - 1;
+      topk_row_insert<Largest>(x, dim, k, kv, order, jj, jj + 1);
+    }
+  }
+  topk_row_insert<Largest>(x, dim, k, kv, order, j, dim);
+}
+#endif
+
 void op_topk(const Node& n, Workspace& ws) {
   const Value& a = in(n, ws, 0);
   require_type(a, ElementType::Float32, "X");
@@ -404,24 +481,37 @@ void op_topk(const Node& n, Workspace& ws) {
     // insertion into the k best so far: most elements fail the test against the worst kept
     std::vector<float>& kv = ws.scratch;
     kv.resize(kk);
-    for (std::size_t o = 0; o < outer; ++o)
-      for (std::size_t in_ = 0; in_ < inner; ++in_) {
-        const float* base = x + o * static_cast<std::size_t>(dim) * inner + in_;
-        std::size_t cnt = 0;
-        if (kk > 0) {
-          for (I64 j = 0; j < dim; ++j) {
-            const float u = base[static_cast<std::size_t>(j) * inner];
-            if (cnt == kk && !better(u, j, kv[kk - 1], order[kk - 1])) continue;
-            std::size_t pos = cnt < kk ? cnt++ : kk - 1;
-            while (pos > 0 && better(u, j, kv[pos - 1], order[pos - 1])) {
+#ifdef HEPINFER_LN_X86
+    if (inner == 1 && kk > 0 && cpu_has_avx2_fma()) {  // rows without NaN: vector candidate masks
+      for (std::size_t o = 0; o < outer; ++o) {
+        const float* row = x + o * static_cast<std::size_t>(dim);
+        if (row_has_nan_avx2(row, dim)) {
+          topk_row_general(row, dim, kk, kv.data(), order.data(), better);
+        } else {
+          // the first k elements sorted (stable: ties keep the lower index first)
+          for (std::size_t j = 0; j < kk; ++j) {
+            std::size_t pos = j;
+            while (pos > 0 && (largest ? row[j] > kv[pos - 1] : row[j] < kv[pos - 1])) {
               kv[pos] = kv[pos - 1];
               order[pos] = order[pos - 1];
               --pos;
             }
-            kv[pos] = u;
-            order[pos] = j;
+            kv[pos] = row[j];
+            order[pos] = static_cast<I64>(j);
           }
+          if (largest) topk_row_avx2<true>(row, dim, kk, kv.data(), order.data());
+          else topk_row_avx2<false>(row, dim, kk, kv.data(), order.data());
         }
+        std::copy(kv.begin(), kv.begin() + static_cast<std::ptrdiff_t>(kk), vals + o * kk);
+        if (idx) std::copy(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(kk), idx + o * kk);
+      }
+      return;
+    }
+#endif
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t in_ = 0; in_ < inner; ++in_) {
+        const float* base = x + o * static_cast<std::size_t>(dim) * inner + in_;
+        topk_row_general(base, dim, kk, kv.data(), order.data(), better, inner);
         const std::size_t ob = o * kk * inner + in_;
         for (std::size_t j = 0; j < kk; ++j) {
           vals[ob + j * inner] = kv[j];
