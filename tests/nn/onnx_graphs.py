@@ -6,21 +6,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.nn.ort_compare import make
+
 F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
-
-
-def make(nodes, inputs, outputs, inits=()):
-    """An opset-17 ModelProto; inputs/outputs are (name, elem_type, shape) triples."""
-    g = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), name=k) for k, v in dict(inits).items()],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    return m
 
 
 def branch(nodes, outputs, inits=()):

@@ -25,14 +25,14 @@ def make(nodes, inputs, outputs, inits=(), opset=17) -> onnx.ModelProto:
     return m
 
 
-def compare(m, feeds, rtol=1e-5, atol=1e-5):
-    """Evaluates `m` with hepinfer and onnxruntime (one thread) and checks every output: shape,
-    dtype and values (NaN where onnxruntime has NaN)."""
+def compare(m, feeds, rtol=1e-5, atol=1e-5, n_threads=1):
+    """Evaluates `m` with hepinfer (`n_threads`) and onnxruntime (one thread) and checks every
+    output: shape, dtype and values (NaN where onnxruntime has NaN)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     ref = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
     mine = Model.load(m.SerializeToString())
-    out = mine.predict(dict(feeds))
+    out = mine.predict(dict(feeds), n_threads=n_threads)
     if not isinstance(out, dict):
         out = {mine.outputs[0].name: out}
     got = [out[t.name] for t in mine.outputs]

@@ -18,48 +18,22 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hepinfer
 from hepinfer.nn import Model
+from tests.nn import ort_compare
+from tests.nn.ort_compare import make
 
 F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
 RTOL, ATOL = 1e-5, 1e-6
 
 
 # ----------------------------------------------------------------------------- helpers
-def make(nodes, inputs, outputs, inits=(), opset=17):
-    """A ModelProto from nodes; inputs/outputs are (name, elem_type, shape) triples."""
-    g = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), name=k) for k, v in dict(inits).items()],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
-
-
 def run_ort(m, feeds):
     s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
     return s.run(None, feeds)
 
 
 def compare(m, feeds, rtol=RTOL, atol=ATOL, n_threads=1):
-    """Evaluates `m` with hepinfer and onnxruntime and checks every output."""
-    ref = run_ort(m, feeds)
-    mine = Model.load(m.SerializeToString())
-    out = mine.predict(dict(feeds), n_threads=n_threads)
-    if not isinstance(out, dict):
-        out = {mine.outputs[0].name: out}
-    got = [out[t.name] for t in mine.outputs]
-    assert len(got) == len(ref)
-    for g, r in zip(got, ref):
-        assert g.shape == r.shape, (g.shape, r.shape)
-        assert g.dtype == r.dtype, (g.dtype, r.dtype)
-        if r.dtype.kind == "f":
-            np.testing.assert_allclose(g, r, rtol=rtol, atol=atol, equal_nan=True)
-        else:
-            np.testing.assert_array_equal(g, r)
-    return got
+    """Evaluates `m` with hepinfer and onnxruntime and checks every output (this file's tolerances)."""
+    return ort_compare.compare(m, feeds, rtol=rtol, atol=atol, n_threads=n_threads)
 
 
 def unary(op, x, opset=17, **attrs):

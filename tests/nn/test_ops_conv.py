@@ -18,48 +18,14 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import hepinfer
 from hepinfer.nn import Model
+from tests.nn.ort_compare import compare, make
 
 F, I = TensorProto.FLOAT, TensorProto.INT64
 RTOL, ATOL = 1e-5, 1e-5
-
-
-def make(nodes, inputs, outputs, inits=(), opset=17):
-    """A ModelProto from nodes; inputs/outputs are (name, elem_type, shape) triples."""
-    g = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), name=k) for k, v in dict(inits).items()],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
-
-
-def compare(m, feeds, rtol=RTOL, atol=ATOL):
-    """Evaluates `m` with hepinfer and onnxruntime (one thread) and checks every output."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    ref = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
-    mine = Model.load(m.SerializeToString())
-    out = mine.predict(dict(feeds))
-    if not isinstance(out, dict):
-        out = {mine.outputs[0].name: out}
-    got = [out[t.name] for t in mine.outputs]
-    assert len(got) == len(ref)
-    for g, r in zip(got, ref):
-        assert g.shape == r.shape, (g.shape, r.shape)
-        assert g.dtype == r.dtype, (g.dtype, r.dtype)
-        if r.dtype.kind == "f":
-            np.testing.assert_allclose(g, r, rtol=rtol, atol=atol, equal_nan=True)
-        else:
-            np.testing.assert_array_equal(g, r)
-    return got
 
 
 def randn(rng, *shape):
