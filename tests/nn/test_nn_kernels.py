@@ -18,9 +18,10 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from hepinfer.nn import Model
+from tests.nn.ort_compare import compare, make
 
 F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
 # the environment variables that choose kernels (tests that force a choice start without them)
@@ -30,37 +31,6 @@ KERNEL_VARS = (
     "HEPINFER_DISABLE_AVX512",
     "HEPINFER_NN_NO_ZERO_SKIP",
 )
-
-
-def make(nodes, inputs, outputs, inits=(), opset=17):
-    g = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), name=k) for k, v in dict(inits).items()],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
-
-
-def compare(m, feeds, rtol=1e-5, atol=1e-5, n_threads=1):
-    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
-    mine = Model.load(m.SerializeToString())
-    out = mine.predict(dict(feeds), n_threads=n_threads)
-    if not isinstance(out, dict):
-        out = {mine.outputs[0].name: out}
-    got = [out[t.name] for t in mine.outputs]
-    assert len(got) == len(ref)
-    for g, r in zip(got, ref):
-        assert g.shape == r.shape, (g.shape, r.shape)
-        assert g.dtype == r.dtype
-        if r.dtype.kind == "f":
-            np.testing.assert_allclose(g, r, rtol=rtol, atol=atol, equal_nan=True)
-        else:
-            np.testing.assert_array_equal(g, r)
-    return got
 
 
 def randn(rng, *shape):
